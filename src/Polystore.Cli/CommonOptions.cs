@@ -1,0 +1,103 @@
+using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Polystore.Core.Configuration;
+using Spectre.Console;
+
+namespace Polystore.Cli;
+
+/// <summary>Options every command accepts, and how each command finds and loads its configuration.</summary>
+internal static class CommonOptions
+{
+    public static readonly Option<string?> Dir = new("--dir")
+    {
+        Description = "Config folder with postgresql.yaml, mongodb.yaml, redis.yaml. Default: $POLYSTORE_CONFIG_DIR, else the folder './run up' wrote while its servers run, else ./config.",
+        Recursive = true,
+        HelpName = "DIR",
+    };
+
+    public static readonly Option<bool> Json = new("--json")
+    {
+        Description = "Print machine-readable JSON on stdout instead of tables.",
+        Recursive = true,
+    };
+
+    public static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    /// <summary>Loads the config, or prints every problem (table or JSON) and returns null.</summary>
+    public static (PolystoreConfig? Config, ConfigLocation Location) LoadConfig(ParseResult parse)
+    {
+        var location = ConfigLocator.Locate(parse.GetValue(Dir));
+        try
+        {
+            return (PolystoreConfig.Load(location.Directory), location);
+        }
+        catch (ConfigException e)
+        {
+            PrintConfigErrors(e, location, parse.GetValue(Json));
+            return (null, location);
+        }
+    }
+
+    public static void PrintConfigErrors(ConfigException e, ConfigLocation location, bool json)
+    {
+        if (json)
+        {
+            WriteJson(new
+            {
+                valid = false,
+                directory = location.Directory,
+                errors = e.Errors.Select(x => new
+                {
+                    file = x.Source.File,
+                    line = x.Source.Line,
+                    column = x.Source.Column,
+                    environment_variable = x.Source.EnvironmentVariable,
+                    key = x.KeyPath,
+                    message = x.Message,
+                }),
+            });
+            return;
+        }
+        var console = Error;
+        console.MarkupLine($"[red bold]Invalid configuration[/] in [bold]{Markup.Escape(location.Directory)}[/] (found by {Markup.Escape(location.Reason)}): {e.Errors.Count} problem{(e.Errors.Count == 1 ? "" : "s")}");
+        // One compiler-style line per problem: readable, greppable, and never wrapped mid-key.
+        foreach (var error in e.Errors)
+        {
+            var where = error.Source.EnvironmentVariable is { } variable ? $"${variable}"
+                : error.Source.File is null ? null
+                : error.Source.Line > 0 ? $"{error.Source.File}:{error.Source.Line}:{error.Source.Column}" : error.Source.File;
+            var prefix = where is null ? "" : $"[yellow]{Markup.Escape(where)}[/]: ";
+            var key = error.KeyPath.Length > 0 ? $"[bold]{Markup.Escape(error.KeyPath)}[/]: " : "";
+            console.MarkupLine($"  {prefix}{key}{Markup.Escape(error.Message)}");
+        }
+    }
+
+    public static void WriteJson<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
+
+    /// <summary>Diagnostics and errors go to stderr so that stdout stays clean for --json.</summary>
+    public static readonly IAnsiConsole Error = CreateError();
+
+    private static IAnsiConsole CreateError()
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
+        if (Console.IsErrorRedirected) console.Profile.Width = RedirectedWidth;
+        return console;
+    }
+
+    /// <summary>Piped output is read by programs and logs: do not wrap it at 80 columns.</summary>
+    public static int RedirectedWidth =>
+        int.TryParse(Environment.GetEnvironmentVariable("COLUMNS"), out var columns) && columns > 40 ? columns : 200;
+
+    /// <summary>Call once at start-up.</summary>
+    public static void ConfigureConsole()
+    {
+        if (Console.IsOutputRedirected) AnsiConsole.Profile.Width = RedirectedWidth;
+    }
+}

@@ -1,0 +1,38 @@
+using System.CommandLine;
+using Polystore.Cli;
+using Polystore.Cli.Commands;
+
+CommonOptions.ConfigureConsole();
+var root = new RootCommand("""
+    polystore: one tool for applications that keep their data in PostgreSQL, MongoDB and Redis.
+
+    Every command reads the same config folder (see --dir) holding postgresql.yaml, mongodb.yaml
+    and redis.yaml. After './run up', commands find the private servers' config by themselves.
+
+    Exit codes: 0 ok, 1 unexpected failure, 2 invalid config or usage, 3 a store is unreachable,
+    4 doctor found a critical problem.
+    """)
+{
+    CommonOptions.Dir,
+    CommonOptions.Json,
+    ConfigCommand.Create(),
+    PingCommand.Create(),
+};
+
+var parse = root.Parse(args);
+if (parse.Errors.Count > 0)
+{
+    foreach (var error in parse.Errors) Console.Error.WriteLine(error.Message);
+    Console.Error.WriteLine("Run 'polystore --help' for usage.");
+    return ExitCodes.InvalidConfig;
+}
+try
+{
+    return await parse.InvokeAsync();
+}
+catch (Exception e) when (e is not OperationCanceledException)
+{
+    // Last resort: never print a stack trace with a connection string in it.
+    Console.Error.WriteLine($"polystore: {Polystore.Core.Redactor.RedactConnectionString(e.Message)}");
+    return ExitCodes.Failure;
+}

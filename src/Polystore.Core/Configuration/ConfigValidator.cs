@@ -1,0 +1,112 @@
+namespace Polystore.Core.Configuration;
+
+/// <summary>Checks ranges and cross-key rules once the types are right; every problem names its key.</summary>
+internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<string, ConfigSource>> sources)
+{
+    public List<ConfigError> Errors { get; } = [];
+
+    public void Validate(PostgresSettings s)
+    {
+        const string store = ConfigFiles.Postgres;
+        Require(store, "connection.host", !string.IsNullOrWhiteSpace(s.Connection.Host), "must not be empty");
+        Port(store, "connection.port", s.Connection.Port);
+        Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database), "must not be empty");
+        Require(store, "connection.user", !string.IsNullOrWhiteSpace(s.Connection.User), "must not be empty");
+        AtLeast(store, "connection.command_timeout", s.Connection.CommandTimeout, 0);
+        AtLeast(store, "pool.min_size", s.Pool.MinSize, 0);
+        AtLeast(store, "pool.max_size", s.Pool.MaxSize, 1);
+        AtLeast(store, "pool.max_overflow", s.Pool.MaxOverflow, 0);
+        AtLeast(store, "pool.pool_recycle", s.Pool.PoolRecycle, 0);
+        AtLeast(store, "pool.pool_timeout", s.Pool.PoolTimeout, 1);
+        Require(store, "pool.min_size", s.Pool.MinSize <= s.Pool.MaxSize, $"min_size ({s.Pool.MinSize}) is larger than max_size ({s.Pool.MaxSize})");
+        AtLeast(store, "performance.statement_cache_size", s.Performance.StatementCacheSize, 0);
+        AtLeast(store, "performance.prepared_statement_cache_size", s.Performance.PreparedStatementCacheSize, 0);
+        for (var i = 0; i < s.Replication.ReadReplicas.Count; i++)
+        {
+            var replica = s.Replication.ReadReplicas[i];
+            Require(store, $"replication.read_replicas[{i}].host", !string.IsNullOrWhiteSpace(replica.Host), "must not be empty");
+            Port(store, $"replication.read_replicas[{i}].port", replica.Port);
+        }
+    }
+
+    public void Validate(MongoSettings s)
+    {
+        const string store = ConfigFiles.Mongo;
+        var uriOk = s.Connection.Uri.StartsWith("mongodb://", StringComparison.Ordinal) || s.Connection.Uri.StartsWith("mongodb+srv://", StringComparison.Ordinal);
+        Require(store, "connection.uri", uriOk, $"must start with mongodb:// or mongodb+srv://; got {Redactor.RedactUrl(s.Connection.Uri)}");
+        Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database) && s.Connection.Database.IndexOfAny(['/', '\\', '.', ' ', '"', '$']) < 0,
+            "must be a database name without / \\ . space \" or $");
+        AtLeast(store, "pool.max_pool_size", s.Pool.MaxPoolSize, 1);
+        AtLeast(store, "pool.min_pool_size", s.Pool.MinPoolSize, 0);
+        Require(store, "pool.min_pool_size", s.Pool.MinPoolSize <= s.Pool.MaxPoolSize, $"min_pool_size ({s.Pool.MinPoolSize}) is larger than max_pool_size ({s.Pool.MaxPoolSize})");
+        AtLeast(store, "pool.max_idle_time_ms", s.Pool.MaxIdleTimeMs, 0);
+        AtLeast(store, "pool.wait_queue_timeout_ms", s.Pool.WaitQueueTimeoutMs, 0);
+        var w = s.Replication.WriteConcern.W;
+        Require(store, "replication.write_concern.w", w is null || w == "majority" || int.TryParse(w, out var n) && n >= 0,
+            $"'{w}' is not valid here; expected one of: majority, or a number of members (0, 1, 2, ...)");
+        if (s.Replication.WriteConcern.Wtimeout is { } wtimeout) AtLeast(store, "replication.write_concern.wtimeout", wtimeout, 0);
+        Require(store, "replication.write_concern.j", !(w == "0" && s.Replication.WriteConcern.J == true), "j: true contradicts w: 0 (unacknowledged writes cannot wait for the journal)");
+        if (s.Sharding.Enabled)
+            Require(store, "sharding.shard_key", !string.IsNullOrWhiteSpace(s.Sharding.ShardKey), "is required when sharding.enabled is true");
+        AtLeast(store, "sharding.chunk_size_mb", s.Sharding.ChunkSizeMb, 1);
+        Require(store, "sharding.chunk_size_mb", s.Sharding.ChunkSizeMb <= 1024, $"{s.Sharding.ChunkSizeMb} is above MongoDB's limit of 1024");
+    }
+
+    public void Validate(RedisSettings s)
+    {
+        const string store = ConfigFiles.Redis;
+        var urlOk = Uri.TryCreate(s.Connection.Url, UriKind.Absolute, out var url) && url.Scheme is "redis" or "rediss";
+        Require(store, "connection.url", urlOk, $"must look like redis://host:port or rediss://host:port; got {Redactor.RedactUrl(s.Connection.Url)}");
+        AtLeast(store, "connection.db", s.Connection.Db, 0);
+        AtLeast(store, "pool.max_connections", s.Pool.MaxConnections, 1);
+        AtLeast(store, "pool.min_idle", s.Pool.MinIdle, 0);
+        AtLeast(store, "pool.max_idle", s.Pool.MaxIdle, 0);
+        Require(store, "pool.min_idle", s.Pool.MaxIdle == 0 || s.Pool.MinIdle <= s.Pool.MaxIdle,
+            $"min_idle ({s.Pool.MinIdle}) is larger than max_idle ({s.Pool.MaxIdle})");
+        Require(store, "pool.max_idle", s.Pool.MaxIdle <= s.Pool.MaxConnections, $"max_idle ({s.Pool.MaxIdle}) is larger than max_connections ({s.Pool.MaxConnections})");
+        Require(store, "pool.connection_timeout", s.Pool.ConnectionTimeout > 0, "must be more than 0 seconds");
+        Require(store, "pool.socket_timeout", s.Pool.SocketTimeout > 0, "must be more than 0 seconds");
+        Require(store, "cluster.enabled", !(s.Cluster.Enabled && s.Sentinel.Enabled), "cluster and sentinel cannot both be enabled");
+        if (s.Cluster.Enabled)
+        {
+            Require(store, "cluster.nodes", s.Cluster.Nodes.Count > 0, "lists no node; give at least one redis://host:port");
+            Require(store, "connection.db", s.Connection.Db == 0, "Redis Cluster has only database 0");
+        }
+        for (var i = 0; i < s.Cluster.Nodes.Count; i++)
+        {
+            var ok = Uri.TryCreate(s.Cluster.Nodes[i], UriKind.Absolute, out var node) && node.Scheme is "redis" or "rediss" && node.Port > 0;
+            Require(store, $"cluster.nodes[{i}]", ok, $"must look like redis://host:port; got {Redactor.RedactUrl(s.Cluster.Nodes[i])}");
+        }
+        if (s.Sentinel.Enabled)
+        {
+            Require(store, "sentinel.master_name", !string.IsNullOrWhiteSpace(s.Sentinel.MasterName), "is required when sentinel.enabled is true");
+            Require(store, "sentinel.sentinels", s.Sentinel.Sentinels.Count > 0, "lists no sentinel; give at least one host and port");
+        }
+        for (var i = 0; i < s.Sentinel.Sentinels.Count; i++)
+        {
+            Require(store, $"sentinel.sentinels[{i}].host", !string.IsNullOrWhiteSpace(s.Sentinel.Sentinels[i].Host), "must not be empty");
+            Port(store, $"sentinel.sentinels[{i}].port", s.Sentinel.Sentinels[i].Port);
+        }
+    }
+
+    private void Port(string store, string key, int port) => Require(store, key, port is > 0 and <= 65535, $"{port} is not a TCP port (1-65535)");
+
+    private void AtLeast(string store, string key, int value, int minimum) =>
+        Require(store, key, value >= minimum, minimum == 0 ? $"{value} is negative; must be 0 or more" : $"{value} is too small; must be {minimum} or more");
+
+    private void Require(string store, string key, bool condition, string message)
+    {
+        if (condition) return;
+        var file = $"{store}.yaml";
+        var source = sources.TryGetValue(store, out var map) && FindSource(map, key) is { } found ? found : new ConfigSource(file, 0, 0);
+        Errors.Add(new ConfigError(source, key, message));
+    }
+
+    // A default that breaks a rule has no position of its own; point at the nearest enclosing key.
+    private static ConfigSource? FindSource(IReadOnlyDictionary<string, ConfigSource> map, string key)
+    {
+        for (var path = key; path.Length > 0; path = path.Contains('.', StringComparison.Ordinal) ? path[..path.LastIndexOf('.')] : "")
+            if (map.TryGetValue(path, out var source)) return source;
+        return null;
+    }
+}

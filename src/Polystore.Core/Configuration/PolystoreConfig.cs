@@ -1,0 +1,111 @@
+using System.Collections;
+using System.Globalization;
+using System.Reflection;
+
+namespace Polystore.Core.Configuration;
+
+/// <summary>The file names of a config folder, one per store.</summary>
+public static class ConfigFiles
+{
+    /// <summary>Store name and file stem for PostgreSQL.</summary>
+    public const string Postgres = "postgresql";
+    /// <summary>Store name and file stem for MongoDB.</summary>
+    public const string Mongo = "mongodb";
+    /// <summary>Store name and file stem for Redis.</summary>
+    public const string Redis = "redis";
+}
+
+/// <summary>One line of the effective configuration, with secrets already hidden.</summary>
+/// <param name="Store">postgresql, mongodb or redis.</param>
+/// <param name="Key">Dotted key path.</param>
+/// <param name="Value">The value as text, secrets masked.</param>
+/// <param name="Source">Where the value came from.</param>
+public sealed record ConfigEntry(string Store, string Key, string Value, ConfigSource Source);
+
+/// <summary>
+/// A loaded and validated config folder. A store whose file is absent (and which no environment
+/// variable configures) is null: that store is simply not used.
+/// </summary>
+public sealed class PolystoreConfig
+{
+    private readonly Dictionary<string, IReadOnlyDictionary<string, ConfigSource>> _sources;
+
+    internal PolystoreConfig(string? directory, PostgresSettings? postgres, MongoSettings? mongo, RedisSettings? redis,
+        Dictionary<string, IReadOnlyDictionary<string, ConfigSource>> sources)
+    {
+        Directory = directory;
+        Postgres = postgres;
+        Mongo = mongo;
+        Redis = redis;
+        _sources = sources;
+    }
+
+    /// <summary>The folder the files were read from, if any.</summary>
+    public string? Directory { get; }
+    /// <summary>postgresql.yaml, or null when PostgreSQL is not configured.</summary>
+    public PostgresSettings? Postgres { get; }
+    /// <summary>mongodb.yaml, or null when MongoDB is not configured.</summary>
+    public MongoSettings? Mongo { get; }
+    /// <summary>redis.yaml, or null when Redis is not configured.</summary>
+    public RedisSettings? Redis { get; }
+
+    /// <summary>Loads <paramref name="directory"/>; throws <see cref="ConfigException"/> listing every problem.</summary>
+    /// <param name="directory">The config folder.</param>
+    /// <param name="environment">Variables for ${VAR} and overrides; the process environment when null.</param>
+    public static PolystoreConfig Load(string directory, IReadOnlyDictionary<string, string>? environment = null) =>
+        ConfigLoader.Load(directory, environment ?? ProcessEnvironment());
+
+    /// <summary>Where a key's value came from (file position, environment variable, or default).</summary>
+    public ConfigSource SourceOf(string store, string key) =>
+        _sources.TryGetValue(store, out var map) && map.TryGetValue(key, out var source) ? source : ConfigSource.Default;
+
+    /// <summary>Every effective setting, secrets masked, for printing.</summary>
+    public IReadOnlyList<ConfigEntry> Describe()
+    {
+        var entries = new List<ConfigEntry>();
+        if (Postgres is not null) Flatten(ConfigFiles.Postgres, Postgres, "", secret: false, entries);
+        if (Mongo is not null) Flatten(ConfigFiles.Mongo, Mongo, "", secret: false, entries);
+        if (Redis is not null) Flatten(ConfigFiles.Redis, Redis, "", secret: false, entries);
+        return entries;
+    }
+
+    private void Flatten(string store, object? value, string path, bool secret, List<ConfigEntry> entries)
+    {
+        switch (value)
+        {
+            case null:
+                entries.Add(new(store, path, "(unset)", SourceOf(store, path)));
+                return;
+            case string text:
+                entries.Add(new(store, path, secret ? RedactSecret(text) : text, SourceOf(store, path)));
+                return;
+            case bool flag:
+                entries.Add(new(store, path, flag ? "true" : "false", SourceOf(store, path)));
+                return;
+            case Enum:
+                entries.Add(new(store, path, ConfigBinder.EnumName(value), SourceOf(store, path)));
+                return;
+            case IFormattable number:
+                entries.Add(new(store, path, number.ToString(null, CultureInfo.InvariantCulture), SourceOf(store, path)));
+                return;
+            case IList list:
+                if (list.Count == 0) entries.Add(new(store, path, "[]", SourceOf(store, path)));
+                for (var i = 0; i < list.Count; i++) Flatten(store, list[i], $"{path}[{i}]", secret, entries);
+                return;
+        }
+        foreach (var property in value.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
+            Flatten(store, property.GetValue(value), ConfigBinder.Join(path, ConfigBinder.KeyOf(property)),
+                secret || property.GetCustomAttribute<SecretAttribute>() is not null, entries);
+    }
+
+    // A secret URL keeps its host visible: only the credentials are hidden.
+    private static string RedactSecret(string text) => text.Contains("://", StringComparison.Ordinal) ? Redactor.RedactUrl(text) : Redactor.Mask;
+
+    internal static IReadOnlyDictionary<string, string> ProcessEnvironment()
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (DictionaryEntry entry in Environment.GetEnvironmentVariables())
+            if (entry.Key is string key && entry.Value is string value) result[key] = value;
+        return result;
+    }
+}

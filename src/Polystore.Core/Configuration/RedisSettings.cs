@@ -1,0 +1,73 @@
+namespace Polystore.Core.Configuration;
+
+/// <summary>The contents of <c>redis.yaml</c>, in the seed's shape.</summary>
+public sealed class RedisSettings
+{
+    /// <summary>Server address, password and database.</summary>
+    public RedisConnectionSettings Connection { get; init; } = new();
+    /// <summary>Connection limits and timeouts.</summary>
+    public RedisPoolSettings Pool { get; init; } = new();
+    /// <summary>Redis Cluster nodes.</summary>
+    public RedisClusterSettings Cluster { get; init; } = new();
+    /// <summary>Redis Sentinel.</summary>
+    public RedisSentinelSettings Sentinel { get; init; } = new();
+}
+
+/// <summary><c>connection:</c> in redis.yaml.</summary>
+public sealed class RedisConnectionSettings
+{
+    /// <summary>redis:// or rediss:// (TLS) URL; a password inside it is never printed.</summary>
+    [Secret] public string Url { get; init; } = "redis://localhost:6379";
+    /// <summary>Password (AUTH); overrides one inside <see cref="Url"/>.</summary>
+    [Secret] public string? Password { get; init; }
+    /// <summary>Database number (standalone and sentinel only).</summary>
+    public int Db { get; init; }
+    /// <summary>Client name shown in CLIENT LIST.</summary>
+    public string ClientName { get; init; } = "polystore";
+}
+
+/// <summary><c>pool:</c> in redis.yaml. A multiplexer shares one connection per server, so only the timeouts map directly.</summary>
+public sealed class RedisPoolSettings
+{
+    /// <summary>Upper bound on connections this process opens (checked, see the README's mapping).</summary>
+    public int MaxConnections { get; init; } = 100;
+    /// <summary>Accepted for compatibility; a multiplexer keeps its connections open.</summary>
+    public int MinIdle { get; init; }
+    /// <summary>Accepted for compatibility; a multiplexer keeps its connections open.</summary>
+    public int MaxIdle { get; init; }
+    /// <summary>Seconds to connect.</summary>
+    public double ConnectionTimeout { get; init; } = 5;
+    /// <summary>Seconds a command may wait for its reply.</summary>
+    public double SocketTimeout { get; init; } = 5;
+}
+
+/// <summary><c>cluster:</c> in redis.yaml.</summary>
+public sealed class RedisClusterSettings
+{
+    /// <summary>Connect to a Redis Cluster through <see cref="Nodes"/>.</summary>
+    public bool Enabled { get; init; }
+    /// <summary>Seed nodes as redis:// URLs; the rest of the cluster is discovered.</summary>
+    public List<string> Nodes { get; init; } = [];
+}
+
+/// <summary><c>sentinel:</c> in redis.yaml.</summary>
+public sealed class RedisSentinelSettings
+{
+    /// <summary>Find the primary through Sentinel.</summary>
+    public bool Enabled { get; init; }
+    /// <summary>The monitored primary's name.</summary>
+    public string? MasterName { get; init; }
+    /// <summary>Sentinel endpoints.</summary>
+    public List<RedisHost> Sentinels { get; init; } = [];
+    /// <summary>Password for the Sentinels themselves, if they require one.</summary>
+    [Secret] public string? Password { get; init; }
+}
+
+/// <summary>A host and port.</summary>
+public sealed class RedisHost
+{
+    /// <summary>Host name or address.</summary>
+    public string Host { get; init; } = "";
+    /// <summary>Port.</summary>
+    public int Port { get; init; } = 26379;
+}

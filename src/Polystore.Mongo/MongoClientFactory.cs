@@ -1,0 +1,43 @@
+using MongoDB.Driver;
+using Polystore.Core.Configuration;
+
+namespace Polystore.Mongo;
+
+/// <summary>The one place where mongodb.yaml becomes <see cref="MongoClientSettings"/>.</summary>
+public static class MongoClientFactory
+{
+    /// <summary>Driver settings for <paramref name="settings"/>; YAML keys win over options inside the URI.</summary>
+    public static MongoClientSettings BuildClientSettings(MongoSettings settings)
+    {
+        var client = MongoClientSettings.FromConnectionString(settings.Connection.Uri);
+        client.MaxConnectionPoolSize = settings.Pool.MaxPoolSize;
+        client.MinConnectionPoolSize = settings.Pool.MinPoolSize;
+        if (settings.Pool.MaxIdleTimeMs > 0) client.MaxConnectionIdleTime = TimeSpan.FromMilliseconds(settings.Pool.MaxIdleTimeMs);
+        client.WaitQueueTimeout = TimeSpan.FromMilliseconds(settings.Pool.WaitQueueTimeoutMs);
+        if (settings.Replication.ReplicaSet is { Length: > 0 } replicaSet) client.ReplicaSetName = replicaSet;
+        client.ReadPreference = new ReadPreference(settings.Replication.ReadPreference switch
+        {
+            MongoReadPreference.Primary => ReadPreferenceMode.Primary,
+            MongoReadPreference.PrimaryPreferred => ReadPreferenceMode.PrimaryPreferred,
+            MongoReadPreference.Secondary => ReadPreferenceMode.Secondary,
+            MongoReadPreference.SecondaryPreferred => ReadPreferenceMode.SecondaryPreferred,
+            _ => ReadPreferenceMode.Nearest,
+        });
+        var wc = settings.Replication.WriteConcern;
+        if (wc.W is not null || wc.J is not null || wc.Wtimeout is not null)
+        {
+            WriteConcern.WValue? w = wc.W switch
+            {
+                null => null,
+                "majority" => WriteConcern.WMajority.W,
+                _ => new WriteConcern.WCount(int.Parse(wc.W, System.Globalization.CultureInfo.InvariantCulture)),
+            };
+            client.WriteConcern = new WriteConcern(
+                w: w is null ? default(Optional<WriteConcern.WValue?>) : w,
+                wTimeout: wc.Wtimeout is { } ms ? TimeSpan.FromMilliseconds(ms) : default(Optional<TimeSpan?>),
+                journal: wc.J is { } j ? j : default(Optional<bool?>));
+        }
+        client.ApplicationName ??= "polystore";
+        return client;
+    }
+}

@@ -1,0 +1,62 @@
+using Npgsql;
+using Polystore.Core.Configuration;
+
+namespace Polystore.Postgres;
+
+/// <summary>
+/// The one place where postgresql.yaml becomes Npgsql settings. See the README's configuration
+/// reference for why each key maps the way it does.
+/// </summary>
+public static class PostgresConnectionFactory
+{
+    /// <summary>How long a connection above <c>min_size</c> may sit idle before the pool closes it (Npgsql's pruning).</summary>
+    public const int OverflowIdleSeconds = 60;
+
+    /// <summary>Seconds between keepalive round trips on idle connections when <c>pool_pre_ping</c> is on.</summary>
+    public const int PrePingKeepAliveSeconds = 30;
+
+    /// <summary>The connection string for the primary and every replica (Npgsql's multi-host syntax).</summary>
+    public static NpgsqlConnectionStringBuilder BuildConnectionString(PostgresSettings settings)
+    {
+        var c = settings.Connection;
+        var hosts = new List<string> { HostPort(c.Host, c.Port) };
+        hosts.AddRange(settings.Replication.ReadReplicas.Select(r => HostPort(r.Host, r.Port)));
+        var builder = new NpgsqlConnectionStringBuilder
+        {
+            Host = string.Join(',', hosts),
+            Database = c.Database,
+            Username = c.User,
+            Password = c.Password,
+            SslMode = c.Sslmode switch
+            {
+                PostgresSslMode.Disable => SslMode.Disable,
+                PostgresSslMode.Allow => SslMode.Allow,
+                PostgresSslMode.Prefer => SslMode.Prefer,
+                PostgresSslMode.Require => SslMode.Require,
+                PostgresSslMode.VerifyCa => SslMode.VerifyCA,
+                _ => SslMode.VerifyFull,
+            },
+            ApplicationName = c.ApplicationName,
+            CommandTimeout = c.CommandTimeout,
+            // Npgsql has no overflow: the hard ceiling is max_size + max_overflow, and connections
+            // above min_size are pruned once idle, which is what SQLAlchemy's overflow does.
+            MinPoolSize = settings.Pool.MinSize,
+            MaxPoolSize = settings.Pool.MaxSize + settings.Pool.MaxOverflow,
+            ConnectionIdleLifetime = OverflowIdleSeconds,
+            ConnectionLifetime = settings.Pool.PoolRecycle,
+            // Npgsql waits up to Timeout both to connect and for a free pooled connection.
+            Timeout = settings.Pool.PoolTimeout,
+            // asyncpg's statement_cache_size = 0 means "never prepare" (PgBouncer transaction mode).
+            MaxAutoPrepare = settings.Performance.StatementCacheSize == 0
+                ? 0
+                : Math.Min(settings.Performance.StatementCacheSize, settings.Performance.PreparedStatementCacheSize),
+            AutoPrepareMinUsages = 2,
+            Options = settings.Performance.Jit ? null : "-c jit=off",
+            LoadBalanceHosts = settings.Replication.LoadBalance == PostgresLoadBalance.RoundRobin && settings.Replication.ReadReplicas.Count > 0,
+            KeepAlive = settings.Pool.PoolPrePing ? PrePingKeepAliveSeconds : 0,
+        };
+        return builder;
+    }
+
+    private static string HostPort(string host, int port) => host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+}

@@ -1,0 +1,69 @@
+using System.Globalization;
+using Polystore.Core.Configuration;
+using StackExchange.Redis;
+
+namespace Polystore.Redis;
+
+/// <summary>
+/// The one place where redis.yaml becomes StackExchange.Redis <see cref="ConfigurationOptions"/>
+/// for standalone, cluster and sentinel deployments.
+/// </summary>
+public static class RedisConnectionFactory
+{
+    /// <summary>Options for <paramref name="settings"/>.</summary>
+    public static ConfigurationOptions BuildOptions(RedisSettings settings)
+    {
+        var url = new Uri(settings.Connection.Url);
+        var (urlUser, urlPassword) = UserInfo(url);
+        var options = new ConfigurationOptions
+        {
+            Ssl = url.Scheme == "rediss",
+            User = urlUser,
+            Password = settings.Connection.Password ?? urlPassword,
+            ClientName = settings.Connection.ClientName,
+            ConnectTimeout = Milliseconds(settings.Pool.ConnectionTimeout),
+            SyncTimeout = Milliseconds(settings.Pool.SocketTimeout),
+            AsyncTimeout = Milliseconds(settings.Pool.SocketTimeout),
+            // Keep retrying in the background so a restarted server is picked up without a process restart.
+            AbortOnConnectFail = false,
+            ConnectRetry = 3,
+        };
+        if (settings.Cluster.Enabled)
+        {
+            foreach (var node in settings.Cluster.Nodes)
+            {
+                var nodeUri = new Uri(node);
+                options.EndPoints.Add(nodeUri.Host, nodeUri.Port);
+                var (_, nodePassword) = UserInfo(nodeUri);
+                options.Password ??= nodePassword;
+            }
+        }
+        else if (settings.Sentinel.Enabled)
+        {
+            // With ServiceName set, the multiplexer asks these sentinels for the primary and follows failovers.
+            options.ServiceName = settings.Sentinel.MasterName;
+            foreach (var sentinel in settings.Sentinel.Sentinels) options.EndPoints.Add(sentinel.Host, sentinel.Port);
+            options.DefaultDatabase = settings.Connection.Db;
+        }
+        else
+        {
+            options.EndPoints.Add(url.Host, url.IsDefaultPort || url.Port <= 0 ? 6379 : url.Port);
+            var pathDb = url.AbsolutePath.Trim('/');
+            options.DefaultDatabase = settings.Connection.Db != 0 || pathDb.Length == 0
+                ? settings.Connection.Db
+                : int.Parse(pathDb, CultureInfo.InvariantCulture);
+        }
+        return options;
+    }
+
+    private static int Milliseconds(double seconds) => (int)Math.Round(seconds * 1000);
+
+    private static (string? User, string? Password) UserInfo(Uri url)
+    {
+        if (url.UserInfo.Length == 0) return (null, null);
+        var colon = url.UserInfo.IndexOf(':', StringComparison.Ordinal);
+        if (colon < 0) return (Uri.UnescapeDataString(url.UserInfo), null);
+        var user = Uri.UnescapeDataString(url.UserInfo[..colon]);
+        return (user.Length == 0 ? null : user, Uri.UnescapeDataString(url.UserInfo[(colon + 1)..]));
+    }
+}
