@@ -84,7 +84,7 @@ public static class BulkUpsert
         var bulkOptions = new BulkWriteOptions { IsOrdered = false };
         foreach (var (start, count) in BatchRanges(items.Count, options.BatchSize))
         {
-            var models = BuildModels(items, start, count);
+            var models = BuildModelList(items, start, count);
             batches++;
             try
             {
@@ -120,8 +120,17 @@ public static class BulkUpsert
         for (var start = 0; start < total; start += batchSize) yield return (start, Math.Min(batchSize, total - start));
     }
 
-    /// <summary>The write models of items <paramref name="start"/>..start+count-1, exactly as sent.</summary>
-    internal static List<WriteModel<BsonDocument>> BuildModels(IReadOnlyList<UpsertItem> items, int start, int count)
+    /// <summary>The write models of items <paramref name="start"/>..start+count-1, exactly as <see cref="UpsertAsync"/> sends them.</summary>
+    public static IReadOnlyList<WriteModel<BsonDocument>> BuildModels(IReadOnlyList<UpsertItem> items, int start, int count)
+    {
+        ArgumentNullException.ThrowIfNull(items);
+        ArgumentOutOfRangeException.ThrowIfNegative(start);
+        ArgumentOutOfRangeException.ThrowIfNegative(count);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(start + count, items.Count, nameof(count));
+        return BuildModelList(items, start, count);
+    }
+
+    private static List<WriteModel<BsonDocument>> BuildModelList(IReadOnlyList<UpsertItem> items, int start, int count)
     {
         var models = new List<WriteModel<BsonDocument>>(count);
         for (var i = start; i < start + count; i++)

@@ -19,12 +19,16 @@ public sealed class MongoStore : IDisposable
     }
 
     /// <summary>Creates the client from <paramref name="settings"/> via <see cref="MongoClientFactory"/>.</summary>
-    public static MongoStore Create(MongoSettings settings)
+    /// <param name="settings">mongodb.yaml.</param>
+    /// <param name="configure">Optional last changes to the driver settings (for example a short server selection timeout for a CLI).</param>
+    public static MongoStore Create(MongoSettings settings, Action<MongoClientSettings>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         if (string.IsNullOrWhiteSpace(settings.Connection.Database))
             throw new ArgumentException("mongodb.yaml connection.database is empty", nameof(settings));
-        return new MongoStore(settings, new MongoClient(MongoClientFactory.BuildClientSettings(settings)));
+        var clientSettings = MongoClientFactory.BuildClientSettings(settings);
+        configure?.Invoke(clientSettings);
+        return new MongoStore(settings, new MongoClient(clientSettings));
     }
 
     /// <summary>The settings the client was built from.</summary>
