@@ -286,3 +286,59 @@ public sealed class IndexServerTests
         }
     }
 }
+
+public sealed class IndexPlanTests
+{
+    private static readonly BsonDocument[] Existing =
+    [
+        BsonDocument.Parse("""{ "v": 2, "key": { "_id": 1 }, "name": "_id_" }"""),
+        BsonDocument.Parse("""{ "v": 2, "key": { "email": 1 }, "name": "email_1" }"""),
+        BsonDocument.Parse("""{ "v": 2, "key": { "nick": 1 }, "name": "nick_1" }"""),
+        BsonDocument.Parse("""{ "v": 2, "key": { "region": 1, "created_at": -1 }, "name": "region_1_created_at_-1" }"""),
+    ];
+
+    [Fact]
+    public void Without_flags_only_missing_indexes_are_created_and_nothing_is_dropped()
+    {
+        var (report, commands) = MongoIndexes.Plan("users", MongoIndexes.SeedUserIndexes(), Existing);
+        Assert.Equal(BsonDocument.Parse("""
+            { "createIndexes": "users", "indexes": [
+                { "key": { "status": 1, "last_login": -1 }, "name": "status_1_last_login_-1" },
+                { "key": { "location": "2dsphere" }, "name": "location_2dsphere", "sparse": true } ] }
+            """), Assert.Single(commands));
+        Assert.Equal(
+            [("email_1", IndexState.Differs, IndexAction.None), ("region_1_created_at_-1", IndexState.Matches, IndexAction.None),
+             ("status_1_last_login_-1", IndexState.Missing, IndexAction.Created), ("location_2dsphere", IndexState.Missing, IndexAction.Created),
+             ("nick_1", IndexState.Undeclared, IndexAction.None)],
+            report.Select(r => (r.Name, r.State, r.Action)));
+    }
+
+    [Fact]
+    public void Flags_drop_differing_and_undeclared_indexes_before_creating()
+    {
+        var (report, commands) = MongoIndexes.Plan("users", MongoIndexes.SeedUserIndexes(), Existing,
+            new IndexEnsureOptions { RecreateDiffering = true, DropUndeclared = true }, WriteConcern.WMajority);
+        Assert.Equal(
+        [
+            BsonDocument.Parse("""{ "dropIndexes": "users", "index": "email_1", "writeConcern": { "w": "majority" } }"""),
+            BsonDocument.Parse("""{ "dropIndexes": "users", "index": "nick_1", "writeConcern": { "w": "majority" } }"""),
+            BsonDocument.Parse("""
+                { "createIndexes": "users", "indexes": [
+                    { "key": { "email": 1 }, "name": "email_1", "unique": true },
+                    { "key": { "status": 1, "last_login": -1 }, "name": "status_1_last_login_-1" },
+                    { "key": { "location": "2dsphere" }, "name": "location_2dsphere", "sparse": true } ],
+                  "writeConcern": { "w": "majority" } }
+                """),
+        ], commands);
+        Assert.Equal(IndexAction.Recreated, report.Single(r => r.Name == "email_1").Action);
+        Assert.Equal(IndexAction.Dropped, report.Single(r => r.Name == "nick_1").Action);
+    }
+
+    [Fact]
+    public void Matching_indexes_send_nothing()
+    {
+        var (report, commands) = MongoIndexes.Plan("users", [MongoIndexes.SeedUserIndexes()[1]], Existing[..1].Append(Existing[3]).ToArray());
+        Assert.Empty(commands);
+        Assert.Equal(IndexState.Matches, Assert.Single(report).State);
+    }
+}

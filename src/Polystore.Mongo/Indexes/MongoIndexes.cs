@@ -143,43 +143,55 @@ public static class MongoIndexes
     {
         ArgumentNullException.ThrowIfNull(database);
         Validate(declarations);
-        options ??= new IndexEnsureOptions();
-        var writeConcern = database.Settings.WriteConcern;
         var report = new List<IndexDiff>();
-        foreach (var group in declarations.GroupBy(d => d.Collection, StringComparer.Ordinal))
+        foreach (var collection in declarations.Select(d => d.Collection).Distinct(StringComparer.Ordinal))
         {
-            var existing = await ListIndexesAsync(database, group.Key, cancellationToken).ConfigureAwait(false);
-            var diffs = Diff(group.Key, [.. group], existing);
-            var toCreate = new List<IndexDeclaration>();
-            var final = new List<IndexDiff>();
-            foreach (var diff in diffs)
-            {
-                var declaration = group.FirstOrDefault(d => d.EffectiveName == diff.Name);
-                switch (diff.State)
-                {
-                    case IndexState.Missing:
-                        toCreate.Add(declaration!);
-                        final.Add(diff with { Action = IndexAction.Created });
-                        break;
-                    case IndexState.Differs when options.RecreateDiffering:
-                        await RunAsync(database, DropIndexCommand(group.Key, diff.Existing!["name"].AsString, writeConcern), cancellationToken).ConfigureAwait(false);
-                        toCreate.Add(declaration!);
-                        final.Add(diff with { Action = IndexAction.Recreated });
-                        break;
-                    case IndexState.Undeclared when options.DropUndeclared:
-                        await RunAsync(database, DropIndexCommand(group.Key, diff.Name, writeConcern), cancellationToken).ConfigureAwait(false);
-                        final.Add(diff with { Action = IndexAction.Dropped });
-                        break;
-                    default:
-                        final.Add(diff);
-                        break;
-                }
-            }
-            if (toCreate.Count > 0)
-                await RunAsync(database, CreateIndexesCommand(group.Key, toCreate, writeConcern), cancellationToken).ConfigureAwait(false);
-            report.AddRange(final);
+            var existing = await ListIndexesAsync(database, collection, cancellationToken).ConfigureAwait(false);
+            var (diffs, commands) = Plan(collection, declarations, existing, options, database.Settings.WriteConcern);
+            foreach (var command in commands)
+                await database.RunCommandAsync<BsonDocument>(command, ReadPreference.Primary, cancellationToken).ConfigureAwait(false);
+            report.AddRange(diffs);
         }
         return report;
+    }
+
+    /// <summary>
+    /// What <see cref="EnsureIndexesAsync"/> does for one collection given its <c>listIndexes</c> output: the report
+    /// (with actions) and the commands, in order (drops first, then one <c>createIndexes</c>). Pure.
+    /// </summary>
+    public static (IReadOnlyList<IndexDiff> Report, IReadOnlyList<BsonDocument> Commands) Plan(string collection,
+        IReadOnlyList<IndexDeclaration> declarations, IReadOnlyList<BsonDocument> existing, IndexEnsureOptions? options = null, WriteConcern? writeConcern = null)
+    {
+        options ??= new IndexEnsureOptions();
+        var mine = declarations.Where(d => d.Collection == collection).ToList();
+        var toCreate = new List<IndexDeclaration>();
+        var commands = new List<BsonDocument>();
+        var report = new List<IndexDiff>();
+        foreach (var diff in Diff(collection, mine, existing))
+        {
+            var declaration = mine.FirstOrDefault(d => d.EffectiveName == diff.Name);
+            switch (diff.State)
+            {
+                case IndexState.Missing:
+                    toCreate.Add(declaration!);
+                    report.Add(diff with { Action = IndexAction.Created });
+                    break;
+                case IndexState.Differs when options.RecreateDiffering:
+                    commands.Add(DropIndexCommand(collection, diff.Existing!["name"].AsString, writeConcern));
+                    toCreate.Add(declaration!);
+                    report.Add(diff with { Action = IndexAction.Recreated });
+                    break;
+                case IndexState.Undeclared when options.DropUndeclared:
+                    commands.Add(DropIndexCommand(collection, diff.Name, writeConcern));
+                    report.Add(diff with { Action = IndexAction.Dropped });
+                    break;
+                default:
+                    report.Add(diff);
+                    break;
+            }
+        }
+        if (toCreate.Count > 0) commands.Add(CreateIndexesCommand(collection, toCreate, writeConcern));
+        return (report, commands);
     }
 
     /// <summary>The server's index specs of a collection (empty when the collection does not exist).</summary>
@@ -189,9 +201,6 @@ public static class MongoIndexes
         using var cursor = await database.GetCollection<BsonDocument>(collection).Indexes.ListAsync(cancellationToken).ConfigureAwait(false);
         return await cursor.ToListAsync(cancellationToken).ConfigureAwait(false);
     }
-
-    private static Task<BsonDocument> RunAsync(IMongoDatabase database, BsonDocument command, CancellationToken cancellationToken) =>
-        database.RunCommandAsync<BsonDocument>(command, ReadPreference.Primary, cancellationToken);
 
     private static List<string> Compare(BsonDocument declared, BsonDocument existing)
     {
