@@ -5,5 +5,5 @@ if [ -f "$CONFIG/mongodb.yaml" ]; then
 else
   say "polystore mongo   (no MongoDB server here: the exact pipeline and commands it would send, as JSON)"
   polystore mongo --users 200 --batch-size 50 || warn "polystore mongo failed (exit $?)"
-  say "to run it against a server: POLYSTORE_TEST_MONGO=mongodb://host:port ./run demo   (or put a mongodb.yaml in the config folder)"
+  say "to run it against a server: ./run down; POLYSTORE_TEST_MONGO=mongodb://host:port ./run demo   (or put a mongodb.yaml in the config folder)"
 fi

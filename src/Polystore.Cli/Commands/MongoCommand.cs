@@ -45,8 +45,8 @@ internal static class MongoCommand
     };
 
     private const string Hint =
-        "No MongoDB server is configured. To run this against one: set POLYSTORE_TEST_MONGO=mongodb://host:port and run './run up' again " +
-        "(it writes mongodb.yaml into the private config), or put a mongodb.yaml in the config folder (see config/mongodb.yaml).";
+        "No MongoDB server is configured. To run this against one: './run down', then 'POLYSTORE_TEST_MONGO=mongodb://host:port ./run demo' " +
+        "(./run up writes mongodb.yaml into the private config), or put a mongodb.yaml in the config folder (see config/mongodb.yaml).";
 
     public static Command Create()
     {
