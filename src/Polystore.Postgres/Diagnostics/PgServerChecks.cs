@@ -39,7 +39,7 @@ internal static class PgServerChecks
             var limit = Math.Min(s.Max, columnLimit);
             var ratio = (double)s.Last!.Value / limit;
             if (ratio < ctx.Options.SequenceWarning) continue;
-            var narrowColumn = columnLimit < s.Max && s.Table is not null;
+            var narrowColumn = columnLimit < long.MaxValue && s.Table is not null; // widening the column (and sequence) is the fix
             var remedy = narrowColumn
                 ? $"ALTER TABLE {Qualified(s.Schema, s.Table!)} ALTER COLUMN {QuoteIdent(s.Column!)} TYPE bigint;  -- rewrites the table under an exclusive lock: plan a window\nALTER SEQUENCE {Qualified(s.Schema, s.Name)} AS bigint;"
                 : $"ALTER SEQUENCE {Qualified(s.Schema, s.Name)} AS bigint MAXVALUE 9223372036854775807;";
