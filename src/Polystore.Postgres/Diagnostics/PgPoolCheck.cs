@@ -43,7 +43,7 @@ internal static class PgPoolCheck
             serverRatio >= ctx.Options.PoolWarning ? Severity.Warning : Severity.Info,
             $"Server view: {total} sessions named '{app}' ({active} active, {idle} idle); the configured pool allows {perProcess} per process",
             Evidence(("application_name", app), ("sessions", total), ("active", active), ("idle", idle), ("pool_max_per_process", perProcess),
-                ("npgsql_pools_in_this_process", pools.Keys.Count(k => k != PgContext.PoolName)),
+                ("npgsql_pools_in_this_process", pools.Count(p => p.Key != PgContext.PoolName && p.Value.Max > 0)),
                 ("visibility", ctx.ApplicationPool is null
                     ? "this process is polystore doctor, not the application: its pools are not the application's; call PostgresDiagnostics from the application (with its data source) to see them"
                     : "the application's pool is in this process")),

@@ -101,6 +101,7 @@ public sealed class RedisDiagnostics : IAsyncDisposable
         if (_user is { Length: > 0 }) cli += $" --user {_user}";
         if (HasPassword) cli += " --askpass";
         if (_database != 0) cli += $" -n {_database}";
+        if (_settings.Cluster.Enabled) cli += " -c"; // follow MOVED redirections for key commands
         return cli;
     }
 
