@@ -141,4 +141,23 @@ public sealed class DoctorCommandTests
         Assert.Contains(findings, f => f.GetProperty("check").GetString() == "pg.configured");
         Assert.DoesNotContain("pw-not-printed", result.Stdout + result.Stderr, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public async Task Checks_that_overrun_their_timeout_become_findings_and_the_report_still_prints()
+    {
+        var result = await CliRunner.RunAsync(Env, "doctor", "--json", "--timeout", "0.001");
+
+        Assert.Equal(0, result.ExitCode); // timeouts are warnings, not criticals
+        using var json = JsonDocument.Parse(result.Stdout);
+        var checks = json.RootElement.GetProperty("checks").EnumerateArray().ToList();
+        Assert.Contains(checks, c => c.GetProperty("outcome").GetString() == "timed_out");
+        var findings = json.RootElement.GetProperty("findings").EnumerateArray().ToList();
+        foreach (var check in checks.Where(c => c.GetProperty("outcome").GetString() == "timed_out"))
+        {
+            var name = check.GetProperty("name").GetString();
+            var f = Assert.Single(findings, x => x.GetProperty("check").GetString() == name);
+            Assert.Equal("warning", f.GetProperty("severity").GetString());
+            Assert.Contains("did not finish within", f.GetProperty("title").GetString(), StringComparison.Ordinal);
+        }
+    }
 }

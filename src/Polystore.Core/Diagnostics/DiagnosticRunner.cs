@@ -93,8 +93,8 @@ public static class DiagnosticRunner
         catch (Exception e) when (!cancellationToken.IsCancellationRequested && (e is TimeoutException || (cts.IsCancellationRequested && (e is OperationCanceledException || IsTimeout(e)))))
         {
             var finding = new Finding(check.Store, check.Name, Severity.Warning,
-                $"{check.Name} did not finish within {timeout.TotalSeconds:0.#} s; what it looks at was not seen",
-                new Dictionary<string, string> { ["timeout_s"] = timeout.TotalSeconds.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture) },
+                $"{check.Name} did not finish within {timeout.TotalSeconds:0.###} s; what it looks at was not seen",
+                new Dictionary<string, string> { ["timeout_s"] = timeout.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture) },
                 "Re-run with a longer timeout (polystore doctor --timeout SECONDS), and check the server's load: a slow catalog query is a symptom too.");
             return ([finding], new CheckResult(check.Store, check.Name, CheckOutcome.TimedOut, watch.Elapsed, 1));
         }
