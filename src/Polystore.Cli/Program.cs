@@ -18,6 +18,7 @@ var root = new RootCommand("""
     ConfigCommand.Create(),
     PingCommand.Create(),
     MongoCommand.Create(),
+    DoctorCommand.Create(),
 };
 
 var parse = root.Parse(args);

@@ -1,0 +1,257 @@
+using System.CommandLine;
+using System.Globalization;
+using Npgsql;
+using Polystore.Core;
+using Polystore.Core.Configuration;
+using Polystore.Core.Diagnostics;
+using Polystore.Mongo.Diagnostics;
+using Polystore.Postgres;
+using Polystore.Postgres.Diagnostics;
+using Polystore.Redis;
+using Polystore.Redis.Diagnostics;
+using Spectre.Console;
+
+namespace Polystore.Cli.Commands;
+
+/// <summary><c>polystore doctor</c>: every diagnostic check of every configured store, with evidence and a remedy.</summary>
+internal static class DoctorCommand
+{
+    private static readonly Option<string?> Html = new("--html") { Description = "Also write a self-contained HTML report to this file.", HelpName = "FILE" };
+    private static readonly Option<bool> Summary = new("--summary") { Description = "Print only the summary and the critical and warning titles." };
+    private static readonly Option<double> Timeout = new("--timeout") { Description = "Seconds each check may take before it is reported as timed out (default 15).", DefaultValueFactory = _ => 15, HelpName = "SECONDS" };
+
+    public static Command Create()
+    {
+        var doctor = new Command("doctor", """
+            Run every diagnostic check on each configured store (PostgreSQL, Redis, MongoDB) and print
+            each finding with its severity, the numbers behind it and the exact SQL or command that fixes it.
+            Checks run concurrently, each with its own timeout; one that fails or times out becomes a finding.
+            Exit code 0 when nothing is critical, 4 when any finding is critical, 2 when the config is invalid.
+            """)
+        {
+            Html,
+            Summary,
+            Timeout,
+            CreateExplain(),
+        };
+        doctor.SetAction(RunAsync);
+        return doctor;
+    }
+
+    private static async Task<int> RunAsync(ParseResult parse, CancellationToken cancellationToken)
+    {
+        var (config, location) = CommonOptions.LoadConfig(parse);
+        if (config is null) return ExitCodes.InvalidConfig;
+        var json = parse.GetValue(CommonOptions.Json);
+        var timeout = parse.GetValue(Timeout);
+        if (timeout <= 0 || double.IsNaN(timeout))
+        {
+            CommonOptions.Error.MarkupLine("[red]--timeout must be a positive number of seconds[/]");
+            return ExitCodes.InvalidConfig;
+        }
+
+        var secrets = new List<string?>();
+        var checks = new List<DiagnosticCheck>();
+        var preFindings = new List<Finding>();
+        await using var disposables = new AsyncDisposables();
+
+        if (config.Postgres is { } pg)
+        {
+            var pgDoctor = disposables.Add(new PostgresDiagnostics(pg));
+            secrets.AddRange(pgDoctor.Secrets);
+            var ping = (await PostgresPing.PingAsync(pg, cancellationToken))[0];
+            if (ping.Reachable) checks.AddRange(pgDoctor.Checks);
+            else preFindings.Add(Unreachable(PostgresDiagnostics.Store, "pg.reachable", ping));
+        }
+        else preFindings.Add(NotConfigured(ConfigFiles.Postgres, location.Directory));
+
+        if (config.Redis is { } redis)
+        {
+            var redisDoctor = disposables.Add(new RedisDiagnostics(redis));
+            secrets.AddRange(redisDoctor.Secrets);
+            var ping = await RedisPing.PingAsync(redis, cancellationToken);
+            if (ping.Reachable) checks.AddRange(redisDoctor.Checks);
+            else preFindings.Add(Unreachable(RedisDiagnostics.Store, "redis.reachable", ping));
+        }
+        else preFindings.Add(NotConfigured(ConfigFiles.Redis, location.Directory));
+
+        if (config.Mongo is { } mongo)
+        {
+            var mongoDoctor = new MongoDiagnostics(mongo);
+            disposables.Add(mongoDoctor);
+            secrets.AddRange(mongoDoctor.Secrets);
+            var ping = await Polystore.Mongo.MongoPing.PingAsync(mongo, cancellationToken);
+            if (ping.Reachable) checks.AddRange(mongoDoctor.Checks);
+            else preFindings.Add(Unreachable(MongoDiagnostics.Store, "mongo.reachable", ping));
+        }
+        else preFindings.Add(MongoDiagnostics.NotConfigured(location.Directory));
+
+        var report = await RunWithProgressAsync(checks, TimeSpan.FromSeconds(timeout), secrets, json, cancellationToken);
+        report = report with
+        {
+            Findings = [.. preFindings.Concat(report.Findings).OrderByDescending(f => f.Severity).ThenBy(f => Array.IndexOf(DoctorReport.Stores, f.Store)).ThenBy(f => f.Check, StringComparer.Ordinal)],
+        };
+        report = DoctorReport.Sanitize(report, secrets);
+        var exitCode = report.HasCritical ? ExitCodes.Critical : ExitCodes.Ok;
+        var at = DateTimeOffset.UtcNow;
+
+        if (parse.GetValue(Html) is { Length: > 0 } htmlPath)
+        {
+            var full = Path.GetFullPath(htmlPath);
+            await File.WriteAllTextAsync(full, DoctorReport.Html(report, exitCode, at, location.Directory), cancellationToken);
+            CommonOptions.Error.MarkupLine($"HTML report written to [bold]{Markup.Escape(full)}[/]");
+        }
+        if (json) CommonOptions.WriteJson(DoctorReport.Json(report, exitCode, at));
+        else WriteTables(report, parse.GetValue(Summary), exitCode);
+        return exitCode;
+    }
+
+    private static Finding NotConfigured(string store, string directory) =>
+        new(store, store == ConfigFiles.Postgres ? "pg.configured" : "redis.configured", Severity.Info,
+            $"{store} is not configured: no {store} checks ran", new Dictionary<string, string> { ["config_directory"] = directory },
+            $"Add {store}.yaml to the config folder to check it");
+
+    private static Finding Unreachable(string store, string check, StorePing ping) =>
+        new(store, check, Severity.Critical, $"{store} at {ping.Endpoint} is unreachable: {ping.Error}",
+            new Dictionary<string, string> { ["endpoint"] = ping.Endpoint, ["error"] = ping.Error ?? "" },
+            "Start the server or fix the network or credentials, then run polystore ping; no other check of this store could run");
+
+    private static async Task<DiagnosticReport> RunWithProgressAsync(List<DiagnosticCheck> checks, TimeSpan timeout, List<string?> secrets, bool json, CancellationToken ct)
+    {
+        if (json || Console.IsErrorRedirected || checks.Count == 0)
+            return await DiagnosticRunner.RunAsync(checks, timeout, secrets, cancellationToken: ct);
+        DiagnosticReport? report = null;
+        await CommonOptions.Error.Progress().AutoClear(true).StartAsync(async progress =>
+        {
+            var task = progress.AddTask("running checks", maxValue: checks.Count);
+            var counted = checks.Select(c => c with
+            {
+                Run = async token =>
+                {
+                    try { return await c.Run(token); }
+                    finally { task.Increment(1); }
+                },
+            });
+            report = await DiagnosticRunner.RunAsync(counted, timeout, secrets, cancellationToken: ct);
+        });
+        return report!;
+    }
+
+    private static void WriteTables(DiagnosticReport report, bool summaryOnly, int exitCode)
+    {
+        var summary = new Table().Border(TableBorder.Rounded).Title("polystore doctor: summary")
+            .AddColumns("Store", "Critical", "Warning", "Info", "Checks ok", "Failed", "Timed out");
+        foreach (var s in DoctorReport.Summarize(report))
+        {
+            summary.AddRow(s.Store,
+                s.Critical > 0 ? $"[red bold]{s.Critical}[/]" : "0",
+                s.Warning > 0 ? $"[yellow]{s.Warning}[/]" : "0",
+                s.Info.ToString(CultureInfo.InvariantCulture),
+                s.ChecksCompleted.ToString(CultureInfo.InvariantCulture),
+                s.ChecksFailed > 0 ? $"[yellow]{s.ChecksFailed}[/]" : "0",
+                s.ChecksTimedOut > 0 ? $"[yellow]{s.ChecksTimedOut}[/]" : "0");
+        }
+        AnsiConsole.Write(summary);
+        if (summaryOnly)
+        {
+            foreach (var f in report.Findings.Where(f => f.Severity != Severity.Info))
+                AnsiConsole.MarkupLine($"  {Badge(f.Severity)} [bold]{Markup.Escape(f.Check)}[/] {Markup.Escape(f.Title)}");
+        }
+        else
+        {
+            foreach (var store in DoctorReport.Stores)
+            {
+                var findings = report.Findings.Where(f => f.Store == store).ToList();
+                if (findings.Count == 0) continue;
+                var table = new Table().Border(TableBorder.Rounded).Title(store).ShowRowSeparators()
+                    .AddColumn("Severity").AddColumn("Check").AddColumn(new TableColumn("Finding"))
+                    .AddColumn(new TableColumn("Evidence")).AddColumn(new TableColumn("Remedy"));
+                foreach (var f in findings)
+                {
+                    table.AddRow(Badge(f.Severity), Markup.Escape(f.Check), Markup.Escape(f.Title),
+                        Markup.Escape(string.Join("\n", f.Evidence.Select(e => $"{e.Key}={e.Value}"))),
+                        Markup.Escape(f.Remedy ?? ""));
+                }
+                AnsiConsole.Write(table);
+            }
+        }
+        AnsiConsole.MarkupLine(exitCode == ExitCodes.Critical
+            ? "[red bold]critical findings: exit code 4[/]"
+            : "[green]no critical findings[/]");
+    }
+
+    private static string Badge(Severity severity) => severity switch
+    {
+        Severity.Critical => "[red bold]CRITICAL[/]",
+        Severity.Warning => "[yellow]warning[/]",
+        _ => "[blue]info[/]",
+    };
+
+    private static Command CreateExplain()
+    {
+        var sql = new Argument<string>("sql") { Description = "One SQL statement. It really runs (EXPLAIN ANALYZE), inside a transaction that is rolled back." };
+        var explain = new Command("explain", """
+            Run EXPLAIN (ANALYZE, BUFFERS) on one statement against the primary, inside a transaction that is
+            always rolled back: an UPDATE or DELETE is measured but changes nothing. More than one statement is refused.
+            """) { sql };
+        explain.SetAction(async (parse, cancellationToken) =>
+        {
+            var (config, _) = CommonOptions.LoadConfig(parse);
+            if (config is null) return ExitCodes.InvalidConfig;
+            if (config.Postgres is not { } pg)
+            {
+                CommonOptions.Error.MarkupLine("[red]explain needs postgresql.yaml in the config folder[/]");
+                return ExitCodes.InvalidConfig;
+            }
+            await using var doctor = new PostgresDiagnostics(pg);
+            try
+            {
+                var plan = await doctor.ExplainAsync(parse.GetValue(sql)!, cancellationToken: cancellationToken);
+                if (parse.GetValue(CommonOptions.Json)) CommonOptions.WriteJson(new { plan, rolled_back = true });
+                else
+                {
+                    foreach (var line in plan) Console.Out.WriteLine(line);
+                    CommonOptions.Error.MarkupLine("[grey](ran inside a transaction that was rolled back)[/]");
+                }
+                return ExitCodes.Ok;
+            }
+            catch (ArgumentException e)
+            {
+                CommonOptions.Error.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
+                return ExitCodes.InvalidConfig;
+            }
+            catch (PostgresException e)
+            {
+                CommonOptions.Error.MarkupLine($"[red]PostgreSQL refused the statement:[/] {Markup.Escape(Redactor.Redact($"{e.SqlState}: {e.MessageText}", [pg.Connection.Password]))}");
+                return ExitCodes.Failure;
+            }
+            catch (NpgsqlException e)
+            {
+                CommonOptions.Error.MarkupLine($"[red]could not reach PostgreSQL:[/] {Markup.Escape(Redactor.Redact(e.Message, [pg.Connection.Password]))}");
+                return ExitCodes.Unreachable;
+            }
+        });
+        return explain;
+    }
+
+    /// <summary>Disposes what the doctor opened, whatever happens.</summary>
+    private sealed class AsyncDisposables : IAsyncDisposable
+    {
+        private readonly List<object> _items = [];
+
+        public T Add<T>(T item) where T : class
+        {
+            _items.Add(item);
+            return item;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            foreach (var item in _items)
+            {
+                if (item is IAsyncDisposable a) await a.DisposeAsync();
+                else if (item is IDisposable d) d.Dispose();
+            }
+        }
+    }
+}

@@ -1,0 +1,231 @@
+using MongoDB.Bson;
+using MongoDB.Driver;
+using Polystore.Core;
+using Polystore.Core.Configuration;
+using Polystore.Core.Diagnostics;
+using static Polystore.Core.Diagnostics.FindingText;
+
+namespace Polystore.Mongo.Diagnostics;
+
+/// <summary>
+/// The MongoDB checks of <c>polystore doctor</c>: unused indexes ($indexStats) in the configured
+/// database, slow operations (currentOp), replica set health (replSetGetStatus) and the oplog window.
+/// Remedies are exact mongosh commands.
+/// </summary>
+public sealed class MongoDiagnostics : IDisposable
+{
+    /// <summary>The store name on every finding.</summary>
+    public const string Store = ConfigFiles.Mongo;
+
+    private const int Unauthorized = 13;
+    private const int NoReplicationEnabled = 76;
+    private const int NotYetInitialized = 94;
+
+    private readonly MongoSettings _settings;
+    private readonly MongoDiagnosticOptions _options;
+    private readonly Lazy<MongoClient> _client;
+    private readonly IMongoClient? _external;
+    private readonly IReadOnlyList<string?> _secrets;
+
+    /// <summary>Prepares the checks; nothing connects until a check runs.</summary>
+    /// <param name="settings">mongodb.yaml.</param>
+    /// <param name="options">Thresholds; null = the defaults.</param>
+    /// <param name="client">An existing client to use instead of one built from <paramref name="settings"/>.</param>
+    public MongoDiagnostics(MongoSettings settings, MongoDiagnosticOptions? options = null, IMongoClient? client = null)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        _settings = settings;
+        _options = options ?? new MongoDiagnosticOptions();
+        _external = client;
+        var clientSettings = MongoClientFactory.BuildClientSettings(settings);
+        _secrets = [settings.Connection.Uri, MongoUrl.Create(settings.Connection.Uri).Password];
+        clientSettings.ServerSelectionTimeout = TimeSpan.FromSeconds(5);
+        clientSettings.ApplicationName = "polystore-doctor";
+        _client = new Lazy<MongoClient>(() => new MongoClient(clientSettings));
+    }
+
+    /// <summary>Values to mask in anything printed (the URI and its password).</summary>
+    public IReadOnlyList<string?> Secrets => _secrets;
+
+    /// <summary>The one finding shown when no mongodb.yaml is configured.</summary>
+    public static Finding NotConfigured(string? configDirectory) =>
+        new(Store, "mongo.configured", Severity.Info, "MongoDB is not configured: no MongoDB checks ran",
+            Evidence(("config_directory", configDirectory ?? "(unknown)")),
+            "Add mongodb.yaml to the config folder to check a MongoDB deployment");
+
+    /// <summary>Every MongoDB check, ready for <see cref="DiagnosticRunner"/>.</summary>
+    public IReadOnlyList<DiagnosticCheck> Checks =>
+    [
+        new(Store, "mongo.unused_indexes", UnusedIndexesAsync),
+        new(Store, "mongo.slow_operations", SlowOperationsAsync),
+        new(Store, "mongo.replica_set", ReplicaSetAsync),
+        new(Store, "mongo.oplog_window", OplogWindowAsync),
+    ];
+
+    private IMongoClient Client => _external ?? _client.Value;
+
+    private Finding F(string check, Severity severity, string title, IReadOnlyDictionary<string, string> evidence, string? remedy = null) =>
+        new(Store, check, severity, Redactor.Redact(title, _secrets), evidence, remedy is null ? null : Redactor.Redact(remedy, _secrets));
+
+    private Finding CouldNotSee(string check, string what, MongoCommandException e) =>
+        F(check, Severity.Info, $"Could not see {what}: {Redactor.Redact(e.ErrorMessage ?? e.Message, _secrets)}",
+            Evidence(("code", e.Code), ("code_name", e.CodeName)),
+            "Grant the doctor's user the clusterMonitor role: db.getSiblingDB(\"admin\").grantRolesToUser(\"<user>\", [\"clusterMonitor\"])");
+
+    private async Task<IReadOnlyList<Finding>> UnusedIndexesAsync(CancellationToken ct)
+    {
+        var dbName = _settings.Connection.Database;
+        var db = Client.GetDatabase(dbName);
+        var findings = new List<Finding>();
+        try
+        {
+            var collections = await db.RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.ListCollections(), cancellationToken: ct).ConfigureAwait(false);
+            foreach (var c in collections["cursor"]["firstBatch"].AsBsonArray.Select(x => x["name"].AsString).Where(n => !n.StartsWith("system.", StringComparison.Ordinal)))
+            {
+                var stats = await db.RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.IndexStats(c), cancellationToken: ct).ConfigureAwait(false);
+                foreach (var index in stats["cursor"]["firstBatch"].AsBsonArray.Select(x => x.AsBsonDocument))
+                {
+                    var name = index["name"].AsString;
+                    var ops = index["accesses"]["ops"].ToInt64();
+                    if (name == "_id_" || ops > 0) continue;
+                    var since = index["accesses"]["since"].ToUniversalTime();
+                    var unique = index.TryGetValue("spec", out var spec) && spec.AsBsonDocument.GetValue("unique", false).ToBoolean();
+                    if (unique) continue; // a unique index enforces a rule even when no query reads it
+                    findings.Add(F("mongo.unused_indexes", Severity.Warning,
+                        $"Index {name} on {dbName}.{c} has not been used since {since:yyyy-MM-dd HH:mm}Z",
+                        Evidence(("database", dbName), ("collection", c), ("index", name), ("accesses.ops", ops), ("since", since), ("host", index.GetValue("host", "").ToString())),
+                        $"db.getSiblingDB({Js(dbName)}).getCollection({Js(c)}).hideIndex({Js(name)})   // watch for a while; then: .dropIndex({Js(name)})  (usage is counted per member and since its restart)"));
+                    if (findings.Count >= _options.MaxFindingsPerCheck) return findings;
+                }
+            }
+        }
+        catch (MongoCommandException e) when (e.Code == Unauthorized)
+        {
+            return [CouldNotSee("mongo.unused_indexes", $"index usage in {dbName}", e)];
+        }
+        return findings;
+    }
+
+    private async Task<IReadOnlyList<Finding>> SlowOperationsAsync(CancellationToken ct)
+    {
+        var admin = Client.GetDatabase("admin");
+        BsonDocument reply;
+        try
+        {
+            reply = await admin.RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.CurrentOp(_options.SlowOperationSeconds), cancellationToken: ct).ConfigureAwait(false);
+        }
+        catch (MongoCommandException e) when (e.Code == Unauthorized)
+        {
+            return [CouldNotSee("mongo.slow_operations", "other users' operations", e)];
+        }
+        return reply["inprog"].AsBsonArray.Select(x => x.AsBsonDocument)
+            .Where(op => op.Contains("opid") && op.GetValue("desc", "").ToString() != "ReplBatcher")
+            .OrderByDescending(op => op.GetValue("secs_running", 0).ToInt64())
+            .Take(_options.MaxFindingsPerCheck)
+            .Select(op =>
+            {
+                var secs = op.GetValue("secs_running", 0).ToInt64();
+                var opid = op["opid"].ToString();
+                var command = op.TryGetValue("command", out var cmd) ? Snippet(cmd.ToJson(), _secrets, 200) : "";
+                return F("mongo.slow_operations", secs >= _options.SlowOperationCriticalSeconds ? Severity.Critical : Severity.Warning,
+                    $"Operation {opid} ({op.GetValue("op", "?")} on {op.GetValue("ns", "?")}) has run for {secs} s",
+                    Evidence(("opid", opid), ("op", op.GetValue("op", "").ToString()), ("ns", op.GetValue("ns", "").ToString()), ("secs_running", secs),
+                        ("client", op.GetValue("client", "").ToString()), ("plan_summary", op.GetValue("planSummary", "").ToString()), ("command", command)),
+                    $"db.killOp({opid})   // then explain it: db.getSiblingDB(...).getCollection(...).find(...).explain(\"executionStats\")");
+            }).ToList();
+    }
+
+    private async Task<IReadOnlyList<Finding>> ReplicaSetAsync(CancellationToken ct)
+    {
+        BsonDocument status;
+        try
+        {
+            status = await Client.GetDatabase("admin").RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.ReplSetGetStatus(), cancellationToken: ct).ConfigureAwait(false);
+        }
+        catch (MongoCommandException e) when (e.Code is NoReplicationEnabled or NotYetInitialized)
+        {
+            return [F("mongo.replica_set", Severity.Info, "Not a replica set: no failover, no oplog, and no transactions",
+                Evidence(("code", e.Code), ("code_name", e.CodeName)),
+                "For production, run a 3-member replica set: rs.initiate({ _id: \"rs0\", members: [ ... ] })")];
+        }
+        catch (MongoCommandException e) when (e.Code == Unauthorized)
+        {
+            return [CouldNotSee("mongo.replica_set", "replica set status", e)];
+        }
+        var set = status["set"].AsString;
+        var members = status["members"].AsBsonArray.Select(m => m.AsBsonDocument).ToList();
+        var primary = members.FirstOrDefault(m => m["stateStr"].AsString == "PRIMARY");
+        var findings = new List<Finding>();
+        if (primary is null)
+        {
+            findings.Add(F("mongo.replica_set", Severity.Critical, $"Replica set {set} has no primary: writes fail",
+                Evidence(("set", set), ("members", members.Count), ("states", string.Join(", ", members.Select(m => $"{m["name"]}={m["stateStr"]}")))),
+                "rs.status()   // bring a majority of voting members back up; as a last resort: rs.reconfig(cfg, { force: true }) from a surviving member"));
+        }
+        var primaryOptime = primary?.GetValue("optimeDate", BsonNull.Value) is BsonDateTime p ? p.ToUniversalTime() : (DateTime?)null;
+        foreach (var m in members)
+        {
+            var name = m["name"].AsString;
+            var state = m["stateStr"].AsString;
+            var health = m.GetValue("health", 1).ToDouble();
+            var optime = m.GetValue("optimeDate", BsonNull.Value) is BsonDateTime o ? o.ToUniversalTime() : (DateTime?)null;
+            var lag = primaryOptime is { } pt && optime is { } ot && state == "SECONDARY" ? pt - ot : TimeSpan.Zero;
+            var severity = health < 1 ? Severity.Critical
+                : state is not ("PRIMARY" or "SECONDARY" or "ARBITER") ? Severity.Warning
+                : lag >= _options.ReplicationLagCritical ? Severity.Critical
+                : lag >= _options.ReplicationLagWarning ? Severity.Warning : Severity.Info;
+            findings.Add(F("mongo.replica_set", severity,
+                health < 1 ? $"Member {name} of {set} is down" : $"Member {name} of {set} is {state}{(state == "SECONDARY" ? $", {lag.TotalSeconds:0} s behind the primary" : "")}",
+                Evidence(("set", set), ("member", name), ("state", state), ("health", health), ("lag_s", state == "SECONDARY" ? lag : null),
+                    ("last_heartbeat_message", m.GetValue("lastHeartbeatMessage", "").ToString())),
+                severity == Severity.Info ? null
+                    : health < 1 ? $"Start mongod on {name}, then rs.status() until it is SECONDARY"
+                    : "rs.printSecondaryReplicationInfo()   // check the member's disk, network and load"));
+        }
+        return findings;
+    }
+
+    private async Task<IReadOnlyList<Finding>> OplogWindowAsync(CancellationToken ct)
+    {
+        var local = Client.GetDatabase("local");
+        BsonDocument first, last;
+        try
+        {
+            first = await local.RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.OplogEdge(false), cancellationToken: ct).ConfigureAwait(false);
+            last = await local.RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.OplogEdge(true), cancellationToken: ct).ConfigureAwait(false);
+        }
+        catch (MongoCommandException e) when (e.Code == Unauthorized)
+        {
+            return [CouldNotSee("mongo.oplog_window", "the oplog", e)];
+        }
+        var firstBatch = first["cursor"]["firstBatch"].AsBsonArray;
+        var lastBatch = last["cursor"]["firstBatch"].AsBsonArray;
+        if (firstBatch.Count == 0 || lastBatch.Count == 0)
+            return [F("mongo.oplog_window", Severity.Info, "No oplog (a standalone server): nothing to replicate from", Evidence(("local.oplog.rs", "empty or absent")))];
+        var from = firstBatch[0]["ts"].AsBsonTimestamp.Timestamp;
+        var to = lastBatch[0]["ts"].AsBsonTimestamp.Timestamp;
+        var window = TimeSpan.FromSeconds(Math.Max(0, to - from));
+        long? sizeMb = null;
+        try
+        {
+            var stats = await local.RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.OplogStats(), cancellationToken: ct).ConfigureAwait(false);
+            sizeMb = stats.GetValue("maxSize", 0).ToInt64() / (1024 * 1024);
+        }
+        catch (MongoCommandException) { /* the window alone still tells the story */ }
+        var severity = window < _options.OplogWindowCritical ? Severity.Critical : window < _options.OplogWindowWarning ? Severity.Warning : Severity.Info;
+        var target = sizeMb is { } mb && window.TotalHours > 0 ? (long)Math.Ceiling(mb * (_options.OplogWindowWarning.TotalHours * 1.5) / window.TotalHours) : (long?)null;
+        return [F("mongo.oplog_window", severity,
+            $"Oplog window {window.TotalHours:0.#} h: a secondary offline longer than that must resync from scratch",
+            Evidence(("window_hours", Num(window.TotalHours, "0.##")), ("first_ts", DateTimeOffset.FromUnixTimeSeconds(from)), ("last_ts", DateTimeOffset.FromUnixTimeSeconds(to)), ("oplog_max_size_mb", sizeMb)),
+            severity == Severity.Info ? null
+                : $"db.adminCommand({{ replSetResizeOplog: 1, size: {(target is { } t ? Num(t) : "<MB>")} }})   // on every member; size in MB")];
+    }
+
+    private static string Js(string value) => "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_client.IsValueCreated) _client.Value.Dispose();
+    }
+}

@@ -1,0 +1,201 @@
+using Npgsql;
+using Polystore.Core;
+using Polystore.Core.Configuration;
+using Polystore.Core.Diagnostics;
+
+namespace Polystore.Postgres.Diagnostics;
+
+/// <summary>
+/// The PostgreSQL checks of <c>polystore doctor</c>. Each check opens its own connection to the
+/// primary (and, for replication, to each configured replica), so they run concurrently and one
+/// slow or failing check never holds up another. Works as a non-superuser in <c>pg_monitor</c> and
+/// reports what such a role could not see. Dispose to close the connections.
+/// </summary>
+public sealed class PostgresDiagnostics : IAsyncDisposable
+{
+    /// <summary>The store name on every finding.</summary>
+    public const string Store = ConfigFiles.Postgres;
+
+    private readonly PgContext _context;
+
+    /// <summary>Prepares the checks; nothing connects until a check runs.</summary>
+    /// <param name="settings">postgresql.yaml.</param>
+    /// <param name="options">Thresholds; null = the defaults.</param>
+    /// <param name="applicationPool">The application's own pool, whose saturation the pool check reports; null = what this process and the server show.</param>
+    public PostgresDiagnostics(PostgresSettings settings, PostgresDiagnosticOptions? options = null, NpgsqlDataSource? applicationPool = null)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        _context = new PgContext(settings, options ?? new PostgresDiagnosticOptions(), applicationPool);
+    }
+
+    /// <summary>Values to mask in anything printed (the password).</summary>
+    public IReadOnlyList<string?> Secrets => _context.Secrets;
+
+    /// <summary>Every PostgreSQL check, ready for <see cref="DiagnosticRunner"/>.</summary>
+    public IReadOnlyList<DiagnosticCheck> Checks =>
+    [
+        Check("pg.access", PgAccessCheck.RunAsync),
+        Check("pg.connections", PgActivityChecks.ConnectionsAsync),
+        Check("pg.idle_in_transaction", PgActivityChecks.IdleInTransactionAsync),
+        Check("pg.pool", PgPoolCheck.RunAsync),
+        Check("pg.long_running", PgActivityChecks.LongRunningAsync),
+        Check("pg.blocked", PgActivityChecks.BlockedAsync),
+        Check("pg.slow_queries", PgStatementsCheck.RunAsync),
+        Check("pg.unused_indexes", PgIndexChecks.UnusedAsync),
+        Check("pg.duplicate_indexes", PgIndexChecks.DuplicateAsync),
+        Check("pg.invalid_indexes", PgIndexChecks.InvalidAsync),
+        Check("pg.seq_scans", PgTableChecks.SeqScansAsync),
+        Check("pg.stale_statistics", PgTableChecks.StaleStatisticsAsync),
+        Check("pg.cache_hit", PgTableChecks.CacheHitAsync),
+        Check("pg.sequences", PgServerChecks.SequencesAsync),
+        Check("pg.wraparound", PgServerChecks.WraparoundAsync),
+        Check("pg.replication", PgServerChecks.ReplicationAsync),
+    ];
+
+    private DiagnosticCheck Check(string name, Func<PgContext, CancellationToken, Task<IReadOnlyList<Finding>>> run) =>
+        new(Store, name, ct => run(_context, ct));
+
+    /// <summary>
+    /// Runs <c>EXPLAIN (ANALYZE, BUFFERS)</c> on one statement inside a transaction that is always
+    /// rolled back, so an UPDATE or DELETE is measured but changes nothing. The statement really runs.
+    /// </summary>
+    /// <param name="sql">One SQL statement (a trailing semicolon is allowed; more statements are refused).</param>
+    /// <param name="statementTimeout">Longest the statement may run (default 60 s).</param>
+    /// <param name="cancellationToken">Cancels the statement.</param>
+    /// <returns>The plan, one line per element.</returns>
+    public async Task<IReadOnlyList<string>> ExplainAsync(string sql, TimeSpan? statementTimeout = null, CancellationToken cancellationToken = default)
+    {
+        var statement = SqlStatement.SingleStatement(sql);
+        var connection = await _context.OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                var ms = (long)(statementTimeout ?? TimeSpan.FromSeconds(60)).TotalMilliseconds;
+                var set = new NpgsqlCommand($"SET LOCAL statement_timeout = {ms}", connection, transaction);
+                await using (set.ConfigureAwait(false))
+                    await set.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                var lines = new List<string>();
+                var explain = new NpgsqlCommand("EXPLAIN (ANALYZE, BUFFERS) " + statement, connection, transaction);
+                await using (explain.ConfigureAwait(false))
+                {
+                    var reader = await explain.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                    await using (reader.ConfigureAwait(false))
+                        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                            lines.Add(reader.GetString(0));
+                }
+                // Never commit: EXPLAIN ANALYZE executes the statement.
+                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                return lines;
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public ValueTask DisposeAsync() => _context.DisposeAsync();
+}
+
+/// <summary>What every PostgreSQL check shares: the doctor's own small pool to the primary, options, and secrets.</summary>
+internal sealed class PgContext : IAsyncDisposable
+{
+    private readonly Lazy<NpgsqlDataSource> _primary;
+    private readonly List<NpgsqlDataSource> _replicas = [];
+    private readonly Lock _gate = new();
+
+    public PgContext(PostgresSettings settings, PostgresDiagnosticOptions options, NpgsqlDataSource? applicationPool)
+    {
+        Settings = settings;
+        Options = options;
+        ApplicationPool = applicationPool;
+        Secrets = [settings.Connection.Password];
+        _primary = new Lazy<NpgsqlDataSource>(() => Build(settings.Connection.Host, settings.Connection.Port));
+    }
+
+    public PostgresSettings Settings { get; }
+    public PostgresDiagnosticOptions Options { get; }
+    public NpgsqlDataSource? ApplicationPool { get; }
+    public IReadOnlyList<string?> Secrets { get; }
+    public int Limit => Math.Max(1, Options.MaxFindingsPerCheck);
+    public string[]? Schemas => Options.Schemas is { Count: > 0 } s ? [.. s] : null;
+
+    /// <summary>The primary only (never a replica), a small pool of its own, a short connect timeout.</summary>
+    public string ConnectionString(string host, int port)
+    {
+        var b = PostgresConnectionFactory.BuildConnectionString(Settings);
+        b.Host = host;
+        b.Port = port;
+        b.LoadBalanceHosts = false;
+        b.MinPoolSize = 0;
+        b.MaxPoolSize = 8;
+        b.MaxAutoPrepare = 0;
+        b.Timeout = Math.Clamp(b.Timeout, 1, 10);
+        b.ApplicationName = "polystore doctor";
+        return b.ConnectionString;
+    }
+
+    /// <summary>The pool name of the doctor's own data sources, which the pool check leaves out.</summary>
+    public const string PoolName = "polystore-doctor";
+
+    private NpgsqlDataSource Build(string host, int port) =>
+        new NpgsqlDataSourceBuilder(ConnectionString(host, port)) { Name = PoolName }.Build();
+
+    public ValueTask<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken) => _primary.Value.OpenConnectionAsync(cancellationToken);
+
+    public NpgsqlDataSource Replica(string host, int port)
+    {
+        var source = Build(host, port);
+        lock (_gate) _replicas.Add(source);
+        return source;
+    }
+
+    public string Snippet(string? text, int max = 200) => FindingText.Snippet(text, Secrets, max);
+
+    public Finding Finding(string check, Severity severity, string title, IReadOnlyDictionary<string, string> evidence, string? remedy = null) =>
+        new(PostgresDiagnostics.Store, check, severity, Redactor.Redact(title, Secrets), evidence, remedy is null ? null : Redactor.Redact(remedy, Secrets));
+
+    public async Task<List<T>> QueryAsync<T>(string sql, Func<NpgsqlDataReader, T> map, CancellationToken cancellationToken, params object?[] parameters)
+    {
+        var connection = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+            return await QueryAsync(connection, sql, map, cancellationToken, parameters).ConfigureAwait(false);
+    }
+
+    public static async Task<List<T>> QueryAsync<T>(NpgsqlConnection connection, string sql, Func<NpgsqlDataReader, T> map, CancellationToken cancellationToken, params object?[] parameters)
+    {
+        var command = new NpgsqlCommand(sql, connection);
+        await using (command.ConfigureAwait(false))
+        {
+            foreach (var p in parameters) command.Parameters.Add(p is NpgsqlParameter np ? np : new NpgsqlParameter { Value = p ?? DBNull.Value });
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                var rows = new List<T>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) rows.Add(map(reader));
+                return rows;
+            }
+        }
+    }
+
+    /// <summary>The schema filter as a parameter that is NULL when every schema is wanted.</summary>
+    public NpgsqlParameter SchemaParameter() => new() { Value = (object?)Schemas ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Text };
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_primary.IsValueCreated) await _primary.Value.DisposeAsync().ConfigureAwait(false);
+        List<NpgsqlDataSource> replicas;
+        lock (_gate) replicas = [.. _replicas];
+        foreach (var r in replicas) await r.DisposeAsync().ConfigureAwait(false);
+    }
+}
+
+internal static class ReaderExtensions
+{
+    public static string? Str(this NpgsqlDataReader r, int i) => r.IsDBNull(i) ? null : r.GetValue(i).ToString();
+    public static long Long(this NpgsqlDataReader r, int i) => r.IsDBNull(i) ? 0 : Convert.ToInt64(r.GetValue(i), System.Globalization.CultureInfo.InvariantCulture);
+    public static long? LongOrNull(this NpgsqlDataReader r, int i) => r.IsDBNull(i) ? null : Convert.ToInt64(r.GetValue(i), System.Globalization.CultureInfo.InvariantCulture);
+    public static double Dbl(this NpgsqlDataReader r, int i) => r.IsDBNull(i) ? 0 : Convert.ToDouble(r.GetValue(i), System.Globalization.CultureInfo.InvariantCulture);
+    public static double? DblOrNull(this NpgsqlDataReader r, int i) => r.IsDBNull(i) ? null : Convert.ToDouble(r.GetValue(i), System.Globalization.CultureInfo.InvariantCulture);
+    public static bool Bool(this NpgsqlDataReader r, int i) => !r.IsDBNull(i) && r.GetBoolean(i);
+    public static DateTime? Time(this NpgsqlDataReader r, int i) => r.IsDBNull(i) ? null : r.GetDateTime(i);
+}

@@ -1,0 +1,230 @@
+using System.Globalization;
+using Polystore.Core.Diagnostics;
+using StackExchange.Redis;
+using static Polystore.Core.Diagnostics.FindingText;
+
+namespace Polystore.Redis.Diagnostics;
+
+/// <summary>The Redis checks, each on one primary.</summary>
+internal static class RedisChecks
+{
+    public static async Task<IReadOnlyList<Finding>> MemoryAsync(RedisCheckContext c, CancellationToken ct)
+    {
+        // INFO memory carries maxmemory and the policy too, so this works even where CONFIG is disabled.
+        var info = await c.InfoAsync("memory").ConfigureAwait(false);
+        var used = RedisCheckContext.Long(info, "used_memory");
+        var max = RedisCheckContext.Long(info, "maxmemory");
+        var policy = info.GetValueOrDefault("maxmemory_policy", "unknown");
+        var evidence = Evidence(("used_memory", used), ("used_memory_human", Bytes(used)), ("maxmemory", max), ("maxmemory_policy", policy),
+            ("used_memory_peak", RedisCheckContext.Long(info, "used_memory_peak")), ("mem_fragmentation_ratio", info.GetValueOrDefault("mem_fragmentation_ratio")));
+        var suggested = Math.Max(used * 2, 64L << 20);
+        if (max == 0)
+        {
+            var noEviction = policy == "noeviction";
+            return [c.Finding(noEviction ? Severity.Warning : Severity.Info,
+                noEviction
+                    ? $"No maxmemory limit and policy noeviction: {Bytes(used)} used and growing until the host runs out of memory"
+                    : $"No maxmemory limit ({Bytes(used)} used, policy {policy} never applies)",
+                evidence,
+                $"{c.Cli} CONFIG SET maxmemory {suggested}\n{c.Cli} CONFIG SET maxmemory-policy {(noEviction ? "allkeys-lru" : policy)}\n{c.Cli} CONFIG REWRITE   -- keep it across restarts (a cache: allkeys-lru; keys that must stay: volatile-lru with TTLs)")];
+        }
+        var ratio = (double)used / max;
+        var severity = ratio >= c.Options.MemoryCritical ? Severity.Critical : ratio >= c.Options.MemoryWarning ? Severity.Warning : Severity.Info;
+        var consequence = policy == "noeviction" ? "writes fail with OOM once it is reached" : $"keys are evicted ({policy}) once it is reached";
+        return [c.Finding(severity,
+            $"{Bytes(used)} of maxmemory {Bytes(max)} used ({Percent(ratio)}); policy {policy}: {consequence}",
+            new Dictionary<string, string>(evidence, StringComparer.Ordinal) { ["used_of_maxmemory"] = Percent(ratio) },
+            severity == Severity.Info ? null
+                : $"{c.Cli} CONFIG SET maxmemory {Math.Max(max * 2, used * 2)}\n{c.Cli} CONFIG REWRITE\n{(policy == "noeviction" ? $"{c.Cli} CONFIG SET maxmemory-policy allkeys-lru   -- if this is a cache\n" : "")}{c.Cli} --bigkeys   -- find what is large")];
+    }
+
+    public static async Task<IReadOnlyList<Finding>> EvictionsAsync(RedisCheckContext c, CancellationToken ct)
+    {
+        var info = await c.InfoAsync("stats").ConfigureAwait(false);
+        var evicted = RedisCheckContext.Long(info, "evicted_keys");
+        var expired = RedisCheckContext.Long(info, "expired_keys");
+        if (evicted == 0) return [];
+        return [c.Finding(Severity.Warning,
+            $"{evicted} keys were evicted for lack of memory since the last restart or CONFIG RESETSTAT",
+            Evidence(("evicted_keys", evicted), ("expired_keys", expired)),
+            $"{c.Cli} INFO memory   -- then raise the limit: {c.Cli} CONFIG SET maxmemory <bytes>, give keys TTLs, or shard (Redis Cluster)")];
+    }
+
+    public static async Task<IReadOnlyList<Finding>> KeysWithoutTtlAsync(RedisCheckContext c, CancellationToken ct)
+    {
+        // SCAN, never KEYS: KEYS blocks the server for the whole keyspace. The sample is bounded.
+        var db = c.Muxer.GetDatabase(c.Doctor.Database);
+        var max = Math.Max(1, c.Options.TtlSampleSize);
+        var keys = new List<RedisKey>(Math.Min(max, 1024));
+        var cursor = "0";
+        var rounds = 0;
+        do
+        {
+            ct.ThrowIfCancellationRequested();
+            var reply = await c.Server.ExecuteAsync(c.Doctor.Database, "SCAN", [cursor, "MATCH", c.Options.ScanPattern, "COUNT", 100]).ConfigureAwait(false);
+            var parts = (RedisResult[])reply!;
+            cursor = (string)parts[0]!;
+            foreach (var key in (RedisResult[])parts[1]!)
+            {
+                if (keys.Count >= max) break;
+                keys.Add((RedisKey)(string)key!);
+            }
+            rounds++;
+        } while (cursor != "0" && keys.Count < max && rounds < max); // rounds bound a sparse MATCH on a huge keyspace
+        if (keys.Count == 0) return [];
+        var ttls = await Task.WhenAll(keys.Select(k => db.KeyTimeToLiveAsync(k))).ConfigureAwait(false);
+        var noTtl = keys.Where((_, i) => ttls[i] is null).ToList();
+        var ratio = (double)noTtl.Count / keys.Count;
+        var prefixes = noTtl.GroupBy(k => Prefix(k!)).OrderByDescending(g => g.Count()).Take(5).ToList();
+        var severity = keys.Count >= c.Options.TtlMinSample && ratio >= c.Options.NoTtlWarning ? Severity.Warning : Severity.Info;
+        var top = prefixes.Count > 0 ? prefixes[0].Key : "*";
+        var dbsize = await c.Server.DatabaseSizeAsync(c.Doctor.Database).ConfigureAwait(false);
+        var evidence = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["sampled_keys"] = Num(keys.Count),
+            ["without_ttl"] = Num(noTtl.Count),
+            ["without_ttl_fraction"] = Percent(ratio),
+            ["dbsize"] = Num(dbsize),
+            ["pattern"] = c.Options.ScanPattern,
+            ["scan_rounds"] = Num(rounds),
+        };
+        foreach (var g in prefixes) evidence["prefix." + g.Key] = Num(g.Count());
+        return [c.Finding(severity,
+            $"{noTtl.Count} of {keys.Count} sampled keys have no TTL ({Percent(ratio)}){(prefixes.Count > 0 ? $"; most under '{top}'" : "")}",
+            evidence,
+            noTtl.Count == 0 ? null
+                : $"Write them with a TTL (SET key value EX 3600). For the existing keys under one prefix:\n{c.Cli} --scan --pattern '{top}*' | xargs -I{{}} {c.Cli} EXPIRE {{}} 86400 NX")];
+    }
+
+    private static string Prefix(string key)
+    {
+        var i = key.IndexOfAny([':', '.', '/', '|']);
+        return i > 0 ? key[..(i + 1)] : key.Length > 12 ? key[..12] : key;
+    }
+
+    public static async Task<IReadOnlyList<Finding>> SlowlogAsync(RedisCheckContext c, CancellationToken ct)
+    {
+        CommandTrace[] entries;
+        try
+        {
+            entries = await c.Server.SlowlogGetAsync(c.Options.SlowlogEntries).ConfigureAwait(false);
+        }
+        catch (RedisServerException e) when (e.Message.Contains("unknown command", StringComparison.OrdinalIgnoreCase) || e.Message.Contains("NOPERM", StringComparison.Ordinal))
+        {
+            return [c.Finding(Severity.Info, $"SLOWLOG is not available to this connection: {e.Message}", Evidence(("error", e.Message)),
+                "Allow it for the doctor's user: ACL SETUSER <user> +slowlog")];
+        }
+        if (entries.Length == 0) return [];
+        var findings = new List<Finding>();
+        var warn = c.Options.SlowCommandWarning;
+        foreach (var e in entries.OrderByDescending(e => e.Duration).Where(e => e.Duration >= warn))
+        {
+            var command = CommandText(e, c.Doctor.Secrets);
+            findings.Add(c.Finding(Severity.Warning,
+                $"Slow command ({Num(e.Duration.TotalMilliseconds, "0.#")} ms): {command}",
+                Evidence(("duration_ms", Num(e.Duration.TotalMilliseconds, "0.###")), ("at", e.Time), ("command", command), ("slowlog_id", e.UniqueId)),
+                Advice(e, c.Cli)));
+        }
+        var slowest = entries.Max(e => e.Duration);
+        findings.Add(c.Finding(Severity.Info,
+            $"SLOWLOG holds {entries.Length} recent entries; the slowest took {Num(slowest.TotalMilliseconds, "0.#")} ms",
+            Evidence(("entries_read", entries.Length), ("slowest_ms", Num(slowest.TotalMilliseconds, "0.###")),
+                ("top", string.Join(" | ", entries.OrderByDescending(e => e.Duration).Take(3).Select(e => $"{Num(e.Duration.TotalMilliseconds, "0.#")} ms {CommandText(e, c.Doctor.Secrets, 60)}")))),
+            null));
+        return findings;
+    }
+
+    private static string CommandText(CommandTrace e, IEnumerable<string?> secrets, int max = 120) =>
+        Snippet(string.Join(' ', e.Arguments.Select(a => a.ToString())), secrets, max);
+
+    private static string Advice(CommandTrace e, string cli)
+    {
+        var name = e.Arguments.Length > 0 ? e.Arguments[0].ToString().ToUpperInvariant() : "";
+        var key = e.Arguments.Length > 1 ? e.Arguments[1].ToString() : "<key>";
+        return name switch
+        {
+            "KEYS" => "Replace KEYS with SCAN (cursor, MATCH, COUNT) in the application: KEYS blocks the server for the whole keyspace",
+            "HGETALL" or "SMEMBERS" or "LRANGE" or "ZRANGE" or "SUNION" or "SINTER" =>
+                $"{cli} MEMORY USAGE {key}   -- a big collection: page it (HSCAN / SSCAN / ZSCAN or ranges) or split it",
+            "DEL" => $"Use UNLINK instead of DEL for big keys: {cli} UNLINK {key}",
+            "FLUSHALL" or "FLUSHDB" => "Use FLUSHALL ASYNC / FLUSHDB ASYNC",
+            "EVAL" or "EVALSHA" or "FCALL" => "Shorten the script: it blocks the server while it runs",
+            _ => $"{cli} --bigkeys   -- then {cli} SLOWLOG RESET once fixed",
+        };
+    }
+
+    public static async Task<IReadOnlyList<Finding>> ClientsAsync(RedisCheckContext c, CancellationToken ct)
+    {
+        var info = await c.InfoAsync("clients").ConfigureAwait(false);
+        var connected = RedisCheckContext.Long(info, "connected_clients");
+        var blocked = RedisCheckContext.Long(info, "blocked_clients");
+        var maxClients = RedisCheckContext.Long(info, "maxclients");
+        var ratio = maxClients > 0 ? (double)connected / maxClients : 0;
+        var severity = ratio >= c.Options.ClientsCritical ? Severity.Critical : ratio >= c.Options.ClientsWarning ? Severity.Warning : Severity.Info;
+        return [c.Finding(severity,
+            $"{connected} clients connected{(maxClients > 0 ? $" of maxclients {maxClients} ({Percent(ratio)})" : "")}; {blocked} blocked in BLPOP/BRPOP/WAIT-style calls",
+            Evidence(("connected_clients", connected), ("blocked_clients", blocked), ("maxclients", maxClients > 0 ? maxClients : null), ("used_of_maxclients", maxClients > 0 ? Percent(ratio) : null)),
+            severity == Severity.Info ? null
+                : $"{c.Cli} CLIENT LIST TYPE normal   -- find the process holding many connections (a multiplexer per process is enough), then if needed: {c.Cli} CONFIG SET maxclients {Math.Max(maxClients * 2, 20000)}")];
+    }
+
+    public static async Task<IReadOnlyList<Finding>> HitRatioAsync(RedisCheckContext c, CancellationToken ct)
+    {
+        var info = await c.InfoAsync("stats").ConfigureAwait(false);
+        var hits = RedisCheckContext.Long(info, "keyspace_hits");
+        var misses = RedisCheckContext.Long(info, "keyspace_misses");
+        var lookups = hits + misses;
+        if (lookups < c.Options.HitRatioMinLookups)
+        {
+            return [c.Finding(Severity.Info, $"Keyspace hit ratio not judged yet: only {lookups} lookups since the last restart or CONFIG RESETSTAT",
+                Evidence(("keyspace_hits", hits), ("keyspace_misses", misses), ("min_lookups", c.Options.HitRatioMinLookups)))];
+        }
+        var ratio = (double)hits / lookups;
+        var low = ratio < c.Options.HitRatioWarning;
+        return [c.Finding(low ? Severity.Warning : Severity.Info,
+            $"Keyspace hit ratio {Percent(ratio)} ({hits} hits, {misses} misses)",
+            Evidence(("keyspace_hits", hits), ("keyspace_misses", misses), ("hit_ratio", Percent(ratio)), ("warning_below", Percent(c.Options.HitRatioWarning))),
+            low ? $"TTLs may be too short or keys evicted early (see redis.evictions); measure a fresh window: {c.Cli} CONFIG RESETSTAT, then {c.Cli} INFO stats" : null)];
+    }
+
+    public static async Task<IReadOnlyList<Finding>> TcpBacklogAsync(RedisCheckContext c, CancellationToken ct)
+    {
+        int backlog;
+        try
+        {
+            var reply = (RedisResult[])(await c.Server.ExecuteAsync("CONFIG", "GET", "tcp-backlog").ConfigureAwait(false))!;
+            if (reply.Length < 2) throw new InvalidOperationException("CONFIG GET tcp-backlog returned nothing");
+            backlog = int.Parse((string)reply[1]!, CultureInfo.InvariantCulture);
+        }
+        catch (RedisServerException e) when (e.Message.Contains("unknown command", StringComparison.OrdinalIgnoreCase) || e.Message.Contains("NOPERM", StringComparison.Ordinal))
+        {
+            return [c.Finding(Severity.Info, "tcp-backlog not visible: CONFIG is disabled on this server (renamed, or not allowed by ACL)",
+                Evidence(("error", e.Message)),
+                "Read tcp-backlog from the server's redis.conf, or allow CONFIG GET for the doctor's user: ACL SETUSER <user> +config|get")];
+        }
+        var somaxconn = LocalSomaxconn(c.Endpoint);
+        var evidence = Evidence(("tcp_backlog", backlog), ("somaxconn_local", somaxconn), ("minimum", c.Options.TcpBacklogMinimum));
+        var capped = somaxconn is { } s && s < backlog;
+        var low = backlog < c.Options.TcpBacklogMinimum;
+        return [c.Finding(low || capped ? Severity.Warning : Severity.Info,
+            capped ? $"tcp-backlog {backlog} is capped by the kernel's net.core.somaxconn {somaxconn}: bursts of connections are refused"
+                : low ? $"tcp-backlog {backlog} is below {c.Options.TcpBacklogMinimum}: bursts of new connections time out"
+                : $"tcp-backlog {backlog}",
+            evidence,
+            low || capped
+                ? $"tcp-backlog cannot be changed at run time: set 'tcp-backlog {Math.Max(backlog, 1024)}' in redis.conf and restart, with sysctl -w net.core.somaxconn={Math.Max(backlog, 1024)} on the host"
+                : null)];
+    }
+
+    /// <summary>somaxconn is readable only when the server runs on this host (a loopback endpoint).</summary>
+    private static int? LocalSomaxconn(string endpoint)
+    {
+        if (!(endpoint.StartsWith("127.", StringComparison.Ordinal) || endpoint.StartsWith("localhost", StringComparison.Ordinal) || endpoint.StartsWith("[::1]", StringComparison.Ordinal))) return null;
+        try
+        {
+            return int.TryParse(File.ReadAllText("/proc/sys/net/core/somaxconn").Trim(), NumberStyles.Integer, CultureInfo.InvariantCulture, out var v) ? v : null;
+        }
+        catch (IOException) { return null; }
+        catch (UnauthorizedAccessException) { return null; }
+    }
+}
