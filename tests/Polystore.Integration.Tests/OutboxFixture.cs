@@ -51,6 +51,25 @@ public sealed class OutboxSchema : IAsyncLifetime
     }
 }
 
+internal static class Delivery
+{
+    /// <summary>
+    /// Delivers until <paramref name="done"/> holds. Events wait behind the cluster's oldest open
+    /// transaction (the xmin horizon), and other test classes hold short transactions in parallel, so
+    /// delivery is "soon", not "at once".
+    /// </summary>
+    public static async Task UntilAsync(OutboxDispatcher dispatcher, Func<Task<bool>> done, CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < 600; i++)
+        {
+            await dispatcher.ProcessAvailableAsync(cancellationToken);
+            if (await done()) return;
+            await Task.Delay(50, cancellationToken);
+        }
+        Assert.Fail("events were not delivered within 30 s");
+    }
+}
+
 /// <summary>Records what a dispatcher delivered, in the delivery transaction (so the record is exactly what was checkpointed).</summary>
 public sealed class RecordingSubscriber(OutboxSchema schema, string name = "recorder") : IOutboxSubscriber
 {

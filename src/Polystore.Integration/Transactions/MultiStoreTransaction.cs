@@ -7,7 +7,7 @@ namespace Polystore.Integration.Transactions;
 
 /// <summary>
 /// The seed's TransactionManager, kept for callers who want its shape, and honest about what it is:
-/// PostgreSQL commits first, then MongoDB. Nothing makes those two commits atomic, so a MongoDB
+/// PostgreSQL commits first, then MongoDB, then any queued Redis MULTI/EXEC. Nothing makes those two commits atomic, so a MongoDB
 /// failure after PostgreSQL committed is reported as a <see cref="PartialCommitException"/> naming
 /// what succeeded — never swallowed, never called a rollback. Redis work is undone by the
 /// compensations you register. Prefer the outbox (<see cref="Outbox.OutboxStore"/>): one commit, then
@@ -21,7 +21,7 @@ public sealed class TransactionManager(NpgsqlDataSource postgres, IMongoClient? 
     /// PostgreSQL, then MongoDB. On an exception from <paramref name="work"/>: rolls both back, runs the
     /// compensations, rethrows.
     /// </summary>
-    /// <exception cref="PartialCommitException">PostgreSQL committed but MongoDB did not.</exception>
+    /// <exception cref="PartialCommitException">PostgreSQL committed but MongoDB or Redis did not.</exception>
     public async Task<CommitReport> ExecuteAsync(Func<MultiStoreTransaction, Task> work, CancellationToken cancellationToken = default)
     {
         var connection = await postgres.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
@@ -70,7 +70,7 @@ public sealed record CommitReport(
               (CompensationsFailed.Count > 0 ? $", failed: {string.Join("; ", CompensationsFailed)}" : "");
 }
 
-/// <summary>Thrown when PostgreSQL committed and MongoDB then failed: the stores now disagree.</summary>
+/// <summary>Thrown when one store committed and a later one failed: the stores now disagree.</summary>
 public sealed class PartialCommitException : Exception
 {
     /// <summary>Creates the exception from the report.</summary>
@@ -95,6 +95,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
     private readonly IMongoClient? _mongo;
     private readonly List<(string Description, Func<CancellationToken, Task> Undo)> _compensations = [];
     private IClientSessionHandle? _mongoSession;
+    private ITransaction? _redisTransaction;
     private bool _completed;
 
     internal MultiStoreTransaction(NpgsqlConnection connection, NpgsqlTransaction transaction, IMongoClient? mongo, IDatabase? redis)
@@ -124,6 +125,15 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
         _mongoSession.StartTransaction();
         return _mongoSession;
     }
+
+    /// <summary>
+    /// A Redis MULTI/EXEC transaction, executed after PostgreSQL and MongoDB commit. Queue commands on it
+    /// (without awaiting them) and add conditions (WATCH); if a condition no longer holds at commit, the
+    /// queued commands are discarded and the commit is reported as partial.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No Redis is configured.</exception>
+    public ITransaction RedisTransaction =>
+        _redisTransaction ??= (Redis ?? throw new InvalidOperationException("no Redis is configured for this TransactionManager")).CreateTransaction();
 
     /// <summary>Registers an undo step (the seed's "compensating transaction"), run in reverse order if the unit fails.</summary>
     public void AddCompensation(string description, Func<CancellationToken, Task> undo) => _compensations.Add((description, undo));
@@ -155,6 +165,25 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
                 _completed = true;
                 throw new PartialCommitException(new CommitReport(committed, "mongodb", Redactor.RedactUrl(e.Message.Split('\n')[0]), run, failed), e);
             }
+        }
+        if (_redisTransaction is not null)
+        {
+            string? failure = null;
+            try
+            {
+                if (!await _redisTransaction.ExecuteAsync().ConfigureAwait(false)) failure = "a condition (WATCH) no longer held; the queued commands were discarded";
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                failure = Redactor.RedactConnectionString(e.Message);
+            }
+            if (failure is not null)
+            {
+                var (run, failed) = await CompensateAsync().ConfigureAwait(false);
+                _completed = true;
+                throw new PartialCommitException(new CommitReport(committed, "redis", failure, run, failed));
+            }
+            committed.Add("redis");
         }
         _completed = true;
         return new CommitReport(committed, null, null, [], []);
