@@ -17,6 +17,8 @@ var root = new RootCommand("""
     CommonOptions.Json,
     ConfigCommand.Create(),
     PingCommand.Create(),
+    OutboxCommand.Create(),
+    new Command("bench", "Benchmarks: Polystore side by side with the known techniques and peers, on the same servers, in one run.") { BenchIntegrationCommand.Create() },
 };
 
 var parse = root.Parse(args);

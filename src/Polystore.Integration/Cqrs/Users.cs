@@ -1,4 +1,3 @@
-using System.Text.Json;
 using System.Text.Json.Serialization;
 using Npgsql;
 using Polystore.Integration.Outbox;
@@ -43,7 +42,6 @@ public sealed class UserCommandHandler
     /// <summary>Event type of a changed user.</summary>
     public const string UserUpdated = "user.updated";
 
-    private static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
     private readonly NpgsqlDataSource _dataSource;
     private readonly OutboxStore _outbox;
     private readonly string _users;
@@ -78,53 +76,63 @@ public sealed class UserCommandHandler
         }
     }
 
-    /// <summary>Creates a user and appends <c>user.created</c> in the same transaction; returns the new id.</summary>
+    /// <summary>Creates a user and appends <c>user.created</c> atomically; returns the new id.</summary>
     public async Task<long> CreateUserAsync(CreateUser command, CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(command.Email, nameof(command.Email));
         ArgumentException.ThrowIfNullOrWhiteSpace(command.Name, nameof(command.Name));
-        return await InTransactionAsync(async (connection, transaction) =>
-        {
-            var insert = new NpgsqlCommand($"INSERT INTO {_users} (email, name, region) VALUES ($1, $2, $3) RETURNING id, version, created_at", connection, transaction);
-            await using (insert.ConfigureAwait(false))
-            {
-                insert.Parameters.Add(new NpgsqlParameter { Value = command.Email });
-                insert.Parameters.Add(new NpgsqlParameter { Value = command.Name });
-                insert.Parameters.Add(new NpgsqlParameter { Value = command.Region });
-                var profile = await ReadProfileAsync(insert, command.Email, command.Name, command.Region, cancellationToken).ConfigureAwait(false);
-                await _outbox.AppendAsync(transaction, ToMessage(UserCreated, profile), cancellationToken).ConfigureAwait(false);
-                return profile.Id;
-            }
-        }, cancellationToken).ConfigureAwait(false);
+        ArgumentNullException.ThrowIfNull(command.Region, nameof(command.Region));
+        var profile = await ExecuteAsync(
+            $"INSERT INTO {_users} (email, name, region) VALUES ($2, $3, $4) RETURNING *", UserCreated,
+            [command.Email, command.Name, command.Region], cancellationToken).ConfigureAwait(false);
+        return profile!.Id;
     }
 
-    /// <summary>Updates a user, bumps its version and appends <c>user.updated</c>; returns the new version.</summary>
+    /// <summary>Updates a user, bumps its version and appends <c>user.updated</c> atomically; returns the new version.</summary>
     /// <exception cref="KeyNotFoundException">No user has <see cref="UpdateUser.Id"/>.</exception>
     public async Task<long> UpdateUserAsync(UpdateUser command, CancellationToken cancellationToken = default)
     {
-        return await InTransactionAsync(async (connection, transaction) =>
+        var profile = await ExecuteAsync(
+            $"UPDATE {_users} SET name = coalesce($3, name), region = coalesce($4, region), version = version + 1, updated_at = now() WHERE id = $2 RETURNING *",
+            UserUpdated, [command.Id, command.Name, command.Region], cancellationToken).ConfigureAwait(false);
+        return profile?.Version ?? throw new KeyNotFoundException($"no user with id {command.Id}");
+    }
+
+    /// <summary>
+    /// Runs the row change, its outbox event and the NOTIFY as one statement: one round trip, and
+    /// atomic because a statement outside an explicit transaction is its own transaction. The NOTIFY
+    /// is throttled as in <see cref="OutboxStore.AppendAsync(NpgsqlTransaction, IReadOnlyList{OutboxMessage}, CancellationToken)"/>.
+    /// </summary>
+    private async Task<UserProfile?> ExecuteAsync(string change, string eventType, object?[] arguments, CancellationToken cancellationToken)
+    {
+        var s = _outbox.QuotedSchema;
+        var sql = $"""
+            WITH u AS ({change}),
+            e AS (
+                INSERT INTO {s}.outbox (stream, aggregate_id, version, type, payload)
+                SELECT 'user', u.id::text, u.version, $1,
+                       jsonb_build_object('id', u.id, 'email', u.email, 'name', u.name, 'region', u.region, 'version', u.version, 'created_at', u.created_at)
+                FROM u)
+            SELECT u.id, u.email, u.name, u.region, u.version, u.created_at, (SELECT pg_notify($5, '') WHERE pg_try_advisory_xact_lock(hashtextextended($5, 0))) FROM u
+            """;
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
         {
-            var update = new NpgsqlCommand(
-                $"""
-                UPDATE {_users} SET name = coalesce($2, name), region = coalesce($3, region), version = version + 1, updated_at = now()
-                WHERE id = $1 RETURNING id, version, created_at, email, name, region
-                """, connection, transaction);
-            await using (update.ConfigureAwait(false))
+            var command = new NpgsqlCommand(sql, connection);
+            await using (command.ConfigureAwait(false))
             {
-                update.Parameters.Add(new NpgsqlParameter { Value = command.Id });
-                update.Parameters.Add(new NpgsqlParameter { Value = (object?)command.Name ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-                update.Parameters.Add(new NpgsqlParameter { Value = (object?)command.Region ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text });
-                UserProfile profile;
-                var reader = await update.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                command.Parameters.Add(new NpgsqlParameter { Value = eventType });
+                foreach (var argument in arguments)
+                    command.Parameters.Add(argument is null ? new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text } : new NpgsqlParameter { Value = argument });
+                command.Parameters.Add(new NpgsqlParameter { Value = _outbox.Channel });
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                 {
-                    if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) throw new KeyNotFoundException($"no user with id {command.Id}");
-                    profile = new UserProfile(reader.GetInt64(0), reader.GetString(3), reader.GetString(4), reader.GetString(5), reader.GetInt64(1), reader.GetFieldValue<DateTimeOffset>(2));
+                    if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
+                    return new UserProfile(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5));
                 }
-                await _outbox.AppendAsync(transaction, ToMessage(UserUpdated, profile), cancellationToken).ConfigureAwait(false);
-                return profile.Version;
             }
-        }, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>Every user's (id, version) in PostgreSQL, the source of truth, for consistency checks.</summary>
@@ -144,33 +152,5 @@ public sealed class UserCommandHandler
             }
         }
         return result;
-    }
-
-    private static async Task<UserProfile> ReadProfileAsync(NpgsqlCommand insert, string email, string name, string region, CancellationToken cancellationToken)
-    {
-        var reader = await insert.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        await using (reader.ConfigureAwait(false))
-        {
-            await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
-            return new UserProfile(reader.GetInt64(0), email, name, region, reader.GetInt64(1), reader.GetFieldValue<DateTimeOffset>(2));
-        }
-    }
-
-    internal static OutboxMessage ToMessage(string type, UserProfile profile) =>
-        new("user", profile.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), profile.Version, type, JsonSerializer.Serialize(profile, Json));
-
-    private async Task<TResult> InTransactionAsync<TResult>(Func<NpgsqlConnection, NpgsqlTransaction, Task<TResult>> work, CancellationToken cancellationToken)
-    {
-        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
-        {
-            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await using (transaction.ConfigureAwait(false))
-            {
-                var result = await work(connection, transaction).ConfigureAwait(false);
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                return result;
-            }
-        }
     }
 }

@@ -20,8 +20,8 @@ namespace Polystore.Integration.Outbox;
 /// <para><b>Concurrency.</b> Any number of dispatchers may run. One is elected leader with a session
 /// advisory lock (released by the server when its process dies); besides, every batch locks the
 /// subscriber's checkpoint row, so two dispatchers can never deliver the same batch twice.</para>
-/// <para><b>Failures.</b> A throwing subscriber makes the batch roll back; the failing event is retried
-/// alone with exponential backoff and, after <see cref="OutboxDispatcherOptions.MaxAttempts"/>, moved to
+/// <para><b>Failures.</b> A throwing subscriber makes the batch roll back; its events are then delivered
+/// one at a time, and the failing event is retried alone with exponential backoff and, after <see cref="OutboxDispatcherOptions.MaxAttempts"/>, moved to
 /// the dead-letter table so the events behind it keep flowing.</para>
 /// </remarks>
 public sealed class OutboxDispatcher
@@ -33,6 +33,7 @@ public sealed class OutboxDispatcher
     private static readonly Histogram<double> DeliveryLag = Meter.CreateHistogram<double>("polystore.outbox.delivery_lag", "ms", "Time from append to checkpointed delivery (projection lag)");
     private static readonly Counter<long> AfterCommitFailures = Meter.CreateCounter<long>("polystore.outbox.after_commit_failures", description: "After-commit actions (cache invalidations) that failed");
 
+    private static readonly TimeSpan FollowUpDelay = TimeSpan.FromMilliseconds(5);
     private readonly NpgsqlDataSource _dataSource;
     private readonly OutboxStore _store;
     private readonly IOutboxSubscriber _subscriber;
@@ -96,11 +97,21 @@ public sealed class OutboxDispatcher
             _logger.LogInformation("Outbox dispatcher {Subscriber} is the leader", _subscriber.Name);
             var listen = new NpgsqlCommand($"LISTEN \"{_store.Channel}\"", session);
             await using (listen.ConfigureAwait(false)) await listen.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            var followUp = false;
             while (!cancellationToken.IsCancellationRequested)
             {
                 var result = await ProcessBatchAsync(cancellationToken).ConfigureAwait(false);
                 if (result.RetryAfter is { } delay) await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
-                else if (!result.MoreAvailable) await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+                else if (result.MoreAvailable) continue;
+                else if (result.Checkpointed > 0 || followUp)
+                {
+                    // Commits that skipped NOTIFY (see OutboxStore.AppendAsync) land just after the one that
+                    // woke us: look again shortly, and keep looking while events arrive.
+                    followUp = result.Checkpointed > 0;
+                    await DelayAsync(FollowUpDelay, cancellationToken).ConfigureAwait(false);
+                    if (!followUp) await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+                }
+                else await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
             }
         }
     }
@@ -148,19 +159,20 @@ public sealed class OutboxDispatcher
                 if (events.Count == 0) return new BatchResult(0, false, null);
 
                 var context = new OutboxContext(connection, transaction);
-                foreach (var outboxEvent in events)
+                try
                 {
-                    try
-                    {
-                        await _subscriber.HandleAsync(outboxEvent, context, cancellationToken).ConfigureAwait(false);
-                    }
-                    catch (Exception e) when (!cancellationToken.IsCancellationRequested && !IsOutage(e))
-                    {
-                        HandlerFailures.Add(1);
-                        _failedEventId = outboxEvent.Id;
-                        await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
-                        return await HandleFailureAsync(connection, outboxEvent, e, cancellationToken).ConfigureAwait(false);
-                    }
+                    await _subscriber.HandleBatchAsync(events, context, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e) when (!cancellationToken.IsCancellationRequested && !IsOutage(e))
+                {
+                    HandlerFailures.Add(1);
+                    await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+                    if (_oneAtATime) return await HandleFailureAsync(connection, events[0], e, cancellationToken).ConfigureAwait(false);
+                    // Which event failed is unknown: deliver this batch's events one at a time, so the
+                    // good ones pass and attempts count against the one that fails on its own.
+                    (_oneAtATime, _failedEventId) = (true, events[^1].Id);
+                    _logger.LogWarning("Outbox subscriber {Subscriber} failed on a batch ending at event {EventId} ({Error}); delivering one at a time", _subscriber.Name, events[^1].Id, e.Message);
+                    return new BatchResult(0, true, null);
                 }
                 var last = events[^1];
                 await SaveCheckpointAsync(connection, transaction, last.TransactionId, last.Id, cancellationToken).ConfigureAwait(false);
@@ -168,7 +180,7 @@ public sealed class OutboxDispatcher
                 Dispatched.Add(events.Count);
                 var now = DateTimeOffset.UtcNow;
                 foreach (var delivered in events) DeliveryLag.Record((now - delivered.CreatedAt).TotalMilliseconds);
-                if (_oneAtATime && events[0].Id == _failedEventId) (_oneAtATime, _failedEventId) = (false, null);
+                if (_oneAtATime && events[^1].Id == _failedEventId) (_oneAtATime, _failedEventId) = (false, null);
                 await RunAfterCommitAsync(context, cancellationToken).ConfigureAwait(false);
                 return new BatchResult(events.Count, events.Count == limit, null);
             }
@@ -177,14 +189,6 @@ public sealed class OutboxDispatcher
 
     private async Task<BatchResult> HandleFailureAsync(NpgsqlConnection connection, OutboxEvent failed, Exception error, CancellationToken cancellationToken)
     {
-        if (!_oneAtATime)
-        {
-            // Deliver the events before it one at a time until the failing one is first; only then do
-            // attempts count, so they belong to the event that failed and not to its neighbours.
-            _oneAtATime = true;
-            _logger.LogWarning("Outbox subscriber {Subscriber} failed on event {EventId} ({Error}); delivering one at a time", _subscriber.Name, failed.Id, error.Message);
-            return new BatchResult(0, true, null);
-        }
         var attempts = await RecordAttemptAsync(connection, failed, error, cancellationToken).ConfigureAwait(false);
         if (attempts < _options.MaxAttempts) return new BatchResult(0, true, Backoff(attempts));
 

@@ -15,6 +15,15 @@ public interface IOutboxSubscriber
 
     /// <summary>Handles one event. Throwing makes the dispatcher retry it with backoff, then dead-letter it.</summary>
     Task HandleAsync(OutboxEvent outboxEvent, OutboxContext context, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Handles a batch in commit order (one call per dispatcher transaction). Override it to write a
+    /// whole batch in one round trip; the default calls <see cref="HandleAsync"/> for each event.
+    /// </summary>
+    async Task HandleBatchAsync(IReadOnlyList<OutboxEvent> events, OutboxContext context, CancellationToken cancellationToken)
+    {
+        foreach (var outboxEvent in events) await HandleAsync(outboxEvent, context, cancellationToken).ConfigureAwait(false);
+    }
 }
 
 /// <summary>The transaction a batch of events is handled in, together with its checkpoint update.</summary>

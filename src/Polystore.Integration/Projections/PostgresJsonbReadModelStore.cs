@@ -68,6 +68,36 @@ public sealed class PostgresJsonbReadModelStore<T> : IReadModelStore<T>
             return await UpsertAsync(connection, null, sql, id, version, document, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <inheritdoc />
+    public async Task UpsertManyIfNewerAsync(IReadOnlyList<ReadModel<T>> documents, OutboxContext? context, CancellationToken cancellationToken = default)
+    {
+        if (documents.Count == 0) return;
+        // ON CONFLICT may touch a row once per statement: keep the newest version of each id.
+        var newest = documents.GroupBy(d => d.Id).Select(g => g.MaxBy(d => d.Version)!).ToList();
+        var sql = $"""
+            INSERT INTO {_table} AS t (id, version, doc)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])
+            ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc, updated_at = now()
+            WHERE t.version < excluded.version
+            """;
+        var owned = context is null ? await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false) : null;
+        try
+        {
+            var command = new NpgsqlCommand(sql, context?.Connection ?? owned, context?.Transaction);
+            await using (command.ConfigureAwait(false))
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => d.Id).ToArray() });
+                command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => d.Version).ToArray() });
+                command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => JsonSerializer.Serialize(d.Document, _json)).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (owned is not null) await owned.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
     private async Task<bool> UpsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, string id, long version, T document, CancellationToken cancellationToken)
     {
         var command = new NpgsqlCommand(sql, connection, transaction);

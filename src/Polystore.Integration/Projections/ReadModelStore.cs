@@ -28,6 +28,15 @@ public interface IReadModelStore<T>
     /// <param name="cancellationToken">Cancels the write.</param>
     Task<bool> UpsertIfNewerAsync(string id, long version, T document, Outbox.OutboxContext? context, CancellationToken cancellationToken = default);
 
+    /// <summary>
+    /// Stores each document unless a version at least as new is stored, in one round trip where the
+    /// backend allows. Several versions of one id in <paramref name="documents"/> are allowed; the newest wins.
+    /// </summary>
+    async Task UpsertManyIfNewerAsync(IReadOnlyList<ReadModel<T>> documents, Outbox.OutboxContext? context, CancellationToken cancellationToken = default)
+    {
+        foreach (var d in documents) await UpsertIfNewerAsync(d.Id, d.Version, d.Document, context, cancellationToken).ConfigureAwait(false);
+    }
+
     /// <summary>The stored document, or null.</summary>
     Task<ReadModel<T>?> GetAsync(string id, CancellationToken cancellationToken = default);
 

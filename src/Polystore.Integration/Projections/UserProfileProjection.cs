@@ -39,6 +39,25 @@ public sealed class UserProfileProjection : IOutboxSubscriber
     public Action<OutboxEvent>? Applied { get; init; }
 
     /// <inheritdoc />
+    public async Task HandleBatchAsync(IReadOnlyList<OutboxEvent> events, OutboxContext context, CancellationToken cancellationToken)
+    {
+        var users = events.Where(e => e.Stream == "user").ToList();
+        if (users.Count == 0) return;
+        var documents = users.Select(e => new ReadModel<UserProfile>(e.AggregateId, e.Version,
+            JsonSerializer.Deserialize<UserProfile>(e.PayloadJson, Json) ?? throw new InvalidDataException($"outbox event {e.Id} has an empty payload"))).ToList();
+        // One round trip for the batch; stale or duplicate versions are skipped by the store's guard.
+        await _store.UpsertManyIfNewerAsync(documents, context, cancellationToken).ConfigureAwait(false);
+        if (_cache is not null)
+        {
+            // Invalidating an id whose write was skipped is harmless: the floor only ever rises.
+            var newest = documents.GroupBy(d => d.Id).Select(g => g.MaxBy(d => d.Version)!).ToList();
+            // Sent together: the multiplexer pipelines them in one flush.
+            context.AfterCommit(_ => Task.WhenAll(newest.Select(d => VersionedCache.InvalidateAsync(_cache, _cachePrefix, d.Id, d.Version, CacheFloorTtl))));
+        }
+        if (Applied is not null) foreach (var e in users) Applied(e);
+    }
+
+    /// <inheritdoc />
     public async Task HandleAsync(OutboxEvent outboxEvent, OutboxContext context, CancellationToken cancellationToken)
     {
         if (outboxEvent.Stream != "user") return;
