@@ -18,6 +18,7 @@ var root = new RootCommand("""
     ConfigCommand.Create(),
     PingCommand.Create(),
     OutboxCommand.Create(),
+    CqrsCommand.Create(),
     new Command("bench", "Benchmarks: Polystore side by side with the known techniques and peers, on the same servers, in one run.") { BenchIntegrationCommand.Create() },
 };
 

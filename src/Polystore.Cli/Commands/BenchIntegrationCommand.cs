@@ -66,7 +66,8 @@ internal static class BenchIntegrationCommand
         var killStats = new Dictionary<string, (int Kills, int Users)>();
         var schemas = new List<string>();
 
-        await AnsiConsole.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn())
+        // Progress goes to stderr so that stdout stays clean for --json.
+        await CommonOptions.Error.Progress().AutoClear(true).Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new ElapsedTimeColumn())
             .StartAsync(async progress =>
             {
                 var total = rounds * 2 + 2;
