@@ -19,6 +19,9 @@ var root = new RootCommand("""
     PingCommand.Create(),
     MongoCommand.Create(),
     DoctorCommand.Create(),
+    OutboxCommand.Create(),
+    CqrsCommand.Create(),
+    new Command("bench", "Benchmarks: Polystore side by side with the known techniques and peers, on the same servers, in one run.") { BenchIntegrationCommand.Create() },
 };
 
 var parse = root.Parse(args);

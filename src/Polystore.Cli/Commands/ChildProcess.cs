@@ -1,0 +1,34 @@
+using System.Diagnostics;
+
+namespace Polystore.Cli.Commands;
+
+/// <summary>Starts this same polystore executable as a child (for kill tests), with stdout and stderr discarded.</summary>
+internal static class ChildProcess
+{
+    public static Process StartSelf(params string[] args)
+    {
+        var info = new ProcessStartInfo { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        var self = Environment.ProcessPath!;
+        if (Path.GetFileNameWithoutExtension(self) == "dotnet")
+        {
+            info.FileName = self;
+            info.ArgumentList.Add(typeof(ChildProcess).Assembly.Location);
+        }
+        else info.FileName = self;
+        foreach (var arg in args) info.ArgumentList.Add(arg);
+        var process = Process.Start(info)!;
+        process.OutputDataReceived += (_, _) => { };
+        process.ErrorDataReceived += (_, e) => { if (e.Data is not null && Environment.GetEnvironmentVariable("POLYSTORE_DEBUG_CHILDREN") == "1") Console.Error.WriteLine($"[child {args[0]}] {e.Data}"); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return process;
+    }
+
+    /// <summary>SIGKILL: no cleanup, no graceful shutdown, exactly what a crash or an OOM kill does.</summary>
+    public static void KillHard(Process process)
+    {
+        try { process.Kill(entireProcessTree: true); } catch (InvalidOperationException) { }
+        process.WaitForExit();
+        process.Dispose();
+    }
+}

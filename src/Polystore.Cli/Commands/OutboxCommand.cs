@@ -1,0 +1,56 @@
+using System.CommandLine;
+using Polystore.Integration.Outbox;
+using Spectre.Console;
+
+namespace Polystore.Cli.Commands;
+
+/// <summary><c>polystore outbox run|status</c>: run the user-profile projection's dispatcher, or show its lag.</summary>
+internal static class OutboxCommand
+{
+    public static readonly Option<string> Schema = new("--schema")
+    {
+        Description = "PostgreSQL schema holding users, the outbox and (without MongoDB) the user_profiles read model.",
+        DefaultValueFactory = _ => "polystore",
+        Recursive = true,
+    };
+
+    public static Command Create()
+    {
+        var run = new Command("run", """
+            Run the outbox dispatcher for the user_profiles projection until stopped (Ctrl+C or SIGTERM).
+            Any number may run: one leads (advisory lock), the others wait and take over if it dies.
+            It wakes on NOTIFY, polls as a safety net, and reconnects after a PostgreSQL restart.
+            """);
+        run.SetAction(async (parse, cancellationToken) =>
+        {
+            var (config, _) = CommonOptions.LoadConfig(parse);
+            if (config is null) return ExitCodes.InvalidConfig;
+            await using var wiring = await CqrsWiring.CreateAsync(config, parse.GetValue(Schema)!, forcePostgresReadModel: false, cancellationToken);
+            var dispatcher = wiring.Dispatcher(new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(500) });
+            CommonOptions.Error.MarkupLine($"[grey]dispatching {Markup.Escape(wiring.Outbox.Schema)}.outbox to {Markup.Escape(wiring.Store.Description)}; Ctrl+C stops[/]");
+            await dispatcher.RunAsync(cancellationToken);
+            return ExitCodes.Ok;
+        });
+
+        var status = new Command("status", "Show the projection's backlog: pending events, age of the oldest, checkpoint age, dead letters.");
+        status.SetAction(async (parse, cancellationToken) =>
+        {
+            var (config, _) = CommonOptions.LoadConfig(parse);
+            if (config is null) return ExitCodes.InvalidConfig;
+            await using var wiring = await CqrsWiring.CreateAsync(config, parse.GetValue(Schema)!, forcePostgresReadModel: false, cancellationToken);
+            var s = await wiring.Monitor.GetStatusAsync(wiring.Projection().Name, cancellationToken);
+            if (parse.GetValue(CommonOptions.Json))
+            {
+                CommonOptions.WriteJson(new { subscriber = s.Subscriber, pending = s.Pending, backlog_age_seconds = s.OldestPendingAge?.TotalSeconds, checkpoint_age_seconds = s.CheckpointAge?.TotalSeconds, dead_letters = s.DeadLetters });
+                return ExitCodes.Ok;
+            }
+            var table = new Table().Border(TableBorder.Rounded).AddColumns("Subscriber", "Pending", "Backlog age", "Checkpoint age", "Dead letters");
+            table.AddRow(s.Subscriber, $"{s.Pending}", Seconds(s.OldestPendingAge), Seconds(s.CheckpointAge), $"{s.DeadLetters}");
+            AnsiConsole.Write(table);
+            return ExitCodes.Ok;
+        });
+        return new Command("outbox", "The transactional outbox: run the dispatcher, show its lag.") { Schema, run, status };
+    }
+
+    private static string Seconds(TimeSpan? value) => value is { } v ? $"{v.TotalSeconds:0.000} s" : "-";
+}

@@ -1,0 +1,150 @@
+using System.Text.Json;
+using Npgsql;
+using NpgsqlTypes;
+using Polystore.Integration.Outbox;
+
+namespace Polystore.Integration.Projections;
+
+/// <summary>
+/// A read model in a PostgreSQL JSONB table: the default where no MongoDB is configured. Written inside
+/// the dispatcher's transaction, so each event is applied exactly once together with the checkpoint.
+/// </summary>
+/// <typeparam name="T">The document type.</typeparam>
+public sealed class PostgresJsonbReadModelStore<T> : IReadModelStore<T>
+{
+    private readonly NpgsqlDataSource _dataSource;
+    private readonly JsonSerializerOptions _json;
+    private readonly string _table;
+
+    /// <summary>Creates the store over <c>schema.table</c> (plain lower-case identifiers).</summary>
+    public PostgresJsonbReadModelStore(NpgsqlDataSource dataSource, string schema, string table, JsonSerializerOptions? json = null)
+    {
+        _dataSource = dataSource;
+        _json = json ?? new JsonSerializerOptions(JsonSerializerDefaults.Web);
+        _table = $"{Sql.Quote(schema, nameof(schema))}.{Sql.Quote(table, nameof(table))}";
+        Schema = schema;
+        Table = table;
+    }
+
+    /// <summary>The schema.</summary>
+    public string Schema { get; }
+
+    /// <summary>The table.</summary>
+    public string Table { get; }
+
+    /// <inheritdoc />
+    public string Description => $"PostgreSQL JSONB {Schema}.{Table}";
+
+    /// <inheritdoc />
+    public async Task EnsureCreatedAsync(CancellationToken cancellationToken = default)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var command = Sql.Batch(connection, null,
+                $"""
+                CREATE SCHEMA IF NOT EXISTS {Sql.Quote(Schema, "schema")};
+                CREATE TABLE IF NOT EXISTS {_table} (
+                    id text PRIMARY KEY,
+                    version bigint NOT NULL,
+                    doc jsonb NOT NULL,
+                    updated_at timestamptz NOT NULL DEFAULT now());
+                """);
+            await using (command.ConfigureAwait(false)) await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<bool> UpsertIfNewerAsync(string id, long version, T document, OutboxContext? context, CancellationToken cancellationToken = default)
+    {
+        var sql = $"""
+            INSERT INTO {_table} AS t (id, version, doc) VALUES ($1, $2, $3)
+            ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc, updated_at = now()
+            WHERE t.version < excluded.version
+            """;
+        if (context is not null) return await UpsertAsync(context.Connection, context.Transaction, sql, id, version, document, cancellationToken).ConfigureAwait(false);
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+            return await UpsertAsync(connection, null, sql, id, version, document, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public async Task UpsertManyIfNewerAsync(IReadOnlyList<ReadModel<T>> documents, OutboxContext? context, CancellationToken cancellationToken = default)
+    {
+        if (documents.Count == 0) return;
+        // ON CONFLICT may touch a row once per statement: keep the newest version of each id.
+        var newest = documents.GroupBy(d => d.Id).Select(g => g.MaxBy(d => d.Version)!).ToList();
+        var sql = $"""
+            INSERT INTO {_table} AS t (id, version, doc)
+            SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])
+            ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc, updated_at = now()
+            WHERE t.version < excluded.version
+            """;
+        var owned = context is null ? await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false) : null;
+        try
+        {
+            var command = new NpgsqlCommand(sql, context?.Connection ?? owned, context?.Transaction);
+            await using (command.ConfigureAwait(false))
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => d.Id).ToArray() });
+                command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => d.Version).ToArray() });
+                command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => JsonSerializer.Serialize(d.Document, _json)).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (owned is not null) await owned.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task<bool> UpsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, string id, long version, T document, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(sql, connection, transaction);
+        await using (command.ConfigureAwait(false))
+        {
+            command.Parameters.Add(new NpgsqlParameter { Value = id });
+            command.Parameters.Add(new NpgsqlParameter { Value = version });
+            command.Parameters.Add(new NpgsqlParameter { Value = JsonSerializer.Serialize(document, _json), NpgsqlDbType = NpgsqlDbType.Jsonb });
+            return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<ReadModel<T>?> GetAsync(string id, CancellationToken cancellationToken = default)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var command = new NpgsqlCommand($"SELECT version, doc::text FROM {_table} WHERE id = $1", connection);
+            await using (command.ConfigureAwait(false))
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = id });
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
+                    return new ReadModel<T>(id, reader.GetInt64(0), JsonSerializer.Deserialize<T>(reader.GetString(1), _json)!);
+                }
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyDictionary<string, long>> GetVersionsAsync(CancellationToken cancellationToken = default)
+    {
+        var result = new Dictionary<string, long>();
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var command = new NpgsqlCommand($"SELECT id, version FROM {_table}", connection);
+            await using (command.ConfigureAwait(false))
+            {
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) result[reader.GetString(0)] = reader.GetInt64(1);
+            }
+        }
+        return result;
+    }
+}

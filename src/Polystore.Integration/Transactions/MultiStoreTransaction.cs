@@ -1,0 +1,232 @@
+using MongoDB.Driver;
+using Npgsql;
+using Polystore.Core;
+using StackExchange.Redis;
+
+namespace Polystore.Integration.Transactions;
+
+/// <summary>
+/// The seed's TransactionManager, kept for callers who want its shape, and honest about what it is:
+/// PostgreSQL commits first, then MongoDB, then any queued Redis MULTI/EXEC. Nothing makes those two commits atomic, so a MongoDB
+/// failure after PostgreSQL committed is reported as a <see cref="PartialCommitException"/> naming
+/// what succeeded — never swallowed, never called a rollback. Redis work is undone by the
+/// compensations you register. Prefer the outbox (<see cref="Outbox.OutboxStore"/>): one commit, then
+/// reliable delivery to the other stores.
+/// </summary>
+public sealed class TransactionManager(NpgsqlDataSource postgres, IMongoClient? mongo = null, IDatabase? redis = null)
+{
+    /// <summary>
+    /// Runs <paramref name="work"/> in a PostgreSQL transaction (and a MongoDB transaction, started on
+    /// first use of <see cref="MultiStoreTransaction.GetMongoSessionAsync"/>). On success commits
+    /// PostgreSQL, then MongoDB. On an exception from <paramref name="work"/>: rolls both back, runs the
+    /// compensations, rethrows.
+    /// </summary>
+    /// <exception cref="PartialCommitException">PostgreSQL committed but MongoDB or Redis did not.</exception>
+    public async Task<CommitReport> ExecuteAsync(Func<MultiStoreTransaction, Task> work, CancellationToken cancellationToken = default)
+    {
+        var connection = await postgres.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var pgTransaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            var transaction = new MultiStoreTransaction(connection, pgTransaction, mongo, redis);
+            await using (transaction.ConfigureAwait(false))
+            {
+                try
+                {
+                    await work(transaction).ConfigureAwait(false);
+                }
+                catch
+                {
+                    await transaction.RollbackAsync().ConfigureAwait(false);
+                    throw;
+                }
+                return await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+}
+
+/// <summary>What a multi-store commit did, store by store.</summary>
+/// <param name="Committed">The stores that committed, in order.</param>
+/// <param name="Failed">The store whose commit failed, if any.</param>
+/// <param name="Error">Why it failed (secrets removed), if any.</param>
+/// <param name="CompensationsRun">Descriptions of the compensations that ran.</param>
+/// <param name="CompensationsFailed">Descriptions and errors of compensations that themselves failed.</param>
+public sealed record CommitReport(
+    IReadOnlyList<string> Committed,
+    string? Failed,
+    string? Error,
+    IReadOnlyList<string> CompensationsRun,
+    IReadOnlyList<string> CompensationsFailed)
+{
+    /// <summary>True when some stores committed and another did not.</summary>
+    public bool IsPartial => Failed is not null && Committed.Count > 0;
+
+    /// <inheritdoc />
+    public override string ToString() =>
+        Failed is null
+            ? $"committed: {string.Join(", ", Committed)}"
+            : $"PARTIAL COMMIT: committed {string.Join(", ", Committed)}; {Failed} failed: {Error}; compensations run: {CompensationsRun.Count}" +
+              (CompensationsFailed.Count > 0 ? $", failed: {string.Join("; ", CompensationsFailed)}" : "");
+}
+
+/// <summary>Thrown when one store committed and a later one failed: the stores now disagree.</summary>
+public sealed class PartialCommitException : Exception
+{
+    /// <summary>Creates the exception from the report.</summary>
+    public PartialCommitException(CommitReport report, Exception? inner = null) : base(report.ToString(), inner) => Report = report;
+
+    /// <summary>Creates the exception.</summary>
+    public PartialCommitException() : this(new CommitReport([], null, null, [], [])) { }
+
+    /// <summary>Creates the exception with a message.</summary>
+    public PartialCommitException(string message) : base(message) => Report = new CommitReport([], null, message, [], []);
+
+    /// <summary>Creates the exception with a message and a cause.</summary>
+    public PartialCommitException(string message, Exception inner) : base(message, inner) => Report = new CommitReport([], null, message, [], []);
+
+    /// <summary>Which store committed, which failed, and what was compensated.</summary>
+    public CommitReport Report { get; }
+}
+
+/// <summary>One unit of multi-store work; see <see cref="TransactionManager"/>.</summary>
+public sealed class MultiStoreTransaction : IAsyncDisposable
+{
+    private readonly IMongoClient? _mongo;
+    private readonly List<(string Description, Func<CancellationToken, Task> Undo)> _compensations = [];
+    private IClientSessionHandle? _mongoSession;
+    private ITransaction? _redisTransaction;
+    private bool _completed;
+
+    internal MultiStoreTransaction(NpgsqlConnection connection, NpgsqlTransaction transaction, IMongoClient? mongo, IDatabase? redis)
+    {
+        Postgres = connection;
+        PostgresTransaction = transaction;
+        _mongo = mongo;
+        Redis = redis;
+    }
+
+    /// <summary>The PostgreSQL connection; commands must use <see cref="PostgresTransaction"/>.</summary>
+    public NpgsqlConnection Postgres { get; }
+
+    /// <summary>The PostgreSQL transaction.</summary>
+    public NpgsqlTransaction PostgresTransaction { get; }
+
+    /// <summary>Redis, if configured. Its writes are not transactional: register a compensation for each.</summary>
+    public IDatabase? Redis { get; }
+
+    /// <summary>The MongoDB session with a started transaction (replica set or mongos only).</summary>
+    /// <exception cref="InvalidOperationException">No MongoDB is configured.</exception>
+    public async Task<IClientSessionHandle> GetMongoSessionAsync(CancellationToken cancellationToken = default)
+    {
+        if (_mongoSession is not null) return _mongoSession;
+        if (_mongo is null) throw new InvalidOperationException("no MongoDB is configured for this TransactionManager");
+        _mongoSession = await _mongo.StartSessionAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+        _mongoSession.StartTransaction();
+        return _mongoSession;
+    }
+
+    /// <summary>
+    /// A Redis MULTI/EXEC transaction, executed after PostgreSQL and MongoDB commit. Queue commands on it
+    /// (without awaiting them) and add conditions (WATCH); if a condition no longer holds at commit, the
+    /// queued commands are discarded and the commit is reported as partial.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No Redis is configured.</exception>
+    public ITransaction RedisTransaction =>
+        _redisTransaction ??= (Redis ?? throw new InvalidOperationException("no Redis is configured for this TransactionManager")).CreateTransaction();
+
+    /// <summary>Registers an undo step (the seed's "compensating transaction"), run in reverse order if the unit fails.</summary>
+    public void AddCompensation(string description, Func<CancellationToken, Task> undo) => _compensations.Add((description, undo));
+
+    internal async Task<CommitReport> CommitAsync(CancellationToken cancellationToken)
+    {
+        var committed = new List<string>();
+        try
+        {
+            await PostgresTransaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // Nothing committed yet: a clean failure; undo the rest and let the cause surface as is.
+            await RollbackAsync().ConfigureAwait(false);
+            throw;
+        }
+        committed.Add("postgresql");
+        if (_mongoSession is not null)
+        {
+            try
+            {
+                await _mongoSession.CommitTransactionAsync(cancellationToken).ConfigureAwait(false);
+                committed.Add("mongodb");
+            }
+            catch (Exception e) when (e is MongoException or TimeoutException or InvalidOperationException)
+            {
+                var (run, failed) = await CompensateAsync().ConfigureAwait(false);
+                _completed = true;
+                throw new PartialCommitException(new CommitReport(committed, "mongodb", Redactor.RedactUrl(e.Message.Split('\n')[0]), run, failed), e);
+            }
+        }
+        if (_redisTransaction is not null)
+        {
+            string? failure = null;
+            try
+            {
+                if (!await _redisTransaction.ExecuteAsync().ConfigureAwait(false)) failure = "a condition (WATCH) no longer held; the queued commands were discarded";
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                failure = Redactor.RedactConnectionString(e.Message);
+            }
+            if (failure is not null)
+            {
+                var (run, failed) = await CompensateAsync().ConfigureAwait(false);
+                _completed = true;
+                throw new PartialCommitException(new CommitReport(committed, "redis", failure, run, failed));
+            }
+            committed.Add("redis");
+        }
+        _completed = true;
+        return new CommitReport(committed, null, null, [], []);
+    }
+
+    internal async Task RollbackAsync()
+    {
+        if (_completed) return;
+        _completed = true;
+        try { await PostgresTransaction.RollbackAsync().ConfigureAwait(false); } catch (NpgsqlException) { }
+        if (_mongoSession is { IsInTransaction: true })
+        {
+            try { await _mongoSession.AbortTransactionAsync().ConfigureAwait(false); } catch (MongoException) { }
+        }
+        await CompensateAsync().ConfigureAwait(false);
+    }
+
+    private async Task<(List<string> Run, List<string> Failed)> CompensateAsync()
+    {
+        var run = new List<string>();
+        var failed = new List<string>();
+        for (var i = _compensations.Count - 1; i >= 0; i--)
+        {
+            var (description, undo) = _compensations[i];
+            try
+            {
+                await undo(CancellationToken.None).ConfigureAwait(false);
+                run.Add(description);
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException or InvalidOperationException or NpgsqlException or MongoException)
+            {
+                failed.Add($"{description}: {Redactor.RedactConnectionString(e.Message)}");
+            }
+        }
+        _compensations.Clear();
+        return (run, failed);
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (!_completed) await RollbackAsync().ConfigureAwait(false);
+        _mongoSession?.Dispose();
+        await PostgresTransaction.DisposeAsync().ConfigureAwait(false);
+    }
+}

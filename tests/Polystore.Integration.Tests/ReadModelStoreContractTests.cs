@@ -1,0 +1,82 @@
+using MongoDB.Bson;
+using MongoDB.Driver;
+using Polystore.Integration.Cqrs;
+using Polystore.Integration.Projections;
+using Polystore.Mongo;
+using Polystore.Testing;
+
+namespace Polystore.Integration.Tests;
+
+/// <summary>The read-model contract, written once and run against every backend.</summary>
+public abstract class ReadModelStoreContract
+{
+    protected static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    /// <summary>The store under test, or null with the reason it cannot run here.</summary>
+    protected abstract Task<(IReadModelStore<UserProfile>? Store, string? SkipReason)> CreateAsync();
+
+    private async Task<IReadModelStore<UserProfile>> StoreAsync()
+    {
+        var (store, reason) = await CreateAsync();
+        if (store is null) Assert.Skip(reason!);
+        await store!.EnsureCreatedAsync(Ct);
+        return store;
+    }
+
+    private static UserProfile Profile(string name, long version) => new(7, "a@example.com", name, "eu", version, DateTimeOffset.UnixEpoch);
+
+    [Fact]
+    public async Task A_newer_version_replaces_and_an_older_or_equal_one_is_ignored()
+    {
+        var store = await StoreAsync();
+        Assert.True(await store.UpsertIfNewerAsync("7", 2, Profile("v2", 2), null, Ct));
+        Assert.False(await store.UpsertIfNewerAsync("7", 1, Profile("v1", 1), null, Ct));
+        Assert.False(await store.UpsertIfNewerAsync("7", 2, Profile("v2 again", 2), null, Ct));
+        Assert.True(await store.UpsertIfNewerAsync("7", 3, Profile("v3", 3), null, Ct));
+        var stored = await store.GetAsync("7", Ct);
+        Assert.Equal((3L, "v3"), (stored!.Version, stored.Document.Name));
+        Assert.Equal(3L, (await store.GetVersionsAsync(Ct))["7"]);
+        Assert.Null(await store.GetAsync("missing", Ct));
+    }
+
+    [Fact]
+    public async Task Concurrent_writers_of_every_version_leave_the_newest()
+    {
+        var store = await StoreAsync();
+        await Parallel.ForEachAsync(Enumerable.Range(1, 64).OrderBy(_ => Random.Shared.Next()), new ParallelOptions { MaxDegreeOfParallelism = 16, CancellationToken = Ct },
+            async (v, ct) => await store.UpsertIfNewerAsync("race", v, Profile($"v{v}", v), null, ct));
+        var stored = await store.GetAsync("race", Ct);
+        Assert.Equal((64L, "v64"), (stored!.Version, stored.Document.Name));
+    }
+}
+
+public sealed class PostgresJsonbReadModelStoreTests(OutboxSchema schema) : ReadModelStoreContract, IClassFixture<OutboxSchema>
+{
+    protected override Task<(IReadModelStore<UserProfile>? Store, string? SkipReason)> CreateAsync() =>
+        Task.FromResult<(IReadModelStore<UserProfile>?, string?)>((new PostgresJsonbReadModelStore<UserProfile>(schema.DataSource, schema.Store.Schema, "profiles"), null));
+}
+
+public sealed class MongoReadModelStoreTests : ReadModelStoreContract
+{
+    protected override Task<(IReadModelStore<UserProfile>? Store, string? SkipReason)> CreateAsync()
+    {
+        if (TestServers.Mongo is not { } settings)
+            return Task.FromResult<(IReadModelStore<UserProfile>?, string?)>((null, "no MongoDB server: set POLYSTORE_TEST_MONGO=mongodb://host:port (no mongod can be installed on this machine)"));
+        var database = new MongoClient(MongoClientFactory.BuildClientSettings(settings)).GetDatabase(settings.Connection.Database);
+        return Task.FromResult<(IReadModelStore<UserProfile>?, string?)>((new MongoReadModelStore<UserProfile>(database, TestServers.UniqueName("profiles")), null));
+    }
+
+    [Fact]
+    public void The_write_is_a_version_guarded_upsert()
+    {
+        var store = new MongoReadModelStore<UserProfile>(new MongoClient("mongodb://127.0.0.1:1").GetDatabase("polystore"), "user_profiles");
+        var at = new DateTime(2026, 1, 2, 3, 4, 5, DateTimeKind.Utc);
+        var (filter, update) = store.BuildWrite("7", 3, new UserProfile(7, "a@example.com", "Ada", "eu", 3, DateTimeOffset.UnixEpoch), at);
+        Assert.Equal(BsonDocument.Parse("{ _id: '7', version: { $lt: NumberLong(3) } }"), filter);
+        Assert.Equal(BsonDocument.Parse("""
+            { $set: { version: NumberLong(3),
+                      doc: { id: 7, email: 'a@example.com', name: 'Ada', region: 'eu', version: 3, created_at: '1970-01-01T00:00:00+00:00' },
+                      updated_at: ISODate('2026-01-02T03:04:05Z') } }
+            """), update);
+    }
+}
