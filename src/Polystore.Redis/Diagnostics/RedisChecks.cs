@@ -50,6 +50,8 @@ internal static class RedisChecks
             $"{c.Cli} INFO memory   -- then raise the limit: {c.Cli} CONFIG SET maxmemory <bytes>, give keys TTLs, or shard (Redis Cluster)")];
     }
 
+    private const int MaxScanRounds = 1_000;
+
     public static async Task<IReadOnlyList<Finding>> KeysWithoutTtlAsync(RedisCheckContext c, CancellationToken ct)
     {
         // SCAN, never KEYS: KEYS blocks the server for the whole keyspace. The sample is bounded.
@@ -70,7 +72,9 @@ internal static class RedisChecks
                 keys.Add((RedisKey)(string)key!);
             }
             rounds++;
-        } while (cursor != "0" && keys.Count < max && rounds < max); // rounds bound a sparse MATCH on a huge keyspace
+            // A round budget bounds a sparse MATCH on a huge keyspace (at most ~100k keys examined); it must not
+            // depend on the sample size, or a small sample would stop long before finding its keys.
+        } while (cursor != "0" && keys.Count < max && rounds < MaxScanRounds);
         if (keys.Count == 0) return [];
         var ttls = await Task.WhenAll(keys.Select(k => db.KeyTimeToLiveAsync(k))).ConfigureAwait(false);
         var noTtl = keys.Where((_, i) => ttls[i] is null).ToList();
