@@ -324,6 +324,26 @@ public sealed class DoctorTests : IAsyncLifetime
         Assert.Equal(2L, await count.ExecuteScalarAsync(Ct));
     }
 
+    // The standby replays CREATE DATABASE a moment later; until then a check against it would fail.
+    private static async Task WaitUntilReplicatedAsync(string database)
+    {
+        var replica = TestServers.Postgres.Replication.ReadReplicas[0];
+        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionFactory.BuildConnectionString(TestServers.Postgres).ConnectionString)
+        {
+            Host = replica.Host, Port = replica.Port, LoadBalanceHosts = false, Pooling = false,
+        };
+        for (var i = 0; i < 200; i++)
+        {
+            await using var connection = new NpgsqlConnection(builder.ConnectionString);
+            await connection.OpenAsync(Ct);
+            await using var exists = new NpgsqlCommand("SELECT count(*) FROM pg_database WHERE datname = $1", connection);
+            exists.Parameters.AddWithValue(database);
+            if ((long)(await exists.ExecuteScalarAsync(Ct))! == 1) return;
+            await Task.Delay(50, Ct);
+        }
+        Assert.Fail($"the standby never saw database {database}");
+    }
+
     [Fact]
     public async Task A_healthy_database_yields_no_critical_finding()
     {
@@ -331,6 +351,7 @@ public sealed class DoctorTests : IAsyncLifetime
         await ExecAsync($"CREATE DATABASE \"{db}\"");
         try
         {
+            await WaitUntilReplicatedAsync(db);
             await using var doctor = new PostgresDiagnostics(Settings(database: db, withReplicas: true));
             var report = await DiagnosticRunner.RunAsync(doctor.Checks, secrets: doctor.Secrets, cancellationToken: Ct);
             Assert.All(report.Checks, c => Assert.Equal(CheckOutcome.Completed, c.Outcome));
