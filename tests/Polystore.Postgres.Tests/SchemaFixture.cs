@@ -12,7 +12,13 @@ public class SchemaFixture : IAsyncLifetime
 
     public NpgsqlDataSource Primary => Sources.Primary;
 
-    public async ValueTask InitializeAsync() => await ExecAsync($"CREATE SCHEMA {Schema}");
+    public async ValueTask InitializeAsync()
+    {
+        await ExecAsync($"CREATE SCHEMA {Schema}");
+        await SetupAsync();
+    }
+
+    protected virtual Task SetupAsync() => Task.CompletedTask;
 
     public async ValueTask DisposeAsync()
     {
