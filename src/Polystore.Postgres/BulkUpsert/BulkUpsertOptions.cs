@@ -40,13 +40,6 @@ public sealed record BulkUpsertOptions
     /// </summary>
     public int UnnestThreshold { get; init; } = 1_000;
 
-    /// <summary>
-    /// When true, skip the fast path that assumes no duplicate conflict keys within the batch and
-    /// always de-duplicate (last one wins) with <c>DISTINCT ON</c>. When false (default) duplicates are
-    /// still handled: the fast statement fails on them, is rolled back to a savepoint and re-run de-duplicated.
-    /// </summary>
-    public bool ExpectDuplicates { get; init; }
-
     internal void Validate()
     {
         if (ChunkSize < 1) throw new ArgumentOutOfRangeException(nameof(ChunkSize), ChunkSize, $"{nameof(ChunkSize)} must be at least 1.");

@@ -30,6 +30,7 @@ internal sealed class BulkUpsertPlan<T>
 
         UpsertFromStaging = Upsert(Staging);
         UpsertFromStagingDeduplicated = Upsert(LastWins(Staging));
+        HasDuplicates = $"SELECT EXISTS (SELECT 1 FROM {Staging} GROUP BY {keys} HAVING count(*) > 1)";
         var parameters = string.Join(", ", columns.Select((_, i) => $"${i + 1}"));
         UpsertFromArrays = Upsert(LastWins($"unnest({parameters}) WITH ORDINALITY AS a({cols}, {OrdinalColumn})"));
     }
@@ -42,5 +43,6 @@ internal sealed class BulkUpsertPlan<T>
     public string Copy { get; }
     public string UpsertFromStaging { get; }
     public string UpsertFromStagingDeduplicated { get; }
+    public string HasDuplicates { get; }
     public string UpsertFromArrays { get; }
 }

@@ -173,6 +173,26 @@ public sealed class KeysetQueryDefinition
             return await FetchAsync(connection, dataSource.ConnectionString, null, fromEnd: true, pageSize, map, cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// A signed cursor that starts right after (or before) the given key values, one per sort key in
+    /// order, e.g. to jump to "score 500" without walking there. Values are sent as their invariant text
+    /// and cast by the server to the key's type.
+    /// </summary>
+    public string CreateCursor(bool after, params object[] keyValues)
+    {
+        ArgumentNullException.ThrowIfNull(keyValues);
+        if (keyValues.Length != _keys.Length) throw new ArgumentException($"give one value per sort key ({_keys.Length}).", nameof(keyValues));
+        var text = keyValues.Select(v => v switch
+        {
+            null => throw new ArgumentException("key values cannot be null.", nameof(keyValues)),
+            DateTime d => d.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+            DateTimeOffset d => d.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+            IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+            _ => v.ToString() ?? "",
+        }).ToArray();
+        return _signer.Sign(new CursorPayload(1, _fingerprint, after, text));
+    }
+
     private void CheckPageSize(int pageSize)
     {
         if (pageSize < 1 || pageSize > MaxPageSize)
