@@ -18,6 +18,7 @@ var root = new RootCommand("""
     ConfigCommand.Create(),
     PingCommand.Create(),
     BenchCommand.Create(BenchPostgresCommand.Create()),
+    PgCommand.Create(),
 };
 
 var parse = root.Parse(args);

@@ -28,16 +28,18 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Enumerable.Range(from, count).Select(i => new UserRow($"u{i}@example.com", $"{name}{i}", i % 1000, i % 2 == 0 ? "eu" : null));
 
     [Theory]
-    [InlineData(10)]      // unnest path
-    [InlineData(5_000)]   // COPY path
-    public async Task Counts_inserted_and_updated_rows(int n)
+    [InlineData(10, 10_000)]      // unnest path
+    [InlineData(10, 0)]           // COPY path, forced
+    [InlineData(12_000, 10_000)]  // COPY path
+    public async Task Counts_inserted_and_updated_rows(int n, int unnestThreshold)
     {
         var table = await CreateUsersAsync();
         var upsert = Upsert(table);
-        var first = await upsert.ExecuteAsync(db.Primary, Users(0, n), cancellationToken: Ct);
+        var options = new BulkUpsertOptions { UnnestThreshold = unnestThreshold };
+        var first = await upsert.ExecuteAsync(db.Primary, Users(0, n), options, Ct);
         Assert.Equal((n, n, 0L, 1), (first.RowsReceived, first.Inserted, first.Updated, first.Commits));
 
-        var second = await upsert.ExecuteAsync(db.Primary, Users(n / 2, n, "m"), cancellationToken: Ct);
+        var second = await upsert.ExecuteAsync(db.Primary, Users(n / 2, n, "m"), options, Ct);
         Assert.Equal((n - n / 2, (long)(n / 2)), (second.Inserted, second.Updated));
         Assert.Equal((long)(n + n / 2), await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
         Assert.Equal((long)(n / 2), await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'm%' AND updated_at IS NOT NULL AND version = 1"));
@@ -46,7 +48,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
 
     [Theory]
     [InlineData(10)]
-    [InlineData(3_000)]
+    [InlineData(6_000)]
     public async Task Duplicates_in_one_batch_last_one_wins(int n)
     {
         var table = await CreateUsersAsync();
@@ -78,7 +80,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         var table = await CreateUsersAsync();
         static async IAsyncEnumerable<UserRow> Broken()
         {
-            foreach (var u in Users(0, 5_000)) { await Task.Yield(); yield return u; }
+            foreach (var u in Users(0, 15_000)) { await Task.Yield(); yield return u; }
             throw new InvalidOperationException("source broke");
         }
         await Assert.ThrowsAsync<InvalidOperationException>(() => Upsert(table).ExecuteAsync(db.Primary, Broken(), cancellationToken: Ct));

@@ -195,6 +195,16 @@ public sealed class KeysetTests(KeysetFixture db) : IClassFixture<KeysetFixture>
     }
 
     [Fact]
+    public async Task A_created_cursor_jumps_to_a_key()
+    {
+        var q = ScoreDescIdAsc();
+        var expected = await ExpectedAsync($"SELECT id FROM {db.Items} WHERE (score < 10) OR (score = 10 AND id > 130) ORDER BY score DESC, id LIMIT 5");
+        var page = await q.PageAsync(db.Primary, q.CreateCursor(true, 10, 130L), 5, Id, Ct);
+        Assert.Equal(expected, page.Items);
+        Assert.Throws<ArgumentException>(() => q.CreateCursor(true, 10));
+    }
+
+    [Fact]
     public async Task Sixty_four_concurrent_walkers_see_the_same_rows()
     {
         var q = ScoreDescIdAsc(Filter.Equal("region", "eu"));

@@ -330,33 +330,46 @@ internal static class BenchPostgresCommand
         {
             // Warm the plan cache and the buffers once, untimed.
             await query.PageAsync(ds, null, pageSize, r => r.GetInt64(0), ct);
-            foreach (var depth in new[] { 0, 10, 50, 90 })
+            var depths = new[] { 0, 10, 50, 90 };
+            var cursors = new Dictionary<int, string?>();
+            var offsets = new Dictionary<int, long>();
+            foreach (var depth in depths)
             {
-                Progress(json, $"paging on ({key}) at {depth}% depth");
                 var offset = (long)n * depth / 100;
-                string? cursor = null;
-                if (offset > 0)
+                offsets[depth] = offset;
+                cursors[depth] = null;
+                if (offset == 0) continue;
+                await using var at = ds.CreateCommand($"SELECT {keys} FROM {items} ORDER BY {order} OFFSET {offset - 1} LIMIT 1");
+                await using var r = await at.ExecuteReaderAsync(ct);
+                await r.ReadAsync(ct);
+                cursors[depth] = query.CreateCursor(true, Enumerable.Range(0, r.FieldCount).Select(r.GetValue).ToArray());
+            }
+            // Keyset pages cost about a millisecond, so take many samples, interleaving the depths so load
+            // changes on a shared machine hit every depth alike; OFFSET pages are slow, a few samples do.
+            Progress(json, $"paging on ({key}): keyset pages at 0/10/50/90% depth");
+            var keyset = depths.ToDictionary(d => d, _ => new List<double>());
+            for (var i = 0; i < Math.Max(21, repeat * 7); i++)
+            {
+                foreach (var depth in depths)
                 {
-                    await using var at = ds.CreateCommand($"SELECT {keys} FROM {items} ORDER BY {order} OFFSET {offset - 1} LIMIT 1");
-                    await using var r = await at.ExecuteReaderAsync(ct);
-                    await r.ReadAsync(ct);
-                    var values = Enumerable.Range(0, r.FieldCount).Select(r.GetValue).ToArray();
-                    cursor = query.CreateCursor(true, values);
-                }
-                var keyset = new List<double>();
-                var offsetTimes = new List<double>();
-                for (var i = 0; i < Math.Max(5, repeat * 3); i++)
-                {
-                    keyset.Add(1000 * await TimeAsync(async () =>
+                    keyset[depth].Add(1000 * await TimeAsync(async () =>
                     {
-                        var page = await query.PageAsync(ds, cursor, pageSize, r => r.GetInt64(0), ct);
+                        var page = await query.PageAsync(ds, cursors[depth], pageSize, r => r.GetInt64(0), ct);
                         if (page.Items.Count != pageSize) throw new InvalidOperationException("short keyset page");
                     }));
+                }
+            }
+            foreach (var depth in depths)
+            {
+                Progress(json, $"paging on ({key}): OFFSET page at {depth}% depth");
+                var offsetTimes = new List<double>();
+                for (var i = 0; i < Math.Max(3, repeat); i++)
+                {
                     offsetTimes.Add(1000 * await TimeAsync(async () =>
                     {
                         await using var c = await ds.OpenConnectionAsync(ct);
                         await using var cmd = new NpgsqlCommand($"SELECT id, score, name FROM {items} ORDER BY {order} OFFSET $1 LIMIT $2", c);
-                        cmd.Parameters.Add(new NpgsqlParameter<long> { TypedValue = offset });
+                        cmd.Parameters.Add(new NpgsqlParameter<long> { TypedValue = offsets[depth] });
                         cmd.Parameters.Add(new NpgsqlParameter<int> { TypedValue = pageSize });
                         await using var reader = await cmd.ExecuteReaderAsync(ct);
                         var count = 0;
@@ -364,7 +377,7 @@ internal static class BenchPostgresCommand
                         if (count != pageSize) throw new InvalidOperationException("short OFFSET page");
                     }));
                 }
-                figures.Add(new PageFigure(key, depth, Median(keyset), Median(offsetTimes)));
+                figures.Add(new PageFigure(key, depth, Median(keyset[depth]), Median(offsetTimes)));
             }
         }
         await ExecAsync(ds, $"DROP TABLE {items}", ct);

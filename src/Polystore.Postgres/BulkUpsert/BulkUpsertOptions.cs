@@ -36,9 +36,9 @@ public sealed record BulkUpsertOptions
 
     /// <summary>
     /// Batches of at most this many rows are sent as arrays through <c>unnest</c> in one round trip
-    /// instead of COPY into a temporary table (cheaper for small batches). 0 turns it off. Default 1,000.
+    /// instead of COPY into a temporary table (measured faster up to about 10,000 rows). 0 turns it off. Default 10,000.
     /// </summary>
-    public int UnnestThreshold { get; init; } = 1_000;
+    public int UnnestThreshold { get; init; } = 10_000;
 
     internal void Validate()
     {
