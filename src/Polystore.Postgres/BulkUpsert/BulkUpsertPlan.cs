@@ -13,6 +13,7 @@ internal sealed class BulkUpsertPlan<T>
     {
         Table = table;
         Columns = columns;
+        KeyColumns = columns.Where(c => conflict.Any(k => k.Name == c.Column.Name)).Select(c => c.Map).ToArray();
         var cols = string.Join(", ", columns.Select(c => TableSchema.Quote(c.Column.Name)));
         var keys = string.Join(", ", conflict.Select(c => TableSchema.Quote(c.Name)));
         var assignments = update.Select(c => $"{TableSchema.Quote(c.Name)} = EXCLUDED.{TableSchema.Quote(c.Name)}")
@@ -37,6 +38,7 @@ internal sealed class BulkUpsertPlan<T>
 
     public TableSchema Table { get; }
     public IReadOnlyList<(UpsertColumn<T> Map, ColumnSchema Column)> Columns { get; }
+    public UpsertColumn<T>[] KeyColumns { get; }
     public bool DoNothing { get; }
     public string Staging { get; }
     public string CreateStaging { get; }

@@ -11,6 +11,9 @@ internal abstract class UpsertColumn<T>(string name)
 
     public abstract Task WriteAsync(NpgsqlBinaryImporter importer, T row, string dataTypeName, CancellationToken cancellationToken);
 
+    /// <summary>A 64-bit hash of this column's value (strings: XxHash3; others: their own hash code).</summary>
+    public abstract ulong Hash(T row);
+
     /// <summary>Buffers values into a typed array (for the unnest path of small batches).</summary>
     public abstract IValueBuffer<T> CreateBuffer(int capacity);
 }
@@ -31,6 +34,14 @@ internal sealed class UpsertColumn<T, TValue>(string name, Func<T, TValue> gette
         var value = getter(row);
         return value is null ? importer.WriteNullAsync(cancellationToken) : importer.WriteAsync(value, dataTypeName, cancellationToken);
     }
+
+    public override ulong Hash(T row) => getter(row) switch
+    {
+        null => 0x9E3779B97F4A7C15UL,
+        string s => System.IO.Hashing.XxHash3.HashToUInt64(System.Runtime.InteropServices.MemoryMarshal.AsBytes(s.AsSpan())),
+        long l => (ulong)l,
+        var v => (ulong)(uint)EqualityComparer<TValue>.Default.GetHashCode(v),
+    };
 
     public override IValueBuffer<T> CreateBuffer(int capacity) => new Buffer(getter, capacity);
 
