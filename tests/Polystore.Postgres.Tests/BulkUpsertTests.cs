@@ -111,6 +111,25 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [Fact]
+    public async Task Parallel_mode_reports_a_failing_chunk_and_a_failing_source_without_hanging()
+    {
+        var table = await CreateUsersAsync();
+        var options = new BulkUpsertOptions { Mode = BulkUpsertMode.Parallel, ChunkSize = 1_000, Parallelism = 4 };
+        var bad = Users(0, 20_000).Select((u, i) => i == 12_345 ? u with { Score = -1 } : u);
+        var e = await Assert.ThrowsAsync<BulkUpsertException>(() => Upsert(table).ExecuteAsync(db.Primary, bad, options, Ct));
+        Assert.Contains("stay committed", e.Message, StringComparison.Ordinal);
+        Assert.Equal(e.RowsCommitted, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE email = 'u12345@example.com'"));
+
+        static IEnumerable<UserRow> Broken()
+        {
+            foreach (var u in Users(100_000, 5_000)) yield return u;
+            throw new InvalidOperationException("source broke");
+        }
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Upsert(table).ExecuteAsync(db.Primary, Broken(), options, Ct));
+    }
+
+    [Fact]
     public async Task Sixty_four_concurrent_upserts_of_the_same_keys_count_each_row_once()
     {
         var table = await CreateUsersAsync();

@@ -337,12 +337,14 @@ public sealed class BulkUpsertDefinition<T>
             chunks.Writer.Complete();
             await Task.WhenAll(workers).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is PostgresException or OperationCanceledException or NpgsqlException && !cancellationToken.IsCancellationRequested)
+        catch (Exception e)
         {
+            // Whatever failed (a worker, the caller's sequence, cancellation): stop every worker before leaving.
             await failed.CancelAsync().ConfigureAwait(false);
             chunks.Writer.TryComplete();
             var cause = await FirstFailureAsync(workers).ConfigureAwait(false) ?? e;
-            if (cause is PostgresPoolExhaustedException) throw cause;
+            if (cause is PostgresPoolExhaustedException || cause is not (PostgresException or NpgsqlException))
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(cause);
             throw new BulkUpsertException($"parallel bulk upsert into {plan.Table.DisplayName} failed; {commits} chunk(s) ({Interlocked.Read(ref committedRows)} rows) stay committed: {(cause as PostgresException)?.MessageText ?? cause.Message}", Interlocked.Read(ref committedRows), cause);
         }
         return new BulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
