@@ -21,6 +21,7 @@ internal static class PgCommand
     private static readonly Option<string?> Cursor = new("--cursor") { Description = "Continue from a cursor printed by an earlier page." };
     private static readonly Option<string?> Region = new("--region") { Description = "Only users of this region." };
     private static readonly Option<int> Top = new("--top") { Description = "Rank cut-off. Default 5.", DefaultValueFactory = _ => 5 };
+    private static readonly Option<bool> Reset = new("--reset") { Description = "Drop and recreate the demo table first." };
     private static readonly Option<bool> ByRegion = new("--by-region") { Description = "Rank within each region." };
 
     private sealed record DemoUser(string Email, string Name, int Score, string Region, bool Active);
@@ -31,11 +32,11 @@ internal static class PgCommand
     {
         var pg = new Command("pg", "PostgreSQL toolkit on a demo users table (schema polystore_demo): bulk upsert, keyset pages, rankings.");
 
-        var seed = new Command("seed", "Bulk-upsert N generated users (ON CONFLICT (email) DO UPDATE SET name, score, updated_at = now()); run twice to see updates.") { Users };
+        var seed = new Command("seed", "Bulk-upsert N generated users (ON CONFLICT (email) DO UPDATE SET name, score, updated_at = now()); run twice to see updates.") { Users, Reset };
         seed.SetAction((parse, ct) => WithSources(parse, async (ds, _) =>
         {
             var n = parse.GetValue(Users);
-            await using (var create = ds.CreateCommand($"""
+            await using (var create = ds.CreateCommand((parse.GetValue(Reset) ? $"DROP TABLE IF EXISTS {Table};\n" : "") + $"""
                 CREATE SCHEMA IF NOT EXISTS polystore_demo;
                 CREATE TABLE IF NOT EXISTS {Table} (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL,
                   score int NOT NULL, region text NOT NULL, active boolean NOT NULL DEFAULT true, updated_at timestamptz);
