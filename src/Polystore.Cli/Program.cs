@@ -21,7 +21,8 @@ var root = new RootCommand("""
     DoctorCommand.Create(),
     OutboxCommand.Create(),
     CqrsCommand.Create(),
-    new Command("bench", "Benchmarks: Polystore side by side with the known techniques and peers, on the same servers, in one run.") { BenchIntegrationCommand.Create() },
+    BenchCommand.Create(BenchPostgresCommand.Create(), BenchIntegrationCommand.Create()),
+    PgCommand.Create(),
 };
 
 var parse = root.Parse(args);

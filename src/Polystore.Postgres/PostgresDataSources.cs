@@ -50,7 +50,10 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
             settings);
     }
 
-    /// <summary>Opens a connection to the primary (pre-pinged when <c>pool_pre_ping</c> is on).</summary>
+    /// <summary>
+    /// Opens a connection to the primary (pre-pinged when <c>pool_pre_ping</c> is on). Throws
+    /// <see cref="PostgresPoolExhaustedException"/> when every pooled connection stays busy for pool_timeout.
+    /// </summary>
     public ValueTask<NpgsqlConnection> OpenConnectionAsync(CancellationToken cancellationToken = default) =>
         OpenAsync(Primary, cancellationToken);
 
@@ -60,7 +63,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
 
     private async ValueTask<NpgsqlConnection> OpenAsync(NpgsqlDataSource source, CancellationToken cancellationToken)
     {
-        var connection = await source.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var connection = await PostgresPool.OpenAsync(source, cancellationToken).ConfigureAwait(false);
         if (!_prePing) return connection;
         try
         {
@@ -75,7 +78,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
             // The server restarted or the socket died while pooled: drop every pooled connection, retry once.
             NpgsqlConnection.ClearPool(connection);
             await connection.DisposeAsync().ConfigureAwait(false);
-            return await source.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            return await PostgresPool.OpenAsync(source, cancellationToken).ConfigureAwait(false);
         }
     }
 

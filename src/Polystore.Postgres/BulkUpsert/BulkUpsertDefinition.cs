@@ -1,0 +1,410 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using Npgsql;
+using NpgsqlTypes;
+using Polystore.Postgres.Schema;
+
+namespace Polystore.Postgres.BulkUpsert;
+
+/// <summary>
+/// A reusable bulk upsert (build it once with <see cref="BulkUpsert.Into{T}"/>). Each call checks the
+/// table, columns, types and conflict target against the catalog first, then streams the rows with
+/// binary COPY into a temporary table (ON COMMIT DROP) and runs one
+/// <c>INSERT … SELECT … ON CONFLICT … DO UPDATE</c>; batches up to
+/// <see cref="BulkUpsertOptions.UnnestThreshold"/> rows go as arrays through <c>unnest</c> in one round trip.
+/// </summary>
+/// <remarks>
+/// Duplicate conflict keys within one batch: the last row in sequence order wins (PostgreSQL alone
+/// would fail with "ON CONFLICT DO UPDATE command cannot affect row a second time"). With no update
+/// columns (DO NOTHING) the existing row wins, and among new duplicates the last one is inserted.
+/// Index needed: the unique index or primary key on exactly the conflict columns.
+/// </remarks>
+public sealed class BulkUpsertDefinition<T>
+{
+    private readonly UpsertColumn<T>[] _columns;
+
+    internal BulkUpsertDefinition(string table, UpsertColumn<T>[] columns, string[] conflict, string[] update, SetExpression[] set)
+    {
+        TableName = table;
+        _columns = columns;
+        ConflictColumns = conflict;
+        UpdateColumns = update;
+        SetExpressions = set;
+    }
+
+    /// <summary>The table as the caller named it.</summary>
+    public string TableName { get; }
+
+    /// <summary>The conflict target.</summary>
+    public IReadOnlyList<string> ConflictColumns { get; }
+
+    /// <summary>Columns overwritten from the incoming row on conflict.</summary>
+    public IReadOnlyList<string> UpdateColumns { get; }
+
+    /// <summary>Extra assignments on conflict.</summary>
+    public IReadOnlyList<SetExpression> SetExpressions { get; }
+
+    /// <summary>Upserts <paramref name="rows"/> through connections of <paramref name="dataSource"/> (the primary).</summary>
+    public Task<BulkUpsertResult> ExecuteAsync(NpgsqlDataSource dataSource, IEnumerable<T> rows, BulkUpsertOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        return ExecuteAsync(dataSource, new SyncRows(rows), options, cancellationToken);
+    }
+
+    /// <summary>Upserts a stream of rows, read once and never held in memory whole (parallel mode holds a few chunks).</summary>
+    public async Task<BulkUpsertResult> ExecuteAsync(NpgsqlDataSource dataSource, IAsyncEnumerable<T> rows, BulkUpsertOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        ArgumentNullException.ThrowIfNull(rows);
+        options ??= BulkUpsertOptions.Default;
+        options.Validate();
+        var watch = Stopwatch.StartNew();
+        var enumerator = rows.GetAsyncEnumerator(cancellationToken);
+        await using (enumerator.ConfigureAwait(false))
+        {
+            if (options.Mode == BulkUpsertMode.Parallel) return await ParallelAsync(dataSource, enumerator, options, watch, cancellationToken).ConfigureAwait(false);
+
+            var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                if (options.Mode == BulkUpsertMode.Atomic)
+                {
+                    var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                    await using (transaction.ConfigureAwait(false))
+                    {
+                        var plan = await ResolveAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                        try
+                        {
+                            var (received, inserted, updated) = await UpsertAllAsync(connection, transaction, plan, enumerator, options, long.MaxValue, cancellationToken).ConfigureAwait(false);
+                            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                            return new BulkUpsertResult(received, inserted, updated, 1, watch.Elapsed);
+                        }
+                        catch (PostgresException e)
+                        {
+                            throw new BulkUpsertException($"bulk upsert into {plan.Table.DisplayName} failed; nothing was written (the transaction was rolled back): {e.MessageText}", 0, e);
+                        }
+                    }
+                }
+                return await ChunkedAsync(connection, enumerator, options, watch, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Upserts inside the caller's transaction (for example with an outbox row): nothing is committed
+    /// here, and a failure leaves the transaction for the caller to roll back.
+    /// </summary>
+    public async Task<BulkUpsertResult> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IAsyncEnumerable<T> rows, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(transaction);
+        ArgumentNullException.ThrowIfNull(rows);
+        var watch = Stopwatch.StartNew();
+        var plan = await ResolveAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+        var enumerator = rows.GetAsyncEnumerator(cancellationToken);
+        await using (enumerator.ConfigureAwait(false))
+        {
+            var (received, inserted, updated) = await UpsertAllAsync(connection, transaction, plan, enumerator, BulkUpsertOptions.Default, long.MaxValue, cancellationToken).ConfigureAwait(false);
+            return new BulkUpsertResult(received, inserted, updated, 0, watch.Elapsed);
+        }
+    }
+
+    /// <summary>Upserts inside the caller's transaction; see the <see cref="IAsyncEnumerable{T}"/> overload.</summary>
+    public Task<BulkUpsertResult> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IEnumerable<T> rows, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        return ExecuteAsync(connection, transaction, new SyncRows(rows), cancellationToken);
+    }
+
+    /// <summary>Checks every name and type against the catalog; throws <see cref="PostgresSchemaException"/> before any row is sent.</summary>
+    internal async Task<BulkUpsertPlan<T>> ResolveAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+    {
+        var table = await TableSchema.LoadAsync(connection, TableName, transaction, cancellationToken).ConfigureAwait(false);
+        var columns = new List<(UpsertColumn<T>, ColumnSchema)>();
+        foreach (var map in _columns)
+        {
+            var column = table.Column(map.Name, "bulk upsert column");
+            if (column.Name == BulkUpsertPlan<T>.OrdinalColumn) throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: column name \"{column.Name}\" is reserved for the staging table.");
+            if (column.Generated) throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: column \"{column.Name}\" is generated and cannot be written.");
+            if (column.IdentityAlways) throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: column \"{column.Name}\" is GENERATED ALWAYS AS IDENTITY and cannot be written.");
+            if (TypeCompatibility.Check(map.ValueType, column) is { } problem)
+                throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: column \"{column.Name}\": {problem}.");
+            columns.Add((map, column));
+        }
+        var conflict = ConflictColumns.Select(c => table.Column(c, "conflict column")).ToList();
+        if (!table.HasUniqueIndexOn(conflict))
+            throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: no unique index or primary key on exactly ({string.Join(", ", conflict.Select(c => c.Name))}); ON CONFLICT needs one. Create it, e.g. CREATE UNIQUE INDEX ON {table.QualifiedName} ({string.Join(", ", conflict.Select(c => TableSchema.Quote(c.Name)))}).");
+        var update = UpdateColumns.Select(c => table.Column(c, "update column")).ToList();
+        var set = SetExpressions.Select(s => (s, table.Column(s.Column, "SET expression column"))).ToList();
+        return new BulkUpsertPlan<T>(table, columns, conflict, update, set);
+    }
+
+    /// <summary>Upserts up to <paramref name="limit"/> rows of the enumerator in the current transaction.</summary>
+    private static async Task<(long Received, long Inserted, long Updated)> UpsertAllAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
+        IAsyncEnumerator<T> rows, BulkUpsertOptions options, long limit, CancellationToken cancellationToken)
+    {
+        // Small batches: one round trip with arrays beats creating a temp table and a COPY.
+        var head = new List<T>(Math.Min(options.UnnestThreshold + 1, 4096));
+        var more = true;
+        while (head.Count <= options.UnnestThreshold && head.Count < limit && (more = await rows.MoveNextAsync().ConfigureAwait(false)))
+            head.Add(rows.Current);
+        if (!more || head.Count >= limit)
+        {
+            if (head.Count == 0) return (0, 0, 0);
+            if (head.Count <= options.UnnestThreshold)
+            {
+                var (i, u) = await UpsertArraysAsync(connection, transaction, plan, head, cancellationToken).ConfigureAwait(false);
+                return (head.Count, i, u);
+            }
+        }
+
+        await ExecuteAsync(connection, transaction, plan.CreateStaging, cancellationToken).ConfigureAwait(false);
+        long received = 0;
+        var keys = new KeyTracker(plan.KeyColumns);
+        var importer = await connection.BeginBinaryImportAsync(plan.Copy, cancellationToken).ConfigureAwait(false);
+        await using (importer.ConfigureAwait(false))
+        {
+            foreach (var row in head)
+            {
+                keys.Add(row);
+                await WriteRowAsync(importer, plan, row, ++received, cancellationToken).ConfigureAwait(false);
+            }
+            while (more && received < limit && await rows.MoveNextAsync().ConfigureAwait(false))
+            {
+                keys.Add(rows.Current);
+                await WriteRowAsync(importer, plan, rows.Current, ++received, cancellationToken).ConfigureAwait(false);
+            }
+            await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+        var (inserted, updated) = await UpsertFromStagingAsync(connection, transaction, plan, keys.CertainlyUnique, cancellationToken).ConfigureAwait(false);
+        return (received, inserted, updated);
+    }
+
+    // The token is checked once per row rather than handed to every value write: Npgsql registers a
+    // cancellation callback per call with a cancellable token, which measured ~30% slower COPY streaming.
+    private static async Task WriteRowAsync(NpgsqlBinaryImporter importer, BulkUpsertPlan<T> plan, T row, long ordinal, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        await importer.StartRowAsync(CancellationToken.None).ConfigureAwait(false);
+        await importer.WriteAsync(ordinal, NpgsqlDbType.Bigint, CancellationToken.None).ConfigureAwait(false);
+        var columns = plan.Columns;
+        for (var i = 0; i < columns.Count; i++)
+            await columns[i].Map.WriteAsync(importer, row, columns[i].Column.WriteTypeName, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    // De-duplicating (DISTINCT ON, last one wins) needs a sort of the whole batch, so it is paid only when
+    // a key repeats. While streaming, 64-bit key hashes prove most batches unique for free; only on a hash
+    // collision (or past the tracking cap) does a server-side hash aggregate decide. Measured on 100k rows:
+    // that check ~0.13 s, the sort ~0.5 s; a savepoint + retry on error 21000 was slower than both.
+    private static async Task<(long Inserted, long Updated)> UpsertFromStagingAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
+        bool certainlyUnique, CancellationToken cancellationToken)
+    {
+        var duplicates = plan.DoNothing;
+        if (!duplicates && !certainlyUnique)
+        {
+            var check = new NpgsqlCommand(plan.HasDuplicates, connection, transaction);
+            await using (check.ConfigureAwait(false))
+                duplicates = (bool)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+        return await CountAsync(connection, transaction, duplicates ? plan.UpsertFromStagingDeduplicated : plan.UpsertFromStaging, null, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static Task<(long Inserted, long Updated)> UpsertArraysAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
+        List<T> rows, CancellationToken cancellationToken)
+    {
+        var parameters = new List<NpgsqlParameter>(plan.Columns.Count);
+        foreach (var (map, column) in plan.Columns)
+        {
+            var buffer = map.CreateBuffer(rows.Count);
+            foreach (var row in rows) buffer.Add(row);
+            parameters.Add(buffer.ToParameter(column.WriteTypeName.EndsWith("[]", StringComparison.Ordinal)
+                ? throw new PostgresSchemaException($"bulk upsert into {plan.Table.DisplayName}: array column \"{column.Name}\" needs the COPY path; set UnnestThreshold = 0.")
+                : column.WriteTypeName));
+        }
+        return CountAsync(connection, transaction, plan.UpsertFromArrays, parameters, cancellationToken);
+    }
+
+    private static async Task<(long Inserted, long Updated)> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql,
+        List<NpgsqlParameter>? parameters, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(sql, connection, transaction);
+        await using (command.ConfigureAwait(false))
+        {
+            if (parameters is not null) command.Parameters.AddRange(parameters.ToArray());
+            var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                return (reader.GetInt64(0), reader.GetInt64(1));
+            }
+        }
+    }
+
+    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(sql, connection, transaction);
+        await using (command.ConfigureAwait(false))
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<BulkUpsertResult> ChunkedAsync(NpgsqlConnection connection, IAsyncEnumerator<T> rows, BulkUpsertOptions options, Stopwatch watch, CancellationToken cancellationToken)
+    {
+        long received = 0, inserted = 0, updated = 0;
+        var commits = 0;
+        BulkUpsertPlan<T>? plan = null;
+        while (true)
+        {
+            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                plan ??= await ResolveAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    var (r, i, u) = await UpsertAllAsync(connection, transaction, plan, rows, options, options.ChunkSize, cancellationToken).ConfigureAwait(false);
+                    if (r == 0) break;
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    (received, inserted, updated, commits) = (received + r, inserted + i, updated + u, commits + 1);
+                    if (r < options.ChunkSize) break;
+                }
+                catch (PostgresException e)
+                {
+                    throw new BulkUpsertException($"bulk upsert into {plan.Table.DisplayName} failed in chunk {commits + 1}; the {commits} chunk(s) before it ({received} rows) stay committed: {e.MessageText}", received, e);
+                }
+            }
+        }
+        return new BulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
+    }
+
+    private async Task<BulkUpsertResult> ParallelAsync(NpgsqlDataSource dataSource, IAsyncEnumerator<T> rows, BulkUpsertOptions options, Stopwatch watch, CancellationToken cancellationToken)
+    {
+        // Check the catalog once up front so a bad name fails before any connection writes.
+        BulkUpsertPlan<T> plan;
+        var first = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
+        await using (first.ConfigureAwait(false))
+            plan = await ResolveAsync(first, null, cancellationToken).ConfigureAwait(false);
+
+        using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var chunks = Channel.CreateBounded<List<T>>(new BoundedChannelOptions(options.Parallelism) { SingleWriter = true });
+        long received = 0, inserted = 0, updated = 0, committedRows = 0;
+        var commits = 0;
+        var chunkOptions = options with { UnnestThreshold = 0 };
+
+        async Task WorkerAsync()
+        {
+            var connection = await PostgresPool.OpenAsync(dataSource, failed.Token).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                await foreach (var chunk in chunks.Reader.ReadAllAsync(failed.Token).ConfigureAwait(false))
+                {
+                    for (var attempt = 1; ; attempt++)
+                    {
+                        var transaction = await connection.BeginTransactionAsync(failed.Token).ConfigureAwait(false);
+                        await using (transaction.ConfigureAwait(false))
+                        {
+                            try
+                            {
+                                var list = new ListRows(chunk);
+                                var (_, i, u) = await UpsertAllAsync(connection, transaction, plan, list, chunkOptions, long.MaxValue, failed.Token).ConfigureAwait(false);
+                                await transaction.CommitAsync(failed.Token).ConfigureAwait(false);
+                                Interlocked.Add(ref inserted, i);
+                                Interlocked.Add(ref updated, u);
+                                Interlocked.Add(ref committedRows, chunk.Count);
+                                Interlocked.Increment(ref commits);
+                                break;
+                            }
+                            // Chunks on different connections can lock the same keys in opposite order: retry the loser.
+                            catch (PostgresException e) when (attempt < 5 && e.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure)
+                            {
+                                await transaction.RollbackAsync(failed.Token).ConfigureAwait(false);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        var workers = Enumerable.Range(0, options.Parallelism).Select(_ => Task.Run(WorkerAsync, failed.Token)).ToList();
+        try
+        {
+            var chunk = new List<T>(options.ChunkSize);
+            while (await rows.MoveNextAsync().ConfigureAwait(false))
+            {
+                chunk.Add(rows.Current);
+                received++;
+                if (chunk.Count == options.ChunkSize)
+                {
+                    await chunks.Writer.WriteAsync(chunk, failed.Token).ConfigureAwait(false);
+                    chunk = new List<T>(options.ChunkSize);
+                }
+            }
+            if (chunk.Count > 0) await chunks.Writer.WriteAsync(chunk, failed.Token).ConfigureAwait(false);
+            chunks.Writer.Complete();
+            await Task.WhenAll(workers).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            // Whatever failed (a worker, the caller's sequence, cancellation): stop every worker before leaving.
+            await failed.CancelAsync().ConfigureAwait(false);
+            chunks.Writer.TryComplete();
+            var cause = await FirstFailureAsync(workers).ConfigureAwait(false) ?? e;
+            if (cause is PostgresPoolExhaustedException || cause is not (PostgresException or NpgsqlException))
+                System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(cause);
+            throw new BulkUpsertException($"parallel bulk upsert into {plan.Table.DisplayName} failed; {commits} chunk(s) ({Interlocked.Read(ref committedRows)} rows) stay committed: {(cause as PostgresException)?.MessageText ?? cause.Message}", Interlocked.Read(ref committedRows), cause);
+        }
+        return new BulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
+    }
+
+    private static async Task<Exception?> FirstFailureAsync(List<Task> workers)
+    {
+        try { await Task.WhenAll(workers).ConfigureAwait(false); } catch (Exception) { /* inspected below */ }
+        return workers.Where(w => w.IsFaulted).Select(w => w.Exception!.InnerException).FirstOrDefault(e => e is not OperationCanceledException);
+    }
+
+    /// <summary>Remembers 64-bit hashes of conflict keys (up to a cap) to prove a batch has no duplicates.</summary>
+    private sealed class KeyTracker(UpsertColumn<T>[] keys)
+    {
+        private const int Cap = 2_000_000;
+        private HashSet<ulong>? _seen = [];
+
+        /// <summary>True when no two rows can share a key (no hash collision, under the cap).</summary>
+        public bool CertainlyUnique => _seen is not null;
+
+        public void Add(T row)
+        {
+            if (_seen is null) return;
+            var hash = 14695981039346656037UL;
+            foreach (var k in keys) hash = (hash ^ k.Hash(row)) * 1099511628211UL + 0x9E3779B97F4A7C15UL;
+            if (!_seen.Add(hash) || _seen.Count > Cap) _seen = null;
+        }
+    }
+
+    /// <summary>A synchronous sequence seen as an async one (each step completes synchronously).</summary>
+    private sealed class SyncRows(IEnumerable<T> rows) : IAsyncEnumerable<T>
+    {
+        public IAsyncEnumerator<T> GetAsyncEnumerator(CancellationToken cancellationToken = default) => new ListRows(rows.GetEnumerator(), cancellationToken);
+    }
+
+    private sealed class ListRows : IAsyncEnumerator<T>
+    {
+        private readonly IEnumerator<T> _inner;
+        private readonly CancellationToken _cancellationToken;
+
+        public ListRows(List<T> rows) : this(rows.GetEnumerator(), default) { }
+
+        public ListRows(IEnumerator<T> inner, CancellationToken cancellationToken) => (_inner, _cancellationToken) = (inner, cancellationToken);
+
+        public T Current => _inner.Current;
+
+        public ValueTask<bool> MoveNextAsync()
+        {
+            _cancellationToken.ThrowIfCancellationRequested();
+            return ValueTask.FromResult(_inner.MoveNext());
+        }
+
+        public ValueTask DisposeAsync()
+        {
+            _inner.Dispose();
+            return ValueTask.CompletedTask;
+        }
+    }
+}

@@ -1,0 +1,80 @@
+using Npgsql;
+using Polystore.Postgres.Schema;
+
+namespace Polystore.Postgres.Querying;
+
+/// <summary>Sort direction of one key.</summary>
+public enum SortDirection
+{
+    /// <summary>Smallest first.</summary>
+    Ascending,
+
+    /// <summary>Largest first.</summary>
+    Descending,
+}
+
+/// <summary>Comparison of a <see cref="Filter"/>.</summary>
+public enum FilterOperator
+{
+    /// <summary><c>column = value</c>.</summary>
+    Equal,
+    /// <summary><c>column &lt;&gt; value</c>.</summary>
+    NotEqual,
+    /// <summary><c>column &lt; value</c>.</summary>
+    Less,
+    /// <summary><c>column &lt;= value</c>.</summary>
+    LessOrEqual,
+    /// <summary><c>column &gt; value</c>.</summary>
+    Greater,
+    /// <summary><c>column &gt;= value</c>.</summary>
+    GreaterOrEqual,
+    /// <summary><c>column = ANY(values)</c>; the value is an array.</summary>
+    In,
+    /// <summary><c>column IS NULL</c>.</summary>
+    IsNull,
+    /// <summary><c>column IS NOT NULL</c>.</summary>
+    IsNotNull,
+}
+
+/// <summary>
+/// A WHERE condition: a catalog-checked column, an operator from a fixed set, and a value sent as a
+/// parameter (never as SQL text). Conditions are combined with AND.
+/// </summary>
+public sealed record Filter(string Column, FilterOperator Operator, object? Value = null)
+{
+    /// <summary><c>column = value</c>.</summary>
+    public static Filter Equal(string column, object value) => new(column, FilterOperator.Equal, value);
+
+    /// <summary><c>column = ANY(values)</c>.</summary>
+    public static Filter In<TValue>(string column, params TValue[] values) => new(column, FilterOperator.In, values);
+
+    internal string Render(TableSchema table, NpgsqlParameterCollection parameters)
+    {
+        var column = table.Column(Column, "filter column");
+        var name = TableSchema.Quote(column.Name);
+        if (Operator is FilterOperator.IsNull or FilterOperator.IsNotNull)
+            return $"{name} {(Operator == FilterOperator.IsNull ? "IS NULL" : "IS NOT NULL")}";
+        if (Value is null) throw new ArgumentException($"filter on \"{column.Name}\": {Operator} needs a value (use IsNull for NULL).");
+        var problem = Operator == FilterOperator.In
+            ? Value is Array a && a.GetType() != typeof(byte[]) ? TypeCompatibility.Check(a.GetType().GetElementType()!, column) : $"{nameof(FilterOperator.In)} needs an array of values"
+            : TypeCompatibility.Check(Value.GetType(), column);
+        if (problem is not null) throw new PostgresSchemaException($"filter on {table.DisplayName}.\"{column.Name}\": {problem}.");
+        parameters.Add(new NpgsqlParameter { Value = Value });
+        var p = $"${parameters.Count}";
+        return Operator switch
+        {
+            FilterOperator.Equal => $"{name} = {p}",
+            FilterOperator.NotEqual => $"{name} <> {p}",
+            FilterOperator.Less => $"{name} < {p}",
+            FilterOperator.LessOrEqual => $"{name} <= {p}",
+            FilterOperator.Greater => $"{name} > {p}",
+            FilterOperator.GreaterOrEqual => $"{name} >= {p}",
+            FilterOperator.In => $"{name} = ANY({p})",
+            _ => throw new ArgumentOutOfRangeException(nameof(Operator), Operator, "unknown filter operator"),
+        };
+    }
+
+    /// <summary>Stable text for the cursor's query fingerprint.</summary>
+    internal string Describe() =>
+        $"{Column}\u0001{Operator}\u0001{(Value is Array a ? string.Join("\u0002", a.Cast<object?>().Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) : Convert.ToString(Value, System.Globalization.CultureInfo.InvariantCulture))}";
+}

@@ -1,0 +1,137 @@
+using System.Globalization;
+using System.Text;
+using Npgsql;
+
+namespace Polystore.Postgres.Schema;
+
+/// <summary>One column as the catalog describes it.</summary>
+internal sealed record ColumnSchema(string Name, short Number, string TypeName, string SqlType, string WriteTypeName, bool NotNull, bool Generated, bool IdentityAlways);
+
+/// <summary>
+/// A table looked up in pg_catalog by exact name. Every identifier Polystore puts in SQL comes from
+/// here (the catalog's own spelling) and is quoted, so caller strings never reach the SQL text.
+/// </summary>
+internal sealed class TableSchema
+{
+    private readonly Dictionary<string, ColumnSchema> _columns;
+
+    private TableSchema(string schema, string name, uint oid, List<ColumnSchema> columns, List<short[]> uniqueKeys)
+    {
+        Schema = schema;
+        Name = name;
+        Oid = oid;
+        Columns = columns;
+        UniqueKeys = uniqueKeys;
+        _columns = columns.ToDictionary(c => c.Name, StringComparer.Ordinal);
+    }
+
+    public string Schema { get; }
+    public string Name { get; }
+    public uint Oid { get; }
+    public IReadOnlyList<ColumnSchema> Columns { get; }
+
+    /// <summary>Column numbers of each non-partial unique index (primary key included).</summary>
+    public IReadOnlyList<short[]> UniqueKeys { get; }
+
+    /// <summary>The schema-qualified, quoted name for SQL text.</summary>
+    public string QualifiedName => $"{Quote(Schema)}.{Quote(Name)}";
+
+    /// <summary>A display name for messages.</summary>
+    public string DisplayName => $"{Schema}.{Name}";
+
+    /// <summary>The column, or a clear error naming the table and the columns it has.</summary>
+    public ColumnSchema Column(string name, string role)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        if (_columns.TryGetValue(name, out var column)) return column;
+        var sample = string.Join(", ", Columns.Take(12).Select(c => c.Name));
+        throw new PostgresSchemaException($"{role}: table {DisplayName} has no column \"{Printable(name)}\" (columns: {sample}{(Columns.Count > 12 ? ", ..." : "")}).");
+    }
+
+    /// <summary>True when the given columns include every column of some unique index.</summary>
+    public bool IsUniqueOver(IEnumerable<ColumnSchema> columns)
+    {
+        var numbers = columns.Select(c => c.Number).ToHashSet();
+        return UniqueKeys.Any(k => k.All(numbers.Contains));
+    }
+
+    /// <summary>True when exactly these columns form a unique index (what ON CONFLICT needs).</summary>
+    public bool HasUniqueIndexOn(IEnumerable<ColumnSchema> columns)
+    {
+        var numbers = columns.Select(c => c.Number).ToHashSet();
+        return UniqueKeys.Any(k => k.Length == numbers.Count && k.All(numbers.Contains));
+    }
+
+    /// <summary>Double-quotes an identifier (doubling embedded quotes), as quote_ident does.</summary>
+    public static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+
+    /// <summary>Control characters in a caller's string are shown escaped in messages.</summary>
+    internal static string Printable(string value)
+    {
+        var sb = new StringBuilder(Math.Min(value.Length, 80));
+        foreach (var ch in value.Length > 80 ? value[..80] + "..." : value)
+            sb.Append(char.IsControl(ch) ? $"\\u{(int)ch:x4}" : ch.ToString());
+        return sb.ToString();
+    }
+
+    /// <summary>
+    /// Finds a table by exact name: "table" (first match on the search_path) or "schema.table".
+    /// Names are compared as stored in the catalog (unquoted lower case unless created quoted).
+    /// </summary>
+    public static async Task<TableSchema> LoadAsync(NpgsqlConnection connection, string table, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(table);
+        string? schema = null;
+        var name = table;
+        var dot = table.IndexOf('.', StringComparison.Ordinal);
+        if (dot > 0 && table.IndexOf('.', dot + 1) < 0 && !table.Contains('"', StringComparison.Ordinal))
+        {
+            schema = table[..dot];
+            name = table[(dot + 1)..];
+        }
+
+        const string findTable = """
+            SELECT c.oid, n.nspname, c.relname
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+              AND (($2::text IS NULL AND n.nspname = ANY (pg_catalog.current_schemas(true))) OR n.nspname = $2)
+            ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)
+            LIMIT 1
+            """;
+        var found = await Sql.QueryAsync(connection, transaction, findTable,
+            [new NpgsqlParameter<string> { TypedValue = name }, new NpgsqlParameter { Value = (object?)schema ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text }],
+            r => (Oid: r.GetFieldValue<uint>(0), Schema: r.GetString(1), Name: r.GetString(2)), cancellationToken).ConfigureAwait(false);
+        if (found.Count == 0)
+            throw new PostgresSchemaException($"table \"{Printable(table)}\" was not found in the catalog ({(schema is null ? "searched the search_path" : $"schema \"{Printable(schema)}\"")}); names are matched exactly as stored, usually lower case.");
+        var (oid, foundSchema, foundName) = found[0];
+
+        // Domains are written as their base type; arrays as element[] (the names Npgsql resolves).
+        const string findColumns = """
+            SELECT a.attname, a.attnum, t.typname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+                   CASE WHEN b.typcategory = 'A' THEN be.typname || '[]' ELSE
+                        CASE WHEN bn.nspname = 'pg_catalog' THEN b.typname ELSE bn.nspname || '.' || b.typname END END,
+                   a.attnotnull, a.attgenerated <> '', a.attidentity = 'a'
+            FROM pg_catalog.pg_attribute a
+            JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+            JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+            JOIN pg_catalog.pg_namespace bn ON bn.oid = b.typnamespace
+            LEFT JOIN pg_catalog.pg_type be ON be.oid = b.typelem AND b.typcategory = 'A'
+            WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """;
+        var columns = await Sql.QueryAsync(connection, transaction, findColumns, [OidParameter(oid)],
+            r => new ColumnSchema(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetBoolean(5), r.GetBoolean(6), r.GetBoolean(7)),
+            cancellationToken).ConfigureAwait(false);
+
+        const string findUnique = """
+            SELECT i.indkey::int2[] FROM pg_catalog.pg_index i
+            WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
+            """;
+        var unique = await Sql.QueryAsync(connection, transaction, findUnique, [OidParameter(oid)], r => r.GetFieldValue<short[]>(0), cancellationToken).ConfigureAwait(false);
+        return new TableSchema(foundSchema, foundName, oid, columns, unique);
+    }
+
+    private static NpgsqlParameter<uint> OidParameter(uint oid) => new() { TypedValue = oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid };
+
+    internal static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
+}

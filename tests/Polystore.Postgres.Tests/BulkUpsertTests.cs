@@ -1,0 +1,214 @@
+using Npgsql;
+using Polystore.Postgres.BulkUpsert;
+using Polystore.Postgres.Schema;
+
+namespace Polystore.Postgres.Tests;
+
+public sealed record UserRow(string Email, string Name, int Score, string? Region = null);
+
+public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private async Task<string> CreateUsersAsync()
+    {
+        var table = $"{db.Schema}.users_{Guid.NewGuid():N}"[..(db.Schema.Length + 15)];
+        await db.ExecAsync($"""
+            CREATE TABLE {table} (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL,
+              score int NOT NULL DEFAULT 0 CHECK (score >= 0), region text, updated_at timestamptz, version int NOT NULL DEFAULT 0)
+            """);
+        return table;
+    }
+
+    private static BulkUpsertDefinition<UserRow> Upsert(string table) => BulkUpsert.BulkUpsert.Into<UserRow>(table)
+        .Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score).Column("region", u => u.Region)
+        .OnConflict("email").Set("updated_at = now()").Set("version = version + 1").Build();
+
+    private static IEnumerable<UserRow> Users(int from, int count, string name = "n") =>
+        Enumerable.Range(from, count).Select(i => new UserRow($"u{i}@example.com", $"{name}{i}", i % 1000, i % 2 == 0 ? "eu" : null));
+
+    [Theory]
+    [InlineData(10, 10_000)]      // unnest path
+    [InlineData(10, 0)]           // COPY path, forced
+    [InlineData(12_000, 10_000)]  // COPY path
+    public async Task Counts_inserted_and_updated_rows(int n, int unnestThreshold)
+    {
+        var table = await CreateUsersAsync();
+        var upsert = Upsert(table);
+        var options = new BulkUpsertOptions { UnnestThreshold = unnestThreshold };
+        var first = await upsert.ExecuteAsync(db.Primary, Users(0, n), options, Ct);
+        Assert.Equal((n, n, 0L, 1), (first.RowsReceived, first.Inserted, first.Updated, first.Commits));
+
+        var second = await upsert.ExecuteAsync(db.Primary, Users(n / 2, n, "m"), options, Ct);
+        Assert.Equal((n - n / 2, (long)(n / 2)), (second.Inserted, second.Updated));
+        Assert.Equal((long)(n + n / 2), await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+        Assert.Equal((long)(n / 2), await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'm%' AND updated_at IS NOT NULL AND version = 1"));
+        Assert.Equal((long)n, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE updated_at IS NULL AND version = 0"));
+    }
+
+    [Theory]
+    [InlineData(10)]
+    [InlineData(6_000)]
+    public async Task Duplicates_in_one_batch_last_one_wins(int n)
+    {
+        var table = await CreateUsersAsync();
+        // Every key twice (first "old", then "new"), plus a third copy of key 0 at the very end.
+        var rows = Users(0, n, "old").Concat(Users(0, n, "new")).Append(new UserRow("u0@example.com", "last", 7)).ToList();
+        var result = await Upsert(table).ExecuteAsync(db.Primary, rows, BulkUpsertOptions.Default, Ct);
+        Assert.Equal((2L * n + 1, n, 0L, n + 1L), (result.RowsReceived, result.Inserted, result.Updated, result.Skipped));
+        Assert.Equal((long)n - 1, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'new%'"));
+        Assert.Equal("last", await db.ScalarAsync<string>($"SELECT name FROM {table} WHERE email = 'u0@example.com'"));
+    }
+
+    [Fact]
+    public async Task A_batch_failing_midway_writes_nothing()
+    {
+        var table = await CreateUsersAsync();
+        await Upsert(table).ExecuteAsync(db.Primary, Users(0, 100), cancellationToken: Ct);
+        // Row 15,000 breaks CHECK (score >= 0) after 14,999 good rows, 100 of them updates.
+        var rows = Users(0, 20_000, "changed").Select((u, i) => i == 15_000 ? u with { Score = -1 } : u);
+        var e = await Assert.ThrowsAsync<BulkUpsertException>(() => Upsert(table).ExecuteAsync(db.Primary, rows, cancellationToken: Ct));
+        Assert.Contains("nothing was written", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0, e.RowsCommitted);
+        Assert.Equal(100L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'changed%'"));
+    }
+
+    [Fact]
+    public async Task A_stream_that_throws_midway_writes_nothing()
+    {
+        var table = await CreateUsersAsync();
+        static async IAsyncEnumerable<UserRow> Broken()
+        {
+            foreach (var u in Users(0, 15_000)) { await Task.Yield(); yield return u; }
+            throw new InvalidOperationException("source broke");
+        }
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Upsert(table).ExecuteAsync(db.Primary, Broken(), cancellationToken: Ct));
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+    }
+
+    [Fact]
+    public async Task Chunked_mode_keeps_the_chunks_before_a_failure()
+    {
+        var table = await CreateUsersAsync();
+        var rows = Users(0, 10_000).Select((u, i) => i == 7_500 ? u with { Score = -1 } : u);
+        var e = await Assert.ThrowsAsync<BulkUpsertException>(() =>
+            Upsert(table).ExecuteAsync(db.Primary, rows, new BulkUpsertOptions { Mode = BulkUpsertMode.Chunked, ChunkSize = 2_000 }, Ct));
+        Assert.Equal(6_000, e.RowsCommitted);
+        Assert.Equal(6_000L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+    }
+
+    [Fact]
+    public async Task Parallel_mode_writes_every_row_once()
+    {
+        var table = await CreateUsersAsync();
+        var options = new BulkUpsertOptions { Mode = BulkUpsertMode.Parallel, ChunkSize = 2_500, Parallelism = 4 };
+        var first = await Upsert(table).ExecuteAsync(db.Primary, Users(0, 20_000), options, Ct);
+        Assert.Equal((20_000L, 20_000L, 0L, 8), (first.RowsReceived, first.Inserted, first.Updated, first.Commits));
+        var second = await Upsert(table).ExecuteAsync(db.Primary, Users(10_000, 20_000), options, Ct);
+        Assert.Equal((10_000L, 10_000L), (second.Inserted, second.Updated));
+        Assert.Equal(30_000L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+    }
+
+    [Fact]
+    public async Task Parallel_mode_reports_a_failing_chunk_and_a_failing_source_without_hanging()
+    {
+        var table = await CreateUsersAsync();
+        var options = new BulkUpsertOptions { Mode = BulkUpsertMode.Parallel, ChunkSize = 1_000, Parallelism = 4 };
+        var bad = Users(0, 20_000).Select((u, i) => i == 12_345 ? u with { Score = -1 } : u);
+        var e = await Assert.ThrowsAsync<BulkUpsertException>(() => Upsert(table).ExecuteAsync(db.Primary, bad, options, Ct));
+        Assert.Contains("stay committed", e.Message, StringComparison.Ordinal);
+        Assert.Equal(e.RowsCommitted, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE email = 'u12345@example.com'"));
+
+        static IEnumerable<UserRow> Broken()
+        {
+            foreach (var u in Users(100_000, 5_000)) yield return u;
+            throw new InvalidOperationException("source broke");
+        }
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Upsert(table).ExecuteAsync(db.Primary, Broken(), options, Ct));
+    }
+
+    [Fact]
+    public async Task Sixty_four_concurrent_upserts_of_the_same_keys_count_each_row_once()
+    {
+        var table = await CreateUsersAsync();
+        var upsert = Upsert(table);
+        var results = await Task.WhenAll(Enumerable.Range(0, 64).Select(t =>
+            upsert.ExecuteAsync(db.Primary, Users(0, 200).Select(u => u with { Score = t }), cancellationToken: Ct)));
+        Assert.Equal(200L, results.Sum(r => r.Inserted));
+        Assert.Equal(64L * 200, results.Sum(r => r.Inserted + r.Updated));
+        Assert.Equal(200L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+        Assert.Equal(64L * 200, await db.ScalarAsync<long>($"SELECT sum(version + 1) FROM {table}"));
+    }
+
+    [Theory]
+    [InlineData("users; DROP TABLE x")]
+    [InlineData("\"users\"")]
+    [InlineData("pg_catalog.pg_class; --")]
+    public async Task Injection_through_the_table_name_is_a_schema_error(string name)
+    {
+        var upsert = BulkUpsert.BulkUpsert.Into<UserRow>(name).Column("email", u => u.Email).OnConflict("email").Build();
+        var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => upsert.ExecuteAsync(db.Primary, Users(0, 5), cancellationToken: Ct));
+        Assert.Contains("was not found in the catalog", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("name\" = 'x'; --")]
+    [InlineData("name, score")]
+    [InlineData("nonexistent")]
+    public async Task Unknown_or_hostile_column_names_fail_before_any_row_is_written(string column)
+    {
+        var table = await CreateUsersAsync();
+        var upsert = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column(column, u => u.Name).OnConflict("email").Build();
+        var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => upsert.ExecuteAsync(db.Primary, Users(0, 5_000), cancellationToken: Ct));
+        Assert.Contains("has no column", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+    }
+
+    [Fact]
+    public async Task A_type_mismatch_names_the_column()
+    {
+        var table = await CreateUsersAsync();
+        var upsert = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Email).OnConflict("email").Build();
+        var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => upsert.ExecuteAsync(db.Primary, Users(0, 5), cancellationToken: Ct));
+        Assert.Contains("column \"score\": String cannot be written to column of type integer", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_conflict_target_without_a_unique_index_is_a_clear_error()
+    {
+        var table = await CreateUsersAsync();
+        var upsert = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).OnConflict("name").Build();
+        var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => upsert.ExecuteAsync(db.Primary, Users(0, 5), cancellationToken: Ct));
+        Assert.Contains("no unique index or primary key on exactly (name)", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Works_inside_the_callers_transaction()
+    {
+        var table = await CreateUsersAsync();
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        await using (var tx = await connection.BeginTransactionAsync(Ct))
+        {
+            var r = await Upsert(table).ExecuteAsync(connection, tx, Users(0, 2_000), Ct);
+            Assert.Equal(2_000, r.Inserted);
+            await tx.RollbackAsync(Ct);
+        }
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+    }
+
+    [Theory]
+    [InlineData("updated_at = now()", "updated_at = now()")]
+    [InlineData("updated_at = CURRENT_TIMESTAMP", "updated_at = current_timestamp")]
+    [InlineData("version = version + 2", "version = version + 2")]
+    public void Allow_listed_set_expressions_parse(string text, string expected) => Assert.Equal(expected, SetExpression.Parse(text).ToString());
+
+    [Theory]
+    [InlineData("updated_at = pg_sleep(10)")]
+    [InlineData("updated_at = now(); DROP TABLE users")]
+    [InlineData("version = other + 1")]
+    [InlineData("x\" = now()")]
+    public void Other_set_expressions_are_rejected(string text) =>
+        Assert.Throws<ArgumentException>(() => SetExpression.Parse(text));
+}

@@ -1,0 +1,247 @@
+using System.Text;
+using Npgsql;
+using Polystore.Postgres.Querying;
+using Polystore.Postgres.Schema;
+
+namespace Polystore.Postgres.Tests;
+
+public sealed class KeysetFixture : SchemaFixture
+{
+    public string Items => $"{Schema}.items";
+
+    protected override async Task SetupAsync()
+    {
+        // 500 rows, scores 0..19 so every score has 25 ties; regions alternate.
+        await ExecAsync($"""
+            CREATE TABLE {Items} (id bigint PRIMARY KEY, score int NOT NULL, name text NOT NULL, region text, note text);
+            INSERT INTO {Items} SELECT g, g % 20, 'n' || g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END FROM generate_series(1, 500) g;
+            CREATE INDEX ON {Items} (score DESC, id);
+            """);
+    }
+}
+
+public sealed class KeysetTests(KeysetFixture db) : IClassFixture<KeysetFixture>
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static long Id(NpgsqlDataReader r) => r.GetInt64(0);
+
+    private KeysetQueryDefinition ScoreDescIdAsc(params Filter[] filters)
+    {
+        var b = KeysetQuery.From(db.Items).Select("id", "score").OrderBy("score", SortDirection.Descending).ThenBy("id");
+        foreach (var f in filters) b.Where(f);
+        return b.Build();
+    }
+
+    private async Task<List<long>> ExpectedAsync(string sql)
+    {
+        await using var cmd = db.Primary.CreateCommand(sql);
+        await using var reader = await cmd.ExecuteReaderAsync(Ct);
+        var ids = new List<long>();
+        while (await reader.ReadAsync(Ct)) ids.Add(reader.GetInt64(0));
+        return ids;
+    }
+
+    private static async Task<(List<long> Ids, List<KeysetPage<long>> Pages)> WalkForwardAsync(KeysetQueryDefinition q, NpgsqlDataSource ds, int size)
+    {
+        var ids = new List<long>();
+        var pages = new List<KeysetPage<long>>();
+        string? cursor = null;
+        do
+        {
+            var page = await q.PageAsync(ds, cursor, size, Id, Ct);
+            Assert.InRange(page.Items.Count, 1, size);
+            ids.AddRange(page.Items);
+            pages.Add(page);
+            cursor = page.NextCursor;
+        } while (cursor is not null);
+        return (ids, pages);
+    }
+
+    [Theory]
+    [InlineData(7)]
+    [InlineData(25)]
+    [InlineData(100)]
+    public async Task Mixed_directions_forward_then_backward_across_ties(int size)
+    {
+        var q = ScoreDescIdAsc();
+        var expected = await ExpectedAsync($"SELECT id FROM {db.Items} ORDER BY score DESC, id");
+        var (ids, pages) = await WalkForwardAsync(q, db.Primary, size);
+        Assert.Equal(expected, ids);
+        Assert.Null(pages[0].PreviousCursor);
+
+        // Back from the last page, page by page, to the start.
+        var back = new List<long>(pages[^1].Items);
+        var cursor = pages[^1].PreviousCursor;
+        var i = pages.Count - 2;
+        while (cursor is not null)
+        {
+            var page = await q.PageAsync(db.Primary, cursor, size, Id, Ct);
+            Assert.Equal(pages[i--].Items, page.Items);
+            back.InsertRange(0, page.Items);
+            cursor = page.PreviousCursor;
+        }
+        Assert.Equal(expected, back);
+    }
+
+    [Fact]
+    public async Task Last_page_then_backwards_covers_everything()
+    {
+        var q = KeysetQuery.From(db.Items).Select("id").OrderBy("score").ThenBy("id").Where(Filter.Equal("region", "eu")).Build();
+        var expected = await ExpectedAsync($"SELECT id FROM {db.Items} WHERE region = 'eu' ORDER BY score, id");
+        var page = await q.LastPageAsync(db.Primary, 30, Id, Ct);
+        Assert.Null(page.NextCursor);
+        var all = new List<long>(page.Items);
+        while (page.PreviousCursor is { } c)
+        {
+            page = await q.PageAsync(db.Primary, c, 30, Id, Ct);
+            all.InsertRange(0, page.Items);
+        }
+        Assert.Equal(expected, all);
+    }
+
+    [Fact]
+    public async Task Single_key_and_uniform_composite_keys_page_in_order()
+    {
+        var single = KeysetQuery.From(db.Items).Select("id").OrderBy("id", SortDirection.Descending).Build();
+        Assert.Equal(await ExpectedAsync($"SELECT id FROM {db.Items} ORDER BY id DESC"), (await WalkForwardAsync(single, db.Primary, 33)).Ids);
+        var uniform = KeysetQuery.From(db.Items).Select("id").OrderBy("score").ThenBy("id").Where(Filter.In("region", "us")).Build();
+        Assert.Equal(await ExpectedAsync($"SELECT id FROM {db.Items} WHERE region = 'us' ORDER BY score, id"), (await WalkForwardAsync(uniform, db.Primary, 33)).Ids);
+    }
+
+    [Fact]
+    public async Task Rows_inserted_between_fetches_neither_repeat_nor_skip_a_row()
+    {
+        await db.ExecAsync($"CREATE TABLE {db.Schema}.moving (id bigint PRIMARY KEY, score int NOT NULL); INSERT INTO {db.Schema}.moving SELECT g, g % 10 FROM generate_series(1, 100) g");
+        var q = KeysetQuery.From($"{db.Schema}.moving").Select("id").OrderBy("score", SortDirection.Descending).ThenBy("id").Build();
+        var first = await q.PageAsync(db.Primary, null, 20, Id, Ct);
+        // Rows that sort before the cursor (score 9, high ids come later... score 100 first) and after it.
+        await db.ExecAsync($"INSERT INTO {db.Schema}.moving VALUES (1000, 100), (1001, 9), (1002, 0), (1003, 8)");
+        var rest = new List<long>();
+        var cursor = first.NextCursor;
+        while (cursor is not null)
+        {
+            var page = await q.PageAsync(db.Primary, cursor, 20, Id, Ct);
+            rest.AddRange(page.Items);
+            cursor = page.NextCursor;
+        }
+        Assert.Empty(first.Items.Intersect(rest));
+        var everything = await ExpectedAsync($"SELECT id FROM {db.Schema}.moving ORDER BY score DESC, id");
+        var lastOfFirst = everything.IndexOf(first.Items[^1]);
+        Assert.Equal(everything.Skip(lastOfFirst + 1), rest);
+        Assert.Contains(1002L, rest);
+        Assert.DoesNotContain(1000L, rest);
+    }
+
+    [Fact]
+    public async Task A_changed_or_forged_cursor_is_rejected_before_sql()
+    {
+        var q = ScoreDescIdAsc();
+        var page = await q.PageAsync(db.Primary, null, 10, Id, Ct);
+        var cursor = page.NextCursor!;
+        var dot = cursor.IndexOf('.', StringComparison.Ordinal);
+
+        // Change the payload (the key values) but keep the signature.
+        var body = Encoding.UTF8.GetString(Convert.FromBase64String(Pad(cursor[..dot].Replace('-', '+').Replace('_', '/'))));
+        var tampered = body.Replace("\"K\":[\"", "\"K\":[\"1", StringComparison.Ordinal);
+        Assert.NotEqual(body, tampered);
+        var forged = Convert.ToBase64String(Encoding.UTF8.GetBytes(tampered)).TrimEnd('=').Replace('+', '-').Replace('/', '_') + cursor[dot..];
+        var e = await Assert.ThrowsAsync<InvalidCursorException>(() => q.PageAsync(db.Primary, forged, 10, Id, Ct));
+        Assert.Contains("signature does not match", e.Message, StringComparison.Ordinal);
+
+        var injected = body.Replace("\"K\":[\"", "\"K\":[\"1); DROP TABLE items; --", StringComparison.Ordinal);
+        await Assert.ThrowsAsync<InvalidCursorException>(() => q.PageAsync(db.Primary, Convert.ToBase64String(Encoding.UTF8.GetBytes(injected)) + cursor[dot..], 10, Id, Ct));
+        await Assert.ThrowsAsync<InvalidCursorException>(() => q.PageAsync(db.Primary, "not-a-cursor", 10, Id, Ct));
+        await Assert.ThrowsAsync<InvalidCursorException>(() => q.PageAsync(db.Primary, cursor[..^2] + "AA", 10, Id, Ct));
+        await Assert.ThrowsAsync<InvalidCursorException>(() => q.PageAsync(db.Primary, "%%%.%%%", 10, Id, Ct));
+
+        // Another key, or another query's cursor.
+        var otherKey = KeysetQuery.From(db.Items).Select("id", "score").OrderBy("score", SortDirection.Descending).ThenBy("id").SignCursorsWith(new CursorSigner(new byte[32])).Build();
+        await Assert.ThrowsAsync<InvalidCursorException>(() => otherKey.PageAsync(db.Primary, cursor, 10, Id, Ct));
+        var filtered = ScoreDescIdAsc(Filter.Equal("region", "eu"));
+        var e2 = await Assert.ThrowsAsync<InvalidCursorException>(() => filtered.PageAsync(db.Primary, cursor, 10, Id, Ct));
+        Assert.Contains("different query", e2.Message, StringComparison.Ordinal);
+        Assert.Equal(500L, await db.ScalarAsync<long>($"SELECT count(*) FROM {db.Items}"));
+    }
+
+    private static string Pad(string s) => s.PadRight(s.Length + (4 - s.Length % 4) % 4, '=');
+
+    [Theory]
+    [InlineData("score; DROP TABLE items")]
+    [InlineData("score DESC")]
+    [InlineData("\"score\"")]
+    [InlineData("(SELECT 1)")]
+    public async Task Injection_through_order_and_filter_identifiers_is_a_schema_error(string column)
+    {
+        var order = KeysetQuery.From(db.Items).OrderBy(column).ThenBy("id").Build();
+        await Assert.ThrowsAsync<PostgresSchemaException>(() => order.PageAsync(db.Primary, null, 10, Id, Ct));
+        var filter = KeysetQuery.From(db.Items).OrderBy("id").Where(Filter.Equal(column, 1)).Build();
+        await Assert.ThrowsAsync<PostgresSchemaException>(() => filter.PageAsync(db.Primary, null, 10, Id, Ct));
+        var table = KeysetQuery.From(column).OrderBy("id").Build();
+        await Assert.ThrowsAsync<PostgresSchemaException>(() => table.PageAsync(db.Primary, null, 10, Id, Ct));
+        Assert.Equal(500L, await db.ScalarAsync<long>($"SELECT count(*) FROM {db.Items}"));
+    }
+
+    [Fact]
+    public async Task Non_unique_or_nullable_keys_and_oversized_pages_are_clear_errors()
+    {
+        var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => KeysetQuery.From(db.Items).OrderBy("score").Build().PageAsync(db.Primary, null, 10, Id, Ct));
+        Assert.Contains("not unique", e.Message, StringComparison.Ordinal);
+        var n = await Assert.ThrowsAsync<PostgresSchemaException>(() => KeysetQuery.From(db.Items).OrderBy("region").ThenBy("id").Build().PageAsync(db.Primary, null, 10, Id, Ct));
+        Assert.Contains("may be NULL", n.Message, StringComparison.Ordinal);
+        var q = KeysetQuery.From(db.Items).OrderBy("id").MaxPageSize(50).Build();
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => q.PageAsync(db.Primary, null, 51, Id, Ct));
+        Assert.Equal($"CREATE INDEX ON {db.Items} (\"region\", \"score\" DESC, \"id\")", ScoreDescIdAsc(Filter.Equal("region", "eu")).RecommendedIndex);
+    }
+
+    [Fact]
+    public async Task A_created_cursor_jumps_to_a_key()
+    {
+        var q = ScoreDescIdAsc();
+        var expected = await ExpectedAsync($"SELECT id FROM {db.Items} WHERE (score < 10) OR (score = 10 AND id > 130) ORDER BY score DESC, id LIMIT 5");
+        var page = await q.PageAsync(db.Primary, q.CreateCursor(true, 10, 130L), 5, Id, Ct);
+        Assert.Equal(expected, page.Items);
+        Assert.Throws<ArgumentException>(() => q.CreateCursor(true, 10));
+    }
+
+    [Fact]
+    public async Task Sixty_four_concurrent_walkers_see_the_same_rows()
+    {
+        var q = ScoreDescIdAsc(Filter.Equal("region", "eu"));
+        var expected = await ExpectedAsync($"SELECT id FROM {db.Items} WHERE region = 'eu' ORDER BY score DESC, id");
+        var walks = await Task.WhenAll(Enumerable.Range(0, 64).Select(i => WalkForwardAsync(q, db.Primary, 10 + i)));
+        Assert.All(walks, w => Assert.Equal(expected, w.Ids));
+    }
+}
+
+public sealed class RankingTests(KeysetFixture db) : IClassFixture<KeysetFixture>
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task Seed_ranking_rank_and_percent_rank_by_score()
+    {
+        var ranking = Ranking.From(db.Items).Select("id", "score").OrderBy("score").Where(Filter.Equal("region", "eu")).Top(3).Build();
+        var rows = await ranking.ExecuteAsync(db.Primary, r => (Id: r.GetInt64(0), Score: r.GetInt32(1)), Ct);
+        // eu = even ids: scores 18, 16, ... 0 have 25 rows each (ids 20, 40, ... have score 0).
+        Assert.Equal(25, rows.Count);
+        Assert.All(rows, r => Assert.Equal((18, 1L, 1L, 0.0), (r.Row.Score, r.Rank, r.DenseRank, r.PercentRank)));
+        var top26 = await Ranking.From(db.Items).Select("id", "score").OrderBy("score").Where(Filter.Equal("region", "eu")).Top(26).Build()
+            .ExecuteAsync(db.Primary, r => r.GetInt32(1), Ct);
+        Assert.Equal(50, top26.Count);
+        Assert.Equal((26L, 2L), (top26[^1].Rank, top26[^1].DenseRank));
+        Assert.Equal(25.0 / 249, top26[^1].PercentRank, 9);
+    }
+
+    [Fact]
+    public async Task Partitions_rank_separately_and_come_ordered()
+    {
+        var rows = await Ranking.From(db.Items).Select("region", "id").PartitionBy("region").OrderBy("id").Top(2).Build()
+            .ExecuteAsync(db.Primary, r => (Region: r.GetString(0), Id: r.GetInt64(1)), Ct);
+        Assert.Equal([("eu", 500L, 1L), ("eu", 498L, 2L), ("us", 499L, 1L), ("us", 497L, 2L)], rows.Select(r => (r.Row.Region, r.Row.Id, r.Rank)));
+    }
+
+    [Fact]
+    public async Task Hostile_names_are_schema_errors() =>
+        await Assert.ThrowsAsync<PostgresSchemaException>(() => Ranking.From(db.Items).PartitionBy("region) x; --").OrderBy("id").Build().ExecuteAsync(db.Primary, r => 0, Ct));
+}
