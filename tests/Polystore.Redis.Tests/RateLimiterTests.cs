@@ -234,7 +234,10 @@ public sealed class RateLimiterTests
     {
         var ct = TestContext.Current.CancellationToken;
         var redis = RedisServers.Standalone;
-        var server = redis.GetServers().Single();
+        var adminOptions = RedisConnectionFactory.BuildOptions(TestServers.Redis);
+        adminOptions.AllowAdmin = true;
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(adminOptions);
+        var server = admin.GetServers().Single();
         var limiter = Limiter(redis, 5, TimeSpan.FromSeconds(10));
         await server.ScriptFlushAsync();
         Assert.False(await server.ScriptExistsAsync(SlidingWindowScript.Script.Sha1));
