@@ -135,6 +135,7 @@ public sealed class FaultTests
             }
         }, ct);
 
+        await UntilAsync(() => Task.FromResult(outcomes.Count >= 3), "the stream to start", ct);
         await server.KillAsync();
 
         // Down: fail-open allows, fail-closed denies, both flagged as fallbacks.
