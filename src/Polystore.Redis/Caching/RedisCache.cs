@@ -269,7 +269,9 @@ public sealed class RedisCache : IAsyncDisposable
         {
             try
             {
-                await WriteAsync(key, value, missing, entry, CancellationToken.None).ConfigureAwait(false);
+                // A fill after a miss broadcasts nothing: no other instance can hold a fresher L1 copy of a key
+                // that Redis did not have, and a broadcast racing with their own fill would only cost them a miss.
+                await WriteAsync(key, value, missing, entry, CancellationToken.None, broadcast: false).ConfigureAwait(false);
             }
             catch (Exception e) when (RedisLuaScript.IsUnavailable(e) && !_options.ThrowOnRedisErrors)
             {
@@ -307,7 +309,7 @@ public sealed class RedisCache : IAsyncDisposable
 
     // ------------------------------------------------------------------ write path
 
-    private async Task WriteAsync<T>(string key, T? value, bool missing, CacheEntryOptions? entry, CancellationToken cancellationToken)
+    private async Task WriteAsync<T>(string key, T? value, bool missing, CacheEntryOptions? entry, CancellationToken cancellationToken, bool broadcast = true)
     {
         var ttl = Ttl(entry, missing);
         var logicalExpiry = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() + (long)ttl.TotalMilliseconds;
@@ -335,7 +337,7 @@ public sealed class RedisCache : IAsyncDisposable
             await set.WaitAsync(cancellationToken).ConfigureAwait(false);
         }
         SetL1(key, value, missing, logicalExpiry, entry?.Tags);
-        await PublishAsync('k', key).ConfigureAwait(false);
+        if (broadcast) await PublishAsync('k', key).ConfigureAwait(false);
     }
 
     private TimeSpan Ttl(CacheEntryOptions? entry, bool missing)
