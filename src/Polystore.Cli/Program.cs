@@ -17,6 +17,7 @@ var root = new RootCommand("""
     CommonOptions.Json,
     ConfigCommand.Create(),
     PingCommand.Create(),
+    BenchCommand.Create(BenchRedisCommand.Create()),
 };
 
 var parse = root.Parse(args);
