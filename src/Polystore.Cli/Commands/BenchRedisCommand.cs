@@ -36,6 +36,8 @@ internal static class BenchRedisCommand
 
     private static readonly Option<int> Rounds = new("--rounds") { Description = "Rounds of the Polystore-vs-peer rows, interleaved; the median is reported (default 3).", DefaultValueFactory = _ => 3 };
 
+    private static readonly Option<string[]> Only = new("--only") { Description = "Run only these areas: limiter, lock, cache (default all).", AllowMultipleArgumentsPerToken = true };
+
     private sealed record Row(string Area, string Name, double PerSecond, string Unit, string Note = "");
 
     public static Command Create()
@@ -51,7 +53,7 @@ internal static class BenchRedisCommand
             --json prints rows and a 'ratios' object with the targets.
             Peer rows run interleaved with Polystore's for --rounds rounds and report the median, so a
             burst of load from other processes cannot favour one side.
-            """) { Seconds, Rounds };
+            """) { Seconds, Rounds, Only };
         cmd.SetAction(async (parse, ct) =>
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
@@ -64,6 +66,8 @@ internal static class BenchRedisCommand
             var json = parse.GetValue(CommonOptions.Json);
             var seconds = TimeSpan.FromSeconds(Math.Clamp(parse.GetValue(Seconds), 0.5, 60));
             var rounds = Math.Clamp(parse.GetValue(Rounds), 1, 15);
+            var only = parse.GetValue(Only) is { Length: > 0 } o ? o : ["limiter", "lock", "cache"];
+            bool Wanted(string title) => only.Any(a => title.StartsWith(a, StringComparison.OrdinalIgnoreCase));
             var options = RedisConnectionFactory.BuildOptions(settings);
             await using var redis = await ConnectionMultiplexer.ConnectAsync(options);
             if (!redis.IsConnected)
@@ -97,7 +101,7 @@ internal static class BenchRedisCommand
                 ("cache: L1 hits", async () => rows.AddRange(await CacheL1Async(redis, prefix, seconds))),
                 ("cache: L2 hits", async () => rows.AddRange(await CacheL2Async(redis, prefix, seconds, rounds))),
                 ("cache: stampede", async () => rows.AddRange(await StampedeAsync(redis, prefix))),
-            }).ToArray();
+            }).Where(step => Wanted(step.Title)).ToArray();
             await CommonOptions.Error.Progress().AutoClear(true).StartAsync(async ctx =>
             {
                 var task = ctx.AddTask("bench redis", maxValue: steps.Length);
