@@ -14,10 +14,12 @@ public sealed class RedisLock : IAsyncDisposable
     private readonly IDatabaseAsync _db;
     private readonly RedisKey[] _key;
     private readonly RedisValue _token;
-    private readonly CancellationTokenSource _lost = new();
-    private readonly CancellationTokenSource _stop = new();
     private readonly long _acquiredAt;
+    private readonly CancellationTokenSource? _stop;
     private readonly Task? _extender;
+    private CancellationTokenSource? _lost; // created on first use of LostToken: most holders never ask
+    private long _deadline; // Stopwatch timestamp after which the lease must be assumed gone
+    private int _lostFlag;
     private int _released;
 
     internal RedisLock(RedisLockProvider provider, IDatabaseAsync db, RedisKey key, string resource, string token, long fence, long attemptStart)
@@ -31,7 +33,11 @@ public sealed class RedisLock : IAsyncDisposable
         _acquiredAt = attemptStart;
         // Validity is counted from before the request was sent, so it can only err on the safe side.
         ScheduleLoss(attemptStart);
-        if (provider.Options.AutoExtend) _extender = ExtendLoopAsync();
+        if (provider.Options.AutoExtend)
+        {
+            _stop = new CancellationTokenSource();
+            _extender = ExtendLoopAsync(_stop.Token);
+        }
     }
 
     /// <summary>The locked resource name.</summary>
@@ -40,11 +46,20 @@ public sealed class RedisLock : IAsyncDisposable
     /// <summary>Strictly increasing per resource across all holders; never reused.</summary>
     public long FencingToken { get; }
 
-    /// <summary>Cancelled when this holder must assume it no longer holds the lock.</summary>
-    public CancellationToken LostToken => _lost.Token;
+    /// <summary>Cancelled when this holder must assume it no longer holds the lock (lease ran out, extension refused, cap reached).</summary>
+    public CancellationToken LostToken
+    {
+        get
+        {
+            var cts = LazyInitializer.EnsureInitialized(ref _lost, () => new CancellationTokenSource());
+            Arm(cts);
+            return cts.Token;
+        }
+    }
 
-    /// <summary>Whether the lease is still believed valid (not lost and not released).</summary>
-    public bool IsHeld => !_lost.IsCancellationRequested && Volatile.Read(ref _released) == 0;
+    /// <summary>Whether the lease is still believed valid (not lost, not run out, not released).</summary>
+    public bool IsHeld => Volatile.Read(ref _lostFlag) == 0 && Volatile.Read(ref _released) == 0
+        && Stopwatch.GetTimestamp() < Interlocked.Read(ref _deadline) && Volatile.Read(ref _lost)?.IsCancellationRequested != true;
 
     /// <summary>Resets the lease to the configured expiry if this holder still owns it; false when it was lost.</summary>
     public async ValueTask<bool> ExtendAsync(CancellationToken cancellationToken = default)
@@ -62,18 +77,34 @@ public sealed class RedisLock : IAsyncDisposable
     public async ValueTask<bool> ReleaseAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _released, 1) != 0) return false;
-        await _stop.CancelAsync().ConfigureAwait(false);
-        if (_extender is not null) await _extender.ConfigureAwait(false);
+        if (_stop is not null)
+        {
+            await _stop.CancelAsync().ConfigureAwait(false);
+            await _extender!.ConfigureAwait(false);
+        }
         cancellationToken.ThrowIfCancellationRequested();
         return (long)await LockScripts.Release.EvaluateAsync(_db, _key, [_token]).ConfigureAwait(false) == 1;
     }
 
-    /// <summary>Releases the lock (errors are swallowed: the lease expires on its own).</summary>
+    /// <summary>
+    /// Releases the lock without waiting for Redis to confirm (use <see cref="ReleaseAsync"/> for a confirmed release).
+    /// The compare-and-delete is sent fire-and-forget: it still reaches Redis before any later command this
+    /// process sends on the same connection (so a re-acquire from here always finds it released), it can
+    /// never delete another holder's lock, and if it is lost with the connection the lease simply runs out.
+    /// Skipping the reply halves the round trips of an acquire/release pair.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         try
         {
-            await ReleaseAsync().ConfigureAwait(false);
+            if (Interlocked.Exchange(ref _released, 1) != 0) return;
+            if (_stop is not null)
+            {
+                await _stop.CancelAsync().ConfigureAwait(false);
+                await _extender!.ConfigureAwait(false);
+            }
+            // EVAL (not EVALSHA): with no reply to read there is no NOSCRIPT to recover from, so send the source.
+            _ = _db.ExecuteAsync("EVAL", [LockScripts.Release.Source, 1, _key[0], _token], CommandFlags.FireAndForget);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {
@@ -81,55 +112,65 @@ public sealed class RedisLock : IAsyncDisposable
         }
         finally
         {
-            _lost.Dispose();
-            _stop.Dispose();
+            _stop?.Dispose();
+            Interlocked.Exchange(ref _lost, null)?.Dispose();
         }
     }
 
     private void ScheduleLoss(long from)
     {
-        var left = _provider.Options.Expiry - Stopwatch.GetElapsedTime(from);
+        Interlocked.Exchange(ref _deadline, from + (long)(_provider.Options.Expiry.TotalSeconds * Stopwatch.Frequency));
+        if (Volatile.Read(ref _lost) is { } cts) Arm(cts);
+    }
+
+    private void Arm(CancellationTokenSource cts)
+    {
         try
         {
-            if (left <= TimeSpan.Zero) MarkLost("expired");
-            else _lost.CancelAfter(left);
+            if (Volatile.Read(ref _lostFlag) != 0) cts.Cancel();
+            else
+            {
+                var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), Interlocked.Read(ref _deadline));
+                if (left <= TimeSpan.Zero) MarkLost("expired");
+                else cts.CancelAfter(left);
+            }
         }
         catch (ObjectDisposedException)
         {
-            // released and disposed concurrently
+            // disposed concurrently
         }
     }
 
     private void MarkLost(string reason)
     {
-        if (Volatile.Read(ref _released) != 0 || _lost.IsCancellationRequested) return;
+        if (Volatile.Read(ref _released) != 0 || Interlocked.Exchange(ref _lostFlag, 1) != 0) return;
         RedisMetrics.LockLostCounter.Add(1, new KeyValuePair<string, object?>("reason", reason));
         try
         {
-            _lost.Cancel();
+            Volatile.Read(ref _lost)?.Cancel();
         }
         catch (ObjectDisposedException)
         {
         }
     }
 
-    private async Task ExtendLoopAsync()
+    private async Task ExtendLoopAsync(CancellationToken stop)
     {
         var options = _provider.Options;
         using var timer = new PeriodicTimer(options.Interval);
         try
         {
-            while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+            while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
             {
                 if (options.MaxHoldTime is { } cap && Stopwatch.GetElapsedTime(_acquiredAt) + options.Expiry > cap)
-                    return; // cap reached: stop extending; the scheduled loss fires when the current lease ends
+                    return; // cap reached: stop extending; the loss fires when the current lease ends
                 try
                 {
                     if (!await ExtendAsync().ConfigureAwait(false)) return;
                 }
                 catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
                 {
-                    // Keep trying until the lease runs out; the scheduled loss fires if Redis stays away.
+                    // Keep trying until the lease runs out; LostToken fires if Redis stays away.
                 }
             }
         }

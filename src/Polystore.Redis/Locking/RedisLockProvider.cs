@@ -66,5 +66,10 @@ public sealed class RedisLockProvider
     internal RedisValue ExpiryMs => _expiryMs;
 
     // 128 random bits: unguessable, so no other client can release or extend by accident or on purpose.
-    private static string NewToken() => Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+    private static string NewToken()
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        RandomNumberGenerator.Fill(bytes);
+        return Convert.ToHexStringLower(bytes);
+    }
 }
