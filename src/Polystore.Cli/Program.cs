@@ -18,6 +18,7 @@ var root = new RootCommand("""
     ConfigCommand.Create(),
     PingCommand.Create(),
     BenchCommand.Create(BenchRedisCommand.Create()),
+    DemoCommand.Create(DemoRedisCommand.Create()),
 };
 
 var parse = root.Parse(args);
