@@ -328,18 +328,23 @@ internal static class BenchRedisCommand
         var keys = KeyNames("user:");
         await using var ours = await RedisCache.CreateAsync(redis, new BenchCacheOptions(prefix).L1);
         using var fc = Fusion(redis, prefix);
+        // The peer is also measured memory-only (no L2 configured) and its better figure is reported.
+        using var fcMemory = new FusionCache(new FusionCacheOptions { CacheName = prefix + ":fcm" });
         foreach (var k in keys)
         {
             await ours.GetOrSetAsync(k, _ => Task.FromResult<string?>("value of " + k));
             await fc.GetOrSetAsync(k, _ => Task.FromResult("value of " + k), FusionDefaults);
+            await fcMemory.GetOrSetAsync(k, _ => Task.FromResult("value of " + k), FusionDefaults);
         }
         // Memory hits complete synchronously: time them on a dedicated thread, never on the thread pool.
         var polystore = DedicatedThreadLoop(duration, i => ours.GetOrSetAsync(keys[i], static _ => Task.FromResult<string?>("miss")).GetAwaiter().GetResult());
         var fusion = DedicatedThreadLoop(duration, i => fc.GetOrSetAsync(keys[i], static _ => Task.FromResult("miss"), FusionDefaults).GetAwaiter().GetResult());
+        var fusionMemory = DedicatedThreadLoop(duration, i => fcMemory.GetOrSetAsync(keys[i], static _ => Task.FromResult("miss"), FusionDefaults).GetAwaiter().GetResult());
         return
         [
-            new("cache_l1", "polystore", polystore, "hits/s", "GetOrSetAsync, one dedicated thread"),
-            new("cache_l1", "fusioncache", fusion, "hits/s", "GetOrSetAsync, one dedicated thread"),
+            new("cache_l1", "polystore", polystore, "hits/s", "GetOrSetAsync, one dedicated thread, L2 configured"),
+            new("cache_l1", "fusioncache", Math.Max(fusion, fusionMemory), "hits/s",
+                $"GetOrSetAsync, one dedicated thread; best of with L2 {fusion:N0} / memory-only {fusionMemory:N0}"),
         ];
     }
 
