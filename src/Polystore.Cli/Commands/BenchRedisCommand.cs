@@ -84,7 +84,17 @@ internal static class BenchRedisCommand
                 if (!samples.TryGetValue((area, name, unit), out var list)) samples[(area, name, unit)] = list = [];
                 list.Add(value);
             };
-            var interleaved = new List<(string Title, Func<Task> Run)>();
+            var interleaved = new List<(string Title, Func<Task> Run)>
+            {
+                // Round 0, not recorded: every implementation runs once so that JIT tiering favours no one.
+                ("limiter: warm-up", async () => { await LimiterPolystoreAsync(redis, prefix, seconds / 2); await LimiterPeerAsync(redis, prefix, seconds / 2); }),
+                ("lock: warm-up", async () =>
+                {
+                    await LockPolystoreAsync(redis, prefix, seconds / 2);
+                    await LockRedLockAsync(redis, prefix, seconds / 2);
+                    await LockMedallionAsync(redis, prefix, seconds / 2);
+                }),
+            };
             for (var round = 1; round <= rounds; round++)
             {
                 var r = $" (round {round}/{rounds})";

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Threading.RateLimiting;
 using StackExchange.Redis;
 
@@ -13,6 +14,15 @@ public sealed class RedisSlidingWindowRateLimiter
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _window;
     private readonly RedisValue _limit;
+    private readonly ConcurrentQueue<Pending> _queue = new();
+    private int _mode; // 0 = not known yet (treated as cluster: grouping by slot is always safe), 1 = standalone, 2 = cluster
+    private int _flushers;
+
+    // Concurrent callers are coalesced: while a batch is on the wire, new calls queue up and go together
+    // in the next script call (per hash slot in a cluster). Each decision is still exact and atomic;
+    // batching only removes per-call overhead. At most this many batches are in flight at once.
+    private const int MaxFlushers = 4;
+    private const int MaxBatch = 64;
 
     /// <summary>Creates a limiter over <paramref name="redis"/>.</summary>
     public RedisSlidingWindowRateLimiter(IConnectionMultiplexer redis, SlidingWindowOptions options)
@@ -31,17 +41,114 @@ public sealed class RedisSlidingWindowRateLimiter
     /// <summary>Tries to take <paramref name="permits"/> permits for <paramref name="key"/> (0 only asks whether one is free).</summary>
     public async ValueTask<RateLimitDecision> TryAcquireAsync(string key, int permits = 1, CancellationToken cancellationToken = default)
     {
-        var (keys, args) = Prepare(key, permits);
+        var (keys, _) = Prepare(key, permits);
         cancellationToken.ThrowIfCancellationRequested();
+        var pending = new Pending(keys[0], keys[1], permits, _redis.HashSlot(keys[0]));
+        _queue.Enqueue(pending);
+        StartFlusherIfNeeded();
+        return await pending.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private void StartFlusherIfNeeded()
+    {
+        while (true)
+        {
+            var running = Volatile.Read(ref _flushers);
+            if (running >= MaxFlushers) return; // a running flusher re-checks the queue before it stops
+            if (Interlocked.CompareExchange(ref _flushers, running + 1, running) == running)
+            {
+                _ = FlushAsync();
+                return;
+            }
+        }
+    }
+
+    private async Task FlushAsync()
+    {
+        var batch = new List<Pending>(MaxBatch);
+        while (true)
+        {
+            while (batch.Count < MaxBatch && _queue.TryDequeue(out var p)) batch.Add(p);
+            if (batch.Count == 0)
+            {
+                Interlocked.Decrement(ref _flushers);
+                // Lost-wake-up guard: a caller may have enqueued after our last look but seen us still running.
+                if (_queue.IsEmpty) return;
+                var running = Volatile.Read(ref _flushers);
+                if (running >= MaxFlushers || Interlocked.CompareExchange(ref _flushers, running + 1, running) != running) return;
+                continue;
+            }
+            if (batch.Count == 1 || !IsCluster())
+            {
+                await SendAsync(batch).ConfigureAwait(false);
+            }
+            else
+            {
+                // Keys of one script call must share a slot.
+                await Task.WhenAll(batch.GroupBy(p => p.Slot).Select(g => SendAsync(g.ToList()))).ConfigureAwait(false);
+            }
+            batch.Clear();
+        }
+    }
+
+    private bool IsCluster()
+    {
+        var mode = Volatile.Read(ref _mode);
+        if (mode == 0 && _redis.IsConnected)
+        {
+            mode = _redis.GetServers().Any(s => s.IsConnected && s.ServerType == ServerType.Cluster) ? 2 : 1;
+            Volatile.Write(ref _mode, mode);
+        }
+        return mode != 1;
+    }
+
+    private async Task SendAsync(List<Pending> batch)
+    {
+        var keys = new RedisKey[batch.Count * 2];
+        var args = new RedisValue[batch.Count + 2];
+        args[0] = _window;
+        args[1] = _limit;
+        for (var i = 0; i < batch.Count; i++)
+        {
+            keys[2 * i] = batch[i].Log;
+            keys[(2 * i) + 1] = batch[i].Seq;
+            args[i + 2] = batch[i].Permits;
+        }
         try
         {
-            var result = await SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args).WaitAsync(cancellationToken).ConfigureAwait(false);
-            return Parse(result);
+            var result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
+            for (var i = 0; i < batch.Count; i++) batch[i].TrySetResult(Parse(result, i));
         }
         catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
         {
-            return Fallback(e);
+            foreach (var p in batch)
+            {
+                try
+                {
+                    p.TrySetResult(Fallback(e));
+                }
+                catch (Exception thrown)
+                {
+                    p.TrySetException(thrown);
+                }
+            }
         }
+        catch (Exception e)
+        {
+            foreach (var p in batch) p.TrySetException(e);
+        }
+    }
+
+    private sealed class Pending(RedisKey log, RedisKey seq, int permits, int slot)
+        : TaskCompletionSource<RateLimitDecision>(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public RedisKey Log { get; } = log;
+
+        public RedisKey Seq { get; } = seq;
+
+        public int Permits { get; } = permits;
+
+        public int Slot { get; } = slot;
     }
 
     /// <summary>The synchronous form of <see cref="TryAcquireAsync"/> (one blocking round trip).</summary>
@@ -50,7 +157,7 @@ public sealed class RedisSlidingWindowRateLimiter
         var (keys, args) = Prepare(key, permits);
         try
         {
-            return Parse(SlidingWindowScript.Script.Evaluate(_redis.GetDatabase(), keys, args));
+            return Parse((RedisResult[])SlidingWindowScript.Script.Evaluate(_redis.GetDatabase(), keys, args)!, 0);
         }
         catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
         {
@@ -83,15 +190,15 @@ public sealed class RedisSlidingWindowRateLimiter
         return ([tagged + ":log", tagged + ":seq"], [_window, _limit, permits]);
     }
 
-    private static RateLimitDecision Parse(RedisResult result)
+    private static RateLimitDecision Parse(RedisResult[] r, int index)
     {
-        var r = (RedisResult[])result!;
+        var o = index * 5;
         return new RateLimitDecision(
-            (long)r[0] == 1,
-            (long)r[1],
-            TimeSpan.FromMicroseconds(Math.Max(0, (long)r[2])),
-            TimeSpan.FromMicroseconds(Math.Max(0, (long)r[3])),
-            (long)r[4]);
+            (long)r[o] == 1,
+            (long)r[o + 1],
+            TimeSpan.FromMicroseconds(Math.Max(0, (long)r[o + 2])),
+            TimeSpan.FromMicroseconds(Math.Max(0, (long)r[o + 3])),
+            (long)r[o + 4]);
     }
 
     private RateLimitDecision Fallback(Exception e)
