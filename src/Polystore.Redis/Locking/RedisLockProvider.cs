@@ -12,6 +12,7 @@ public sealed class RedisLockProvider
 {
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _expiryMs;
+    private readonly ScriptBatcher _acquire;
 
     /// <summary>Creates a provider over <paramref name="redis"/>.</summary>
     public RedisLockProvider(IConnectionMultiplexer redis, RedisLockOptions? options = null)
@@ -20,6 +21,7 @@ public sealed class RedisLockProvider
         _redis = redis;
         Options = (options ?? new RedisLockOptions()).Validated();
         _expiryMs = (long)Math.Ceiling(Options.Expiry.TotalMilliseconds);
+        _acquire = new ScriptBatcher(redis, LockScripts.Acquire, [_expiryMs], resultsPerItem: 1);
     }
 
     /// <summary>The validated options.</summary>
@@ -44,7 +46,7 @@ public sealed class RedisLockProvider
         {
             cancellationToken.ThrowIfCancellationRequested();
             var attemptStart = Stopwatch.GetTimestamp();
-            var result = (long)await LockScripts.Acquire.EvaluateAsync(db, keys, [token, _expiryMs]).ConfigureAwait(false);
+            var result = (long)(await _acquire.RunAsync(keys, [token]).ConfigureAwait(false))[0];
             if (result > 0) return new RedisLock(this, db, keys[0], resource, token, result, attemptStart);
             var waited = Stopwatch.GetElapsedTime(started);
             if (waitTimeout != Timeout.InfiniteTimeSpan && waited >= waitTimeout) return null;
