@@ -39,14 +39,17 @@ public sealed class RedisSlidingWindowRateLimiter
     public SlidingWindowOptions Options { get; }
 
     /// <summary>Tries to take <paramref name="permits"/> permits for <paramref name="key"/> (0 only asks whether one is free).</summary>
-    public async ValueTask<RateLimitDecision> TryAcquireAsync(string key, int permits = 1, CancellationToken cancellationToken = default)
+    public ValueTask<RateLimitDecision> TryAcquireAsync(string key, int permits = 1, CancellationToken cancellationToken = default)
     {
-        var (keys, _) = Prepare(key, permits);
+        Validate(key, permits);
         cancellationToken.ThrowIfCancellationRequested();
-        var pending = new Pending(keys[0], keys[1], permits, _redis.HashSlot(keys[0]));
+        var tagged = RedisKeys.Tagged(Options.KeyPrefix, key);
+        RedisKey log = tagged + ":log";
+        // The slot only matters when batches must be split per slot (cluster, or not known yet).
+        var pending = new Pending(log, tagged + ":seq", permits, Volatile.Read(ref _mode) == 1 ? 0 : _redis.HashSlot(log));
         _queue.Enqueue(pending);
         StartFlusherIfNeeded();
-        return await pending.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return new ValueTask<RateLimitDecision>(cancellationToken.CanBeCanceled ? pending.Task.WaitAsync(cancellationToken) : pending.Task);
     }
 
     private void StartFlusherIfNeeded()
@@ -181,11 +184,16 @@ public sealed class RedisSlidingWindowRateLimiter
 
     internal static string LogKey(string prefix, string key) => RedisKeys.Tagged(prefix, key) + ":log";
 
-    private (RedisKey[] Keys, RedisValue[] Args) Prepare(string key, int permits)
+    private void Validate(string key, int permits)
     {
         RedisKeys.ValidateName(key, nameof(key));
         if (permits < 0 || permits > Options.PermitLimit)
             throw new ArgumentOutOfRangeException(nameof(permits), permits, $"permits must be between 0 and the permit limit {Options.PermitLimit}.");
+    }
+
+    private (RedisKey[] Keys, RedisValue[] Args) Prepare(string key, int permits)
+    {
+        Validate(key, permits);
         var tagged = RedisKeys.Tagged(Options.KeyPrefix, key);
         return ([tagged + ":log", tagged + ":seq"], [_window, _limit, permits]);
     }
