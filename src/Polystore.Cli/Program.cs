@@ -21,8 +21,9 @@ var root = new RootCommand("""
     DoctorCommand.Create(),
     OutboxCommand.Create(),
     CqrsCommand.Create(),
-    BenchCommand.Create(BenchPostgresCommand.Create(), BenchIntegrationCommand.Create()),
+    BenchCommand.Create(BenchPostgresCommand.Create(), BenchRedisCommand.Create(), BenchIntegrationCommand.Create()),
     PgCommand.Create(),
+    DemoCommand.Create(DemoRedisCommand.Create()),
 };
 
 var parse = root.Parse(args);

@@ -10,68 +10,6 @@ using StackExchange.Redis;
 
 namespace Polystore.Redis.Tests;
 
-/// <summary>A redis-server of one test's own on a free port, so it may get a tiny maxmemory or a renamed CONFIG.</summary>
-internal sealed class ThrowawayRedis : IAsyncDisposable
-{
-    private readonly Process _process;
-
-    private ThrowawayRedis(Process process, int port, string dir)
-    {
-        _process = process;
-        Port = port;
-        Directory = dir;
-    }
-
-    public int Port { get; }
-    private string Directory { get; }
-    public RedisSettings Settings => new() { Connection = new() { Url = $"redis://127.0.0.1:{Port}" }, Pool = new() { ConnectionTimeout = 5, SocketTimeout = 5 } };
-
-    public static async Task<ThrowawayRedis> StartAsync(params string[] extraArgs)
-    {
-        var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        listener.Stop();
-        var dir = System.IO.Directory.CreateTempSubdirectory("polystore-redis-").FullName;
-        var info = new ProcessStartInfo("redis-server") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = dir };
-        foreach (var arg in new[] { "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir }.Concat(extraArgs))
-            info.ArgumentList.Add(arg);
-        var process = Process.Start(info)!;
-        process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, _) => { };
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        var redis = new ThrowawayRedis(process, port, dir);
-        for (var i = 0; i < 100; i++)
-        {
-            try
-            {
-                using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, port, TestContext.Current.CancellationToken);
-                return redis;
-            }
-            catch (SocketException)
-            {
-                if (process.HasExited) throw new InvalidOperationException($"redis-server exited with {process.ExitCode}");
-                await Task.Delay(100, TestContext.Current.CancellationToken);
-            }
-        }
-        await redis.DisposeAsync();
-        throw new InvalidOperationException($"redis-server did not listen on {port}");
-    }
-
-    public Task<ConnectionMultiplexer> ConnectAsync() =>
-        ConnectionMultiplexer.ConnectAsync(new ConfigurationOptions { EndPoints = { { "127.0.0.1", Port } }, AllowAdmin = true });
-
-    public async ValueTask DisposeAsync()
-    {
-        if (!_process.HasExited) _process.Kill();
-        await _process.WaitForExitAsync(CancellationToken.None);
-        _process.Dispose();
-        try { System.IO.Directory.Delete(Directory, true); } catch (IOException) { }
-    }
-}
-
 public sealed class DoctorTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -113,7 +51,7 @@ public sealed class DoctorTests
     [Fact]
     public async Task No_limit_with_noeviction_is_flagged_and_a_tiny_maxmemory_is_critical()
     {
-        await using var redis = await ThrowawayRedis.StartAsync();
+        await using var redis = await ThrowawayRedis.LaunchAsync();
         await using var doctor = new RedisDiagnostics(redis.Settings);
 
         var unlimited = Assert.Single(await RunAsync(doctor, "redis.memory"));
@@ -137,7 +75,7 @@ public sealed class DoctorTests
     [Fact]
     public async Task Evictions_misses_slow_commands_and_blocked_clients_are_reported()
     {
-        await using var redis = await ThrowawayRedis.StartAsync("--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru", "--slowlog-log-slower-than", "0");
+        await using var redis = await ThrowawayRedis.LaunchAsync("--maxmemory", "3mb", "--maxmemory-policy", "allkeys-lru", "--slowlog-log-slower-than", "0");
         await using var admin = await redis.ConnectAsync();
         var db = admin.GetDatabase();
         var value = new string('x', 4096);
@@ -179,7 +117,7 @@ public sealed class DoctorTests
     [Fact]
     public async Task With_config_disabled_tcp_backlog_says_what_it_could_not_see_and_memory_still_works()
     {
-        await using var redis = await ThrowawayRedis.StartAsync("--rename-command", "CONFIG", "");
+        await using var redis = await ThrowawayRedis.LaunchAsync("--rename-command", "CONFIG", "");
         await using var doctor = new RedisDiagnostics(redis.Settings);
 
         var report = await DiagnosticRunner.RunAsync(doctor.Checks, cancellationToken: Ct);

@@ -1,0 +1,70 @@
+namespace Polystore.Redis.Caching;
+
+/// <summary>Options of <see cref="RedisCache"/>.</summary>
+public sealed record RedisCacheOptions
+{
+    /// <summary>Prefix of every cache key (<c>prefix:key</c>), of tag sets and of the invalidation channel.</summary>
+    public string KeyPrefix { get; init; } = "polystore:cache";
+
+    /// <summary>Time to live of an entry when the call gives none.</summary>
+    public TimeSpan DefaultTtl { get; init; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>Each TTL is lengthened by a random 0..JitterFraction of itself, so entries written together do not expire together.</summary>
+    public double JitterFraction { get; init; } = 0.1;
+
+    /// <summary>When set, a factory result of null is cached (as "known missing") for this long. Null = misses are not cached.</summary>
+    public TimeSpan? NegativeTtl { get; init; }
+
+    /// <summary>
+    /// Keep entries for <see cref="FailSafeMaxAge"/> past their TTL and serve that last value when the
+    /// factory throws (and when Redis is down, from L1).
+    /// </summary>
+    public bool FailSafe { get; init; }
+
+    /// <summary>How long past its TTL a value may still be served by fail-safe.</summary>
+    public TimeSpan FailSafeMaxAge { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>Keep an in-process L1 copy; invalidations are broadcast over Redis pub/sub to every instance with the same prefix.</summary>
+    public bool UseL1 { get; init; }
+
+    /// <summary>Longest time an L1 copy is trusted (bounded by the entry's TTL as well).</summary>
+    public TimeSpan L1Ttl { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Most L1 entries; above it expired entries are dropped first, then arbitrary ones.</summary>
+    public int L1MaxEntries { get; init; } = 100_000;
+
+    /// <summary>Value serializer; System.Text.Json by default.</summary>
+    public ICacheSerializer Serializer { get; init; } = new SystemTextJsonCacheSerializer();
+
+    /// <summary>Throw Redis errors to callers instead of continuing without the cache (each such fallback is counted in <see cref="RedisMetrics.CacheFallbacks"/>).</summary>
+    public bool ThrowOnRedisErrors { get; init; }
+
+    internal RedisCacheOptions Validated()
+    {
+        RedisKeys.ValidatePrefix(KeyPrefix, nameof(KeyPrefix));
+        if (DefaultTtl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(DefaultTtl), DefaultTtl, $"{nameof(DefaultTtl)} must be positive.");
+        if (JitterFraction is < 0 or > 1 || double.IsNaN(JitterFraction)) throw new ArgumentOutOfRangeException(nameof(JitterFraction), JitterFraction, $"{nameof(JitterFraction)} must be between 0 and 1.");
+        if (NegativeTtl is { } n && n <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(NegativeTtl), n, $"{nameof(NegativeTtl)} must be positive.");
+        if (FailSafeMaxAge <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(FailSafeMaxAge), FailSafeMaxAge, $"{nameof(FailSafeMaxAge)} must be positive.");
+        if (L1Ttl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(L1Ttl), L1Ttl, $"{nameof(L1Ttl)} must be positive.");
+        if (L1MaxEntries < 1) throw new ArgumentOutOfRangeException(nameof(L1MaxEntries), L1MaxEntries, $"{nameof(L1MaxEntries)} must be at least 1.");
+        ArgumentNullException.ThrowIfNull(Serializer, nameof(Serializer));
+        return this with { };
+    }
+}
+
+/// <summary>Per-call entry options.</summary>
+public sealed record CacheEntryOptions
+{
+    /// <summary>Time to live; default <see cref="RedisCacheOptions.DefaultTtl"/>.</summary>
+    public TimeSpan? Ttl { get; init; }
+
+    /// <summary>Tags for <see cref="RedisCache.RemoveByTagAsync"/>.</summary>
+    public IReadOnlyList<string>? Tags { get; init; }
+}
+
+/// <summary>The outcome of <see cref="RedisCache.WriteThroughAsync{T}"/>.</summary>
+/// <param name="Value">What the source write returned (the source is the truth).</param>
+/// <param name="Cached">Whether the cache now holds <paramref name="Value"/>.</param>
+/// <param name="CacheError">Why caching failed, when it did; the stale entry was then removed where Redis allowed.</param>
+public sealed record WriteThroughResult<T>(T Value, bool Cached, Exception? CacheError);

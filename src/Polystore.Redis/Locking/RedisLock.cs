@@ -1,0 +1,182 @@
+using System.Diagnostics;
+using StackExchange.Redis;
+
+namespace Polystore.Redis.Locking;
+
+/// <summary>
+/// A held lock. Dispose (or <c>await using</c>) releases it. <see cref="LostToken"/> is cancelled when the
+/// lease can no longer be trusted (expired, extension refused, hold-time cap reached); pass
+/// <see cref="FencingToken"/> to downstream writes so they can reject a stale holder.
+/// </summary>
+public sealed class RedisLock : IAsyncDisposable
+{
+    private readonly RedisLockProvider _provider;
+    private readonly IDatabaseAsync _db;
+    private readonly RedisKey[] _key;
+    private readonly RedisValue _token;
+    private readonly long _acquiredAt;
+    private readonly CancellationTokenSource? _stop;
+    private readonly Task? _extender;
+    private CancellationTokenSource? _lost; // created on first use of LostToken: most holders never ask
+    private long _deadline; // Stopwatch timestamp after which the lease must be assumed gone
+    private int _lostFlag;
+    private int _released;
+
+    internal RedisLock(RedisLockProvider provider, IDatabaseAsync db, RedisKey key, string resource, string token, long fence, long attemptStart)
+    {
+        _provider = provider;
+        _db = db;
+        _key = [key];
+        _token = token;
+        Resource = resource;
+        FencingToken = fence;
+        _acquiredAt = attemptStart;
+        // Validity is counted from before the request was sent, so it can only err on the safe side.
+        ScheduleLoss(attemptStart);
+        if (provider.Options.AutoExtend)
+        {
+            _stop = new CancellationTokenSource();
+            _extender = ExtendLoopAsync(_stop.Token);
+        }
+    }
+
+    /// <summary>The locked resource name.</summary>
+    public string Resource { get; }
+
+    /// <summary>Strictly increasing per resource across all holders; never reused.</summary>
+    public long FencingToken { get; }
+
+    /// <summary>Cancelled when this holder must assume it no longer holds the lock (lease ran out, extension refused, cap reached).</summary>
+    public CancellationToken LostToken
+    {
+        get
+        {
+            var cts = LazyInitializer.EnsureInitialized(ref _lost, () => new CancellationTokenSource());
+            Arm(cts);
+            return cts.Token;
+        }
+    }
+
+    /// <summary>Whether the lease is still believed valid (not lost, not run out, not released).</summary>
+    public bool IsHeld => Volatile.Read(ref _lostFlag) == 0 && Volatile.Read(ref _released) == 0
+        && Stopwatch.GetTimestamp() < Interlocked.Read(ref _deadline) && Volatile.Read(ref _lost)?.IsCancellationRequested != true;
+
+    /// <summary>Resets the lease to the configured expiry if this holder still owns it; false when it was lost.</summary>
+    public async ValueTask<bool> ExtendAsync(CancellationToken cancellationToken = default)
+    {
+        if (Volatile.Read(ref _released) != 0) return false;
+        cancellationToken.ThrowIfCancellationRequested();
+        var start = Stopwatch.GetTimestamp();
+        var ok = (long)await LockScripts.Extend.EvaluateAsync(_db, _key, [_token, _provider.ExpiryMs]).ConfigureAwait(false) == 1;
+        if (ok) ScheduleLoss(start);
+        else MarkLost("extend-refused");
+        return ok;
+    }
+
+    /// <summary>Releases the lock if this holder still owns it; false when it had already expired or moved on.</summary>
+    public async ValueTask<bool> ReleaseAsync(CancellationToken cancellationToken = default)
+    {
+        if (Interlocked.Exchange(ref _released, 1) != 0) return false;
+        if (_stop is not null)
+        {
+            await _stop.CancelAsync().ConfigureAwait(false);
+            await _extender!.ConfigureAwait(false);
+        }
+        cancellationToken.ThrowIfCancellationRequested();
+        return (long)await LockScripts.Release.EvaluateAsync(_db, _key, [_token]).ConfigureAwait(false) == 1;
+    }
+
+    /// <summary>
+    /// Releases the lock without waiting for Redis to confirm (use <see cref="ReleaseAsync"/> for a confirmed release).
+    /// The compare-and-delete is sent fire-and-forget: it still reaches Redis before any later command this
+    /// process sends on the same connection (so a re-acquire from here always finds it released), it can
+    /// never delete another holder's lock, and if it is lost with the connection the lease simply runs out.
+    /// Skipping the reply halves the round trips of an acquire/release pair.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (Interlocked.Exchange(ref _released, 1) != 0) return;
+            if (_stop is not null)
+            {
+                await _stop.CancelAsync().ConfigureAwait(false);
+                await _extender!.ConfigureAwait(false);
+            }
+            // EVAL (not EVALSHA): with no reply to read there is no NOSCRIPT to recover from, so send the source.
+            _ = _db.ExecuteAsync("EVAL", [LockScripts.Release.Source, 1, _key[0], _token], CommandFlags.FireAndForget);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException)
+        {
+            // The lease runs out by itself; a release failure must not mask the caller's own exception.
+        }
+        finally
+        {
+            _stop?.Dispose();
+            Interlocked.Exchange(ref _lost, null)?.Dispose();
+        }
+    }
+
+    private void ScheduleLoss(long from)
+    {
+        Interlocked.Exchange(ref _deadline, from + (long)(_provider.Options.Expiry.TotalSeconds * Stopwatch.Frequency));
+        if (Volatile.Read(ref _lost) is { } cts) Arm(cts);
+    }
+
+    private void Arm(CancellationTokenSource cts)
+    {
+        try
+        {
+            if (Volatile.Read(ref _lostFlag) != 0) cts.Cancel();
+            else
+            {
+                var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), Interlocked.Read(ref _deadline));
+                if (left <= TimeSpan.Zero) MarkLost("expired");
+                else cts.CancelAfter(left);
+            }
+        }
+        catch (ObjectDisposedException)
+        {
+            // disposed concurrently
+        }
+    }
+
+    private void MarkLost(string reason)
+    {
+        if (Volatile.Read(ref _released) != 0 || Interlocked.Exchange(ref _lostFlag, 1) != 0) return;
+        RedisMetrics.LockLostCounter.Add(1, new KeyValuePair<string, object?>("reason", reason));
+        try
+        {
+            Volatile.Read(ref _lost)?.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private async Task ExtendLoopAsync(CancellationToken stop)
+    {
+        var options = _provider.Options;
+        using var timer = new PeriodicTimer(options.Interval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
+            {
+                if (options.MaxHoldTime is { } cap && Stopwatch.GetElapsedTime(_acquiredAt) + options.Expiry > cap)
+                    return; // cap reached: stop extending; the loss fires when the current lease ends
+                try
+                {
+                    if (!await ExtendAsync().ConfigureAwait(false)) return;
+                }
+                catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
+                {
+                    // Keep trying until the lease runs out; LostToken fires if Redis stays away.
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // released
+        }
+    }
+}

@@ -1,0 +1,43 @@
+namespace Polystore.Redis.Locking;
+
+/// <summary>Options of <see cref="RedisLockProvider"/>.</summary>
+public sealed record RedisLockOptions
+{
+    /// <summary>Lease length set with PX on acquire and on every extension.</summary>
+    public TimeSpan Expiry { get; init; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Extend the lease in the background while the lock is held.</summary>
+    public bool AutoExtend { get; init; }
+
+    /// <summary>How often the background extension runs; default a third of <see cref="Expiry"/>.</summary>
+    public TimeSpan? ExtendInterval { get; init; }
+
+    /// <summary>
+    /// Cap on total hold time with <see cref="AutoExtend"/>: after it, extension stops and the lease runs out,
+    /// so a stuck holder cannot keep a resource forever. Null = no cap.
+    /// </summary>
+    public TimeSpan? MaxHoldTime { get; init; }
+
+    /// <summary>First backoff pause while waiting; doubles up to <see cref="MaxBackoff"/>, each with full jitter.</summary>
+    public TimeSpan MinBackoff { get; init; } = TimeSpan.FromMilliseconds(2);
+
+    /// <summary>Longest backoff pause while waiting.</summary>
+    public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>Key prefix; keys are <c>{prefix:resource}:lock</c> and <c>{prefix:resource}:fence</c>.</summary>
+    public string KeyPrefix { get; init; } = "polystore:lock";
+
+    internal TimeSpan Interval => ExtendInterval ?? Expiry / 3;
+
+    internal RedisLockOptions Validated()
+    {
+        if (Expiry < TimeSpan.FromMilliseconds(10)) throw new ArgumentOutOfRangeException(nameof(Expiry), Expiry, $"{nameof(Expiry)} must be at least 10 ms.");
+        if (ExtendInterval is { } i && (i <= TimeSpan.Zero || i >= Expiry))
+            throw new ArgumentOutOfRangeException(nameof(ExtendInterval), i, $"{nameof(ExtendInterval)} must be positive and shorter than {nameof(Expiry)}.");
+        if (MaxHoldTime is { } m && m < Expiry) throw new ArgumentOutOfRangeException(nameof(MaxHoldTime), m, $"{nameof(MaxHoldTime)} must not be shorter than {nameof(Expiry)}.");
+        if (MinBackoff <= TimeSpan.Zero || MaxBackoff < MinBackoff)
+            throw new ArgumentOutOfRangeException(nameof(MinBackoff), MinBackoff, $"{nameof(MinBackoff)} must be positive and not above {nameof(MaxBackoff)}.");
+        RedisKeys.ValidatePrefix(KeyPrefix, nameof(KeyPrefix));
+        return this with { };
+    }
+}

@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using StackExchange.Redis;
+
+namespace Polystore.Redis.Locking;
+
+/// <summary>
+/// Single-instance Redis locks with fencing tokens (standalone or cluster; not Redlock across independent
+/// primaries). Acquire = SET NX PX + a random token + INCR of a per-resource fencing counter in one script.
+/// </summary>
+public sealed class RedisLockProvider
+{
+    private readonly IConnectionMultiplexer _redis;
+    private readonly RedisValue _expiryMs;
+    private readonly ScriptBatcher _acquire;
+
+    /// <summary>Creates a provider over <paramref name="redis"/>.</summary>
+    public RedisLockProvider(IConnectionMultiplexer redis, RedisLockOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(redis);
+        _redis = redis;
+        Options = (options ?? new RedisLockOptions()).Validated();
+        _expiryMs = (long)Math.Ceiling(Options.Expiry.TotalMilliseconds);
+        _acquire = new ScriptBatcher(redis, LockScripts.Acquire, [_expiryMs], resultsPerItem: 1);
+    }
+
+    /// <summary>The validated options.</summary>
+    public RedisLockOptions Options { get; }
+
+    /// <summary>
+    /// Tries to take the lock on <paramref name="resource"/>, waiting up to <paramref name="waitTimeout"/>
+    /// (zero = one attempt) with jittered exponential backoff. Returns null when it stays taken.
+    /// </summary>
+    public async ValueTask<RedisLock?> TryAcquireAsync(string resource, TimeSpan waitTimeout = default, CancellationToken cancellationToken = default)
+    {
+        RedisKeys.ValidateName(resource, nameof(resource));
+        if (waitTimeout < TimeSpan.Zero && waitTimeout != Timeout.InfiniteTimeSpan)
+            throw new ArgumentOutOfRangeException(nameof(waitTimeout), waitTimeout, "waitTimeout must be zero, positive or infinite.");
+        var tagged = RedisKeys.Tagged(Options.KeyPrefix, resource);
+        RedisKey[] keys = [tagged + ":lock", tagged + ":fence"];
+        var token = NewToken();
+        var db = _redis.GetDatabase();
+        var started = Stopwatch.GetTimestamp();
+        var backoff = Options.MinBackoff;
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var attemptStart = Stopwatch.GetTimestamp();
+            var result = (long)(await _acquire.RunAsync(keys, [token]).ConfigureAwait(false))[0];
+            if (result > 0) return new RedisLock(this, db, keys[0], resource, token, result, attemptStart);
+            var waited = Stopwatch.GetElapsedTime(started);
+            if (waitTimeout != Timeout.InfiniteTimeSpan && waited >= waitTimeout) return null;
+            // Full jitter keeps waiters from retrying in lockstep; never sleep past the holder's remaining lease or our deadline.
+            var holderLeft = TimeSpan.FromMilliseconds(Math.Max(1, -result - 1));
+            var pause = TimeSpan.FromTicks((long)(Random.Shared.NextDouble() * backoff.Ticks) + 1);
+            if (pause > holderLeft) pause = holderLeft;
+            if (waitTimeout != Timeout.InfiniteTimeSpan && pause > waitTimeout - waited) pause = waitTimeout - waited;
+            await Task.Delay(pause, cancellationToken).ConfigureAwait(false);
+            backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, Options.MaxBackoff.Ticks));
+        }
+    }
+
+    /// <summary>Like <see cref="TryAcquireAsync"/> but throws <see cref="TimeoutException"/> when the wait runs out.</summary>
+    public async ValueTask<RedisLock> AcquireAsync(string resource, TimeSpan waitTimeout, CancellationToken cancellationToken = default) =>
+        await TryAcquireAsync(resource, waitTimeout, cancellationToken).ConfigureAwait(false)
+        ?? throw new TimeoutException($"lock '{resource}' was still held by another owner after {waitTimeout.TotalMilliseconds:0} ms");
+
+    internal RedisValue ExpiryMs => _expiryMs;
+
+    // 128 random bits: unguessable, so no other client can release or extend by accident or on purpose.
+    private static string NewToken()
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        RandomNumberGenerator.Fill(bytes);
+        return Convert.ToHexStringLower(bytes);
+    }
+}

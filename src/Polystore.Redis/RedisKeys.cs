@@ -1,0 +1,24 @@
+namespace Polystore.Redis;
+
+/// <summary>Key naming shared by the toolkit.</summary>
+internal static class RedisKeys
+{
+    /// <summary>
+    /// "{prefix:name}" - a hash tag around the whole logical name, so every key derived from it by
+    /// appending a suffix (":log", ":seq", ":fence") lands in the same cluster slot and multi-key
+    /// scripts never fail with CROSSSLOT.
+    /// </summary>
+    public static string Tagged(string prefix, string name) => string.Concat("{", prefix, ":", name, "}");
+
+    public static void ValidatePrefix(string prefix, string parameter)
+    {
+        if (string.IsNullOrWhiteSpace(prefix)) throw new ArgumentException($"{parameter} must not be empty.", parameter);
+        if (prefix.Contains('{', StringComparison.Ordinal) || prefix.Contains('}', StringComparison.Ordinal))
+            throw new ArgumentException($"{parameter} '{prefix}' must not contain '{{' or '}}': the toolkit adds its own hash tags.", parameter);
+    }
+
+    public static void ValidateName(string name, string parameter)
+    {
+        if (string.IsNullOrEmpty(name)) throw new ArgumentException($"{parameter} must not be empty.", parameter);
+    }
+}

@@ -1,0 +1,27 @@
+using System.Diagnostics.Metrics;
+
+namespace Polystore.Redis;
+
+/// <summary>The toolkit's <see cref="Meter"/>: instrument names are public so dashboards and tests can subscribe.</summary>
+public static class RedisMetrics
+{
+    /// <summary>The meter name, "Polystore.Redis".</summary>
+    public const string MeterName = "Polystore.Redis";
+
+    /// <summary>Counter of rate-limit decisions taken without Redis (tag <c>outcome</c> = allowed | denied | thrown).</summary>
+    public const string RateLimitFallbacks = "polystore.redis.ratelimit.fallbacks";
+
+    /// <summary>Counter of cache operations that continued without Redis (tag <c>operation</c>).</summary>
+    public const string CacheFallbacks = "polystore.redis.cache.fallbacks";
+
+    /// <summary>Counter of lock leases lost before release (tag <c>reason</c>).</summary>
+    public const string LocksLost = "polystore.redis.lock.lost";
+
+    internal static readonly Meter Meter = new(MeterName);
+
+    internal static readonly Counter<long> RateLimitFallbackCounter = Meter.CreateCounter<long>(RateLimitFallbacks, description: "Rate-limit decisions taken while Redis was unavailable.");
+
+    internal static readonly Counter<long> CacheFallbackCounter = Meter.CreateCounter<long>(CacheFallbacks, description: "Cache operations that continued without Redis.");
+
+    internal static readonly Counter<long> LockLostCounter = Meter.CreateCounter<long>(LocksLost, description: "Lock leases lost before release.");
+}

@@ -1,0 +1,176 @@
+using Polystore.Redis.Locking;
+using Polystore.Testing;
+using StackExchange.Redis;
+
+namespace Polystore.Redis.Tests;
+
+public sealed class LockTests
+{
+    private readonly string _prefix = TestServers.UniqueName("lock");
+
+    private RedisLockProvider Provider(IConnectionMultiplexer redis, TimeSpan? expiry = null, bool autoExtend = false, TimeSpan? interval = null, TimeSpan? maxHold = null) =>
+        new(redis, new RedisLockOptions
+        {
+            KeyPrefix = _prefix,
+            Expiry = expiry ?? TimeSpan.FromSeconds(20),
+            AutoExtend = autoExtend,
+            ExtendInterval = interval,
+            MaxHoldTime = maxHold,
+        });
+
+    private static async Task WaitForLossAsync(RedisLock held, CancellationToken ct)
+    {
+        try
+        {
+            await Task.Delay(TimeSpan.FromSeconds(30), CancellationTokenSource.CreateLinkedTokenSource(ct, held.LostToken).Token);
+        }
+        catch (OperationCanceledException) when (held.LostToken.IsCancellationRequested)
+        {
+        }
+        Assert.True(held.LostToken.IsCancellationRequested, "the lease should have been reported lost");
+    }
+
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Sixty_four_tasks_are_mutually_excluded_with_strictly_increasing_fencing_tokens(string kind)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Get(kind));
+        var inside = 0;
+        var maxInside = 0;
+        var order = new List<long>();
+        var gate = new object();
+        await Task.WhenAll(Enumerable.Range(0, 64).Select(_ => Task.Run(async () =>
+        {
+            for (var i = 0; i < 5; i++)
+            {
+                await using var held = await locks.AcquireAsync("shared", TimeSpan.FromSeconds(60), ct);
+                var now = Interlocked.Increment(ref inside);
+                InterlockedMax(ref maxInside, now);
+                lock (gate) order.Add(held.FencingToken);
+                await Task.Yield();
+                Interlocked.Decrement(ref inside);
+            }
+        }, ct)));
+        Assert.Equal(1, maxInside);
+        Assert.Equal(64 * 5, order.Count);
+        for (var i = 1; i < order.Count; i++) Assert.True(order[i] > order[i - 1], $"fencing token {order[i]} after {order[i - 1]}");
+    }
+
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Many_resources_each_keep_their_own_exclusion_and_fence(string kind)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Get(kind));
+        var inside = new int[16];
+        var last = new long[16];
+        var violations = 0;
+        await Task.WhenAll(Enumerable.Range(0, 64).Select(t => Task.Run(async () =>
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                var r = (t * 7 + i) % 16;
+                await using var held = await locks.AcquireAsync($"res{r}", TimeSpan.FromSeconds(60), ct);
+                if (Interlocked.Increment(ref inside[r]) != 1) Interlocked.Increment(ref violations);
+                if (held.FencingToken <= Volatile.Read(ref last[r])) Interlocked.Increment(ref violations);
+                Volatile.Write(ref last[r], held.FencingToken);
+                await Task.Yield();
+                Interlocked.Decrement(ref inside[r]);
+            }
+        }, ct)));
+        Assert.Equal(0, violations);
+        Assert.Equal(64 * 10, last.Sum());
+    }
+
+    [Fact]
+    public async Task An_expired_holder_can_neither_release_nor_extend()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var shortLocks = Provider(RedisServers.Standalone, expiry: TimeSpan.FromMilliseconds(150));
+        var old = await shortLocks.AcquireAsync("expiring", TimeSpan.Zero, ct);
+        await WaitForLossAsync(old, ct);
+        Assert.False(old.IsHeld);
+        var next = await Provider(RedisServers.Standalone).AcquireAsync("expiring", TimeSpan.FromSeconds(10), ct);
+        Assert.True(next.FencingToken > old.FencingToken);
+        Assert.False(await old.ExtendAsync(ct));
+        Assert.False(await old.ReleaseAsync(ct));
+        // The new holder is untouched by the old one's attempts.
+        Assert.True(await next.ExtendAsync(ct));
+        Assert.True(next.IsHeld);
+        Assert.True(await next.ReleaseAsync(ct));
+        await old.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Wait_timeout_gives_up_while_another_holds_it()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Standalone);
+        await using var held = await locks.AcquireAsync("busy", TimeSpan.Zero, ct);
+        Assert.Null(await locks.TryAcquireAsync("busy", TimeSpan.FromMilliseconds(80), ct));
+        var e = await Assert.ThrowsAsync<TimeoutException>(async () => await locks.AcquireAsync("busy", TimeSpan.FromMilliseconds(30), ct));
+        Assert.Contains("busy", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Await_using_releases_and_a_waiter_gets_it()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Standalone);
+        long first;
+        await using (var held = await locks.AcquireAsync("scoped", TimeSpan.Zero, ct)) first = held.FencingToken;
+        await using var again = await locks.TryAcquireAsync("scoped", TimeSpan.Zero, ct);
+        Assert.NotNull(again);
+        Assert.Equal(first + 1, again.FencingToken);
+    }
+
+    [Fact]
+    public async Task Auto_extension_keeps_the_lease_past_its_expiry_until_the_cap()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Standalone, expiry: TimeSpan.FromMilliseconds(300), autoExtend: true,
+            interval: TimeSpan.FromMilliseconds(60), maxHold: TimeSpan.FromMilliseconds(1200));
+        var held = await locks.AcquireAsync("extended", TimeSpan.Zero, ct);
+        await Task.Delay(600, ct); // twice the expiry: only extension can have kept it
+        var other = Provider(RedisServers.Standalone);
+        if (!held.LostToken.IsCancellationRequested) Assert.Null(await other.TryAcquireAsync("extended", TimeSpan.Zero, ct));
+        // The cap stops extension, the lease runs out and the loss is reported.
+        await WaitForLossAsync(held, ct);
+        await using var next = await other.AcquireAsync("extended", TimeSpan.FromSeconds(5), ct);
+        Assert.True(next.FencingToken > held.FencingToken);
+        Assert.False(await held.ReleaseAsync(ct));
+    }
+
+    [Fact]
+    public async Task A_lease_taken_away_surfaces_as_a_cancelled_lost_token()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Standalone, expiry: TimeSpan.FromSeconds(5), autoExtend: true, interval: TimeSpan.FromMilliseconds(50));
+        await using var held = await locks.AcquireAsync("stolen", TimeSpan.Zero, ct);
+        Assert.False(held.LostToken.IsCancellationRequested);
+        // Someone (an operator, a failover without persistence) deletes the key: the next extension is refused.
+        await RedisServers.Standalone.GetDatabase().KeyDeleteAsync(RedisKeys.Tagged(_prefix, "stolen") + ":lock");
+        await WaitForLossAsync(held, ct);
+        Assert.False(held.IsHeld);
+    }
+
+    [Fact]
+    public void Bad_options_name_the_option()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new RedisLockProvider(RedisServers.Standalone, new RedisLockOptions { Expiry = TimeSpan.FromSeconds(10), MaxHoldTime = TimeSpan.FromSeconds(1) }));
+        Assert.Equal("MaxHoldTime", e.ParamName);
+        var i = Assert.Throws<ArgumentOutOfRangeException>(() => new RedisLockProvider(RedisServers.Standalone, new RedisLockOptions { ExtendInterval = TimeSpan.FromMinutes(1) }));
+        Assert.Equal("ExtendInterval", i.ParamName);
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int current;
+        while ((current = Volatile.Read(ref target)) < value && Interlocked.CompareExchange(ref target, value, current) != current)
+        {
+        }
+    }
+}

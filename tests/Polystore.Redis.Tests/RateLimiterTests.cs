@@ -1,0 +1,265 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using System.Threading.RateLimiting;
+using Polystore.Redis.RateLimiting;
+using Polystore.Testing;
+using StackExchange.Redis;
+
+namespace Polystore.Redis.Tests;
+
+public sealed class RateLimiterTests
+{
+    private readonly string _prefix = TestServers.UniqueName("rl");
+
+    private RedisSlidingWindowRateLimiter Limiter(IConnectionMultiplexer redis, int limit, TimeSpan window, RedisFailureMode mode = RedisFailureMode.FailClosed) =>
+        new(redis, new SlidingWindowOptions { PermitLimit = limit, Window = window, KeyPrefix = _prefix, OnRedisFailure = mode });
+
+    /// <summary>For every admitted timestamp t: admitted entries in (t - window, t] never exceed the limit.</summary>
+    private static void AssertNeverOverLimit(IEnumerable<long> admittedMicros, long windowMicros, int limit)
+    {
+        var sorted = admittedMicros.Order().ToArray();
+        var start = 0;
+        for (var i = 0; i < sorted.Length; i++)
+        {
+            while (sorted[start] <= sorted[i] - windowMicros) start++;
+            var inWindow = i - start + 1;
+            Assert.True(inWindow <= limit, $"{inWindow} admissions inside one window ending at {sorted[i]} µs; limit {limit}");
+        }
+    }
+
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Sixty_four_tasks_on_one_key_never_exceed_the_limit(string kind)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var window = TimeSpan.FromMilliseconds(300);
+        const int limit = 20;
+        var limiter = Limiter(RedisServers.Get(kind), limit, window);
+        var admitted = new ConcurrentBag<long>();
+        var denied = 0;
+        await Task.WhenAll(Enumerable.Range(0, 64).Select(_ => Task.Run(async () =>
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                var d = await limiter.TryAcquireAsync("hot", 1, ct);
+                Assert.False(d.IsFallback);
+                if (d.Allowed) admitted.Add(d.ServerTimeMicroseconds);
+                else
+                {
+                    Interlocked.Increment(ref denied);
+                    Assert.True(d.RetryAfter > TimeSpan.Zero && d.RetryAfter <= window, $"retry-after {d.RetryAfter}");
+                }
+            }
+        }, ct)));
+        Assert.Equal(64 * 40, admitted.Count + denied);
+        Assert.True(denied > 0, "the test must push past the limit");
+        Assert.True(admitted.Count >= limit);
+        AssertNeverOverLimit(admitted, (long)window.TotalMicroseconds, limit);
+    }
+
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Calls_in_the_same_millisecond_are_all_recorded(string kind)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var redis = RedisServers.Get(kind);
+        var limiter = Limiter(redis, 100_000, TimeSpan.FromMinutes(1));
+        var times = new ConcurrentBag<long>();
+        await Task.WhenAll(Enumerable.Range(0, 64).Select(_ => Task.Run(async () =>
+        {
+            for (var i = 0; i < 50; i++)
+            {
+                var d = await limiter.TryAcquireAsync("same-ms", 1, ct);
+                Assert.True(d.Allowed);
+                times.Add(d.ServerTimeMicroseconds);
+            }
+        }, ct)));
+        var sharedMillisecond = times.GroupBy(t => t / 1000).Count(g => g.Count() > 1);
+        Assert.True(sharedMillisecond > 0, "some admissions must share a millisecond for this test to mean anything");
+        // The seed's str(time.time()) members collapse; ours never do: every admission is one entry.
+        var count = await redis.GetDatabase().SortedSetLengthAsync(RedisSlidingWindowRateLimiter.LogKey(_prefix, "same-ms"));
+        Assert.Equal(64 * 50, count);
+        var last = await limiter.TryAcquireAsync("same-ms", 0, ct);
+        Assert.Equal(100_000 - 64 * 50, last.Remaining);
+    }
+
+    [Fact]
+    public async Task Rejected_calls_are_not_counted_and_the_window_slides()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var redis = RedisServers.Standalone;
+        var limiter = Limiter(redis, 3, TimeSpan.FromMilliseconds(400));
+        for (var i = 0; i < 3; i++) Assert.True((await limiter.TryAcquireAsync("k", 1, ct)).Allowed);
+        RateLimitDecision denied = default;
+        for (var i = 0; i < 50; i++)
+        {
+            denied = await limiter.TryAcquireAsync("k", 1, ct);
+            Assert.False(denied.Allowed);
+        }
+        Assert.Equal(3, await redis.GetDatabase().SortedSetLengthAsync(RedisSlidingWindowRateLimiter.LogKey(_prefix, "k")));
+        Assert.Equal(0, denied.Remaining);
+        Assert.InRange(denied.RetryAfter, TimeSpan.FromTicks(1), TimeSpan.FromMilliseconds(400));
+        // Had the 50 denials been recorded, the key would stay blocked for another full window.
+        await Task.Delay(denied.RetryAfter + TimeSpan.FromMilliseconds(5), ct);
+        var after = await limiter.TryAcquireAsync("k", 1, ct);
+        Assert.True(after.Allowed);
+    }
+
+    [Fact]
+    public async Task Every_call_leaves_a_ttl_on_its_keys()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var db = RedisServers.Standalone.GetDatabase();
+        var limiter = Limiter(RedisServers.Standalone, 1, TimeSpan.FromSeconds(30));
+        var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "ttl");
+        var seq = log[..^4] + ":seq";
+        // admitted, denied, look-only: each leaves the log with a TTL; the clash counter is never left without one.
+        foreach (var permits in new[] { 1, 1, 0 })
+        {
+            await db.KeyPersistAsync(log); // a TTL that was already there proves nothing
+            await limiter.TryAcquireAsync("ttl", permits, ct);
+            var ttl = await db.KeyTimeToLiveAsync(log);
+            Assert.NotNull(ttl);
+            Assert.InRange(ttl.Value, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(31));
+            Assert.True(!await db.KeyExistsAsync(seq) || await db.KeyTimeToLiveAsync(seq) is not null);
+        }
+    }
+
+    [Fact]
+    public async Task Weighted_permits_take_that_many_slots()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var limiter = Limiter(RedisServers.Standalone, 10, TimeSpan.FromMinutes(1));
+        var a = await limiter.TryAcquireAsync("w", 4, ct);
+        Assert.True(a.Allowed);
+        Assert.Equal(6, a.Remaining);
+        var b = await limiter.TryAcquireAsync("w", 7, ct);
+        Assert.False(b.Allowed);
+        Assert.Equal(6, b.Remaining);
+        Assert.True(b.RetryAfter > TimeSpan.FromSeconds(50));
+        var c = await limiter.TryAcquireAsync("w", 6, ct);
+        Assert.True(c.Allowed);
+        Assert.Equal(0, c.Remaining);
+        Assert.True(c.Reset > TimeSpan.FromSeconds(50));
+        Assert.Equal(10, await RedisServers.Standalone.GetDatabase().SortedSetLengthAsync(RedisSlidingWindowRateLimiter.LogKey(_prefix, "w")));
+        var tooMany = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await limiter.TryAcquireAsync("w", 11, ct));
+        Assert.Equal("permits", tooMany.ParamName);
+    }
+
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Weighted_permits_under_concurrency_over_many_keys(string kind)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var window = TimeSpan.FromMilliseconds(250);
+        const int limit = 12;
+        var limiter = Limiter(RedisServers.Get(kind), limit, window);
+        var admitted = new ConcurrentDictionary<string, ConcurrentBag<long>>();
+        await Task.WhenAll(Enumerable.Range(0, 64).Select(t => Task.Run(async () =>
+        {
+            for (var i = 0; i < 30; i++)
+            {
+                var key = $"key{(t + i) % 8}";
+                var weight = 1 + ((t + i) % 3);
+                var d = await limiter.TryAcquireAsync(key, weight, ct);
+                if (d.Allowed)
+                {
+                    var bag = admitted.GetOrAdd(key, _ => []);
+                    for (var w = 0; w < weight; w++) bag.Add(d.ServerTimeMicroseconds);
+                }
+            }
+        }, ct)));
+        Assert.Equal(8, admitted.Count);
+        foreach (var bag in admitted.Values) AssertNeverOverLimit(bag, (long)window.TotalMicroseconds, limit);
+    }
+
+    [Fact]
+    public async Task RateLimiter_adapter_gives_leases_with_retry_after()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        RateLimiter rl = Limiter(RedisServers.Standalone, 2, TimeSpan.FromMinutes(1)).ForKey("adapter");
+        using (var l1 = await rl.AcquireAsync(1, ct)) Assert.True(l1.IsAcquired);
+        using (var l2 = rl.AttemptAcquire(1)) Assert.True(l2.IsAcquired);
+        using var l3 = await rl.AcquireAsync(1, ct);
+        Assert.False(l3.IsAcquired);
+        Assert.True(l3.TryGetMetadata(MetadataName.RetryAfter, out var retry));
+        Assert.True(retry > TimeSpan.FromSeconds(50));
+        var stats = rl.GetStatistics()!;
+        Assert.Equal((2, 1, 0), (stats.TotalSuccessfulLeases, stats.TotalFailedLeases, stats.CurrentAvailablePermits));
+    }
+
+    [Fact]
+    public async Task Partitioned_adapter_limits_each_partition_separately()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var rl = Limiter(RedisServers.Standalone, 1, TimeSpan.FromMinutes(1)).Partitioned<(string User, string Path)>(r => $"{r.User}:{r.Path}");
+        Assert.True((await rl.AcquireAsync(("ann", "/a"), 1, ct)).IsAcquired);
+        Assert.False((await rl.AcquireAsync(("ann", "/a"), 1, ct)).IsAcquired);
+        Assert.True((await rl.AcquireAsync(("bob", "/a"), 1, ct)).IsAcquired);
+        Assert.True(rl.AttemptAcquire(("ann", "/b")).IsAcquired);
+    }
+
+    [Theory]
+    [InlineData(RedisFailureMode.FailOpen, true, "allowed")]
+    [InlineData(RedisFailureMode.FailClosed, false, "denied")]
+    public async Task Unreachable_redis_follows_the_failure_mode_and_is_counted(RedisFailureMode mode, bool allowed, string outcome)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        using var redis = RedisServers.Unreachable();
+        var limiter = Limiter(redis, 5, TimeSpan.FromSeconds(1), mode);
+        var counted = 0L;
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (i, l) => { if (i.Meter.Name == RedisMetrics.MeterName && i.Name == RedisMetrics.RateLimitFallbacks) l.EnableMeasurementEvents(i); };
+        listener.SetMeasurementEventCallback<long>((_, value, tags, _) =>
+        {
+            foreach (var tag in tags)
+                if (tag.Key == "outcome" && (string?)tag.Value == outcome) Interlocked.Add(ref counted, value);
+        });
+        listener.Start();
+        var key = _prefix + "-down";
+        for (var i = 0; i < 3; i++)
+        {
+            var d = await limiter.TryAcquireAsync(key, 1, ct);
+            Assert.True(d.IsFallback);
+            Assert.Equal(allowed, d.Allowed);
+        }
+        Assert.True(Interlocked.Read(ref counted) >= 3);
+    }
+
+    [Fact]
+    public async Task A_flushed_script_cache_falls_back_to_eval_once()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var redis = RedisServers.Standalone;
+        var adminOptions = RedisConnectionFactory.BuildOptions(TestServers.Redis);
+        adminOptions.AllowAdmin = true;
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(adminOptions);
+        var server = admin.GetServers().Single();
+        var limiter = Limiter(redis, 5, TimeSpan.FromSeconds(10));
+        await server.ScriptFlushAsync();
+        Assert.False(await server.ScriptExistsAsync(SlidingWindowScript.Script.Sha1));
+        Assert.True((await limiter.TryAcquireAsync("noscript", 1, ct)).Allowed);
+        Assert.True(await server.ScriptExistsAsync(SlidingWindowScript.Script.Sha1));
+        Assert.Equal(3, (await limiter.TryAcquireAsync("noscript", 1, ct)).Remaining);
+    }
+
+    [Fact]
+    public async Task Unreachable_redis_throws_when_asked_to()
+    {
+        using var redis = RedisServers.Unreachable();
+        var limiter = Limiter(redis, 5, TimeSpan.FromSeconds(1), RedisFailureMode.Throw);
+        await Assert.ThrowsAnyAsync<RedisException>(async () => await limiter.TryAcquireAsync("x", 1, TestContext.Current.CancellationToken));
+    }
+
+    [Fact]
+    public void Bad_options_name_the_option()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new SlidingWindowOptions { PermitLimit = 0 }));
+        Assert.Equal("PermitLimit", e.ParamName);
+        var p = Assert.Throws<ArgumentException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new SlidingWindowOptions { KeyPrefix = "a{b}" }));
+        Assert.Equal("KeyPrefix", p.ParamName);
+    }
+}

@@ -1,0 +1,34 @@
+using Polystore.Testing;
+using StackExchange.Redis;
+
+namespace Polystore.Redis.Tests;
+
+/// <summary>One shared multiplexer per private server, as an application would hold them.</summary>
+internal static class RedisServers
+{
+    private static readonly Lazy<ConnectionMultiplexer> StandaloneMux = new(() =>
+        ConnectionMultiplexer.Connect(RedisConnectionFactory.BuildOptions(TestServers.Redis)));
+
+    private static readonly Lazy<ConnectionMultiplexer> ClusterMux = new(() =>
+        ConnectionMultiplexer.Connect(RedisConnectionFactory.BuildOptions(TestServers.RedisCluster
+            ?? throw new InvalidOperationException("no Redis Cluster: run ./run up --redis-cluster"))));
+
+    public static IConnectionMultiplexer Standalone => StandaloneMux.Value;
+
+    public static IConnectionMultiplexer Cluster => ClusterMux.Value;
+
+    /// <summary>"standalone" or "cluster", for theories that run against both.</summary>
+    public static IConnectionMultiplexer Get(string kind) => kind == "cluster" ? Cluster : Standalone;
+
+    /// <summary>A multiplexer to a loopback port nothing listens on: every call fails fast as "unavailable".</summary>
+    public static ConnectionMultiplexer Unreachable()
+    {
+        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        var options = new ConfigurationOptions { AbortOnConnectFail = false, ConnectTimeout = 500, AsyncTimeout = 500, SyncTimeout = 500 };
+        options.EndPoints.Add("127.0.0.1", port);
+        return ConnectionMultiplexer.Connect(options);
+    }
+}
