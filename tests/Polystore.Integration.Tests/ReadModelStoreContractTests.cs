@@ -40,6 +40,19 @@ public abstract class ReadModelStoreContract
     }
 
     [Fact]
+    public async Task Documents_are_counted_by_a_field_most_first_and_bad_field_names_are_refused()
+    {
+        var store = await StoreAsync();
+        var regions = new[] { "north", "north", "south", "north", "east", "south" };
+        for (var i = 0; i < regions.Length; i++)
+            await store.UpsertIfNewerAsync($"r{i}", 1, new UserProfile(i, $"{i}@example.com", "n", regions[i], 1, DateTimeOffset.UnixEpoch), null, Ct);
+        var counts = await store.CountByAsync("region", Ct);
+        // Other tests of the class share the table; they use other regions.
+        Assert.Equal([new("north", 3L), new("south", 2L), new("east", 1L)], counts.Where(c => c.Key is "north" or "south" or "east").ToList());
+        await Assert.ThrowsAsync<ArgumentException>(() => store.CountByAsync("region'; DROP TABLE x; --", Ct));
+    }
+
+    [Fact]
     public async Task Concurrent_writers_of_every_version_leave_the_newest()
     {
         var store = await StoreAsync();
@@ -64,6 +77,16 @@ public sealed class MongoReadModelStoreTests : ReadModelStoreContract
             return Task.FromResult<(IReadModelStore<UserProfile>?, string?)>((null, "no MongoDB server: set POLYSTORE_TEST_MONGO=mongodb://host:port (no mongod can be installed on this machine)"));
         var database = new MongoClient(MongoClientFactory.BuildClientSettings(settings)).GetDatabase(settings.Connection.Database);
         return Task.FromResult<(IReadModelStore<UserProfile>?, string?)>((new MongoReadModelStore<UserProfile>(database, TestServers.UniqueName("profiles")), null));
+    }
+
+    [Fact]
+    public void Counting_by_a_field_is_a_group_and_sort_pipeline()
+    {
+        var pipeline = MongoReadModelStore<UserProfile>.CountByPipeline("region");
+        Assert.Equal(
+            [BsonDocument.Parse("{ $group: { _id: '$doc.region', count: { $sum: 1 } } }"), BsonDocument.Parse("{ $sort: { count: -1, _id: 1 } }")],
+            pipeline);
+        Assert.Throws<ArgumentException>(() => MongoReadModelStore<UserProfile>.CountByPipeline("$where"));
     }
 
     [Fact]

@@ -52,6 +52,8 @@ internal static class CqrsCommand
                         Markup.Escape(profile is null ? "(none)" : $"{profile.Name} ({profile.Region}) v{profile.Version}"));
                 }
                 AnsiConsole.Write(table);
+                var regions = await wiring.Queries.GetRegionAnalyticsAsync(ct);
+                AnsiConsole.MarkupLine($"region analytics on the read model: {Markup.Escape(string.Join(", ", regions.Select(r => $"{r.Key}: {r.Value} user(s)")))}");
 
                 if (wiring.Redis is not null)
                 {

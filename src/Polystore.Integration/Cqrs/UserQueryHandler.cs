@@ -27,6 +27,10 @@ public sealed class UserQueryHandler
         _ttl = ttl ?? TimeSpan.FromHours(1);
     }
 
+    /// <summary>The seed's region analytics on the read model: users per region, most first.</summary>
+    public Task<IReadOnlyList<KeyValuePair<string, long>>> GetRegionAnalyticsAsync(CancellationToken cancellationToken = default) =>
+        _store.CountByAsync("region", cancellationToken);
+
     /// <summary>The cache key of a user's profile (hash-tagged by id).</summary>
     public string CacheKey(long userId) => VersionedCache.Keys(_cachePrefix, userId.ToString(CultureInfo.InvariantCulture)).Value.ToString();
 

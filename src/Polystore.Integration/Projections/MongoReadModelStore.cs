@@ -64,6 +64,20 @@ public sealed class MongoReadModelStore<T> : IReadModelStore<T>
         return new ReadModel<T>(id, found["version"].ToInt64(), JsonSerializer.Deserialize<T>(found["doc"].AsBsonDocument.ToJson(new MongoDB.Bson.IO.JsonWriterSettings { OutputMode = MongoDB.Bson.IO.JsonOutputMode.RelaxedExtendedJson }), _json)!);
     }
 
+    /// <summary>The exact pipeline <see cref="CountByAsync"/> sends.</summary>
+    internal static BsonDocument[] CountByPipeline(string field) =>
+    [
+        new("$group", new BsonDocument { { "_id", $"$doc.{FieldName.Check(field)}" }, { "count", new BsonDocument("$sum", 1) } }),
+        new("$sort", new BsonDocument { { "count", -1 }, { "_id", 1 } }),
+    ];
+
+    /// <inheritdoc />
+    public async Task<IReadOnlyList<KeyValuePair<string, long>>> CountByAsync(string field, CancellationToken cancellationToken = default)
+    {
+        var rows = await _collection.Aggregate<BsonDocument>(CountByPipeline(field), cancellationToken: cancellationToken).ToListAsync(cancellationToken).ConfigureAwait(false);
+        return rows.Select(r => new KeyValuePair<string, long>(r["_id"].IsBsonNull ? "" : r["_id"].ToString()!, r["count"].ToInt64())).ToList();
+    }
+
     /// <inheritdoc />
     public async Task<IReadOnlyDictionary<string, long>> GetVersionsAsync(CancellationToken cancellationToken = default)
     {

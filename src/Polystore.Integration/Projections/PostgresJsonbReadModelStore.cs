@@ -131,6 +131,26 @@ public sealed class PostgresJsonbReadModelStore<T> : IReadModelStore<T>
     }
 
     /// <inheritdoc />
+    public async Task<IReadOnlyList<KeyValuePair<string, long>>> CountByAsync(string field, CancellationToken cancellationToken = default)
+    {
+        FieldName.Check(field);
+        var result = new List<KeyValuePair<string, long>>();
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var command = new NpgsqlCommand($"SELECT coalesce(doc->>$1, ''), count(*) FROM {_table} GROUP BY 1 ORDER BY 2 DESC, 1", connection);
+            await using (command.ConfigureAwait(false))
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = field });
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) result.Add(new(reader.GetString(0), reader.GetInt64(1)));
+            }
+        }
+        return result;
+    }
+
+    /// <inheritdoc />
     public async Task<IReadOnlyDictionary<string, long>> GetVersionsAsync(CancellationToken cancellationToken = default)
     {
         var result = new Dictionary<string, long>();

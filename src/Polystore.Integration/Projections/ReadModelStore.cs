@@ -1,5 +1,14 @@
 namespace Polystore.Integration.Projections;
 
+internal static partial class FieldName
+{
+    public static string Check(string field) =>
+        Plain().IsMatch(field) ? field : throw new ArgumentException($"'{field}' is not a plain field name (letters, digits and _, starting with a letter or _)", nameof(field));
+
+    [System.Text.RegularExpressions.GeneratedRegex("^[A-Za-z_][A-Za-z0-9_]{0,62}$")]
+    private static partial System.Text.RegularExpressions.Regex Plain();
+}
+
 /// <summary>A stored read-model document with the aggregate version it reflects.</summary>
 /// <typeparam name="T">The document type.</typeparam>
 /// <param name="Id">The aggregate id.</param>
@@ -39,6 +48,12 @@ public interface IReadModelStore<T>
 
     /// <summary>The stored document, or null.</summary>
     Task<ReadModel<T>?> GetAsync(string id, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// How many documents have each value of the top-level field <paramref name="field"/> (for example
+    /// users per region), most first. <paramref name="field"/> must be a plain name (letters, digits, _).
+    /// </summary>
+    Task<IReadOnlyList<KeyValuePair<string, long>>> CountByAsync(string field, CancellationToken cancellationToken = default);
 
     /// <summary>Every stored (id, version) pair, for checks against the source of truth.</summary>
     Task<IReadOnlyDictionary<string, long>> GetVersionsAsync(CancellationToken cancellationToken = default);
