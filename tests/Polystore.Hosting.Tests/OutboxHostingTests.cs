@@ -1,0 +1,53 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Hosting;
+using Npgsql;
+using Polystore.Integration.Cqrs;
+using Polystore.Integration.Outbox;
+using Polystore.Integration.Projections;
+using Polystore.Testing;
+
+namespace Polystore.Hosting.Tests;
+
+public sealed class OutboxHostingTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    [Fact]
+    public async Task The_hosted_dispatcher_projects_commands_and_its_health_check_reports_the_backlog()
+    {
+        var schema = TestServers.UniqueName("host");
+        var outbox = new OutboxStore(schema);
+        var services = new ServiceCollection().AddLogging().AddPolystore(TestServers.ConfigDirectory);
+        services.AddSingleton(sp => new PostgresJsonbReadModelStore<UserProfile>(sp.GetRequiredService<NpgsqlDataSource>(), schema, "user_profiles"));
+        services.AddOutboxDispatcher(outbox, "user_profiles",
+            sp => new UserProfileProjection(sp.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>()),
+            new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(50) });
+        await using var provider = services.BuildServiceProvider();
+        var dataSource = provider.GetRequiredService<NpgsqlDataSource>();
+        var commands = new UserCommandHandler(dataSource, outbox);
+        await commands.EnsureCreatedAsync(Ct);
+        var store = provider.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>();
+        await store.EnsureCreatedAsync(Ct);
+        try
+        {
+            var hosted = provider.GetServices<IHostedService>().ToList();
+            foreach (var service in hosted) await service.StartAsync(Ct);
+            var id = await commands.CreateUserAsync(new CreateUser($"{Guid.NewGuid():N}@host.test", "Hosted", "eu"), Ct);
+            for (var i = 0; i < 600 && await store.GetAsync(id.ToString(System.Globalization.CultureInfo.InvariantCulture), Ct) is null; i++) await Task.Delay(50, Ct);
+            foreach (var service in hosted) await service.StopAsync(Ct);
+
+            Assert.Equal("Hosted", (await store.GetAsync(id.ToString(System.Globalization.CultureInfo.InvariantCulture), Ct))!.Document.Name);
+            var report = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync(r => r.Tags.Contains("outbox"), Ct);
+            var entry = Assert.Single(report.Entries);
+            Assert.Equal($"outbox:{schema}:user_profiles", entry.Key);
+            Assert.Equal(HealthStatus.Healthy, entry.Value.Status);
+        }
+        finally
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
+            await using var drop = new NpgsqlCommand($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE", connection);
+            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+    }
+}
