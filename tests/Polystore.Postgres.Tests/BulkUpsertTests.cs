@@ -60,6 +60,40 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal("last", await db.ScalarAsync<string>($"SELECT name FROM {table} WHERE email = 'u0@example.com'"));
     }
 
+    [Theory]
+    [InlineData(10_000)]  // unnest path
+    [InlineData(0)]       // COPY path
+    public async Task Keys_repeated_far_apart_in_one_call_count_once(int chunk)
+    {
+        var table = await CreateUsersAsync();
+        await Upsert(table).ExecuteAsync(db.Primary, Users(0, 500, "pre"), cancellationToken: Ct);
+        // 0..2999 new-or-existing, then 0..999 again (500 existed before the call, 500 inserted by it), then 3000..3499.
+        var rows = Users(0, 3_000, "a").Concat(Users(0, 1_000, "b")).Concat(Users(3_000, 500, "c")).ToList();
+        var result = await Upsert(table).ExecuteAsync(db.Primary, rows, new BulkUpsertOptions { UnnestThreshold = chunk }, Ct);
+        Assert.Equal((4_500L, 3_000L, 500L, 1_000L), (result.RowsReceived, result.Inserted, result.Updated, result.Skipped));
+        Assert.Equal(3_500L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+        Assert.Equal(1_000L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'b%'"));
+    }
+
+    [Theory]
+    [InlineData(10, 10_000)]
+    [InlineData(12_000, 10_000)]
+    public async Task Counts_stay_exact_on_a_table_with_a_trigger(int n, int unnestThreshold)
+    {
+        // A trigger could write the table too, so counts come from RETURNING here rather than the table counters.
+        var table = await CreateUsersAsync();
+        var fn = table + "_bump";
+        await db.ExecAsync($"""
+            CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.version := NEW.version + 10; RETURN NEW; END $$;
+            CREATE TRIGGER bump BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {fn}();
+            """);
+        var options = new BulkUpsertOptions { UnnestThreshold = unnestThreshold };
+        await Upsert(table).ExecuteAsync(db.Primary, Users(0, n), options, Ct);
+        var second = await Upsert(table).ExecuteAsync(db.Primary, Users(n / 2, n, "m").Append(new UserRow($"u{n / 2}@example.com", "again", 1)), options, Ct);
+        Assert.Equal((n - n / 2, (long)(n / 2), 1L), (second.Inserted, second.Updated, second.Skipped));
+        Assert.Equal((long)(n / 2), await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE version = 11"));
+    }
+
     [Fact]
     public async Task A_batch_failing_midway_writes_nothing()
     {

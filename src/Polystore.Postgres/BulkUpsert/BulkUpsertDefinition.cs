@@ -136,7 +136,14 @@ public sealed class BulkUpsertDefinition<T>
             throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: no unique index or primary key on exactly ({string.Join(", ", conflict.Select(c => c.Name))}); ON CONFLICT needs one. Create it, e.g. CREATE UNIQUE INDEX ON {table.QualifiedName} ({string.Join(", ", conflict.Select(c => TableSchema.Quote(c.Name)))}).");
         var update = UpdateColumns.Select(c => table.Column(c, "update column")).ToList();
         var set = SetExpressions.Select(s => (s, table.Column(s.Column, "SET expression column"))).ToList();
-        return new BulkUpsertPlan<T>(table, columns, conflict, update, set);
+        // A trigger (other than a foreign key's own checks on another table) or a rule could write the table
+        // too, and a partitioned table keeps its counters per partition: those count with RETURNING instead.
+        var countable = await Sql.QueryAsync(connection, transaction, """
+            SELECT c.relkind = 'r' AND NOT c.relhasrules AND pg_catalog.current_setting('track_counts')::bool
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND (NOT g.tgisinternal OR g.tgconstrrelid = c.oid))
+            FROM pg_catalog.pg_class c WHERE c.oid = $1
+            """, [new NpgsqlParameter<uint> { TypedValue = table.Oid, NpgsqlDbType = NpgsqlDbType.Oid }], r => r.GetBoolean(0), cancellationToken).ConfigureAwait(false);
+        return new BulkUpsertPlan<T>(table, columns, conflict, update, set, countable is [true]);
     }
 
     /// <summary>Upserts up to <paramref name="limit"/> rows of the enumerator in the current transaction.</summary>
@@ -206,7 +213,7 @@ public sealed class BulkUpsertDefinition<T>
             await using (check.ConfigureAwait(false))
                 duplicates = (bool)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
-        return await CountAsync(connection, transaction, duplicates ? plan.UpsertFromStagingDeduplicated : plan.UpsertFromStaging, null, cancellationToken).ConfigureAwait(false);
+        return await CountAsync(connection, transaction, plan, duplicates ? plan.UpsertFromStagingDeduplicated : plan.UpsertFromStaging, null, cancellationToken).ConfigureAwait(false);
     }
 
     private static Task<(long Inserted, long Updated)> UpsertArraysAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
@@ -221,13 +228,40 @@ public sealed class BulkUpsertDefinition<T>
                 ? throw new PostgresSchemaException($"bulk upsert into {plan.Table.DisplayName}: array column \"{column.Name}\" needs the COPY path; set UnnestThreshold = 0.")
                 : column.WriteTypeName));
         }
-        return CountAsync(connection, transaction, plan.UpsertFromArrays, parameters, cancellationToken);
+        return CountAsync(connection, transaction, plan, plan.UpsertFromArrays, parameters, cancellationToken);
     }
 
-    private static async Task<(long Inserted, long Updated)> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql,
-        List<NpgsqlParameter>? parameters, CancellationToken cancellationToken)
+    private static async Task<(long Inserted, long Updated)> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
+        (string Returning, string Plain) sql, List<NpgsqlParameter>? parameters, CancellationToken cancellationToken)
     {
-        var command = new NpgsqlCommand(sql, connection, transaction);
+        if (plan.CountFromStats)
+        {
+            // One round trip: counters before, the upsert, counters after. The counters are this backend's
+            // own, pending until the transaction ends, so concurrent sessions cannot disturb the difference.
+            var batch = new NpgsqlBatch(connection, transaction);
+            await using (batch.ConfigureAwait(false))
+            {
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));
+                var upsert = new NpgsqlBatchCommand(sql.Plain);
+                if (parameters is not null) upsert.Parameters.AddRange(parameters.ToArray());
+                batch.BatchCommands.Add(upsert);
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));
+                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    var counters = new List<(long, long)>(2);
+                    do
+                    {
+                        if (reader.FieldCount == 2 && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                            counters.Add((reader.GetInt64(0), reader.GetInt64(1)));
+                    }
+                    while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+                    if (counters.Count != 2) throw new InvalidOperationException($"bulk upsert: expected two counter rows, read {counters.Count}.");
+                    return (counters[1].Item1 - counters[0].Item1, counters[1].Item2 - counters[0].Item2);
+                }
+            }
+        }
+        var command = new NpgsqlCommand(sql.Returning, connection, transaction);
         await using (command.ConfigureAwait(false))
         {
             if (parameters is not null) command.Parameters.AddRange(parameters.ToArray());

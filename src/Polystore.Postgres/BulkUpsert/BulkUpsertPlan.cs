@@ -9,9 +9,10 @@ internal sealed class BulkUpsertPlan<T>
     private static long _stagingCounter;
 
     public BulkUpsertPlan(TableSchema table, IReadOnlyList<(UpsertColumn<T> Map, ColumnSchema Column)> columns,
-        IReadOnlyList<ColumnSchema> conflict, IReadOnlyList<ColumnSchema> update, IReadOnlyList<(SetExpression Expression, ColumnSchema Column)> set)
+        IReadOnlyList<ColumnSchema> conflict, IReadOnlyList<ColumnSchema> update, IReadOnlyList<(SetExpression Expression, ColumnSchema Column)> set, bool countFromStats)
     {
         Table = table;
+        CountFromStats = countFromStats;
         Columns = columns;
         KeyColumns = columns.Where(c => conflict.Any(k => k.Name == c.Column.Name)).Select(c => c.Map).ToArray();
         var cols = string.Join(", ", columns.Select(c => TableSchema.Quote(c.Column.Name)));
@@ -27,13 +28,18 @@ internal sealed class BulkUpsertPlan<T>
         string Upsert(string source) =>
             $"WITH u AS (INSERT INTO {table.QualifiedName} AS t ({cols}) SELECT {cols} FROM {source} ON CONFLICT ({keys}) {action} RETURNING (t.xmax = 0) AS inserted) " +
             "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM u";
+        string Plain(string source) => $"INSERT INTO {table.QualifiedName} AS t ({cols}) SELECT {cols} FROM {source} ON CONFLICT ({keys}) {action}";
         string LastWins(string from) => $"(SELECT DISTINCT ON ({keys}) {cols} FROM {from} ORDER BY {keys}, {OrdinalColumn} DESC) s";
 
-        UpsertFromStaging = Upsert(Staging);
-        UpsertFromStagingDeduplicated = Upsert(LastWins(Staging));
+        UpsertFromStaging = (Upsert(Staging), Plain(Staging));
+        UpsertFromStagingDeduplicated = (Upsert(LastWins(Staging)), Plain(LastWins(Staging)));
+        // The oid comes from the catalog (a number), so it is inlined rather than bound.
+        TransactionCounters = $"SELECT pg_catalog.pg_stat_get_xact_tuples_inserted({table.Oid}::oid) - pg_catalog.pg_stat_get_xact_tuples_deleted({table.Oid}::oid), " +
+            $"pg_catalog.pg_stat_get_xact_tuples_updated({table.Oid}::oid)";
         HasDuplicates = $"SELECT EXISTS (SELECT 1 FROM {Staging} GROUP BY {keys} HAVING count(*) > 1)";
         var parameters = string.Join(", ", columns.Select((_, i) => $"${i + 1}"));
-        UpsertFromArrays = Upsert(LastWins($"unnest({parameters}) WITH ORDINALITY AS a({cols}, {OrdinalColumn})"));
+        var arrays = LastWins($"unnest({parameters}) WITH ORDINALITY AS a({cols}, {OrdinalColumn})");
+        UpsertFromArrays = (Upsert(arrays), Plain(arrays));
     }
 
     public TableSchema Table { get; }
@@ -43,8 +49,18 @@ internal sealed class BulkUpsertPlan<T>
     public string Staging { get; }
     public string CreateStaging { get; }
     public string Copy { get; }
-    public string UpsertFromStaging { get; }
-    public string UpsertFromStagingDeduplicated { get; }
+    public (string Returning, string Plain) UpsertFromStaging { get; }
+    public (string Returning, string Plain) UpsertFromStagingDeduplicated { get; }
     public string HasDuplicates { get; }
-    public string UpsertFromArrays { get; }
+    public (string Returning, string Plain) UpsertFromArrays { get; }
+
+    /// <summary>
+    /// True when the inserted and updated counts can be read from this backend's transaction-local table
+    /// counters around a plain INSERT (a plain table, track_counts on, no rules, no triggers that could write
+    /// the table) instead of <c>RETURNING</c>, which measured 10-15% of the statement's time on 100k rows.
+    /// </summary>
+    public bool CountFromStats { get; }
+
+    /// <summary>This backend's uncommitted insert (net of aborted speculative inserts) and update counters for the table.</summary>
+    public string TransactionCounters { get; }
 }

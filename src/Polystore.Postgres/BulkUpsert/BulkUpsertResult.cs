@@ -1,6 +1,9 @@
 namespace Polystore.Postgres.BulkUpsert;
 
-/// <summary>What a bulk upsert did, counted by the server (<c>RETURNING xmax = 0</c>).</summary>
+/// <summary>
+/// What a bulk upsert did, counted by the server: the transaction's own table counters around the INSERT
+/// for plain tables without triggers or rules, else <c>RETURNING xmax = 0</c>.
+/// </summary>
 /// <param name="RowsReceived">Rows read from the caller's sequence.</param>
 /// <param name="Inserted">Rows that did not exist and were inserted.</param>
 /// <param name="Updated">Existing rows that were updated.</param>
