@@ -2,7 +2,10 @@ using System.Diagnostics;
 
 namespace Polystore.Cli.Commands;
 
-/// <summary>Starts this same polystore executable as a child (for kill tests), with stdout and stderr discarded.</summary>
+/// <summary>
+/// Starts this same polystore executable as a child (for kill tests). Its output is discarded;
+/// set POLYSTORE_DEBUG_CHILDREN=1 to see its stderr, prefixed with its command.
+/// </summary>
 internal static class ChildProcess
 {
     public static Process StartSelf(params string[] args)
@@ -18,7 +21,8 @@ internal static class ChildProcess
         foreach (var arg in args) info.ArgumentList.Add(arg);
         var process = Process.Start(info)!;
         process.OutputDataReceived += (_, _) => { };
-        process.ErrorDataReceived += (_, e) => { if (e.Data is not null && Environment.GetEnvironmentVariable("POLYSTORE_DEBUG_CHILDREN") == "1") Console.Error.WriteLine($"[child {args[0]}] {e.Data}"); };
+        var echo = Environment.GetEnvironmentVariable("POLYSTORE_DEBUG_CHILDREN") == "1";
+        process.ErrorDataReceived += (_, e) => { if (echo && e.Data is not null) Console.Error.WriteLine($"[child {args[0]}] {e.Data}"); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         return process;
