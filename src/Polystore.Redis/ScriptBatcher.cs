@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using StackExchange.Redis;
 
 namespace Polystore.Redis;
@@ -12,16 +11,11 @@ namespace Polystore.Redis;
 /// </summary>
 internal sealed class ScriptBatcher
 {
-    private const int MaxFlushers = 4;
-    private const int MaxBatch = 64;
-
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisLuaScript _script;
     private readonly RedisValue[] _shared;
     private readonly int _resultsPerItem;
-    private readonly ConcurrentQueue<Item> _queue = new();
-    private int _flushers;
-    private int _mode; // 0 = unknown (group by slot: always safe), 1 = standalone, 2 = cluster
+    private readonly SlotCoalescer<Item> _coalescer;
 
     public ScriptBatcher(IConnectionMultiplexer redis, RedisLuaScript script, RedisValue[] shared, int resultsPerItem)
     {
@@ -29,61 +23,15 @@ internal sealed class ScriptBatcher
         _script = script;
         _shared = shared;
         _resultsPerItem = resultsPerItem;
+        _coalescer = new SlotCoalescer<Item>(redis, SendAsync, item => item.Slot);
     }
 
     /// <summary>Runs one item; the task faults with the Redis exception when the call fails.</summary>
     public Task<RedisResult[]> RunAsync(RedisKey[] keys, RedisValue[] args)
     {
         var item = new Item(keys, args, _redis.HashSlot(keys[0]));
-        _queue.Enqueue(item);
-        StartFlusherIfNeeded();
+        _coalescer.Enqueue(item);
         return item.Task;
-    }
-
-    private void StartFlusherIfNeeded()
-    {
-        while (true)
-        {
-            var running = Volatile.Read(ref _flushers);
-            if (running >= MaxFlushers) return; // a running flusher re-checks the queue before it stops
-            if (Interlocked.CompareExchange(ref _flushers, running + 1, running) == running)
-            {
-                _ = FlushAsync();
-                return;
-            }
-        }
-    }
-
-    private async Task FlushAsync()
-    {
-        var batch = new List<Item>(MaxBatch);
-        while (true)
-        {
-            while (batch.Count < MaxBatch && _queue.TryDequeue(out var item)) batch.Add(item);
-            if (batch.Count == 0)
-            {
-                Interlocked.Decrement(ref _flushers);
-                // Lost-wake-up guard: a caller may have enqueued after our last look but seen us still running.
-                if (_queue.IsEmpty) return;
-                var running = Volatile.Read(ref _flushers);
-                if (running >= MaxFlushers || Interlocked.CompareExchange(ref _flushers, running + 1, running) != running) return;
-                continue;
-            }
-            if (batch.Count == 1 || !IsCluster()) await SendAsync(batch).ConfigureAwait(false);
-            else await Task.WhenAll(batch.GroupBy(i => i.Slot).Select(g => SendAsync(g.ToList()))).ConfigureAwait(false);
-            batch.Clear();
-        }
-    }
-
-    private bool IsCluster()
-    {
-        var mode = Volatile.Read(ref _mode);
-        if (mode == 0 && _redis.IsConnected)
-        {
-            mode = _redis.GetServers().Any(s => s.IsConnected && s.ServerType == ServerType.Cluster) ? 2 : 1;
-            Volatile.Write(ref _mode, mode);
-        }
-        return mode != 1;
     }
 
     private async Task SendAsync(List<Item> batch)

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Threading.RateLimiting;
 using StackExchange.Redis;
 
@@ -14,15 +13,10 @@ public sealed class RedisSlidingWindowRateLimiter
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _window;
     private readonly RedisValue _limit;
-    private readonly ConcurrentQueue<Pending> _queue = new();
-    private int _mode; // 0 = not known yet (treated as cluster: grouping by slot is always safe), 1 = standalone, 2 = cluster
-    private int _flushers;
-
     // Concurrent callers are coalesced: while a batch is on the wire, new calls queue up and go together
     // in the next script call (per hash slot in a cluster). Each decision is still exact and atomic;
-    // batching only removes per-call overhead. At most this many batches are in flight at once.
-    private const int MaxFlushers = 4;
-    private const int MaxBatch = 64;
+    // batching only removes per-call overhead.
+    private readonly SlotCoalescer<Pending> _coalescer;
 
     /// <summary>Creates a limiter over <paramref name="redis"/>.</summary>
     public RedisSlidingWindowRateLimiter(IConnectionMultiplexer redis, SlidingWindowOptions options)
@@ -33,6 +27,7 @@ public sealed class RedisSlidingWindowRateLimiter
         Options = options.Validated();
         _window = (long)(Options.Window.Ticks / TimeSpan.TicksPerMicrosecond);
         _limit = Options.PermitLimit;
+        _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot);
     }
 
     /// <summary>The validated options.</summary>
@@ -46,63 +41,9 @@ public sealed class RedisSlidingWindowRateLimiter
         var tagged = RedisKeys.Tagged(Options.KeyPrefix, key);
         RedisKey log = tagged + ":log";
         // The slot only matters when batches must be split per slot (cluster, or not known yet).
-        var pending = new Pending(log, tagged + ":seq", permits, Volatile.Read(ref _mode) == 1 ? 0 : _redis.HashSlot(log));
-        _queue.Enqueue(pending);
-        StartFlusherIfNeeded();
+        var pending = new Pending(log, tagged + ":seq", permits, _coalescer.KnownStandalone ? 0 : _redis.HashSlot(log));
+        _coalescer.Enqueue(pending);
         return new ValueTask<RateLimitDecision>(cancellationToken.CanBeCanceled ? pending.Task.WaitAsync(cancellationToken) : pending.Task);
-    }
-
-    private void StartFlusherIfNeeded()
-    {
-        while (true)
-        {
-            var running = Volatile.Read(ref _flushers);
-            if (running >= MaxFlushers) return; // a running flusher re-checks the queue before it stops
-            if (Interlocked.CompareExchange(ref _flushers, running + 1, running) == running)
-            {
-                _ = FlushAsync();
-                return;
-            }
-        }
-    }
-
-    private async Task FlushAsync()
-    {
-        var batch = new List<Pending>(MaxBatch);
-        while (true)
-        {
-            while (batch.Count < MaxBatch && _queue.TryDequeue(out var p)) batch.Add(p);
-            if (batch.Count == 0)
-            {
-                Interlocked.Decrement(ref _flushers);
-                // Lost-wake-up guard: a caller may have enqueued after our last look but seen us still running.
-                if (_queue.IsEmpty) return;
-                var running = Volatile.Read(ref _flushers);
-                if (running >= MaxFlushers || Interlocked.CompareExchange(ref _flushers, running + 1, running) != running) return;
-                continue;
-            }
-            if (batch.Count == 1 || !IsCluster())
-            {
-                await SendAsync(batch).ConfigureAwait(false);
-            }
-            else
-            {
-                // Keys of one script call must share a slot.
-                await Task.WhenAll(batch.GroupBy(p => p.Slot).Select(g => SendAsync(g.ToList()))).ConfigureAwait(false);
-            }
-            batch.Clear();
-        }
-    }
-
-    private bool IsCluster()
-    {
-        var mode = Volatile.Read(ref _mode);
-        if (mode == 0 && _redis.IsConnected)
-        {
-            mode = _redis.GetServers().Any(s => s.IsConnected && s.ServerType == ServerType.Cluster) ? 2 : 1;
-            Volatile.Write(ref _mode, mode);
-        }
-        return mode != 1;
     }
 
     private async Task SendAsync(List<Pending> batch)
