@@ -79,6 +79,13 @@ internal static class CommonOptions
         }
     }
 
+    /// <summary>Reports that the command needs a store the config folder does not configure; returns exit code 2.</summary>
+    public static int MissingStore(string file)
+    {
+        Error.MarkupLine($"[red]this command needs {file} in the config folder[/] (or the store's POLYSTORE_*_URL variable)");
+        return ExitCodes.InvalidConfig;
+    }
+
     public static void WriteJson<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
 
     /// <summary>Diagnostics and errors go to stderr so that stdout stays clean for --json.</summary>

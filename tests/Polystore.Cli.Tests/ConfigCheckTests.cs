@@ -57,6 +57,22 @@ public sealed class ConfigCheckTests
     }
 }
 
+public sealed class MissingStoreTests
+{
+    [Theory]
+    [InlineData("outbox", "status")]
+    [InlineData("cqrs", "demo")]
+    [InlineData("pg", "rank")]
+    public async Task A_command_whose_store_is_not_configured_exits_2_and_names_the_file(string command, string subcommand)
+    {
+        var dir = Directory.CreateTempSubdirectory("polystore-cli-").FullName;
+        await File.WriteAllTextAsync(Path.Combine(dir, "redis.yaml"), "connection:\n  url: redis://127.0.0.1:1\n", TestContext.Current.CancellationToken);
+        var result = await CliRunner.RunAsync(null, command, subcommand, "--dir", dir);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("needs postgresql.yaml", result.Stderr, StringComparison.Ordinal);
+    }
+}
+
 public sealed class PingTests
 {
     [Fact]

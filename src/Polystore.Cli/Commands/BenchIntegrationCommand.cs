@@ -41,6 +41,7 @@ internal static class BenchIntegrationCommand
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
+            if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
             await using var wiring = await CqrsWiring.CreateAsync(config, parse.GetValue(OutboxCommand.Schema)!, forcePostgresReadModel: true, ct);
             await RunNaiveLoadAsync(wiring, parse.GetValue(Writers), TimeSpan.FromHours(1), ct);
             return ExitCodes.Ok;
@@ -55,7 +56,7 @@ internal static class BenchIntegrationCommand
     {
         var (config, location) = CommonOptions.LoadConfig(parse);
         if (config is null) return ExitCodes.InvalidConfig;
-        if (config.Postgres is null) { CommonOptions.Error.MarkupLine("[red]bench integration needs PostgreSQL (postgresql.yaml)[/]"); return ExitCodes.InvalidConfig; }
+        if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
         var seconds = TimeSpan.FromSeconds(Math.Max(1, parse.GetValue(Seconds)));
         var writers = Math.Clamp(parse.GetValue(Writers), 1, 256);
         var rounds = Math.Clamp(parse.GetValue(Rounds), 1, 20);

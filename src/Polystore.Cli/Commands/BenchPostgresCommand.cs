@@ -44,7 +44,7 @@ internal static class BenchPostgresCommand
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
-            if (config.Postgres is not { } pg) { CommonOptions.Error.MarkupLine("[red]no postgresql.yaml in the config folder[/]"); return ExitCodes.InvalidConfig; }
+            if (config.Postgres is not { } pg) return CommonOptions.MissingStore("postgresql.yaml");
             var rows = parse.GetValue(Rows);
             var pagingRows = parse.GetValue(PagingRows);
             var repeat = Math.Max(1, parse.GetValue(Repeat));

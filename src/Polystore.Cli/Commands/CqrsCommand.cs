@@ -22,6 +22,7 @@ internal static class CqrsCommand
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
+            if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
             var schema = $"cqrs_demo_{Guid.NewGuid():N}"[..20];
             await using var wiring = await CqrsWiring.CreateAsync(config, schema, forcePostgresReadModel: false, ct);
             try

@@ -25,11 +25,7 @@ internal static class DemoRedisCommand
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
-            if (config.Redis is not { } settings)
-            {
-                CommonOptions.Error.MarkupLine("[red]no redis.yaml in the config folder[/]");
-                return ExitCodes.InvalidConfig;
-            }
+            if (config.Redis is not { } settings) return CommonOptions.MissingStore("redis.yaml");
             await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisConnectionFactory.BuildOptions(settings));
             if (!redis.IsConnected)
             {

@@ -198,11 +198,7 @@ internal static class DoctorCommand
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
-            if (config.Postgres is not { } pg)
-            {
-                CommonOptions.Error.MarkupLine("[red]explain needs postgresql.yaml in the config folder[/]");
-                return ExitCodes.InvalidConfig;
-            }
+            if (config.Postgres is not { } pg) return CommonOptions.MissingStore("postgresql.yaml");
             await using var doctor = new PostgresDiagnostics(pg);
             try
             {

@@ -25,6 +25,7 @@ internal static class OutboxCommand
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
+            if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
             await using var wiring = await CqrsWiring.CreateAsync(config, parse.GetValue(Schema)!, forcePostgresReadModel: false, cancellationToken);
             var dispatcher = wiring.Dispatcher(new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(500) });
             CommonOptions.Error.MarkupLine($"[grey]dispatching {Markup.Escape(wiring.Outbox.Schema)}.outbox to {Markup.Escape(wiring.Store.Description)}; Ctrl+C stops[/]");
@@ -37,6 +38,7 @@ internal static class OutboxCommand
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
+            if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
             await using var wiring = await CqrsWiring.CreateAsync(config, parse.GetValue(Schema)!, forcePostgresReadModel: false, cancellationToken);
             var s = await wiring.Monitor.GetStatusAsync(wiring.Projection().Name, cancellationToken);
             if (parse.GetValue(CommonOptions.Json))

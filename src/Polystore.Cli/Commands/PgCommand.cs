@@ -127,11 +127,7 @@ internal static class PgCommand
     {
         var (config, _) = CommonOptions.LoadConfig(parse);
         if (config is null) return ExitCodes.InvalidConfig;
-        if (config.Postgres is not { } pg)
-        {
-            CommonOptions.Error.MarkupLine("[red]no postgresql.yaml in the config folder[/]");
-            return ExitCodes.InvalidConfig;
-        }
+        if (config.Postgres is not { } pg) return CommonOptions.MissingStore("postgresql.yaml");
         await using var sources = PostgresDataSources.Create(pg);
         try
         {
