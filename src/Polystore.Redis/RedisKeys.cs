@@ -5,7 +5,7 @@ internal static class RedisKeys
 {
     /// <summary>
     /// "{prefix:name}" - a hash tag around the whole logical name, so every key derived from it by
-    /// appending a suffix (":log", ":seq", ":fence") lands in the same cluster slot and multi-key
+    /// appending a suffix (":log", ":lock", ":fence") lands in the same cluster slot and multi-key
     /// scripts never fail with CROSSSLOT.
     /// </summary>
     public static string Tagged(string prefix, string name) => string.Concat("{", prefix, ":", name, "}");

@@ -29,10 +29,16 @@ internal sealed class ScriptBatcher
     /// <summary>Runs one item; the task faults with the Redis exception when the call fails.</summary>
     public Task<RedisResult[]> RunAsync(RedisKey[] keys, RedisValue[] args)
     {
-        var item = new Item(keys, args, _redis.HashSlot(keys[0]));
+        var item = new Item(keys, args, SlotOf(keys), fireAndForget: false);
         _coalescer.Enqueue(item);
         return item.Task;
     }
+
+    /// <summary>Queues one item whose result nobody waits for (its failure is dropped, not thrown).</summary>
+    public void Send(RedisKey[] keys, RedisValue[] args) => _coalescer.Enqueue(new Item(keys, args, SlotOf(keys), fireAndForget: true));
+
+    // The slot only matters when batches must be split per slot (cluster, or not known yet).
+    private int SlotOf(RedisKey[] keys) => _coalescer.KnownStandalone ? 0 : _redis.HashSlot(keys[0]);
 
     private async Task SendAsync(List<Item> batch)
     {
@@ -47,15 +53,18 @@ internal sealed class ScriptBatcher
         try
         {
             var result = (RedisResult[])(await _script.EvaluateAsync(_redis.GetDatabase(), [.. keys], [.. args]).ConfigureAwait(false))!;
-            for (var i = 0; i < batch.Count; i++) batch[i].TrySetResult(result.AsSpan(i * _resultsPerItem, _resultsPerItem).ToArray());
+            for (var i = 0; i < batch.Count; i++)
+                if (!batch[i].FireAndForget) batch[i].TrySetResult(result.AsSpan(i * _resultsPerItem, _resultsPerItem).ToArray());
         }
         catch (Exception e)
         {
-            foreach (var item in batch) item.TrySetException(e);
+            foreach (var item in batch)
+                if (!item.FireAndForget) item.TrySetException(e);
         }
     }
 
-    private sealed class Item(RedisKey[] keys, RedisValue[] args, int slot)
+    // A fire-and-forget item is never completed, so no faulted task is left unobserved.
+    private sealed class Item(RedisKey[] keys, RedisValue[] args, int slot, bool fireAndForget)
         : TaskCompletionSource<RedisResult[]>(TaskCreationOptions.RunContinuationsAsynchronously)
     {
         public RedisKey[] Keys { get; } = keys;
@@ -63,5 +72,7 @@ internal sealed class ScriptBatcher
         public RedisValue[] Args { get; } = args;
 
         public int Slot { get; } = slot;
+
+        public bool FireAndForget { get; } = fireAndForget;
     }
 }

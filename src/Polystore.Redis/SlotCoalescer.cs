@@ -16,6 +16,7 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
     public const int MaxBatch = 64;
 
     private readonly ConcurrentQueue<T> _queue = new();
+    private readonly Lock _sendOrder = new();
     private int _flushers;
     private int _mode; // 0 = not known yet (treated as cluster: grouping by slot is always safe), 1 = standalone, 2 = cluster
 
@@ -43,8 +44,17 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
         var batch = new List<T>(MaxBatch);
         while (true)
         {
-            while (batch.Count < MaxBatch && _queue.TryDequeue(out var item)) batch.Add(item);
-            if (batch.Count == 0)
+            Task? sending = null;
+            // Taking a batch and handing it to the multiplexer happen under one lock, so batches reach each
+            // server in queue order even with several flushers (a lock release queued before a re-acquire
+            // from this process is always sent first).
+            lock (_sendOrder)
+            {
+                while (batch.Count < MaxBatch && _queue.TryDequeue(out var item)) batch.Add(item);
+                if (batch.Count > 0)
+                    sending = batch.Count == 1 || !IsCluster() ? send(batch) : Task.WhenAll(batch.GroupBy(slotOf).Select(g => send(g.ToList())));
+            }
+            if (sending is null)
             {
                 Interlocked.Decrement(ref _flushers);
                 // Lost-wake-up guard: a caller may have enqueued after our last look but seen us still running.
@@ -53,8 +63,7 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
                 if (running >= MaxFlushers || Interlocked.CompareExchange(ref _flushers, running + 1, running) != running) return;
                 continue;
             }
-            if (batch.Count == 1 || !IsCluster()) await send(batch).ConfigureAwait(false);
-            else await Task.WhenAll(batch.GroupBy(slotOf).Select(g => send(g.ToList()))).ConfigureAwait(false);
+            await sending.ConfigureAwait(false);
             batch.Clear();
         }
     }

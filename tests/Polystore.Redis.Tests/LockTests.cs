@@ -115,6 +115,29 @@ public sealed class LockTests
         Assert.Contains("busy", e.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task A_released_lock_is_free_for_the_next_acquire_from_this_process_under_load(string kind)
+    {
+        // Dispose does not wait for the release, yet releases and acquires reach Redis in queue order
+        // even with several batches in flight: an immediate re-acquire (no waiting) never finds it held.
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Get(kind));
+        var taken = 0;
+        await Task.WhenAll(Enumerable.Range(0, 64).Select(t => Task.Run(async () =>
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                var held = await locks.TryAcquireAsync($"own{t}", TimeSpan.Zero, ct);
+                Assert.NotNull(held);
+                await held.DisposeAsync();
+                Interlocked.Increment(ref taken);
+            }
+        }, ct)));
+        Assert.Equal(64 * 20, taken);
+    }
+
     [Fact]
     public async Task Await_using_releases_and_a_waiter_gets_it()
     {

@@ -270,7 +270,7 @@ internal static class BenchRedisCommand
         // The limiter's own script (loaded by the Polystore row before), EVALSHA pipelined 16 deep by 64 clients.
         List<string> args = ["-h", host, "-p", port.ToString(CultureInfo.InvariantCulture), "-c", "64", "-P", "16", "-n", requests.ToString(CultureInfo.InvariantCulture),
             "-r", Keys.ToString(CultureInfo.InvariantCulture), "--csv",
-            "EVALSHA", SlidingWindowScript.Script.Sha1Hex, "2", $"{{{prefix}:rb:__rand_int__}}:log", $"{{{prefix}:rb:__rand_int__}}:seq",
+            "EVALSHA", SlidingWindowScript.Script.Sha1Hex, "1", $"{{{prefix}:rb:__rand_int__}}:log",
             ((long)LimiterWindow.TotalMicroseconds).ToString(CultureInfo.InvariantCulture), PermitLimit.ToString(CultureInfo.InvariantCulture), "1"];
         // redis-benchmark takes the password only as -a; it is never printed (errors are redacted).
         if (options.Password is { Length: > 0 } pw) args.InsertRange(0, ["-a", pw]);

@@ -12,7 +12,7 @@ public sealed class RedisLock : IAsyncDisposable
 {
     private readonly RedisLockProvider _provider;
     private readonly IDatabaseAsync _db;
-    private readonly RedisKey[] _key;
+    private readonly RedisKey[] _keys; // lock, fence
     private readonly RedisValue _token;
     private readonly long _acquiredAt;
     private readonly CancellationTokenSource? _stop;
@@ -22,11 +22,11 @@ public sealed class RedisLock : IAsyncDisposable
     private int _lostFlag;
     private int _released;
 
-    internal RedisLock(RedisLockProvider provider, IDatabaseAsync db, RedisKey key, string resource, string token, long fence, long attemptStart)
+    internal RedisLock(RedisLockProvider provider, IDatabaseAsync db, RedisKey[] keys, string resource, string token, long fence, long attemptStart)
     {
         _provider = provider;
         _db = db;
-        _key = [key];
+        _keys = keys;
         _token = token;
         Resource = resource;
         FencingToken = fence;
@@ -67,7 +67,7 @@ public sealed class RedisLock : IAsyncDisposable
         if (Volatile.Read(ref _released) != 0) return false;
         cancellationToken.ThrowIfCancellationRequested();
         var start = Stopwatch.GetTimestamp();
-        var ok = (long)await LockScripts.Extend.EvaluateAsync(_db, _key, [_token, _provider.ExpiryMs]).ConfigureAwait(false) == 1;
+        var ok = (long)await LockScripts.Extend.EvaluateAsync(_db, [_keys[0]], [_token, _provider.ExpiryMs]).ConfigureAwait(false) == 1;
         if (ok) ScheduleLoss(start);
         else MarkLost("extend-refused");
         return ok;
@@ -83,15 +83,15 @@ public sealed class RedisLock : IAsyncDisposable
             await _extender!.ConfigureAwait(false);
         }
         cancellationToken.ThrowIfCancellationRequested();
-        return (long)await LockScripts.Release.EvaluateAsync(_db, _key, [_token]).ConfigureAwait(false) == 1;
+        return await _provider.ReleaseAsync(_keys, _token).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Releases the lock without waiting for Redis to confirm (use <see cref="ReleaseAsync"/> for a confirmed release).
-    /// The compare-and-delete is sent fire-and-forget: it still reaches Redis before any later command this
-    /// process sends on the same connection (so a re-acquire from here always finds it released), it can
-    /// never delete another holder's lock, and if it is lost with the connection the lease simply runs out.
-    /// Skipping the reply halves the round trips of an acquire/release pair.
+    /// The compare-and-delete is queued with the provider's other acquires and releases, which reach Redis in
+    /// queue order (so a re-acquire from this process always finds it released); it can never delete another
+    /// holder's lock, and if it is lost with the connection the lease simply runs out. Not waiting for the
+    /// reply halves the round trips of an acquire/release pair.
     /// </summary>
     public async ValueTask DisposeAsync()
     {
@@ -103,8 +103,7 @@ public sealed class RedisLock : IAsyncDisposable
                 await _stop.CancelAsync().ConfigureAwait(false);
                 await _extender!.ConfigureAwait(false);
             }
-            // EVAL (not EVALSHA): with no reply to read there is no NOSCRIPT to recover from, so send the source.
-            _ = _db.ExecuteAsync("EVAL", [LockScripts.Release.Source, 1, _key[0], _token], CommandFlags.FireAndForget);
+            _provider.ReleaseInBackground(_keys, _token);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
         {

@@ -12,7 +12,7 @@ public sealed class RedisLockProvider
 {
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _expiryMs;
-    private readonly ScriptBatcher _acquire;
+    private readonly ScriptBatcher _batcher; // acquires and releases of every caller, coalesced
 
     /// <summary>Creates a provider over <paramref name="redis"/>.</summary>
     public RedisLockProvider(IConnectionMultiplexer redis, RedisLockOptions? options = null)
@@ -21,7 +21,7 @@ public sealed class RedisLockProvider
         _redis = redis;
         Options = (options ?? new RedisLockOptions()).Validated();
         _expiryMs = (long)Math.Ceiling(Options.Expiry.TotalMilliseconds);
-        _acquire = new ScriptBatcher(redis, LockScripts.Acquire, [_expiryMs], resultsPerItem: 1);
+        _batcher = new ScriptBatcher(redis, LockScripts.AcquireOrRelease, [_expiryMs], resultsPerItem: 1);
     }
 
     /// <summary>The validated options.</summary>
@@ -46,8 +46,8 @@ public sealed class RedisLockProvider
         {
             cancellationToken.ThrowIfCancellationRequested();
             var attemptStart = Stopwatch.GetTimestamp();
-            var result = (long)(await _acquire.RunAsync(keys, [token]).ConfigureAwait(false))[0];
-            if (result > 0) return new RedisLock(this, db, keys[0], resource, token, result, attemptStart);
+            var result = (long)(await _batcher.RunAsync(keys, [Acquire, token]).ConfigureAwait(false))[0];
+            if (result > 0) return new RedisLock(this, db, keys, resource, token, result, attemptStart);
             var waited = Stopwatch.GetElapsedTime(started);
             if (waitTimeout != Timeout.InfiniteTimeSpan && waited >= waitTimeout) return null;
             // Full jitter keeps waiters from retrying in lockstep; never sleep past the holder's remaining lease or our deadline.
@@ -66,6 +66,16 @@ public sealed class RedisLockProvider
         ?? throw new TimeoutException($"lock '{resource}' was still held by another owner after {waitTimeout.TotalMilliseconds:0} ms");
 
     internal RedisValue ExpiryMs => _expiryMs;
+
+    private static readonly RedisValue Acquire = "a";
+    private static readonly RedisValue Release = "r";
+
+    /// <summary>Compare-and-delete; true when <paramref name="token"/> still held the lock.</summary>
+    internal async Task<bool> ReleaseAsync(RedisKey[] keys, RedisValue token) =>
+        (long)(await _batcher.RunAsync(keys, [Release, token]).ConfigureAwait(false))[0] == 1;
+
+    /// <summary>Compare-and-delete without waiting for the reply (queued in order before any later acquire from this process).</summary>
+    internal void ReleaseInBackground(RedisKey[] keys, RedisValue token) => _batcher.Send(keys, [Release, token]);
 
     // 128 random bits: unguessable, so no other client can release or extend by accident or on purpose.
     private static string NewToken()

@@ -13,6 +13,7 @@ public sealed class RedisSlidingWindowRateLimiter
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _window;
     private readonly RedisValue _limit;
+    private readonly string _keyStart; // "{prefix:" - a key is _keyStart + name + "}:log", built in one allocation
     // Concurrent callers are coalesced: while a batch is on the wire, new calls queue up and go together
     // in the next script call (per hash slot in a cluster). Each decision is still exact and atomic;
     // batching only removes per-call overhead.
@@ -27,6 +28,7 @@ public sealed class RedisSlidingWindowRateLimiter
         Options = options.Validated();
         _window = (long)(Options.Window.Ticks / TimeSpan.TicksPerMicrosecond);
         _limit = Options.PermitLimit;
+        _keyStart = "{" + Options.KeyPrefix + ":";
         _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot);
     }
 
@@ -38,30 +40,29 @@ public sealed class RedisSlidingWindowRateLimiter
     {
         Validate(key, permits);
         cancellationToken.ThrowIfCancellationRequested();
-        var tagged = RedisKeys.Tagged(Options.KeyPrefix, key);
-        RedisKey log = tagged + ":log";
+        RedisKey log = string.Concat(_keyStart, key, "}:log");
         // The slot only matters when batches must be split per slot (cluster, or not known yet).
-        var pending = new Pending(log, tagged + ":seq", permits, _coalescer.KnownStandalone ? 0 : _redis.HashSlot(log));
+        var pending = new Pending(log, permits, _coalescer.KnownStandalone ? 0 : _redis.HashSlot(log));
         _coalescer.Enqueue(pending);
         return new ValueTask<RateLimitDecision>(cancellationToken.CanBeCanceled ? pending.Task.WaitAsync(cancellationToken) : pending.Task);
     }
 
     private async Task SendAsync(List<Pending> batch)
     {
-        var keys = new RedisKey[batch.Count * 2];
+        var keys = new RedisKey[batch.Count];
         var args = new RedisValue[batch.Count + 2];
         args[0] = _window;
         args[1] = _limit;
         for (var i = 0; i < batch.Count; i++)
         {
-            keys[2 * i] = batch[i].Log;
-            keys[(2 * i) + 1] = batch[i].Seq;
+            keys[i] = batch[i].Log;
             args[i + 2] = batch[i].Permits;
         }
         try
         {
             var result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
-            for (var i = 0; i < batch.Count; i++) batch[i].TrySetResult(Parse(result, i));
+            var at = 1;
+            foreach (var p in batch) p.TrySetResult(Parse(result, ref at));
         }
         catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
         {
@@ -83,12 +84,10 @@ public sealed class RedisSlidingWindowRateLimiter
         }
     }
 
-    private sealed class Pending(RedisKey log, RedisKey seq, int permits, int slot)
+    private sealed class Pending(RedisKey log, int permits, int slot)
         : TaskCompletionSource<RateLimitDecision>(TaskCreationOptions.RunContinuationsAsynchronously)
     {
         public RedisKey Log { get; } = log;
-
-        public RedisKey Seq { get; } = seq;
 
         public int Permits { get; } = permits;
 
@@ -101,7 +100,8 @@ public sealed class RedisSlidingWindowRateLimiter
         var (keys, args) = Prepare(key, permits);
         try
         {
-            return Parse((RedisResult[])SlidingWindowScript.Script.Evaluate(_redis.GetDatabase(), keys, args)!, 0);
+            var at = 1;
+            return Parse((RedisResult[])SlidingWindowScript.Script.Evaluate(_redis.GetDatabase(), keys, args)!, ref at);
         }
         catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
         {
@@ -135,19 +135,24 @@ public sealed class RedisSlidingWindowRateLimiter
     private (RedisKey[] Keys, RedisValue[] Args) Prepare(string key, int permits)
     {
         Validate(key, permits);
-        var tagged = RedisKeys.Tagged(Options.KeyPrefix, key);
-        return ([tagged + ":log", tagged + ":seq"], [_window, _limit, permits]);
+        return ([string.Concat(_keyStart, key, "}:log")], [_window, _limit, permits]);
     }
 
-    private static RateLimitDecision Parse(RedisResult[] r, int index)
+    /// <summary>Reads the decision starting at <paramref name="at"/> (see <see cref="SlidingWindowScript"/>) and moves past it.</summary>
+    private RateLimitDecision Parse(RedisResult[] r, ref int at)
     {
-        var o = index * 5;
-        return new RateLimitDecision(
-            (long)r[o] == 1,
-            (long)r[o + 1],
-            TimeSpan.FromMicroseconds(Math.Max(0, (long)r[o + 2])),
-            TimeSpan.FromMicroseconds(Math.Max(0, (long)r[o + 3])),
-            (long)r[o + 4]);
+        var now = (long)r[0];
+        var first = (long)r[at++];
+        // Taken: only the remaining count comes back; the newest entry is this one, so reset is one window.
+        if (first >= 0) return new RateLimitDecision(true, first, TimeSpan.Zero, Options.Window, now);
+        var decision = new RateLimitDecision(
+            first == -2,
+            (long)r[at],
+            TimeSpan.FromMicroseconds(Math.Max(0, (long)r[at + 1])),
+            TimeSpan.FromMicroseconds(Math.Max(0, (long)r[at + 2])),
+            now);
+        at += 3;
+        return decision;
     }
 
     private RateLimitDecision Fallback(Exception e)

@@ -22,7 +22,7 @@ public sealed record SlidingWindowOptions
     /// <summary>The window length (at least 1 ms).</summary>
     public TimeSpan Window { get; init; } = TimeSpan.FromMinutes(1);
 
-    /// <summary>Prefix of every key; keys are <c>{prefix:key}:log</c> and <c>{prefix:key}:seq</c>.</summary>
+    /// <summary>Prefix of every key; one sorted set per limited key, <c>{prefix:key}:log</c>.</summary>
     public string KeyPrefix { get; init; } = "polystore:rl";
 
     /// <summary>What to do when Redis is unavailable. Each such decision is counted in <see cref="RedisMetrics.RateLimitFallbacks"/>.</summary>
