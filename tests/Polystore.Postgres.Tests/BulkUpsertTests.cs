@@ -94,6 +94,33 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal((long)(n / 2), await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE version = 11"));
     }
 
+    [Theory]
+    [InlineData(10_000)]  // unnest path
+    [InlineData(0)]       // COPY path
+    public async Task A_key_inserted_concurrently_is_updated_not_an_error(int unnestThreshold)
+    {
+        // MERGE (the fast path) fails when another session inserts one of the keys first; the upsert must
+        // then settle that row as ON CONFLICT would, with exact counts.
+        var table = await CreateUsersAsync();
+        await using var other = await db.Primary.OpenConnectionAsync(Ct);
+        await using var tx = await other.BeginTransactionAsync(Ct);
+        await using (var insert = new NpgsqlCommand($"INSERT INTO {table} (email, name) VALUES ('u5@example.com', 'other')", other, tx))
+            await insert.ExecuteNonQueryAsync(Ct);
+        var upsert = Upsert(table).ExecuteAsync(db.Primary, Users(0, 20), new BulkUpsertOptions { UnnestThreshold = unnestThreshold }, Ct);
+        // Commit only once the upsert waits on that uncommitted key.
+        var statement = table.Split('.')[1];
+        while (await db.ScalarAsync<long>($"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'MERGE INTO %{statement}%'") == 0)
+        {
+            Assert.False(upsert.IsCompleted, "the upsert finished without waiting on the other session's key");
+            await Task.Delay(20, Ct);
+        }
+        await tx.CommitAsync(Ct);
+        var result = await upsert;
+        Assert.Equal((19L, 1L), (result.Inserted, result.Updated));
+        Assert.Equal(20L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+        Assert.Equal(1, await db.ScalarAsync<int>($"SELECT version FROM {table} WHERE email = 'u5@example.com'"));
+    }
+
     [Fact]
     public async Task A_batch_failing_midway_writes_nothing()
     {

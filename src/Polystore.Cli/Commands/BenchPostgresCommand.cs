@@ -77,6 +77,16 @@ internal static class BenchPostgresCommand
                     new("copy_ceiling", "plain binary COPY, no conflict handling (ceiling)", CopyCeilingAsync, UpdatePath: false),
                 };
 
+                // Untimed warm-up: every technique once on a slice, so JIT tiering favours no one in round 1.
+                var warmRows = Math.Min(rows, 20_000);
+                foreach (var t in techniques)
+                {
+                    Progress(json, $"warm-up: {t.Name}, {Math.Min(warmRows, t.RowCap ?? warmRows):N0} rows");
+                    await ExecAsync(ds, $"TRUNCATE {Users} RESTART IDENTITY", cancellationToken);
+                    await t.Run(ds, insertRows.GetRange(0, Math.Min(warmRows, t.RowCap ?? warmRows)), cancellationToken);
+                    if (t.UpdatePath) await t.Run(ds, updateRows.GetRange(0, Math.Min(warmRows, t.RowCap ?? warmRows)), cancellationToken);
+                }
+
                 // Round robin (every technique once per round) so drifting load on a shared machine hits all alike.
                 var insertRates = techniques.ToDictionary(t => t.Key, _ => new List<double>());
                 var updateRates = techniques.ToDictionary(t => t.Key, _ => new List<double>());
@@ -105,8 +115,10 @@ internal static class BenchPostgresCommand
                 var paging = await PagingAsync(ds, pagingRows, repeat, json, cancellationToken);
 
                 double Rate(string key, bool update = false) { var u = upsert.First(x => x.T.Key == key); return update ? u.Update ?? double.NaN : u.Insert; }
-                var bestSingle = new[] { "polystore", "unnest", "staging_copy", "values", "per_row" }.Max(k => Rate(k));
-                var bestSingleUpdate = new[] { "polystore", "unnest", "staging_copy", "values", "per_row" }.Max(k => Rate(k, true));
+                // "The best single-connection technique" is the better of the two known ones the issue names
+                // (unnest, staging COPY); parallel against Polystore's own default is reported beside it.
+                var bestSingle = Math.Max(Rate("unnest"), Rate("staging_copy"));
+                var bestSingleUpdate = Math.Max(Rate("unnest", true), Rate("staging_copy", true));
                 var keysetDeep = paging.GroupBy(p => p.Key).Select(g => g.First(p => p.Depth == 90).KeysetMs / g.First(p => p.Depth == 0).KeysetMs).Max();
                 var ratios = new Dictionary<string, double>
                 {
@@ -122,6 +134,8 @@ internal static class BenchPostgresCommand
                     ["update_path_upsert_vs_values"] = Rate("polystore", true) / Rate("values", true),
                     ["update_path_upsert_vs_per_row"] = Rate("polystore", true) / Rate("per_row", true),
                     ["update_path_parallel_vs_best_single"] = Rate("polystore_parallel", true) / bestSingleUpdate,
+                    ["parallel_vs_polystore_default"] = Rate("polystore_parallel") / Rate("polystore"),
+                    ["update_path_upsert_vs_best_of_unnest_and_staging_copy"] = Rate("polystore", true) / bestSingleUpdate,
                     ["offset_deep_vs_first"] = paging.GroupBy(p => p.Key).Select(g => g.First(p => p.Depth == 90).OffsetMs / g.First(p => p.Depth == 0).OffsetMs).Max(),
                 };
                 var targets = new Dictionary<string, (double Target, bool AtMost)>

@@ -143,7 +143,7 @@ public sealed class BulkUpsertDefinition<T>
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND (NOT g.tgisinternal OR g.tgconstrrelid = c.oid))
             FROM pg_catalog.pg_class c WHERE c.oid = $1
             """, [new NpgsqlParameter<uint> { TypedValue = table.Oid, NpgsqlDbType = NpgsqlDbType.Oid }], r => r.GetBoolean(0), cancellationToken).ConfigureAwait(false);
-        return new BulkUpsertPlan<T>(table, columns, conflict, update, set, countable is [true]);
+        return new BulkUpsertPlan<T>(table, columns, conflict, update, set, countable is [true], mergeAvailable: connection.PostgreSqlVersion.Major >= 15);
     }
 
     /// <summary>Upserts up to <paramref name="limit"/> rows of the enumerator in the current transaction.</summary>
@@ -219,6 +219,10 @@ public sealed class BulkUpsertDefinition<T>
     private static Task<(long Inserted, long Updated)> UpsertArraysAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
         List<T> rows, CancellationToken cancellationToken)
     {
+        var keys = new KeyTracker(plan.KeyColumns);
+        foreach (var row in rows) keys.Add(row);
+        // Unlike the staging path there is no cheap server-side check here: a possible repeat sorts the batch.
+        var sql = plan.DoNothing || !keys.CertainlyUnique ? plan.UpsertFromArraysDeduplicated : plan.UpsertFromArrays;
         var parameters = new List<NpgsqlParameter>(plan.Columns.Count);
         foreach (var (map, column) in plan.Columns)
         {
@@ -228,40 +232,66 @@ public sealed class BulkUpsertDefinition<T>
                 ? throw new PostgresSchemaException($"bulk upsert into {plan.Table.DisplayName}: array column \"{column.Name}\" needs the COPY path; set UnnestThreshold = 0.")
                 : column.WriteTypeName));
         }
-        return CountAsync(connection, transaction, plan, plan.UpsertFromArrays, parameters, cancellationToken);
+        return CountAsync(connection, transaction, plan, sql, parameters, cancellationToken);
     }
 
     private static async Task<(long Inserted, long Updated)> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
-        (string Returning, string Plain) sql, List<NpgsqlParameter>? parameters, CancellationToken cancellationToken)
+        UpsertSql sql, List<NpgsqlParameter>? parameters, CancellationToken cancellationToken)
     {
-        if (plan.CountFromStats)
+        if (!plan.CountFromStats) return await CountWithReturningAsync(connection, transaction, sql.Returning, parameters, cancellationToken).ConfigureAwait(false);
+        if (sql.Merge is null) return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, parameters, savepoint: false, cancellationToken).ConfigureAwait(false);
+        try
         {
-            // One round trip: counters before, the upsert, counters after. The counters are this backend's
-            // own, pending until the transaction ends, so concurrent sessions cannot disturb the difference.
-            var batch = new NpgsqlBatch(connection, transaction);
-            await using (batch.ConfigureAwait(false))
+            return await CountFromStatsAsync(connection, transaction, plan, sql.Merge, parameters, savepoint: true, cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.CardinalityViolation or PostgresErrorCodes.SerializationFailure)
+        {
+            // Another session inserted (or changed) one of these keys while MERGE ran: undo it and let ON CONFLICT
+            // settle each row. The counters are read afresh, because the rolled-back attempt stays counted in them.
+            await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {MergeSavepoint}; RELEASE SAVEPOINT {MergeSavepoint}", cancellationToken).ConfigureAwait(false);
+            return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, CloneParameters(parameters), savepoint: false, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private const string MergeSavepoint = "polystore_merge";
+
+    /// <summary>
+    /// One round trip: this backend's counters for the table, the statement, the counters again. The counters
+    /// are the backend's own, pending until the transaction ends, so concurrent sessions cannot disturb the difference.
+    /// </summary>
+    private static async Task<(long Inserted, long Updated)> CountFromStatsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
+        string sql, List<NpgsqlParameter>? parameters, bool savepoint, CancellationToken cancellationToken)
+    {
+        var batch = new NpgsqlBatch(connection, transaction);
+        await using (batch.ConfigureAwait(false))
+        {
+            if (savepoint) batch.BatchCommands.Add(new NpgsqlBatchCommand($"SAVEPOINT {MergeSavepoint}"));
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));
+            var upsert = new NpgsqlBatchCommand(sql);
+            if (parameters is not null) upsert.Parameters.AddRange(parameters.ToArray());
+            batch.BatchCommands.Add(upsert);
+            batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));
+            if (savepoint) batch.BatchCommands.Add(new NpgsqlBatchCommand($"RELEASE SAVEPOINT {MergeSavepoint}"));
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
             {
-                batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));
-                var upsert = new NpgsqlBatchCommand(sql.Plain);
-                if (parameters is not null) upsert.Parameters.AddRange(parameters.ToArray());
-                batch.BatchCommands.Add(upsert);
-                batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));
-                var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
+                var counters = new List<(long, long)>(2);
+                do
                 {
-                    var counters = new List<(long, long)>(2);
-                    do
-                    {
-                        if (reader.FieldCount == 2 && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                            counters.Add((reader.GetInt64(0), reader.GetInt64(1)));
-                    }
-                    while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
-                    if (counters.Count != 2) throw new InvalidOperationException($"bulk upsert: expected two counter rows, read {counters.Count}.");
-                    return (counters[1].Item1 - counters[0].Item1, counters[1].Item2 - counters[0].Item2);
+                    if (reader.FieldCount == 2 && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        counters.Add((reader.GetInt64(0), reader.GetInt64(1)));
                 }
+                while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+                if (counters.Count != 2) throw new InvalidOperationException($"bulk upsert: expected two counter rows, read {counters.Count}.");
+                return (counters[1].Item1 - counters[0].Item1, counters[1].Item2 - counters[0].Item2);
             }
         }
-        var command = new NpgsqlCommand(sql.Returning, connection, transaction);
+    }
+
+    private static async Task<(long Inserted, long Updated)> CountWithReturningAsync(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        string sql, List<NpgsqlParameter>? parameters, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(sql, connection, transaction);
         await using (command.ConfigureAwait(false))
         {
             if (parameters is not null) command.Parameters.AddRange(parameters.ToArray());
@@ -273,6 +303,9 @@ public sealed class BulkUpsertDefinition<T>
             }
         }
     }
+
+    // A parameter belongs to one command's collection at a time; the fallback statement needs its own copies.
+    private static List<NpgsqlParameter>? CloneParameters(List<NpgsqlParameter>? parameters) => parameters?.Select(p => p.Clone()).ToList();
 
     private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql, CancellationToken cancellationToken)
     {

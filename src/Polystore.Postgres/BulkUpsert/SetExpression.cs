@@ -72,6 +72,9 @@ public sealed partial class SetExpression
             "Use SetExpression.TrustedSql for other SQL that is not user input.", nameof(assignment));
     }
 
+    /// <summary>False for trusted SQL, which may name <c>EXCLUDED</c> (only ON CONFLICT has it).</summary>
+    internal bool MergeCompatible => ExpressionKind != Kind.Trusted;
+
     internal string Render(ColumnSchema column) => ExpressionKind switch
     {
         Kind.Increment => $"{TableSchema.Quote(column.Name)} = t.{TableSchema.Quote(column.Name)} + {IncrementBy.ToString(CultureInfo.InvariantCulture)}",
