@@ -167,33 +167,38 @@ public sealed class BulkUpsertDefinition<T>
 
         await ExecuteAsync(connection, transaction, plan.CreateStaging, cancellationToken).ConfigureAwait(false);
         long received = 0;
-        var keys = new KeyTracker(plan.KeyColumns);
-        var importer = await connection.BeginBinaryImportAsync(plan.Copy, cancellationToken).ConfigureAwait(false);
+        // A batch already in memory is hashed before it is sent: when its keys are proven unique, the rows
+        // need no ordinal (it only orders duplicates), which makes the COPY about a fifth lighter.
+        var provenUnique = rows is ListRows { InMemory: { } all } list && (list.KeysUnique ??= KeyTracker.Unique(plan.KeyColumns, all));
+        var keys = provenUnique ? null : new KeyTracker(plan.KeyColumns);
+        var importer = await connection.BeginBinaryImportAsync(provenUnique ? plan.CopyWithoutOrdinal : plan.Copy, cancellationToken).ConfigureAwait(false);
         await using (importer.ConfigureAwait(false))
         {
             foreach (var row in head)
             {
-                keys.Add(row);
-                await WriteRowAsync(importer, plan, row, ++received, cancellationToken).ConfigureAwait(false);
+                keys?.Add(row);
+                await WriteRowAsync(importer, plan, row, keys is null ? null : received + 1, cancellationToken).ConfigureAwait(false);
+                received++;
             }
             while (more && received < limit && await rows.MoveNextAsync().ConfigureAwait(false))
             {
-                keys.Add(rows.Current);
-                await WriteRowAsync(importer, plan, rows.Current, ++received, cancellationToken).ConfigureAwait(false);
+                keys?.Add(rows.Current);
+                await WriteRowAsync(importer, plan, rows.Current, keys is null ? null : received + 1, cancellationToken).ConfigureAwait(false);
+                received++;
             }
             await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
-        var (inserted, updated) = await UpsertFromStagingAsync(connection, transaction, plan, keys.CertainlyUnique, cancellationToken).ConfigureAwait(false);
+        var (inserted, updated) = await UpsertFromStagingAsync(connection, transaction, plan, keys?.CertainlyUnique ?? true, cancellationToken).ConfigureAwait(false);
         return (received, inserted, updated);
     }
 
     // The token is checked once per row rather than handed to every value write: Npgsql registers a
     // cancellation callback per call with a cancellable token, which measured ~30% slower COPY streaming.
-    private static async Task WriteRowAsync(NpgsqlBinaryImporter importer, BulkUpsertPlan<T> plan, T row, long ordinal, CancellationToken cancellationToken)
+    private static async Task WriteRowAsync(NpgsqlBinaryImporter importer, BulkUpsertPlan<T> plan, T row, long? ordinal, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         await importer.StartRowAsync(CancellationToken.None).ConfigureAwait(false);
-        await importer.WriteAsync(ordinal, NpgsqlDbType.Bigint, CancellationToken.None).ConfigureAwait(false);
+        if (ordinal is { } o) await importer.WriteAsync(o, NpgsqlDbType.Bigint, CancellationToken.None).ConfigureAwait(false);
         var columns = plan.Columns;
         for (var i = 0; i < columns.Count; i++)
             await columns[i].Map.WriteAsync(importer, row, columns[i].Column.WriteTypeName, CancellationToken.None).ConfigureAwait(false);
@@ -370,7 +375,7 @@ public sealed class BulkUpsertDefinition<T>
                         {
                             try
                             {
-                                var list = new ListRows(chunk);
+                                var list = new ListRows(chunk.GetEnumerator(), default, chunk);
                                 var (_, i, u) = await UpsertAllAsync(connection, transaction, plan, list, chunkOptions, long.MaxValue, failed.Token).ConfigureAwait(false);
                                 await transaction.CommitAsync(failed.Token).ConfigureAwait(false);
                                 Interlocked.Add(ref inserted, i);
@@ -436,6 +441,17 @@ public sealed class BulkUpsertDefinition<T>
         /// <summary>True when no two rows can share a key (no hash collision, under the cap).</summary>
         public bool CertainlyUnique => _seen is not null;
 
+        public static bool Unique(UpsertColumn<T>[] keys, IEnumerable<T> rows)
+        {
+            var tracker = new KeyTracker(keys);
+            foreach (var row in rows)
+            {
+                tracker.Add(row);
+                if (!tracker.CertainlyUnique) return false;
+            }
+            return true;
+        }
+
         public void Add(T row)
         {
             if (_seen is null) return;
@@ -448,29 +464,30 @@ public sealed class BulkUpsertDefinition<T>
     /// <summary>A synchronous sequence seen as an async one (each step completes synchronously).</summary>
     private sealed class SyncRows(IEnumerable<T> rows) : IAsyncEnumerable<T>
     {
-        public IAsyncEnumerator<T> GetAsyncEnumerator(CancellationToken cancellationToken = default) => new ListRows(rows.GetEnumerator(), cancellationToken);
+        // Collections can be read twice (once to hash the keys); a lazy sequence is read once.
+        public IAsyncEnumerator<T> GetAsyncEnumerator(CancellationToken cancellationToken = default) =>
+            new ListRows(rows.GetEnumerator(), cancellationToken, rows as IReadOnlyCollection<T>);
     }
 
-    private sealed class ListRows : IAsyncEnumerator<T>
+    private sealed class ListRows(IEnumerator<T> inner, CancellationToken cancellationToken, IReadOnlyCollection<T>? inMemory) : IAsyncEnumerator<T>
     {
-        private readonly IEnumerator<T> _inner;
-        private readonly CancellationToken _cancellationToken;
+        /// <summary>The whole sequence, when it is a collection in memory.</summary>
+        public IReadOnlyCollection<T>? InMemory { get; } = inMemory;
 
-        public ListRows(List<T> rows) : this(rows.GetEnumerator(), default) { }
+        /// <summary>Whether <see cref="InMemory"/> was proven to have unique keys (null: not checked yet).</summary>
+        public bool? KeysUnique { get; set; }
 
-        public ListRows(IEnumerator<T> inner, CancellationToken cancellationToken) => (_inner, _cancellationToken) = (inner, cancellationToken);
-
-        public T Current => _inner.Current;
+        public T Current => inner.Current;
 
         public ValueTask<bool> MoveNextAsync()
         {
-            _cancellationToken.ThrowIfCancellationRequested();
-            return ValueTask.FromResult(_inner.MoveNext());
+            cancellationToken.ThrowIfCancellationRequested();
+            return ValueTask.FromResult(inner.MoveNext());
         }
 
         public ValueTask DisposeAsync()
         {
-            _inner.Dispose();
+            inner.Dispose();
             return ValueTask.CompletedTask;
         }
     }

@@ -26,6 +26,7 @@ internal sealed class BulkUpsertPlan<T>
         Staging = TableSchema.Quote($"polystore_upsert_{Interlocked.Increment(ref _stagingCounter)}");
         CreateStaging = $"CREATE TEMP TABLE {Staging} ON COMMIT DROP AS SELECT 0::int8 AS {OrdinalColumn}, {cols} FROM {table.QualifiedName} WITH NO DATA";
         Copy = $"COPY {Staging} ({OrdinalColumn}, {cols}) FROM STDIN (FORMAT BINARY)";
+        CopyWithoutOrdinal = $"COPY {Staging} ({cols}) FROM STDIN (FORMAT BINARY)";
 
         // MERGE joins the batch to the table and then inserts plainly, where ON CONFLICT pays a speculative
         // insertion per row: measured ~40% faster on the insert path. It only runs where counts come from the
@@ -65,6 +66,7 @@ internal sealed class BulkUpsertPlan<T>
     public string Staging { get; }
     public string CreateStaging { get; }
     public string Copy { get; }
+    public string CopyWithoutOrdinal { get; }
     public UpsertSql UpsertFromStaging { get; }
     public UpsertSql UpsertFromStagingDeduplicated { get; }
     public string HasDuplicates { get; }
