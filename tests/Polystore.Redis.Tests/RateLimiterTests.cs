@@ -125,20 +125,40 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public async Task Every_call_leaves_a_ttl_on_its_keys()
+    public async Task The_log_key_always_outlives_its_newest_entry_by_a_window()
     {
+        // After every call the key has a TTL, and after every admission that TTL reaches at least one window
+        // past the entry just added (so no entry still inside the window can vanish with its key).
         var ct = TestContext.Current.CancellationToken;
         var db = RedisServers.Standalone.GetDatabase();
-        var limiter = Limiter(RedisServers.Standalone, 1, TimeSpan.FromSeconds(30));
+        var window = TimeSpan.FromMilliseconds(400);
+        var limiter = Limiter(RedisServers.Standalone, 3, window);
         var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "ttl");
-        // admitted, denied, look-only: each leaves the log with a TTL.
-        foreach (var permits in new[] { 1, 1, 0 })
+        // Checked on the server's clock (PEXPIRETIME against the decision's server time), not by timing.
+        async Task CheckAsync(RateLimitDecision d)
         {
-            await db.KeyPersistAsync(log); // a TTL that was already there proves nothing
-            await limiter.TryAcquireAsync("ttl", permits, ct);
-            var ttl = await db.KeyTimeToLiveAsync(log);
-            Assert.NotNull(ttl);
-            Assert.InRange(ttl.Value, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(31));
+            var expiresAtMs = (long)await db.ExecuteAsync("PEXPIRETIME", log);
+            Assert.True(expiresAtMs > 0, $"the log key has no TTL ({expiresAtMs})");
+            if (d.Allowed)
+                Assert.True(expiresAtMs * 1000 >= d.ServerTimeMicroseconds + (long)window.TotalMicroseconds,
+                    $"key expires at {expiresAtMs} ms, the entry of {d.ServerTimeMicroseconds} µs stays in the window until {(d.ServerTimeMicroseconds + (long)window.TotalMicroseconds) / 1000} ms");
+        }
+        for (var i = 0; i < 3; i++)
+        {
+            var d = await limiter.TryAcquireAsync("ttl", 1, ct);
+            Assert.True(d.Allowed);
+            await CheckAsync(d);
+        }
+        var denied = await limiter.TryAcquireAsync("ttl", 1, ct);
+        Assert.False(denied.Allowed);
+        await CheckAsync(denied);
+        await CheckAsync(await limiter.TryAcquireAsync("ttl", 0, ct));
+        // A steady trickle keeps the key alive for several windows without ever emptying it: old entries are
+        // pruned as new ones come, and the expiry must move on with them.
+        for (var i = 0; i < 10; i++)
+        {
+            await Task.Delay(150, ct);
+            await CheckAsync(await limiter.TryAcquireAsync("ttl", 1, ct));
         }
     }
 

@@ -94,11 +94,21 @@ internal static class BenchRedisCommand
             for (var round = 1; round <= rounds; round++)
             {
                 var r = $" (round {round}/{rounds})";
-                interleaved.Add(("limiter: Polystore" + r, Sample("limiter", "polystore", "decisions/s", () => LimiterPolystoreAsync(redis, prefix, seconds))));
-                interleaved.Add(("limiter: RedisRateLimiting" + r, Sample("limiter", "redis_rate_limiting", "decisions/s", () => LimiterPeerAsync(redis, prefix, seconds))));
-                interleaved.Add(("lock: Polystore" + r, Sample("lock", "polystore", "pairs/s", () => LockPolystoreAsync(redis, prefix, seconds))));
-                interleaved.Add(("lock: RedLock.net" + r, Sample("lock", "redlock_net", "pairs/s", () => LockRedLockAsync(redis, prefix, seconds))));
-                interleaved.Add(("lock: DistributedLock.Redis" + r, Sample("lock", "distributed_lock_redis", "pairs/s", () => LockMedallionAsync(redis, prefix, seconds))));
+                // The order rotates every round, so what runs just before (a peer that grew the thread pool, a
+                // burst of expiring keys) favours no implementation systematically.
+                (string, Func<Task>)[] limiters =
+                [
+                    ("limiter: Polystore" + r, Sample("limiter", "polystore", "decisions/s", () => LimiterPolystoreAsync(redis, prefix, seconds))),
+                    ("limiter: RedisRateLimiting" + r, Sample("limiter", "redis_rate_limiting", "decisions/s", () => LimiterPeerAsync(redis, prefix, seconds))),
+                ];
+                (string, Func<Task>)[] locks =
+                [
+                    ("lock: Polystore" + r, Sample("lock", "polystore", "pairs/s", () => LockPolystoreAsync(redis, prefix, seconds))),
+                    ("lock: RedLock.net" + r, Sample("lock", "redlock_net", "pairs/s", () => LockRedLockAsync(redis, prefix, seconds))),
+                    ("lock: DistributedLock.Redis" + r, Sample("lock", "distributed_lock_redis", "pairs/s", () => LockMedallionAsync(redis, prefix, seconds))),
+                ];
+                interleaved.AddRange(Rotate(limiters, round));
+                interleaved.AddRange(Rotate(locks, round));
             }
             var steps = interleaved.Concat(new (string Title, Func<Task> Run)[]
             {
@@ -169,6 +179,8 @@ internal static class BenchRedisCommand
         });
         return cmd;
     }
+
+    private static IEnumerable<T> Rotate<T>(T[] items, int by) => items.Skip(by % items.Length).Concat(items.Take(by % items.Length));
 
     private static double Median(List<double> values)
     {
