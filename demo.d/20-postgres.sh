@@ -1,5 +1,5 @@
 # PostgreSQL toolkit: bulk upsert, keyset pages, rankings (sourced by ./run demo).
-say "PostgreSQL: bulk-upsert 50,000 users (binary COPY to a temp table, INSERT ... ON CONFLICT, one transaction)"
+say "PostgreSQL: bulk-upsert 50,000 users (binary COPY to a temp table, then MERGE with an ON CONFLICT fallback, one transaction)"
 polystore pg seed --users 50000 --reset
 say "PostgreSQL: the same users again -> every row is an update (updated_at = now())"
 polystore pg seed --users 50000

@@ -32,7 +32,7 @@ internal static class PgCommand
     {
         var pg = new Command("pg", "PostgreSQL toolkit on a demo users table (schema polystore_demo): bulk upsert, keyset pages, rankings.");
 
-        var seed = new Command("seed", "Bulk-upsert N generated users (ON CONFLICT (email) DO UPDATE SET name, score, updated_at = now()); run twice to see updates.") { Users, Reset };
+        var seed = new Command("seed", "Bulk-upsert N generated users (keyed on email; on a match: name, score and updated_at = now()); run twice to see updates.") { Users, Reset };
         seed.SetAction((parse, ct) => WithSources(parse, async (ds, _) =>
         {
             var n = parse.GetValue(Users);
