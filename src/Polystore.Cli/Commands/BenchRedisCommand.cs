@@ -51,8 +51,8 @@ internal static class BenchRedisCommand
               cache    L1 hits/s (one dedicated thread), L2 hits/s (64 callers, memory skipped) and factory calls when
                        1,000 callers stampede one missing key: Polystore vs FusionCache.
             --json prints rows and a 'ratios' object with the targets.
-            Peer rows run interleaved with Polystore's for --rounds rounds and report the median, so a
-            burst of load from other processes cannot favour one side.
+            Peer rows run interleaved with Polystore's for --rounds rounds, in an order that rotates every
+            round, and report the median, so a burst of load or a noisy neighbour cannot favour one side.
             """) { Seconds, Rounds, Only };
         cmd.SetAction(async (parse, ct) =>
         {
