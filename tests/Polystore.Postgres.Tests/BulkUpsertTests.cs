@@ -121,6 +121,27 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal(1, await db.ScalarAsync<int>($"SELECT version FROM {table} WHERE email = 'u5@example.com'"));
     }
 
+    [Theory]
+    [InlineData(10_000)]  // unnest path
+    [InlineData(0)]       // COPY path
+    public async Task Set_expressions_work_on_both_statements(int unnestThreshold)
+    {
+        // DEFAULT and increments run as MERGE; trusted SQL may name EXCLUDED, so it keeps ON CONFLICT.
+        var table = await CreateUsersAsync();
+        var options = new BulkUpsertOptions { UnnestThreshold = unnestThreshold };
+        var viaMerge = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score)
+            .OnConflict("email").Update("name").Set(SetExpression.Default("score")).Set("version = version + 2").Build();
+        var viaOnConflict = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score)
+            .OnConflict("email").Update("name").Set(SetExpression.TrustedSql("score", "GREATEST(t.score, EXCLUDED.score)")).Build();
+        await viaMerge.ExecuteAsync(db.Primary, [new UserRow("a@example.com", "a", 5)], options, Ct);
+        var merged = await viaMerge.ExecuteAsync(db.Primary, [new UserRow("a@example.com", "a2", 9), new UserRow("b@example.com", "b", 3)], options, Ct);
+        Assert.Equal((1L, 1L), (merged.Inserted, merged.Updated));
+        Assert.Equal("a2|0|2", await db.ScalarAsync<string>($"SELECT name || '|' || score || '|' || version FROM {table} WHERE email = 'a@example.com'"));
+        var greatest = await viaOnConflict.ExecuteAsync(db.Primary, [new UserRow("b@example.com", "b2", 8), new UserRow("a@example.com", "a3", 1)], options, Ct);
+        Assert.Equal((0L, 2L), (greatest.Inserted, greatest.Updated));
+        Assert.Equal("8|1", await db.ScalarAsync<string>($"SELECT (SELECT score FROM {table} WHERE email = 'b@example.com') || '|' || (SELECT score FROM {table} WHERE email = 'a@example.com')"));
+    }
+
     [Fact]
     public async Task A_batch_failing_midway_writes_nothing()
     {
