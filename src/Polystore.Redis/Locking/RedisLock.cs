@@ -22,7 +22,7 @@ public sealed class RedisLock : IAsyncDisposable
     private int _lostFlag;
     private int _released;
 
-    internal RedisLock(RedisLockProvider provider, IDatabaseAsync db, RedisKey[] keys, string resource, string token, long fence, long attemptStart)
+    internal RedisLock(RedisLockProvider provider, IDatabaseAsync db, RedisKey[] keys, string resource, RedisValue token, long fence, long attemptStart)
     {
         _provider = provider;
         _db = db;

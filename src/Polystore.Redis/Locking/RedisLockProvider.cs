@@ -12,6 +12,7 @@ public sealed class RedisLockProvider
 {
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _expiryMs;
+    private readonly string _keyStart; // "{prefix:" - keys are _keyStart + resource + "}:lock" / "}:fence" (one slot)
     private readonly ScriptBatcher _batcher; // acquires and releases of every caller, coalesced
 
     /// <summary>Creates a provider over <paramref name="redis"/>.</summary>
@@ -21,6 +22,7 @@ public sealed class RedisLockProvider
         _redis = redis;
         Options = (options ?? new RedisLockOptions()).Validated();
         _expiryMs = (long)Math.Ceiling(Options.Expiry.TotalMilliseconds);
+        _keyStart = "{" + Options.KeyPrefix + ":";
         _batcher = new ScriptBatcher(redis, LockScripts.AcquireOrRelease, [_expiryMs], resultsPerItem: 1);
     }
 
@@ -36,8 +38,7 @@ public sealed class RedisLockProvider
         RedisKeys.ValidateName(resource, nameof(resource));
         if (waitTimeout < TimeSpan.Zero && waitTimeout != Timeout.InfiniteTimeSpan)
             throw new ArgumentOutOfRangeException(nameof(waitTimeout), waitTimeout, "waitTimeout must be zero, positive or infinite.");
-        var tagged = RedisKeys.Tagged(Options.KeyPrefix, resource);
-        RedisKey[] keys = [tagged + ":lock", tagged + ":fence"];
+        RedisKey[] keys = [string.Concat(_keyStart, resource, "}:lock"), string.Concat(_keyStart, resource, "}:fence")];
         var token = NewToken();
         var db = _redis.GetDatabase();
         var started = Stopwatch.GetTimestamp();
@@ -77,11 +78,6 @@ public sealed class RedisLockProvider
     /// <summary>Compare-and-delete without waiting for the reply (queued in order before any later acquire from this process).</summary>
     internal void ReleaseInBackground(RedisKey[] keys, RedisValue token) => _batcher.Send(keys, [Release, token]);
 
-    // 128 random bits: unguessable, so no other client can release or extend by accident or on purpose.
-    private static string NewToken()
-    {
-        Span<byte> bytes = stackalloc byte[16];
-        RandomNumberGenerator.Fill(bytes);
-        return Convert.ToHexStringLower(bytes);
-    }
+    // 128 random bits, sent as they are: unguessable, so no other client can release or extend by accident or on purpose.
+    private static RedisValue NewToken() => RandomNumberGenerator.GetBytes(16);
 }
