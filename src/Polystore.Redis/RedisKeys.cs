@@ -8,7 +8,13 @@ internal static class RedisKeys
     /// appending a suffix (":log", ":lock", ":fence") lands in the same cluster slot and multi-key
     /// scripts never fail with CROSSSLOT.
     /// </summary>
-    public static string Tagged(string prefix, string name) => string.Concat("{", prefix, ":", name, "}");
+    public static string Tagged(string prefix, string name, string suffix = "") => Key(TagStart(prefix), name, suffix);
+
+    /// <summary>"{prefix:" - computed once per limiter or lock provider, so each key is one allocation (<see cref="Key"/>).</summary>
+    public static string TagStart(string prefix) => "{" + prefix + ":";
+
+    /// <summary>"{prefix:name}suffix" from <see cref="TagStart"/>.</summary>
+    public static string Key(string tagStart, string name, string suffix) => string.Concat(tagStart, name, "}", suffix);
 
     public static void ValidatePrefix(string prefix, string parameter)
     {

@@ -42,17 +42,20 @@ internal sealed class ScriptBatcher
 
     private async Task SendAsync(List<Item> batch)
     {
-        var keys = new List<RedisKey>(batch.Count * batch[0].Keys.Length);
-        var args = new List<RedisValue>(_shared.Length + (batch.Count * batch[0].Args.Length));
-        args.AddRange(_shared);
+        var keys = new RedisKey[batch.Sum(i => i.Keys.Length)];
+        var args = new RedisValue[_shared.Length + batch.Sum(i => i.Args.Length)];
+        _shared.CopyTo(args, 0);
+        int k = 0, a = _shared.Length;
         foreach (var item in batch)
         {
-            keys.AddRange(item.Keys);
-            args.AddRange(item.Args);
+            item.Keys.CopyTo(keys, k);
+            item.Args.CopyTo(args, a);
+            k += item.Keys.Length;
+            a += item.Args.Length;
         }
         try
         {
-            var result = (RedisResult[])(await _script.EvaluateAsync(_redis.GetDatabase(), [.. keys], [.. args]).ConfigureAwait(false))!;
+            var result = (RedisResult[])(await _script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
             for (var i = 0; i < batch.Count; i++)
                 if (!batch[i].FireAndForget) batch[i].TrySetResult(result.AsSpan(i * _resultsPerItem, _resultsPerItem).ToArray());
         }

@@ -175,7 +175,7 @@ public sealed class LockTests
         await using var held = await locks.AcquireAsync("stolen", TimeSpan.Zero, ct);
         Assert.False(held.LostToken.IsCancellationRequested);
         // Someone (an operator, a failover without persistence) deletes the key: the next extension is refused.
-        await RedisServers.Standalone.GetDatabase().KeyDeleteAsync(RedisKeys.Tagged(_prefix, "stolen") + ":lock");
+        await RedisServers.Standalone.GetDatabase().KeyDeleteAsync(RedisKeys.Tagged(_prefix, "stolen", ":lock"));
         await WaitForLossAsync(held, ct);
         Assert.False(held.IsHeld);
     }

@@ -224,10 +224,8 @@ public sealed class BulkUpsertDefinition<T>
     private static Task<(long Inserted, long Updated)> UpsertArraysAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
         List<T> rows, CancellationToken cancellationToken)
     {
-        var keys = new KeyTracker(plan.KeyColumns);
-        foreach (var row in rows) keys.Add(row);
         // Unlike the staging path there is no cheap server-side check here: a possible repeat sorts the batch.
-        var sql = plan.DoNothing || !keys.CertainlyUnique ? plan.UpsertFromArraysDeduplicated : plan.UpsertFromArrays;
+        var sql = plan.DoNothing || !KeyTracker.Unique(plan.KeyColumns, rows) ? plan.UpsertFromArraysDeduplicated : plan.UpsertFromArrays;
         var parameters = new List<NpgsqlParameter>(plan.Columns.Count);
         foreach (var (map, column) in plan.Columns)
         {

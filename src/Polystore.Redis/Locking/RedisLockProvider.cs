@@ -12,7 +12,7 @@ public sealed class RedisLockProvider
 {
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _expiryMs;
-    private readonly string _keyStart; // "{prefix:" - keys are _keyStart + resource + "}:lock" / "}:fence" (one slot)
+    private readonly string _tagStart;
     private readonly ScriptBatcher _batcher; // acquires and releases of every caller, coalesced
 
     /// <summary>Creates a provider over <paramref name="redis"/>.</summary>
@@ -22,7 +22,7 @@ public sealed class RedisLockProvider
         _redis = redis;
         Options = (options ?? new RedisLockOptions()).Validated();
         _expiryMs = (long)Math.Ceiling(Options.Expiry.TotalMilliseconds);
-        _keyStart = "{" + Options.KeyPrefix + ":";
+        _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
         _batcher = new ScriptBatcher(redis, LockScripts.AcquireOrRelease, [_expiryMs], resultsPerItem: 1);
     }
 
@@ -38,7 +38,7 @@ public sealed class RedisLockProvider
         RedisKeys.ValidateName(resource, nameof(resource));
         if (waitTimeout < TimeSpan.Zero && waitTimeout != Timeout.InfiniteTimeSpan)
             throw new ArgumentOutOfRangeException(nameof(waitTimeout), waitTimeout, "waitTimeout must be zero, positive or infinite.");
-        RedisKey[] keys = [string.Concat(_keyStart, resource, "}:lock"), string.Concat(_keyStart, resource, "}:fence")];
+        RedisKey[] keys = [RedisKeys.Key(_tagStart, resource, ":lock"), RedisKeys.Key(_tagStart, resource, ":fence")];
         var token = NewToken();
         var db = _redis.GetDatabase();
         var started = Stopwatch.GetTimestamp();

@@ -13,7 +13,7 @@ public sealed class RedisSlidingWindowRateLimiter
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _window;
     private readonly RedisValue _limit;
-    private readonly string _keyStart; // "{prefix:" - a key is _keyStart + name + "}:log", built in one allocation
+    private readonly string _tagStart;
     // Concurrent callers are coalesced: while a batch is on the wire, new calls queue up and go together
     // in the next script call (per hash slot in a cluster). Each decision is still exact and atomic;
     // batching only removes per-call overhead.
@@ -28,7 +28,7 @@ public sealed class RedisSlidingWindowRateLimiter
         Options = options.Validated();
         _window = (long)(Options.Window.Ticks / TimeSpan.TicksPerMicrosecond);
         _limit = Options.PermitLimit;
-        _keyStart = "{" + Options.KeyPrefix + ":";
+        _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
         _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot);
     }
 
@@ -40,7 +40,7 @@ public sealed class RedisSlidingWindowRateLimiter
     {
         Validate(key, permits);
         cancellationToken.ThrowIfCancellationRequested();
-        RedisKey log = string.Concat(_keyStart, key, "}:log");
+        RedisKey log = RedisKeys.Key(_tagStart, key, LogSuffix);
         // The slot only matters when batches must be split per slot (cluster, or not known yet).
         var pending = new Pending(log, permits, _coalescer.KnownStandalone ? 0 : _redis.HashSlot(log));
         _coalescer.Enqueue(pending);
@@ -123,7 +123,9 @@ public sealed class RedisSlidingWindowRateLimiter
         return new RedisPartitionedRateLimiter<TResource>(this, keySelector);
     }
 
-    internal static string LogKey(string prefix, string key) => RedisKeys.Tagged(prefix, key) + ":log";
+    private const string LogSuffix = ":log";
+
+    internal static string LogKey(string prefix, string key) => RedisKeys.Tagged(prefix, key, LogSuffix);
 
     private void Validate(string key, int permits)
     {
@@ -135,7 +137,7 @@ public sealed class RedisSlidingWindowRateLimiter
     private (RedisKey[] Keys, RedisValue[] Args) Prepare(string key, int permits)
     {
         Validate(key, permits);
-        return ([string.Concat(_keyStart, key, "}:log")], [_window, _limit, permits]);
+        return ([RedisKeys.Key(_tagStart, key, LogSuffix)], [_window, _limit, permits]);
     }
 
     /// <summary>Reads the decision starting at <paramref name="at"/> (see <see cref="SlidingWindowScript"/>) and moves past it.</summary>
