@@ -315,7 +315,8 @@ internal static class BenchRedisCommand
         var resources = KeyNames(prefix + ":redlock:");
         return await ThroughputAsync(LockCallers, duration, async () =>
         {
-            using var held = await factory.CreateLockAsync(resources[Random.Shared.Next(Keys)], TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+            // RedLock.net 2.3 is IAsyncDisposable: its synchronous Dispose blocks a pool thread on the release.
+            await using var held = await factory.CreateLockAsync(resources[Random.Shared.Next(Keys)], TimeSpan.FromSeconds(30)).ConfigureAwait(false);
             return held.IsAcquired;
         });
     }
