@@ -40,7 +40,8 @@ internal sealed class ScriptBatcher
     // The slot only matters when batches must be split per slot (cluster, or not known yet).
     private int SlotOf(RedisKey[] keys) => _coalescer.KnownStandalone ? 0 : _redis.HashSlot(keys[0]);
 
-    private async Task SendAsync(List<Item> batch)
+    // Returns what resumes the batch's callers; the coalescer runs it (see SlotCoalescer) and nothing in it can throw.
+    private async Task<Action> SendAsync(List<Item> batch)
     {
         var keys = new RedisKey[batch.Sum(i => i.Keys.Length)];
         var args = new RedisValue[_shared.Length + batch.Sum(i => i.Args.Length)];
@@ -56,19 +57,27 @@ internal sealed class ScriptBatcher
         try
         {
             var result = (RedisResult[])(await _script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
-            for (var i = 0; i < batch.Count; i++)
-                if (!batch[i].FireAndForget) batch[i].TrySetResult(result.AsSpan(i * _resultsPerItem, _resultsPerItem).ToArray());
+            if (result.Length != batch.Count * _resultsPerItem)
+                throw new RedisException($"the batch script returned {result.Length} values for {batch.Count} items");
+            return () =>
+            {
+                for (var i = 0; i < batch.Count; i++)
+                    if (!batch[i].FireAndForget) batch[i].TrySetResult(result.AsSpan(i * _resultsPerItem, _resultsPerItem).ToArray());
+            };
         }
         catch (Exception e)
         {
-            foreach (var item in batch)
-                if (!item.FireAndForget) item.TrySetException(e);
+            return () =>
+            {
+                foreach (var item in batch)
+                    if (!item.FireAndForget) item.TrySetException(e);
+            };
         }
     }
 
     // A fire-and-forget item is never completed, so no faulted task is left unobserved.
-    private sealed class Item(RedisKey[] keys, RedisValue[] args, int slot, bool fireAndForget)
-        : TaskCompletionSource<RedisResult[]>(TaskCreationOptions.RunContinuationsAsynchronously)
+    // Completed by SlotCoalescer, which resumes a batch's callers one after the other on the reply's thread.
+    private sealed class Item(RedisKey[] keys, RedisValue[] args, int slot, bool fireAndForget) : TaskCompletionSource<RedisResult[]>
     {
         public RedisKey[] Keys { get; } = keys;
 

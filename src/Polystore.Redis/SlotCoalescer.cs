@@ -4,67 +4,118 @@ using StackExchange.Redis;
 namespace Polystore.Redis;
 
 /// <summary>
-/// Coalesces concurrent calls into batched script calls: while a batch is on the wire, new items queue
+/// Coalesces concurrent calls into batched script calls: while batches are on the wire, new items queue
 /// and go together in the next one. In a cluster (or before the topology is known) a batch is split by
-/// hash slot, because the keys of one script call must share a slot. At most <see cref="MaxFlushers"/>
-/// batches are in flight at once. Shared by the rate limiter and <see cref="ScriptBatcher"/>.
+/// hash slot, because the keys of one script call must share a slot. At most <see cref="MaxInFlight"/>
+/// batches are on the wire at once. Shared by the rate limiter and <see cref="ScriptBatcher"/>.
 /// </summary>
-/// <typeparam name="T">A queued call; <paramref name="slotOf"/> gives its hash slot.</typeparam>
-internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T>, Task> send, Func<T, int> slotOf)
+/// <remarks>
+/// When a reply arrives, the batch's callers are resumed one after the other on that thread (one thread
+/// hop per batch instead of one per caller), and whatever they queue meanwhile is held back and sent as
+/// one batch when the last of them has run. Resuming a caller runs its code up to its next await, so a
+/// caller that blocks there delays the callers after it in the same batch; a timer sends what they queued
+/// after <see cref="StallCheck"/> so such a caller can never hold the others' calls back for longer.
+/// </remarks>
+/// <typeparam name="T">A queued call.</typeparam>
+/// <param name="redis">The multiplexer (asked once whether the server is a cluster).</param>
+/// <param name="send">
+/// Sends one batch (items of one slot) and, once the reply is in, returns what completes its callers;
+/// the coalescer runs that after the batch has left its in-flight slot.
+/// </param>
+/// <param name="slotOf">An item's hash slot.</param>
+internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T>, Task<Action>> send, Func<T, int> slotOf)
 {
-    public const int MaxFlushers = 4;
+    public const int MaxInFlight = 4;
     public const int MaxBatch = 64;
+    private static readonly TimeSpan StallCheck = TimeSpan.FromMilliseconds(2);
+
+    [ThreadStatic] private static SlotCoalescer<T>? t_resuming; // set while this thread resumes callers of this coalescer
 
     private readonly ConcurrentQueue<T> _queue = new();
     private readonly Lock _sendOrder = new();
-    private int _flushers;
+    private readonly Lock _guard = new();
+    private Timer? _stallTimer;
+    private int _resumers; // threads resuming callers now (under _guard)
+    private int _inFlight;
     private int _mode; // 0 = not known yet (treated as cluster: grouping by slot is always safe), 1 = standalone, 2 = cluster
 
     /// <summary>True once the server is known to be standalone, so callers may skip computing slots.</summary>
     public bool KnownStandalone => Volatile.Read(ref _mode) == 1;
 
-    /// <summary>Queues <paramref name="item"/>; the send callback completes it later.</summary>
+    /// <summary>Queues <paramref name="item"/>; the send callback's completion resumes its caller later.</summary>
     public void Enqueue(T item)
     {
         _queue.Enqueue(item);
-        while (true)
+        // A caller resumed by a reply queues its next call here: it waits for the rest of that batch's callers.
+        if (t_resuming != this) Flush();
+    }
+
+    /// <summary>Sends queued items while an in-flight slot is free.</summary>
+    private void Flush()
+    {
+        while (!_queue.IsEmpty)
         {
-            var running = Volatile.Read(ref _flushers);
-            if (running >= MaxFlushers) return; // a running flusher re-checks the queue before it stops
-            if (Interlocked.CompareExchange(ref _flushers, running + 1, running) == running)
+            var running = Volatile.Read(ref _inFlight);
+            if (running >= MaxInFlight) return; // a batch in flight flushes again when its reply is in
+            if (Interlocked.CompareExchange(ref _inFlight, running + 1, running) == running)
             {
-                _ = FlushAsync();
+                _ = SendBatchAsync();
                 return;
             }
         }
     }
 
-    private async Task FlushAsync()
+    private async Task SendBatchAsync()
     {
+        Task<Action[]>? sending = null;
         var batch = new List<T>(MaxBatch);
-        while (true)
+        // Taking a batch and handing it to the multiplexer happen under one lock, so batches reach each
+        // server in queue order even with several in flight (a lock release queued before a re-acquire
+        // from this process is always sent first).
+        lock (_sendOrder)
         {
-            Task? sending = null;
-            // Taking a batch and handing it to the multiplexer happen under one lock, so batches reach each
-            // server in queue order even with several flushers (a lock release queued before a re-acquire
-            // from this process is always sent first).
-            lock (_sendOrder)
+            while (batch.Count < MaxBatch && _queue.TryDequeue(out var item)) batch.Add(item);
+            if (batch.Count > 0)
+                sending = batch.Count == 1 || !IsCluster() ? One(send(batch)) : Task.WhenAll(batch.GroupBy(slotOf).Select(g => send(g.ToList())));
+        }
+        Action[] resume;
+        try
+        {
+            if (sending is null) return;
+            resume = await sending.ConfigureAwait(false);
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _inFlight);
+        }
+        Resume(resume);
+        Flush(); // the callers' next calls, and anything queued while every slot was taken
+
+        static async Task<Action[]> One(Task<Action> single) => [await single.ConfigureAwait(false)];
+    }
+
+    private void Resume(Action[] resume)
+    {
+        lock (_guard)
+        {
+            if (_resumers++ == 0)
             {
-                while (batch.Count < MaxBatch && _queue.TryDequeue(out var item)) batch.Add(item);
-                if (batch.Count > 0)
-                    sending = batch.Count == 1 || !IsCluster() ? send(batch) : Task.WhenAll(batch.GroupBy(slotOf).Select(g => send(g.ToList())));
+                _stallTimer ??= new Timer(static s => ((SlotCoalescer<T>)s!).Flush(), this, Timeout.Infinite, Timeout.Infinite);
+                _stallTimer.Change(StallCheck, StallCheck);
             }
-            if (sending is null)
+        }
+        t_resuming = this;
+        try
+        {
+            foreach (var r in resume) r();
+        }
+        finally
+        {
+            t_resuming = null;
+            lock (_guard)
             {
-                Interlocked.Decrement(ref _flushers);
-                // Lost-wake-up guard: a caller may have enqueued after our last look but seen us still running.
-                if (_queue.IsEmpty) return;
-                var running = Volatile.Read(ref _flushers);
-                if (running >= MaxFlushers || Interlocked.CompareExchange(ref _flushers, running + 1, running) != running) return;
-                continue;
+                if (--_resumers == 0) _stallTimer!.Change(Timeout.Infinite, Timeout.Infinite);
             }
-            await sending.ConfigureAwait(false);
-            batch.Clear();
         }
     }
 

@@ -124,6 +124,33 @@ public sealed class RateLimiterTests
         Assert.Equal((double)(long)result[0], scores[0].Score);
     }
 
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Callers_that_block_on_a_second_decision_right_after_the_first_still_get_it(string kind)
+    {
+        // A batch's callers are resumed inline, one after the other, and their next calls are held back
+        // until the last has run. A caller that blocks there on its next call (sync over async) must not
+        // wait forever: the stall timer sends what it queued. 64 such callers, 20 rounds each.
+        var limiter = Limiter(RedisServers.Get(kind), limit: 1_000_000, TimeSpan.FromMinutes(1));
+
+        async Task<int> CallerAsync(int caller)
+        {
+            var admitted = 0;
+            for (var i = 0; i < 20; i++)
+            {
+                if ((await limiter.TryAcquireAsync($"block{caller % 8}").ConfigureAwait(false)).Allowed) admitted++;
+                if (limiter.TryAcquireAsync($"block{(caller + 1) % 8}").AsTask().GetAwaiter().GetResult().Allowed) admitted++;
+            }
+            return admitted;
+        }
+
+        var all = Task.WhenAll(Enumerable.Range(0, 64).Select(c => Task.Run(() => CallerAsync(c))));
+        var finished = await Task.WhenAny(all, Task.Delay(TimeSpan.FromMinutes(2), TestContext.Current.CancellationToken));
+        Assert.True(finished == all, "callers blocking right after a decision never got their next one");
+        Assert.All(await all, n => Assert.Equal(40, n));
+    }
+
     [Fact]
     public async Task The_log_key_always_outlives_its_newest_entry_by_a_window()
     {

@@ -34,7 +34,7 @@ internal static class BenchRedisCommand
 
     private static readonly Option<double> Seconds = new("--seconds") { Description = "Measured seconds per row and round (default 2).", DefaultValueFactory = _ => 2 };
 
-    private static readonly Option<int> Rounds = new("--rounds") { Description = "Rounds of the Polystore-vs-peer rows, interleaved; the median is reported (default 3).", DefaultValueFactory = _ => 3 };
+    private static readonly Option<int> Rounds = new("--rounds") { Description = "Rounds of the Polystore-vs-peer rows, interleaved; the median is reported (default 5).", DefaultValueFactory = _ => 5 };
 
     private static readonly Option<string[]> Only = new("--only") { Description = "Run only these areas: limiter, lock, cache (default all).", AllowMultipleArgumentsPerToken = true };
 
@@ -82,13 +82,14 @@ internal static class BenchRedisCommand
             };
             var interleaved = new List<(string Title, Func<Task> Run)>
             {
-                // Round 0, not recorded: every implementation runs once so that JIT tiering favours no one.
-                ("limiter: warm-up", async () => { await LimiterPolystoreAsync(redis, prefix, seconds / 2); await LimiterPeerAsync(redis, prefix, seconds / 2); }),
+                // Round 0, not recorded: every implementation runs a full round first, so JIT tiering (which
+                // takes seconds under load to reach its final code) and thread-pool growth favour no one.
+                ("limiter: warm-up", async () => { await LimiterPolystoreAsync(redis, prefix, seconds); await LimiterPeerAsync(redis, prefix, seconds); }),
                 ("lock: warm-up", async () =>
                 {
-                    await LockPolystoreAsync(redis, prefix, seconds / 2);
-                    await LockRedLockAsync(redis, prefix, seconds / 2);
-                    await LockMedallionAsync(redis, prefix, seconds / 2);
+                    await LockPolystoreAsync(redis, prefix, seconds);
+                    await LockRedLockAsync(redis, prefix, seconds);
+                    await LockMedallionAsync(redis, prefix, seconds);
                 }),
             };
             for (var round = 1; round <= rounds; round++)

@@ -47,7 +47,8 @@ public sealed class RedisSlidingWindowRateLimiter
         return new ValueTask<RateLimitDecision>(cancellationToken.CanBeCanceled ? pending.Task.WaitAsync(cancellationToken) : pending.Task);
     }
 
-    private async Task SendAsync(List<Pending> batch)
+    // Returns what resumes the batch's callers; the coalescer runs it (see SlotCoalescer) and nothing in it can throw.
+    private async Task<Action> SendAsync(List<Pending> batch)
     {
         var keys = new RedisKey[batch.Count];
         var args = new RedisValue[batch.Count + 2];
@@ -58,34 +59,50 @@ public sealed class RedisSlidingWindowRateLimiter
             keys[i] = batch[i].Log;
             args[i + 2] = batch[i].Permits;
         }
+        RedisResult[] result;
         try
         {
-            var result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
-            var at = 1;
-            foreach (var p in batch) p.TrySetResult(Parse(result, ref at));
+            result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
         }
         catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
         {
-            foreach (var p in batch)
+            return () =>
             {
-                try
+                foreach (var p in batch)
                 {
-                    p.TrySetResult(Fallback(e));
+                    try
+                    {
+                        p.TrySetResult(Fallback(e));
+                    }
+                    catch (Exception thrown)
+                    {
+                        p.TrySetException(thrown);
+                    }
                 }
-                catch (Exception thrown)
-                {
-                    p.TrySetException(thrown);
-                }
-            }
+            };
         }
         catch (Exception e)
         {
-            foreach (var p in batch) p.TrySetException(e);
+            return () => { foreach (var p in batch) p.TrySetException(e); };
         }
+        var decisions = new RateLimitDecision[batch.Count];
+        try
+        {
+            var at = 1;
+            for (var i = 0; i < decisions.Length; i++) decisions[i] = Parse(result, ref at);
+        }
+        catch (Exception e)
+        {
+            return () => { foreach (var p in batch) p.TrySetException(e); };
+        }
+        return () =>
+        {
+            for (var i = 0; i < decisions.Length; i++) batch[i].TrySetResult(decisions[i]);
+        };
     }
 
-    private sealed class Pending(RedisKey log, int permits, int slot)
-        : TaskCompletionSource<RateLimitDecision>(TaskCreationOptions.RunContinuationsAsynchronously)
+    // Completed by SlotCoalescer, which resumes a batch's callers one after the other on the reply's thread.
+    private sealed class Pending(RedisKey log, int permits, int slot) : TaskCompletionSource<RateLimitDecision>
     {
         public RedisKey Log { get; } = log;
 
