@@ -280,6 +280,56 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
     }
 
+    [Fact]
+    public async Task A_large_merge_leaves_the_callers_work_mem_as_it_was()
+    {
+        var table = await CreateUsersAsync();
+        await Upsert(table).ExecuteAsync(db.Primary, Users(0, 12_000), cancellationToken: Ct);
+        await db.ExecAsync($"ANALYZE {table}");
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        await using var tx = await connection.BeginTransactionAsync(Ct);
+        await new NpgsqlCommand("SET LOCAL work_mem = '1234kB'", connection, tx).ExecuteNonQueryAsync(Ct);
+        // 12,000 staged rows against a 12,000-row table: the MERGE runs with more work_mem, then the caller's is back.
+        var r = await Upsert(table).ExecuteAsync(connection, tx, Users(0, 12_000, "m"), Ct);
+        Assert.Equal((0L, 12_000L), (r.Inserted, r.Updated));
+        Assert.Equal("1234kB", (string)(await new NpgsqlCommand("SHOW work_mem", connection, tx).ExecuteScalarAsync(Ct))!);
+        await tx.CommitAsync(Ct);
+        Assert.Equal(12_000L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'm%' AND version = 1"));
+    }
+
+    [Theory]
+    [InlineData(100_000, 256L << 20, 64, "raised")]   // batch as large as the table: room for a one-pass hash
+    [InlineData(100_000, 1L << 20, 64, "capped")]     // never past the cap
+    [InlineData(1_000, 256L << 20, 64, "kept")]       // batch far smaller than the table: the plan probes the index instead
+    [InlineData(100_000, 256L << 20, 1 << 20, "kept")] // never lowered
+    public async Task Merge_work_mem_is_sized_to_the_table_only_for_large_batches(long rows, long cap, int workMemKb, string expected)
+    {
+        var table = await CreateUsersAsync();
+        await db.ExecAsync($"INSERT INTO {table} (email, name) SELECT 'u' || i || '@example.com', 'n' FROM generate_series(1, 100000) i; ANALYZE {table}");
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        var plan = await Upsert(table).ResolveAsync(connection, null, Ct);
+        await using var tx = await connection.BeginTransactionAsync(Ct);
+        await new NpgsqlCommand($"SET LOCAL work_mem = '{workMemKb}kB'", connection, tx).ExecuteNonQueryAsync(Ct);
+        var size = new NpgsqlCommand(plan.SizeMergeWorkMem, connection, tx) { Parameters = { new() { Value = rows }, new() { Value = cap }, new() { Value = plan.KeyNames } } };
+        await size.ExecuteNonQueryAsync(Ct);
+        await using var now = await new NpgsqlCommand("SELECT pg_size_bytes(current_setting('work_mem')), current_setting('hash_mem_multiplier')::float8", connection, tx).ExecuteReaderAsync(Ct);
+        Assert.True(await now.ReadAsync(Ct));
+        var (bytes, multiplier) = (now.GetInt64(0), now.GetDouble(1));
+        switch (expected)
+        {
+            case "kept":
+                Assert.Equal(workMemKb * 1024L, bytes);
+                break;
+            case "capped":
+                Assert.InRange(bytes * multiplier, cap - 2048, cap + 2048);
+                break;
+            default:
+                // ~64 bytes of hash entry plus the email's width (about 18 bytes) per row of the table.
+                Assert.InRange(bytes * multiplier, 100_000 * 70.0, 100_000 * 100.0);
+                break;
+        }
+    }
+
     [Theory]
     [InlineData("updated_at = now()", "updated_at = now()")]
     [InlineData("updated_at = CURRENT_TIMESTAMP", "updated_at = current_timestamp")]

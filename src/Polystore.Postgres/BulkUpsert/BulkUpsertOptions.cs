@@ -40,8 +40,17 @@ public sealed record BulkUpsertOptions
     /// </summary>
     public int UnnestThreshold { get; init; } = 10_000;
 
+    /// <summary>
+    /// Memory the server may give the hash join of a staged batch's MERGE when the batch is at least half the
+    /// table's size: <c>work_mem</c> is raised for that statement only (never lowered, restored right after) so
+    /// the table is hashed in one pass instead of spilling in batches to temporary files, which also keeps the
+    /// rows in the batch's order. 0 leaves <c>work_mem</c> alone. Default 256 MiB.
+    /// </summary>
+    public long MergeHashMemoryBytes { get; init; } = 256L * 1024 * 1024;
+
     internal void Validate()
     {
+        if (MergeHashMemoryBytes < 0) throw new ArgumentOutOfRangeException(nameof(MergeHashMemoryBytes), MergeHashMemoryBytes, $"{nameof(MergeHashMemoryBytes)} must not be negative.");
         if (ChunkSize < 1) throw new ArgumentOutOfRangeException(nameof(ChunkSize), ChunkSize, $"{nameof(ChunkSize)} must be at least 1.");
         if (Parallelism is < 1 or > 64) throw new ArgumentOutOfRangeException(nameof(Parallelism), Parallelism, $"{nameof(Parallelism)} must be between 1 and 64.");
         if (UnnestThreshold < 0) throw new ArgumentOutOfRangeException(nameof(UnnestThreshold), UnnestThreshold, $"{nameof(UnnestThreshold)} must not be negative.");
