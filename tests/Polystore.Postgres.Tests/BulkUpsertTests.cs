@@ -281,7 +281,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [Fact]
-    public async Task A_large_merge_leaves_the_callers_work_mem_as_it_was()
+    public async Task A_staged_merge_leaves_the_callers_planner_settings_as_they_were()
     {
         var table = await CreateUsersAsync();
         await Upsert(table).ExecuteAsync(db.Primary, Users(0, 12_000), cancellationToken: Ct);
@@ -289,20 +289,29 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await using var connection = await db.Primary.OpenConnectionAsync(Ct);
         await using var tx = await connection.BeginTransactionAsync(Ct);
         await new NpgsqlCommand("SET LOCAL work_mem = '1234kB'", connection, tx).ExecuteNonQueryAsync(Ct);
-        // 12,000 staged rows against a 12,000-row table: the MERGE runs with more work_mem, then the caller's is back.
+        // 12,000 staged rows against a 12,000-row table (more work_mem), then 11,000 against 52,000 rows (index probes):
+        // each MERGE runs with its own settings, then the caller's are back.
         var r = await Upsert(table).ExecuteAsync(connection, tx, Users(0, 12_000, "m"), Ct);
         Assert.Equal((0L, 12_000L), (r.Inserted, r.Updated));
-        Assert.Equal("1234kB", (string)(await new NpgsqlCommand("SHOW work_mem", connection, tx).ExecuteScalarAsync(Ct))!);
+        await new NpgsqlCommand($"INSERT INTO {table} (email, name) SELECT 'x' || i, 'x' FROM generate_series(1, 40000) i; ANALYZE {table}", connection, tx).ExecuteNonQueryAsync(Ct);
+        r = await Upsert(table).ExecuteAsync(connection, tx, Users(100_000, 11_000, "p"), Ct);
+        Assert.Equal((11_000L, 0L), (r.Inserted, r.Updated));
+        await using (var settings = await new NpgsqlCommand("SELECT current_setting('work_mem'), current_setting('enable_hashjoin'), current_setting('enable_mergejoin')", connection, tx).ExecuteReaderAsync(Ct))
+        {
+            Assert.True(await settings.ReadAsync(Ct));
+            Assert.Equal(("1234kB", "on", "on"), (settings.GetString(0), settings.GetString(1), settings.GetString(2)));
+        }
         await tx.CommitAsync(Ct);
         Assert.Equal(12_000L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'm%' AND version = 1"));
     }
 
     [Theory]
-    [InlineData(100_000, 256L << 20, 64, "raised")]   // batch as large as the table: room for a one-pass hash
-    [InlineData(100_000, 1L << 20, 64, "capped")]     // never past the cap
-    [InlineData(1_000, 256L << 20, 64, "kept")]       // batch far smaller than the table: the plan probes the index instead
-    [InlineData(100_000, 256L << 20, 1 << 20, "kept")] // never lowered
-    public async Task Merge_work_mem_is_sized_to_the_table_only_for_large_batches(long rows, long cap, int workMemKb, string expected)
+    [InlineData(100_000, 256L << 20, 64, "hash")]       // batch as large as the table: work_mem for a one-pass hash
+    [InlineData(25_000, 256L << 20, 64, "hash")]        // a quarter of the table still hashes it
+    [InlineData(100_000, 256L << 20, 1 << 20, "hash")]  // work_mem is never lowered
+    [InlineData(100_000, 1L << 20, 64, "probe")]        // the hash would not fit under the cap: index probes
+    [InlineData(10_000, 256L << 20, 64, "probe")]       // a tenth of the table: index probes
+    public async Task A_staged_merge_hashes_the_table_in_one_pass_or_probes_its_index(long rows, long cap, int workMemKb, string expected)
     {
         var table = await CreateUsersAsync();
         await db.ExecAsync($"INSERT INTO {table} (email, name) SELECT 'u' || i || '@example.com', 'n' FROM generate_series(1, 100000) i; ANALYZE {table}");
@@ -310,24 +319,21 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         var plan = await Upsert(table).ResolveAsync(connection, null, Ct);
         await using var tx = await connection.BeginTransactionAsync(Ct);
         await new NpgsqlCommand($"SET LOCAL work_mem = '{workMemKb}kB'", connection, tx).ExecuteNonQueryAsync(Ct);
-        var size = new NpgsqlCommand(plan.SizeMergeWorkMem, connection, tx) { Parameters = { new() { Value = rows }, new() { Value = cap }, new() { Value = plan.KeyNames } } };
-        await size.ExecuteNonQueryAsync(Ct);
-        await using var now = await new NpgsqlCommand("SELECT pg_size_bytes(current_setting('work_mem')), current_setting('hash_mem_multiplier')::float8", connection, tx).ExecuteReaderAsync(Ct);
+        var steer = new NpgsqlCommand(plan.SteerMerge, connection, tx) { Parameters = { new() { Value = rows }, new() { Value = cap }, new() { Value = plan.KeyNames } } };
+        await steer.ExecuteNonQueryAsync(Ct);
+        await using var now = await new NpgsqlCommand(
+            "SELECT pg_size_bytes(current_setting('work_mem')), current_setting('hash_mem_multiplier')::float8, current_setting('enable_hashjoin'), current_setting('enable_mergejoin')",
+            connection, tx).ExecuteReaderAsync(Ct);
         Assert.True(await now.ReadAsync(Ct));
-        var (bytes, multiplier) = (now.GetInt64(0), now.GetDouble(1));
-        switch (expected)
+        var (bytes, multiplier, hashJoin, mergeJoin) = (now.GetInt64(0), now.GetDouble(1), now.GetString(2), now.GetString(3));
+        if (expected == "probe")
         {
-            case "kept":
-                Assert.Equal(workMemKb * 1024L, bytes);
-                break;
-            case "capped":
-                Assert.InRange(bytes * multiplier, cap - 2048, cap + 2048);
-                break;
-            default:
-                // ~64 bytes of hash entry plus the email's width (about 18 bytes) per row of the table.
-                Assert.InRange(bytes * multiplier, 100_000 * 70.0, 100_000 * 100.0);
-                break;
+            Assert.Equal((workMemKb * 1024L, "off", "off"), (bytes, hashJoin, mergeJoin));
+            return;
         }
+        Assert.Equal(("on", "on"), (hashJoin, mergeJoin));
+        if (workMemKb * 1024L * multiplier > 100_000 * 100.0) Assert.Equal(workMemKb * 1024L, bytes);
+        else Assert.InRange(bytes * multiplier, 100_000 * 70.0, 100_000 * 100.0); // ~64 bytes + the e-mail (~18) per table row
     }
 
     [Theory]

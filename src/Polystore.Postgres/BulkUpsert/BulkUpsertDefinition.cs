@@ -258,7 +258,12 @@ public sealed class BulkUpsertDefinition<T>
     }
 
     private const string MergeSavepoint = "polystore_merge";
-    private const string SavedWorkMem = "polystore.work_mem";
+
+    // The settings SteerMerge may change, kept in transaction-local custom settings and put back after the MERGE.
+    // Three columns each, so the counter reader (two columns) skips them.
+    private static readonly string[] JoinSettings = ["work_mem", "enable_hashjoin", "enable_mergejoin"];
+    private static readonly string SaveJoinSettings = "SELECT " + string.Join(", ", JoinSettings.Select(n => $"pg_catalog.set_config('polystore.{n}', current_setting('{n}'), true)"));
+    private static readonly string RestoreJoinSettings = "SELECT " + string.Join(", ", JoinSettings.Select(n => $"pg_catalog.set_config('{n}', current_setting('polystore.{n}'), true)"));
 
     /// <summary>
     /// One round trip: this backend's counters for the table, the statement, the counters again. The counters
@@ -275,8 +280,8 @@ public sealed class BulkUpsertDefinition<T>
             {
                 // Inside the savepoint, so a failed MERGE also undoes it; restored explicitly after a good one
                 // (the caller's transaction may go on).
-                batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_catalog.set_config('{SavedWorkMem}', current_setting('work_mem'), true)"));
-                batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.SizeMergeWorkMem)
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(SaveJoinSettings));
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.SteerMerge)
                 {
                     Parameters = { new() { Value = hash.Rows }, new() { Value = hash.MemoryCap }, new() { Value = plan.KeyNames } },
                 });
@@ -286,8 +291,7 @@ public sealed class BulkUpsertDefinition<T>
             if (parameters is not null) upsert.Parameters.AddRange(parameters.ToArray());
             batch.BatchCommands.Add(upsert);
             batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));
-            if (mergeHash is not null)
-                batch.BatchCommands.Add(new NpgsqlBatchCommand($"SELECT pg_catalog.set_config('work_mem', current_setting('{SavedWorkMem}'), true)"));
+            if (mergeHash is not null) batch.BatchCommands.Add(new NpgsqlBatchCommand(RestoreJoinSettings));
             if (savepoint) batch.BatchCommands.Add(new NpgsqlBatchCommand($"RELEASE SAVEPOINT {MergeSavepoint}"));
             var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
