@@ -66,10 +66,14 @@ internal sealed class BulkUpsertPlan<T>
             "THEN pg_catalog.set_config('work_mem', (GREATEST(pg_catalog.pg_size_bytes(current_setting('work_mem')), " +
             "ceil(x.need / current_setting('hash_mem_multiplier')::float8))::bigint / 1024) || 'kB', true) " +
             "ELSE pg_catalog.set_config('enable_hashjoin', 'off', true) || pg_catalog.set_config('enable_mergejoin', 'off', true) END " +
-            "FROM (SELECT $1::float8 AS rows, c.reltuples, GREATEST(c.reltuples, $1::float8) * (64 + COALESCE((SELECT sum(st.avg_width) " +
-            "FROM pg_catalog.pg_stats st WHERE st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = ANY($3::text[])), " +
+            "FROM (SELECT $1::float8 AS rows, t.reltuples, GREATEST(t.reltuples, $1::float8) * (64 + COALESCE((SELECT sum(st.avg_width) " +
+            "FROM pg_catalog.pg_stats st WHERE st.schemaname = t.nspname AND st.tablename = t.relname AND st.attname = ANY($3::text[])), " +
             "32 * cardinality($3::text[]))) AS need " +
-            $"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = {table.Oid}::oid) x";
+            // The table's rows now, estimated as the planner does: the density at the last VACUUM/ANALYZE times its
+            // current size (a table filled since a TRUNCATE still says 0 rows in reltuples); 60 rows a page if never measured.
+            "FROM (SELECT n.nspname, c.relname, pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::float8 " +
+            "* CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples / c.relpages ELSE 60 END AS reltuples " +
+            $"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = {table.Oid}::oid) t) x";
         KeyNames = conflict.Select(c => c.Name).ToArray();
         HasDuplicates = $"SELECT EXISTS (SELECT 1 FROM {Staging} GROUP BY {keys} HAVING count(*) > 1)";
         var parameters = string.Join(", ", columns.Select((_, i) => $"${i + 1}"));
