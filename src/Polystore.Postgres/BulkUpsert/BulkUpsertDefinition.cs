@@ -218,8 +218,8 @@ public sealed class BulkUpsertDefinition<T>
             await using (check.ConfigureAwait(false))
                 duplicates = (bool)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
-        return await CountAsync(connection, transaction, plan, duplicates ? plan.UpsertFromStagingDeduplicated : plan.UpsertFromStaging, null, cancellationToken,
-            hash.MemoryCap > 0 ? hash : null).ConfigureAwait(false);
+        return await CountAsync(connection, transaction, plan, duplicates ? plan.UpsertFromStagingDeduplicated : plan.UpsertFromStaging, null,
+            hash.MemoryCap > 0 ? hash : null, cancellationToken).ConfigureAwait(false);
     }
 
     private static Task<(long Inserted, long Updated)> UpsertArraysAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
@@ -236,24 +236,24 @@ public sealed class BulkUpsertDefinition<T>
                 ? throw new PostgresSchemaException($"bulk upsert into {plan.Table.DisplayName}: array column \"{column.Name}\" needs the COPY path; set UnnestThreshold = 0.")
                 : column.WriteTypeName));
         }
-        return CountAsync(connection, transaction, plan, sql, parameters, cancellationToken);
+        return CountAsync(connection, transaction, plan, sql, parameters, null, cancellationToken);
     }
 
     private static async Task<(long Inserted, long Updated)> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
-        UpsertSql sql, List<NpgsqlParameter>? parameters, CancellationToken cancellationToken, (long Rows, long MemoryCap, bool Probes)? mergeHash = null)
+        UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap, bool Probes)? mergeHash, CancellationToken cancellationToken)
     {
         if (!plan.CountFromStats) return await CountWithReturningAsync(connection, transaction, sql.Returning, parameters, cancellationToken).ConfigureAwait(false);
-        if (sql.Merge is null) return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, parameters, savepoint: false, cancellationToken).ConfigureAwait(false);
+        if (sql.Merge is null) return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, parameters, savepoint: false, null, cancellationToken).ConfigureAwait(false);
         try
         {
-            return await CountFromStatsAsync(connection, transaction, plan, sql.Merge, parameters, savepoint: true, cancellationToken, mergeHash).ConfigureAwait(false);
+            return await CountFromStatsAsync(connection, transaction, plan, sql.Merge, parameters, savepoint: true, mergeHash, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.CardinalityViolation or PostgresErrorCodes.SerializationFailure)
         {
             // Another session inserted (or changed) one of these keys while MERGE ran: undo it and let ON CONFLICT
             // settle each row. The counters are read afresh, because the rolled-back attempt stays counted in them.
             await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {MergeSavepoint}; RELEASE SAVEPOINT {MergeSavepoint}", cancellationToken).ConfigureAwait(false);
-            return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, CloneParameters(parameters), savepoint: false, cancellationToken).ConfigureAwait(false);
+            return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, CloneParameters(parameters), savepoint: false, null, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -270,7 +270,7 @@ public sealed class BulkUpsertDefinition<T>
     /// are the backend's own, pending until the transaction ends, so concurrent sessions cannot disturb the difference.
     /// </summary>
     private static async Task<(long Inserted, long Updated)> CountFromStatsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
-        string sql, List<NpgsqlParameter>? parameters, bool savepoint, CancellationToken cancellationToken, (long Rows, long MemoryCap, bool Probes)? mergeHash = null)
+        string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap, bool Probes)? mergeHash, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch(connection, transaction);
         await using (batch.ConfigureAwait(false))
