@@ -78,10 +78,17 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
             if (batch.Count > 0)
                 sending = batch.Count == 1 || !IsCluster() ? One(send(batch)) : Task.WhenAll(batch.GroupBy(slotOf).Select(g => send(g.ToList())));
         }
+        if (sending is null)
+        {
+            // Another batch took the items first. Look again after leaving the slot: a caller that found every
+            // slot taken meanwhile relies on someone flushing its item.
+            Interlocked.Decrement(ref _inFlight);
+            Flush();
+            return;
+        }
         Action[] resume;
         try
         {
-            if (sending is null) return;
             resume = await sending.ConfigureAwait(false);
         }
         finally
