@@ -67,7 +67,8 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
 
     private async Task SendBatchAsync()
     {
-        Task<Action[]>? sending = null;
+        Task<Action>? one = null;      // the usual case: one script call for the whole batch
+        Task<Action[]>? perSlot = null; // a cluster batch spanning several slots
         var batch = new List<T>(MaxBatch);
         // Taking a batch and handing it to the multiplexer happen under one lock, so batches reach each
         // server in queue order even with several in flight (a lock release queued before a re-acquire
@@ -75,10 +76,10 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
         lock (_sendOrder)
         {
             while (batch.Count < MaxBatch && _queue.TryDequeue(out var item)) batch.Add(item);
-            if (batch.Count > 0)
-                sending = batch.Count == 1 || !IsCluster() ? One(send(batch)) : Task.WhenAll(batch.GroupBy(slotOf).Select(g => send(g.ToList())));
+            if (batch.Count == 1 || (batch.Count > 1 && !IsCluster())) one = send(batch);
+            else if (batch.Count > 1) perSlot = Task.WhenAll(batch.GroupBy(slotOf).Select(g => send(g.ToList())));
         }
-        if (sending is null)
+        if (one is null && perSlot is null)
         {
             // Another batch took the items first. Look again after leaving the slot: a caller that found every
             // slot taken meanwhile relies on someone flushing its item.
@@ -89,7 +90,7 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
         Action[] resume;
         try
         {
-            resume = await sending.ConfigureAwait(false);
+            resume = one is not null ? [await one.ConfigureAwait(false)] : await perSlot!.ConfigureAwait(false);
         }
         finally
         {
@@ -97,8 +98,6 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
         }
         Resume(resume);
         Flush(); // the callers' next calls, and anything queued while every slot was taken
-
-        static async Task<Action[]> One(Task<Action> single) => [await single.ConfigureAwait(false)];
     }
 
     private void Resume(Action[] resume)
@@ -111,6 +110,7 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
                 _stallTimer.Change(StallCheck, StallCheck);
             }
         }
+        var outer = t_resuming;
         t_resuming = this;
         try
         {
@@ -118,7 +118,7 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
         }
         finally
         {
-            t_resuming = null;
+            t_resuming = outer;
             lock (_guard)
             {
                 if (--_resumers == 0) _stallTimer!.Change(Timeout.Infinite, Timeout.Infinite);
