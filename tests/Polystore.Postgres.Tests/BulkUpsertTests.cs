@@ -319,7 +319,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         var plan = await Upsert(table).ResolveAsync(connection, null, Ct);
         await using var tx = await connection.BeginTransactionAsync(Ct);
         await new NpgsqlCommand($"SET LOCAL work_mem = '{workMemKb}kB'", connection, tx).ExecuteNonQueryAsync(Ct);
-        var steer = new NpgsqlCommand(plan.SteerMerge, connection, tx) { Parameters = { new() { Value = rows }, new() { Value = cap }, new() { Value = plan.KeyNames }, new() { Value = true } } };
+        var steer = new NpgsqlCommand(plan.SteerMerge, connection, tx) { Parameters = { new() { Value = rows }, new() { Value = cap }, new() { Value = plan.KeyNames } } };
         await steer.ExecuteNonQueryAsync(Ct);
         await using var now = await new NpgsqlCommand(
             "SELECT pg_size_bytes(current_setting('work_mem')), current_setting('hash_mem_multiplier')::float8, current_setting('enable_hashjoin'), current_setting('enable_mergejoin')",

@@ -188,7 +188,7 @@ public sealed class BulkUpsertDefinition<T>
             }
             await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
-        var (inserted, updated) = await UpsertFromStagingAsync(connection, transaction, plan, keys?.CertainlyUnique ?? true, (received, options.MergeHashMemoryBytes, options.Mode != BulkUpsertMode.Parallel), cancellationToken).ConfigureAwait(false);
+        var (inserted, updated) = await UpsertFromStagingAsync(connection, transaction, plan, keys?.CertainlyUnique ?? true, (received, options.MergeHashMemoryBytes), cancellationToken).ConfigureAwait(false);
         return (received, inserted, updated);
     }
 
@@ -209,7 +209,7 @@ public sealed class BulkUpsertDefinition<T>
     // collision (or past the tracking cap) does a server-side hash aggregate decide. Measured on 100k rows:
     // that check ~0.13 s, the sort ~0.5 s; a savepoint + retry on error 21000 was slower than both.
     private static async Task<(long Inserted, long Updated)> UpsertFromStagingAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
-        bool certainlyUnique, (long Rows, long MemoryCap, bool Probes) hash, CancellationToken cancellationToken)
+        bool certainlyUnique, (long Rows, long MemoryCap) hash, CancellationToken cancellationToken)
     {
         var duplicates = plan.DoNothing;
         if (!duplicates && !certainlyUnique)
@@ -240,7 +240,7 @@ public sealed class BulkUpsertDefinition<T>
     }
 
     private static async Task<(long Inserted, long Updated)> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
-        UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap, bool Probes)? mergeHash, CancellationToken cancellationToken)
+        UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap)? mergeHash, CancellationToken cancellationToken)
     {
         if (!plan.CountFromStats) return await CountWithReturningAsync(connection, transaction, sql.Returning, parameters, cancellationToken).ConfigureAwait(false);
         if (sql.Merge is null) return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, parameters, savepoint: false, null, cancellationToken).ConfigureAwait(false);
@@ -270,7 +270,7 @@ public sealed class BulkUpsertDefinition<T>
     /// are the backend's own, pending until the transaction ends, so concurrent sessions cannot disturb the difference.
     /// </summary>
     private static async Task<(long Inserted, long Updated)> CountFromStatsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
-        string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap, bool Probes)? mergeHash, CancellationToken cancellationToken)
+        string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap)? mergeHash, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch(connection, transaction);
         await using (batch.ConfigureAwait(false))
@@ -283,7 +283,7 @@ public sealed class BulkUpsertDefinition<T>
                 batch.BatchCommands.Add(new NpgsqlBatchCommand(SaveJoinSettings));
                 batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.SteerMerge)
                 {
-                    Parameters = { new() { Value = hash.Rows }, new() { Value = hash.MemoryCap }, new() { Value = plan.KeyNames }, new() { Value = hash.Probes } },
+                    Parameters = { new() { Value = hash.Rows }, new() { Value = hash.MemoryCap }, new() { Value = plan.KeyNames } },
                 });
             }
             batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));

@@ -60,14 +60,14 @@ internal sealed class BulkUpsertPlan<T>
         // probes, 2.7 s with a one-pass hash (scanning and hashing the whole table is a fixed cost), 3.0 s spilled,
         // and the planner chose the spilled hash. So: a batch of at least a quarter of the table whose hash fits
         // under the cap gets the work_mem for one pass (never lowered); any other gets index probes (hash and merge
-        // joins off; the conflict columns always have a unique index) when $4 says so: not for parallel chunks, where
-        // 4 connections probing and inserting into the same index measured slower on the insert path (152k rows/s
-        // left to the planner against 126k with probes, 100k rows). A hash entry is about 64 bytes plus the key
+        // joins off; the conflict columns always have a unique index). Parallel chunks too: a 125k-row chunk left to
+        // the planner hashed the whole table (spilled) in each of the 8 chunks of a 1M-row update; alone, such a
+        // chunk took 1.7-1.8 s with probes against 2.2-2.4 s spilled. A hash entry is about 64 bytes plus the key
         // (67 MB for 1M e-mail keys), keys as wide as pg_stats says, 32 bytes each where it says nothing.
         SteerMerge = "SELECT CASE WHEN x.rows * 4 >= x.reltuples AND x.need <= $2::float8 " +
             "THEN pg_catalog.set_config('work_mem', (GREATEST(pg_catalog.pg_size_bytes(current_setting('work_mem')), " +
             "ceil(x.need / current_setting('hash_mem_multiplier')::float8))::bigint / 1024) || 'kB', true) " +
-            "WHEN $4 THEN pg_catalog.set_config('enable_hashjoin', 'off', true) || pg_catalog.set_config('enable_mergejoin', 'off', true) END " +
+            "ELSE pg_catalog.set_config('enable_hashjoin', 'off', true) || pg_catalog.set_config('enable_mergejoin', 'off', true) END " +
             "FROM (SELECT $1::float8 AS rows, t.reltuples, GREATEST(t.reltuples, $1::float8) * (64 + COALESCE((SELECT sum(st.avg_width) " +
             "FROM pg_catalog.pg_stats st WHERE st.schemaname = t.nspname AND st.tablename = t.relname AND st.attname = ANY($3::text[])), " +
             "32 * cardinality($3::text[]))) AS need " +
