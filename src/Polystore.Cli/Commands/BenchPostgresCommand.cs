@@ -23,7 +23,12 @@ internal static class BenchPostgresCommand
     private static readonly Option<int> Rows = new("--rows") { Description = "Rows per upsert run (insert path, then update path). Default 100000.", DefaultValueFactory = _ => 100_000 };
     private static readonly Option<int> PagingRows = new("--paging-rows") { Description = "Rows in the paging table. Default 1000000.", DefaultValueFactory = _ => 1_000_000 };
     private static readonly Option<int> Repeat = new("--repeat") { Description = "Runs per figure; the median is reported. Default 3.", DefaultValueFactory = _ => 3 };
-    private static readonly Option<int> Parallelism = new("--parallelism") { Description = "Connections for Polystore's parallel mode. Default 4.", DefaultValueFactory = _ => 4 };
+    private static readonly Option<int> Parallelism = new("--parallelism")
+    {
+        // The private servers of ./run run on this machine, so its cores are the server's.
+        Description = "Connections for Polystore's parallel mode. Default: this machine's cores, 2 to 8.",
+        DefaultValueFactory = _ => Math.Clamp(Environment.ProcessorCount, 2, 8),
+    };
 
     private sealed record User(string Email, string Name, int Score, string Region);
 
@@ -37,6 +42,7 @@ internal static class BenchPostgresCommand
             staging table + INSERT ... SELECT, multi-row VALUES at the parameter limit, one prepared statement per
             row (on min(N, 10000) rows), and plain binary COPY (the ceiling); then keyset pages against OFFSET at
             depth 0/10/50/90% on a single key and on (score DESC, id ASC) with its index.
+            Each timed run starts after a CHECKPOINT where the role may run one.
             --json prints figures and a 'ratios' object. Uses schema polystore_bench, dropped afterwards.
             """)
         { Rows, PagingRows, Repeat, Parallelism };
@@ -49,6 +55,7 @@ internal static class BenchPostgresCommand
             var pagingRows = parse.GetValue(PagingRows);
             var repeat = Math.Max(1, parse.GetValue(Repeat));
             var parallelism = parse.GetValue(Parallelism);
+            if (parallelism is < 1 or > 64) { CommonOptions.Error.MarkupLine("[red]--parallelism must be between 1 and 64[/]"); return ExitCodes.InvalidConfig; }
             if (rows < 1000 || pagingRows < 1000) { CommonOptions.Error.MarkupLine("[red]--rows and --paging-rows must be at least 1000[/]"); return ExitCodes.InvalidConfig; }
             var json = parse.GetValue(CommonOptions.Json);
 
@@ -61,6 +68,11 @@ internal static class BenchPostgresCommand
                 var insertRows = Enumerable.Range(0, rows).Select(i => new User($"user{i}@example.com", $"name{i}", i % 1000, Regions[i % Regions.Length])).ToList();
                 var updateRows = insertRows.Select(u => u with { Name = "renamed" + u.Name }).ToList();
                 var serverVersion = await ScalarAsync<string>(ds, "SHOW server_version", cancellationToken);
+                // Every timed run starts after a CHECKPOINT, so no technique pays for the dirty pages or the WAL of the
+                // one before it (an update-path run writes ~0.5 GB of WAL per 1M rows: a checkpoint landing inside one
+                // technique's run at random was a large part of the run-to-run noise). Needs superuser or
+                // pg_checkpoint; without it the runs go on unsettled and the JSON says so.
+                var settle = await TryCheckpointAsync(ds, cancellationToken);
 
                 var chunk = Math.Max(5_000, rows / (parallelism * 2));
                 var polystore = BulkUpsert.Into<User>(Users).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score).Column("region", u => u.Region)
@@ -98,11 +110,13 @@ internal static class BenchPostgresCommand
                         Progress(json, $"round {i + 1}/{repeat}: {t.Name}, {n:N0} rows");
                         await ExecAsync(ds, $"TRUNCATE {Users} RESTART IDENTITY", cancellationToken);
                         await ExecAsync(ds, $"VACUUM ANALYZE {Users}", cancellationToken);
+                        if (settle) await ExecAsync(ds, "CHECKPOINT", cancellationToken);
                         var ins = insertRows.GetRange(0, n);
                         insertRates[t.Key].Add(n / await TimeAsync(() => t.Run(ds, ins, cancellationToken)));
                         var count = await ScalarAsync<long>(ds, $"SELECT count(*) FROM {Users}", cancellationToken);
                         if (count != n) throw new InvalidOperationException($"{t.Key}: expected {n} rows after the insert path, found {count}");
                         if (!t.UpdatePath) continue;
+                        if (settle) await ExecAsync(ds, "CHECKPOINT", cancellationToken);
                         var upd = updateRows.GetRange(0, n);
                         updateRates[t.Key].Add(n / await TimeAsync(() => t.Run(ds, upd, cancellationToken)));
                         var renamed = await ScalarAsync<long>(ds, $"SELECT count(*) FROM {Users} WHERE name LIKE 'renamed%' AND updated_at IS NOT NULL", cancellationToken);
@@ -153,7 +167,7 @@ internal static class BenchPostgresCommand
                     CommonOptions.WriteJson(new
                     {
                         machine = new { cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription, postgresql = serverVersion, dotnet = Environment.Version.ToString() },
-                        rows, paging_rows = pagingRows, repeat,
+                        rows, paging_rows = pagingRows, repeat, checkpoint_before_each_run = settle,
                         upsert = upsert.Select(u => new { technique = u.T.Key, description = u.T.Name, rows = u.Rows, insert_rows_per_s = Math.Round(u.Insert), update_rows_per_s = u.Update is { } x ? Math.Round(x) : (double?)null }),
                         paging = paging.Select(p => new { key = p.Key, depth_percent = p.Depth, keyset_ms = Math.Round(p.KeysetMs, 3), offset_ms = Math.Round(p.OffsetMs, 3) }),
                         ratios = ratios.ToDictionary(r => r.Key, r => Math.Round(r.Value, 3)),
@@ -162,7 +176,7 @@ internal static class BenchPostgresCommand
                 }
                 else
                 {
-                    AnsiConsole.MarkupLine($"[bold]PostgreSQL {Markup.Escape(serverVersion)}[/], {Environment.ProcessorCount} cores, {rows:N0} rows per upsert run, median of {repeat}");
+                    AnsiConsole.MarkupLine($"[bold]PostgreSQL {Markup.Escape(serverVersion)}[/], {Environment.ProcessorCount} cores, {rows:N0} rows per upsert run, median of {repeat}{(settle ? ", CHECKPOINT before each timed run" : ", no CHECKPOINT between runs (role lacks pg_checkpoint)")}");
                     var t1 = new Table().Border(TableBorder.Rounded).AddColumns("Technique", "Rows", "Insert path rows/s", "Update path rows/s");
                     foreach (var u in upsert) t1.AddRow(Markup.Escape(u.T.Name), u.Rows.ToString("N0"), u.Insert.ToString("N0"), u.Update?.ToString("N0") ?? "n/a");
                     AnsiConsole.Write(t1);
@@ -214,6 +228,19 @@ internal static class BenchPostgresCommand
         await using var cmd = ds.CreateCommand(sql);
         cmd.CommandTimeout = 0;
         await cmd.ExecuteNonQueryAsync(ct);
+    }
+
+    private static async Task<bool> TryCheckpointAsync(NpgsqlDataSource ds, CancellationToken ct)
+    {
+        try
+        {
+            await ExecAsync(ds, "CHECKPOINT", ct);
+            return true;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
+        {
+            return false;
+        }
     }
 
     private static async Task<T> ScalarAsync<T>(NpgsqlDataSource ds, string sql, CancellationToken ct)
