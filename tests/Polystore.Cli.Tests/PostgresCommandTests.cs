@@ -51,5 +51,17 @@ public sealed class PostgresCommandTests
             Assert.True(ratios.GetProperty(name).GetDouble() > 0, name);
         Assert.Equal(7, json.RootElement.GetProperty("upsert").GetArrayLength());
         Assert.Equal(8, json.RootElement.GetProperty("paging").GetArrayLength());
+        // The private server's role is a superuser, so every timed run started settled.
+        Assert.True(json.RootElement.GetProperty("checkpoint_before_each_run").GetBoolean());
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("65")]
+    public async Task Bench_postgres_rejects_a_parallelism_out_of_range_before_touching_the_server(string parallelism)
+    {
+        var result = await CliRunner.RunAsync(Env, "bench", "postgres", "--parallelism", parallelism);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("--parallelism must be between 1 and 64", result.Stderr, StringComparison.Ordinal);
     }
 }
