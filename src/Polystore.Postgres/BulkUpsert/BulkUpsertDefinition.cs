@@ -51,7 +51,7 @@ public sealed class BulkUpsertDefinition<T>
         return ExecuteAsync(dataSource, new SyncRows(rows), options, cancellationToken);
     }
 
-    /// <summary>Upserts a stream of rows, read once and never held in memory whole (parallel mode holds a few chunks).</summary>
+    /// <summary>Upserts a stream of rows, read once and never held in memory whole (parallel mode holds up to three chunks per connection).</summary>
     public async Task<BulkUpsertResult> ExecuteAsync(NpgsqlDataSource dataSource, IAsyncEnumerable<T> rows, BulkUpsertOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(dataSource);
@@ -372,17 +372,35 @@ public sealed class BulkUpsertDefinition<T>
             plan = await ResolveAsync(first, null, cancellationToken).ConfigureAwait(false);
 
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var chunks = Channel.CreateBounded<List<T>>(new BoundedChannelOptions(options.Parallelism) { SingleWriter = true });
+        // One lane per connection, and each row goes to the lane its conflict key hashes to: a key's rows are then
+        // upserted in input order on one connection, so the last row still wins across chunks, and no two
+        // connections ever lock the same key (no deadlocks between chunks on it).
+        var lanes = Enumerable.Range(0, options.Parallelism)
+            .Select(_ => Channel.CreateBounded<List<T>>(new BoundedChannelOptions(1) { SingleWriter = true, SingleReader = true })).ToArray();
         long received = 0, inserted = 0, updated = 0, committedRows = 0;
         var commits = 0;
         var chunkOptions = options with { UnnestThreshold = 0 };
 
-        async Task WorkerAsync()
+        async Task WorkerAsync(Channel<List<T>> lane)
+        {
+            try
+            {
+                await DrainAsync(lane).ConfigureAwait(false);
+            }
+            catch
+            {
+                // Stop the rest at once: the reader fills this lane and would otherwise wait on it forever.
+                await failed.CancelAsync().ConfigureAwait(false);
+                throw;
+            }
+        }
+
+        async Task DrainAsync(Channel<List<T>> lane)
         {
             var connection = await PostgresPool.OpenAsync(dataSource, failed.Token).ConfigureAwait(false);
             await using (connection.ConfigureAwait(false))
             {
-                await foreach (var chunk in chunks.Reader.ReadAllAsync(failed.Token).ConfigureAwait(false))
+                await foreach (var chunk in lane.Reader.ReadAllAsync(failed.Token).ConfigureAwait(false))
                 {
                     for (var attempt = 1; ; attempt++)
                     {
@@ -400,7 +418,8 @@ public sealed class BulkUpsertDefinition<T>
                                 Interlocked.Increment(ref commits);
                                 break;
                             }
-                            // Chunks on different connections can lock the same keys in opposite order: retry the loser.
+                            // Lanes never share a conflict key, but another unique index or a trigger can still make two
+                            // chunks lock rows in opposite order: retry the loser.
                             catch (PostgresException e) when (attempt < 5 && e.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure)
                             {
                                 await transaction.RollbackAsync(failed.Token).ConfigureAwait(false);
@@ -411,35 +430,48 @@ public sealed class BulkUpsertDefinition<T>
             }
         }
 
-        var workers = Enumerable.Range(0, options.Parallelism).Select(_ => Task.Run(WorkerAsync, failed.Token)).ToList();
+        var workers = lanes.Select(lane => Task.Run(() => WorkerAsync(lane), failed.Token)).ToList();
         try
         {
-            var chunk = new List<T>(options.ChunkSize);
+            var filling = lanes.Select(_ => new List<T>(options.ChunkSize)).ToArray();
             while (await rows.MoveNextAsync().ConfigureAwait(false))
             {
-                chunk.Add(rows.Current);
+                var row = rows.Current;
+                var lane = Lane(KeyTracker.Hash(plan.KeyColumns, row), lanes.Length);
+                filling[lane].Add(row);
                 received++;
-                if (chunk.Count == options.ChunkSize)
+                if (filling[lane].Count == options.ChunkSize)
                 {
-                    await chunks.Writer.WriteAsync(chunk, failed.Token).ConfigureAwait(false);
-                    chunk = new List<T>(options.ChunkSize);
+                    await lanes[lane].Writer.WriteAsync(filling[lane], failed.Token).ConfigureAwait(false);
+                    filling[lane] = new List<T>(options.ChunkSize);
                 }
             }
-            if (chunk.Count > 0) await chunks.Writer.WriteAsync(chunk, failed.Token).ConfigureAwait(false);
-            chunks.Writer.Complete();
+            for (var lane = 0; lane < lanes.Length; lane++)
+            {
+                if (filling[lane].Count > 0) await lanes[lane].Writer.WriteAsync(filling[lane], failed.Token).ConfigureAwait(false);
+                lanes[lane].Writer.Complete();
+            }
             await Task.WhenAll(workers).ConfigureAwait(false);
         }
         catch (Exception e)
         {
             // Whatever failed (a worker, the caller's sequence, cancellation): stop every worker before leaving.
             await failed.CancelAsync().ConfigureAwait(false);
-            chunks.Writer.TryComplete();
+            foreach (var lane in lanes) lane.Writer.TryComplete();
             var cause = await FirstFailureAsync(workers).ConfigureAwait(false) ?? e;
             if (cause is PostgresPoolExhaustedException || cause is not (PostgresException or NpgsqlException))
                 System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(cause);
             throw new BulkUpsertException($"parallel bulk upsert into {plan.Table.DisplayName} failed; {commits} chunk(s) ({Interlocked.Read(ref committedRows)} rows) stay committed: {(cause as PostgresException)?.MessageText ?? cause.Message}", Interlocked.Read(ref committedRows), cause);
         }
         return new BulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
+    }
+
+    // The key hash's bits mixed (MurmurHash3's finalizer) first: an integer key's hash is near its value.
+    private static int Lane(ulong keyHash, int lanes)
+    {
+        keyHash = (keyHash ^ (keyHash >> 33)) * 0xFF51AFD7ED558CCDUL;
+        keyHash = (keyHash ^ (keyHash >> 33)) * 0xC4CEB9FE1A85EC53UL;
+        return (int)((keyHash ^ (keyHash >> 33)) % (ulong)lanes);
     }
 
     private static async Task<Exception?> FirstFailureAsync(List<Task> workers)
@@ -471,9 +503,15 @@ public sealed class BulkUpsertDefinition<T>
         public void Add(T row)
         {
             if (_seen is null) return;
+            if (!_seen.Add(Hash(keys, row)) || _seen.Count > Cap) _seen = null;
+        }
+
+        /// <summary>A 64-bit hash of the row's conflict key (equal keys, equal hashes).</summary>
+        public static ulong Hash(UpsertColumn<T>[] keys, T row)
+        {
             var hash = 14695981039346656037UL;
             foreach (var k in keys) hash = (hash ^ k.Hash(row)) * 1099511628211UL + 0x9E3779B97F4A7C15UL;
-            if (!_seen.Add(hash) || _seen.Count > Cap) _seen = null;
+            return hash;
         }
     }
 
