@@ -13,8 +13,9 @@ public enum BulkUpsertMode
     Chunked,
 
     /// <summary>
-    /// Chunked commits spread over <see cref="BulkUpsertOptions.Parallelism"/> connections at once.
-    /// Not atomic, and duplicates of one key in different chunks have no defined winner.
+    /// Chunked commits spread over <see cref="BulkUpsertOptions.Parallelism"/> connections at once. Not atomic.
+    /// Each row goes to the connection its conflict key hashes to, so a key's rows are applied in input order:
+    /// the last one wins, across chunks as within one.
     /// </summary>
     Parallel,
 }
