@@ -34,14 +34,14 @@ public sealed record BenchUser(string Email, string Name, int Score, string Regi
 public class UpsertBenchmarks
 {
     private PostgresDataSources _sources = null!;
-    private BulkUpsertDefinition<BenchUser> _upsert = null!;
+    private PostgresBulkUpsertDefinition<BenchUser> _upsert = null!;
     private List<BenchUser> _rows = null!;
 
     [Params(10_000, 100_000)]
     public int Rows { get; set; }
 
-    [Params(BulkUpsertMode.Atomic, BulkUpsertMode.Parallel)]
-    public BulkUpsertMode Mode { get; set; }
+    [Params(PostgresBulkUpsertMode.Atomic, PostgresBulkUpsertMode.Parallel)]
+    public PostgresBulkUpsertMode Mode { get; set; }
 
     [GlobalSetup]
     public async Task SetUp()
@@ -52,7 +52,7 @@ public class UpsertBenchmarks
             DROP TABLE IF EXISTS bdn.users;
             CREATE TABLE bdn.users (id bigserial PRIMARY KEY, email text UNIQUE NOT NULL, name text, score int, region text, updated_at timestamptz DEFAULT now())
             """);
-        _upsert = BulkUpsert.Into<BenchUser>("bdn.users")
+        _upsert = PostgresBulkUpsert.Into<BenchUser>("bdn.users")
             .Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score).Column("region", u => u.Region)
             .OnConflict("email").Update("name").Set("updated_at = now()").Build();
         _rows = Enumerable.Range(0, Rows).Select(i => new BenchUser($"user{i}@bench.local", $"User {i}", i % 1000, (i % 4).ToString(System.Globalization.CultureInfo.InvariantCulture))).ToList();
@@ -62,10 +62,10 @@ public class UpsertBenchmarks
     public void Empty() => Servers.ExecAsync(_sources.Primary, "TRUNCATE bdn.users").GetAwaiter().GetResult();
 
     [Benchmark]
-    public Task<BulkUpsertResult> InsertPath() => _upsert.ExecuteAsync(_sources.Primary, _rows, new BulkUpsertOptions { Mode = Mode });
+    public Task<PostgresBulkUpsertResult> InsertPath() => _upsert.ExecuteAsync(_sources.Primary, _rows, new PostgresBulkUpsertOptions { Mode = Mode });
 
     [Benchmark]
-    public Task<BulkUpsertResult> UpdatePath() => _upsert.ExecuteAsync(_sources.Primary, _rows, new BulkUpsertOptions { Mode = Mode });
+    public Task<PostgresBulkUpsertResult> UpdatePath() => _upsert.ExecuteAsync(_sources.Primary, _rows, new PostgresBulkUpsertOptions { Mode = Mode });
 
     [GlobalCleanup]
     public async Task CleanUp()

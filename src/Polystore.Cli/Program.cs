@@ -22,7 +22,7 @@ var root = new RootCommand("""
     OutboxCommand.Create(),
     CqrsCommand.Create(),
     BenchCommand.Create(BenchPostgresCommand.Create(), BenchRedisCommand.Create(), BenchIntegrationCommand.Create()),
-    PgCommand.Create(),
+    PostgresCommand.Create(),
     DemoCommand.Create(DemoRedisCommand.Create()),
 };
 

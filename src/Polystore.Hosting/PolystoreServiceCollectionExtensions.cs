@@ -38,18 +38,18 @@ public static class PolystoreServiceCollectionExtensions
         {
             services.TryAddSingleton(_ => PostgresDataSources.Create(postgres));
             services.TryAddSingleton<NpgsqlDataSource>(sp => sp.GetRequiredService<PostgresDataSources>().Primary);
-            health.Add(new HealthCheckRegistration("postgresql", _ => new StorePingHealthCheck(async ct => await PostgresPing.PingAsync(postgres, ct).ConfigureAwait(false)), HealthStatus.Unhealthy, ["polystore"]));
+            health.Add(new HealthCheckRegistration(StoreNames.Postgres, _ => new StorePingHealthCheck(async ct => await PostgresPing.PingAsync(postgres, ct).ConfigureAwait(false)), HealthStatus.Unhealthy, ["polystore"]));
         }
         if (config.Redis is { } redis)
         {
-            services.TryAddSingleton<IConnectionMultiplexer>(_ => ConnectionMultiplexer.Connect(RedisConnectionFactory.BuildOptions(redis)));
+            services.TryAddSingleton<IConnectionMultiplexer>(_ => ConnectionMultiplexer.Connect(RedisDriverSettings.Build(redis)));
             health.Add(new HealthCheckRegistration("redis", _ => new StorePingHealthCheck(async ct => [await RedisPing.PingAsync(redis, ct).ConfigureAwait(false)]), HealthStatus.Unhealthy, ["polystore"]));
         }
         if (config.Mongo is { } mongo)
         {
-            services.TryAddSingleton<IMongoClient>(_ => new MongoClient(MongoClientFactory.BuildClientSettings(mongo)));
+            services.TryAddSingleton<IMongoClient>(_ => new MongoClient(MongoDriverSettings.Build(mongo)));
             services.TryAddSingleton(sp => sp.GetRequiredService<IMongoClient>().GetDatabase(mongo.Connection.Database));
-            health.Add(new HealthCheckRegistration("mongodb", _ => new StorePingHealthCheck(async ct => [await MongoPing.PingAsync(mongo, ct).ConfigureAwait(false)]), HealthStatus.Unhealthy, ["polystore"]));
+            health.Add(new HealthCheckRegistration(StoreNames.Mongo, _ => new StorePingHealthCheck(async ct => [await MongoPing.PingAsync(mongo, ct).ConfigureAwait(false)]), HealthStatus.Unhealthy, ["polystore"]));
         }
         return services;
     }

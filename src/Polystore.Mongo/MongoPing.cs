@@ -13,7 +13,7 @@ public static class MongoPing
     /// <summary>Runs <c>hello</c> and <c>buildInfo</c>; never throws for an unreachable server.</summary>
     public static async Task<StorePing> PingAsync(MongoSettings settings, CancellationToken cancellationToken = default)
     {
-        var clientSettings = MongoClientFactory.BuildClientSettings(settings);
+        var clientSettings = MongoDriverSettings.Build(settings);
         clientSettings.ServerSelectionTimeout = TimeSpan.FromSeconds(5);
         clientSettings.ConnectTimeout = TimeSpan.FromSeconds(5);
         var endpoint = string.Join(",", clientSettings.Servers.Select(s => $"{s.Host}:{s.Port}"));
@@ -27,11 +27,11 @@ public static class MongoPing
             watch.Stop();
             var topology = hello.Contains("setName") ? $"replica set {hello["setName"]}"
                 : hello.GetValue("msg", "").ToString() == "isdbgrid" ? "mongos" : "standalone";
-            return new StorePing(ConfigFiles.Mongo, endpoint, true, buildInfo["version"].AsString, watch.Elapsed, null, topology);
+            return new StorePing(StoreNames.Mongo, endpoint, true, buildInfo["version"].AsString, watch.Elapsed, null, topology);
         }
         catch (Exception e) when (e is MongoException or TimeoutException)
         {
-            return new StorePing(ConfigFiles.Mongo, endpoint, false, null, null, Redactor.Redact(e.Message.Split('\n', 2)[0], [settings.Connection.Uri]));
+            return new StorePing(StoreNames.Mongo, endpoint, false, null, null, Redactor.Redact(e.Message.Split('\n', 2)[0], [settings.Connection.Uri]));
         }
     }
 }

@@ -18,7 +18,7 @@ public sealed class MongoStore : IDisposable
         Database = client.GetDatabase(settings.Connection.Database);
     }
 
-    /// <summary>Creates the client from <paramref name="settings"/> via <see cref="MongoClientFactory"/>.</summary>
+    /// <summary>Creates the client from <paramref name="settings"/> via <see cref="MongoDriverSettings"/>.</summary>
     /// <param name="settings">mongodb.yaml.</param>
     /// <param name="configure">Optional last changes to the driver settings (for example a short server selection timeout for a CLI).</param>
     public static MongoStore Create(MongoSettings settings, Action<MongoClientSettings>? configure = null)
@@ -26,7 +26,7 @@ public sealed class MongoStore : IDisposable
         ArgumentNullException.ThrowIfNull(settings);
         if (string.IsNullOrWhiteSpace(settings.Connection.Database))
             throw new ArgumentException("mongodb.yaml connection.database is empty", nameof(settings));
-        var clientSettings = MongoClientFactory.BuildClientSettings(settings);
+        var clientSettings = MongoDriverSettings.Build(settings);
         configure?.Invoke(clientSettings);
         return new MongoStore(settings, new MongoClient(clientSettings));
     }

@@ -35,7 +35,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     /// <param name="configure">Optional extra Npgsql setup (type mappings, logging).</param>
     public static PostgresDataSources Create(PostgresSettings settings, Action<NpgsqlDataSourceBuilder>? configure = null)
     {
-        var builder = new NpgsqlDataSourceBuilder(PostgresConnectionFactory.BuildConnectionString(settings).ConnectionString);
+        var builder = new NpgsqlDataSourceBuilder(PostgresDriverSettings.Build(settings).ConnectionString);
         builder.Name = settings.Connection.ApplicationName;
         configure?.Invoke(builder);
         if (settings.Replication.ReadReplicas.Count == 0)

@@ -21,7 +21,7 @@ public static class PostgresPing
     private static async Task<StorePing> PingOneAsync(PostgresSettings settings, string role, string host, int port, CancellationToken cancellationToken)
     {
         var endpoint = $"{host}:{port}";
-        var builder = PostgresConnectionFactory.BuildConnectionString(settings);
+        var builder = PostgresDriverSettings.Build(settings);
         builder.Host = host;
         builder.Port = port;
         builder.Pooling = false;
@@ -42,13 +42,13 @@ public static class PostgresPing
                     var inRecovery = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
                     watch.Stop();
                     var details = $"{role}, {(inRecovery ? "standby" : "read-write")}, database {settings.Connection.Database}";
-                    return new StorePing(ConfigFiles.Postgres, endpoint, true, connection.PostgreSqlVersion.ToString(), watch.Elapsed, null, details);
+                    return new StorePing(StoreNames.Postgres, endpoint, true, connection.PostgreSqlVersion.ToString(), watch.Elapsed, null, details);
                 }
             }
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException or InvalidOperationException)
         {
-            return new StorePing(ConfigFiles.Postgres, endpoint, false, null, null, Redactor.Redact(e.Message, [settings.Connection.Password]), role);
+            return new StorePing(StoreNames.Postgres, endpoint, false, null, null, Redactor.Redact(e.Message, [settings.Connection.Password]), role);
         }
     }
 }

@@ -35,7 +35,7 @@ public sealed class ConfigCheckTests
         Assert.Equal(0, result.ExitCode);
         Assert.DoesNotContain(password, result.Stdout, StringComparison.Ordinal);
         using var json = JsonDocument.Parse(result.Stdout);
-        Assert.Equal("***", json.RootElement.GetProperty("settings").GetProperty("postgresql").GetProperty("connection.password").GetProperty("value").GetString());
+        Assert.Equal("***", json.RootElement.GetProperty("settings").GetProperty("postgres").GetProperty("connection.password").GetProperty("value").GetString());
         Assert.Equal("POLYSTORE_CONFIG_DIR", json.RootElement.GetProperty("found_by").GetString());
     }
 
@@ -53,7 +53,7 @@ public sealed class ConfigCheckTests
         Assert.Equal(0, root.ExitCode);
         Assert.Contains("Exit codes", root.Stdout, StringComparison.Ordinal);
         var check = await CliRunner.RunAsync(null, "config", "check", "--help");
-        Assert.Contains("POLYSTORE__POSTGRESQL__POOL__MAX_SIZE", check.Stdout, StringComparison.Ordinal);
+        Assert.Contains("POLYSTORE__POSTGRES__POOL__MAX_SIZE", check.Stdout, StringComparison.Ordinal);
     }
 }
 
@@ -62,7 +62,7 @@ public sealed class MissingStoreTests
     [Theory]
     [InlineData("outbox", "status")]
     [InlineData("cqrs", "demo")]
-    [InlineData("pg", "rank")]
+    [InlineData("postgres", "rank")]
     public async Task A_command_whose_store_is_not_configured_exits_2_and_names_the_file(string command, string subcommand)
     {
         var dir = Directory.CreateTempSubdirectory("polystore-cli-").FullName;
@@ -82,7 +82,7 @@ public sealed class PingTests
         Assert.Equal(0, result.ExitCode);
         using var json = JsonDocument.Parse(result.Stdout);
         var stores = json.RootElement.EnumerateArray().Select(e => (e.GetProperty("store").GetString(), e.GetProperty("reachable").GetBoolean())).ToList();
-        Assert.Contains(("postgresql", true), stores);
+        Assert.Contains(("postgres", true), stores);
         Assert.Contains(("redis", true), stores);
     }
 

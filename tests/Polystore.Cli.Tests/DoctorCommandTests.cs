@@ -25,7 +25,7 @@ public sealed class DoctorCommandTests
         var critical = summary.GetProperty("critical").GetInt32();
         Assert.Equal(critical > 0 ? 4 : 0, result.ExitCode);
         Assert.Equal(result.ExitCode, root.GetProperty("exit_code").GetInt32());
-        Assert.Equal(["postgresql", "redis", "mongodb"], summary.GetProperty("stores").EnumerateArray().Select(s => s.GetProperty("store").GetString()));
+        Assert.Equal(["postgres", "redis", "mongo"], summary.GetProperty("stores").EnumerateArray().Select(s => s.GetProperty("store").GetString()));
         var checks = root.GetProperty("checks").EnumerateArray().ToList();
         Assert.Equal(16 + 7 + (TestServers.Mongo is null ? 0 : 4), checks.Count);
         Assert.All(checks, c => Assert.Equal("completed", c.GetProperty("outcome").GetString()));
@@ -38,7 +38,7 @@ public sealed class DoctorCommandTests
             Assert.Equal(JsonValueKind.Object, f.GetProperty("evidence").ValueKind);
         }
         if (TestServers.Mongo is null) Assert.Contains(findings, f => f.GetProperty("check").GetString() == "mongo.configured");
-        Assert.Contains(findings, f => f.GetProperty("check").GetString() == "pg.connections");
+        Assert.Contains(findings, f => f.GetProperty("check").GetString() == "postgres.connections");
         foreach (var secret in Secrets) Assert.DoesNotContain(secret, result.Stdout + result.Stderr, StringComparison.Ordinal);
     }
 
@@ -59,16 +59,16 @@ public sealed class DoctorCommandTests
         Assert.DoesNotContain("<script", html, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("http", html.Replace("http-equiv", "", StringComparison.Ordinal), StringComparison.Ordinal); // self-contained: no external resources
         Assert.Contains("polystore doctor: summary", result.Stdout, StringComparison.Ordinal);
-        Assert.Contains("pg.connections", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains("postgres.connections", result.Stdout, StringComparison.Ordinal);
         foreach (var secret in Secrets) Assert.DoesNotContain(secret, html + result.Stdout + result.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]
     public void Html_escapes_everything_that_came_from_a_server()
     {
-        var finding = new Finding("postgresql", "pg.unused_indexes", Severity.Critical, "Index <script>alert(1)</script> & co",
+        var finding = new Finding("postgres", "postgres.unused_indexes", Severity.Critical, "Index <script>alert(1)</script> & co",
             new Dictionary<string, string> { ["index"] = "<b>\"x\"</b>" }, "DROP INDEX CONCURRENTLY \"s\".\"<i>\";");
-        var report = new DiagnosticReport([finding], [new CheckResult("postgresql", "pg.unused_indexes", CheckOutcome.Completed, TimeSpan.FromMilliseconds(3), 1)]);
+        var report = new DiagnosticReport([finding], [new CheckResult("postgres", "postgres.unused_indexes", CheckOutcome.Completed, TimeSpan.FromMilliseconds(3), 1)]);
 
         var html = DoctorReport.Html(report, 4, DateTimeOffset.UnixEpoch, "/cfg/<dir>");
 
@@ -86,7 +86,7 @@ public sealed class DoctorCommandTests
     {
         // Provoke a critical condition: a serial column 95% of the way to overflow, in a schema of our own.
         var schema = TestServers.UniqueName("clicrit");
-        var builder = PostgresConnectionFactory.BuildConnectionString(TestServers.Postgres);
+        var builder = PostgresDriverSettings.Build(TestServers.Postgres);
         (builder.Host, builder.Port, builder.LoadBalanceHosts) = (TestServers.Postgres.Connection.Host, TestServers.Postgres.Connection.Port, false);
         await using var admin = NpgsqlDataSource.Create(builder.ConnectionString);
         await using (var create = admin.CreateCommand($"CREATE SCHEMA \"{schema}\"; CREATE TABLE \"{schema}\".t (id serial); SELECT setval('\"{schema}\".t_id_seq', 2040000000);"))
@@ -96,7 +96,7 @@ public sealed class DoctorCommandTests
             var result = await CliRunner.RunAsync(Env, "doctor", "--summary", "--timeout", "30");
 
             Assert.Equal(4, result.ExitCode);
-            Assert.Contains("CRITICAL pg.sequences", result.Stdout, StringComparison.Ordinal);
+            Assert.Contains("CRITICAL postgres.sequences", result.Stdout, StringComparison.Ordinal);
             Assert.Contains($"Sequence {schema}.t_id_seq", result.Stdout, StringComparison.Ordinal);
             Assert.Contains("critical findings: exit code 4", result.Stdout, StringComparison.Ordinal);
         }
@@ -138,7 +138,7 @@ public sealed class DoctorCommandTests
         var findings = json.RootElement.GetProperty("findings").EnumerateArray().ToList();
         var down = Assert.Single(findings, f => f.GetProperty("severity").GetString() == "critical");
         Assert.Equal("redis.reachable", down.GetProperty("check").GetString());
-        Assert.Contains(findings, f => f.GetProperty("check").GetString() == "pg.configured");
+        Assert.Contains(findings, f => f.GetProperty("check").GetString() == "postgres.configured");
         Assert.DoesNotContain("pw-not-printed", result.Stdout + result.Stderr, StringComparison.Ordinal);
     }
 

@@ -4,15 +4,15 @@ namespace Polystore.Core.Tests;
 
 public sealed class DiagnosticRunnerTests
 {
-    private static Finding F(string check, Severity s) => new("postgresql", check, s, check, new Dictionary<string, string>());
+    private static Finding F(string check, Severity s) => new("postgres", check, s, check, new Dictionary<string, string>());
 
     [Fact]
     public async Task A_failing_and_a_hanging_check_become_findings_and_hide_nothing()
     {
         var checks = new[]
         {
-            new DiagnosticCheck("postgresql", "ok", _ => Task.FromResult<IReadOnlyList<Finding>>([F("ok", Severity.Critical)])),
-            new DiagnosticCheck("postgresql", "throws", _ => throw new InvalidOperationException("Password=hunter22 rejected for user app")),
+            new DiagnosticCheck("postgres", "ok", _ => Task.FromResult<IReadOnlyList<Finding>>([F("ok", Severity.Critical)])),
+            new DiagnosticCheck("postgres", "throws", _ => throw new InvalidOperationException("Password=hunter22 rejected for user app")),
             // Ignores its token on purpose: the runner must still give up on it.
             new DiagnosticCheck("redis", "hangs", async _ => { await Task.Delay(Timeout.Infinite, TestContext.Current.CancellationToken); return []; }, TimeSpan.FromMilliseconds(200)),
             new DiagnosticCheck("redis", "cooperative", async ct => { await Task.Delay(Timeout.Infinite, ct); return []; }, TimeSpan.FromMilliseconds(200)),
@@ -39,7 +39,7 @@ public sealed class DiagnosticRunnerTests
     {
         var running = 0;
         var peak = 0;
-        var checks = Enumerable.Range(0, 128).Select(i => new DiagnosticCheck(i % 2 == 0 ? "postgresql" : "redis", $"c{i}", async ct =>
+        var checks = Enumerable.Range(0, 128).Select(i => new DiagnosticCheck(i % 2 == 0 ? "postgres" : "redis", $"c{i}", async ct =>
         {
             var now = Interlocked.Increment(ref running);
             int seen;

@@ -22,13 +22,13 @@ public sealed class EnvironmentTests
     public void A_key_override_wins_over_the_file_and_is_validated_like_it()
     {
         using var folder = new ConfigFolder(("postgresql.yaml", "pool:\n  max_size: 10\n"));
-        var config = PolystoreConfig.Load(folder.Path, new Dictionary<string, string> { ["POLYSTORE__POSTGRESQL__POOL__MAX_SIZE"] = "80" });
+        var config = PolystoreConfig.Load(folder.Path, new Dictionary<string, string> { ["POLYSTORE__POSTGRES__POOL__MAX_SIZE"] = "80" });
         Assert.Equal(80, config.Postgres!.Pool.MaxSize);
-        Assert.Equal("POLYSTORE__POSTGRESQL__POOL__MAX_SIZE", config.SourceOf(ConfigFiles.Postgres, "pool.max_size").EnvironmentVariable);
+        Assert.Equal("POLYSTORE__POSTGRES__POOL__MAX_SIZE", config.SourceOf(StoreNames.Postgres, "pool.max_size").EnvironmentVariable);
 
-        var e = Assert.Throws<ConfigException>(() => PolystoreConfig.Load(folder.Path, new Dictionary<string, string> { ["POLYSTORE__POSTGRESQL__POOL__MAX_SIEZ"] = "80" }));
+        var e = Assert.Throws<ConfigException>(() => PolystoreConfig.Load(folder.Path, new Dictionary<string, string> { ["POLYSTORE__POSTGRES__POOL__MAX_SIEZ"] = "80" }));
         var error = Assert.Single(e.Errors);
-        Assert.Equal("POLYSTORE__POSTGRESQL__POOL__MAX_SIEZ", error.Source.EnvironmentVariable);
+        Assert.Equal("POLYSTORE__POSTGRES__POOL__MAX_SIEZ", error.Source.EnvironmentVariable);
         Assert.Contains("did you mean 'max_size'", error.Message, StringComparison.Ordinal);
     }
 

@@ -73,6 +73,6 @@ public sealed class SeedConfigTests
         Assert.DoesNotContain("redis-secret-value", text, StringComparison.Ordinal);
         Assert.Contains("postgresql.connection.password=***", text, StringComparison.Ordinal);
         Assert.Contains("postgresql.pool.max_size=50", text, StringComparison.Ordinal);
-        Assert.Equal(new ConfigSource("postgresql.yaml", 12, 3), config.SourceOf(ConfigFiles.Postgres, "pool.max_size"));
+        Assert.Equal(new ConfigSource("postgresql.yaml", 12, 3), config.SourceOf(StoreNames.Postgres, "pool.max_size"));
     }
 }

@@ -25,9 +25,9 @@ public sealed class AddPolystoreTests
 
         var report = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync(TestContext.Current.CancellationToken);
         Assert.Equal(HealthStatus.Healthy, report.Status);
-        Assert.Contains("postgresql", report.Entries.Keys);
+        Assert.Contains("postgres", report.Entries.Keys);
         Assert.Contains("redis", report.Entries.Keys);
-        Assert.Equal(TestServers.Mongo is not null, report.Entries.ContainsKey("mongodb"));
+        Assert.Equal(TestServers.Mongo is not null, report.Entries.ContainsKey("mongo"));
     }
 
     [Fact]
@@ -40,7 +40,7 @@ public sealed class AddPolystoreTests
         var report = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync(TestContext.Current.CancellationToken);
 
         Assert.Equal(HealthStatus.Unhealthy, report.Status);
-        Assert.DoesNotContain("hunter22", report.Entries["postgresql"].Description, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter22", report.Entries["postgres"].Description, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -11,7 +11,7 @@ public sealed class RedisFixture : IAsyncLifetime
 {
     public IConnectionMultiplexer Muxer { get; private set; } = null!;
     public IDatabase Db => Muxer.GetDatabase();
-    public async ValueTask InitializeAsync() => Muxer = await ConnectionMultiplexer.ConnectAsync(RedisConnectionFactory.BuildOptions(TestServers.Redis));
+    public async ValueTask InitializeAsync() => Muxer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(TestServers.Redis));
     public async ValueTask DisposeAsync() => await Muxer.DisposeAsync();
 }
 

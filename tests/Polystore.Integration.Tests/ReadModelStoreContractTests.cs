@@ -75,7 +75,7 @@ public sealed class MongoReadModelStoreTests : ReadModelStoreContract
     {
         if (TestServers.Mongo is not { } settings)
             return Task.FromResult<(IReadModelStore<UserProfile>?, string?)>((null, "no MongoDB server: set POLYSTORE_TEST_MONGO=mongodb://host:port (no mongod can be installed on this machine)"));
-        var database = new MongoClient(MongoClientFactory.BuildClientSettings(settings)).GetDatabase(settings.Connection.Database);
+        var database = new MongoClient(MongoDriverSettings.Build(settings)).GetDatabase(settings.Connection.Database);
         return Task.FromResult<(IReadModelStore<UserProfile>?, string?)>((new MongoReadModelStore<UserProfile>(database, TestServers.UniqueName("profiles")), null));
     }
 

@@ -28,7 +28,7 @@ public sealed class TransactionManagerTests(OutboxSchema schema, RedisFixture re
     {
         var table = await TableAsync();
         var report = await new TransactionManager(schema.DataSource, null, redis.Db).ExecuteAsync(tx => InsertAsync(tx, schema.Store.Schema, table, "ok"), Ct);
-        Assert.Equal(["postgresql"], report.Committed);
+        Assert.Equal(["postgres"], report.Committed);
         Assert.Equal(1, await schema.ScalarAsync($"SELECT count(*) FROM $schema.{table}"));
     }
 
@@ -68,7 +68,7 @@ public sealed class TransactionManagerTests(OutboxSchema schema, RedisFixture re
         }, Ct));
 
         Assert.True(e.Report.IsPartial);
-        Assert.Equal(["postgresql"], e.Report.Committed);
+        Assert.Equal(["postgres"], e.Report.Committed);
         Assert.Equal("redis", e.Report.Failed);
         Assert.Equal([$"delete {written}"], e.Report.CompensationsRun);
         Assert.Equal(1, await schema.ScalarAsync($"SELECT count(*) FROM $schema.{table}"));

@@ -21,7 +21,7 @@ public sealed class BulkUpsertTests
             Item("u-8", """{ "profile.city": "Oslo", "tags": ["a", "b"] }"""),
             Item(new ObjectId("65f000000000000000000001"), """{ "_id": { "$oid": "65f000000000000000000001" }, "score": 3 }"""),
         ];
-        var models = BulkUpsert.BuildModels(items, 0, items.Length);
+        var models = MongoBulkUpsert.BuildModels(items, 0, items.Length);
         var rendered = models.Cast<UpdateOneModel<BsonDocument>>().Select(m => new BsonDocument
         {
             { "filter", m.Filter.Render(Args) },
@@ -41,7 +41,7 @@ public sealed class BulkUpsertTests
     public void Models_do_not_alias_the_callers_documents()
     {
         var item = Item(1, """{ "a": 1 }""");
-        var model = (UpdateOneModel<BsonDocument>)BulkUpsert.BuildModels([item], 0, 1)[0];
+        var model = (UpdateOneModel<BsonDocument>)MongoBulkUpsert.BuildModels([item], 0, 1)[0];
         item.Data["a"] = 2;
         Assert.Equal(BsonDocument.Parse("""{ "$set": { "a": 1 } }"""), model.Update.Render(Args));
     }
@@ -49,10 +49,10 @@ public sealed class BulkUpsertTests
     [Fact]
     public void Batches_cover_every_item_once()
     {
-        Assert.Equal([(0, 1000), (1000, 1000), (2000, 500)], BulkUpsert.BatchRanges(2500, 1000));
-        Assert.Equal([(0, 3)], BulkUpsert.BatchRanges(3, 1000));
-        Assert.Empty(BulkUpsert.BatchRanges(0, 1000));
-        var models = BulkUpsert.BuildModels([.. Enumerable.Range(0, 10).Select(i => Item(i, $$"""{ "n": {{i}} }"""))], 4, 3);
+        Assert.Equal([(0, 1000), (1000, 1000), (2000, 500)], MongoBulkUpsert.BatchRanges(2500, 1000));
+        Assert.Equal([(0, 3)], MongoBulkUpsert.BatchRanges(3, 1000));
+        Assert.Empty(MongoBulkUpsert.BatchRanges(0, 1000));
+        var models = MongoBulkUpsert.BuildModels([.. Enumerable.Range(0, 10).Select(i => Item(i, $$"""{ "n": {{i}} }"""))], 4, 3);
         Assert.Equal([4, 5, 6], models.Cast<UpdateOneModel<BsonDocument>>().Select(m => m.Filter.Render(Args)["_id"].AsInt32));
     }
 
@@ -65,7 +65,7 @@ public sealed class BulkUpsertTests
     [InlineData("""{ }""", "items[1] (_id 2): data is empty: nothing to $set")]
     public void Bad_input_is_refused_before_anything_is_sent(string data, string expected)
     {
-        var e = Assert.Throws<ArgumentException>(() => BulkUpsert.Validate([Item(1, """{ "ok": true }"""), Item(2, data)], new BulkUpsertOptions()));
+        var e = Assert.Throws<ArgumentException>(() => MongoBulkUpsert.Validate([Item(1, """{ "ok": true }"""), Item(2, data)], new MongoBulkUpsertOptions()));
         Assert.Contains("nothing was sent", e.Message, StringComparison.Ordinal);
         Assert.Contains(expected, e.Message, StringComparison.Ordinal);
     }
@@ -73,9 +73,9 @@ public sealed class BulkUpsertTests
     [Fact]
     public void Every_problem_is_listed_and_ids_are_checked()
     {
-        var e = Assert.Throws<ArgumentException>(() => BulkUpsert.Validate(
+        var e = Assert.Throws<ArgumentException>(() => MongoBulkUpsert.Validate(
             [new UpsertItem(BsonNull.Value, new BsonDocument("a", 1)), new UpsertItem(new BsonArray { 1 }, new BsonDocument("a", 1)), Item(5, """{ "_id": 5, "a": 1 }""")],
-            new BulkUpsertOptions()));
+            new MongoBulkUpsertOptions()));
         Assert.Contains("2 problems", e.Message, StringComparison.Ordinal);
         Assert.Contains("items[0]: _id is null", e.Message, StringComparison.Ordinal);
         Assert.Contains("items[1] (_id [1]): _id cannot be an array", e.Message, StringComparison.Ordinal);
@@ -85,14 +85,14 @@ public sealed class BulkUpsertTests
     [InlineData(0)]
     [InlineData(100_001)]
     public void Batch_size_is_bounded(int size) =>
-        Assert.Throws<ArgumentOutOfRangeException>(() => BulkUpsert.Validate([], new BulkUpsertOptions { BatchSize = size }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => MongoBulkUpsert.Validate([], new MongoBulkUpsertOptions { BatchSize = size }));
 
     [Fact]
     public void Batch_relative_errors_map_to_the_callers_index_and_id()
     {
         var items = Enumerable.Range(0, 30).Select(i => Item($"id{i}", """{ "a": 1 }""")).ToArray();
-        var failures = BulkUpsert.MapFailures(items, 20, [(3, 11000, "E11000 duplicate key"), (9, 40, "conflict")]).ToArray();
-        Assert.Equal([new BulkUpsertFailure(23, "id23", 11000, "E11000 duplicate key"), new BulkUpsertFailure(29, "id29", 40, "conflict")], failures);
+        var failures = MongoBulkUpsert.MapFailures(items, 20, [(3, 11000, "E11000 duplicate key"), (9, 40, "conflict")]).ToArray();
+        Assert.Equal([new MongoBulkUpsertFailure(23, "id23", 11000, "E11000 duplicate key"), new MongoBulkUpsertFailure(29, "id29", 40, "conflict")], failures);
     }
 }
 
@@ -116,7 +116,7 @@ public sealed class BulkUpsertServerTests
             await users.InsertManyAsync([new BsonDocument { { "_id", 0 }, { "email", "u0@x" }, { "n", 0 } }, new BsonDocument { { "_id", 1 }, { "email", "u1@x" }, { "n", -1 } }], cancellationToken: ct);
             var items = Enumerable.Range(0, 2500).Select(i => new UpsertItem(i, new BsonDocument { { "email", $"u{i}@x" }, { "n", i } })).ToList();
             items[1500] = new UpsertItem(1500, new BsonDocument("email", "u7@x")); // duplicate email: per-item failure in batch 2
-            var result = await BulkUpsert.UpsertAsync(users, items, new BulkUpsertOptions { BatchSize = 1000 }, ct);
+            var result = await MongoBulkUpsert.UpsertAsync(users, items, new MongoBulkUpsertOptions { BatchSize = 1000 }, ct);
             Assert.Equal(3, result.Batches);
             Assert.Equal(2, result.Matched);   // _id 0 and 1 existed
             Assert.Equal(1, result.Modified);  // _id 0 already had these values

@@ -9,7 +9,7 @@ public sealed class ClientMappingTests
     [Fact]
     public void Seed_settings_map_to_the_driver()
     {
-        var c = MongoClientFactory.BuildClientSettings(new MongoSettings
+        var c = MongoDriverSettings.Build(new MongoSettings
         {
             Connection = new() { Uri = "mongodb://localhost:27017", Database = "myapp" },
             Pool = new() { MaxPoolSize = 100, MinPoolSize = 10, MaxIdleTimeMs = 60000, WaitQueueTimeoutMs = 10000 },
@@ -31,7 +31,7 @@ public sealed class ClientMappingTests
     [Fact]
     public void Numeric_w_maps_to_a_count()
     {
-        var c = MongoClientFactory.BuildClientSettings(new MongoSettings { Replication = new() { WriteConcern = new() { W = "2" } } });
+        var c = MongoDriverSettings.Build(new MongoSettings { Replication = new() { WriteConcern = new() { W = "2" } } });
         Assert.Equal(new WriteConcern.WCount(2), c.WriteConcern.W);
         Assert.Null(c.WriteConcern.Journal);
     }

@@ -41,7 +41,7 @@ public sealed class DoctorCommandTests
     public void Not_configured_is_one_info_finding()
     {
         var f = MongoDiagnostics.NotConfigured("/etc/polystore");
-        Assert.Equal(("mongodb", "mongo.configured", Severity.Info), (f.Store, f.Check, f.Severity));
+        Assert.Equal(("mongo", "mongo.configured", Severity.Info), (f.Store, f.Check, f.Severity));
         Assert.Equal("/etc/polystore", f.Evidence["config_directory"]);
     }
 
@@ -65,7 +65,7 @@ public sealed class DoctorServerTests
             return;
         }
         var collection = TestServers.UniqueName("doc");
-        using var client = new MongoClient(MongoClientFactory.BuildClientSettings(settings));
+        using var client = new MongoClient(MongoDriverSettings.Build(settings));
         var db = client.GetDatabase(settings.Connection.Database);
         var c = db.GetCollection<BsonDocument>(collection);
         await c.InsertOneAsync(new BsonDocument("v", 1), cancellationToken: TestContext.Current.CancellationToken);

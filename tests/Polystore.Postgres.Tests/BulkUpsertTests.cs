@@ -20,7 +20,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         return table;
     }
 
-    private static BulkUpsertDefinition<UserRow> Upsert(string table) => BulkUpsert.BulkUpsert.Into<UserRow>(table)
+    private static PostgresBulkUpsertDefinition<UserRow> Upsert(string table) => PostgresBulkUpsert.Into<UserRow>(table)
         .Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score).Column("region", u => u.Region)
         .OnConflict("email").Set("updated_at = now()").Set("version = version + 1").Build();
 
@@ -35,7 +35,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     {
         var table = await CreateUsersAsync();
         var upsert = Upsert(table);
-        var options = new BulkUpsertOptions { UnnestThreshold = unnestThreshold };
+        var options = new PostgresBulkUpsertOptions { UnnestThreshold = unnestThreshold };
         var first = await upsert.ExecuteAsync(db.Primary, Users(0, n), options, Ct);
         Assert.Equal((n, n, 0L, 1), (first.RowsReceived, first.Inserted, first.Updated, first.Commits));
 
@@ -54,7 +54,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         var table = await CreateUsersAsync();
         // Every key twice (first "old", then "new"), plus a third copy of key 0 at the very end.
         var rows = Users(0, n, "old").Concat(Users(0, n, "new")).Append(new UserRow("u0@example.com", "last", 7)).ToList();
-        var result = await Upsert(table).ExecuteAsync(db.Primary, rows, BulkUpsertOptions.Default, Ct);
+        var result = await Upsert(table).ExecuteAsync(db.Primary, rows, PostgresBulkUpsertOptions.Default, Ct);
         Assert.Equal((2L * n + 1, n, 0L, n + 1L), (result.RowsReceived, result.Inserted, result.Updated, result.Skipped));
         Assert.Equal((long)n - 1, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'new%'"));
         Assert.Equal("last", await db.ScalarAsync<string>($"SELECT name FROM {table} WHERE email = 'u0@example.com'"));
@@ -69,7 +69,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await Upsert(table).ExecuteAsync(db.Primary, Users(0, 500, "pre"), cancellationToken: Ct);
         // 0..2999 new-or-existing, then 0..999 again (500 existed before the call, 500 inserted by it), then 3000..3499.
         var rows = Users(0, 3_000, "a").Concat(Users(0, 1_000, "b")).Concat(Users(3_000, 500, "c")).ToList();
-        var result = await Upsert(table).ExecuteAsync(db.Primary, rows, new BulkUpsertOptions { UnnestThreshold = chunk }, Ct);
+        var result = await Upsert(table).ExecuteAsync(db.Primary, rows, new PostgresBulkUpsertOptions { UnnestThreshold = chunk }, Ct);
         Assert.Equal((4_500L, 3_000L, 500L, 1_000L), (result.RowsReceived, result.Inserted, result.Updated, result.Skipped));
         Assert.Equal(3_500L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
         Assert.Equal(1_000L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'b%'"));
@@ -87,7 +87,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
             CREATE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.version := NEW.version + 10; RETURN NEW; END $$;
             CREATE TRIGGER bump BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {fn}();
             """);
-        var options = new BulkUpsertOptions { UnnestThreshold = unnestThreshold };
+        var options = new PostgresBulkUpsertOptions { UnnestThreshold = unnestThreshold };
         await Upsert(table).ExecuteAsync(db.Primary, Users(0, n), options, Ct);
         var second = await Upsert(table).ExecuteAsync(db.Primary, Users(n / 2, n, "m").Append(new UserRow($"u{n / 2}@example.com", "again", 1)), options, Ct);
         Assert.Equal((n - n / 2, (long)(n / 2), 1L), (second.Inserted, second.Updated, second.Skipped));
@@ -106,7 +106,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await using var tx = await other.BeginTransactionAsync(Ct);
         await using (var insert = new NpgsqlCommand($"INSERT INTO {table} (email, name) VALUES ('u5@example.com', 'other')", other, tx))
             await insert.ExecuteNonQueryAsync(Ct);
-        var upsert = Upsert(table).ExecuteAsync(db.Primary, Users(0, 20), new BulkUpsertOptions { UnnestThreshold = unnestThreshold }, Ct);
+        var upsert = Upsert(table).ExecuteAsync(db.Primary, Users(0, 20), new PostgresBulkUpsertOptions { UnnestThreshold = unnestThreshold }, Ct);
         // Commit only once the upsert waits on that uncommitted key.
         var statement = table.Split('.')[1];
         while (await db.ScalarAsync<long>($"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'MERGE INTO %{statement}%'") == 0)
@@ -128,10 +128,10 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     {
         // DEFAULT and increments run as MERGE; trusted SQL may name EXCLUDED, so it keeps ON CONFLICT.
         var table = await CreateUsersAsync();
-        var options = new BulkUpsertOptions { UnnestThreshold = unnestThreshold };
-        var viaMerge = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score)
+        var options = new PostgresBulkUpsertOptions { UnnestThreshold = unnestThreshold };
+        var viaMerge = PostgresBulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score)
             .OnConflict("email").Update("name").Set(SetExpression.Default("score")).Set("version = version + 2").Build();
-        var viaOnConflict = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score)
+        var viaOnConflict = PostgresBulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score)
             .OnConflict("email").Update("name").Set(SetExpression.TrustedSql("score", "GREATEST(t.score, EXCLUDED.score)")).Build();
         await viaMerge.ExecuteAsync(db.Primary, [new UserRow("a@example.com", "a", 5)], options, Ct);
         var merged = await viaMerge.ExecuteAsync(db.Primary, [new UserRow("a@example.com", "a2", 9), new UserRow("b@example.com", "b", 3)], options, Ct);
@@ -149,7 +149,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await Upsert(table).ExecuteAsync(db.Primary, Users(0, 100), cancellationToken: Ct);
         // Row 15,000 breaks CHECK (score >= 0) after 14,999 good rows, 100 of them updates.
         var rows = Users(0, 20_000, "changed").Select((u, i) => i == 15_000 ? u with { Score = -1 } : u);
-        var e = await Assert.ThrowsAsync<BulkUpsertException>(() => Upsert(table).ExecuteAsync(db.Primary, rows, cancellationToken: Ct));
+        var e = await Assert.ThrowsAsync<PostgresBulkUpsertException>(() => Upsert(table).ExecuteAsync(db.Primary, rows, cancellationToken: Ct));
         Assert.Contains("nothing was written", e.Message, StringComparison.Ordinal);
         Assert.Equal(0, e.RowsCommitted);
         Assert.Equal(100L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
@@ -174,8 +174,8 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     {
         var table = await CreateUsersAsync();
         var rows = Users(0, 10_000).Select((u, i) => i == 7_500 ? u with { Score = -1 } : u);
-        var e = await Assert.ThrowsAsync<BulkUpsertException>(() =>
-            Upsert(table).ExecuteAsync(db.Primary, rows, new BulkUpsertOptions { Mode = BulkUpsertMode.Chunked, ChunkSize = 2_000 }, Ct));
+        var e = await Assert.ThrowsAsync<PostgresBulkUpsertException>(() =>
+            Upsert(table).ExecuteAsync(db.Primary, rows, new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Chunked, ChunkSize = 2_000 }, Ct));
         Assert.Equal(6_000, e.RowsCommitted);
         Assert.Equal(6_000L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
     }
@@ -184,7 +184,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     public async Task Parallel_mode_writes_every_row_once()
     {
         var table = await CreateUsersAsync();
-        var options = new BulkUpsertOptions { Mode = BulkUpsertMode.Parallel, ChunkSize = 2_500, Parallelism = 4 };
+        var options = new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, ChunkSize = 2_500, Parallelism = 4 };
         var first = await Upsert(table).ExecuteAsync(db.Primary, Users(0, 20_000), options, Ct);
         Assert.Equal((20_000L, 20_000L, 0L), (first.RowsReceived, first.Inserted, first.Updated));
         // Full chunks, plus at most one partial chunk per connection (rows are dealt to connections by key).
@@ -200,7 +200,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         var table = await CreateUsersAsync();
         // 500 keys, each 8 times in turn (row i has key i % 500): every key's rows land in several chunks of 100.
         var rows = Enumerable.Range(0, 4_000).Select(i => new UserRow($"u{i % 500}@example.com", $"v{i}", i % 1000)).ToList();
-        var options = new BulkUpsertOptions { Mode = BulkUpsertMode.Parallel, ChunkSize = 100, Parallelism = 4 };
+        var options = new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, ChunkSize = 100, Parallelism = 4 };
         var result = await Upsert(table).ExecuteAsync(db.Primary, rows, options, Ct);
         Assert.Equal((4_000L, 500L), (result.RowsReceived, result.Inserted));
         Assert.Equal(4_000L, result.Inserted + result.Updated + result.Skipped);
@@ -213,9 +213,9 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     public async Task Parallel_mode_reports_a_failing_chunk_and_a_failing_source_without_hanging()
     {
         var table = await CreateUsersAsync();
-        var options = new BulkUpsertOptions { Mode = BulkUpsertMode.Parallel, ChunkSize = 1_000, Parallelism = 4 };
+        var options = new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, ChunkSize = 1_000, Parallelism = 4 };
         var bad = Users(0, 20_000).Select((u, i) => i == 12_345 ? u with { Score = -1 } : u);
-        var e = await Assert.ThrowsAsync<BulkUpsertException>(() => Upsert(table).ExecuteAsync(db.Primary, bad, options, Ct));
+        var e = await Assert.ThrowsAsync<PostgresBulkUpsertException>(() => Upsert(table).ExecuteAsync(db.Primary, bad, options, Ct));
         Assert.Contains("stay committed", e.Message, StringComparison.Ordinal);
         Assert.Equal(e.RowsCommitted, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
         Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE email = 'u12345@example.com'"));
@@ -247,7 +247,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     [InlineData("pg_catalog.pg_class; --")]
     public async Task Injection_through_the_table_name_is_a_schema_error(string name)
     {
-        var upsert = BulkUpsert.BulkUpsert.Into<UserRow>(name).Column("email", u => u.Email).OnConflict("email").Build();
+        var upsert = PostgresBulkUpsert.Into<UserRow>(name).Column("email", u => u.Email).OnConflict("email").Build();
         var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => upsert.ExecuteAsync(db.Primary, Users(0, 5), cancellationToken: Ct));
         Assert.Contains("was not found in the catalog", e.Message, StringComparison.Ordinal);
     }
@@ -259,7 +259,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     public async Task Unknown_or_hostile_column_names_fail_before_any_row_is_written(string column)
     {
         var table = await CreateUsersAsync();
-        var upsert = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column(column, u => u.Name).OnConflict("email").Build();
+        var upsert = PostgresBulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column(column, u => u.Name).OnConflict("email").Build();
         var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => upsert.ExecuteAsync(db.Primary, Users(0, 5_000), cancellationToken: Ct));
         Assert.Contains("has no column", e.Message, StringComparison.Ordinal);
         Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
@@ -269,7 +269,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     public async Task A_type_mismatch_names_the_column()
     {
         var table = await CreateUsersAsync();
-        var upsert = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Email).OnConflict("email").Build();
+        var upsert = PostgresBulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Email).OnConflict("email").Build();
         var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => upsert.ExecuteAsync(db.Primary, Users(0, 5), cancellationToken: Ct));
         Assert.Contains("column \"score\": String cannot be written to column of type integer", e.Message, StringComparison.Ordinal);
     }
@@ -278,7 +278,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     public async Task A_conflict_target_without_a_unique_index_is_a_clear_error()
     {
         var table = await CreateUsersAsync();
-        var upsert = BulkUpsert.BulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).OnConflict("name").Build();
+        var upsert = PostgresBulkUpsert.Into<UserRow>(table).Column("email", u => u.Email).Column("name", u => u.Name).OnConflict("name").Build();
         var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => upsert.ExecuteAsync(db.Primary, Users(0, 5), cancellationToken: Ct));
         Assert.Contains("no unique index or primary key on exactly (name)", e.Message, StringComparison.Ordinal);
     }

@@ -17,7 +17,7 @@ public sealed class ConnectionMappingTests
     [Fact]
     public void Seed_settings_map_to_npgsql()
     {
-        var b = PostgresConnectionFactory.BuildConnectionString(Seed());
+        var b = PostgresDriverSettings.Build(Seed());
         Assert.Equal("db:5433,replica1.db.local:5432,replica2.db.local:5432", b.Host);
         Assert.Equal(("myapp", "app", "pw", SslMode.Require, "myapp"), (b.Database, b.Username, b.Password, b.SslMode, b.ApplicationName));
         Assert.Equal((10, 70), (b.MinPoolSize, b.MaxPoolSize));
@@ -26,7 +26,7 @@ public sealed class ConnectionMappingTests
         Assert.Equal(256, b.MaxAutoPrepare);
         Assert.Equal("-c jit=off", b.Options);
         Assert.True(b.LoadBalanceHosts);
-        Assert.Equal(PostgresConnectionFactory.PrePingKeepAliveSeconds, b.KeepAlive);
+        Assert.Equal(PostgresDriverSettings.PrePingKeepAliveSeconds, b.KeepAlive);
     }
 
     [Fact]
@@ -34,7 +34,7 @@ public sealed class ConnectionMappingTests
     {
         var settings = Seed();
         settings = new PostgresSettings { Connection = settings.Connection, Performance = new() { StatementCacheSize = 0, PreparedStatementCacheSize = 256, Jit = true } };
-        var b = PostgresConnectionFactory.BuildConnectionString(settings);
+        var b = PostgresDriverSettings.Build(settings);
         Assert.Equal(0, b.MaxAutoPrepare);
         Assert.Null(b.Options);
         Assert.False(b.LoadBalanceHosts);

@@ -15,7 +15,7 @@ public sealed class DoctorTests : IAsyncLifetime
 
     public async ValueTask InitializeAsync()
     {
-        _admin = NpgsqlDataSource.Create(PostgresConnectionFactory.BuildConnectionString(Settings()).ConnectionString);
+        _admin = NpgsqlDataSource.Create(PostgresDriverSettings.Build(Settings()).ConnectionString);
         await ExecAsync($"CREATE SCHEMA \"{_schema}\"");
     }
 
@@ -78,7 +78,7 @@ public sealed class DoctorTests : IAsyncLifetime
         await ExecAsync($"CREATE INDEX \"Idx\"\"Status\" ON {T("orders")} (status)");
         await using var doctor = Doctor();
 
-        var findings = await RunAsync(doctor, "pg.unused_indexes");
+        var findings = await RunAsync(doctor, "postgres.unused_indexes");
 
         var f = Assert.Single(findings);
         Assert.Equal(("Idx\"Status", "orders", "0"), (f.Evidence["index"], f.Evidence["table"], f.Evidence["idx_scan"]));
@@ -97,11 +97,11 @@ public sealed class DoctorTests : IAsyncLifetime
         Assert.Equal(PostgresErrorCodes.UniqueViolation, e.SqlState);
         await using var doctor = Doctor();
 
-        var dup = Assert.Single(await RunAsync(doctor, "pg.duplicate_indexes"));
+        var dup = Assert.Single(await RunAsync(doctor, "postgres.duplicate_indexes"));
         Assert.Equal(("dup_v_a, dup_v_b", "dup_v_a"), (dup.Evidence["indexes"], dup.Evidence["keep"]));
         Assert.Equal($"DROP INDEX CONCURRENTLY \"{_schema}\".\"dup_v_b\";", dup.Remedy);
 
-        var invalid = Assert.Single(await RunAsync(doctor, "pg.invalid_indexes"));
+        var invalid = Assert.Single(await RunAsync(doctor, "postgres.invalid_indexes"));
         Assert.Equal("dup_v_unique", invalid.Evidence["index"]);
         Assert.StartsWith($"REINDEX INDEX CONCURRENTLY \"{_schema}\".\"dup_v_unique\";", invalid.Remedy, StringComparison.Ordinal);
     }
@@ -123,7 +123,7 @@ public sealed class DoctorTests : IAsyncLifetime
         }, Ct);
         await using var doctor = Doctor();
 
-        var f = await WaitForAsync(doctor, "pg.blocked", x => x.Evidence["blocked_pid"] == waiterPid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var f = await WaitForAsync(doctor, "postgres.blocked", x => x.Evidence["blocked_pid"] == waiterPid.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
         Assert.Equal(holder.ProcessID.ToString(System.Globalization.CultureInfo.InvariantCulture), f.Evidence["blocking_pid"]);
         Assert.Contains($"blocked-{_schema}", f.Evidence["blocked_query"], StringComparison.Ordinal);
@@ -148,7 +148,7 @@ public sealed class DoctorTests : IAsyncLifetime
         }, Ct);
         await using var doctor = Doctor(new PostgresDiagnosticOptions { LongRunningAfter = TimeSpan.FromSeconds(1) });
 
-        var f = await WaitForAsync(doctor, "pg.long_running", x => x.Evidence["query"].Contains(marker, StringComparison.Ordinal));
+        var f = await WaitForAsync(doctor, "postgres.long_running", x => x.Evidence["query"].Contains(marker, StringComparison.Ordinal));
 
         Assert.Equal(pid.ToString(System.Globalization.CultureInfo.InvariantCulture), f.Evidence["pid"]);
         Assert.True(double.Parse(f.Evidence["running_s"], System.Globalization.CultureInfo.InvariantCulture) >= 1);
@@ -168,14 +168,14 @@ public sealed class DoctorTests : IAsyncLifetime
         await using (var cmd = new NpgsqlCommand($"SELECT 1 /* idle-{_schema} */", idle, tx)) await cmd.ExecuteScalarAsync(Ct);
         await using var doctor = Doctor(new PostgresDiagnosticOptions { IdleInTransactionAfter = TimeSpan.FromMilliseconds(300) });
 
-        var f = await WaitForAsync(doctor, "pg.idle_in_transaction", x => x.Evidence["pid"] == idle.ProcessID.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var f = await WaitForAsync(doctor, "postgres.idle_in_transaction", x => x.Evidence["pid"] == idle.ProcessID.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
         Assert.Equal("idle in transaction", f.Evidence["state"]);
         Assert.Contains($"idle-{_schema}", f.Evidence["last_query"], StringComparison.Ordinal);
         Assert.StartsWith($"SELECT pg_terminate_backend({idle.ProcessID});", f.Remedy, StringComparison.Ordinal);
         await tx.RollbackAsync(Ct);
 
-        var connections = Assert.Single(await RunAsync(doctor, "pg.connections"));
+        var connections = Assert.Single(await RunAsync(doctor, "postgres.connections"));
         Assert.Equal(Severity.Info, connections.Severity);
         Assert.True(int.Parse(connections.Evidence["max_connections"], System.Globalization.CultureInfo.InvariantCulture) > 0);
         Assert.Contains("state.active", connections.Evidence.Keys);
@@ -191,7 +191,7 @@ public sealed class DoctorTests : IAsyncLifetime
         await ExecAsync($"SELECT pg_sleep(0.3) FROM {T("one")}");
         await using var doctor = Doctor(new PostgresDiagnosticOptions { SlowQueryMeanMs = 250, MaxFindingsPerCheck = 1000 });
 
-        var f = await WaitForAsync(doctor, "pg.slow_queries", x => x.Evidence.TryGetValue("query", out var q) && q.Contains(marker, StringComparison.Ordinal));
+        var f = await WaitForAsync(doctor, "postgres.slow_queries", x => x.Evidence.TryGetValue("query", out var q) && q.Contains(marker, StringComparison.Ordinal));
 
         Assert.Equal(Severity.Warning, f.Severity);
         Assert.True(double.Parse(f.Evidence["mean_ms"], System.Globalization.CultureInfo.InvariantCulture) >= 250);
@@ -215,17 +215,17 @@ public sealed class DoctorTests : IAsyncLifetime
         }
         await using var doctor = Doctor(new PostgresDiagnosticOptions { Schemas = [_schema], SeqScanMinScans = 10, SeqScanMinRows = 1000 });
 
-        var scans = await WaitForAsync(doctor, "pg.seq_scans", x => x.Evidence["table"] == "scanned" && long.Parse(x.Evidence["seq_scan"], System.Globalization.CultureInfo.InvariantCulture) >= 12);
+        var scans = await WaitForAsync(doctor, "postgres.seq_scans", x => x.Evidence["table"] == "scanned" && long.Parse(x.Evidence["seq_scan"], System.Globalization.CultureInfo.InvariantCulture) >= 12);
         Assert.Equal("3000", scans.Evidence["rows_per_seq_scan"]);
         Assert.Contains($"CREATE INDEX CONCURRENTLY ON {T("scanned")} (<filtered column>);", scans.Remedy, StringComparison.Ordinal);
 
-        var stale = await WaitForAsync(doctor, "pg.stale_statistics", x => x.Evidence["table"] == "scanned");
+        var stale = await WaitForAsync(doctor, "postgres.stale_statistics", x => x.Evidence["table"] == "scanned");
         Assert.Equal(("3000", "3000", "never"), (stale.Evidence["n_mod_since_analyze"], stale.Evidence["n_live_tup"], stale.Evidence["last_analyze"]));
         Assert.Equal($"ANALYZE {T("scanned")};", stale.Remedy);
 
         await ExecAsync(stale.Remedy!);
-        for (var i = 0; i < 50 && (await RunAsync(doctor, "pg.stale_statistics")).Count > 0; i++) await Task.Delay(200, Ct);
-        Assert.Empty(await RunAsync(doctor, "pg.stale_statistics"));
+        for (var i = 0; i < 50 && (await RunAsync(doctor, "postgres.stale_statistics")).Count > 0; i++) await Task.Delay(200, Ct);
+        Assert.Empty(await RunAsync(doctor, "postgres.stale_statistics"));
     }
 
     [Fact]
@@ -235,7 +235,7 @@ public sealed class DoctorTests : IAsyncLifetime
         await ExecAsync($"SELECT setval('{_schema}.counters_id_seq', 2000000000)");
         await using var doctor = Doctor();
 
-        var f = Assert.Single(await RunAsync(doctor, "pg.sequences"));
+        var f = Assert.Single(await RunAsync(doctor, "postgres.sequences"));
 
         Assert.Equal(Severity.Critical, f.Severity);
         Assert.Equal(("2000000000", "2147483647", "integer", "93.1%"), (f.Evidence["last_value"], f.Evidence["limit"], f.Evidence["column_type"], f.Evidence["used"]));
@@ -254,10 +254,10 @@ public sealed class DoctorTests : IAsyncLifetime
         var report = await DiagnosticRunner.RunAsync(doctor.Checks, secrets: doctor.Secrets, cancellationToken: Ct);
 
         Assert.All(report.Checks, c => Assert.Equal(CheckOutcome.Completed, c.Outcome));
-        var access = Assert.Single(report.Findings, f => f.Check == "pg.access");
+        var access = Assert.Single(report.Findings, f => f.Check == "postgres.access");
         Assert.Equal(("polystore_monitor", "False", "True"), (access.Evidence["role"], access.Evidence["superuser"], access.Evidence["pg_monitor"]));
         Assert.Contains("cannot see", access.Title, StringComparison.Ordinal);
-        var hidden = Assert.Single(report.Findings, f => f.Check == "pg.sequences");
+        var hidden = Assert.Single(report.Findings, f => f.Check == "postgres.sequences");
         Assert.Equal(Severity.Info, hidden.Severity);
         Assert.Equal("1", hidden.Evidence["hidden_sequences"]);
         Assert.Contains($"{_schema}.private_id_seq", hidden.Title, StringComparison.Ordinal);
@@ -276,7 +276,7 @@ public sealed class DoctorTests : IAsyncLifetime
         try
         {
             await using var doctor = Doctor(settings: Settings(applicationName: app), pool: pool.Primary);
-            var findings = await RunAsync(doctor, "pg.pool");
+            var findings = await RunAsync(doctor, "postgres.pool");
 
             var meter = Assert.Single(findings, f => f.Evidence.TryGetValue("pool", out var name) && name == app);
             Assert.Equal(("3", "30"), (meter.Evidence["used"], meter.Evidence["max"]));
@@ -296,7 +296,7 @@ public sealed class DoctorTests : IAsyncLifetime
         if (TestServers.Postgres.Replication.ReadReplicas.Count == 0) Assert.Skip("no replica: run ./run up --replica");
         await using var doctor = Doctor(settings: Settings(withReplicas: true));
 
-        var findings = await RunAsync(doctor, "pg.replication");
+        var findings = await RunAsync(doctor, "postgres.replication");
 
         var standby = Assert.Single(findings, f => f.Evidence.ContainsKey("replica"));
         Assert.Equal("streaming", standby.Evidence["wal_receiver"]);
@@ -328,7 +328,7 @@ public sealed class DoctorTests : IAsyncLifetime
     private static async Task WaitUntilReplicatedAsync(string database)
     {
         var replica = TestServers.Postgres.Replication.ReadReplicas[0];
-        var builder = new NpgsqlConnectionStringBuilder(PostgresConnectionFactory.BuildConnectionString(TestServers.Postgres).ConnectionString)
+        var builder = new NpgsqlConnectionStringBuilder(PostgresDriverSettings.Build(TestServers.Postgres).ConnectionString)
         {
             Host = replica.Host, Port = replica.Port, LoadBalanceHosts = false, Pooling = false,
         };
@@ -357,7 +357,7 @@ public sealed class DoctorTests : IAsyncLifetime
             Assert.All(report.Checks, c => Assert.Equal(CheckOutcome.Completed, c.Outcome));
             Assert.False(report.HasCritical, string.Join(" | ", report.Findings.Where(f => f.Severity == Severity.Critical).Select(f => f.Title)));
             // pg_stat_statements is preloaded but the extension exists only where it was created: it says so.
-            var statements = Assert.Single(report.Findings, f => f.Check == "pg.slow_queries");
+            var statements = Assert.Single(report.Findings, f => f.Check == "postgres.slow_queries");
             Assert.Contains("not created in database", statements.Title, StringComparison.Ordinal);
             Assert.Equal($"CREATE EXTENSION pg_stat_statements;  -- as a superuser (or the database owner), connected to \"{db}\"", statements.Remedy);
         }

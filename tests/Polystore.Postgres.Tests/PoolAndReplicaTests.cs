@@ -38,7 +38,7 @@ public sealed class PoolExhaustionTests
             Assert.IsType<TimeoutException>(e.InnerException?.InnerException ?? e.InnerException, exactMatch: false);
 
             // The library's own entry points report it the same way.
-            var upsert = BulkUpsert.BulkUpsert.Into<(int, string)>("pg_catalog.pg_class").Column("relname", r => r.Item2).OnConflict("relname").Build();
+            var upsert = PostgresBulkUpsert.Into<(int, string)>("pg_catalog.pg_class").Column("relname", r => r.Item2).OnConflict("relname").Build();
             await Assert.ThrowsAsync<PostgresPoolExhaustedException>(() => upsert.ExecuteAsync(sources.Primary, [(1, "x")], cancellationToken: Ct));
 
             // 64 callers at once all get the same clear error, none hangs.

@@ -171,7 +171,7 @@ public sealed class CacheTests
     private static async Task<ConnectionMultiplexer> WithoutKeysCommandAsync(Polystore.Core.Configuration.RedisSettings settings)
     {
         // KEYS is removed from the command map: any use of it would throw, so passing proves SCAN was used.
-        var options = RedisConnectionFactory.BuildOptions(settings);
+        var options = RedisDriverSettings.Build(settings);
         options.CommandMap = CommandMap.Create(new HashSet<string> { "KEYS" }, available: false);
         return await ConnectionMultiplexer.ConnectAsync(options);
     }
@@ -236,7 +236,7 @@ public sealed class CacheTests
     {
         var ct = TestContext.Current.CancellationToken;
         // Two multiplexers stand for two processes.
-        await using var redisB = await ConnectionMultiplexer.ConnectAsync(RedisConnectionFactory.BuildOptions(TestServers.Redis));
+        await using var redisB = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(TestServers.Redis));
         await using var a = await Cache(RedisServers.Standalone, l1: true);
         await using var b = await Cache(redisB, l1: true);
         var db = RedisServers.Standalone.GetDatabase();

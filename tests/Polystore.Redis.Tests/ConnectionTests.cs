@@ -12,7 +12,7 @@ public sealed class ConnectionMappingTests
     [Fact]
     public void Standalone_url_password_db_and_timeouts()
     {
-        var o = RedisConnectionFactory.BuildOptions(new RedisSettings
+        var o = RedisDriverSettings.Build(new RedisSettings
         {
             Connection = new() { Url = "rediss://user:urlpw@cache.local:6380", Password = "yamlpw", Db = 3 },
             Pool = new() { ConnectionTimeout = 5, SocketTimeout = 2.5 },
@@ -28,7 +28,7 @@ public sealed class ConnectionMappingTests
     [Fact]
     public void Cluster_uses_every_node()
     {
-        var o = RedisConnectionFactory.BuildOptions(new RedisSettings
+        var o = RedisDriverSettings.Build(new RedisSettings
         {
             Cluster = new() { Enabled = true, Nodes = ["redis://node1:6379", "redis://node2:6379", "redis://node3:6379"] },
         });
@@ -38,7 +38,7 @@ public sealed class ConnectionMappingTests
     [Fact]
     public void Sentinel_sets_the_service_name_and_sentinel_endpoints()
     {
-        var o = RedisConnectionFactory.BuildOptions(new RedisSettings
+        var o = RedisDriverSettings.Build(new RedisSettings
         {
             Sentinel = new() { Enabled = true, MasterName = "mymaster", Sentinels = [new() { Host = "sentinel1", Port = 26379 }] },
         });

@@ -21,7 +21,7 @@ public sealed class DoctorTests
     public async Task Keys_without_ttl_are_counted_by_a_bounded_scan_of_our_prefix()
     {
         var prefix = TestServers.UniqueName("ttl") + ":";
-        await using var muxer = await ConnectionMultiplexer.ConnectAsync(RedisConnectionFactory.BuildOptions(TestServers.Redis));
+        await using var muxer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(TestServers.Redis));
         var db = muxer.GetDatabase();
         var writes = Enumerable.Range(0, 60).Select(i => i < 50
             ? db.StringSetAsync(prefix + i, "v")

@@ -30,7 +30,7 @@ public sealed class FaultTests
         var ct = TestContext.Current.CancellationToken;
         using var server = new ThrowawayRedis("fault-" + Guid.NewGuid().ToString("N")[..12], timeoutSeconds: 1);
         await server.StartAsync(ct);
-        await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisConnectionFactory.BuildOptions(server.Settings));
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(server.Settings));
         var open = new RedisSlidingWindowRateLimiter(redis, new SlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailOpen });
         var closed = new RedisSlidingWindowRateLimiter(redis, new SlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailClosed });
         var locks = new RedisLockProvider(redis, new RedisLockOptions { Expiry = TimeSpan.FromSeconds(5) });

@@ -296,7 +296,7 @@ public sealed class RateLimiterTests
     {
         var ct = TestContext.Current.CancellationToken;
         var redis = RedisServers.Standalone;
-        var adminOptions = RedisConnectionFactory.BuildOptions(TestServers.Redis);
+        var adminOptions = RedisDriverSettings.Build(TestServers.Redis);
         adminOptions.AllowAdmin = true;
         await using var admin = await ConnectionMultiplexer.ConnectAsync(adminOptions);
         var server = admin.GetServers().Single();

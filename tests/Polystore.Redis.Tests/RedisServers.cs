@@ -7,10 +7,10 @@ namespace Polystore.Redis.Tests;
 internal static class RedisServers
 {
     private static readonly Lazy<ConnectionMultiplexer> StandaloneMux = new(() =>
-        ConnectionMultiplexer.Connect(RedisConnectionFactory.BuildOptions(TestServers.Redis)));
+        ConnectionMultiplexer.Connect(RedisDriverSettings.Build(TestServers.Redis)));
 
     private static readonly Lazy<ConnectionMultiplexer> ClusterMux = new(() =>
-        ConnectionMultiplexer.Connect(RedisConnectionFactory.BuildOptions(TestServers.RedisCluster
+        ConnectionMultiplexer.Connect(RedisDriverSettings.Build(TestServers.RedisCluster
             ?? throw new InvalidOperationException("no Redis Cluster: run ./run up --redis-cluster"))));
 
     public static IConnectionMultiplexer Standalone => StandaloneMux.Value;

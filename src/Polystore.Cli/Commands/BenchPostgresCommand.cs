@@ -75,13 +75,13 @@ internal static class BenchPostgresCommand
                 var settle = await TryCheckpointAsync(ds, cancellationToken);
 
                 var chunk = Math.Max(5_000, rows / (parallelism * 2));
-                var polystore = BulkUpsert.Into<User>(Users).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score).Column("region", u => u.Region)
+                var polystore = PostgresBulkUpsert.Into<User>(Users).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score).Column("region", u => u.Region)
                     .OnConflict("email").Update("name").Set("updated_at = now()").Build();
                 var techniques = new List<Technique>
                 {
                     new("polystore", "Polystore default (one transaction)", (d, r, ct) => polystore.ExecuteAsync(d, r, cancellationToken: ct)),
                     new("polystore_parallel", $"Polystore parallel ({parallelism} connections, chunks of {chunk:N0})",
-                        (d, r, ct) => polystore.ExecuteAsync(d, r, new BulkUpsertOptions { Mode = BulkUpsertMode.Parallel, Parallelism = parallelism, ChunkSize = chunk }, ct)),
+                        (d, r, ct) => polystore.ExecuteAsync(d, r, new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, Parallelism = parallelism, ChunkSize = chunk }, ct)),
                     new("unnest", "unnest(arrays), batches of 10,000", UnnestAsync),
                     new("staging_copy", "binary COPY to UNLOGGED staging + INSERT SELECT", StagingCopyAsync),
                     new("values", $"multi-row VALUES, {ValuesBatch:N0} rows/statement", ValuesAsync),

@@ -64,7 +64,7 @@ internal static class BenchRedisCommand
             var rounds = Math.Clamp(parse.GetValue(Rounds), 1, 15);
             var only = parse.GetValue(Only) is { Length: > 0 } o ? o : ["limiter", "lock", "cache"];
             bool Wanted(string title) => only.Any(a => title.StartsWith(a, StringComparison.OrdinalIgnoreCase));
-            var options = RedisConnectionFactory.BuildOptions(settings);
+            var options = RedisDriverSettings.Build(settings);
             await using var redis = await ConnectionMultiplexer.ConnectAsync(options);
             if (!redis.IsConnected)
             {

@@ -15,7 +15,7 @@ internal static class ConfigCommand
 
             Sources, lowest to highest: the YAML files (with ${VAR} and ${VAR:-default}),
             POLYSTORE_POSTGRES_URL / POLYSTORE_MONGO_URL / POLYSTORE_REDIS_URL, then single keys
-            such as POLYSTORE__POSTGRESQL__POOL__MAX_SIZE=80.
+            such as POLYSTORE__POSTGRES__POOL__MAX_SIZE=80.
             """);
         check.SetAction(parse =>
         {
@@ -29,7 +29,7 @@ internal static class ConfigCommand
                     valid = true,
                     directory = location.Directory,
                     found_by = location.Reason,
-                    stores = new[] { ConfigFiles.Postgres, ConfigFiles.Mongo, ConfigFiles.Redis }
+                    stores = new[] { StoreNames.Postgres, StoreNames.Mongo, StoreNames.Redis }
                         .Where(s => entries.Any(e => e.Store == s)),
                     settings = entries.GroupBy(e => e.Store).ToDictionary(
                         g => g.Key,
@@ -48,7 +48,7 @@ internal static class ConfigCommand
                 }
                 AnsiConsole.Write(table);
             }
-            var missing = new[] { ConfigFiles.Postgres, ConfigFiles.Mongo, ConfigFiles.Redis }.Where(s => entries.All(e => e.Store != s)).ToList();
+            var missing = new[] { StoreNames.Postgres, StoreNames.Mongo, StoreNames.Redis }.Where(s => entries.All(e => e.Store != s)).ToList();
             if (missing.Count > 0) AnsiConsole.MarkupLine($"[grey]Not configured: {string.Join(", ", missing)} (no {string.Join(", ", missing.Select(m => m + ".yaml"))}).[/]");
             return ExitCodes.Ok;
         });

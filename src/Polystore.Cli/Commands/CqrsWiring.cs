@@ -41,10 +41,10 @@ internal sealed class CqrsWiring : IAsyncDisposable
     {
         var postgres = config.Postgres ?? throw new InvalidOperationException("the outbox needs PostgreSQL: the config has no postgresql.yaml");
         var sources = PostgresDataSources.Create(postgres);
-        var redis = config.Redis is { } r ? await ConnectionMultiplexer.ConnectAsync(RedisConnectionFactory.BuildOptions(r)) : null;
+        var redis = config.Redis is { } r ? await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(r)) : null;
         var outbox = new OutboxStore(schema);
         IReadModelStore<UserProfile> store = config.Mongo is { } mongo && !forcePostgresReadModel
-            ? new MongoReadModelStore<UserProfile>(new MongoClient(MongoClientFactory.BuildClientSettings(mongo)).GetDatabase(mongo.Connection.Database), "user_profiles")
+            ? new MongoReadModelStore<UserProfile>(new MongoClient(MongoDriverSettings.Build(mongo)).GetDatabase(mongo.Connection.Database), "user_profiles")
             : new PostgresJsonbReadModelStore<UserProfile>(sources.Primary, schema, "user_profiles");
         var wiring = new CqrsWiring(sources, redis, outbox, store);
         await wiring.Commands.EnsureCreatedAsync(cancellationToken);

@@ -26,7 +26,7 @@ internal static class DemoRedisCommand
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
             if (config.Redis is not { } settings) return CommonOptions.MissingStore("redis.yaml");
-            await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisConnectionFactory.BuildOptions(settings));
+            await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(settings));
             if (!redis.IsConnected)
             {
                 CommonOptions.Error.MarkupLine("[red]Redis is unreachable[/]");

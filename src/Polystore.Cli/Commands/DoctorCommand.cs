@@ -61,9 +61,9 @@ internal static class DoctorCommand
             secrets.AddRange(pgDoctor.Secrets);
             var ping = (await PostgresPing.PingAsync(pg, cancellationToken))[0];
             if (ping.Reachable) checks.AddRange(pgDoctor.Checks);
-            else preFindings.Add(Unreachable(PostgresDiagnostics.Store, "pg.reachable", ping));
+            else preFindings.Add(Unreachable(PostgresDiagnostics.Store, "postgres.reachable", ping));
         }
-        else preFindings.Add(NotConfigured(ConfigFiles.Postgres, location.Directory));
+        else preFindings.Add(NotConfigured(StoreNames.Postgres, location.Directory));
 
         if (config.Redis is { } redis)
         {
@@ -73,7 +73,7 @@ internal static class DoctorCommand
             if (ping.Reachable) checks.AddRange(redisDoctor.Checks);
             else preFindings.Add(Unreachable(RedisDiagnostics.Store, "redis.reachable", ping));
         }
-        else preFindings.Add(NotConfigured(ConfigFiles.Redis, location.Directory));
+        else preFindings.Add(NotConfigured(StoreNames.Redis, location.Directory));
 
         if (config.Mongo is { } mongo)
         {
@@ -107,7 +107,7 @@ internal static class DoctorCommand
     }
 
     private static Finding NotConfigured(string store, string directory) =>
-        new(store, store == ConfigFiles.Postgres ? "pg.configured" : "redis.configured", Severity.Info,
+        new(store, store == StoreNames.Postgres ? "postgres.configured" : "redis.configured", Severity.Info,
             $"{store} is not configured: no {store} checks ran", new Dictionary<string, string> { ["config_directory"] = directory },
             $"Add {store}.yaml to the config folder to check it");
 

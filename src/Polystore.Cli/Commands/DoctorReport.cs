@@ -1,3 +1,4 @@
+using Polystore.Core.Configuration;
 using System.Net;
 using System.Text;
 using Polystore.Core;
@@ -8,7 +9,7 @@ namespace Polystore.Cli.Commands;
 /// <summary>The doctor's output shapes: counts per store, the JSON document and the HTML page.</summary>
 internal static class DoctorReport
 {
-    public static readonly string[] Stores = ["postgresql", "redis", "mongodb"];
+    public static readonly string[] Stores = [.. StoreNames.All];
 
     public sealed record StoreSummary(string Store, int Critical, int Warning, int Info, int ChecksCompleted, int ChecksFailed, int ChecksTimedOut);
 

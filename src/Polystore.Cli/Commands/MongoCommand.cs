@@ -69,9 +69,9 @@ internal static class MongoCommand
             var prefix = parse.GetValue(Prefix)!;
             var userCount = parse.GetValue(Users);
             var batchSize = parse.GetValue(BatchSize);
-            if (userCount is < 1 or > 1_000_000 || batchSize is < 1 or > BulkUpsert.MaxBatchSize)
+            if (userCount is < 1 or > 1_000_000 || batchSize is < 1 or > MongoBulkUpsert.MaxBatchSize)
             {
-                Console.Error.WriteLine($"--users must be 1..1000000 and --batch-size 1..{BulkUpsert.MaxBatchSize}");
+                Console.Error.WriteLine($"--users must be 1..1000000 and --batch-size 1..{MongoBulkUpsert.MaxBatchSize}");
                 return ExitCodes.InvalidConfig;
             }
             Demo demo;
@@ -152,9 +152,9 @@ internal static class MongoCommand
     private static BsonDocument Plan(MongoSettings settings, Demo demo)
     {
         var users = demo.SampleUsers();
-        var models = BulkUpsert.BuildModels(users, 0, Math.Min(3, users.Count)).Cast<UpdateOneModel<BsonDocument>>();
+        var models = MongoBulkUpsert.BuildModels(users, 0, Math.Min(3, users.Count)).Cast<UpdateOneModel<BsonDocument>>();
         var args = new RenderArgs<BsonDocument>(MongoDB.Bson.Serialization.Serializers.BsonDocumentSerializer.Instance, MongoDB.Bson.Serialization.BsonSerializer.SerializerRegistry);
-        var writeConcern = MongoClientFactory.BuildClientSettings(settings).WriteConcern;
+        var writeConcern = MongoDriverSettings.Build(settings).WriteConcern;
         var plan = new BsonDocument
         {
             { "database", settings.Connection.Database },
@@ -202,9 +202,9 @@ internal static class MongoCommand
         using var store = MongoStore.Create(settings, s => s.ServerSelectionTimeout = TimeSpan.FromSeconds(5));
         var topology = await MongoTopology.DetectAsync(store.Client, cancellationToken);
         var indexReport = await MongoIndexes.EnsureIndexesAsync(store.Database, demo.Indexes, cancellationToken: cancellationToken);
-        var upsertOptions = new BulkUpsertOptions { BatchSize = demo.BatchSize };
-        var userResult = await BulkUpsert.UpsertAsync(store.Collection(demo.UsersCollection), demo.SampleUsers(), upsertOptions, cancellationToken);
-        var orderResult = await BulkUpsert.UpsertAsync(store.Collection(demo.OrdersCollection), demo.SampleOrders(), upsertOptions, cancellationToken);
+        var upsertOptions = new MongoBulkUpsertOptions { BatchSize = demo.BatchSize };
+        var userResult = await MongoBulkUpsert.UpsertAsync(store.Collection(demo.UsersCollection), demo.SampleUsers(), upsertOptions, cancellationToken);
+        var orderResult = await MongoBulkUpsert.UpsertAsync(store.Collection(demo.OrdersCollection), demo.SampleOrders(), upsertOptions, cancellationToken);
         var analytics = await demo.Analytics.RunAsync(store.Database, cancellationToken);
         await demo.Materialize.MergeAsync(store.Database, cancellationToken);
         var viewCount = await store.Collection(demo.View).CountDocumentsAsync(FilterDefinition<BsonDocument>.Empty, cancellationToken: cancellationToken);

@@ -8,7 +8,7 @@ internal static class ConfigLoader
         var errors = new List<ConfigError>();
         if (!System.IO.Directory.Exists(directory))
         {
-            var anyEnvironment = new[] { ConfigFiles.Postgres, ConfigFiles.Mongo, ConfigFiles.Redis }.Any(s => EnvironmentOverrides.Configures(s, environment));
+            var anyEnvironment = new[] { StoreNames.Postgres, StoreNames.Mongo, StoreNames.Redis }.Any(s => EnvironmentOverrides.Configures(s, environment));
             if (!anyEnvironment) throw new ConfigException($"config folder '{directory}' does not exist; pass --dir, set POLYSTORE_CONFIG_DIR, or run './run up'");
         }
 
@@ -16,9 +16,9 @@ internal static class ConfigLoader
         var validation = new ConfigValidator(sources);
         // Range and cross-key rules run for each store whose file parsed and bound cleanly, so one
         // report lists every problem without rules tripping over values that failed to convert.
-        var postgres = LoadStore<PostgresSettings>(directory, ConfigFiles.Postgres, environment, errors, sources, validation.Validate);
-        var mongo = LoadStore<MongoSettings>(directory, ConfigFiles.Mongo, environment, errors, sources, validation.Validate);
-        var redis = LoadStore<RedisSettings>(directory, ConfigFiles.Redis, environment, errors, sources, validation.Validate);
+        var postgres = LoadStore<PostgresSettings>(directory, StoreNames.Postgres, environment, errors, sources, validation.Validate);
+        var mongo = LoadStore<MongoSettings>(directory, StoreNames.Mongo, environment, errors, sources, validation.Validate);
+        var redis = LoadStore<RedisSettings>(directory, StoreNames.Redis, environment, errors, sources, validation.Validate);
         errors.AddRange(validation.Errors);
         if (postgres is null && mongo is null && redis is null && errors.Count == 0)
             errors.Add(new ConfigError(ConfigSource.Default, "", $"no store is configured: '{directory}' holds none of postgresql.yaml, mongodb.yaml, redis.yaml"));
@@ -30,9 +30,10 @@ internal static class ConfigLoader
         List<ConfigError> errors, Dictionary<string, IReadOnlyDictionary<string, ConfigSource>> sources, Action<T> validate) where T : class, new()
     {
         var errorsBefore = errors.Count;
-        var fileName = $"{store}.yaml";
+        var stem = StoreNames.ConfigFileStem(store);
+        var fileName = $"{stem}.yaml";
         var path = Path.Combine(directory, fileName);
-        if (!File.Exists(path) && File.Exists(Path.Combine(directory, $"{store}.yml"))) (fileName, path) = ($"{store}.yml", Path.Combine(directory, $"{store}.yml"));
+        if (!File.Exists(path) && File.Exists(Path.Combine(directory, $"{stem}.yml"))) (fileName, path) = ($"{stem}.yml", Path.Combine(directory, $"{stem}.yml"));
         ConfigMap? root;
         if (File.Exists(path))
         {

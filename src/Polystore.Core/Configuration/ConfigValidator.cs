@@ -7,7 +7,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
 
     public void Validate(PostgresSettings s)
     {
-        const string store = ConfigFiles.Postgres;
+        const string store = StoreNames.Postgres;
         Require(store, "connection.host", !string.IsNullOrWhiteSpace(s.Connection.Host), "must not be empty");
         Port(store, "connection.port", s.Connection.Port);
         Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database), "must not be empty");
@@ -31,7 +31,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
 
     public void Validate(MongoSettings s)
     {
-        const string store = ConfigFiles.Mongo;
+        const string store = StoreNames.Mongo;
         var uriOk = s.Connection.Uri.StartsWith("mongodb://", StringComparison.Ordinal) || s.Connection.Uri.StartsWith("mongodb+srv://", StringComparison.Ordinal);
         Require(store, "connection.uri", uriOk, $"must start with mongodb:// or mongodb+srv://; got {Redactor.RedactUrl(s.Connection.Uri)}");
         Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database) && s.Connection.Database.IndexOfAny(['/', '\\', '.', ' ', '"', '$']) < 0,
@@ -54,7 +54,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
 
     public void Validate(RedisSettings s)
     {
-        const string store = ConfigFiles.Redis;
+        const string store = StoreNames.Redis;
         var urlOk = Uri.TryCreate(s.Connection.Url, UriKind.Absolute, out var url) && url.Scheme is "redis" or "rediss";
         Require(store, "connection.url", urlOk, $"must look like redis://host:port or rediss://host:port; got {Redactor.RedactUrl(s.Connection.Url)}");
         AtLeast(store, "connection.db", s.Connection.Db, 0);

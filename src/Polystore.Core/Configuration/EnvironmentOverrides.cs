@@ -3,7 +3,7 @@ namespace Polystore.Core.Configuration;
 /// <summary>
 /// Applies configuration from the environment on top of the files, in this order:
 /// the one-variable URL per store (<c>POLYSTORE_POSTGRES_URL</c>, <c>POLYSTORE_MONGO_URL</c>,
-/// <c>POLYSTORE_REDIS_URL</c>), then any single key (<c>POLYSTORE__POSTGRESQL__POOL__MAX_SIZE=80</c>).
+/// <c>POLYSTORE_REDIS_URL</c>), then any single key (<c>POLYSTORE__POSTGRES__POOL__MAX_SIZE=80</c>).
 /// </summary>
 internal static class EnvironmentOverrides
 {
@@ -11,21 +11,16 @@ internal static class EnvironmentOverrides
 
     public static void ApplyUrl(string store, ConfigMap root, IReadOnlyDictionary<string, string> environment, List<ConfigError> errors)
     {
-        var variable = store switch
-        {
-            ConfigFiles.Postgres => "POLYSTORE_POSTGRES_URL",
-            ConfigFiles.Mongo => "POLYSTORE_MONGO_URL",
-            _ => "POLYSTORE_REDIS_URL",
-        };
+        var variable = StoreNames.UrlVariable(store);
         if (!environment.TryGetValue(variable, out var url) || string.IsNullOrWhiteSpace(url)) return;
         var source = ConfigSource.FromEnvironment(variable);
         var connection = Section(root, "connection", source);
         switch (store)
         {
-            case ConfigFiles.Postgres:
+            case StoreNames.Postgres:
                 ApplyPostgresUrl(url, connection, source, variable, errors);
                 break;
-            case ConfigFiles.Mongo:
+            case StoreNames.Mongo:
                 Set(connection, "uri", url, source);
                 // The database is the URI's path, as in every MongoDB driver (System.Uri cannot parse a host list).
                 if (MongoDatabaseOf(url) is { Length: > 0 } database) Set(connection, "database", database, source);
@@ -103,12 +98,7 @@ internal static class EnvironmentOverrides
     public static bool Configures(string store, IReadOnlyDictionary<string, string> environment) =>
         environment.Keys.Any(k =>
             k.StartsWith($"{KeyPrefix}{store.ToUpperInvariant()}__", StringComparison.OrdinalIgnoreCase)
-            || k == store switch
-            {
-                ConfigFiles.Postgres => "POLYSTORE_POSTGRES_URL",
-                ConfigFiles.Mongo => "POLYSTORE_MONGO_URL",
-                _ => "POLYSTORE_REDIS_URL",
-            } && !string.IsNullOrWhiteSpace(environment[k]));
+            || k == StoreNames.UrlVariable(store) && !string.IsNullOrWhiteSpace(environment[k]));
 
     private static ConfigMap Section(ConfigMap parent, string key, ConfigSource source)
     {

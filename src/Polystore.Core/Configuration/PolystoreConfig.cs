@@ -4,19 +4,41 @@ using System.Reflection;
 
 namespace Polystore.Core.Configuration;
 
-/// <summary>The file names of a config folder, one per store.</summary>
-public static class ConfigFiles
+/// <summary>
+/// The one spelling of each store's name: in finding ids and <see cref="Diagnostics.Finding.Store"/>, health-check
+/// names, CLI nouns, environment variables (<c>POLYSTORE_POSTGRES_URL</c>, <c>POLYSTORE__POSTGRES__POOL__MAX_SIZE</c>)
+/// and JSON output. Only the config files keep the server products' own names (<see cref="ConfigFileStem"/>).
+/// </summary>
+public static class StoreNames
 {
-    /// <summary>Store name and file stem for PostgreSQL.</summary>
-    public const string Postgres = "postgresql";
-    /// <summary>Store name and file stem for MongoDB.</summary>
-    public const string Mongo = "mongodb";
-    /// <summary>Store name and file stem for Redis.</summary>
+    /// <summary>PostgreSQL.</summary>
+    public const string Postgres = "postgres";
+    /// <summary>MongoDB.</summary>
+    public const string Mongo = "mongo";
+    /// <summary>Redis.</summary>
     public const string Redis = "redis";
+
+    /// <summary>Every store, in the order output lists them.</summary>
+    public static IReadOnlyList<string> All { get; } = [Postgres, Redis, Mongo];
+
+    /// <summary>The stem of the store's config file: <c>postgresql</c>, <c>mongodb</c> or <c>redis</c> (then <c>.yaml</c>).</summary>
+    public static string ConfigFileStem(string store) => store switch
+    {
+        Postgres => "postgresql",
+        Mongo => "mongodb",
+        Redis => "redis",
+        _ => throw new ArgumentOutOfRangeException(nameof(store), store, "unknown store"),
+    };
+
+    /// <summary>The store's config file name: <c>postgresql.yaml</c>, <c>mongodb.yaml</c> or <c>redis.yaml</c>.</summary>
+    public static string ConfigFile(string store) => ConfigFileStem(store) + ".yaml";
+
+    /// <summary>The one environment variable that configures the store by URL: <c>POLYSTORE_POSTGRES_URL</c> and so on.</summary>
+    public static string UrlVariable(string store) => $"POLYSTORE_{store.ToUpperInvariant()}_URL";
 }
 
 /// <summary>One line of the effective configuration, with secrets already hidden.</summary>
-/// <param name="Store">postgresql, mongodb or redis.</param>
+/// <param name="Store">postgres, mongo or redis (<see cref="StoreNames"/>).</param>
 /// <param name="Key">Dotted key path.</param>
 /// <param name="Value">The value as text, secrets masked.</param>
 /// <param name="Source">Where the value came from.</param>
@@ -63,9 +85,9 @@ public sealed class PolystoreConfig
     public IReadOnlyList<ConfigEntry> Describe()
     {
         var entries = new List<ConfigEntry>();
-        if (Postgres is not null) Flatten(ConfigFiles.Postgres, Postgres, "", secret: false, entries);
-        if (Mongo is not null) Flatten(ConfigFiles.Mongo, Mongo, "", secret: false, entries);
-        if (Redis is not null) Flatten(ConfigFiles.Redis, Redis, "", secret: false, entries);
+        if (Postgres is not null) Flatten(StoreNames.Postgres, Postgres, "", secret: false, entries);
+        if (Mongo is not null) Flatten(StoreNames.Mongo, Mongo, "", secret: false, entries);
+        if (Redis is not null) Flatten(StoreNames.Redis, Redis, "", secret: false, entries);
         return entries;
     }
 

@@ -1,6 +1,6 @@
 namespace Polystore.Core.Configuration;
 
-/// <summary>The contents of <c>postgresql.yaml</c>, in the seed's shape.</summary>
+/// <summary>The contents of <c>postgresql.yaml</c>, in the shape this tool documents.</summary>
 public sealed class PostgresSettings
 {
     /// <summary>Where the primary server is and how to log in.</summary>

@@ -3,8 +3,8 @@ using System.Diagnostics;
 namespace Polystore.Core.Diagnostics;
 
 /// <summary>One diagnostic check: a name, the store it looks at, and the work that produces findings.</summary>
-/// <param name="Store">postgresql, mongodb or redis.</param>
-/// <param name="Name">A stable identifier, for example <c>pg.unused_indexes</c>.</param>
+/// <param name="Store">postgres, mongo or redis (<see cref="Configuration.StoreNames"/>).</param>
+/// <param name="Name">A stable identifier, for example <c>postgres.unused_indexes</c>.</param>
 /// <param name="Run">Looks and returns what it found (an empty list when all is well).</param>
 /// <param name="Timeout">How long this check may take; null uses the runner's default.</param>
 public sealed record DiagnosticCheck(
@@ -25,7 +25,7 @@ public enum CheckOutcome
 }
 
 /// <summary>What happened to one check.</summary>
-/// <param name="Store">postgresql, mongodb or redis.</param>
+/// <param name="Store">postgres, mongo or redis (<see cref="Configuration.StoreNames"/>).</param>
 /// <param name="Name">The check's identifier.</param>
 /// <param name="Outcome">Completed, failed or timed out.</param>
 /// <param name="Elapsed">How long it ran.</param>

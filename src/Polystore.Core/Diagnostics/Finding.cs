@@ -15,8 +15,8 @@ public enum Severity
 /// One result of a diagnostic check: what was found, the numbers that show it, and the exact
 /// command or SQL that fixes it. Shared by every store so the doctor prints them alike.
 /// </summary>
-/// <param name="Store">postgresql, mongodb or redis.</param>
-/// <param name="Check">A stable identifier, for example <c>pg.unused_indexes</c>.</param>
+/// <param name="Store">postgres, mongo or redis (<see cref="Configuration.StoreNames"/>).</param>
+/// <param name="Check">A stable identifier, for example <c>postgres.unused_indexes</c>.</param>
 /// <param name="Severity">How urgent it is.</param>
 /// <param name="Title">One line a person reads first.</param>
 /// <param name="Evidence">The numbers behind it, by name.</param>

@@ -1,7 +1,7 @@
 namespace Polystore.Core.Diagnostics;
 
 /// <summary>The outcome of connecting to one store and making one round trip.</summary>
-/// <param name="Store">postgresql, mongodb or redis.</param>
+/// <param name="Store">postgres, mongo or redis (<see cref="Configuration.StoreNames"/>).</param>
 /// <param name="Endpoint">Where it connected (host:port; never credentials).</param>
 /// <param name="Reachable">Whether the round trip succeeded.</param>
 /// <param name="ServerVersion">The server's version, when reachable.</param>

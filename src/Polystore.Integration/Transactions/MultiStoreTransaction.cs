@@ -1,93 +1,10 @@
 using MongoDB.Driver;
 using Npgsql;
 using Polystore.Core;
+using Polystore.Core.Configuration;
 using StackExchange.Redis;
 
 namespace Polystore.Integration.Transactions;
-
-/// <summary>
-/// The seed's TransactionManager, kept for callers who want its shape, and honest about what it is:
-/// PostgreSQL commits first, then MongoDB, then any queued Redis MULTI/EXEC. Nothing makes those two commits atomic, so a MongoDB
-/// failure after PostgreSQL committed is reported as a <see cref="PartialCommitException"/> naming
-/// what succeeded — never swallowed, never called a rollback. Redis work is undone by the
-/// compensations you register. Prefer the outbox (<see cref="Outbox.OutboxStore"/>): one commit, then
-/// reliable delivery to the other stores.
-/// </summary>
-public sealed class TransactionManager(NpgsqlDataSource postgres, IMongoClient? mongo = null, IDatabase? redis = null)
-{
-    /// <summary>
-    /// Runs <paramref name="work"/> in a PostgreSQL transaction (and a MongoDB transaction, started on
-    /// first use of <see cref="MultiStoreTransaction.GetMongoSessionAsync"/>). On success commits
-    /// PostgreSQL, then MongoDB. On an exception from <paramref name="work"/>: rolls both back, runs the
-    /// compensations, rethrows.
-    /// </summary>
-    /// <exception cref="PartialCommitException">PostgreSQL committed but MongoDB or Redis did not.</exception>
-    public async Task<CommitReport> ExecuteAsync(Func<MultiStoreTransaction, Task> work, CancellationToken cancellationToken = default)
-    {
-        var connection = await postgres.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
-        {
-            var pgTransaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            var transaction = new MultiStoreTransaction(connection, pgTransaction, mongo, redis);
-            await using (transaction.ConfigureAwait(false))
-            {
-                try
-                {
-                    await work(transaction).ConfigureAwait(false);
-                }
-                catch
-                {
-                    await transaction.RollbackAsync().ConfigureAwait(false);
-                    throw;
-                }
-                return await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            }
-        }
-    }
-}
-
-/// <summary>What a multi-store commit did, store by store.</summary>
-/// <param name="Committed">The stores that committed, in order.</param>
-/// <param name="Failed">The store whose commit failed, if any.</param>
-/// <param name="Error">Why it failed (secrets removed), if any.</param>
-/// <param name="CompensationsRun">Descriptions of the compensations that ran.</param>
-/// <param name="CompensationsFailed">Descriptions and errors of compensations that themselves failed.</param>
-public sealed record CommitReport(
-    IReadOnlyList<string> Committed,
-    string? Failed,
-    string? Error,
-    IReadOnlyList<string> CompensationsRun,
-    IReadOnlyList<string> CompensationsFailed)
-{
-    /// <summary>True when some stores committed and another did not.</summary>
-    public bool IsPartial => Failed is not null && Committed.Count > 0;
-
-    /// <inheritdoc />
-    public override string ToString() =>
-        Failed is null
-            ? $"committed: {string.Join(", ", Committed)}"
-            : $"PARTIAL COMMIT: committed {string.Join(", ", Committed)}; {Failed} failed: {Error}; compensations run: {CompensationsRun.Count}" +
-              (CompensationsFailed.Count > 0 ? $", failed: {string.Join("; ", CompensationsFailed)}" : "");
-}
-
-/// <summary>Thrown when one store committed and a later one failed: the stores now disagree.</summary>
-public sealed class PartialCommitException : Exception
-{
-    /// <summary>Creates the exception from the report.</summary>
-    public PartialCommitException(CommitReport report, Exception? inner = null) : base(report.ToString(), inner) => Report = report;
-
-    /// <summary>Creates the exception.</summary>
-    public PartialCommitException() : this(new CommitReport([], null, null, [], [])) { }
-
-    /// <summary>Creates the exception with a message.</summary>
-    public PartialCommitException(string message) : base(message) => Report = new CommitReport([], null, message, [], []);
-
-    /// <summary>Creates the exception with a message and a cause.</summary>
-    public PartialCommitException(string message, Exception inner) : base(message, inner) => Report = new CommitReport([], null, message, [], []);
-
-    /// <summary>Which store committed, which failed, and what was compensated.</summary>
-    public CommitReport Report { get; }
-}
 
 /// <summary>One unit of multi-store work; see <see cref="TransactionManager"/>.</summary>
 public sealed class MultiStoreTransaction : IAsyncDisposable
@@ -151,19 +68,19 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
             await RollbackAsync().ConfigureAwait(false);
             throw;
         }
-        committed.Add("postgresql");
+        committed.Add(StoreNames.Postgres);
         if (_mongoSession is not null)
         {
             try
             {
                 await _mongoSession.CommitTransactionAsync(cancellationToken).ConfigureAwait(false);
-                committed.Add("mongodb");
+                committed.Add(StoreNames.Mongo);
             }
             catch (Exception e) when (e is MongoException or TimeoutException or InvalidOperationException)
             {
                 var (run, failed) = await CompensateAsync().ConfigureAwait(false);
                 _completed = true;
-                throw new PartialCommitException(new CommitReport(committed, "mongodb", Redactor.RedactUrl(e.Message.Split('\n')[0]), run, failed), e);
+                throw new PartialCommitException(new CommitReport(committed, StoreNames.Mongo, Redactor.RedactUrl(e.Message.Split('\n')[0]), run, failed), e);
             }
         }
         if (_redisTransaction is not null)

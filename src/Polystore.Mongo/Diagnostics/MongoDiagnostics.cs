@@ -15,7 +15,7 @@ namespace Polystore.Mongo.Diagnostics;
 public sealed class MongoDiagnostics : IDisposable
 {
     /// <summary>The store name on every finding.</summary>
-    public const string Store = ConfigFiles.Mongo;
+    public const string Store = StoreNames.Mongo;
 
     private const int Unauthorized = 13;
     private const int NoReplicationEnabled = 76;
@@ -37,7 +37,7 @@ public sealed class MongoDiagnostics : IDisposable
         _settings = settings;
         _options = options ?? new MongoDiagnosticOptions();
         _external = client;
-        var clientSettings = MongoClientFactory.BuildClientSettings(settings);
+        var clientSettings = MongoDriverSettings.Build(settings);
         _secrets = [settings.Connection.Uri, MongoUrl.Create(settings.Connection.Uri).Password];
         clientSettings.ServerSelectionTimeout = TimeSpan.FromSeconds(5);
         clientSettings.ApplicationName = "polystore-doctor";

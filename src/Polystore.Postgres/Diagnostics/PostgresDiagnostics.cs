@@ -14,9 +14,9 @@ namespace Polystore.Postgres.Diagnostics;
 public sealed class PostgresDiagnostics : IAsyncDisposable
 {
     /// <summary>The store name on every finding.</summary>
-    public const string Store = ConfigFiles.Postgres;
+    public const string Store = StoreNames.Postgres;
 
-    private readonly PgContext _context;
+    private readonly PostgresContext _context;
 
     /// <summary>Prepares the checks; nothing connects until a check runs.</summary>
     /// <param name="settings">postgresql.yaml.</param>
@@ -25,7 +25,7 @@ public sealed class PostgresDiagnostics : IAsyncDisposable
     public PostgresDiagnostics(PostgresSettings settings, PostgresDiagnosticOptions? options = null, NpgsqlDataSource? applicationPool = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        _context = new PgContext(settings, options ?? new PostgresDiagnosticOptions(), applicationPool);
+        _context = new PostgresContext(settings, options ?? new PostgresDiagnosticOptions(), applicationPool);
     }
 
     /// <summary>Values to mask in anything printed (the password).</summary>
@@ -34,25 +34,25 @@ public sealed class PostgresDiagnostics : IAsyncDisposable
     /// <summary>Every PostgreSQL check, ready for <see cref="DiagnosticRunner"/>.</summary>
     public IReadOnlyList<DiagnosticCheck> Checks =>
     [
-        Check("pg.access", PgAccessCheck.RunAsync),
-        Check("pg.connections", PgActivityChecks.ConnectionsAsync),
-        Check("pg.idle_in_transaction", PgActivityChecks.IdleInTransactionAsync),
-        Check("pg.pool", PgPoolCheck.RunAsync),
-        Check("pg.long_running", PgActivityChecks.LongRunningAsync),
-        Check("pg.blocked", PgActivityChecks.BlockedAsync),
-        Check("pg.slow_queries", PgStatementsCheck.RunAsync),
-        Check("pg.unused_indexes", PgIndexChecks.UnusedAsync),
-        Check("pg.duplicate_indexes", PgIndexChecks.DuplicateAsync),
-        Check("pg.invalid_indexes", PgIndexChecks.InvalidAsync),
-        Check("pg.seq_scans", PgTableChecks.SeqScansAsync),
-        Check("pg.stale_statistics", PgTableChecks.StaleStatisticsAsync),
-        Check("pg.cache_hit", PgTableChecks.CacheHitAsync),
-        Check("pg.sequences", PgServerChecks.SequencesAsync),
-        Check("pg.wraparound", PgServerChecks.WraparoundAsync),
-        Check("pg.replication", PgServerChecks.ReplicationAsync),
+        Check("postgres.access", PostgresAccessCheck.RunAsync),
+        Check("postgres.connections", PostgresActivityChecks.ConnectionsAsync),
+        Check("postgres.idle_in_transaction", PostgresActivityChecks.IdleInTransactionAsync),
+        Check("postgres.pool", PostgresPoolCheck.RunAsync),
+        Check("postgres.long_running", PostgresActivityChecks.LongRunningAsync),
+        Check("postgres.blocked", PostgresActivityChecks.BlockedAsync),
+        Check("postgres.slow_queries", PostgresStatementsCheck.RunAsync),
+        Check("postgres.unused_indexes", PostgresIndexChecks.UnusedAsync),
+        Check("postgres.duplicate_indexes", PostgresIndexChecks.DuplicateAsync),
+        Check("postgres.invalid_indexes", PostgresIndexChecks.InvalidAsync),
+        Check("postgres.seq_scans", PostgresTableChecks.SeqScansAsync),
+        Check("postgres.stale_statistics", PostgresTableChecks.StaleStatisticsAsync),
+        Check("postgres.cache_hit", PostgresTableChecks.CacheHitAsync),
+        Check("postgres.sequences", PostgresServerChecks.SequencesAsync),
+        Check("postgres.wraparound", PostgresServerChecks.WraparoundAsync),
+        Check("postgres.replication", PostgresServerChecks.ReplicationAsync),
     ];
 
-    private DiagnosticCheck Check(string name, Func<PgContext, CancellationToken, Task<IReadOnlyList<Finding>>> run) =>
+    private DiagnosticCheck Check(string name, Func<PostgresContext, CancellationToken, Task<IReadOnlyList<Finding>>> run) =>
         new(Store, name, ct => run(_context, ct));
 
     /// <summary>
@@ -97,13 +97,13 @@ public sealed class PostgresDiagnostics : IAsyncDisposable
 }
 
 /// <summary>What every PostgreSQL check shares: the doctor's own small pool to the primary, options, and secrets.</summary>
-internal sealed class PgContext : IAsyncDisposable
+internal sealed class PostgresContext : IAsyncDisposable
 {
     private readonly Lazy<NpgsqlDataSource> _primary;
     private readonly List<NpgsqlDataSource> _replicas = [];
     private readonly Lock _gate = new();
 
-    public PgContext(PostgresSettings settings, PostgresDiagnosticOptions options, NpgsqlDataSource? applicationPool)
+    public PostgresContext(PostgresSettings settings, PostgresDiagnosticOptions options, NpgsqlDataSource? applicationPool)
     {
         Settings = settings;
         Options = options;
@@ -122,7 +122,7 @@ internal sealed class PgContext : IAsyncDisposable
     /// <summary>The primary only (never a replica), a small pool of its own, a short connect timeout.</summary>
     public string ConnectionString(string host, int port)
     {
-        var b = PostgresConnectionFactory.BuildConnectionString(Settings);
+        var b = PostgresDriverSettings.Build(Settings);
         b.Host = host;
         b.Port = port;
         b.LoadBalanceHosts = false;

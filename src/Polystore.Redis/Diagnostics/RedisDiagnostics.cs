@@ -16,7 +16,7 @@ namespace Polystore.Redis.Diagnostics;
 public sealed class RedisDiagnostics : IAsyncDisposable
 {
     /// <summary>The store name on every finding.</summary>
-    public const string Store = ConfigFiles.Redis;
+    public const string Store = StoreNames.Redis;
 
     private readonly RedisSettings _settings;
     private readonly IConnectionMultiplexer? _external;
@@ -35,7 +35,7 @@ public sealed class RedisDiagnostics : IAsyncDisposable
         _settings = settings;
         Options = options ?? new RedisDiagnosticOptions();
         _external = multiplexer;
-        var config = RedisConnectionFactory.BuildOptions(settings);
+        var config = RedisDriverSettings.Build(settings);
         config.AllowAdmin = true;
         config.ClientName = "polystore-doctor";
         _database = config.DefaultDatabase ?? 0;

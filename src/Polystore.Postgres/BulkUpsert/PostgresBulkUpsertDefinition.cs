@@ -7,11 +7,11 @@ using Polystore.Postgres.Schema;
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
-/// A reusable bulk upsert (build it once with <see cref="BulkUpsert.Into{T}"/>). Each call checks the
+/// A reusable bulk upsert (build it once with <see cref="PostgresBulkUpsert.Into{T}"/>). Each call checks the
 /// table, columns, types and conflict target against the catalog first, then streams the rows with
 /// binary COPY into a temporary table (ON COMMIT DROP) and runs one
 /// <c>INSERT … SELECT … ON CONFLICT … DO UPDATE</c>; batches up to
-/// <see cref="BulkUpsertOptions.UnnestThreshold"/> rows go as arrays through <c>unnest</c> in one round trip.
+/// <see cref="PostgresBulkUpsertOptions.UnnestThreshold"/> rows go as arrays through <c>unnest</c> in one round trip.
 /// </summary>
 /// <remarks>
 /// Duplicate conflict keys within one batch: the last row in sequence order wins (PostgreSQL alone
@@ -19,11 +19,11 @@ namespace Polystore.Postgres.BulkUpsert;
 /// columns (DO NOTHING) the existing row wins, and among new duplicates the last one is inserted.
 /// Index needed: the unique index or primary key on exactly the conflict columns.
 /// </remarks>
-public sealed class BulkUpsertDefinition<T>
+public sealed class PostgresBulkUpsertDefinition<T>
 {
     private readonly UpsertColumn<T>[] _columns;
 
-    internal BulkUpsertDefinition(string table, UpsertColumn<T>[] columns, string[] conflict, string[] update, SetExpression[] set)
+    internal PostgresBulkUpsertDefinition(string table, UpsertColumn<T>[] columns, string[] conflict, string[] update, SetExpression[] set)
     {
         TableName = table;
         _columns = columns;
@@ -45,29 +45,29 @@ public sealed class BulkUpsertDefinition<T>
     public IReadOnlyList<SetExpression> SetExpressions { get; }
 
     /// <summary>Upserts <paramref name="rows"/> through connections of <paramref name="dataSource"/> (the primary).</summary>
-    public Task<BulkUpsertResult> ExecuteAsync(NpgsqlDataSource dataSource, IEnumerable<T> rows, BulkUpsertOptions? options = null, CancellationToken cancellationToken = default)
+    public Task<PostgresBulkUpsertResult> ExecuteAsync(NpgsqlDataSource dataSource, IEnumerable<T> rows, PostgresBulkUpsertOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(rows);
         return ExecuteAsync(dataSource, new SyncRows(rows), options, cancellationToken);
     }
 
     /// <summary>Upserts a stream of rows, read once and never held in memory whole (parallel mode holds up to three chunks per connection).</summary>
-    public async Task<BulkUpsertResult> ExecuteAsync(NpgsqlDataSource dataSource, IAsyncEnumerable<T> rows, BulkUpsertOptions? options = null, CancellationToken cancellationToken = default)
+    public async Task<PostgresBulkUpsertResult> ExecuteAsync(NpgsqlDataSource dataSource, IAsyncEnumerable<T> rows, PostgresBulkUpsertOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         ArgumentNullException.ThrowIfNull(rows);
-        options ??= BulkUpsertOptions.Default;
+        options ??= PostgresBulkUpsertOptions.Default;
         options.Validate();
         var watch = Stopwatch.StartNew();
         var enumerator = rows.GetAsyncEnumerator(cancellationToken);
         await using (enumerator.ConfigureAwait(false))
         {
-            if (options.Mode == BulkUpsertMode.Parallel) return await ParallelAsync(dataSource, enumerator, options, watch, cancellationToken).ConfigureAwait(false);
+            if (options.Mode == PostgresBulkUpsertMode.Parallel) return await ParallelAsync(dataSource, enumerator, options, watch, cancellationToken).ConfigureAwait(false);
 
             var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
             await using (connection.ConfigureAwait(false))
             {
-                if (options.Mode == BulkUpsertMode.Atomic)
+                if (options.Mode == PostgresBulkUpsertMode.Atomic)
                 {
                     var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
                     await using (transaction.ConfigureAwait(false))
@@ -77,11 +77,11 @@ public sealed class BulkUpsertDefinition<T>
                         {
                             var (received, inserted, updated) = await UpsertAllAsync(connection, transaction, plan, enumerator, options, long.MaxValue, cancellationToken).ConfigureAwait(false);
                             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                            return new BulkUpsertResult(received, inserted, updated, 1, watch.Elapsed);
+                            return new PostgresBulkUpsertResult(received, inserted, updated, 1, watch.Elapsed);
                         }
                         catch (PostgresException e)
                         {
-                            throw new BulkUpsertException($"bulk upsert into {plan.Table.DisplayName} failed; nothing was written (the transaction was rolled back): {e.MessageText}", 0, e);
+                            throw new PostgresBulkUpsertException($"bulk upsert into {plan.Table.DisplayName} failed; nothing was written (the transaction was rolled back): {e.MessageText}", 0, e);
                         }
                     }
                 }
@@ -94,7 +94,7 @@ public sealed class BulkUpsertDefinition<T>
     /// Upserts inside the caller's transaction (for example with an outbox row): nothing is committed
     /// here, and a failure leaves the transaction for the caller to roll back.
     /// </summary>
-    public async Task<BulkUpsertResult> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IAsyncEnumerable<T> rows, CancellationToken cancellationToken = default)
+    public async Task<PostgresBulkUpsertResult> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IAsyncEnumerable<T> rows, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(transaction);
@@ -104,27 +104,27 @@ public sealed class BulkUpsertDefinition<T>
         var enumerator = rows.GetAsyncEnumerator(cancellationToken);
         await using (enumerator.ConfigureAwait(false))
         {
-            var (received, inserted, updated) = await UpsertAllAsync(connection, transaction, plan, enumerator, BulkUpsertOptions.Default, long.MaxValue, cancellationToken).ConfigureAwait(false);
-            return new BulkUpsertResult(received, inserted, updated, 0, watch.Elapsed);
+            var (received, inserted, updated) = await UpsertAllAsync(connection, transaction, plan, enumerator, PostgresBulkUpsertOptions.Default, long.MaxValue, cancellationToken).ConfigureAwait(false);
+            return new PostgresBulkUpsertResult(received, inserted, updated, 0, watch.Elapsed);
         }
     }
 
     /// <summary>Upserts inside the caller's transaction; see the <see cref="IAsyncEnumerable{T}"/> overload.</summary>
-    public Task<BulkUpsertResult> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IEnumerable<T> rows, CancellationToken cancellationToken = default)
+    public Task<PostgresBulkUpsertResult> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IEnumerable<T> rows, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(rows);
         return ExecuteAsync(connection, transaction, new SyncRows(rows), cancellationToken);
     }
 
     /// <summary>Checks every name and type against the catalog; throws <see cref="PostgresSchemaException"/> before any row is sent.</summary>
-    internal async Task<BulkUpsertPlan<T>> ResolveAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+    internal async Task<PostgresBulkUpsertPlan<T>> ResolveAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
     {
         var table = await TableSchema.LoadAsync(connection, TableName, transaction, cancellationToken).ConfigureAwait(false);
         var columns = new List<(UpsertColumn<T>, ColumnSchema)>();
         foreach (var map in _columns)
         {
             var column = table.Column(map.Name, "bulk upsert column");
-            if (column.Name == BulkUpsertPlan<T>.OrdinalColumn) throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: column name \"{column.Name}\" is reserved for the staging table.");
+            if (column.Name == PostgresBulkUpsertPlan<T>.OrdinalColumn) throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: column name \"{column.Name}\" is reserved for the staging table.");
             if (column.Generated) throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: column \"{column.Name}\" is generated and cannot be written.");
             if (column.IdentityAlways) throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: column \"{column.Name}\" is GENERATED ALWAYS AS IDENTITY and cannot be written.");
             if (TypeCompatibility.Check(map.ValueType, column) is { } problem)
@@ -143,12 +143,12 @@ public sealed class BulkUpsertDefinition<T>
               AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND (NOT g.tgisinternal OR g.tgconstrrelid = c.oid))
             FROM pg_catalog.pg_class c WHERE c.oid = $1
             """, [new NpgsqlParameter<uint> { TypedValue = table.Oid, NpgsqlDbType = NpgsqlDbType.Oid }], r => r.GetBoolean(0), cancellationToken).ConfigureAwait(false);
-        return new BulkUpsertPlan<T>(table, columns, conflict, update, set, countable is [true], mergeAvailable: connection.PostgreSqlVersion.Major >= 15);
+        return new PostgresBulkUpsertPlan<T>(table, columns, conflict, update, set, countable is [true], mergeAvailable: connection.PostgreSqlVersion.Major >= 15);
     }
 
     /// <summary>Upserts up to <paramref name="limit"/> rows of the enumerator in the current transaction.</summary>
-    private static async Task<(long Received, long Inserted, long Updated)> UpsertAllAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
-        IAsyncEnumerator<T> rows, BulkUpsertOptions options, long limit, CancellationToken cancellationToken)
+    private static async Task<(long Received, long Inserted, long Updated)> UpsertAllAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
+        IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, long limit, CancellationToken cancellationToken)
     {
         // Small batches: one round trip with arrays beats creating a temp table and a COPY.
         var head = new List<T>(Math.Min(options.UnnestThreshold + 1, 4096));
@@ -194,7 +194,7 @@ public sealed class BulkUpsertDefinition<T>
 
     // The token is checked once per row rather than handed to every value write: Npgsql registers a
     // cancellation callback per call with a cancellable token, which measured ~30% slower COPY streaming.
-    private static async Task WriteRowAsync(NpgsqlBinaryImporter importer, BulkUpsertPlan<T> plan, T row, long? ordinal, CancellationToken cancellationToken)
+    private static async Task WriteRowAsync(NpgsqlBinaryImporter importer, PostgresBulkUpsertPlan<T> plan, T row, long? ordinal, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         await importer.StartRowAsync(CancellationToken.None).ConfigureAwait(false);
@@ -208,7 +208,7 @@ public sealed class BulkUpsertDefinition<T>
     // a key repeats. While streaming, 64-bit key hashes prove most batches unique for free; only on a hash
     // collision (or past the tracking cap) does a server-side hash aggregate decide. Measured on 100k rows:
     // that check ~0.13 s, the sort ~0.5 s; a savepoint + retry on error 21000 was slower than both.
-    private static async Task<(long Inserted, long Updated)> UpsertFromStagingAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
+    private static async Task<(long Inserted, long Updated)> UpsertFromStagingAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
         bool certainlyUnique, (long Rows, long MemoryCap) hash, CancellationToken cancellationToken)
     {
         var duplicates = plan.DoNothing;
@@ -222,7 +222,7 @@ public sealed class BulkUpsertDefinition<T>
             hash.MemoryCap > 0 ? hash : null, cancellationToken).ConfigureAwait(false);
     }
 
-    private static Task<(long Inserted, long Updated)> UpsertArraysAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
+    private static Task<(long Inserted, long Updated)> UpsertArraysAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
         List<T> rows, CancellationToken cancellationToken)
     {
         // Unlike the staging path there is no cheap server-side check here: a possible repeat sorts the batch.
@@ -239,7 +239,7 @@ public sealed class BulkUpsertDefinition<T>
         return CountAsync(connection, transaction, plan, sql, parameters, null, cancellationToken);
     }
 
-    private static async Task<(long Inserted, long Updated)> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
+    private static async Task<(long Inserted, long Updated)> CountAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
         UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap)? mergeHash, CancellationToken cancellationToken)
     {
         if (!plan.CountFromStats) return await CountWithReturningAsync(connection, transaction, sql.Returning, parameters, cancellationToken).ConfigureAwait(false);
@@ -269,7 +269,7 @@ public sealed class BulkUpsertDefinition<T>
     /// One round trip: this backend's counters for the table, the statement, the counters again. The counters
     /// are the backend's own, pending until the transaction ends, so concurrent sessions cannot disturb the difference.
     /// </summary>
-    private static async Task<(long Inserted, long Updated)> CountFromStatsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, BulkUpsertPlan<T> plan,
+    private static async Task<(long Inserted, long Updated)> CountFromStatsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
         string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap)? mergeHash, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch(connection, transaction);
@@ -335,11 +335,11 @@ public sealed class BulkUpsertDefinition<T>
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task<BulkUpsertResult> ChunkedAsync(NpgsqlConnection connection, IAsyncEnumerator<T> rows, BulkUpsertOptions options, Stopwatch watch, CancellationToken cancellationToken)
+    private async Task<PostgresBulkUpsertResult> ChunkedAsync(NpgsqlConnection connection, IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, Stopwatch watch, CancellationToken cancellationToken)
     {
         long received = 0, inserted = 0, updated = 0;
         var commits = 0;
-        BulkUpsertPlan<T>? plan = null;
+        PostgresBulkUpsertPlan<T>? plan = null;
         while (true)
         {
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -356,17 +356,17 @@ public sealed class BulkUpsertDefinition<T>
                 }
                 catch (PostgresException e)
                 {
-                    throw new BulkUpsertException($"bulk upsert into {plan.Table.DisplayName} failed in chunk {commits + 1}; the {commits} chunk(s) before it ({received} rows) stay committed: {e.MessageText}", received, e);
+                    throw new PostgresBulkUpsertException($"bulk upsert into {plan.Table.DisplayName} failed in chunk {commits + 1}; the {commits} chunk(s) before it ({received} rows) stay committed: {e.MessageText}", received, e);
                 }
             }
         }
-        return new BulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
+        return new PostgresBulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
     }
 
-    private async Task<BulkUpsertResult> ParallelAsync(NpgsqlDataSource dataSource, IAsyncEnumerator<T> rows, BulkUpsertOptions options, Stopwatch watch, CancellationToken cancellationToken)
+    private async Task<PostgresBulkUpsertResult> ParallelAsync(NpgsqlDataSource dataSource, IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, Stopwatch watch, CancellationToken cancellationToken)
     {
         // Check the catalog once up front so a bad name fails before any connection writes.
-        BulkUpsertPlan<T> plan;
+        PostgresBulkUpsertPlan<T> plan;
         var first = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
         await using (first.ConfigureAwait(false))
             plan = await ResolveAsync(first, null, cancellationToken).ConfigureAwait(false);
@@ -461,9 +461,9 @@ public sealed class BulkUpsertDefinition<T>
             var cause = await FirstFailureAsync(workers).ConfigureAwait(false) ?? e;
             if (cause is PostgresPoolExhaustedException || cause is not (PostgresException or NpgsqlException))
                 System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(cause);
-            throw new BulkUpsertException($"parallel bulk upsert into {plan.Table.DisplayName} failed; {commits} chunk(s) ({Interlocked.Read(ref committedRows)} rows) stay committed: {(cause as PostgresException)?.MessageText ?? cause.Message}", Interlocked.Read(ref committedRows), cause);
+            throw new PostgresBulkUpsertException($"parallel bulk upsert into {plan.Table.DisplayName} failed; {commits} chunk(s) ({Interlocked.Read(ref committedRows)} rows) stay committed: {(cause as PostgresException)?.MessageText ?? cause.Message}", Interlocked.Read(ref committedRows), cause);
         }
-        return new BulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
+        return new PostgresBulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
     }
 
     // The key hash's bits mixed (MurmurHash3's finalizer) first: an integer key's hash is near its value.

@@ -1,13 +1,13 @@
 namespace Polystore.Postgres.BulkUpsert;
 
-/// <summary>Entry point: <c>BulkUpsert.Into&lt;User&gt;("users").Column(...).OnConflict("email").Build()</c>.</summary>
-public static class BulkUpsert
+/// <summary>Entry point: <c>PostgresBulkUpsert.Into&lt;User&gt;("users").Column(...).OnConflict("email").Build()</c>.</summary>
+public static class PostgresBulkUpsert
 {
     /// <summary>Starts describing an upsert into <paramref name="table"/> ("table" on the search_path, or "schema.table").</summary>
-    public static BulkUpsertBuilder<T> Into<T>(string table)
+    public static PostgresBulkUpsertBuilder<T> Into<T>(string table)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(table);
-        return new BulkUpsertBuilder<T>(table);
+        return new PostgresBulkUpsertBuilder<T>(table);
     }
 }
 
@@ -15,7 +15,7 @@ public static class BulkUpsert
 /// Describes how rows of <typeparamref name="T"/> map to columns and what happens on conflict.
 /// Names are checked against the catalog when the upsert runs, before any row is sent.
 /// </summary>
-public sealed class BulkUpsertBuilder<T>
+public sealed class PostgresBulkUpsertBuilder<T>
 {
     private readonly string _table;
     private readonly List<UpsertColumn<T>> _columns = [];
@@ -24,10 +24,10 @@ public sealed class BulkUpsertBuilder<T>
     private readonly List<SetExpression> _set = [];
     private bool _updateGiven;
 
-    internal BulkUpsertBuilder(string table) => _table = table;
+    internal PostgresBulkUpsertBuilder(string table) => _table = table;
 
     /// <summary>Maps a column to a value of each row. The CLR type must suit the column's type.</summary>
-    public BulkUpsertBuilder<T> Column<TValue>(string column, Func<T, TValue> value)
+    public PostgresBulkUpsertBuilder<T> Column<TValue>(string column, Func<T, TValue> value)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(column);
         ArgumentNullException.ThrowIfNull(value);
@@ -37,7 +37,7 @@ public sealed class BulkUpsertBuilder<T>
     }
 
     /// <summary>The conflict target: columns of a unique index or primary key (all must be mapped).</summary>
-    public BulkUpsertBuilder<T> OnConflict(params string[] columns)
+    public PostgresBulkUpsertBuilder<T> OnConflict(params string[] columns)
     {
         ArgumentNullException.ThrowIfNull(columns);
         _conflict.AddRange(columns);
@@ -48,7 +48,7 @@ public sealed class BulkUpsertBuilder<T>
     /// Columns overwritten from the incoming row on conflict. Default: every mapped column outside the
     /// conflict target. Call with no arguments (and no <see cref="Set(SetExpression)"/>) for DO NOTHING.
     /// </summary>
-    public BulkUpsertBuilder<T> Update(params string[] columns)
+    public PostgresBulkUpsertBuilder<T> Update(params string[] columns)
     {
         ArgumentNullException.ThrowIfNull(columns);
         _updateGiven = true;
@@ -57,7 +57,7 @@ public sealed class BulkUpsertBuilder<T>
     }
 
     /// <summary>An extra assignment on conflict, e.g. <c>SetExpression.Now("updated_at")</c>.</summary>
-    public BulkUpsertBuilder<T> Set(SetExpression expression)
+    public PostgresBulkUpsertBuilder<T> Set(SetExpression expression)
     {
         ArgumentNullException.ThrowIfNull(expression);
         _set.Add(expression);
@@ -65,10 +65,10 @@ public sealed class BulkUpsertBuilder<T>
     }
 
     /// <summary>An extra assignment from the allow-list, e.g. <c>"updated_at = now()"</c> (see <see cref="SetExpression.Parse"/>).</summary>
-    public BulkUpsertBuilder<T> Set(string assignment) => Set(SetExpression.Parse(assignment));
+    public PostgresBulkUpsertBuilder<T> Set(string assignment) => Set(SetExpression.Parse(assignment));
 
     /// <summary>Checks the shape (not yet the catalog) and returns the reusable, immutable upsert.</summary>
-    public BulkUpsertDefinition<T> Build()
+    public PostgresBulkUpsertDefinition<T> Build()
     {
         if (_columns.Count == 0) throw new InvalidOperationException($"bulk upsert into {_table}: map at least one column with Column(...).");
         if (_conflict.Count == 0) throw new InvalidOperationException($"bulk upsert into {_table}: name the conflict target with OnConflict(...).");
@@ -82,6 +82,6 @@ public sealed class BulkUpsertBuilder<T>
         }
         foreach (var s in _set.Where(s => update.Contains(s.Column) || _conflict.Contains(s.Column)))
             throw new InvalidOperationException($"bulk upsert into {_table}: \"{s.Column}\" is assigned twice (SET expression and update/conflict column).");
-        return new BulkUpsertDefinition<T>(_table, [.. _columns], [.. _conflict.Distinct()], [.. update], [.. _set]);
+        return new PostgresBulkUpsertDefinition<T>(_table, [.. _columns], [.. _conflict.Distinct()], [.. update], [.. _set]);
     }
 }

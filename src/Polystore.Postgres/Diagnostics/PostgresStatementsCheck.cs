@@ -5,17 +5,17 @@ using static Polystore.Core.Diagnostics.FindingText;
 namespace Polystore.Postgres.Diagnostics;
 
 /// <summary>Slow queries from pg_stat_statements; when it is unavailable, says exactly why.</summary>
-internal static class PgStatementsCheck
+internal static class PostgresStatementsCheck
 {
-    private const string Check = "pg.slow_queries";
+    private const string Check = "postgres.slow_queries";
     private const string Hidden = "<insufficient privilege>";
 
-    public static async Task<IReadOnlyList<Finding>> RunAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> RunAsync(PostgresContext ctx, CancellationToken ct)
     {
         var connection = await ctx.OpenAsync(ct).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
-            var state = (await PgContext.QueryAsync(connection, """
+            var state = (await PostgresContext.QueryAsync(connection, """
                 SELECT current_setting('shared_preload_libraries'), current_database(), current_user,
                        (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements')
                 """, r => (Preload: r.GetString(0), Db: r.GetString(1), User: r.GetString(2), Schema: r.Str(3)), ct).ConfigureAwait(false))[0];
@@ -37,14 +37,14 @@ internal static class PgStatementsCheck
             int hidden;
             try
             {
-                rows = await PgContext.QueryAsync(connection, $"""
+                rows = await PostgresContext.QueryAsync(connection, $"""
                     SELECT s.calls, s.total_exec_time, s.mean_exec_time, s.rows, s.shared_blks_hit, s.shared_blks_read, s.query, r.rolname
                     FROM {QuoteIdent(state.Schema)}.pg_stat_statements s LEFT JOIN pg_roles r ON r.oid = s.userid
                     WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND s.mean_exec_time >= $1
                     ORDER BY s.total_exec_time DESC LIMIT $2
                     """, r => (r.Long(0), r.Dbl(1), r.Dbl(2), r.Long(3), r.Long(4), r.Long(5), r.Str(6), r.Str(7)),
                     ct, ctx.Options.SlowQueryMeanMs, ctx.Limit).ConfigureAwait(false);
-                hidden = (await PgContext.QueryAsync(connection, $"""
+                hidden = (await PostgresContext.QueryAsync(connection, $"""
                     SELECT count(*)::int FROM {QuoteIdent(state.Schema)}.pg_stat_statements WHERE query = '{Hidden}'
                     """, r => r.GetInt32(0), ct).ConfigureAwait(false))[0];
             }

@@ -3,12 +3,12 @@ using Polystore.Postgres.Schema;
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>The SQL for one upsert, built only from catalog names (quoted) after every check passed.</summary>
-internal sealed class BulkUpsertPlan<T>
+internal sealed class PostgresBulkUpsertPlan<T>
 {
     public const string OrdinalColumn = "polystore_ordinal";
     private static long _stagingCounter;
 
-    public BulkUpsertPlan(TableSchema table, IReadOnlyList<(UpsertColumn<T> Map, ColumnSchema Column)> columns,
+    public PostgresBulkUpsertPlan(TableSchema table, IReadOnlyList<(UpsertColumn<T> Map, ColumnSchema Column)> columns,
         IReadOnlyList<ColumnSchema> conflict, IReadOnlyList<ColumnSchema> update, IReadOnlyList<(SetExpression Expression, ColumnSchema Column)> set,
         bool countFromStats, bool mergeAvailable)
     {

@@ -1,19 +1,19 @@
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>How a bulk upsert commits.</summary>
-public enum BulkUpsertMode
+public enum PostgresBulkUpsertMode
 {
     /// <summary>One transaction for the whole sequence: all rows or none (the default).</summary>
     Atomic,
 
     /// <summary>
-    /// One transaction per <see cref="BulkUpsertOptions.ChunkSize"/> rows on one connection: a failure
+    /// One transaction per <see cref="PostgresBulkUpsertOptions.ChunkSize"/> rows on one connection: a failure
     /// keeps the chunks already committed. For loads too large for one transaction.
     /// </summary>
     Chunked,
 
     /// <summary>
-    /// Chunked commits spread over <see cref="BulkUpsertOptions.Parallelism"/> connections at once. Not atomic.
+    /// Chunked commits spread over <see cref="PostgresBulkUpsertOptions.Parallelism"/> connections at once. Not atomic.
     /// Each row goes to the connection its conflict key hashes to, so a key's rows are applied in input order:
     /// the last one wins, across chunks as within one.
     /// </summary>
@@ -21,13 +21,13 @@ public enum BulkUpsertMode
 }
 
 /// <summary>Options for one bulk upsert call. Defaults suit most loads.</summary>
-public sealed record BulkUpsertOptions
+public sealed record PostgresBulkUpsertOptions
 {
     /// <summary>The default options: atomic.</summary>
-    public static BulkUpsertOptions Default { get; } = new();
+    public static PostgresBulkUpsertOptions Default { get; } = new();
 
     /// <summary>Atomic (default), chunked or parallel.</summary>
-    public BulkUpsertMode Mode { get; init; } = BulkUpsertMode.Atomic;
+    public PostgresBulkUpsertMode Mode { get; init; } = PostgresBulkUpsertMode.Atomic;
 
     /// <summary>Rows per transaction in chunked and parallel modes. Default 50,000.</summary>
     public int ChunkSize { get; init; } = 50_000;

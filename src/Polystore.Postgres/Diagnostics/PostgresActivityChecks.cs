@@ -4,11 +4,11 @@ using static Polystore.Core.Diagnostics.FindingText;
 namespace Polystore.Postgres.Diagnostics;
 
 /// <summary>Sessions: connections by state, idle-in-transaction, long-running and blocked queries.</summary>
-internal static class PgActivityChecks
+internal static class PostgresActivityChecks
 {
-    private const string Check = "pg.connections";
+    private const string Check = "postgres.connections";
 
-    public static async Task<IReadOnlyList<Finding>> ConnectionsAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> ConnectionsAsync(PostgresContext ctx, CancellationToken ct)
     {
         var limits = await ctx.QueryAsync("""
             SELECT current_setting('max_connections')::int,
@@ -40,7 +40,7 @@ internal static class PgActivityChecks
         return [ctx.Finding(Check, severity, $"{total} of {usable} usable connections in use ({Percent(ratio)})", evidence, remedy)];
     }
 
-    public static async Task<IReadOnlyList<Finding>> IdleInTransactionAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> IdleInTransactionAsync(PostgresContext ctx, CancellationToken ct)
     {
         var rows = await ctx.QueryAsync("""
             SELECT pid, usename, datname, application_name,
@@ -51,7 +51,7 @@ internal static class PgActivityChecks
             ORDER BY state_change LIMIT $2
             """, r => (Pid: r.GetInt32(0), User: r.Str(1), Db: r.Str(2), App: r.Str(3), Idle: r.Dbl(4), Xact: r.Dbl(5), Query: r.Str(6), State: r.Str(7)),
             ct, ctx.Options.IdleInTransactionAfter.TotalSeconds, ctx.Limit).ConfigureAwait(false);
-        return rows.Select(s => ctx.Finding("pg.idle_in_transaction",
+        return rows.Select(s => ctx.Finding("postgres.idle_in_transaction",
             s.Idle >= ctx.Options.IdleInTransactionCritical.TotalSeconds ? Severity.Critical : Severity.Warning,
             $"pid {s.Pid} ({s.User}, {s.App}) has been {s.State} for {Num(s.Idle, "0")} s, holding its locks and snapshot",
             Evidence(("pid", s.Pid), ("user", s.User), ("database", s.Db), ("application_name", s.App), ("idle_s", Num(s.Idle, "0.#")),
@@ -59,7 +59,7 @@ internal static class PgActivityChecks
             $"SELECT pg_terminate_backend({s.Pid});\nPrevent it: ALTER ROLE {QuoteIdent(s.User ?? "app")} SET idle_in_transaction_session_timeout = '{Num(ctx.Options.IdleInTransactionAfter.TotalSeconds * 2, "0")}s';  -- and commit or roll back promptly in the application")).ToList();
     }
 
-    public static async Task<IReadOnlyList<Finding>> LongRunningAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> LongRunningAsync(PostgresContext ctx, CancellationToken ct)
     {
         var rows = await ctx.QueryAsync("""
             SELECT pid, usename, datname, application_name, extract(epoch FROM now() - query_start)::float8,
@@ -70,7 +70,7 @@ internal static class PgActivityChecks
             ORDER BY query_start LIMIT $2
             """, r => (Pid: r.GetInt32(0), User: r.Str(1), Db: r.Str(2), App: r.Str(3), Secs: r.Dbl(4), WaitType: r.Str(5), Wait: r.Str(6), Query: r.Str(7)),
             ct, ctx.Options.LongRunningAfter.TotalSeconds, ctx.Limit).ConfigureAwait(false);
-        return rows.Select(q => ctx.Finding("pg.long_running",
+        return rows.Select(q => ctx.Finding("postgres.long_running",
             q.Secs >= ctx.Options.LongRunningCritical.TotalSeconds ? Severity.Critical : Severity.Warning,
             $"pid {q.Pid} ({q.User}) has run one statement for {Num(q.Secs, "0")} s",
             Evidence(("pid", q.Pid), ("user", q.User), ("database", q.Db), ("application_name", q.App), ("running_s", Num(q.Secs, "0.#")),
@@ -78,7 +78,7 @@ internal static class PgActivityChecks
             $"SELECT pg_cancel_backend({q.Pid});   -- if it does not stop: SELECT pg_terminate_backend({q.Pid});\nThen look at its plan: polystore doctor explain '<the query with real values>'")).ToList();
     }
 
-    public static async Task<IReadOnlyList<Finding>> BlockedAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> BlockedAsync(PostgresContext ctx, CancellationToken ct)
     {
         // Every lock that was not granted, with each session that blocks it (pg_blocking_pids) and both queries.
         var rows = await ctx.QueryAsync("""
@@ -94,7 +94,7 @@ internal static class PgActivityChecks
             """, r => (Pid: r.GetInt32(0), User: r.Str(1), Waiting: r.Dbl(2), Query: r.Str(3), LockType: r.Str(4), Mode: r.Str(5), Relation: r.Str(6),
                 BlockerPid: r.GetInt32(7), BlockerUser: r.Str(8), BlockerState: r.Str(9), BlockerXact: r.Dbl(10), BlockerQuery: r.Str(11)),
             ct, ctx.Limit).ConfigureAwait(false);
-        return rows.Select(b => ctx.Finding("pg.blocked",
+        return rows.Select(b => ctx.Finding("postgres.blocked",
             b.Waiting >= ctx.Options.BlockedCritical.TotalSeconds ? Severity.Critical : Severity.Warning,
             $"pid {b.Pid} has waited {Num(b.Waiting, "0.#")} s for a {b.Mode} on {b.Relation ?? b.LockType} held by pid {b.BlockerPid} ({b.BlockerState})",
             Evidence(("blocked_pid", b.Pid), ("blocked_user", b.User), ("waiting_s", Num(b.Waiting, "0.#")), ("blocked_query", ctx.Snippet(b.Query)),

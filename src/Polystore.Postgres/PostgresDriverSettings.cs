@@ -7,7 +7,7 @@ namespace Polystore.Postgres;
 /// The one place where postgresql.yaml becomes Npgsql settings. See the README's configuration
 /// reference for why each key maps the way it does.
 /// </summary>
-public static class PostgresConnectionFactory
+public static class PostgresDriverSettings
 {
     /// <summary>How long a connection above <c>min_size</c> may sit idle before the pool closes it (Npgsql's pruning).</summary>
     public const int OverflowIdleSeconds = 60;
@@ -16,7 +16,7 @@ public static class PostgresConnectionFactory
     public const int PrePingKeepAliveSeconds = 30;
 
     /// <summary>The connection string for the primary and every replica (Npgsql's multi-host syntax).</summary>
-    public static NpgsqlConnectionStringBuilder BuildConnectionString(PostgresSettings settings)
+    public static NpgsqlConnectionStringBuilder Build(PostgresSettings settings)
     {
         var c = settings.Connection;
         var hosts = new List<string> { HostPort(c.Host, c.Port) };

@@ -10,8 +10,8 @@ namespace Polystore.Mongo;
 /// <param name="Data">The fields to set; field names must not start with <c>$</c>.</param>
 public sealed record UpsertItem(BsonValue Id, BsonDocument Data);
 
-/// <summary>Options of <see cref="BulkUpsert.UpsertAsync"/>.</summary>
-public sealed record BulkUpsertOptions
+/// <summary>Options of <see cref="MongoBulkUpsert.UpsertAsync"/>.</summary>
+public sealed record MongoBulkUpsertOptions
 {
     /// <summary>Items per <c>bulkWrite</c> call (1..100,000, the server's maxWriteBatchSize). Default 1,000.</summary>
     public int BatchSize { get; init; } = 1000;
@@ -22,7 +22,7 @@ public sealed record BulkUpsertOptions
 /// <param name="Id">Its <c>_id</c>.</param>
 /// <param name="Code">The server's error code (0 when the driver left the item unprocessed).</param>
 /// <param name="Message">The server's message.</param>
-public sealed record BulkUpsertFailure(int Index, BsonValue Id, int Code, string Message);
+public sealed record MongoBulkUpsertFailure(int Index, BsonValue Id, int Code, string Message);
 
 /// <summary>The outcome of a bulk upsert: counts over all batches and every item that failed.</summary>
 /// <param name="Matched">Documents that existed and matched their <c>_id</c>.</param>
@@ -31,18 +31,18 @@ public sealed record BulkUpsertFailure(int Index, BsonValue Id, int Code, string
 /// <param name="Batches">bulkWrite calls made.</param>
 /// <param name="Failures">Every refused item, in input order.</param>
 /// <param name="WriteConcernErrors">Write concern errors, one per affected batch (the writes may still have applied).</param>
-public sealed record BulkUpsertResult(long Matched, long Modified, long Upserted, int Batches,
-    IReadOnlyList<BulkUpsertFailure> Failures, IReadOnlyList<string> WriteConcernErrors)
+public sealed record MongoBulkUpsertResult(long Matched, long Modified, long Upserted, int Batches,
+    IReadOnlyList<MongoBulkUpsertFailure> Failures, IReadOnlyList<string> WriteConcernErrors)
 {
     /// <summary>True when no item failed and no write concern error was reported.</summary>
     public bool Succeeded => Failures.Count == 0 && WriteConcernErrors.Count == 0;
 }
 
 /// <summary>Thrown when a batch fails as a whole (network, timeout, auth): earlier batches are written, later ones are not sent.</summary>
-public sealed class BulkUpsertAbortedException : Exception
+public sealed class MongoBulkUpsertException : Exception
 {
     /// <summary>Creates the exception.</summary>
-    public BulkUpsertAbortedException(string message, BulkUpsertResult partial, int firstUncertainIndex, Exception inner)
+    public MongoBulkUpsertException(string message, MongoBulkUpsertResult partial, int firstUncertainIndex, Exception inner)
         : base(message, inner)
     {
         Partial = partial;
@@ -50,35 +50,35 @@ public sealed class BulkUpsertAbortedException : Exception
     }
 
     /// <summary>Counts and failures of the batches that completed.</summary>
-    public BulkUpsertResult Partial { get; }
+    public MongoBulkUpsertResult Partial { get; }
 
     /// <summary>Input index from which the outcome is unknown (the failed batch may be partly applied; later items were not sent).</summary>
     public int FirstUncertainIndex { get; }
 }
 
 /// <summary>The seed's <c>bulk_update_users</c> done right: unordered upserts in batches, with counts and a failure report.</summary>
-public static class BulkUpsert
+public static class MongoBulkUpsert
 {
     /// <summary>The most operations one bulkWrite may hold (the server's maxWriteBatchSize).</summary>
     public const int MaxBatchSize = 100_000;
 
     /// <summary>
     /// Validates every item (nothing is sent when any is bad), then sends <c>UpdateOne</c> upserts, unordered,
-    /// <see cref="BulkUpsertOptions.BatchSize"/> at a time. Per-item failures do not stop the run: unordered writes
+    /// <see cref="MongoBulkUpsertOptions.BatchSize"/> at a time. Per-item failures do not stop the run: unordered writes
     /// apply every other item, and each failure is reported with its input index.
     /// </summary>
-    public static async Task<BulkUpsertResult> UpsertAsync(IMongoCollection<BsonDocument> collection, IReadOnlyList<UpsertItem> items,
-        BulkUpsertOptions? options = null, CancellationToken cancellationToken = default)
+    public static async Task<MongoBulkUpsertResult> UpsertAsync(IMongoCollection<BsonDocument> collection, IReadOnlyList<UpsertItem> items,
+        MongoBulkUpsertOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(collection);
-        options ??= new BulkUpsertOptions();
+        options ??= new MongoBulkUpsertOptions();
         Validate(items, options);
         // Counts only exist for acknowledged writes; refuse w:0 rather than report zeros.
         if (!collection.Settings.WriteConcern.IsAcknowledged)
             throw new InvalidOperationException("bulk upsert needs an acknowledged write concern (w >= 1) to report counts and failures; the collection uses w:0");
 
         long matched = 0, modified = 0, upserted = 0;
-        var failures = new List<BulkUpsertFailure>();
+        var failures = new List<MongoBulkUpsertFailure>();
         var writeConcernErrors = new List<string>();
         var batches = 0;
         var bulkOptions = new BulkWriteOptions { IsOrdered = false };
@@ -104,14 +104,14 @@ public static class BulkUpsert
             }
             catch (Exception e) when (e is MongoException or TimeoutException)
             {
-                var partial = new BulkUpsertResult(matched, modified, upserted, batches - 1, Sorted(failures), writeConcernErrors);
-                throw new BulkUpsertAbortedException(
+                var partial = new MongoBulkUpsertResult(matched, modified, upserted, batches - 1, Sorted(failures), writeConcernErrors);
+                throw new MongoBulkUpsertException(
                     string.Create(CultureInfo.InvariantCulture,
                         $"bulk upsert stopped at batch {batches}: items {start}..{start + count - 1} may be partly written and items from {start + count} were not sent ({items.Count} in all); {Redactor.RedactConnectionString(e.Message)}"),
                     partial, start, e);
             }
         }
-        return new BulkUpsertResult(matched, modified, upserted, batches, Sorted(failures), writeConcernErrors);
+        return new MongoBulkUpsertResult(matched, modified, upserted, batches, Sorted(failures), writeConcernErrors);
     }
 
     /// <summary>(start, count) of each batch.</summary>
@@ -143,11 +143,11 @@ public static class BulkUpsert
     }
 
     /// <summary>Turns batch-relative error indexes into the caller's indexes and ids.</summary>
-    internal static IEnumerable<BulkUpsertFailure> MapFailures(IReadOnlyList<UpsertItem> items, int batchStart, IEnumerable<(int Index, int Code, string Message)> errors) =>
-        errors.Select(e => new BulkUpsertFailure(batchStart + e.Index, items[batchStart + e.Index].Id, e.Code, e.Message));
+    internal static IEnumerable<MongoBulkUpsertFailure> MapFailures(IReadOnlyList<UpsertItem> items, int batchStart, IEnumerable<(int Index, int Code, string Message)> errors) =>
+        errors.Select(e => new MongoBulkUpsertFailure(batchStart + e.Index, items[batchStart + e.Index].Id, e.Code, e.Message));
 
     /// <summary>Every problem with the input, or nothing; throws before anything is sent.</summary>
-    internal static void Validate(IReadOnlyList<UpsertItem>? items, BulkUpsertOptions options)
+    internal static void Validate(IReadOnlyList<UpsertItem>? items, MongoBulkUpsertOptions options)
     {
         ArgumentNullException.ThrowIfNull(items);
         if (options.BatchSize is < 1 or > MaxBatchSize)
@@ -198,5 +198,5 @@ public static class BulkUpsert
     private static string Show(BsonValue? value) => value is null ? "null" : value.ToJson();
 
 
-    private static IReadOnlyList<BulkUpsertFailure> Sorted(List<BulkUpsertFailure> failures) => [.. failures.OrderBy(f => f.Index)];
+    private static IReadOnlyList<MongoBulkUpsertFailure> Sorted(List<MongoBulkUpsertFailure> failures) => [.. failures.OrderBy(f => f.Index)];
 }

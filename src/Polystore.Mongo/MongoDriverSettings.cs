@@ -4,10 +4,10 @@ using Polystore.Core.Configuration;
 namespace Polystore.Mongo;
 
 /// <summary>The one place where mongodb.yaml becomes <see cref="MongoClientSettings"/>.</summary>
-public static class MongoClientFactory
+public static class MongoDriverSettings
 {
     /// <summary>Driver settings for <paramref name="settings"/>; YAML keys win over options inside the URI.</summary>
-    public static MongoClientSettings BuildClientSettings(MongoSettings settings)
+    public static MongoClientSettings Build(MongoSettings settings)
     {
         var client = MongoClientSettings.FromConnectionString(settings.Connection.Uri);
         client.MaxConnectionPoolSize = settings.Pool.MaxPoolSize;

@@ -8,10 +8,10 @@ using Spectre.Console;
 namespace Polystore.Cli.Commands;
 
 /// <summary>
-/// <c>polystore pg seed | page | rank</c>: the PostgreSQL toolkit on a demo users table
+/// <c>polystore postgres seed | page | rank</c>: the PostgreSQL toolkit on a demo users table
 /// (schema polystore_demo): bulk upsert, keyset pages, rankings.
 /// </summary>
-internal static class PgCommand
+internal static class PostgresCommand
 {
     private const string Table = "polystore_demo.users";
 
@@ -30,7 +30,7 @@ internal static class PgCommand
 
     public static Command Create()
     {
-        var pg = new Command("pg", "PostgreSQL toolkit on a demo users table (schema polystore_demo): bulk upsert, keyset pages, rankings.");
+        var pg = new Command("postgres", "PostgreSQL toolkit on a demo users table (schema polystore_demo): bulk upsert, keyset pages, rankings.");
 
         var seed = new Command("seed", "Bulk-upsert N generated users (keyed on email; on a match: name, score and updated_at = now()); run twice to see updates.") { Users, Reset };
         seed.SetAction((parse, ct) => WithSources(parse, async (ds, _) =>
@@ -46,7 +46,7 @@ internal static class PgCommand
                 await create.ExecuteNonQueryAsync(ct);
             var round = Environment.TickCount64;
             var rows = Enumerable.Range(0, n).Select(i => new DemoUser($"user{i}@example.com", $"User {i}", (int)((i * 7919L + round) % 1_000_003), Regions[i % Regions.Length], i % 10 != 0));
-            var upsert = BulkUpsert.Into<DemoUser>(Table)
+            var upsert = PostgresBulkUpsert.Into<DemoUser>(Table)
                 .Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score).Column("region", u => u.Region).Column("active", u => u.Active)
                 .OnConflict("email").Set("updated_at = now()").Build();
             var r = await upsert.ExecuteAsync(ds, rows, cancellationToken: ct);
@@ -133,7 +133,7 @@ internal static class PgCommand
         {
             return await action(sources.Primary, pg);
         }
-        catch (Exception e) when (e is Polystore.Postgres.Schema.PostgresSchemaException or InvalidCursorException or BulkUpsertException or PostgresPoolExhaustedException)
+        catch (Exception e) when (e is Polystore.Postgres.Schema.PostgresSchemaException or InvalidCursorException or PostgresBulkUpsertException or PostgresPoolExhaustedException)
         {
             CommonOptions.Error.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
             return e is PostgresPoolExhaustedException ? ExitCodes.Unreachable : ExitCodes.Failure;

@@ -4,9 +4,9 @@ using static Polystore.Core.Diagnostics.FindingText;
 namespace Polystore.Postgres.Diagnostics;
 
 /// <summary>Which role the doctor runs as, and what that role cannot see or do.</summary>
-internal static class PgAccessCheck
+internal static class PostgresAccessCheck
 {
-    public static async Task<IReadOnlyList<Finding>> RunAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> RunAsync(PostgresContext ctx, CancellationToken ct)
     {
         var r = (await ctx.QueryAsync("""
             SELECT current_user, rolsuper,
@@ -20,13 +20,13 @@ internal static class PgAccessCheck
         var evidence = Evidence(("role", r.Role), ("superuser", r.Super), ("pg_monitor", r.Monitor), ("pg_read_all_stats", r.Stats), ("pg_signal_backend", r.Signal),
             ("server_version", r.Version), ("in_recovery", r.Recovery));
         if (r.Super)
-            return [ctx.Finding("pg.access", Severity.Info, $"Running as superuser {r.Role}: every check sees everything", evidence)];
+            return [ctx.Finding("postgres.access", Severity.Info, $"Running as superuser {r.Role}: every check sees everything", evidence)];
         var blind = new List<string>();
         if (!r.Stats) blind.Add("other roles' queries, session states and pg_stat_statements text");
         if (!r.Monitor) blind.Add("replication lag details");
-        blind.Add("sequences it has no SELECT or USAGE on (pg.sequences counts them)");
+        blind.Add("sequences it has no SELECT or USAGE on (postgres.sequences counts them)");
         if (!r.Signal) blind.Add("it may not cancel or terminate other roles' sessions (the pg_cancel_backend remedies need pg_signal_backend or that role)");
-        return [ctx.Finding("pg.access", Severity.Info,
+        return [ctx.Finding("postgres.access", Severity.Info,
             $"Running as {r.Role} (not a superuser{(r.Monitor ? ", member of pg_monitor" : ", not in pg_monitor")}): cannot see " + string.Join("; ", blind),
             evidence,
             r.Monitor ? null : $"GRANT pg_monitor TO {QuoteIdent(r.Role)};")];

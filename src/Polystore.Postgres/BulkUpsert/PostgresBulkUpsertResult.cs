@@ -9,7 +9,7 @@ namespace Polystore.Postgres.BulkUpsert;
 /// <param name="Updated">Existing rows that were updated.</param>
 /// <param name="Commits">Transactions committed (1 in the default all-or-nothing mode).</param>
 /// <param name="Elapsed">Wall-clock time of the whole operation.</param>
-public sealed record BulkUpsertResult(long RowsReceived, long Inserted, long Updated, int Commits, TimeSpan Elapsed)
+public sealed record PostgresBulkUpsertResult(long RowsReceived, long Inserted, long Updated, int Commits, TimeSpan Elapsed)
 {
     /// <summary>
     /// Rows received but not written: later duplicates of a conflict key within the batch (the last one

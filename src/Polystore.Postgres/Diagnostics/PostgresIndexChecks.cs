@@ -4,11 +4,11 @@ using static Polystore.Core.Diagnostics.FindingText;
 namespace Polystore.Postgres.Diagnostics;
 
 /// <summary>Unused, duplicate and invalid indexes.</summary>
-internal static class PgIndexChecks
+internal static class PostgresIndexChecks
 {
     private const string UserSchemas = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' AND ($1::text[] IS NULL OR n.nspname = ANY($1))";
 
-    public static async Task<IReadOnlyList<Finding>> UnusedAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> UnusedAsync(PostgresContext ctx, CancellationToken ct)
     {
         // Unique and primary-key indexes enforce rules even when no query reads them; constraint-backed ones too.
         var rows = await ctx.QueryAsync($"""
@@ -26,7 +26,7 @@ internal static class PgIndexChecks
             ORDER BY 4 DESC, 1, 3 LIMIT $2
             """, r => (Schema: r.GetString(0), Table: r.GetString(1), Index: r.GetString(2), Size: r.Long(3), Scans: r.Long(4), Reset: r.Time(5), Start: r.Time(6)),
             ct, ctx.SchemaParameter(), ctx.Limit).ConfigureAwait(false);
-        return rows.Select(x => ctx.Finding("pg.unused_indexes",
+        return rows.Select(x => ctx.Finding("postgres.unused_indexes",
             x.Size >= ctx.Options.UnusedIndexWarningBytes ? Severity.Warning : Severity.Info,
             $"Index {x.Schema}.{x.Index} on {x.Table} has never been scanned ({Bytes(x.Size)} written on every insert and update)",
             Evidence(("schema", x.Schema), ("table", x.Table), ("index", x.Index), ("idx_scan", x.Scans), ("size_bytes", x.Size), ("size", Bytes(x.Size)),
@@ -34,7 +34,7 @@ internal static class PgIndexChecks
             $"DROP INDEX CONCURRENTLY {Qualified(x.Schema, x.Index)};  -- first check replicas too: idx_scan is counted per server")).ToList();
     }
 
-    public static async Task<IReadOnlyList<Finding>> DuplicateAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> DuplicateAsync(PostgresContext ctx, CancellationToken ct)
     {
         // Same table, columns, operator classes, collations, options, expressions and predicate = the same index.
         // The one to keep sorts first: primary key, then unique, then constraint-backed, then by name.
@@ -60,7 +60,7 @@ internal static class PgIndexChecks
             var drops = d.Indexes.Skip(1).Select((name, k) => d.Constraints[k + 1] is { } constraint
                 ? $"ALTER TABLE {Qualified(d.Schema, d.Table)} DROP CONSTRAINT {QuoteIdent(constraint)};"
                 : $"DROP INDEX CONCURRENTLY {Qualified(d.Schema, name)};");
-            return ctx.Finding("pg.duplicate_indexes", Severity.Warning,
+            return ctx.Finding("postgres.duplicate_indexes", Severity.Warning,
                 $"Table {d.Schema}.{d.Table} has {d.Indexes.Length} identical indexes: {string.Join(", ", d.Indexes)}",
                 Evidence(("schema", d.Schema), ("table", d.Table), ("indexes", string.Join(", ", d.Indexes)), ("keep", d.Indexes[0]),
                     ("total_size", Bytes(d.Size)), ("definition", d.Def)),
@@ -68,7 +68,7 @@ internal static class PgIndexChecks
         }).ToList();
     }
 
-    public static async Task<IReadOnlyList<Finding>> InvalidAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> InvalidAsync(PostgresContext ctx, CancellationToken ct)
     {
         var rows = await ctx.QueryAsync($"""
             SELECT n.nspname, t.relname, ci.relname, pg_relation_size(i.indexrelid), pg_get_indexdef(i.indexrelid)
@@ -80,7 +80,7 @@ internal static class PgIndexChecks
             ORDER BY 1, 3 LIMIT $2
             """, r => (Schema: r.GetString(0), Table: r.GetString(1), Index: r.GetString(2), Size: r.Long(3), Def: r.Str(4)),
             ct, ctx.SchemaParameter(), ctx.Limit).ConfigureAwait(false);
-        return rows.Select(x => ctx.Finding("pg.invalid_indexes", Severity.Warning,
+        return rows.Select(x => ctx.Finding("postgres.invalid_indexes", Severity.Warning,
             $"Index {x.Schema}.{x.Index} on {x.Table} is invalid (a failed CREATE INDEX CONCURRENTLY): never used by queries, still maintained on writes",
             Evidence(("schema", x.Schema), ("table", x.Table), ("index", x.Index), ("size", Bytes(x.Size)), ("definition", x.Def)),
             $"REINDEX INDEX CONCURRENTLY {Qualified(x.Schema, x.Index)};  -- or, if it is not wanted: DROP INDEX CONCURRENTLY {Qualified(x.Schema, x.Index)};")).ToList();

@@ -8,10 +8,10 @@ namespace Polystore.Redis;
 /// The one place where redis.yaml becomes StackExchange.Redis <see cref="ConfigurationOptions"/>
 /// for standalone, cluster and sentinel deployments.
 /// </summary>
-public static class RedisConnectionFactory
+public static class RedisDriverSettings
 {
     /// <summary>Options for <paramref name="settings"/>.</summary>
-    public static ConfigurationOptions BuildOptions(RedisSettings settings)
+    public static ConfigurationOptions Build(RedisSettings settings)
     {
         var url = new Uri(settings.Connection.Url);
         var (urlUser, urlPassword) = UserInfo(url);

@@ -10,17 +10,17 @@ namespace Polystore.Postgres.Diagnostics;
 /// pools are not visible from here, so the server side is shown too: sessions per application_name
 /// against the configured per-process pool maximum.
 /// </summary>
-internal static class PgPoolCheck
+internal static class PostgresPoolCheck
 {
-    private const string Check = "pg.pool";
+    private const string Check = "postgres.pool";
 
-    public static async Task<IReadOnlyList<Finding>> RunAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> RunAsync(PostgresContext ctx, CancellationToken ct)
     {
         var findings = new List<Finding>();
         var pools = ReadPoolMetrics();
         foreach (var (name, pool) in pools.OrderBy(p => p.Key, StringComparer.Ordinal))
         {
-            if (pool.Max <= 0 || name == PgContext.PoolName) continue;
+            if (pool.Max <= 0 || name == PostgresContext.PoolName) continue;
             var ratio = (double)pool.Used / pool.Max;
             var severity = ratio >= ctx.Options.PoolWarning ? Severity.Warning : Severity.Info;
             findings.Add(ctx.Finding(Check, severity,
@@ -43,7 +43,7 @@ internal static class PgPoolCheck
             serverRatio >= ctx.Options.PoolWarning ? Severity.Warning : Severity.Info,
             $"Server view: {total} sessions named '{app}' ({active} active, {idle} idle); the configured pool allows {perProcess} per process",
             Evidence(("application_name", app), ("sessions", total), ("active", active), ("idle", idle), ("pool_max_per_process", perProcess),
-                ("npgsql_pools_in_this_process", pools.Count(p => p.Key != PgContext.PoolName && p.Value.Max > 0)),
+                ("npgsql_pools_in_this_process", pools.Count(p => p.Key != PostgresContext.PoolName && p.Value.Max > 0)),
                 ("visibility", ctx.ApplicationPool is null
                     ? "this process is polystore doctor, not the application: its pools are not the application's; call PostgresDiagnostics from the application (with its data source) to see them"
                     : "the application's pool is in this process")),

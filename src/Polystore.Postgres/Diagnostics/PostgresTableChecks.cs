@@ -4,11 +4,11 @@ using static Polystore.Core.Diagnostics.FindingText;
 namespace Polystore.Postgres.Diagnostics;
 
 /// <summary>Tables: sequential scans (a missing-index hint), stale statistics, and the buffer cache hit ratio.</summary>
-internal static class PgTableChecks
+internal static class PostgresTableChecks
 {
     private const string SchemaFilter = "($1::text[] IS NULL OR schemaname = ANY($1))";
 
-    public static async Task<IReadOnlyList<Finding>> SeqScansAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> SeqScansAsync(PostgresContext ctx, CancellationToken ct)
     {
         var o = ctx.Options;
         var rows = await ctx.QueryAsync($"""
@@ -19,7 +19,7 @@ internal static class PgTableChecks
             ORDER BY seq_tup_read DESC LIMIT $2
             """, r => (Schema: r.GetString(0), Table: r.GetString(1), Scans: r.Long(2), Read: r.Long(3), IdxScans: r.Long(4), Live: r.Long(5), Size: r.Long(6)),
             ct, ctx.SchemaParameter(), ctx.Limit, o.SeqScanMinScans, o.SeqScanMinRows).ConfigureAwait(false);
-        return rows.Select(t => ctx.Finding("pg.seq_scans", Severity.Warning,
+        return rows.Select(t => ctx.Finding("postgres.seq_scans", Severity.Warning,
             $"Table {t.Schema}.{t.Table} was read by {t.Scans} sequential scans ({t.Read / Math.Max(1, t.Scans)} rows each on average) against {t.IdxScans} index scans: an index is probably missing",
             Evidence(("schema", t.Schema), ("table", t.Table), ("seq_scan", t.Scans), ("seq_tup_read", t.Read), ("rows_per_seq_scan", t.Read / Math.Max(1, t.Scans)),
                 ("idx_scan", t.IdxScans), ("n_live_tup", t.Live), ("total_size", Bytes(t.Size))),
@@ -28,7 +28,7 @@ internal static class PgTableChecks
             $"CREATE INDEX CONCURRENTLY ON {Qualified(t.Schema, t.Table)} (<filtered column>);")).ToList();
     }
 
-    public static async Task<IReadOnlyList<Finding>> StaleStatisticsAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> StaleStatisticsAsync(PostgresContext ctx, CancellationToken ct)
     {
         var o = ctx.Options;
         var rows = await ctx.QueryAsync($"""
@@ -48,7 +48,7 @@ internal static class PgTableChecks
                 ({ } m, { } a) => m > a ? m : a,
             };
             var fraction = (double)t.Modified / Math.Max(1, t.Live);
-            return ctx.Finding("pg.stale_statistics", Severity.Warning,
+            return ctx.Finding("postgres.stale_statistics", Severity.Warning,
                 $"Statistics of {t.Schema}.{t.Table} are stale: {t.Modified} rows changed since {(last is null ? "it was never analyzed" : "the last analyze")} ({Percent(fraction)} of {t.Live} live rows)",
                 Evidence(("schema", t.Schema), ("table", t.Table), ("n_live_tup", t.Live), ("n_mod_since_analyze", t.Modified), ("changed_fraction", Percent(fraction)),
                     ("last_analyze", (object?)t.Manual ?? "never"), ("last_autoanalyze", (object?)t.Auto ?? "never")),
@@ -56,7 +56,7 @@ internal static class PgTableChecks
         }).ToList();
     }
 
-    public static async Task<IReadOnlyList<Finding>> CacheHitAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> CacheHitAsync(PostgresContext ctx, CancellationToken ct)
     {
         var row = (await ctx.QueryAsync("""
             SELECT blks_hit, blks_read, current_database(), current_setting('shared_buffers'),
@@ -66,13 +66,13 @@ internal static class PgTableChecks
         var total = row.Hit + row.Read;
         if (total < ctx.Options.CacheHitMinBlocks)
         {
-            return [ctx.Finding("pg.cache_hit", Severity.Info, $"Cache hit ratio not judged yet: only {total} blocks read in {row.Db} since statistics were reset",
+            return [ctx.Finding("postgres.cache_hit", Severity.Info, $"Cache hit ratio not judged yet: only {total} blocks read in {row.Db} since statistics were reset",
                 Evidence(("blks_hit", row.Hit), ("blks_read", row.Read), ("min_blocks", ctx.Options.CacheHitMinBlocks)))];
         }
         var ratio = (double)row.Hit / total;
         var low = ratio < ctx.Options.CacheHitWarning;
         var doubled = Math.Max(row.SharedBytes * 2, 128L << 20) >> 20;
-        return [ctx.Finding("pg.cache_hit", low ? Severity.Warning : Severity.Info,
+        return [ctx.Finding("postgres.cache_hit", low ? Severity.Warning : Severity.Info,
             $"Buffer cache hit ratio in {row.Db}: {Percent(ratio)}",
             Evidence(("database", row.Db), ("hit_ratio", Percent(ratio)), ("blks_hit", row.Hit), ("blks_read", row.Read), ("shared_buffers", row.SharedBuffers),
                 ("warning_below", Percent(ctx.Options.CacheHitWarning))),

@@ -5,11 +5,11 @@ using static Polystore.Core.Diagnostics.FindingText;
 namespace Polystore.Postgres.Diagnostics;
 
 /// <summary>Sequences near overflow, transaction-id wraparound, and replication lag.</summary>
-internal static class PgServerChecks
+internal static class PostgresServerChecks
 {
     private const double XidLimit = 2147483648d; // 2^31: PostgreSQL stops accepting writes shortly before age reaches it.
 
-    public static async Task<IReadOnlyList<Finding>> SequencesAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> SequencesAsync(PostgresContext ctx, CancellationToken ct)
     {
         // The real limit is the smaller of the sequence's max_value and its owning column's type:
         // a serial (integer) column overflows at 2^31-1 even though the sequence could go on.
@@ -43,7 +43,7 @@ internal static class PgServerChecks
             var remedy = narrowColumn
                 ? $"ALTER TABLE {Qualified(s.Schema, s.Table!)} ALTER COLUMN {QuoteIdent(s.Column!)} TYPE bigint;  -- rewrites the table under an exclusive lock: plan a window\nALTER SEQUENCE {Qualified(s.Schema, s.Name)} AS bigint;"
                 : $"ALTER SEQUENCE {Qualified(s.Schema, s.Name)} AS bigint MAXVALUE 9223372036854775807;";
-            findings.Add(ctx.Finding("pg.sequences", ratio >= ctx.Options.SequenceCritical ? Severity.Critical : Severity.Warning,
+            findings.Add(ctx.Finding("postgres.sequences", ratio >= ctx.Options.SequenceCritical ? Severity.Critical : Severity.Warning,
                 $"Sequence {s.Schema}.{s.Name} is {Percent(ratio)} of the way to {(narrowColumn ? $"its column {s.Table}.{s.Column} ({s.ColumnType}) overflowing" : "its maximum")}",
                 Evidence(("schema", s.Schema), ("sequence", s.Name), ("last_value", s.Last), ("limit", limit), ("used", Percent(ratio)), ("sequence_type", s.Type),
                     ("column", s.Table is null ? null : $"{s.Table}.{s.Column}"), ("column_type", s.ColumnType)),
@@ -55,7 +55,7 @@ internal static class PgServerChecks
             var role = (await ctx.QueryAsync("SELECT current_user", r => r.GetString(0), ct).ConfigureAwait(false))[0];
             var names = string.Join(", ", hidden.Take(10).Select(h => $"{h.Schema}.{h.Name}")) + (hidden.Count > 10 ? ", …" : "");
             var schemas = hidden.Select(h => h.Schema).Distinct(StringComparer.Ordinal).Order(StringComparer.Ordinal).ToList();
-            findings.Add(ctx.Finding("pg.sequences", Severity.Info,
+            findings.Add(ctx.Finding("postgres.sequences", Severity.Info,
                 $"Could not see how far {hidden.Count} sequences have gone: role {role} has no SELECT or USAGE on them ({names})",
                 Evidence(("role", role), ("hidden_sequences", hidden.Count), ("examples", names)),
                 string.Join("\n", schemas.Select(schema => $"GRANT SELECT ON ALL SEQUENCES IN SCHEMA {QuoteIdent(schema)} TO {QuoteIdent(role)};"))));
@@ -63,7 +63,7 @@ internal static class PgServerChecks
         return findings;
     }
 
-    public static async Task<IReadOnlyList<Finding>> WraparoundAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> WraparoundAsync(PostgresContext ctx, CancellationToken ct)
     {
         var rows = await ctx.QueryAsync("""
             SELECT datname, age(datfrozenxid)::bigint, current_setting('autovacuum_freeze_max_age')::bigint
@@ -75,7 +75,7 @@ internal static class PgServerChecks
             var ratio = d.Age / XidLimit;
             var severity = ratio >= ctx.Options.WraparoundCritical ? Severity.Critical : ratio >= ctx.Options.WraparoundWarning ? Severity.Warning : Severity.Info;
             if (severity == Severity.Info && findings.Count > 0) continue; // one info line (the oldest) is enough
-            findings.Add(ctx.Finding("pg.wraparound", severity,
+            findings.Add(ctx.Finding("postgres.wraparound", severity,
                 $"Database {d.Db}: oldest unfrozen transaction id is {d.Age} transactions old ({Percent(ratio)} of the 2^31 wraparound limit)",
                 Evidence(("database", d.Db), ("age_datfrozenxid", d.Age), ("of_wraparound_limit", Percent(ratio)), ("autovacuum_freeze_max_age", d.FreezeMax)),
                 severity == Severity.Info ? null
@@ -84,24 +84,24 @@ internal static class PgServerChecks
         return findings;
     }
 
-    public static async Task<IReadOnlyList<Finding>> ReplicationAsync(PgContext ctx, CancellationToken ct)
+    public static async Task<IReadOnlyList<Finding>> ReplicationAsync(PostgresContext ctx, CancellationToken ct)
     {
         var findings = new List<Finding>();
         string? primaryLsn = null;
         var connection = await ctx.OpenAsync(ct).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
-            var inRecovery = (await PgContext.QueryAsync(connection, "SELECT pg_is_in_recovery()", r => r.GetBoolean(0), ct).ConfigureAwait(false))[0];
+            var inRecovery = (await PostgresContext.QueryAsync(connection, "SELECT pg_is_in_recovery()", r => r.GetBoolean(0), ct).ConfigureAwait(false))[0];
             if (inRecovery)
             {
-                findings.Add(ctx.Finding("pg.replication", Severity.Warning, "The configured primary is a standby (in recovery): writes will fail",
+                findings.Add(ctx.Finding("postgres.replication", Severity.Warning, "The configured primary is a standby (in recovery): writes will fail",
                     Evidence(("host", $"{ctx.Settings.Connection.Host}:{ctx.Settings.Connection.Port}"), ("pg_is_in_recovery", "true")),
                     "Point connection.host in postgresql.yaml at the primary, or promote this server: SELECT pg_promote();"));
             }
             else
             {
                 await PrimaryViewAsync(ctx, connection, findings, ct).ConfigureAwait(false);
-                primaryLsn = (await PgContext.QueryAsync(connection, "SELECT pg_current_wal_lsn()::text", r => r.GetString(0), ct).ConfigureAwait(false))[0];
+                primaryLsn = (await PostgresContext.QueryAsync(connection, "SELECT pg_current_wal_lsn()::text", r => r.GetString(0), ct).ConfigureAwait(false))[0];
             }
         }
         foreach (var replica in ctx.Settings.Replication.ReadReplicas)
@@ -109,9 +109,9 @@ internal static class PgServerChecks
         return findings;
     }
 
-    private static async Task PrimaryViewAsync(PgContext ctx, NpgsqlConnection connection, List<Finding> findings, CancellationToken ct)
+    private static async Task PrimaryViewAsync(PostgresContext ctx, NpgsqlConnection connection, List<Finding> findings, CancellationToken ct)
     {
-        var standbys = await PgContext.QueryAsync(connection, """
+        var standbys = await PostgresContext.QueryAsync(connection, """
             SELECT application_name, client_addr::text, state, sync_state,
                    pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
                    extract(epoch FROM replay_lag)::float8, extract(epoch FROM write_lag)::float8, extract(epoch FROM flush_lag)::float8
@@ -122,40 +122,40 @@ internal static class PgServerChecks
         {
             if (s.State is null)
             {
-                findings.Add(ctx.Finding("pg.replication", Severity.Info, "A standby is connected but its state and lag are hidden from this role",
+                findings.Add(ctx.Finding("postgres.replication", Severity.Info, "A standby is connected but its state and lag are hidden from this role",
                     Evidence(("standby", s.App)), "GRANT pg_monitor TO <this role>;  -- pg_stat_replication shows lag only to pg_read_all_stats members"));
                 continue;
             }
             var lag = s.Replay ?? 0;
             var severity = lag >= ctx.Options.ReplicationLagCritical.TotalSeconds ? Severity.Critical
                 : lag >= ctx.Options.ReplicationLagWarning.TotalSeconds || s.State != "streaming" ? Severity.Warning : Severity.Info;
-            findings.Add(ctx.Finding("pg.replication", severity,
+            findings.Add(ctx.Finding("postgres.replication", severity,
                 $"Standby {s.App} ({s.Addr}) is {s.State}: replay lag {Num(lag, "0.###")} s, {Bytes(s.Bytes ?? 0)} of WAL behind",
                 Evidence(("standby", s.App), ("client_addr", s.Addr), ("state", s.State), ("sync_state", s.Sync), ("replay_lag_bytes", s.Bytes),
                     ("replay_lag_s", s.Replay is null ? "0 (idle)" : Num(lag, "0.###")), ("write_lag_s", s.Write), ("flush_lag_s", s.Flush)),
                 severity == Severity.Info ? null : "On the standby: SELECT pg_is_wal_replay_paused();  -- if true: SELECT pg_wal_replay_resume();  otherwise check its disk and CPU, and long queries there (max_standby_streaming_delay)"));
         }
-        var slots = await PgContext.QueryAsync(connection, """
+        var slots = await PostgresContext.QueryAsync(connection, """
             SELECT slot_name, slot_type, pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint
             FROM pg_replication_slots WHERE NOT active
             """, r => (Name: r.GetString(0), Type: r.Str(1), Retained: r.LongOrNull(2)), ct).ConfigureAwait(false);
         foreach (var slot in slots)
         {
-            findings.Add(ctx.Finding("pg.replication", Severity.Warning,
+            findings.Add(ctx.Finding("postgres.replication", Severity.Warning,
                 $"Replication slot {slot.Name} is inactive and keeps {Bytes(slot.Retained ?? 0)} of WAL (and the xmin horizon) back",
                 Evidence(("slot", slot.Name), ("slot_type", slot.Type), ("retained_wal_bytes", slot.Retained)),
                 $"SELECT pg_drop_replication_slot({QuoteLiteral(slot.Name)});  -- only if no consumer will come back for it"));
         }
         if (standbys.Count == 0 && ctx.Settings.Replication.ReadReplicas.Count > 0)
         {
-            findings.Add(ctx.Finding("pg.replication", Severity.Warning,
+            findings.Add(ctx.Finding("postgres.replication", Severity.Warning,
                 $"postgresql.yaml lists {ctx.Settings.Replication.ReadReplicas.Count} read replicas but no standby is streaming from the primary",
                 Evidence(("configured_replicas", ctx.Settings.Replication.ReadReplicas.Count), ("streaming_standbys", 0)),
                 "On each replica: SELECT status, last_msg_receipt_time FROM pg_stat_wal_receiver;  and check primary_conninfo"));
         }
     }
 
-    private static async Task<Finding> StandbyViewAsync(PgContext ctx, string host, int port, string? primaryLsn, CancellationToken ct)
+    private static async Task<Finding> StandbyViewAsync(PostgresContext ctx, string host, int port, string? primaryLsn, CancellationToken ct)
     {
         // Lag in bytes = the primary's current WAL position minus what the standby has replayed. The
         // standby's "now() - pg_last_xact_replay_timestamp()" is not used for severity: on an idle
@@ -166,7 +166,7 @@ internal static class PgServerChecks
             var connection = await ctx.Replica(host, port).OpenConnectionAsync(ct).ConfigureAwait(false);
             await using (connection.ConfigureAwait(false))
             {
-                var r = (await PgContext.QueryAsync(connection, """
+                var r = (await PostgresContext.QueryAsync(connection, """
                     SELECT pg_is_in_recovery(),
                            CASE WHEN pg_is_in_recovery() THEN pg_is_wal_replay_paused() END,
                            CASE WHEN $1::text IS NOT NULL THEN greatest(pg_wal_lsn_diff($1::text::pg_lsn, pg_last_wal_replay_lsn()), 0) END::bigint,
@@ -176,7 +176,7 @@ internal static class PgServerChecks
                     ct, (object?)primaryLsn).ConfigureAwait(false))[0];
                 if (!r.Recovery)
                 {
-                    return ctx.Finding("pg.replication", Severity.Warning, $"Read replica {endpoint} is not a standby: it accepts writes and does not follow the primary",
+                    return ctx.Finding("postgres.replication", Severity.Warning, $"Read replica {endpoint} is not a standby: it accepts writes and does not follow the primary",
                         Evidence(("replica", endpoint), ("pg_is_in_recovery", "false")),
                         "Remove it from replication.read_replicas in postgresql.yaml, or rebuild it as a standby (pg_basebackup -R)");
                 }
@@ -187,7 +187,7 @@ internal static class PgServerChecks
                     : r.Receiver is null ? "The WAL receiver is not running: check primary_conninfo and the primary's pg_hba.conf, then the standby's log"
                     : severity == Severity.Info ? null
                     : "Check the standby's disk and CPU and its long queries (max_standby_streaming_delay); on the primary: SELECT * FROM pg_stat_replication;";
-                return ctx.Finding("pg.replication", severity,
+                return ctx.Finding("postgres.replication", severity,
                     $"Standby {endpoint}: {(r.Behind is null ? "bytes behind unknown (primary not reachable as primary)" : $"{Bytes(behind)} of WAL behind the primary")}, WAL receiver {r.Receiver ?? "not running"}{(r.Paused == true ? ", replay PAUSED" : "")}",
                     Evidence(("replica", endpoint), ("replay_bytes_behind_primary", r.Behind), ("wal_receiver", r.Receiver ?? "not running"), ("replay_paused", r.Paused),
                         ("last_replayed_transaction_age_s", r.LastReplay is { } lr ? Num(lr, "0.#") : null)),
@@ -196,7 +196,7 @@ internal static class PgServerChecks
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException)
         {
-            return ctx.Finding("pg.replication", Severity.Critical, $"Read replica {endpoint} is unreachable: {ctx.Snippet(e.Message)}",
+            return ctx.Finding("postgres.replication", Severity.Critical, $"Read replica {endpoint} is unreachable: {ctx.Snippet(e.Message)}",
                 Evidence(("replica", endpoint), ("error", e.GetType().Name)),
                 "Start it or fix the network; until then reads fall back to the primary only if it is listed too");
         }
