@@ -36,7 +36,5 @@ public static class OutboxHostingExtensions
 /// <summary>Runs one dispatcher until the host stops.</summary>
 internal sealed class OutboxDispatcherService(OutboxDispatcher dispatcher) : BackgroundService
 {
-    public OutboxDispatcher Dispatcher => dispatcher;
-
     protected override Task ExecuteAsync(CancellationToken stoppingToken) => dispatcher.RunAsync(stoppingToken);
 }

@@ -8,7 +8,8 @@ internal sealed class StorePingHealthCheck(Func<CancellationToken, Task<IReadOnl
 {
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
-        var results = await ping(cancellationToken).ConfigureAwait(false);
+        // WaitAsync as well as the token: a driver that ignores cancellation mid-connect still cannot hold the check past its timeout.
+        var results = await ping(cancellationToken).WaitAsync(cancellationToken).ConfigureAwait(false);
         var data = results.ToDictionary(
             r => r.Endpoint,
             r => (object)(r.Reachable ? $"up {r.ServerVersion} {r.RoundTrip?.TotalMilliseconds:0.###} ms" : $"down: {r.Error}"));

@@ -7,17 +7,18 @@ using Polystore.Core.Diagnostics;
 
 namespace Polystore.Mongo;
 
-/// <summary>Connects to the configured MongoDB deployment and reports version and round-trip time.</summary>
+/// <summary>One round trip to the deployment behind the application's <see cref="IMongoClient"/>.</summary>
 public static class MongoPing
 {
-    /// <summary>Runs <c>hello</c> and <c>buildInfo</c>; never throws for an unreachable server.</summary>
-    public static async Task<StorePing> PingAsync(MongoSettings settings, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Runs <c>buildInfo</c> and times <c>hello</c> on <paramref name="client"/>; never throws for an unreachable
+    /// deployment. The client's server-selection timeout bounds the wait; so does <paramref name="cancellationToken"/>.
+    /// </summary>
+    public static async Task<IReadOnlyList<StorePing>> PingAsync(IMongoClient client, CancellationToken cancellationToken = default)
     {
-        var clientSettings = MongoDriverSettings.Build(settings);
-        clientSettings.ServerSelectionTimeout = TimeSpan.FromSeconds(5);
-        clientSettings.ConnectTimeout = TimeSpan.FromSeconds(5);
-        var endpoint = string.Join(",", clientSettings.Servers.Select(s => $"{s.Host}:{s.Port}"));
-        using var client = new MongoClient(clientSettings);
+        ArgumentNullException.ThrowIfNull(client);
+        var settings = client.Settings;
+        var endpoint = string.Join(",", settings.Servers.Select(s => $"{s.Host}:{s.Port}"));
         try
         {
             var admin = client.GetDatabase("admin");
@@ -27,11 +28,12 @@ public static class MongoPing
             watch.Stop();
             var topology = hello.Contains("setName") ? $"replica set {hello["setName"]}"
                 : hello.GetValue("msg", "").ToString() == "isdbgrid" ? "mongos" : "standalone";
-            return new StorePing(StoreNames.Mongo, endpoint, true, buildInfo["version"].AsString, watch.Elapsed, null, topology);
+            return [new StorePing(StoreNames.Mongo, endpoint, true, buildInfo["version"].AsString, watch.Elapsed, null, topology)];
         }
-        catch (Exception e) when (e is MongoException or TimeoutException)
+        catch (Exception e) when (e is MongoException or TimeoutException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            return new StorePing(StoreNames.Mongo, endpoint, false, null, null, Redactor.Redact(e.Message.Split('\n', 2)[0], [settings.Connection.Uri]));
+            // The driver's messages describe servers, not credentials; a URL with a password is masked all the same.
+            return [new StorePing(StoreNames.Mongo, endpoint, false, null, null, Redactor.RedactUrl(e.Message.Split('\n', 2)[0]))];
         }
     }
 }

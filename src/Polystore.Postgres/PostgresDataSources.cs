@@ -11,6 +11,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
 {
     private readonly NpgsqlDataSource _root;
     private readonly bool _prePing;
+    private readonly Lazy<IReadOnlyList<NpgsqlDataSource>> _replicaProbes;
 
     private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, PostgresSettings settings)
     {
@@ -19,6 +20,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         Reads = reads;
         Settings = settings;
         _prePing = settings.Pool.PoolPrePing;
+        _replicaProbes = new(() => [.. settings.Replication.ReadReplicas.Select(r => BuildProbe(settings, r.Host, r.Port))]);
     }
 
     /// <summary>The settings these data sources were built from.</summary>
@@ -48,6 +50,24 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
             multi.WithTargetSession(TargetSessionAttributes.Primary),
             multi.WithTargetSession(TargetSessionAttributes.PreferStandby),
             settings);
+    }
+
+    /// <summary>
+    /// One single-connection data source per configured replica, built at first use and kept: health checks and
+    /// <see cref="PostgresPing"/> reach each replica by itself, which the multi-host <see cref="Reads"/> cannot.
+    /// </summary>
+    internal IReadOnlyList<NpgsqlDataSource> ReplicaProbes => _replicaProbes.Value;
+
+    private static NpgsqlDataSource BuildProbe(PostgresSettings settings, string host, int port)
+    {
+        var builder = PostgresDriverSettings.Build(settings);
+        builder.Host = host;
+        builder.Port = port;
+        builder.LoadBalanceHosts = false;
+        builder.MinPoolSize = 0;
+        builder.MaxPoolSize = 1;
+        builder.Timeout = Math.Min(builder.Timeout, 5);
+        return new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"{settings.Connection.ApplicationName}-probe" }.Build();
     }
 
     /// <summary>
@@ -83,8 +103,18 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     }
 
     /// <inheritdoc />
-    public ValueTask DisposeAsync() => _root.DisposeAsync();
+    public async ValueTask DisposeAsync()
+    {
+        if (_replicaProbes.IsValueCreated)
+            foreach (var probe in _replicaProbes.Value) await probe.DisposeAsync().ConfigureAwait(false);
+        await _root.DisposeAsync().ConfigureAwait(false);
+    }
 
     /// <inheritdoc />
-    public void Dispose() => _root.Dispose();
+    public void Dispose()
+    {
+        if (_replicaProbes.IsValueCreated)
+            foreach (var probe in _replicaProbes.Value) probe.Dispose();
+        _root.Dispose();
+    }
 }

@@ -6,38 +6,40 @@ using Polystore.Core.Diagnostics;
 
 namespace Polystore.Postgres;
 
-/// <summary>Connects to the configured PostgreSQL servers and reports version and round-trip time.</summary>
+/// <summary>One round trip to the primary and to each configured replica, over the application's own data sources.</summary>
 public static class PostgresPing
 {
-    /// <summary>Pings the primary and each replica; never throws for an unreachable server.</summary>
-    public static async Task<IReadOnlyList<StorePing>> PingAsync(PostgresSettings settings, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Pings the primary (through <see cref="PostgresDataSources.Primary"/>, the application's pool) and each
+    /// replica (through a one-connection pool kept for the purpose); never throws for an unreachable server.
+    /// The primary is always the first entry.
+    /// </summary>
+    public static async Task<IReadOnlyList<StorePing>> PingAsync(PostgresDataSources sources, CancellationToken cancellationToken = default)
     {
-        var targets = new List<(string Role, string Host, int Port)> { ("primary", settings.Connection.Host, settings.Connection.Port) };
-        targets.AddRange(settings.Replication.ReadReplicas.Select((r, i) => ($"replica {i + 1}", r.Host, r.Port)));
-        var tasks = targets.Select(t => PingOneAsync(settings, t.Role, t.Host, t.Port, cancellationToken));
+        ArgumentNullException.ThrowIfNull(sources);
+        var settings = sources.Settings;
+        var tasks = new List<Task<StorePing>>
+        {
+            PingOneAsync(sources.Primary, settings, "primary", $"{settings.Connection.Host}:{settings.Connection.Port}", cancellationToken),
+        };
+        for (var i = 0; i < settings.Replication.ReadReplicas.Count; i++)
+        {
+            var replica = settings.Replication.ReadReplicas[i];
+            tasks.Add(PingOneAsync(sources.ReplicaProbes[i], settings, $"replica {i + 1}", $"{replica.Host}:{replica.Port}", cancellationToken));
+        }
         return await Task.WhenAll(tasks).ConfigureAwait(false);
     }
 
-    private static async Task<StorePing> PingOneAsync(PostgresSettings settings, string role, string host, int port, CancellationToken cancellationToken)
+    private static async Task<StorePing> PingOneAsync(NpgsqlDataSource source, PostgresSettings settings, string role, string endpoint, CancellationToken cancellationToken)
     {
-        var endpoint = $"{host}:{port}";
-        var builder = PostgresDriverSettings.Build(settings);
-        builder.Host = host;
-        builder.Port = port;
-        builder.Pooling = false;
-        builder.LoadBalanceHosts = false;
-        builder.Timeout = Math.Min(builder.Timeout, 5);
         try
         {
-            var connection = new NpgsqlConnection(builder.ConnectionString);
+            var connection = await source.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
             await using (connection.ConfigureAwait(false))
             {
-                await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
                 var command = new NpgsqlCommand("SELECT pg_is_in_recovery()", connection);
                 await using (command.ConfigureAwait(false))
                 {
-                    // The first command pays one-time setup; time the second, a plain round trip.
-                    await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
                     var watch = Stopwatch.StartNew();
                     var inRecovery = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
                     watch.Stop();
@@ -46,9 +48,10 @@ public static class PostgresPing
                 }
             }
         }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException or InvalidOperationException)
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException or InvalidOperationException
+                                   || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            return new StorePing(StoreNames.Postgres, endpoint, false, null, null, Redactor.Redact(e.Message, [settings.Connection.Password]), role);
+            return new StorePing(StoreNames.Postgres, endpoint, false, null, null, Redactor.Redact(e.Message.Split('\n', 2)[0].Trim(), [settings.Connection.Password]), role);
         }
     }
 }

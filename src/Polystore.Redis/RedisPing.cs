@@ -6,39 +6,46 @@ using StackExchange.Redis;
 
 namespace Polystore.Redis;
 
-/// <summary>Connects to the configured Redis deployment and reports version and round-trip time.</summary>
+/// <summary>One round trip to each server the application's multiplexer knows (the primary first).</summary>
 public static class RedisPing
 {
-    /// <summary>Connects, pings, and disconnects; never throws for an unreachable server.</summary>
-    public static async Task<StorePing> PingAsync(RedisSettings settings, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Pings every server of <paramref name="multiplexer"/> (standalone, the sentinel-chosen primary and its replicas,
+    /// or every cluster node); never throws for an unreachable server and never opens a connection of its own.
+    /// </summary>
+    public static async Task<IReadOnlyList<StorePing>> PingAsync(IConnectionMultiplexer multiplexer, CancellationToken cancellationToken = default)
     {
-        var options = RedisDriverSettings.Build(settings);
-        var endpoint = string.Join(",", options.EndPoints.Select(Format));
-        var secrets = new[] { options.Password, settings.Connection.Password, settings.Sentinel.Password };
-        var log = new StringWriter();
-        try
-        {
-            var muxer = await ConnectionMultiplexer.ConnectAsync(options, log).WaitAsync(cancellationToken).ConfigureAwait(false);
-            await using (muxer.ConfigureAwait(false))
-            {
-                if (!muxer.IsConnected)
-                    return new StorePing(StoreNames.Redis, endpoint, false, null, null, $"could not connect to {endpoint} within {options.ConnectTimeout} ms");
-                var roundTrip = await muxer.GetDatabase().PingAsync().ConfigureAwait(false);
-                var servers = muxer.GetServers();
-                var primary = servers.FirstOrDefault(s => s.IsConnected && !s.IsReplica) ?? servers[0];
-                var mode = settings.Cluster.Enabled ? $"cluster, {servers.Count(s => !s.IsReplica)} primaries"
-                    : settings.Sentinel.Enabled ? $"sentinel, primary {Format(primary.EndPoint)}"
-                    : $"standalone, db {options.DefaultDatabase ?? 0}";
-                return new StorePing(StoreNames.Redis, endpoint, true, primary.Version.ToString(), roundTrip, null, mode);
-            }
-        }
-        catch (Exception e) when (e is RedisException or TimeoutException or OperationCanceledException)
-        {
-            return new StorePing(StoreNames.Redis, endpoint, false, null, null, Redactor.Redact(FirstLine(e.Message), secrets));
-        }
+        ArgumentNullException.ThrowIfNull(multiplexer);
+        var servers = multiplexer.GetServers();
+        if (servers.Length == 0)
+            return [new StorePing(StoreNames.Redis, "-", false, null, null, "no server is configured")];
+        // Primaries first, so that "the first entry" is the one that takes writes.
+        var ordered = servers.OrderBy(s => s.IsReplica).ToList();
+        return await Task.WhenAll(ordered.Select(s => PingOneAsync(multiplexer, s, cancellationToken))).ConfigureAwait(false);
     }
 
-    private static string FirstLine(string text) => text.Split('\n', 2)[0].Trim();
+    private static async Task<StorePing> PingOneAsync(IConnectionMultiplexer multiplexer, IServer server, CancellationToken cancellationToken)
+    {
+        var endpoint = Format(server.EndPoint);
+        var role = server.ServerType switch
+        {
+            ServerType.Cluster => server.IsReplica ? "cluster replica" : "cluster primary",
+            ServerType.Sentinel => "sentinel",
+            _ => server.IsReplica ? "replica" : "primary",
+        };
+        if (!server.IsConnected)
+            return new StorePing(StoreNames.Redis, endpoint, false, null, null, $"not connected to {endpoint} ({multiplexer.GetStatus().Split('\n', 2)[0].Trim()})", role);
+        try
+        {
+            var roundTrip = await server.PingAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
+            return new StorePing(StoreNames.Redis, endpoint, true, server.Version.ToString(), roundTrip, null, role);
+        }
+        catch (Exception e) when (e is RedisException or TimeoutException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            // StackExchange.Redis messages name endpoints and commands, never the password.
+            return new StorePing(StoreNames.Redis, endpoint, false, null, null, e.Message.Split('\n', 2)[0].Trim(), role);
+        }
+    }
 
     internal static string Format(EndPoint endPoint) => endPoint switch
     {

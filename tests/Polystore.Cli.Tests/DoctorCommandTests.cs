@@ -53,9 +53,9 @@ public sealed class DoctorCommandTests
         var html = await File.ReadAllTextAsync(path, TestContext.Current.CancellationToken);
         Assert.StartsWith("<!DOCTYPE html>", html, StringComparison.Ordinal);
         var summary = html.IndexOf("<h2 id=\"summary\">", StringComparison.Ordinal);
-        var pg = html.IndexOf("<h2 id=\"postgresql\">", StringComparison.Ordinal);
+        var pg = html.IndexOf("<h2 id=\"postgres\">", StringComparison.Ordinal);
         var redis = html.IndexOf("<h2 id=\"redis\">", StringComparison.Ordinal);
-        Assert.True(summary > 0 && pg > summary && redis > pg, "summary, then postgresql, then redis");
+        Assert.True(summary > 0 && pg > summary && redis > pg, "summary, then postgres, then redis");
         Assert.DoesNotContain("<script", html, StringComparison.OrdinalIgnoreCase);
         Assert.DoesNotContain("http", html.Replace("http-equiv", "", StringComparison.Ordinal), StringComparison.Ordinal); // self-contained: no external resources
         Assert.Contains("polystore doctor: summary", result.Stdout, StringComparison.Ordinal);

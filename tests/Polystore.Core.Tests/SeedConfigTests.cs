@@ -71,8 +71,8 @@ public sealed class SeedConfigTests
 
         Assert.DoesNotContain("pg-secret-value", text, StringComparison.Ordinal);
         Assert.DoesNotContain("redis-secret-value", text, StringComparison.Ordinal);
-        Assert.Contains("postgresql.connection.password=***", text, StringComparison.Ordinal);
-        Assert.Contains("postgresql.pool.max_size=50", text, StringComparison.Ordinal);
+        Assert.Contains("postgres.connection.password=***", text, StringComparison.Ordinal);
+        Assert.Contains("postgres.pool.max_size=50", text, StringComparison.Ordinal);
         Assert.Equal(new ConfigSource("postgresql.yaml", 12, 3), config.SourceOf(StoreNames.Postgres, "pool.max_size"));
     }
 }

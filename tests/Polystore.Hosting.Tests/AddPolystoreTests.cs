@@ -44,6 +44,41 @@ public sealed class AddPolystoreTests
     }
 
     [Fact]
+    public async Task A_black_holed_store_is_unhealthy_once_its_check_times_out()
+    {
+        // A port that accepts connections and never answers: the TCP handshake completes, the startup reply never comes.
+        using var hole = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        hole.Start();
+        var port = ((System.Net.IPEndPoint)hole.LocalEndpoint).Port;
+        var dir = Directory.CreateTempSubdirectory("polystore-hosting-").FullName;
+        await File.WriteAllTextAsync(Path.Combine(dir, "postgresql.yaml"), $"connection:\n  host: 127.0.0.1\n  port: {port}\n  password: hunter22\npool:\n  pool_timeout: 30\n", TestContext.Current.CancellationToken);
+        await using var provider = new ServiceCollection().AddLogging().AddPolystore(dir, healthCheckTimeout: TimeSpan.FromMilliseconds(500)).BuildServiceProvider();
+
+        var report = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync(TestContext.Current.CancellationToken);
+
+        var entry = report.Entries["postgres"];
+        Assert.Equal(HealthStatus.Unhealthy, entry.Status);
+        // The health service cancelled the check at its timeout, long before the driver's own 30 s connect timeout.
+        Assert.IsAssignableFrom<OperationCanceledException>(entry.Exception);
+    }
+
+    [Fact]
+    public async Task The_doctor_resolves_from_the_container_and_runs_over_its_clients()
+    {
+        await using var provider = new ServiceCollection().AddLogging().AddPolystore(TestServers.ConfigDirectory).BuildServiceProvider();
+        var doctor = provider.GetRequiredService<Polystore.Integration.Diagnostics.PolystoreDoctor>();
+
+        var report = await doctor.RunAsync(cancellationToken: TestContext.Current.CancellationToken);
+
+        Assert.Contains(report.Checks, c => c.Store == StoreNames.Postgres);
+        Assert.Contains(report.Checks, c => c.Store == StoreNames.Redis);
+        Assert.DoesNotContain(report.Findings, f => f.Check is "postgres.reachable" or "redis.reachable");
+        var secrets = provider.GetRequiredService<PolystoreConfig>().Secrets();
+        Assert.NotEmpty(secrets);
+        Assert.All(report.Findings, f => Assert.All(secrets, s => Assert.DoesNotContain(s, f.Title + f.Remedy + string.Join(" ", f.Evidence.Values), StringComparison.Ordinal)));
+    }
+
+    [Fact]
     public void A_bad_config_fails_at_registration()
     {
         var dir = Directory.CreateTempSubdirectory("polystore-hosting-").FullName;

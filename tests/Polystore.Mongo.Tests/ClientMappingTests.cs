@@ -47,7 +47,8 @@ public sealed class RealServerTests
             Assert.Skip("no MongoDB server: set POLYSTORE_TEST_MONGO=mongodb://host:port (no mongod can be installed on this machine)");
             return;
         }
-        var ping = await MongoPing.PingAsync(mongo, TestContext.Current.CancellationToken);
+        using var client = new MongoDB.Driver.MongoClient(MongoDriverSettings.Build(mongo));
+        var ping = Assert.Single(await MongoPing.PingAsync(client, TestContext.Current.CancellationToken));
         Assert.True(ping.Reachable, ping.Error);
     }
 }

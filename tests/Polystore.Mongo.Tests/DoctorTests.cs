@@ -40,15 +40,15 @@ public sealed class DoctorCommandTests
     [Fact]
     public void Not_configured_is_one_info_finding()
     {
-        var f = MongoDiagnostics.NotConfigured("/etc/polystore");
+        var f = StoreFindings.NotConfigured(Core.Configuration.StoreNames.Mongo, "/etc/polystore");
         Assert.Equal(("mongo", "mongo.configured", Severity.Info), (f.Store, f.Check, f.Severity));
         Assert.Equal("/etc/polystore", f.Evidence["config_directory"]);
     }
 
     [Fact]
-    public void The_checks_are_the_four_the_issue_lists()
+    public async Task The_four_checks_are_listed_and_the_password_is_a_secret()
     {
-        using var doctor = new MongoDiagnostics(new Core.Configuration.MongoSettings { Connection = new() { Uri = "mongodb://u:s3cret-pw@db.example:27017" } });
+        await using var doctor = new MongoDiagnostics(new Core.Configuration.MongoSettings { Connection = new() { Uri = "mongodb://u:s3cret-pw@db.example:27017" } });
         Assert.Equal(["mongo.unused_indexes", "mongo.slow_operations", "mongo.replica_set", "mongo.oplog_window"], doctor.Checks.Select(c => c.Name));
         Assert.Contains("s3cret-pw", doctor.Secrets);
     }
@@ -72,7 +72,7 @@ public sealed class DoctorServerTests
         await c.Indexes.CreateOneAsync(new CreateIndexModel<BsonDocument>(new BsonDocument("v", 1), new CreateIndexOptions { Name = "v_unused" }), cancellationToken: TestContext.Current.CancellationToken);
         try
         {
-            using var doctor = new MongoDiagnostics(settings, new MongoDiagnosticOptions { MaxFindingsPerCheck = 1000 });
+            await using var doctor = new MongoDiagnostics(settings, new MongoDiagnosticOptions { MaxFindingsPerCheck = 1000 });
             var report = await DiagnosticRunner.RunAsync(doctor.Checks, secrets: doctor.Secrets, cancellationToken: TestContext.Current.CancellationToken);
 
             Assert.All(report.Checks, x => Assert.Equal(CheckOutcome.Completed, x.Outcome));

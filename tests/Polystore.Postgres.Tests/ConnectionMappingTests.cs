@@ -104,13 +104,17 @@ public sealed class RealServerTests
     [Fact]
     public async Task Ping_reports_versions_of_primary_and_replica_and_a_down_server_without_throwing()
     {
-        var results = await PostgresPing.PingAsync(TestServers.Postgres, TestContext.Current.CancellationToken);
+        await using var sources = PostgresDataSources.Create(TestServers.Postgres);
+        var results = await PostgresPing.PingAsync(sources, TestContext.Current.CancellationToken);
+        Assert.Equal(1 + TestServers.Postgres.Replication.ReadReplicas.Count, results.Count);
+        Assert.Contains("primary", results[0].Details!, StringComparison.Ordinal);
         Assert.All(results, r => Assert.True(r.Reachable, r.Error));
         Assert.All(results, r => Assert.StartsWith("15.", r.ServerVersion, StringComparison.Ordinal));
         Assert.Contains(results, r => r.Details!.Contains("standby", StringComparison.Ordinal));
 
         var down = new PostgresSettings { Connection = new() { Host = "127.0.0.1", Port = 1, Password = "hunter22" } };
-        var failed = Assert.Single(await PostgresPing.PingAsync(down, TestContext.Current.CancellationToken));
+        await using var downSources = PostgresDataSources.Create(down);
+        var failed = Assert.Single(await PostgresPing.PingAsync(downSources, TestContext.Current.CancellationToken));
         Assert.False(failed.Reachable);
         Assert.DoesNotContain("hunter22", failed.Error, StringComparison.Ordinal);
     }

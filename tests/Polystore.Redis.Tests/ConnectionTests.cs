@@ -52,8 +52,10 @@ public sealed class RealServerTests
     [Fact]
     public async Task Standalone_ping_reports_version_and_round_trip()
     {
-        var ping = await RedisPing.PingAsync(TestServers.Redis, TestContext.Current.CancellationToken);
+        await using var multiplexer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(TestServers.Redis));
+        var ping = Assert.Single(await RedisPing.PingAsync(multiplexer, TestContext.Current.CancellationToken));
         Assert.True(ping.Reachable, ping.Error);
+        Assert.Equal("primary", ping.Details);
         Assert.StartsWith("7.", ping.ServerVersion, StringComparison.Ordinal);
         Assert.NotNull(ping.RoundTrip);
     }
@@ -63,9 +65,10 @@ public sealed class RealServerTests
     {
         var cluster = TestServers.RedisCluster;
         Assert.NotNull(cluster);
-        var ping = await RedisPing.PingAsync(cluster, TestContext.Current.CancellationToken);
-        Assert.True(ping.Reachable, ping.Error);
-        Assert.Equal("cluster, 3 primaries", ping.Details);
+        await using var multiplexer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(cluster));
+        var pings = await RedisPing.PingAsync(multiplexer, TestContext.Current.CancellationToken);
+        Assert.All(pings, p => Assert.True(p.Reachable, p.Error));
+        Assert.Equal(3, pings.Count(p => p.Details == "cluster primary"));
     }
 
     [Fact]
@@ -73,7 +76,8 @@ public sealed class RealServerTests
     {
         var s = TestServers.Redis;
         var wrong = new RedisSettings { Connection = new() { Url = s.Connection.Url, Password = "definitely-wrong-pw" }, Pool = new() { ConnectionTimeout = 2, SocketTimeout = 2 } };
-        var ping = await RedisPing.PingAsync(wrong, TestContext.Current.CancellationToken);
+        await using var multiplexer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(wrong));
+        var ping = Assert.Single(await RedisPing.PingAsync(multiplexer, TestContext.Current.CancellationToken));
         Assert.False(ping.Reachable);
         Assert.DoesNotContain("definitely-wrong-pw", ping.Error, StringComparison.Ordinal);
     }

@@ -1,14 +1,10 @@
 using System.CommandLine;
 using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Polystore.Core;
-using Polystore.Core.Configuration;
 using Polystore.Core.Diagnostics;
-using Polystore.Mongo.Diagnostics;
-using Polystore.Postgres;
-using Polystore.Postgres.Diagnostics;
-using Polystore.Redis;
-using Polystore.Redis.Diagnostics;
+using Polystore.Integration.Diagnostics;
 using Spectre.Console;
 
 namespace Polystore.Cli.Commands;
@@ -50,48 +46,9 @@ internal static class DoctorCommand
             return ExitCodes.InvalidConfig;
         }
 
-        var secrets = new List<string?>();
-        var checks = new List<DiagnosticCheck>();
-        var preFindings = new List<Finding>();
-        await using var disposables = new AsyncDisposables();
-
-        if (config.Postgres is { } pg)
-        {
-            var pgDoctor = disposables.Add(new PostgresDiagnostics(pg));
-            secrets.AddRange(pgDoctor.Secrets);
-            var ping = (await PostgresPing.PingAsync(pg, cancellationToken))[0];
-            if (ping.Reachable) checks.AddRange(pgDoctor.Checks);
-            else preFindings.Add(Unreachable(PostgresDiagnostics.Store, "postgres.reachable", ping));
-        }
-        else preFindings.Add(NotConfigured(StoreNames.Postgres, location.Directory));
-
-        if (config.Redis is { } redis)
-        {
-            var redisDoctor = disposables.Add(new RedisDiagnostics(redis));
-            secrets.AddRange(redisDoctor.Secrets);
-            var ping = await RedisPing.PingAsync(redis, cancellationToken);
-            if (ping.Reachable) checks.AddRange(redisDoctor.Checks);
-            else preFindings.Add(Unreachable(RedisDiagnostics.Store, "redis.reachable", ping));
-        }
-        else preFindings.Add(NotConfigured(StoreNames.Redis, location.Directory));
-
-        if (config.Mongo is { } mongo)
-        {
-            var mongoDoctor = new MongoDiagnostics(mongo);
-            disposables.Add(mongoDoctor);
-            secrets.AddRange(mongoDoctor.Secrets);
-            var ping = await Polystore.Mongo.MongoPing.PingAsync(mongo, cancellationToken);
-            if (ping.Reachable) checks.AddRange(mongoDoctor.Checks);
-            else preFindings.Add(Unreachable(MongoDiagnostics.Store, "mongo.reachable", ping));
-        }
-        else preFindings.Add(MongoDiagnostics.NotConfigured(location.Directory));
-
-        var report = await RunWithProgressAsync(checks, TimeSpan.FromSeconds(timeout), secrets, json, cancellationToken);
-        report = report with
-        {
-            Findings = [.. preFindings.Concat(report.Findings).OrderByDescending(f => f.Severity).ThenBy(f => Array.IndexOf(DoctorReport.Stores, f.Store)).ThenBy(f => f.Check, StringComparer.Ordinal)],
-        };
-        report = DoctorReport.Sanitize(report, secrets);
+        await using var services = CliServices.Build(config);
+        var doctor = services.GetRequiredService<PolystoreDoctor>();
+        var report = await RunWithProgressAsync(doctor, new PolystoreDoctorOptions { CheckTimeout = TimeSpan.FromSeconds(timeout) }, json, cancellationToken);
         var exitCode = report.HasCritical ? ExitCodes.Critical : ExitCodes.Ok;
         var at = DateTimeOffset.UtcNow;
 
@@ -106,35 +63,22 @@ internal static class DoctorCommand
         return exitCode;
     }
 
-    private static Finding NotConfigured(string store, string directory) =>
-        new(store, store == StoreNames.Postgres ? "postgres.configured" : "redis.configured", Severity.Info,
-            $"{store} is not configured: no {store} checks ran", new Dictionary<string, string> { ["config_directory"] = directory },
-            $"Add {store}.yaml to the config folder to check it");
-
-    private static Finding Unreachable(string store, string check, StorePing ping) =>
-        new(store, check, Severity.Critical, $"{store} at {ping.Endpoint} is unreachable: {ping.Error}",
-            new Dictionary<string, string> { ["endpoint"] = ping.Endpoint, ["error"] = ping.Error ?? "" },
-            "Start the server or fix the network or credentials, then run polystore ping; no other check of this store could run");
-
-    private static async Task<DiagnosticReport> RunWithProgressAsync(List<DiagnosticCheck> checks, TimeSpan timeout, List<string?> secrets, bool json, CancellationToken ct)
+    private static async Task<DiagnosticReport> RunWithProgressAsync(PolystoreDoctor doctor, PolystoreDoctorOptions options, bool json, CancellationToken ct)
     {
-        if (json || Console.IsErrorRedirected || checks.Count == 0)
-            return await DiagnosticRunner.RunAsync(checks, timeout, secrets, cancellationToken: ct);
+        if (json || Console.IsErrorRedirected) return await doctor.RunAsync(options, cancellationToken: ct);
         DiagnosticReport? report = null;
         await CommonOptions.Error.Progress().AutoClear(true).StartAsync(async progress =>
         {
-            var task = progress.AddTask("running checks", maxValue: checks.Count);
-            var counted = checks.Select(c => c with
-            {
-                Run = async token =>
-                {
-                    try { return await c.Run(token); }
-                    finally { task.Increment(1); }
-                },
-            });
-            report = await DiagnosticRunner.RunAsync(counted, timeout, secrets, cancellationToken: ct);
+            var task = progress.AddTask("running checks");
+            report = await doctor.RunAsync(options, new SynchronousProgress(p => { task.MaxValue = Math.Max(1, p.Total); task.Value = p.Completed; }), ct);
         });
         return report!;
+    }
+
+    /// <summary>Updates the bar on the reporting thread; Spectre's progress task is thread-safe.</summary>
+    private sealed class SynchronousProgress(Action<DoctorProgress> report) : IProgress<DoctorProgress>
+    {
+        public void Report(DoctorProgress value) => report(value);
     }
 
     private static void WriteTables(DiagnosticReport report, bool summaryOnly, int exitCode)
@@ -199,10 +143,10 @@ internal static class DoctorCommand
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
             if (config.Postgres is not { } pg) return CommonOptions.MissingStore("postgresql.yaml");
-            await using var doctor = new PostgresDiagnostics(pg);
+            await using var services = CliServices.Build(config);
             try
             {
-                var plan = await doctor.ExplainAsync(parse.GetValue(sql)!, cancellationToken: cancellationToken);
+                var plan = await services.GetRequiredService<PolystoreDoctor>().ExplainAsync(parse.GetValue(sql)!, cancellationToken: cancellationToken);
                 if (parse.GetValue(CommonOptions.Json)) CommonOptions.WriteJson(new { plan, rolled_back = true });
                 else
                 {
@@ -228,26 +172,5 @@ internal static class DoctorCommand
             }
         });
         return explain;
-    }
-
-    /// <summary>Disposes what the doctor opened, whatever happens.</summary>
-    private sealed class AsyncDisposables : IAsyncDisposable
-    {
-        private readonly List<object> _items = [];
-
-        public T Add<T>(T item) where T : class
-        {
-            _items.Add(item);
-            return item;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            foreach (var item in _items)
-            {
-                if (item is IAsyncDisposable a) await a.DisposeAsync();
-                else if (item is IDisposable d) d.Dispose();
-            }
-        }
     }
 }

@@ -24,19 +24,6 @@ internal static class DoctorReport
                 report.Checks.Count(c => c.Store == s && c.Outcome == CheckOutcome.TimedOut)))
             .ToList();
 
-    /// <summary>Masks every secret in every text of every finding: a last pass before anything is printed.</summary>
-    public static DiagnosticReport Sanitize(DiagnosticReport report, IReadOnlyList<string?> secrets)
-    {
-        string Clean(string text) => Redactor.Redact(text, secrets);
-        var findings = report.Findings.Select(f => f with
-        {
-            Title = Clean(f.Title),
-            Remedy = f.Remedy is null ? null : Clean(f.Remedy),
-            Evidence = f.Evidence.ToDictionary(e => e.Key, e => Clean(e.Value), StringComparer.Ordinal),
-        }).ToList();
-        return report with { Findings = findings };
-    }
-
     public static object Json(DiagnosticReport report, int exitCode, DateTimeOffset at) => new
     {
         generated_at = at.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture),

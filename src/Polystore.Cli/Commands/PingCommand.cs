@@ -1,9 +1,12 @@
 using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
+using MongoDB.Driver;
 using Polystore.Core.Diagnostics;
 using Polystore.Mongo;
 using Polystore.Postgres;
 using Polystore.Redis;
 using Spectre.Console;
+using StackExchange.Redis;
 
 namespace Polystore.Cli.Commands;
 
@@ -13,7 +16,7 @@ internal static class PingCommand
     public static Command Create()
     {
         var ping = new Command("ping", """
-            Connect to each configured store (PostgreSQL primary and replicas, Redis, MongoDB)
+            Connect to each configured store (PostgreSQL primary and replicas, every Redis server, MongoDB)
             and print its server version and the time of one round trip.
             Exit code 0 when all answer, 3 when any is unreachable, 2 when the config is invalid.
             """);
@@ -21,10 +24,11 @@ internal static class PingCommand
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
+            await using var services = CliServices.Build(config);
             var tasks = new List<Task<IReadOnlyList<StorePing>>>();
-            if (config.Postgres is { } pg) tasks.Add(PostgresPing.PingAsync(pg, cancellationToken));
-            if (config.Redis is { } redis) tasks.Add(One(RedisPing.PingAsync(redis, cancellationToken)));
-            if (config.Mongo is { } mongo) tasks.Add(One(MongoPing.PingAsync(mongo, cancellationToken)));
+            if (config.Postgres is not null) tasks.Add(PostgresPing.PingAsync(services.GetRequiredService<PostgresDataSources>(), cancellationToken));
+            if (config.Redis is not null) tasks.Add(RedisPing.PingAsync(services.GetRequiredService<IConnectionMultiplexer>(), cancellationToken));
+            if (config.Mongo is not null) tasks.Add(MongoPing.PingAsync(services.GetRequiredService<IMongoClient>(), cancellationToken));
             var results = (await Task.WhenAll(tasks)).SelectMany(r => r).ToList();
             if (parse.GetValue(CommonOptions.Json))
             {
@@ -58,6 +62,4 @@ internal static class PingCommand
         });
         return ping;
     }
-
-    private static async Task<IReadOnlyList<StorePing>> One(Task<StorePing> task) => [await task];
 }

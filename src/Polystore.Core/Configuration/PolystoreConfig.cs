@@ -91,6 +91,48 @@ public sealed class PolystoreConfig
         return entries;
     }
 
+    /// <summary>
+    /// Every secret value the configuration holds (passwords, and each secret URL with the password inside it), for
+    /// masking in anything printed or logged. Never print the result.
+    /// </summary>
+    public IReadOnlyList<string> Secrets()
+    {
+        var secrets = new List<string>();
+        foreach (var settings in new object?[] { Postgres, Mongo, Redis }) CollectSecrets(settings, secret: false, secrets);
+        return secrets;
+    }
+
+    private static void CollectSecrets(object? value, bool secret, List<string> secrets)
+    {
+        switch (value)
+        {
+            case null or bool or Enum or IFormattable:
+                return;
+            case string text:
+                if (!secret || text.Length == 0) return;
+                secrets.Add(text);
+                var at = text.LastIndexOf('@');
+                var scheme = text.IndexOf("://", StringComparison.Ordinal);
+                if (scheme >= 0 && at > scheme)
+                {
+                    var userInfo = text[(scheme + 3)..at];
+                    var colon = userInfo.IndexOf(':', StringComparison.Ordinal);
+                    if (colon >= 0 && colon + 1 < userInfo.Length)
+                    {
+                        var password = userInfo[(colon + 1)..];
+                        secrets.Add(password);
+                        if (Uri.UnescapeDataString(password) is var decoded && decoded != password) secrets.Add(decoded);
+                    }
+                }
+                return;
+            case IList list:
+                foreach (var item in list) CollectSecrets(item, secret, secrets);
+                return;
+        }
+        foreach (var property in value.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance))
+            CollectSecrets(property.GetValue(value), secret || property.GetCustomAttribute<SecretAttribute>() is not null, secrets);
+    }
+
     private void Flatten(string store, object? value, string path, bool secret, List<ConfigEntry> entries)
     {
         switch (value)

@@ -47,7 +47,7 @@ public sealed class RedisClusterSettings
     /// <summary>Connect to a Redis Cluster through <see cref="Nodes"/>.</summary>
     public bool Enabled { get; init; }
     /// <summary>Seed nodes as redis:// URLs; the rest of the cluster is discovered.</summary>
-    public List<string> Nodes { get; init; } = [];
+    [Secret] public List<string> Nodes { get; init; } = [];
 }
 
 /// <summary><c>sentinel:</c> in redis.yaml.</summary>

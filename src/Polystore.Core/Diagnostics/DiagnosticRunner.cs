@@ -43,7 +43,8 @@ public sealed record DiagnosticReport(IReadOnlyList<Finding> Findings, IReadOnly
 
 /// <summary>
 /// Runs checks concurrently, each under its own timeout. A check that throws or overruns becomes a
-/// finding that says what could not be seen and why; it never hides the other checks' findings.
+/// finding that says what could not be seen and why; it never hides the other checks' findings. Every
+/// finding leaves with its secrets masked: this is the one place that masks them.
 /// </summary>
 public static class DiagnosticRunner
 {
@@ -55,12 +56,14 @@ public static class DiagnosticRunner
     /// <param name="defaultTimeout">Timeout for checks without their own; null = <see cref="DefaultTimeout"/>.</param>
     /// <param name="secrets">Values (passwords, URLs) to mask in any error message that becomes a finding.</param>
     /// <param name="maxConcurrency">How many checks run at once (at least 1).</param>
+    /// <param name="progress">Told of each check as it ends.</param>
     /// <param name="cancellationToken">Stops the whole run.</param>
     public static async Task<DiagnosticReport> RunAsync(
         IEnumerable<DiagnosticCheck> checks,
         TimeSpan? defaultTimeout = null,
         IEnumerable<string?>? secrets = null,
         int maxConcurrency = 8,
+        IProgress<CheckResult>? progress = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(checks);
@@ -68,12 +71,32 @@ public static class DiagnosticRunner
         var list = checks.ToList();
         var masks = (secrets ?? []).ToList();
         using var gate = new SemaphoreSlim(maxConcurrency);
-        var tasks = list.Select(c => RunOneAsync(c, defaultTimeout ?? DefaultTimeout, masks, gate, cancellationToken)).ToList();
+        var tasks = list.Select(async c =>
+        {
+            var outcome = await RunOneAsync(c, defaultTimeout ?? DefaultTimeout, masks, gate, cancellationToken).ConfigureAwait(false);
+            progress?.Report(outcome.Result);
+            return outcome;
+        }).ToList();
         var results = await Task.WhenAll(tasks).ConfigureAwait(false);
-        var findings = results.SelectMany(r => r.Findings)
+        var findings = results.SelectMany(r => r.Findings).Select(f => Mask(f, masks))
             .OrderByDescending(f => f.Severity).ThenBy(f => f.Store, StringComparer.Ordinal).ThenBy(f => f.Check, StringComparer.Ordinal)
             .ToList();
         return new DiagnosticReport(findings, results.Select(r => r.Result).ToList());
+    }
+
+    /// <summary>The finding with every secret masked in its title, evidence and remedy.</summary>
+    public static Finding Mask(Finding finding, IEnumerable<string?> secrets)
+    {
+        ArgumentNullException.ThrowIfNull(finding);
+        var list = secrets as IReadOnlyCollection<string?> ?? [.. secrets];
+        if (list.Count == 0) return finding;
+        string Clean(string text) => Redactor.Redact(text, list);
+        return finding with
+        {
+            Title = Clean(finding.Title),
+            Remedy = finding.Remedy is null ? null : Clean(finding.Remedy),
+            Evidence = finding.Evidence.ToDictionary(e => e.Key, e => Clean(e.Value), StringComparer.Ordinal),
+        };
     }
 
     private static async Task<(IReadOnlyList<Finding> Findings, CheckResult Result)> RunOneAsync(

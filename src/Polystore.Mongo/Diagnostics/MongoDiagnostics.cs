@@ -12,10 +12,12 @@ namespace Polystore.Mongo.Diagnostics;
 /// database, slow operations (currentOp), replica set health (replSetGetStatus) and the oplog window.
 /// Remedies are exact mongosh commands.
 /// </summary>
-public sealed class MongoDiagnostics : IDisposable
+public sealed class MongoDiagnostics : IStoreDiagnostics
 {
     /// <summary>The store name on every finding.</summary>
     public const string Store = StoreNames.Mongo;
+
+    string IStoreDiagnostics.Store => Store;
 
     private const int Unauthorized = 13;
     private const int NoReplicationEnabled = 76;
@@ -47,12 +49,6 @@ public sealed class MongoDiagnostics : IDisposable
     /// <summary>Values to mask in anything printed (the URI and its password).</summary>
     public IReadOnlyList<string?> Secrets => _secrets;
 
-    /// <summary>The one finding shown when no mongodb.yaml is configured.</summary>
-    public static Finding NotConfigured(string? configDirectory) =>
-        new(Store, "mongo.configured", Severity.Info, "MongoDB is not configured: no MongoDB checks ran",
-            Evidence(("config_directory", configDirectory ?? "(unknown)")),
-            "Add mongodb.yaml to the config folder to check a MongoDB deployment");
-
     /// <summary>Every MongoDB check, ready for <see cref="DiagnosticRunner"/>.</summary>
     public IReadOnlyList<DiagnosticCheck> Checks =>
     [
@@ -65,7 +61,7 @@ public sealed class MongoDiagnostics : IDisposable
     private IMongoClient Client => _external ?? _client.Value;
 
     private Finding F(string check, Severity severity, string title, IReadOnlyDictionary<string, string> evidence, string? remedy = null) =>
-        new(Store, check, severity, Redactor.Redact(title, _secrets), evidence, remedy is null ? null : Redactor.Redact(remedy, _secrets));
+        new(Store, check, severity, title, evidence, remedy);
 
     private Finding CouldNotSee(string check, string what, MongoCommandException e) =>
         F(check, Severity.Info, $"Could not see {what}: {Redactor.Redact(e.ErrorMessage ?? e.Message, _secrets)}",
@@ -224,8 +220,9 @@ public sealed class MongoDiagnostics : IDisposable
     private static string Js(string value) => "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
 
     /// <inheritdoc />
-    public void Dispose()
+    public ValueTask DisposeAsync()
     {
         if (_client.IsValueCreated) _client.Value.Dispose();
+        return ValueTask.CompletedTask;
     }
 }

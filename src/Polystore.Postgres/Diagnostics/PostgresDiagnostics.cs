@@ -11,10 +11,12 @@ namespace Polystore.Postgres.Diagnostics;
 /// slow or failing check never holds up another. Works as a non-superuser in <c>pg_monitor</c> and
 /// reports what such a role could not see. Dispose to close the connections.
 /// </summary>
-public sealed class PostgresDiagnostics : IAsyncDisposable
+public sealed class PostgresDiagnostics : IStoreDiagnostics
 {
     /// <summary>The store name on every finding.</summary>
     public const string Store = StoreNames.Postgres;
+
+    string IStoreDiagnostics.Store => Store;
 
     private readonly PostgresContext _context;
 
@@ -152,7 +154,7 @@ internal sealed class PostgresContext : IAsyncDisposable
     public string Snippet(string? text, int max = 200) => FindingText.Snippet(text, Secrets, max);
 
     public Finding Finding(string check, Severity severity, string title, IReadOnlyDictionary<string, string> evidence, string? remedy = null) =>
-        new(PostgresDiagnostics.Store, check, severity, Redactor.Redact(title, Secrets), evidence, remedy is null ? null : Redactor.Redact(remedy, Secrets));
+        new(PostgresDiagnostics.Store, check, severity, title, evidence, remedy);
 
     public async Task<List<T>> QueryAsync<T>(string sql, Func<NpgsqlDataReader, T> map, CancellationToken cancellationToken, params object?[] parameters)
     {

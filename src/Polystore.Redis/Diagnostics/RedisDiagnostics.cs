@@ -13,10 +13,12 @@ namespace Polystore.Redis.Diagnostics;
 /// TTL (sampled with SCAN, never KEYS), SLOWLOG, clients, keyspace hit ratio and tcp-backlog. In a
 /// cluster every primary is checked. Remedies are exact <c>redis-cli</c> commands.
 /// </summary>
-public sealed class RedisDiagnostics : IAsyncDisposable
+public sealed class RedisDiagnostics : IStoreDiagnostics
 {
     /// <summary>The store name on every finding.</summary>
     public const string Store = StoreNames.Redis;
+
+    string IStoreDiagnostics.Store => Store;
 
     private readonly RedisSettings _settings;
     private readonly IConnectionMultiplexer? _external;
@@ -106,7 +108,7 @@ public sealed class RedisDiagnostics : IAsyncDisposable
     }
 
     internal Finding Finding(string check, Severity severity, string title, IReadOnlyDictionary<string, string> evidence, string? remedy) =>
-        new(Store, check, severity, Redactor.Redact(title, _secrets), evidence, remedy is null ? null : Redactor.Redact(remedy, _secrets));
+        new(Store, check, severity, title, evidence, remedy);
 
     internal static string Format(EndPoint endPoint) => RedisPing.Format(endPoint);
 

@@ -1,0 +1,18 @@
+using Microsoft.Extensions.DependencyInjection;
+using Polystore.Core.Configuration;
+using Polystore.Hosting;
+
+namespace Polystore.Cli;
+
+/// <summary>
+/// Builds a command's stores through <see cref="PolystoreServiceCollectionExtensions.AddPolystore(IServiceCollection, PolystoreConfig, TimeSpan?)"/>,
+/// the same registration an application uses. Dispose the provider (await using) and every client it built is closed.
+/// </summary>
+internal static class CliServices
+{
+    public static ServiceProvider Build(PolystoreConfig config) =>
+        new ServiceCollection()
+            .AddLogging()
+            .AddPolystore(config)
+            .BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true });
+}
