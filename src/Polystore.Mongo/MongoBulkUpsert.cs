@@ -56,7 +56,7 @@ public sealed class MongoBulkUpsertException : Exception
     public int FirstUncertainIndex { get; }
 }
 
-/// <summary>The seed's <c>bulk_update_users</c> done right: unordered upserts in batches, with counts and a failure report.</summary>
+/// <summary>Bulk upserts by <c>_id</c> into a MongoDB collection: unordered batches, with counts and a failure report.</summary>
 public static class MongoBulkUpsert
 {
     /// <summary>The most operations one bulkWrite may hold (the server's maxWriteBatchSize).</summary>

@@ -1,6 +1,6 @@
 namespace Polystore.Core.Configuration;
 
-/// <summary>The contents of <c>mongodb.yaml</c>, in the seed's shape.</summary>
+/// <summary>The contents of <c>mongodb.yaml</c>.</summary>
 public sealed class MongoSettings
 {
     /// <summary>Server address and database.</summary>

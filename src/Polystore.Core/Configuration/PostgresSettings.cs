@@ -1,6 +1,6 @@
 namespace Polystore.Core.Configuration;
 
-/// <summary>The contents of <c>postgresql.yaml</c>, in the shape this tool documents.</summary>
+/// <summary>The contents of <c>postgresql.yaml</c>.</summary>
 public sealed class PostgresSettings
 {
     /// <summary>Where the primary server is and how to log in.</summary>
@@ -28,7 +28,7 @@ public sealed class PostgresConnectionSettings
     [Secret] public string? Password { get; init; }
     /// <summary>TLS mode, as libpq spells it.</summary>
     public PostgresSslMode Sslmode { get; init; } = PostgresSslMode.Prefer;
-    /// <summary>Shown in pg_stat_activity; the seed's <c>server_settings.application_name</c>.</summary>
+    /// <summary>Shown in pg_stat_activity and the server log (PostgreSQL's <c>application_name</c>).</summary>
     public string ApplicationName { get; init; } = "polystore";
     /// <summary>Seconds a command may run before it is cancelled (0 = no limit).</summary>
     public int CommandTimeout { get; init; } = 30;
@@ -75,7 +75,7 @@ public sealed class PostgresPerformanceSettings
     public int StatementCacheSize { get; init; } = 1024;
     /// <summary>Statements kept prepared on the server per connection.</summary>
     public int PreparedStatementCacheSize { get; init; } = 256;
-    /// <summary>PostgreSQL's JIT compiler; off suits short OLTP queries (the seed's <c>jit: off</c>).</summary>
+    /// <summary>PostgreSQL's JIT compiler; off suits short OLTP queries, whose plans JIT only slows down.</summary>
     public bool Jit { get; init; }
 }
 

@@ -1,6 +1,6 @@
 namespace Polystore.Core.Configuration;
 
-/// <summary>The contents of <c>redis.yaml</c>, in the seed's shape.</summary>
+/// <summary>The contents of <c>redis.yaml</c>.</summary>
 public sealed class RedisSettings
 {
     /// <summary>Server address, password and database.</summary>

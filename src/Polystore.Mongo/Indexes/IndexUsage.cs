@@ -21,7 +21,7 @@ public sealed record IndexUsage(string Collection, string Name, BsonDocument Key
 /// <summary>The index usage report from <c>$indexStats</c>.</summary>
 public static class IndexUsageReport
 {
-    /// <summary>The pipeline sent: <c>[{ $indexStats: {} }]</c> (as in the seed's <c>get_index_stats</c>).</summary>
+    /// <summary>The pipeline sent: <c>[{ $indexStats: {} }]</c> (one document per index per mongod).</summary>
     public static PipelineDefinition<BsonDocument, BsonDocument> Pipeline =>
         new BsonDocumentStagePipelineDefinition<BsonDocument, BsonDocument>([new BsonDocument("$indexStats", new BsonDocument())]);
 
