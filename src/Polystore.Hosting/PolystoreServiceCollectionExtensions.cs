@@ -34,7 +34,7 @@ public static class PolystoreServiceCollectionExtensions
     /// <remarks>
     /// PostgreSQL: <see cref="PostgresDataSources"/> and <see cref="NpgsqlDataSource"/> (the primary).
     /// Redis: <see cref="IConnectionMultiplexer"/>, connected on first resolution and reconnecting by itself.
-    /// MongoDB: <see cref="IMongoClient"/> and the configured <see cref="IMongoDatabase"/>.
+    /// MongoDB: <see cref="MongoStore"/>, its <see cref="IMongoClient"/> and the configured <see cref="IMongoDatabase"/>.
     /// Always: the <see cref="PolystoreConfig"/> and a <see cref="PolystoreDoctor"/> over those clients.
     /// The health checks ("postgres", "redis", "mongo") ping through these same clients, each within its timeout.
     /// The provider disposes every client it built.
@@ -67,8 +67,9 @@ public static class PolystoreServiceCollectionExtensions
         }
         if (config.Mongo is { } mongo)
         {
-            services.TryAddSingleton<IMongoClient>(_ => new MongoClient(MongoDriverSettings.Build(mongo)));
-            services.TryAddSingleton(sp => sp.GetRequiredService<IMongoClient>().GetDatabase(mongo.Connection.Database));
+            services.TryAddSingleton(_ => MongoStore.Create(mongo));
+            services.TryAddSingleton(sp => sp.GetRequiredService<MongoStore>().Client);
+            services.TryAddSingleton(sp => sp.GetRequiredService<MongoStore>().Database);
             health.Add(HealthCheck(StoreNames.Mongo, timeout, sp =>
             {
                 var client = sp.GetRequiredService<IMongoClient>();
