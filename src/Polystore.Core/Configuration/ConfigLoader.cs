@@ -33,11 +33,15 @@ internal static class ConfigLoader
         var stem = StoreNames.ConfigFileStem(store);
         var fileName = $"{stem}.yaml";
         var path = Path.Combine(directory, fileName);
-        if (!File.Exists(path) && File.Exists(Path.Combine(directory, $"{stem}.yml"))) (fileName, path) = ($"{stem}.yml", Path.Combine(directory, $"{stem}.yml"));
+        if (ConfigFileReader.Inspect(path) == ConfigFileReader.Kind.Missing
+            && ConfigFileReader.Inspect(Path.Combine(directory, $"{stem}.yml")) != ConfigFileReader.Kind.Missing)
+            (fileName, path) = ($"{stem}.yml", Path.Combine(directory, $"{stem}.yml"));
         ConfigMap? root;
-        if (File.Exists(path))
+        if (ConfigFileReader.Inspect(path) != ConfigFileReader.Kind.Missing)
         {
-            root = YamlConfigReader.Read(fileName, File.ReadAllText(path), errors);
+            var text = ConfigFileReader.Read(path, fileName, errors);
+            if (text is null) return null;
+            root = YamlConfigReader.Read(fileName, text, errors);
             if (root is null) return null;
             VariableSubstitution.Apply(root, "", name => environment.TryGetValue(name, out var value) ? value : null, errors);
         }

@@ -1,5 +1,5 @@
 using YamlDotNet.Core;
-using YamlDotNet.RepresentationModel;
+using YamlDotNet.Core.Events;
 
 namespace Polystore.Core.Configuration;
 
@@ -28,7 +28,11 @@ internal sealed class ConfigMap(ConfigSource source) : ConfigNode(source)
     // Ordered: file order is the order errors are reported in.
     public List<KeyValuePair<string, ConfigNode>> Entries { get; } = [];
 
-    public ConfigNode? Get(string key) => Entries.FirstOrDefault(e => e.Key == key).Value;
+    public ConfigNode? Get(string key)
+    {
+        foreach (var (k, v) in Entries) if (k == key) return v;
+        return null;
+    }
 
     public void Set(string key, ConfigNode value)
     {
@@ -38,15 +42,102 @@ internal sealed class ConfigMap(ConfigSource source) : ConfigNode(source)
     }
 }
 
-/// <summary>Reads a YAML file into <see cref="ConfigNode"/>s, reporting syntax errors with their position.</summary>
+/// <summary>
+/// Reads a YAML file into <see cref="ConfigNode"/>s, reporting syntax errors with their position. Built from the
+/// parser's events with an explicit stack, so hostile input costs time linear in its size: nesting deeper than
+/// <see cref="MaxDepth"/>, more than <see cref="MaxNodes"/> values, anchors and aliases (which a config never needs
+/// and an alias bomb abuses) are refused with an error at their position, and parsing stops there.
+/// </summary>
 internal static class YamlConfigReader
 {
+    /// <summary>Deepest nesting of mappings and lists accepted (the settings are four levels deep).</summary>
+    public const int MaxDepth = 32;
+
+    /// <summary>Most keys, list items and values a file may hold.</summary>
+    public const int MaxNodes = 100_000;
+
     public static ConfigMap? Read(string fileName, string text, List<ConfigError> errors)
     {
-        var stream = new YamlStream();
+        var parser = new Parser(new StringReader(text));
+        var stack = new Stack<Frame>();
+        ConfigNode? root = null;
+        var documents = 0;
+        var nodes = 0;
         try
         {
-            stream.Load(new StringReader(text));
+            while (parser.MoveNext())
+            {
+                var current = parser.Current!;
+                var at = Position(fileName, current.Start);
+                switch (current)
+                {
+                    case DocumentStart:
+                        if (++documents > 1)
+                        {
+                            errors.Add(new ConfigError(at, "", "a config file holds one YAML document; remove the second '---' document"));
+                            return null;
+                        }
+                        continue;
+                    case AnchorAlias:
+                        errors.Add(new ConfigError(at, Path(stack), "aliases (*name) are not supported in config files; write the value out"));
+                        return null;
+                    case NodeEvent { Anchor.IsEmpty: false }:
+                        errors.Add(new ConfigError(at, Path(stack), "anchors (&name) are not supported in config files; write the value out"));
+                        return null;
+                }
+                if (current is not (Scalar or MappingStart or SequenceStart or MappingEnd or SequenceEnd)) continue;
+                if (current is MappingEnd or SequenceEnd)
+                {
+                    var done = stack.Pop();
+                    Attach(stack, done.Node, ref root);
+                    continue;
+                }
+                if (++nodes > MaxNodes)
+                {
+                    errors.Add(new ConfigError(at, Path(stack), $"the file holds more than {MaxNodes:N0} values, far more than any config; refused"));
+                    return null;
+                }
+                if (stack.TryPeek(out var parent) && parent.Node is ConfigMap && parent.PendingKey is null)
+                {
+                    // A key: only plain scalars are names.
+                    if (current is not Scalar { Value: { } key })
+                    {
+                        errors.Add(new ConfigError(at, parent.Path, "mapping keys must be plain names"));
+                        return null;
+                    }
+                    var keyPath = parent.Path.Length == 0 ? key : $"{parent.Path}.{key}";
+                    if (!parent.Keys!.Add(key))
+                    {
+                        errors.Add(new ConfigError(at, keyPath, "this key appears twice; keep one"));
+                        // Keep parsing for more errors, but drop the duplicate's value.
+                        parent.PendingKey = key;
+                        parent.PendingKeySource = at;
+                        parent.SkipPending = true;
+                        continue;
+                    }
+                    parent.PendingKey = key;
+                    parent.PendingKeySource = at;
+                    continue;
+                }
+                switch (current)
+                {
+                    case Scalar scalar:
+                        var isNull = scalar.Style == ScalarStyle.Plain && scalar.Value is "" or "~" or "null" or "Null" or "NULL";
+                        Attach(stack, new ConfigScalar(isNull ? null : scalar.Value, at), ref root);
+                        break;
+                    case MappingStart or SequenceStart:
+                        if (stack.Count >= MaxDepth)
+                        {
+                            errors.Add(new ConfigError(at, Path(stack), $"nested more than {MaxDepth} levels deep; a config is never this deep"));
+                            return null;
+                        }
+                        var path = ChildPath(stack);
+                        stack.Push(current is MappingStart
+                            ? new Frame(new ConfigMap(at), path) { Keys = new HashSet<string>(StringComparer.Ordinal) }
+                            : new Frame(new ConfigList([], at), path));
+                        break;
+                }
+            }
         }
         catch (YamlException e)
         {
@@ -55,63 +146,64 @@ internal static class YamlConfigReader
             return null;
         }
 
-        if (stream.Documents.Count == 0) return new ConfigMap(new ConfigSource(fileName, 1, 1));
-        if (stream.Documents.Count > 1)
+        switch (root)
         {
-            var second = stream.Documents[1].RootNode.Start;
-            errors.Add(new ConfigError(new ConfigSource(fileName, (int)second.Line, (int)second.Column), "", "a config file holds one YAML document; remove the second '---' document"));
-            return null;
-        }
-
-        var root = stream.Documents[0].RootNode;
-        if (root is YamlScalarNode { Value: null or "" or "~" or "null" }) return new ConfigMap(Position(fileName, root));
-        if (root is not YamlMappingNode) {
-            errors.Add(new ConfigError(Position(fileName, root), "", "the top level of a config file must be a mapping of sections (connection:, pool:, ...)"));
-            return null;
-        }
-        return (ConfigMap)Convert(fileName, root, "", errors);
-    }
-
-    private static ConfigNode Convert(string file, YamlNode node, string path, List<ConfigError> errors)
-    {
-        switch (node)
-        {
-            case YamlMappingNode mapping:
-                var map = new ConfigMap(Position(file, node));
-                foreach (var (keyNode, valueNode) in mapping.Children)
-                {
-                    if (keyNode is not YamlScalarNode { Value: { } key })
-                    {
-                        errors.Add(new ConfigError(Position(file, keyNode), path, "mapping keys must be plain names"));
-                        continue;
-                    }
-                    var childPath = path.Length == 0 ? key : $"{path}.{key}";
-                    if (map.Get(key) is not null)
-                    {
-                        errors.Add(new ConfigError(Position(file, keyNode), childPath, "this key appears twice; keep one"));
-                        continue;
-                    }
-                    var child = Convert(file, valueNode, childPath, errors);
-                    // Errors point at the key, where a reader looks first.
-                    child.Source = Position(file, keyNode);
-                    map.Entries.Add(new(key, child));
-                }
+            case null:
+                return new ConfigMap(new ConfigSource(fileName, 1, 1));
+            case ConfigScalar { Value: null }:
+                return new ConfigMap(root.Source);
+            case ConfigMap map:
                 return map;
-            case YamlSequenceNode sequence:
-                var items = new List<ConfigNode>();
-                var i = 0;
-                foreach (var item in sequence.Children) items.Add(Convert(file, item, $"{path}[{i++}]", errors));
-                return new ConfigList(items, Position(file, node));
-            case YamlScalarNode scalar:
-                var isNull = scalar.Style == YamlDotNet.Core.ScalarStyle.Plain && scalar.Value is null or "" or "~" or "null" or "Null" or "NULL";
-                return new ConfigScalar(isNull ? null : scalar.Value, Position(file, node));
             default:
-                errors.Add(new ConfigError(Position(file, node), path, "aliases and tags are not supported in config files"));
-                return new ConfigScalar(null, Position(file, node));
+                errors.Add(new ConfigError(root.Source, "", "the top level of a config file must be a mapping of sections (connection:, pool:, ...)"));
+                return null;
         }
     }
 
-    private static ConfigSource Position(string file, YamlNode node) => new(file, (int)node.Start.Line, (int)node.Start.Column);
+    /// <summary>Hands a finished node to its parent (or makes it the root).</summary>
+    private static void Attach(Stack<Frame> stack, ConfigNode node, ref ConfigNode? root)
+    {
+        if (!stack.TryPeek(out var parent))
+        {
+            root = node;
+            return;
+        }
+        if (parent.Node is ConfigList list)
+        {
+            list.Items.Add(node);
+            return;
+        }
+        var map = (ConfigMap)parent.Node;
+        if (!parent.SkipPending)
+        {
+            // Errors point at the key, where a reader looks first.
+            node.Source = parent.PendingKeySource!;
+            map.Entries.Add(new(parent.PendingKey!, node));
+        }
+        parent.PendingKey = null;
+        parent.SkipPending = false;
+    }
+
+    private static string ChildPath(Stack<Frame> stack)
+    {
+        if (!stack.TryPeek(out var parent)) return "";
+        if (parent.Node is ConfigList list) return $"{parent.Path}[{list.Items.Count}]";
+        return parent.Path.Length == 0 ? parent.PendingKey! : $"{parent.Path}.{parent.PendingKey}";
+    }
+
+    private static string Path(Stack<Frame> stack) => stack.TryPeek(out var top) ? top.Path : "";
+
+    private sealed class Frame(ConfigNode node, string path)
+    {
+        public ConfigNode Node { get; } = node;
+        public string Path { get; } = path;
+        public HashSet<string>? Keys { get; init; }
+        public string? PendingKey { get; set; }
+        public ConfigSource? PendingKeySource { get; set; }
+        public bool SkipPending { get; set; }
+    }
+
+    private static ConfigSource Position(string file, Mark mark) => new(file, (int)mark.Line, (int)mark.Column);
 
     // YamlDotNet prefixes messages with "(Line: 3, Col: 5, Idx: ...) - (Line: ...): "; we print our own position.
     private static string StripPosition(string message)

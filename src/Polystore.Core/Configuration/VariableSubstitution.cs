@@ -24,8 +24,20 @@ internal static class VariableSubstitution
         }
     }
 
-    internal static string Expand(string text, ConfigSource source, string path, Func<string, string?> lookup, List<ConfigError> errors)
+    /// <summary>How deep <c>${A:-${B:-...}}</c> defaults may nest.</summary>
+    public const int MaxNesting = 8;
+
+    internal static string Expand(string text, ConfigSource source, string path, Func<string, string?> lookup, List<ConfigError> errors) =>
+        Expand(text, source, path, lookup, errors, depth: 0) ?? text;
+
+    // Errors never quote the text: it may be, or hold, a secret.
+    private static string? Expand(string text, ConfigSource source, string path, Func<string, string?> lookup, List<ConfigError> errors, int depth)
     {
+        if (depth > MaxNesting)
+        {
+            errors.Add(new ConfigError(source, path, $"${{...}} defaults nest more than {MaxNesting} levels deep"));
+            return null;
+        }
         var result = new StringBuilder(text.Length);
         var i = 0;
         while (i < text.Length)
@@ -41,35 +53,55 @@ internal static class VariableSubstitution
                 result.Append(text[i++]);
                 continue;
             }
-            var close = text.IndexOf('}', i + 2);
+            var close = MatchingBrace(text, i + 2);
             if (close < 0)
             {
                 errors.Add(new ConfigError(source, path, $"'${{' at character {i + 1} has no closing '}}'"));
-                return text;
+                return null;
             }
             var body = text[(i + 2)..close];
             var separator = body.IndexOf(":-", StringComparison.Ordinal);
             var name = separator >= 0 ? body[..separator] : body;
-            var fallback = separator >= 0 ? body[(separator + 2)..] : null;
             if (!IsVariableName(name))
             {
-                errors.Add(new ConfigError(source, path, $"'${{{body}}}' is not a valid variable reference; use ${{NAME}} or ${{NAME:-default}}"));
-                return text;
+                errors.Add(new ConfigError(source, path, $"the reference at character {i + 1} is not a variable name; use ${{NAME}} or ${{NAME:-default}} (NAME: letters, digits, _)"));
+                return null;
             }
             var value = lookup(name);
             if (string.IsNullOrEmpty(value))
             {
-                if (fallback is null)
+                if (separator < 0)
                 {
                     errors.Add(new ConfigError(source, path, $"environment variable {name} is not set; export it or write ${{{name}:-default}}"));
                     value = "";
                 }
-                else value = fallback;
+                else
+                {
+                    // As a shell does: the default is expanded in turn (only when it is used).
+                    value = Expand(body[(separator + 2)..], source, path, lookup, errors, depth + 1);
+                    if (value is null) return null;
+                }
             }
             result.Append(value);
             i = close + 1;
         }
         return result.ToString();
+    }
+
+    /// <summary>The index of the '}' that closes a '${' whose body starts at <paramref name="from"/>, counting nested '${'.</summary>
+    private static int MatchingBrace(string text, int from)
+    {
+        var open = 1;
+        for (var i = from; i < text.Length; i++)
+        {
+            if (text[i] == '$' && i + 1 < text.Length && text[i + 1] == '{')
+            {
+                open++;
+                i++;
+            }
+            else if (text[i] == '}' && --open == 0) return i;
+        }
+        return -1;
     }
 
     private static bool IsVariableName(string name) =>
