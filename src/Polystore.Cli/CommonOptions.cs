@@ -22,6 +22,15 @@ internal static class CommonOptions
         Recursive = true,
     };
 
+    public static readonly Option<bool> Verbose = new("--verbose")
+    {
+        Description = "On an unexpected failure, also print the stack trace (secrets masked).",
+        Recursive = true,
+    };
+
+    /// <summary>The secrets of the config this process loaded, masked in any failure it prints.</summary>
+    public static IReadOnlyList<string?> LoadedSecrets { get; private set; } = [];
+
     public static readonly JsonSerializerOptions JsonOptions = new()
     {
         WriteIndented = true,
@@ -36,7 +45,9 @@ internal static class CommonOptions
         var location = ConfigLocator.Locate(parse.GetValue(Dir));
         try
         {
-            return (PolystoreConfig.Load(location.Directory), location);
+            var config = PolystoreConfig.Load(location.Directory);
+            LoadedSecrets = [.. config.Secrets()];
+            return (config, location);
         }
         catch (ConfigException e)
         {

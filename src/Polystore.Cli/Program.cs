@@ -15,6 +15,7 @@ var root = new RootCommand("""
 {
     CommonOptions.Dir,
     CommonOptions.Json,
+    CommonOptions.Verbose,
     ConfigCommand.Create(),
     PingCommand.Create(),
     MongoCommand.Create(),
@@ -35,11 +36,15 @@ if (parse.Errors.Count > 0)
 }
 try
 {
-    return await parse.InvokeAsync();
+    // Exceptions come here, not to System.CommandLine's handler, which prints the stack trace first.
+    return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
 }
-catch (Exception e) when (e is not OperationCanceledException)
+catch (OperationCanceledException)
 {
-    // Last resort: never print a stack trace with a connection string in it.
-    Console.Error.WriteLine($"polystore: {Polystore.Core.Redactor.RedactConnectionString(e.Message)}");
-    return ExitCodes.Failure;
+    Console.Error.WriteLine("polystore: cancelled");
+    return 130;
+}
+catch (Exception e)
+{
+    return CliFailure.Report(e, parse.GetValue(CommonOptions.Verbose), CommonOptions.LoadedSecrets);
 }

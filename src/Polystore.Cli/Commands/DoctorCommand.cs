@@ -18,6 +18,19 @@ internal static class DoctorCommand
 
     public static Command Create()
     {
+        Timeout.Validators.Add(result =>
+        {
+            var seconds = result.GetValueOrDefault<double>();
+            if (!(seconds > 0 && seconds <= 3600)) result.AddError("--timeout must be a number of seconds above 0 and at most 3600");
+        });
+        Html.Validators.Add(result =>
+        {
+            var path = result.GetValueOrDefault<string?>();
+            if (string.IsNullOrWhiteSpace(path)) { result.AddError("--html needs a file name"); return; }
+            var folder = Path.GetDirectoryName(Path.GetFullPath(path));
+            if (folder is null || !Directory.Exists(folder)) result.AddError($"--html: the folder of {path} does not exist");
+            else if (Directory.Exists(path)) result.AddError($"--html: {path} is a folder; name a file");
+        });
         var doctor = new Command("doctor", """
             Run every diagnostic check on each configured store (PostgreSQL, Redis, MongoDB) and print
             each finding with its severity, the numbers behind it and the exact SQL or command that fixes it.
@@ -40,11 +53,6 @@ internal static class DoctorCommand
         if (config is null) return ExitCodes.InvalidConfig;
         var json = parse.GetValue(CommonOptions.Json);
         var timeout = parse.GetValue(Timeout);
-        if (timeout <= 0 || double.IsNaN(timeout))
-        {
-            CommonOptions.Error.MarkupLine("[red]--timeout must be a positive number of seconds[/]");
-            return ExitCodes.InvalidConfig;
-        }
 
         await using var services = CliServices.Build(config);
         var doctor = services.GetRequiredService<PolystoreDoctor>();
@@ -55,7 +63,15 @@ internal static class DoctorCommand
         if (parse.GetValue(Html) is { Length: > 0 } htmlPath)
         {
             var full = Path.GetFullPath(htmlPath);
-            await File.WriteAllTextAsync(full, DoctorReport.Html(report, exitCode, at, location.Directory), cancellationToken);
+            try
+            {
+                await File.WriteAllTextAsync(full, DoctorReport.Html(report, exitCode, at, location.Directory), cancellationToken);
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                CommonOptions.Error.MarkupLine($"[red]--html: could not write {Markup.Escape(full)}: {Markup.Escape(e.Message)}[/]");
+                return ExitCodes.InvalidConfig;
+            }
             CommonOptions.Error.MarkupLine($"HTML report written to [bold]{Markup.Escape(full)}[/]");
         }
         if (json) CommonOptions.WriteJson(DoctorReport.Json(report, exitCode, at));
