@@ -52,7 +52,7 @@ public sealed class EnvironmentTests
         Assert.DoesNotContain("p@ss", described, StringComparison.Ordinal);
         Assert.DoesNotContain(":pw@", described, StringComparison.Ordinal);
         Assert.DoesNotContain("rpw", described, StringComparison.Ordinal);
-        Assert.Contains("mongodb://u:***@m1:27017,m2:27017/analytics?replicaSet=rs0", described, StringComparison.Ordinal);
+        Assert.Contains("mongodb://***@m1:27017,m2:27017/analytics?replicaSet=rs0", described, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -159,3 +159,72 @@ public sealed class HostileConfigTests
         Assert.Contains("not a variable name", error.Message, StringComparison.Ordinal);
     }
 }
+
+/// <summary>Secrets never leave through <c>Describe</c> or an error, whatever they contain and wherever they sit.</summary>
+public sealed class SecretMaskingTests
+{
+    private const string Password = "Pa55 w@rd/x";
+
+    private static string Everything(PolystoreConfig config) => string.Join("\n", config.Describe().Select(e => $"{e.Store}.{e.Key}={e.Value}"));
+
+    [Theory]
+    [InlineData("redis://:PW@127.0.0.1:7000", "redis://***@127.0.0.1:7000")]
+    [InlineData("redis://user:PW@host:6379/0", "redis://***@host:6379/0")]
+    [InlineData("mongodb://u:PW@h1,h2/db?replicaSet=rs", "mongodb://***@h1,h2/db?replicaSet=rs")]
+    [InlineData("redis//:PW@host", "***")]
+    [InlineData("mongodb:/u:PW@host", "***")]
+    [InlineData("redis://host:6379", "redis://host:6379")]
+    public void Secret_urls_are_masked_by_structure(string template, string expected)
+    {
+        Assert.Equal(expected, Redactor.MaskSecretUrl(template.Replace("PW", Password, StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void Cluster_node_urls_and_odd_passwords_never_appear_in_describe()
+    {
+        using var folder = new ConfigFolder(("redis.yaml", $"""
+            connection:
+              url: "redis://:{Password}@127.0.0.1:6379"
+            cluster:
+              enabled: true
+              nodes:
+                - "redis://:node-s3cret@127.0.0.1:7000"
+            """));
+        var text = Everything(PolystoreConfig.Load(folder.Path, new Dictionary<string, string>()));
+        Assert.DoesNotContain("Pa55", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("rd/x", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("node-s3cret", text, StringComparison.Ordinal);
+        Assert.Contains("redis.cluster.nodes[0]=redis://***@127.0.0.1:7000", text, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("redis.yaml", "connection:\n  url: \"redis//:{0}@host:6379\"\n")]
+    [InlineData("mongodb.yaml", "connection:\n  uri: \"mongodb:/u:{0}@host\"\n  database: d\n")]
+    [InlineData("redis.yaml", "cluster:\n  enabled: true\n  nodes: [\"redis:/:{0}@h:7000\"]\n")]
+    public void Errors_about_a_malformed_secret_url_do_not_quote_it(string file, string yaml)
+    {
+        using var folder = new ConfigFolder((file, string.Format(System.Globalization.CultureInfo.InvariantCulture, yaml, Password)));
+        var e = Assert.Throws<ConfigException>(() => PolystoreConfig.Load(folder.Path, new Dictionary<string, string>()));
+        Assert.DoesNotContain("Pa55", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("w@rd", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_bad_value_drawn_from_a_variable_is_not_quoted()
+    {
+        using var folder = new ConfigFolder(("postgresql.yaml", "connection:\n  port: ${DB_PASSWORD}\n"));
+        var e = Assert.Throws<ConfigException>(() => PolystoreConfig.Load(folder.Path, new Dictionary<string, string> { ["DB_PASSWORD"] = "hunter22-secret" }));
+        var error = Assert.Single(e.Errors);
+        Assert.Equal("connection.port", error.KeyPath);
+        Assert.DoesNotContain("hunter22", error.Message, StringComparison.Ordinal);
+        Assert.Contains("environment variable", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void The_config_lists_its_secrets_for_masking_elsewhere()
+    {
+        using var folder = new ConfigFolder(("redis.yaml", $"connection:\n  url: \"redis://:{Password}@127.0.0.1:6379\"\n"));
+        var secrets = PolystoreConfig.Load(folder.Path, new Dictionary<string, string>()).Secrets();
+        Assert.Contains(Password, secrets);
+    }
+}

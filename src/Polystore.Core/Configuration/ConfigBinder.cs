@@ -109,11 +109,11 @@ internal sealed class ConfigBinder(List<ConfigError> errors)
             if (match.Key is not null) { value = match.Value; return true; }
             var suggestion = Suggest(text, names.Select(n => n.Key));
             errors.Add(new ConfigError(node.Source, path,
-                $"'{text}' is not valid here; expected one of: {string.Join(", ", names.Select(n => n.Key))}" +
+                $"{Quoted(scalar)} is not valid here; expected one of: {string.Join(", ", names.Select(n => n.Key))}" +
                 (suggestion is null ? "" : $" (did you mean '{suggestion}'?)")));
             return false;
         }
-        errors.Add(new ConfigError(node.Source, path, $"expected {Describe(target)}, got '{text}'"));
+        errors.Add(new ConfigError(node.Source, path, $"expected {Describe(target)}, got {Quoted(scalar)}"));
         return false;
     }
 
@@ -125,11 +125,15 @@ internal sealed class ConfigBinder(List<ConfigError> errors)
 
     private static bool IsSection(Type type) => type.IsClass && type != typeof(string) && !IsList(type);
 
+    // A value drawn from an environment variable may be a secret put in the wrong key: never echo it.
+    private static string Quoted(ConfigScalar scalar) =>
+        scalar.FromVariable ? "a value from an environment variable (not shown)" : $"'{scalar.Value}'";
+
     private static string Shape(ConfigNode node) => node switch
     {
         ConfigMap => "a section of keys",
         ConfigList => "a list",
-        ConfigScalar { Value: var v } => $"'{v}'",
+        ConfigScalar scalar => Quoted(scalar),
         _ => "something else",
     };
 

@@ -16,6 +16,9 @@ internal sealed class ConfigScalar(string? value, ConfigSource source) : ConfigN
 {
     /// <summary>The text after ${VAR} substitution; null for YAML null (<c>~</c>, <c>null</c> or nothing).</summary>
     public string? Value { get; set; } = value;
+
+    /// <summary>True when <see cref="Value"/> came (at least in part) from an environment variable: errors never quote it.</summary>
+    public bool FromVariable { get; set; }
 }
 
 internal sealed class ConfigList(List<ConfigNode> items, ConfigSource source) : ConfigNode(source)

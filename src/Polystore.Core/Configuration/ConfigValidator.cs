@@ -33,7 +33,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
     {
         const string store = StoreNames.Mongo;
         var uriOk = s.Connection.Uri.StartsWith("mongodb://", StringComparison.Ordinal) || s.Connection.Uri.StartsWith("mongodb+srv://", StringComparison.Ordinal);
-        Require(store, "connection.uri", uriOk, $"must start with mongodb:// or mongodb+srv://; got {Redactor.RedactUrl(s.Connection.Uri)}");
+        Require(store, "connection.uri", uriOk, $"must start with mongodb:// or mongodb+srv://; got {Redactor.MaskSecretUrl(s.Connection.Uri)}");
         Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database) && s.Connection.Database.IndexOfAny(['/', '\\', '.', ' ', '"', '$']) < 0,
             "must be a database name without / \\ . space \" or $");
         AtLeast(store, "pool.max_pool_size", s.Pool.MaxPoolSize, 1);
@@ -56,7 +56,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
     {
         const string store = StoreNames.Redis;
         var urlOk = Uri.TryCreate(s.Connection.Url, UriKind.Absolute, out var url) && url.Scheme is "redis" or "rediss";
-        Require(store, "connection.url", urlOk, $"must look like redis://host:port or rediss://host:port; got {Redactor.RedactUrl(s.Connection.Url)}");
+        Require(store, "connection.url", urlOk, $"must look like redis://host:port or rediss://host:port; got {Redactor.MaskSecretUrl(s.Connection.Url)}");
         AtLeast(store, "connection.db", s.Connection.Db, 0);
         AtLeast(store, "pool.max_connections", s.Pool.MaxConnections, 1);
         AtLeast(store, "pool.min_idle", s.Pool.MinIdle, 0);
@@ -75,7 +75,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         for (var i = 0; i < s.Cluster.Nodes.Count; i++)
         {
             var ok = Uri.TryCreate(s.Cluster.Nodes[i], UriKind.Absolute, out var node) && node.Scheme is "redis" or "rediss" && node.Port > 0;
-            Require(store, $"cluster.nodes[{i}]", ok, $"must look like redis://host:port; got {Redactor.RedactUrl(s.Cluster.Nodes[i])}");
+            Require(store, $"cluster.nodes[{i}]", ok, $"must look like redis://host:port; got {Redactor.MaskSecretUrl(s.Cluster.Nodes[i])}");
         }
         if (s.Sentinel.Enabled)
         {

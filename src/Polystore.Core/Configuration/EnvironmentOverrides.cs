@@ -46,7 +46,7 @@ internal static class EnvironmentOverrides
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("postgres" or "postgresql"))
         {
             // Never echo the URL: it usually carries a password.
-            errors.Add(new ConfigError(source, "", $"{variable} must look like postgresql://user:password@host:port/database; got {Redactor.RedactUrl(url)}"));
+            errors.Add(new ConfigError(source, "", $"{variable} must look like postgresql://user:password@host:port/database; got {Redactor.MaskSecretUrl(url)}"));
             return;
         }
         Set(connection, "host", uri.Host, source);

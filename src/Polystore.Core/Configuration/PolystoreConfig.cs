@@ -162,8 +162,8 @@ public sealed class PolystoreConfig
                 secret || property.GetCustomAttribute<SecretAttribute>() is not null, entries);
     }
 
-    // A secret URL keeps its host visible: only the credentials are hidden.
-    private static string RedactSecret(string text) => text.Contains("://", StringComparison.Ordinal) ? Redactor.RedactUrl(text) : Redactor.Mask;
+    // A secret URL keeps its host visible: only the credentials are hidden (by structure: see MaskSecretUrl).
+    private static string RedactSecret(string text) => text.Contains("://", StringComparison.Ordinal) ? Redactor.MaskSecretUrl(text) : Redactor.Mask;
 
     internal static IReadOnlyDictionary<string, string> ProcessEnvironment()
     {

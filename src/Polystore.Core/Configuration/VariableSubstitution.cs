@@ -14,6 +14,7 @@ internal static class VariableSubstitution
         {
             case ConfigScalar { Value: { } text } scalar when text.Contains('$', StringComparison.Ordinal):
                 scalar.Value = Expand(text, scalar.Source, path, lookup, errors);
+                scalar.FromVariable = text.Contains("${", StringComparison.Ordinal);
                 break;
             case ConfigMap map:
                 foreach (var (key, child) in map.Entries) Apply(child, path.Length == 0 ? key : $"{path}.{key}", lookup, errors);

@@ -11,6 +11,27 @@ public static partial class Redactor
     /// <summary>Replaces the password in every <c>scheme://user:password@host</c> inside <paramref name="text"/>.</summary>
     public static string RedactUrl(string text) => UrlPassword().Replace(text, m => $"{m.Groups["head"].Value}{Mask}@");
 
+    /// <summary>
+    /// A secret-bearing URL as it may be shown: by structure, not by guessing where a password ends. Everything
+    /// between <c>://</c> and the last <c>@</c> (user and password, whatever they contain) becomes <see cref="Mask"/>;
+    /// a value that is not <c>scheme://...</c> at all is masked whole, since where its secret is cannot be known.
+    /// </summary>
+    public static string MaskSecretUrl(string? value)
+    {
+        if (string.IsNullOrEmpty(value)) return value ?? "";
+        var scheme = value.IndexOf("://", StringComparison.Ordinal);
+        if (scheme <= 0 || !IsScheme(value.AsSpan(0, scheme))) return Mask;
+        var at = value.LastIndexOf('@');
+        return at < scheme ? value : $"{value[..(scheme + 3)]}{Mask}@{value[(at + 1)..]}";
+    }
+
+    private static bool IsScheme(ReadOnlySpan<char> text)
+    {
+        if (!char.IsAsciiLetter(text[0])) return false;
+        foreach (var c in text) if (!(char.IsAsciiLetterOrDigit(c) || c is '+' or '-' or '.')) return false;
+        return true;
+    }
+
     /// <summary>Hides <c>Password=...</c> (and similar) pairs in an ADO.NET or StackExchange.Redis connection string, and URL passwords.</summary>
     public static string RedactConnectionString(string text) =>
         RedactUrl(KeyValuePassword().Replace(text, m => $"{m.Groups["key"].Value}={Mask}"));
