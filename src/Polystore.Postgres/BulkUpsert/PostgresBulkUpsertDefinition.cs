@@ -133,7 +133,7 @@ public sealed class PostgresBulkUpsertDefinition<T>
         }
         var conflict = ConflictColumns.Select(c => table.Column(c, "conflict column")).ToList();
         if (!table.HasUniqueIndexOn(conflict))
-            throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: no unique index or primary key on exactly ({string.Join(", ", conflict.Select(c => c.Name))}); ON CONFLICT needs one. Create it, e.g. CREATE UNIQUE INDEX ON {table.QualifiedName} ({string.Join(", ", conflict.Select(c => TableSchema.Quote(c.Name)))}).");
+            throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: no unique index or primary key on exactly ({string.Join(", ", conflict.Select(c => c.Name))}); ON CONFLICT needs one. Create it, e.g. CREATE UNIQUE INDEX ON {table.QualifiedName} ({string.Join(", ", conflict.Select(c => PostgresIdentifier.Quote(c.Name)))}).");
         var update = UpdateColumns.Select(c => table.Column(c, "update column")).ToList();
         var set = SetExpressions.Select(s => (s, table.Column(s.Column, "SET expression column"))).ToList();
         // A trigger (other than a foreign key's own checks on another table) or a rule could write the table

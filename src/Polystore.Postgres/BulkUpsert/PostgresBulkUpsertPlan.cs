@@ -16,14 +16,14 @@ internal sealed class PostgresBulkUpsertPlan<T>
         CountFromStats = countFromStats;
         Columns = columns;
         KeyColumns = columns.Where(c => conflict.Any(k => k.Name == c.Column.Name)).Select(c => c.Map).ToArray();
-        var quoted = columns.Select(c => TableSchema.Quote(c.Column.Name)).ToList();
+        var quoted = columns.Select(c => PostgresIdentifier.Quote(c.Column.Name)).ToList();
         var cols = string.Join(", ", quoted);
-        var keys = string.Join(", ", conflict.Select(c => TableSchema.Quote(c.Name)));
-        var assignments = update.Select(c => $"{TableSchema.Quote(c.Name)} = EXCLUDED.{TableSchema.Quote(c.Name)}")
+        var keys = string.Join(", ", conflict.Select(c => PostgresIdentifier.Quote(c.Name)));
+        var assignments = update.Select(c => $"{PostgresIdentifier.Quote(c.Name)} = EXCLUDED.{PostgresIdentifier.Quote(c.Name)}")
             .Concat(set.Select(s => s.Expression.Render(s.Column))).ToList();
         DoNothing = assignments.Count == 0;
         var action = DoNothing ? "DO NOTHING" : "DO UPDATE SET " + string.Join(", ", assignments);
-        Staging = TableSchema.Quote($"polystore_upsert_{Interlocked.Increment(ref _stagingCounter)}");
+        Staging = PostgresIdentifier.Quote($"polystore_upsert_{Interlocked.Increment(ref _stagingCounter)}");
         CreateStaging = $"CREATE TEMP TABLE {Staging} ON COMMIT DROP AS SELECT 0::int8 AS {OrdinalColumn}, {cols} FROM {table.QualifiedName} WITH NO DATA";
         Copy = $"COPY {Staging} ({OrdinalColumn}, {cols}) FROM STDIN (FORMAT BINARY)";
         CopyWithoutOrdinal = $"COPY {Staging} ({cols}) FROM STDIN (FORMAT BINARY)";
@@ -34,8 +34,8 @@ internal sealed class PostgresBulkUpsertPlan<T>
         // can be written without EXCLUDED; a concurrent insert of the same key makes it fail, and the caller
         // then rolls back to a savepoint and runs the ON CONFLICT statement, so the outcome is the same.
         var mergeable = mergeAvailable && countFromStats && set.All(s => s.Expression.MergeCompatible);
-        var match = string.Join(" AND ", conflict.Select(c => $"t.{TableSchema.Quote(c.Name)} = s.{TableSchema.Quote(c.Name)}"));
-        var mergeUpdate = update.Select(c => $"{TableSchema.Quote(c.Name)} = s.{TableSchema.Quote(c.Name)}")
+        var match = string.Join(" AND ", conflict.Select(c => $"t.{PostgresIdentifier.Quote(c.Name)} = s.{PostgresIdentifier.Quote(c.Name)}"));
+        var mergeUpdate = update.Select(c => $"{PostgresIdentifier.Quote(c.Name)} = s.{PostgresIdentifier.Quote(c.Name)}")
             .Concat(set.Select(s => s.Expression.Render(s.Column))).ToList();
         var mergeInsert = $"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({string.Join(", ", quoted.Select(c => "s." + c))})";
         var mergeAction = DoNothing ? mergeInsert : $"WHEN MATCHED THEN UPDATE SET {string.Join(", ", mergeUpdate)} {mergeInsert}";

@@ -77,8 +77,8 @@ public sealed partial class SetExpression
 
     internal string Render(ColumnSchema column) => ExpressionKind switch
     {
-        Kind.Increment => $"{TableSchema.Quote(column.Name)} = t.{TableSchema.Quote(column.Name)} + {IncrementBy.ToString(CultureInfo.InvariantCulture)}",
-        _ => $"{TableSchema.Quote(column.Name)} = {Sql}",
+        Kind.Increment => $"{PostgresIdentifier.Quote(column.Name)} = t.{PostgresIdentifier.Quote(column.Name)} + {IncrementBy.ToString(CultureInfo.InvariantCulture)}",
+        _ => $"{PostgresIdentifier.Quote(column.Name)} = {Sql}",
     };
 
     /// <inheritdoc />

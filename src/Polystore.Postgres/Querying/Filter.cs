@@ -51,7 +51,7 @@ public sealed record Filter(string Column, FilterOperator Operator, object? Valu
     internal string Render(TableSchema table, NpgsqlParameterCollection parameters)
     {
         var column = table.Column(Column, "filter column");
-        var name = TableSchema.Quote(column.Name);
+        var name = PostgresIdentifier.Quote(column.Name);
         if (Operator is FilterOperator.IsNull or FilterOperator.IsNotNull)
             return $"{name} {(Operator == FilterOperator.IsNull ? "IS NULL" : "IS NOT NULL")}";
         if (Value is null) throw new ArgumentException($"filter on \"{column.Name}\": {Operator} needs a value (use IsNull for NULL).");

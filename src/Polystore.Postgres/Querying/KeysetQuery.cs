@@ -137,8 +137,8 @@ public sealed class KeysetQueryDefinition
 
     /// <summary>The index this query needs, as SQL (equality filter columns first, then the sort keys).</summary>
     public string RecommendedIndex =>
-        $"CREATE INDEX ON {_table} ({string.Join(", ", _filters.Where(f => f.Operator == FilterOperator.Equal).Select(f => TableSchema.Quote(f.Column))
-            .Concat(_keys.Select(k => TableSchema.Quote(k.Column) + (k.Direction == SortDirection.Descending ? " DESC" : ""))))})";
+        $"CREATE INDEX ON {_table} ({string.Join(", ", _filters.Where(f => f.Operator == FilterOperator.Equal).Select(f => PostgresIdentifier.Quote(f.Column))
+            .Concat(_keys.Select(k => PostgresIdentifier.Quote(k.Column) + (k.Direction == SortDirection.Descending ? " DESC" : ""))))})";
 
     /// <summary>
     /// Fetches the first page (<paramref name="cursor"/> null) or the page a cursor from an earlier
@@ -291,13 +291,13 @@ public sealed class KeysetQueryDefinition
         // Parameters: filters, then the limit, then the cursor's keys (absent on first and last pages).
         var limit = $"${parameters.Count + 1}";
         var firstKey = parameters.Count + 2;
-        var selectList = string.Join(", ", select.Select(c => TableSchema.Quote(c.Name)).Concat(keys.Select((k, i) => $"{TableSchema.Quote(k.Column.Name)}::text AS polystore_k{i}")));
+        var selectList = string.Join(", ", select.Select(c => PostgresIdentifier.Quote(c.Name)).Concat(keys.Select((k, i) => $"{PostgresIdentifier.Quote(k.Column.Name)}::text AS polystore_k{i}")));
 
         string Query(bool seek, bool after, bool reverse)
         {
             var conditions = new List<string>(where);
             if (seek) conditions.Add(Seek(keys, firstKey, after));
-            var order = string.Join(", ", keys.Select(k => TableSchema.Quote(k.Column.Name) + ((k.Direction == SortDirection.Descending) != reverse ? " DESC" : " ASC")));
+            var order = string.Join(", ", keys.Select(k => PostgresIdentifier.Quote(k.Column.Name) + ((k.Direction == SortDirection.Descending) != reverse ? " DESC" : " ASC")));
             return $"SELECT {selectList} FROM {table.QualifiedName}{(conditions.Count > 0 ? " WHERE " + string.Join(" AND ", conditions) : "")} ORDER BY {order} LIMIT {limit}";
         }
         return new Plan(select.Count, Query(false, true, false), Query(true, true, false), Query(true, false, true), Query(false, false, true));
@@ -306,7 +306,7 @@ public sealed class KeysetQueryDefinition
     /// <summary>The seek condition: rows after (or before) the cursor's keys in the query's order.</summary>
     private static string Seek(List<(ColumnSchema Column, SortDirection Direction)> keys, int firstParameter, bool after)
     {
-        string Name(int i) => TableSchema.Quote(keys[i].Column.Name);
+        string Name(int i) => PostgresIdentifier.Quote(keys[i].Column.Name);
         string Value(int i) => $"CAST(${firstParameter + i} AS {keys[i].Column.SqlType})";
         string Op(int i) => (keys[i].Direction == SortDirection.Ascending) == after ? ">" : "<";
         if (keys.Select((_, i) => Op(i)).Distinct().Count() == 1)

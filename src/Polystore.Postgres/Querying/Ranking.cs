@@ -113,14 +113,14 @@ public sealed class RankingDefinition
             var table = await TableSchema.LoadAsync(connection, _table, null, cancellationToken).ConfigureAwait(false);
             var select = _select.Length == 0 ? table.Columns.ToList() : _select.Select(c => table.Column(c, "selected column")).ToList();
             var partition = _partition.Select(c => table.Column(c, "partition column")).ToList();
-            var order = _order.Select(o => TableSchema.Quote(table.Column(o.Column, "rank order column").Name) + (o.Direction == SortDirection.Descending ? " DESC" : " ASC"));
+            var order = _order.Select(o => PostgresIdentifier.Quote(table.Column(o.Column, "rank order column").Name) + (o.Direction == SortDirection.Descending ? " DESC" : " ASC"));
             var command = new NpgsqlCommand { Connection = connection };
             await using (command.ConfigureAwait(false))
             {
                 var where = _filters.Select(f => f.Render(table, command.Parameters)).ToList();
-                var inner = string.Join(", ", select.Select(c => TableSchema.Quote(c.Name))
-                    .Concat(partition.Select((c, i) => $"{TableSchema.Quote(c.Name)} AS polystore_p{i}")));
-                var window = (partition.Count > 0 ? "PARTITION BY " + string.Join(", ", partition.Select(c => TableSchema.Quote(c.Name))) + " " : "") + "ORDER BY " + string.Join(", ", order);
+                var inner = string.Join(", ", select.Select(c => PostgresIdentifier.Quote(c.Name))
+                    .Concat(partition.Select((c, i) => $"{PostgresIdentifier.Quote(c.Name)} AS polystore_p{i}")));
+                var window = (partition.Count > 0 ? "PARTITION BY " + string.Join(", ", partition.Select(c => PostgresIdentifier.Quote(c.Name))) + " " : "") + "ORDER BY " + string.Join(", ", order);
                 var outerColumns = string.Join(", ", select.Select((_, i) => $"r.c{i}"));
                 string topFilter = "";
                 if (_top is { } top)

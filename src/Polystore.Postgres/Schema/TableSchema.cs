@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Text;
 using Npgsql;
 
@@ -34,7 +33,7 @@ internal sealed class TableSchema
     public IReadOnlyList<short[]> UniqueKeys { get; }
 
     /// <summary>The schema-qualified, quoted name for SQL text.</summary>
-    public string QualifiedName => $"{Quote(Schema)}.{Quote(Name)}";
+    public string QualifiedName => PostgresIdentifier.Qualified(Schema, Name);
 
     /// <summary>A display name for messages.</summary>
     public string DisplayName => $"{Schema}.{Name}";
@@ -61,9 +60,6 @@ internal sealed class TableSchema
         var numbers = columns.Select(c => c.Number).ToHashSet();
         return UniqueKeys.Any(k => k.Length == numbers.Count && k.All(numbers.Contains));
     }
-
-    /// <summary>Double-quotes an identifier (doubling embedded quotes), as quote_ident does.</summary>
-    public static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
     /// <summary>Control characters in a caller's string are shown escaped in messages.</summary>
     internal static string Printable(string value)
@@ -132,6 +128,4 @@ internal sealed class TableSchema
     }
 
     private static NpgsqlParameter<uint> OidParameter(uint oid) => new() { TypedValue = oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid };
-
-    internal static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }
