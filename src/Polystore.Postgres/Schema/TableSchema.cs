@@ -3,9 +3,6 @@ using Npgsql;
 
 namespace Polystore.Postgres.Schema;
 
-/// <summary>One column as the catalog describes it.</summary>
-internal sealed record ColumnSchema(string Name, short Number, string TypeName, string SqlType, string WriteTypeName, bool NotNull, bool Generated, bool IdentityAlways);
-
 /// <summary>
 /// A table looked up in pg_catalog by exact name. Every identifier Polystore puts in SQL comes from
 /// here (the catalog's own spelling) and is quoted, so caller strings never reach the SQL text.
