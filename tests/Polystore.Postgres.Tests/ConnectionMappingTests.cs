@@ -88,9 +88,10 @@ public sealed class RealServerTests
         await using var sources = PostgresDataSources.Create(settings);
         await using (var first = await sources.OpenConnectionAsync(TestContext.Current.CancellationToken)) { }
 
-        // Kill the pooled backend from another session, as a server restart or a firewall would.
+        // Kill the pooled backend from another session, as a server restart or a firewall would, and wait
+        // (up to 10 s) until it is gone, so the next open really finds a dead pooled connection.
         await using (var admin = await PostgresDataSources.Create(baseSettings).OpenConnectionAsync(TestContext.Current.CancellationToken))
-        await using (var kill = new NpgsqlCommand("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1", admin))
+        await using (var kill = new NpgsqlCommand("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity WHERE application_name = $1", admin))
         {
             kill.Parameters.AddWithValue(settings.Connection.ApplicationName);
             Assert.Equal(1L, await kill.ExecuteScalarAsync(TestContext.Current.CancellationToken));
