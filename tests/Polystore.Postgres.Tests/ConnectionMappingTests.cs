@@ -6,7 +6,7 @@ namespace Polystore.Postgres.Tests;
 
 public sealed class ConnectionMappingTests
 {
-    private static PostgresSettings Seed() => new()
+    private static PostgresSettings Yaml() => new()
     {
         Connection = new() { Host = "db", Port = 5433, Database = "myapp", User = "app", Password = "pw", Sslmode = PostgresSslMode.Require, ApplicationName = "myapp" },
         Pool = new() { MinSize = 10, MaxSize = 50, MaxOverflow = 20, PoolRecycle = 3600, PoolPrePing = true, PoolTimeout = 30 },
@@ -15,9 +15,9 @@ public sealed class ConnectionMappingTests
     };
 
     [Fact]
-    public void Seed_settings_map_to_npgsql()
+    public void Yaml_settings_map_to_npgsql()
     {
-        var b = PostgresDriverSettings.Build(Seed());
+        var b = PostgresDriverSettings.Build(Yaml());
         Assert.Equal("db:5433,replica1.db.local:5432,replica2.db.local:5432", b.Host);
         Assert.Equal(("myapp", "app", "pw", SslMode.Require, "myapp"), (b.Database, b.Username, b.Password, b.SslMode, b.ApplicationName));
         Assert.Equal((10, 70), (b.MinPoolSize, b.MaxPoolSize));
@@ -32,7 +32,7 @@ public sealed class ConnectionMappingTests
     [Fact]
     public void Statement_cache_zero_turns_preparation_off_for_pgbouncer()
     {
-        var settings = Seed();
+        var settings = Yaml();
         settings = new PostgresSettings { Connection = settings.Connection, Performance = new() { StatementCacheSize = 0, PreparedStatementCacheSize = 256, Jit = true } };
         var b = PostgresDriverSettings.Build(settings);
         Assert.Equal(0, b.MaxAutoPrepare);

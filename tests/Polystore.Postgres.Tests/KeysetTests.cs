@@ -219,7 +219,7 @@ public sealed class RankingTests(KeysetFixture db) : IClassFixture<KeysetFixture
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
-    public async Task Seed_ranking_rank_and_percent_rank_by_score()
+    public async Task Top_n_of_a_filtered_ranking_keeps_ties_and_gives_rank_dense_rank_and_percent_rank()
     {
         var ranking = Ranking.From(db.Items).Select("id", "score").OrderBy("score").Where(Filter.Equal("region", "eu")).Top(3).Build();
         var rows = await ranking.ExecuteAsync(db.Primary, r => (Id: r.GetInt64(0), Score: r.GetInt32(1)), Ct);

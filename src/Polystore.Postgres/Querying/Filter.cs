@@ -3,39 +3,6 @@ using Polystore.Postgres.Schema;
 
 namespace Polystore.Postgres.Querying;
 
-/// <summary>Sort direction of one key.</summary>
-public enum SortDirection
-{
-    /// <summary>Smallest first.</summary>
-    Ascending,
-
-    /// <summary>Largest first.</summary>
-    Descending,
-}
-
-/// <summary>Comparison of a <see cref="Filter"/>.</summary>
-public enum FilterOperator
-{
-    /// <summary><c>column = value</c>.</summary>
-    Equal,
-    /// <summary><c>column &lt;&gt; value</c>.</summary>
-    NotEqual,
-    /// <summary><c>column &lt; value</c>.</summary>
-    Less,
-    /// <summary><c>column &lt;= value</c>.</summary>
-    LessOrEqual,
-    /// <summary><c>column &gt; value</c>.</summary>
-    Greater,
-    /// <summary><c>column &gt;= value</c>.</summary>
-    GreaterOrEqual,
-    /// <summary><c>column = ANY(values)</c>; the value is an array.</summary>
-    In,
-    /// <summary><c>column IS NULL</c>.</summary>
-    IsNull,
-    /// <summary><c>column IS NOT NULL</c>.</summary>
-    IsNotNull,
-}
-
 /// <summary>
 /// A WHERE condition: a catalog-checked column, an operator from a fixed set, and a value sent as a
 /// parameter (never as SQL text). Conditions are combined with AND.

@@ -100,7 +100,7 @@ internal sealed class TableSchema
 
         // Domains are written as their base type; arrays as element[] (the names Npgsql resolves).
         const string findColumns = """
-            SELECT a.attname, a.attnum, t.typname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+            SELECT a.attname, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod),
                    CASE WHEN b.typcategory = 'A' THEN be.typname || '[]' ELSE
                         CASE WHEN bn.nspname = 'pg_catalog' THEN b.typname ELSE bn.nspname || '.' || b.typname END END,
                    a.attnotnull, a.attgenerated <> '', a.attidentity = 'a'
@@ -113,7 +113,7 @@ internal sealed class TableSchema
             ORDER BY a.attnum
             """;
         var columns = await Sql.QueryAsync(connection, transaction, findColumns, [OidParameter(oid)],
-            r => new ColumnSchema(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetBoolean(5), r.GetBoolean(6), r.GetBoolean(7)),
+            r => new ColumnSchema(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetBoolean(4), r.GetBoolean(5), r.GetBoolean(6)),
             cancellationToken).ConfigureAwait(false);
 
         const string findUnique = """
