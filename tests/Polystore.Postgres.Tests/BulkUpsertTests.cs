@@ -4,8 +4,6 @@ using Polystore.Postgres.Schema;
 
 namespace Polystore.Postgres.Tests;
 
-public sealed record UserRow(string Email, string Name, int Score, string? Region = null);
-
 public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
