@@ -1,18 +1,8 @@
-using System.Text.RegularExpressions;
-
 namespace Polystore.Integration;
 
-/// <summary>Identifier checks and quoting for the few names callers choose (schema, table).</summary>
-internal static partial class Sql
+/// <summary>Builds an Npgsql batch from a script of several statements.</summary>
+internal static class Sql
 {
-    /// <summary>Validates a plain lower-case identifier and returns it double-quoted.</summary>
-    public static string Quote(string identifier, string what)
-    {
-        if (!PlainIdentifier().IsMatch(identifier))
-            throw new ArgumentException($"{what} '{identifier}' is not a valid identifier: use 1-63 lower-case letters, digits and underscores, starting with a letter or underscore", what);
-        return $"\"{identifier}\"";
-    }
-
     /// <summary>A batch of parameterless statements (Npgsql sends one statement per command).</summary>
     public static Npgsql.NpgsqlBatch Batch(Npgsql.NpgsqlConnection connection, Npgsql.NpgsqlTransaction? transaction, string script)
     {
@@ -25,7 +15,4 @@ internal static partial class Sql
         }
         return batch;
     }
-
-    [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$")]
-    private static partial Regex PlainIdentifier();
 }

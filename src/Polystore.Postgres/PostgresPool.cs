@@ -19,10 +19,10 @@ internal static class PostgresPool
 
     // Npgsql reports a full pool as an NpgsqlException caused by a TimeoutException whose message
     // says "exhausted"; a server that does not answer in time is also a TimeoutException, so both are checked.
-    public static bool IsPoolExhausted(NpgsqlException e) =>
+    private static bool IsPoolExhausted(NpgsqlException e) =>
         e is not PostgresPoolExhaustedException && e.InnerException is TimeoutException && e.Message.Contains("exhausted", StringComparison.OrdinalIgnoreCase);
 
-    public static PostgresPoolExhaustedException Wrap(NpgsqlDataSource dataSource, NpgsqlException e)
+    private static PostgresPoolExhaustedException Wrap(NpgsqlDataSource dataSource, NpgsqlException e)
     {
         var builder = new NpgsqlConnectionStringBuilder(dataSource.ConnectionString);
         return new PostgresPoolExhaustedException(builder.MaxPoolSize, builder.Timeout, e);

@@ -4,7 +4,7 @@ using Npgsql;
 namespace Polystore.Postgres;
 
 /// <summary>
-/// Every pooled connection was busy for the whole wait: the seed's "connection pool exhausted".
+/// Every pooled connection was busy for the whole wait: the connection pool is exhausted.
 /// Names the pool size and wait so the fix (return connections sooner, or raise pool.max_size,
 /// pool.max_overflow or pool.pool_timeout in postgresql.yaml) is obvious. Derives from
 /// <see cref="NpgsqlException"/> so existing handlers still catch it.

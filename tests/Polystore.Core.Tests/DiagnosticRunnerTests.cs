@@ -63,11 +63,8 @@ public sealed class DiagnosticRunnerTests
     }
 
     [Fact]
-    public void Finding_text_helpers_quote_and_format()
+    public void Finding_text_helpers_format()
     {
-        Assert.Equal("\"a\"\"b\"", FindingText.QuoteIdent("a\"b"));
-        Assert.Equal("\"s\".\"Idx\"", FindingText.Qualified("s", "Idx"));
-        Assert.Equal("'it''s'", FindingText.QuoteLiteral("it's"));
         Assert.Equal("1.5 KiB", FindingText.Bytes(1536));
         Assert.Equal("93.4%", FindingText.Percent(0.934));
         Assert.Equal("SELECT *** FROM x", FindingText.Snippet("SELECT   sekret\n FROM x", ["sekret"]));

@@ -4,8 +4,6 @@ using Polystore.Postgres.Schema;
 
 namespace Polystore.Postgres.Tests;
 
-public sealed record UserRow(string Email, string Name, int Score, string? Region = null);
-
 public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -94,6 +92,23 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal((long)(n / 2), await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE version = 11"));
     }
 
+    /// <summary>
+    /// The statement of the session that <paramref name="blockerPid"/> blocks, once there is one (PostgreSQL
+    /// reports lock waits only through pg_stat_activity, so it is polled, for at most 30 s).
+    /// </summary>
+    private async Task<string> StatementBlockedByAsync(int blockerPid, Task waiter)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (true)
+        {
+            var query = await db.ScalarAsync<string?>($"SELECT query FROM pg_stat_activity WHERE {blockerPid} = ANY (pg_catalog.pg_blocking_pids(pid)) LIMIT 1");
+            if (query is not null) return query;
+            Assert.False(waiter.IsCompleted, "the upsert finished without waiting on the other session's key");
+            Assert.True(DateTime.UtcNow < deadline, "no session waited on the other session's key within 30 s");
+            await Task.Delay(20, Ct);
+        }
+    }
+
     [Theory]
     [InlineData(10_000)]  // unnest path
     [InlineData(0)]       // COPY path
@@ -107,13 +122,8 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await using (var insert = new NpgsqlCommand($"INSERT INTO {table} (email, name) VALUES ('u5@example.com', 'other')", other, tx))
             await insert.ExecuteNonQueryAsync(Ct);
         var upsert = Upsert(table).ExecuteAsync(db.Primary, Users(0, 20), new PostgresBulkUpsertOptions { UnnestThreshold = unnestThreshold }, Ct);
-        // Commit only once the upsert waits on that uncommitted key.
-        var statement = table.Split('.')[1];
-        while (await db.ScalarAsync<long>($"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'MERGE INTO %{statement}%'") == 0)
-        {
-            Assert.False(upsert.IsCompleted, "the upsert finished without waiting on the other session's key");
-            await Task.Delay(20, Ct);
-        }
+        // Commit only once the upsert's MERGE waits on that uncommitted key.
+        Assert.StartsWith("MERGE INTO", await StatementBlockedByAsync(other.ProcessID, upsert), StringComparison.Ordinal);
         await tx.CommitAsync(Ct);
         var result = await upsert;
         Assert.Equal((19L, 1L), (result.Inserted, result.Updated));
@@ -290,11 +300,57 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await using var connection = await db.Primary.OpenConnectionAsync(Ct);
         await using (var tx = await connection.BeginTransactionAsync(Ct))
         {
-            var r = await Upsert(table).ExecuteAsync(connection, tx, Users(0, 2_000), Ct);
+            var r = await Upsert(table).ExecuteAsync(connection, tx, Users(0, 2_000), cancellationToken: Ct);
             Assert.Equal(2_000, r.Inserted);
             await tx.RollbackAsync(Ct);
         }
         Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+    }
+
+    [Theory]
+    [InlineData(10_000, 256L << 20, false, false)]  // unnest: no staging table, no join steering
+    [InlineData(0, 256L << 20, true, true)]         // staged, and its MERGE steered
+    [InlineData(0, 0L, true, false)]                // staged, planner left alone
+    public async Task Inside_the_callers_transaction_the_batch_options_apply(int unnestThreshold, long mergeHashMemoryBytes, bool staged, bool steered)
+    {
+        var table = await CreateUsersAsync();
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        await using var tx = await connection.BeginTransactionAsync(Ct);
+        await new NpgsqlCommand("SET LOCAL work_mem = '1234kB'", connection, tx).ExecuteNonQueryAsync(Ct);
+        var options = new PostgresBulkUpsertOptions { UnnestThreshold = unnestThreshold, MergeHashMemoryBytes = mergeHashMemoryBytes };
+        var r = await Upsert(table).ExecuteAsync(connection, tx, Users(0, 20), options, Ct);
+        Assert.Equal((20L, 20L, 0), (r.RowsReceived, r.Inserted, r.Commits));
+        // The staging table lives until the transaction ends; the steering keeps the caller's work_mem aside in polystore.work_mem.
+        await using var seen = await new NpgsqlCommand(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema() AND relname LIKE 'polystore_upsert_%'), " +
+            "coalesce(current_setting('polystore.work_mem', true), '') = '1234kB'", connection, tx).ExecuteReaderAsync(Ct);
+        Assert.True(await seen.ReadAsync(Ct));
+        Assert.Equal((staged, steered), (seen.GetBoolean(0), seen.GetBoolean(1)));
+    }
+
+    public static TheoryData<string, PostgresBulkUpsertOptions> OptionsThatCommit => new()
+    {
+        { "Mode", new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Chunked } },
+        { "Mode", new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel } },
+        { "ChunkSize", new PostgresBulkUpsertOptions { ChunkSize = 1_000 } },
+        { "Parallelism", new PostgresBulkUpsertOptions { Parallelism = 2 } },
+    };
+
+    [Theory]
+    [MemberData(nameof(OptionsThatCommit))]
+    public async Task Inside_the_callers_transaction_options_about_commits_are_refused_before_anything_is_sent(string option, PostgresBulkUpsertOptions options)
+    {
+        var table = await CreateUsersAsync();
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        await using var tx = await connection.BeginTransactionAsync(Ct);
+        var e = await Assert.ThrowsAsync<ArgumentException>(() => Upsert(table).ExecuteAsync(connection, tx, Users(0, 20), options, Ct));
+        Assert.Equal(option, e.ParamName);
+        Assert.Contains(option, e.Message, StringComparison.Ordinal);
+        // The transaction is untouched and goes on.
+        await using (var insert = new NpgsqlCommand($"INSERT INTO {table} (email, name) VALUES ('own@example.com', 'own')", connection, tx))
+            Assert.Equal(1, await insert.ExecuteNonQueryAsync(Ct));
+        await tx.CommitAsync(Ct);
+        Assert.Equal(1L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
     }
 
     [Fact]
@@ -308,10 +364,10 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await new NpgsqlCommand("SET LOCAL work_mem = '1234kB'", connection, tx).ExecuteNonQueryAsync(Ct);
         // 12,000 staged rows against a 12,000-row table (more work_mem), then 11,000 against 52,000 rows (index probes):
         // each MERGE runs with its own settings, then the caller's are back.
-        var r = await Upsert(table).ExecuteAsync(connection, tx, Users(0, 12_000, "m"), Ct);
+        var r = await Upsert(table).ExecuteAsync(connection, tx, Users(0, 12_000, "m"), cancellationToken: Ct);
         Assert.Equal((0L, 12_000L), (r.Inserted, r.Updated));
         await new NpgsqlCommand($"INSERT INTO {table} (email, name) SELECT 'x' || i, 'x' FROM generate_series(1, 40000) i; ANALYZE {table}", connection, tx).ExecuteNonQueryAsync(Ct);
-        r = await Upsert(table).ExecuteAsync(connection, tx, Users(100_000, 11_000, "p"), Ct);
+        r = await Upsert(table).ExecuteAsync(connection, tx, Users(100_000, 11_000, "p"), cancellationToken: Ct);
         Assert.Equal((11_000L, 0L), (r.Inserted, r.Updated));
         await using (var settings = await new NpgsqlCommand("SELECT current_setting('work_mem'), current_setting('enable_hashjoin'), current_setting('enable_mergejoin')", connection, tx).ExecuteReaderAsync(Ct))
         {
@@ -333,11 +389,11 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         var table = await CreateUsersAsync();
         await db.ExecAsync($"INSERT INTO {table} (email, name) SELECT 'u' || i || '@example.com', 'n' FROM generate_series(1, 100000) i; ANALYZE {table}");
         await using var connection = await db.Primary.OpenConnectionAsync(Ct);
-        var plan = await Upsert(table).ResolveAsync(connection, null, Ct);
+        var plan = await UpsertPlanResolver.ResolveAsync(Upsert(table), connection, null, Ct);
         await using var tx = await connection.BeginTransactionAsync(Ct);
         await new NpgsqlCommand($"SET LOCAL work_mem = '{workMemKb}kB'", connection, tx).ExecuteNonQueryAsync(Ct);
-        var steer = new NpgsqlCommand(plan.SteerMerge, connection, tx) { Parameters = { new() { Value = rows }, new() { Value = cap }, new() { Value = plan.KeyNames } } };
-        await steer.ExecuteNonQueryAsync(Ct);
+        await using (var steer = new NpgsqlBatch(connection, tx) { BatchCommands = { MergeJoinSteering.Steer(plan.SteerMerge, rows, cap, plan.KeyNames) } })
+            await steer.ExecuteNonQueryAsync(Ct);
         await using var now = await new NpgsqlCommand(
             "SELECT pg_size_bytes(current_setting('work_mem')), current_setting('hash_mem_multiplier')::float8, current_setting('enable_hashjoin'), current_setting('enable_mergejoin')",
             connection, tx).ExecuteReaderAsync(Ct);

@@ -5,21 +5,6 @@ using Polystore.Postgres.Schema;
 
 namespace Polystore.Postgres.Tests;
 
-public sealed class KeysetFixture : SchemaFixture
-{
-    public string Items => $"{Schema}.items";
-
-    protected override async Task SetupAsync()
-    {
-        // 500 rows, scores 0..19 so every score has 25 ties; regions alternate.
-        await ExecAsync($"""
-            CREATE TABLE {Items} (id bigint PRIMARY KEY, score int NOT NULL, name text NOT NULL, region text, note text);
-            INSERT INTO {Items} SELECT g, g % 20, 'n' || g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END FROM generate_series(1, 500) g;
-            CREATE INDEX ON {Items} (score DESC, id);
-            """);
-    }
-}
-
 public sealed class KeysetTests(KeysetFixture db) : IClassFixture<KeysetFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
@@ -212,36 +197,4 @@ public sealed class KeysetTests(KeysetFixture db) : IClassFixture<KeysetFixture>
         var walks = await Task.WhenAll(Enumerable.Range(0, 64).Select(i => WalkForwardAsync(q, db.Primary, 10 + i)));
         Assert.All(walks, w => Assert.Equal(expected, w.Ids));
     }
-}
-
-public sealed class RankingTests(KeysetFixture db) : IClassFixture<KeysetFixture>
-{
-    private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    [Fact]
-    public async Task Seed_ranking_rank_and_percent_rank_by_score()
-    {
-        var ranking = Ranking.From(db.Items).Select("id", "score").OrderBy("score").Where(Filter.Equal("region", "eu")).Top(3).Build();
-        var rows = await ranking.ExecuteAsync(db.Primary, r => (Id: r.GetInt64(0), Score: r.GetInt32(1)), Ct);
-        // eu = even ids: scores 18, 16, ... 0 have 25 rows each (ids 20, 40, ... have score 0).
-        Assert.Equal(25, rows.Count);
-        Assert.All(rows, r => Assert.Equal((18, 1L, 1L, 0.0), (r.Row.Score, r.Rank, r.DenseRank, r.PercentRank)));
-        var top26 = await Ranking.From(db.Items).Select("id", "score").OrderBy("score").Where(Filter.Equal("region", "eu")).Top(26).Build()
-            .ExecuteAsync(db.Primary, r => r.GetInt32(1), Ct);
-        Assert.Equal(50, top26.Count);
-        Assert.Equal((26L, 2L), (top26[^1].Rank, top26[^1].DenseRank));
-        Assert.Equal(25.0 / 249, top26[^1].PercentRank, 9);
-    }
-
-    [Fact]
-    public async Task Partitions_rank_separately_and_come_ordered()
-    {
-        var rows = await Ranking.From(db.Items).Select("region", "id").PartitionBy("region").OrderBy("id").Top(2).Build()
-            .ExecuteAsync(db.Primary, r => (Region: r.GetString(0), Id: r.GetInt64(1)), Ct);
-        Assert.Equal([("eu", 500L, 1L), ("eu", 498L, 2L), ("us", 499L, 1L), ("us", 497L, 2L)], rows.Select(r => (r.Row.Region, r.Row.Id, r.Rank)));
-    }
-
-    [Fact]
-    public async Task Hostile_names_are_schema_errors() =>
-        await Assert.ThrowsAsync<PostgresSchemaException>(() => Ranking.From(db.Items).PartitionBy("region) x; --").OrderBy("id").Build().ExecuteAsync(db.Primary, r => 0, Ct));
 }

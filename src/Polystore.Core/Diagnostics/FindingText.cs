@@ -6,23 +6,6 @@ namespace Polystore.Core.Diagnostics;
 /// <summary>Small helpers every store's checks share to write evidence and remedies the same way.</summary>
 public static class FindingText
 {
-    /// <summary>A PostgreSQL identifier, double-quoted with embedded quotes doubled: <c>"my""table"</c>.</summary>
-    public static string QuoteIdent(string identifier)
-    {
-        ArgumentNullException.ThrowIfNull(identifier);
-        return "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
-    }
-
-    /// <summary><c>"schema"."name"</c>.</summary>
-    public static string Qualified(string schema, string name) => QuoteIdent(schema) + "." + QuoteIdent(name);
-
-    /// <summary>A SQL string literal with embedded quotes doubled.</summary>
-    public static string QuoteLiteral(string value)
-    {
-        ArgumentNullException.ThrowIfNull(value);
-        return "'" + value.Replace("'", "''", StringComparison.Ordinal) + "'";
-    }
-
     /// <summary>Invariant text for a number.</summary>
     public static string Num(double value, string format = "0.##") => value.ToString(format, CultureInfo.InvariantCulture);
 

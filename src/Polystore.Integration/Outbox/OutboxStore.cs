@@ -1,5 +1,6 @@
 using Npgsql;
 using NpgsqlTypes;
+using Polystore.Postgres;
 
 namespace Polystore.Integration.Outbox;
 
@@ -15,7 +16,7 @@ public sealed class OutboxStore
     public OutboxStore(string schema = "polystore")
     {
         Schema = schema;
-        QuotedSchema = Sql.Quote(schema, nameof(schema));
+        QuotedSchema = PostgresIdentifier.QuotePlain(schema, nameof(schema));
         Channel = $"{schema}_outbox";
     }
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
 using Polystore.Integration.Outbox;
+using Polystore.Postgres;
 
 namespace Polystore.Integration.Projections;
 
@@ -21,7 +22,7 @@ public sealed class PostgresJsonbReadModelStore<T> : IReadModelStore<T>
     {
         _dataSource = dataSource;
         _json = json ?? new JsonSerializerOptions(JsonSerializerDefaults.Web);
-        _table = $"{Sql.Quote(schema, nameof(schema))}.{Sql.Quote(table, nameof(table))}";
+        _table = $"{PostgresIdentifier.QuotePlain(schema, nameof(schema))}.{PostgresIdentifier.QuotePlain(table, nameof(table))}";
         Schema = schema;
         Table = table;
     }
@@ -43,7 +44,7 @@ public sealed class PostgresJsonbReadModelStore<T> : IReadModelStore<T>
         {
             var command = Sql.Batch(connection, null,
                 $"""
-                CREATE SCHEMA IF NOT EXISTS {Sql.Quote(Schema, "schema")};
+                CREATE SCHEMA IF NOT EXISTS {PostgresIdentifier.QuotePlain(Schema, "schema")};
                 CREATE TABLE IF NOT EXISTS {_table} (
                     id text PRIMARY KEY,
                     version bigint NOT NULL,

@@ -1,6 +1,7 @@
 using Npgsql;
 using NpgsqlTypes;
 using Polystore.Integration.Outbox;
+using Polystore.Postgres;
 
 namespace Polystore.Integration.Projections;
 
@@ -40,8 +41,8 @@ public static class ProjectionRebuilder
         var staging = new PostgresJsonbReadModelStore<T>(dataSource, live.Schema, stagingTable);
         var stagingSubscriber = $"{liveSubscriber}@rebuild";
         var s = outbox.QuotedSchema;
-        var quotedLive = $"{Sql.Quote(live.Schema, "schema")}.{Sql.Quote(live.Table, "table")}";
-        var quotedStaging = $"{Sql.Quote(live.Schema, "schema")}.{Sql.Quote(stagingTable, "table")}";
+        var quotedLive = $"{PostgresIdentifier.QuotePlain(live.Schema, "schema")}.{PostgresIdentifier.QuotePlain(live.Table, "table")}";
+        var quotedStaging = $"{PostgresIdentifier.QuotePlain(live.Schema, "schema")}.{PostgresIdentifier.QuotePlain(stagingTable, "table")}";
 
         // A fresh new version: empty table, checkpoint at the start of history.
         await ExecuteAsync(dataSource, $"DROP TABLE IF EXISTS {quotedStaging}", null, cancellationToken).ConfigureAwait(false);
@@ -75,7 +76,7 @@ public static class ProjectionRebuilder
                     BatchCommands =
                     {
                         new NpgsqlBatchCommand($"DROP TABLE {quotedLive}"),
-                        new NpgsqlBatchCommand($"ALTER TABLE {quotedStaging} RENAME TO {Sql.Quote(live.Table, "table")}"),
+                        new NpgsqlBatchCommand($"ALTER TABLE {quotedStaging} RENAME TO {PostgresIdentifier.QuotePlain(live.Table, "table")}"),
                         Command($"UPDATE {s}.outbox_checkpoints SET tx_id = $2, event_id = $3, updated_at = now() WHERE name = $1", liveSubscriber, finalAt.TxId, finalAt.EventId),
                         Command($"DELETE FROM {s}.outbox_checkpoints WHERE name = $1", stagingSubscriber),
                     },

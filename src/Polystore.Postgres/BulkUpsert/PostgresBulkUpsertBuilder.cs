@@ -1,16 +1,5 @@
 namespace Polystore.Postgres.BulkUpsert;
 
-/// <summary>Entry point: <c>PostgresBulkUpsert.Into&lt;User&gt;("users").Column(...).OnConflict("email").Build()</c>.</summary>
-public static class PostgresBulkUpsert
-{
-    /// <summary>Starts describing an upsert into <paramref name="table"/> ("table" on the search_path, or "schema.table").</summary>
-    public static PostgresBulkUpsertBuilder<T> Into<T>(string table)
-    {
-        ArgumentException.ThrowIfNullOrWhiteSpace(table);
-        return new PostgresBulkUpsertBuilder<T>(table);
-    }
-}
-
 /// <summary>
 /// Describes how rows of <typeparamref name="T"/> map to columns and what happens on conflict.
 /// Names are checked against the catalog when the upsert runs, before any row is sent.
@@ -32,7 +21,7 @@ public sealed class PostgresBulkUpsertBuilder<T>
         ArgumentException.ThrowIfNullOrWhiteSpace(column);
         ArgumentNullException.ThrowIfNull(value);
         if (_columns.Any(c => c.Name == column)) throw new ArgumentException($"column \"{column}\" is mapped twice.", nameof(column));
-        _columns.Add(new UpsertColumn<T, TValue>(column, value));
+        _columns.Add(new TypedUpsertColumn<T, TValue>(column, value));
         return this;
     }
 

@@ -1,32 +1,16 @@
 namespace Polystore.Postgres.BulkUpsert;
 
-/// <summary>How a bulk upsert commits.</summary>
-public enum PostgresBulkUpsertMode
-{
-    /// <summary>One transaction for the whole sequence: all rows or none (the default).</summary>
-    Atomic,
-
-    /// <summary>
-    /// One transaction per <see cref="PostgresBulkUpsertOptions.ChunkSize"/> rows on one connection: a failure
-    /// keeps the chunks already committed. For loads too large for one transaction.
-    /// </summary>
-    Chunked,
-
-    /// <summary>
-    /// Chunked commits spread over <see cref="PostgresBulkUpsertOptions.Parallelism"/> connections at once. Not atomic.
-    /// Each row goes to the connection its conflict key hashes to, so a key's rows are applied in input order:
-    /// the last one wins, across chunks as within one.
-    /// </summary>
-    Parallel,
-}
-
-/// <summary>Options for one bulk upsert call. Defaults suit most loads.</summary>
+/// <summary>
+/// Options for one bulk upsert call. Defaults suit most loads. Inside the caller's transaction only
+/// <see cref="UnnestThreshold"/> and <see cref="MergeHashMemoryBytes"/> apply: the mode must stay
+/// <see cref="PostgresBulkUpsertMode.Atomic"/>, and <see cref="ChunkSize"/> and <see cref="Parallelism"/> at their defaults.
+/// </summary>
 public sealed record PostgresBulkUpsertOptions
 {
     /// <summary>The default options: atomic.</summary>
     public static PostgresBulkUpsertOptions Default { get; } = new();
 
-    /// <summary>Atomic (default), chunked or parallel.</summary>
+    /// <summary>Atomic (default), chunked or parallel. Only atomic inside the caller's transaction.</summary>
     public PostgresBulkUpsertMode Mode { get; init; } = PostgresBulkUpsertMode.Atomic;
 
     /// <summary>Rows per transaction in chunked and parallel modes. Default 50,000.</summary>
@@ -61,5 +45,20 @@ public sealed record PostgresBulkUpsertOptions
         if (Parallelism is < 1 or > 64) throw new ArgumentOutOfRangeException(nameof(Parallelism), Parallelism, $"{nameof(Parallelism)} must be between 1 and 64.");
         if (UnnestThreshold < 0) throw new ArgumentOutOfRangeException(nameof(UnnestThreshold), UnnestThreshold, $"{nameof(UnnestThreshold)} must not be negative.");
         if (!Enum.IsDefined(Mode)) throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "unknown mode");
+    }
+
+    /// <summary>
+    /// The checks of <see cref="Validate"/>, and that nothing asks for commits of its own: inside the caller's
+    /// transaction there is one transaction, on the caller's connection.
+    /// </summary>
+    internal void ValidateInsideTransaction()
+    {
+        Validate();
+        if (Mode != PostgresBulkUpsertMode.Atomic)
+            throw new ArgumentException($"{nameof(Mode)} = {Mode} commits in transactions of its own, which cannot happen inside the caller's transaction; use {nameof(PostgresBulkUpsertMode.Atomic)} there, or the overload that takes a data source.", nameof(Mode));
+        if (ChunkSize != Default.ChunkSize)
+            throw new ArgumentException($"{nameof(ChunkSize)} sets rows per commit, and inside the caller's transaction nothing is committed; leave it at its default there.", nameof(ChunkSize));
+        if (Parallelism != Default.Parallelism)
+            throw new ArgumentException($"{nameof(Parallelism)} sets connections, and inside the caller's transaction there is only the caller's; leave it at its default there.", nameof(Parallelism));
     }
 }

@@ -1,7 +1,7 @@
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
-/// What a bulk upsert did, counted by the server: the transaction's own table counters around the INSERT
+/// What a bulk upsert did, counted by the server: the transaction's own table counters around the statement
 /// for plain tables without triggers or rules, else <c>RETURNING xmax = 0</c>.
 /// </summary>
 /// <param name="RowsReceived">Rows read from the caller's sequence.</param>

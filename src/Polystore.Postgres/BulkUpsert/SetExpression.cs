@@ -5,7 +5,8 @@ using Polystore.Postgres.Schema;
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
-/// An extra assignment in <c>ON CONFLICT DO UPDATE SET</c>, such as the seed's <c>updated_at = now()</c>.
+/// An extra assignment made when the row exists already (<c>ON CONFLICT DO UPDATE SET</c>, or MERGE's
+/// <c>WHEN MATCHED THEN UPDATE SET</c>), such as <c>updated_at = now()</c>.
 /// Only an allow-list of right-hand sides is accepted from text (see <see cref="Parse"/>); anything else
 /// must go through <see cref="TrustedSql"/>, which says in code review that the SQL is not user input.
 /// </summary>
@@ -72,13 +73,13 @@ public sealed partial class SetExpression
             "Use SetExpression.TrustedSql for other SQL that is not user input.", nameof(assignment));
     }
 
-    /// <summary>False for trusted SQL, which may name <c>EXCLUDED</c> (only ON CONFLICT has it).</summary>
+    /// <summary>False for trusted SQL, which may name <c>EXCLUDED</c> (only ON CONFLICT has it), so it keeps the ON CONFLICT statement.</summary>
     internal bool MergeCompatible => ExpressionKind != Kind.Trusted;
 
     internal string Render(ColumnSchema column) => ExpressionKind switch
     {
-        Kind.Increment => $"{TableSchema.Quote(column.Name)} = t.{TableSchema.Quote(column.Name)} + {IncrementBy.ToString(CultureInfo.InvariantCulture)}",
-        _ => $"{TableSchema.Quote(column.Name)} = {Sql}",
+        Kind.Increment => $"{PostgresIdentifier.Quote(column.Name)} = t.{PostgresIdentifier.Quote(column.Name)} + {IncrementBy.ToString(CultureInfo.InvariantCulture)}",
+        _ => $"{PostgresIdentifier.Quote(column.Name)} = {Sql}",
     };
 
     /// <inheritdoc />

@@ -29,6 +29,6 @@ internal static class PostgresAccessCheck
         return [ctx.Finding("postgres.access", Severity.Info,
             $"Running as {r.Role} (not a superuser{(r.Monitor ? ", member of pg_monitor" : ", not in pg_monitor")}): cannot see " + string.Join("; ", blind),
             evidence,
-            r.Monitor ? null : $"GRANT pg_monitor TO {QuoteIdent(r.Role)};")];
+            r.Monitor ? null : $"GRANT pg_monitor TO {PostgresIdentifier.Quote(r.Role)};")];
     }
 }

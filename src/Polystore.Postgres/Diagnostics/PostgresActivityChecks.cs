@@ -56,7 +56,7 @@ internal static class PostgresActivityChecks
             $"pid {s.Pid} ({s.User}, {s.App}) has been {s.State} for {Num(s.Idle, "0")} s, holding its locks and snapshot",
             Evidence(("pid", s.Pid), ("user", s.User), ("database", s.Db), ("application_name", s.App), ("idle_s", Num(s.Idle, "0.#")),
                 ("transaction_age_s", Num(s.Xact, "0.#")), ("state", s.State), ("last_query", ctx.Snippet(s.Query))),
-            $"SELECT pg_terminate_backend({s.Pid});\nPrevent it: ALTER ROLE {QuoteIdent(s.User ?? "app")} SET idle_in_transaction_session_timeout = '{Num(ctx.Options.IdleInTransactionAfter.TotalSeconds * 2, "0")}s';  -- and commit or roll back promptly in the application")).ToList();
+            $"SELECT pg_terminate_backend({s.Pid});\nPrevent it: ALTER ROLE {PostgresIdentifier.Quote(s.User ?? "app")} SET idle_in_transaction_session_timeout = '{Num(ctx.Options.IdleInTransactionAfter.TotalSeconds * 2, "0")}s';  -- and commit or roll back promptly in the application")).ToList();
     }
 
     public static async Task<IReadOnlyList<Finding>> LongRunningAsync(PostgresContext ctx, CancellationToken ct)

@@ -31,7 +31,7 @@ internal static class PostgresIndexChecks
             $"Index {x.Schema}.{x.Index} on {x.Table} has never been scanned ({Bytes(x.Size)} written on every insert and update)",
             Evidence(("schema", x.Schema), ("table", x.Table), ("index", x.Index), ("idx_scan", x.Scans), ("size_bytes", x.Size), ("size", Bytes(x.Size)),
                 ("counting_since", x.Reset ?? x.Start)),
-            $"DROP INDEX CONCURRENTLY {Qualified(x.Schema, x.Index)};  -- first check replicas too: idx_scan is counted per server")).ToList();
+            $"DROP INDEX CONCURRENTLY {PostgresIdentifier.Qualified(x.Schema, x.Index)};  -- first check replicas too: idx_scan is counted per server")).ToList();
     }
 
     public static async Task<IReadOnlyList<Finding>> DuplicateAsync(PostgresContext ctx, CancellationToken ct)
@@ -58,8 +58,8 @@ internal static class PostgresIndexChecks
         return rows.Select(d =>
         {
             var drops = d.Indexes.Skip(1).Select((name, k) => d.Constraints[k + 1] is { } constraint
-                ? $"ALTER TABLE {Qualified(d.Schema, d.Table)} DROP CONSTRAINT {QuoteIdent(constraint)};"
-                : $"DROP INDEX CONCURRENTLY {Qualified(d.Schema, name)};");
+                ? $"ALTER TABLE {PostgresIdentifier.Qualified(d.Schema, d.Table)} DROP CONSTRAINT {PostgresIdentifier.Quote(constraint)};"
+                : $"DROP INDEX CONCURRENTLY {PostgresIdentifier.Qualified(d.Schema, name)};");
             return ctx.Finding("postgres.duplicate_indexes", Severity.Warning,
                 $"Table {d.Schema}.{d.Table} has {d.Indexes.Length} identical indexes: {string.Join(", ", d.Indexes)}",
                 Evidence(("schema", d.Schema), ("table", d.Table), ("indexes", string.Join(", ", d.Indexes)), ("keep", d.Indexes[0]),
@@ -83,6 +83,6 @@ internal static class PostgresIndexChecks
         return rows.Select(x => ctx.Finding("postgres.invalid_indexes", Severity.Warning,
             $"Index {x.Schema}.{x.Index} on {x.Table} is invalid (a failed CREATE INDEX CONCURRENTLY): never used by queries, still maintained on writes",
             Evidence(("schema", x.Schema), ("table", x.Table), ("index", x.Index), ("size", Bytes(x.Size)), ("definition", x.Def)),
-            $"REINDEX INDEX CONCURRENTLY {Qualified(x.Schema, x.Index)};  -- or, if it is not wanted: DROP INDEX CONCURRENTLY {Qualified(x.Schema, x.Index)};")).ToList();
+            $"REINDEX INDEX CONCURRENTLY {PostgresIdentifier.Qualified(x.Schema, x.Index)};  -- or, if it is not wanted: DROP INDEX CONCURRENTLY {PostgresIdentifier.Qualified(x.Schema, x.Index)};")).ToList();
     }
 }

@@ -48,7 +48,7 @@ internal static class PostgresPoolCheck
                     ? "this process is polystore doctor, not the application: its pools are not the application's; call PostgresDiagnostics from the application (with its data source) to see them"
                     : "the application's pool is in this process")),
             serverRatio >= ctx.Options.PoolWarning
-                ? $"SELECT client_addr, state, count(*) FROM pg_stat_activity WHERE application_name = {QuoteLiteral(app)} GROUP BY 1, 2 ORDER BY 3 DESC;  -- find the saturated process, then look for leaks before raising pool.max_size"
+                ? $"SELECT client_addr, state, count(*) FROM pg_stat_activity WHERE application_name = {PostgresLiteral.Quote(app)} GROUP BY 1, 2 ORDER BY 3 DESC;  -- find the saturated process, then look for leaks before raising pool.max_size"
                 : null));
         return findings;
     }

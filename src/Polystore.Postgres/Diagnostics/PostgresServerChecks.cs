@@ -41,8 +41,8 @@ internal static class PostgresServerChecks
             if (ratio < ctx.Options.SequenceWarning) continue;
             var narrowColumn = columnLimit < long.MaxValue && s.Table is not null; // widening the column (and sequence) is the fix
             var remedy = narrowColumn
-                ? $"ALTER TABLE {Qualified(s.Schema, s.Table!)} ALTER COLUMN {QuoteIdent(s.Column!)} TYPE bigint;  -- rewrites the table under an exclusive lock: plan a window\nALTER SEQUENCE {Qualified(s.Schema, s.Name)} AS bigint;"
-                : $"ALTER SEQUENCE {Qualified(s.Schema, s.Name)} AS bigint MAXVALUE 9223372036854775807;";
+                ? $"ALTER TABLE {PostgresIdentifier.Qualified(s.Schema, s.Table!)} ALTER COLUMN {PostgresIdentifier.Quote(s.Column!)} TYPE bigint;  -- rewrites the table under an exclusive lock: plan a window\nALTER SEQUENCE {PostgresIdentifier.Qualified(s.Schema, s.Name)} AS bigint;"
+                : $"ALTER SEQUENCE {PostgresIdentifier.Qualified(s.Schema, s.Name)} AS bigint MAXVALUE 9223372036854775807;";
             findings.Add(ctx.Finding("postgres.sequences", ratio >= ctx.Options.SequenceCritical ? Severity.Critical : Severity.Warning,
                 $"Sequence {s.Schema}.{s.Name} is {Percent(ratio)} of the way to {(narrowColumn ? $"its column {s.Table}.{s.Column} ({s.ColumnType}) overflowing" : "its maximum")}",
                 Evidence(("schema", s.Schema), ("sequence", s.Name), ("last_value", s.Last), ("limit", limit), ("used", Percent(ratio)), ("sequence_type", s.Type),
@@ -58,7 +58,7 @@ internal static class PostgresServerChecks
             findings.Add(ctx.Finding("postgres.sequences", Severity.Info,
                 $"Could not see how far {hidden.Count} sequences have gone: role {role} has no SELECT or USAGE on them ({names})",
                 Evidence(("role", role), ("hidden_sequences", hidden.Count), ("examples", names)),
-                string.Join("\n", schemas.Select(schema => $"GRANT SELECT ON ALL SEQUENCES IN SCHEMA {QuoteIdent(schema)} TO {QuoteIdent(role)};"))));
+                string.Join("\n", schemas.Select(schema => $"GRANT SELECT ON ALL SEQUENCES IN SCHEMA {PostgresIdentifier.Quote(schema)} TO {PostgresIdentifier.Quote(role)};"))));
         }
         return findings;
     }
@@ -79,7 +79,7 @@ internal static class PostgresServerChecks
                 $"Database {d.Db}: oldest unfrozen transaction id is {d.Age} transactions old ({Percent(ratio)} of the 2^31 wraparound limit)",
                 Evidence(("database", d.Db), ("age_datfrozenxid", d.Age), ("of_wraparound_limit", Percent(ratio)), ("autovacuum_freeze_max_age", d.FreezeMax)),
                 severity == Severity.Info ? null
-                    : $"psql -d {QuoteIdent(d.Db)} -c 'VACUUM (FREEZE, VERBOSE);'  -- and look for what holds back the xmin horizon: long transactions, prepared transactions (pg_prepared_xacts), stale replication slots"));
+                    : $"psql -d {PostgresIdentifier.Quote(d.Db)} -c 'VACUUM (FREEZE, VERBOSE);'  -- and look for what holds back the xmin horizon: long transactions, prepared transactions (pg_prepared_xacts), stale replication slots"));
         }
         return findings;
     }
@@ -144,7 +144,7 @@ internal static class PostgresServerChecks
             findings.Add(ctx.Finding("postgres.replication", Severity.Warning,
                 $"Replication slot {slot.Name} is inactive and keeps {Bytes(slot.Retained ?? 0)} of WAL (and the xmin horizon) back",
                 Evidence(("slot", slot.Name), ("slot_type", slot.Type), ("retained_wal_bytes", slot.Retained)),
-                $"SELECT pg_drop_replication_slot({QuoteLiteral(slot.Name)});  -- only if no consumer will come back for it"));
+                $"SELECT pg_drop_replication_slot({PostgresLiteral.Quote(slot.Name)});  -- only if no consumer will come back for it"));
         }
         if (standbys.Count == 0 && ctx.Settings.Replication.ReadReplicas.Count > 0)
         {

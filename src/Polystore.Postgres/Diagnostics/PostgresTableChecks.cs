@@ -23,9 +23,9 @@ internal static class PostgresTableChecks
             $"Table {t.Schema}.{t.Table} was read by {t.Scans} sequential scans ({t.Read / Math.Max(1, t.Scans)} rows each on average) against {t.IdxScans} index scans: an index is probably missing",
             Evidence(("schema", t.Schema), ("table", t.Table), ("seq_scan", t.Scans), ("seq_tup_read", t.Read), ("rows_per_seq_scan", t.Read / Math.Max(1, t.Scans)),
                 ("idx_scan", t.IdxScans), ("n_live_tup", t.Live), ("total_size", Bytes(t.Size))),
-            $"SELECT query, calls, mean_exec_time FROM pg_stat_statements WHERE query ILIKE {QuoteLiteral("%" + t.Table + "%")} ORDER BY total_exec_time DESC LIMIT 5;\n" +
+            $"SELECT query, calls, mean_exec_time FROM pg_stat_statements WHERE query ILIKE {PostgresLiteral.Quote("%" + t.Table + "%")} ORDER BY total_exec_time DESC LIMIT 5;\n" +
             $"polystore doctor explain '<that query>'   -- a Seq Scan on {t.Table} with a Filter names the column; then:\n" +
-            $"CREATE INDEX CONCURRENTLY ON {Qualified(t.Schema, t.Table)} (<filtered column>);")).ToList();
+            $"CREATE INDEX CONCURRENTLY ON {PostgresIdentifier.Qualified(t.Schema, t.Table)} (<filtered column>);")).ToList();
     }
 
     public static async Task<IReadOnlyList<Finding>> StaleStatisticsAsync(PostgresContext ctx, CancellationToken ct)
@@ -52,7 +52,7 @@ internal static class PostgresTableChecks
                 $"Statistics of {t.Schema}.{t.Table} are stale: {t.Modified} rows changed since {(last is null ? "it was never analyzed" : "the last analyze")} ({Percent(fraction)} of {t.Live} live rows)",
                 Evidence(("schema", t.Schema), ("table", t.Table), ("n_live_tup", t.Live), ("n_mod_since_analyze", t.Modified), ("changed_fraction", Percent(fraction)),
                     ("last_analyze", (object?)t.Manual ?? "never"), ("last_autoanalyze", (object?)t.Auto ?? "never")),
-                $"ANALYZE {Qualified(t.Schema, t.Table)};");
+                $"ANALYZE {PostgresIdentifier.Qualified(t.Schema, t.Table)};");
         }).ToList();
     }
 

@@ -66,9 +66,3 @@ public sealed class CursorSigner
     internal static string Fingerprint(string description) =>
         Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(description)), 0, 8);
 }
-
-/// <summary>What a cursor carries: the query it belongs to, the side of the row, and the row's key values as text.</summary>
-internal sealed record CursorPayload(int V, string Q, bool After, string[] K);
-
-[System.Text.Json.Serialization.JsonSerializable(typeof(CursorPayload))]
-internal sealed partial class CursorJson : System.Text.Json.Serialization.JsonSerializerContext;

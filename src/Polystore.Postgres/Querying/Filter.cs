@@ -3,39 +3,6 @@ using Polystore.Postgres.Schema;
 
 namespace Polystore.Postgres.Querying;
 
-/// <summary>Sort direction of one key.</summary>
-public enum SortDirection
-{
-    /// <summary>Smallest first.</summary>
-    Ascending,
-
-    /// <summary>Largest first.</summary>
-    Descending,
-}
-
-/// <summary>Comparison of a <see cref="Filter"/>.</summary>
-public enum FilterOperator
-{
-    /// <summary><c>column = value</c>.</summary>
-    Equal,
-    /// <summary><c>column &lt;&gt; value</c>.</summary>
-    NotEqual,
-    /// <summary><c>column &lt; value</c>.</summary>
-    Less,
-    /// <summary><c>column &lt;= value</c>.</summary>
-    LessOrEqual,
-    /// <summary><c>column &gt; value</c>.</summary>
-    Greater,
-    /// <summary><c>column &gt;= value</c>.</summary>
-    GreaterOrEqual,
-    /// <summary><c>column = ANY(values)</c>; the value is an array.</summary>
-    In,
-    /// <summary><c>column IS NULL</c>.</summary>
-    IsNull,
-    /// <summary><c>column IS NOT NULL</c>.</summary>
-    IsNotNull,
-}
-
 /// <summary>
 /// A WHERE condition: a catalog-checked column, an operator from a fixed set, and a value sent as a
 /// parameter (never as SQL text). Conditions are combined with AND.
@@ -51,7 +18,7 @@ public sealed record Filter(string Column, FilterOperator Operator, object? Valu
     internal string Render(TableSchema table, NpgsqlParameterCollection parameters)
     {
         var column = table.Column(Column, "filter column");
-        var name = TableSchema.Quote(column.Name);
+        var name = PostgresIdentifier.Quote(column.Name);
         if (Operator is FilterOperator.IsNull or FilterOperator.IsNotNull)
             return $"{name} {(Operator == FilterOperator.IsNull ? "IS NULL" : "IS NOT NULL")}";
         if (Value is null) throw new ArgumentException($"filter on \"{column.Name}\": {Operator} needs a value (use IsNull for NULL).");

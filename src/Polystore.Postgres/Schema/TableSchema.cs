@@ -1,11 +1,7 @@
-using System.Globalization;
 using System.Text;
 using Npgsql;
 
 namespace Polystore.Postgres.Schema;
-
-/// <summary>One column as the catalog describes it.</summary>
-internal sealed record ColumnSchema(string Name, short Number, string TypeName, string SqlType, string WriteTypeName, bool NotNull, bool Generated, bool IdentityAlways);
 
 /// <summary>
 /// A table looked up in pg_catalog by exact name. Every identifier Polystore puts in SQL comes from
@@ -34,7 +30,7 @@ internal sealed class TableSchema
     public IReadOnlyList<short[]> UniqueKeys { get; }
 
     /// <summary>The schema-qualified, quoted name for SQL text.</summary>
-    public string QualifiedName => $"{Quote(Schema)}.{Quote(Name)}";
+    public string QualifiedName => PostgresIdentifier.Qualified(Schema, Name);
 
     /// <summary>A display name for messages.</summary>
     public string DisplayName => $"{Schema}.{Name}";
@@ -61,9 +57,6 @@ internal sealed class TableSchema
         var numbers = columns.Select(c => c.Number).ToHashSet();
         return UniqueKeys.Any(k => k.Length == numbers.Count && k.All(numbers.Contains));
     }
-
-    /// <summary>Double-quotes an identifier (doubling embedded quotes), as quote_ident does.</summary>
-    public static string Quote(string identifier) => "\"" + identifier.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
 
     /// <summary>Control characters in a caller's string are shown escaped in messages.</summary>
     internal static string Printable(string value)
@@ -107,7 +100,7 @@ internal sealed class TableSchema
 
         // Domains are written as their base type; arrays as element[] (the names Npgsql resolves).
         const string findColumns = """
-            SELECT a.attname, a.attnum, t.typname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+            SELECT a.attname, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod),
                    CASE WHEN b.typcategory = 'A' THEN be.typname || '[]' ELSE
                         CASE WHEN bn.nspname = 'pg_catalog' THEN b.typname ELSE bn.nspname || '.' || b.typname END END,
                    a.attnotnull, a.attgenerated <> '', a.attidentity = 'a'
@@ -120,7 +113,7 @@ internal sealed class TableSchema
             ORDER BY a.attnum
             """;
         var columns = await Sql.QueryAsync(connection, transaction, findColumns, [OidParameter(oid)],
-            r => new ColumnSchema(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetString(4), r.GetBoolean(5), r.GetBoolean(6), r.GetBoolean(7)),
+            r => new ColumnSchema(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetBoolean(4), r.GetBoolean(5), r.GetBoolean(6)),
             cancellationToken).ConfigureAwait(false);
 
         const string findUnique = """
@@ -132,6 +125,4 @@ internal sealed class TableSchema
     }
 
     private static NpgsqlParameter<uint> OidParameter(uint oid) => new() { TypedValue = oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid };
-
-    internal static string Invariant(FormattableString s) => s.ToString(CultureInfo.InvariantCulture);
 }

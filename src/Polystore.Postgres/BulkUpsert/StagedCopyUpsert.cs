@@ -1,0 +1,75 @@
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Polystore.Postgres.BulkUpsert;
+
+/// <summary>
+/// A batch streamed with binary COPY into a temporary table (ON COMMIT DROP), then applied by one statement,
+/// de-duplicated (last row wins) only when a conflict key may repeat.
+/// </summary>
+internal static class StagedCopyUpsert<T>
+{
+    /// <summary>
+    /// Stages <paramref name="head"/> (rows already read), then the enumerator's rows while <paramref name="more"/>,
+    /// up to <paramref name="limit"/> rows in all, and applies them.
+    /// </summary>
+    public static async Task<(long Received, long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
+        List<T> head, IAsyncEnumerator<T> rows, bool more, PostgresBulkUpsertOptions options, long limit, CancellationToken cancellationToken)
+    {
+        await UpsertStatementRunner<T>.ExecuteAsync(connection, transaction, plan.CreateStaging, cancellationToken).ConfigureAwait(false);
+        long received = 0;
+        // A batch already in memory is hashed before it is sent: when its keys are proven unique, the rows
+        // need no ordinal (it only orders duplicates), which makes the COPY about a fifth lighter.
+        var provenUnique = rows is ListRows<T> { InMemory: { } all } list && (list.KeysUnique ??= KeyTracker<T>.Unique(plan.KeyColumns, all));
+        var keys = provenUnique ? null : new KeyTracker<T>(plan.KeyColumns);
+        var importer = await connection.BeginBinaryImportAsync(provenUnique ? plan.CopyWithoutOrdinal : plan.Copy, cancellationToken).ConfigureAwait(false);
+        await using (importer.ConfigureAwait(false))
+        {
+            foreach (var row in head)
+            {
+                keys?.Add(row);
+                await WriteRowAsync(importer, plan, row, keys is null ? null : received + 1, cancellationToken).ConfigureAwait(false);
+                received++;
+            }
+            while (more && received < limit && await rows.MoveNextAsync().ConfigureAwait(false))
+            {
+                keys?.Add(rows.Current);
+                await WriteRowAsync(importer, plan, rows.Current, keys is null ? null : received + 1, cancellationToken).ConfigureAwait(false);
+                received++;
+            }
+            await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
+        var (inserted, updated) = await ApplyAsync(connection, transaction, plan, keys?.CertainlyUnique ?? true, (received, options.MergeHashMemoryBytes), cancellationToken).ConfigureAwait(false);
+        return (received, inserted, updated);
+    }
+
+    // The token is checked once per row rather than handed to every value write: Npgsql registers a
+    // cancellation callback per call with a cancellable token, which measured ~30% slower COPY streaming.
+    private static async Task WriteRowAsync(NpgsqlBinaryImporter importer, PostgresBulkUpsertPlan<T> plan, T row, long? ordinal, CancellationToken cancellationToken)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        await importer.StartRowAsync(CancellationToken.None).ConfigureAwait(false);
+        if (ordinal is { } o) await importer.WriteAsync(o, NpgsqlDbType.Bigint, CancellationToken.None).ConfigureAwait(false);
+        var columns = plan.Columns;
+        for (var i = 0; i < columns.Count; i++)
+            await columns[i].Map.WriteAsync(importer, row, columns[i].Column.WriteTypeName, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    // De-duplicating (DISTINCT ON, last one wins) needs a sort of the whole batch, so it is paid only when
+    // a key repeats. While streaming, 64-bit key hashes prove most batches unique for free; only on a hash
+    // collision (or past the tracking cap) does a server-side hash aggregate decide: on 100k rows that check
+    // costs ~0.13 s, the sort ~0.5 s, and a savepoint + retry on error 21000 more than both.
+    private static async Task<(long Inserted, long Updated)> ApplyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
+        bool certainlyUnique, (long Rows, long MemoryCap) hash, CancellationToken cancellationToken)
+    {
+        var duplicates = plan.DoNothing;
+        if (!duplicates && !certainlyUnique)
+        {
+            var check = new NpgsqlCommand(plan.HasDuplicates, connection, transaction);
+            await using (check.ConfigureAwait(false))
+                duplicates = (bool)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+        return await UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, duplicates ? plan.UpsertFromStagingDeduplicated : plan.UpsertFromStaging, null,
+            hash.MemoryCap > 0 ? hash : null, cancellationToken).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,32 @@
+using Npgsql;
+
+namespace Polystore.Postgres.BulkUpsert;
+
+/// <summary>
+/// Upserts rows in a transaction someone else begins and ends: a batch of up to
+/// <see cref="PostgresBulkUpsertOptions.UnnestThreshold"/> rows through <see cref="UnnestUpsert{T}"/>,
+/// a larger one through <see cref="StagedCopyUpsert{T}"/>.
+/// </summary>
+internal static class TransactionUpsert<T>
+{
+    /// <summary>Upserts up to <paramref name="limit"/> rows of the enumerator in the current transaction.</summary>
+    public static async Task<(long Received, long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
+        IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, long limit, CancellationToken cancellationToken)
+    {
+        // Small batches: one round trip with arrays beats creating a temp table and a COPY.
+        var head = new List<T>(Math.Min(options.UnnestThreshold + 1, 4096));
+        var more = true;
+        while (head.Count <= options.UnnestThreshold && head.Count < limit && (more = await rows.MoveNextAsync().ConfigureAwait(false)))
+            head.Add(rows.Current);
+        if (!more || head.Count >= limit)
+        {
+            if (head.Count == 0) return (0, 0, 0);
+            if (head.Count <= options.UnnestThreshold)
+            {
+                var (i, u) = await UnnestUpsert<T>.RunAsync(connection, transaction, plan, head, cancellationToken).ConfigureAwait(false);
+                return (head.Count, i, u);
+            }
+        }
+        return await StagedCopyUpsert<T>.RunAsync(connection, transaction, plan, head, rows, more, options, limit, cancellationToken).ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,231 @@
+using System.Collections.Concurrent;
+using Npgsql;
+using NpgsqlTypes;
+using Polystore.Postgres.Schema;
+
+namespace Polystore.Postgres.Querying;
+
+/// <summary>
+/// A keyset (seek) query: each page continues from the keys of the last row seen
+/// (<c>WHERE (score, id) &lt; ($1, $2)</c>), so a page deep in the table costs the same as the first,
+/// unlike OFFSET, and rows inserted or deleted between fetches never shift a page.
+/// </summary>
+/// <remarks>
+/// <para>Index needed: a B-tree on the equality filter columns, then the sort keys in their directions
+/// (or all reversed), e.g. <c>CREATE INDEX ON users (region, score DESC, id)</c>; see
+/// <see cref="RecommendedIndex"/>. Without it every page sorts the whole filtered table.</para>
+/// <para>The sort keys must be NOT NULL and together unique (the catalog must show a unique index
+/// within them); end the order with the primary key. Mixed directions are supported: with
+/// uniform directions the seek is one row comparison; with mixed ones it is
+/// <c>score &lt;= $1 AND (score &lt; $1 OR id &gt; $2)</c>, whose first condition bounds the index scan.</para>
+/// <para>Cursors are opaque and signed (HMAC-SHA256, <see cref="CursorSigner"/>); a changed, forged or
+/// foreign cursor raises <see cref="InvalidCursorException"/> before any SQL runs.</para>
+/// </remarks>
+public sealed class KeysetQueryDefinition
+{
+    private readonly string _table;
+    private readonly string[] _select;
+    private readonly (string Column, SortDirection Direction)[] _keys;
+    private readonly Filter[] _filters;
+    private readonly CursorSigner _signer;
+    private readonly string _fingerprint;
+    private readonly ConcurrentDictionary<string, Task<Plan>> _plans = new(StringComparer.Ordinal);
+
+    internal KeysetQueryDefinition(string table, string[] select, (string, SortDirection)[] keys, Filter[] filters, int maxPageSize, CursorSigner signer)
+    {
+        _table = table;
+        _select = select;
+        _keys = keys;
+        _filters = filters;
+        MaxPageSize = maxPageSize;
+        _signer = signer;
+        _fingerprint = CursorSigner.Fingerprint(string.Join("\u0000", new[] { table }
+            .Concat(keys.Select(k => $"{k.Item1}\u0001{k.Item2}"))
+            .Concat(filters.Select(f => f.Describe()))));
+    }
+
+    /// <summary>The largest page size accepted.</summary>
+    public int MaxPageSize { get; }
+
+    /// <summary>The index this query needs, as SQL (equality filter columns first, then the sort keys).</summary>
+    public string RecommendedIndex =>
+        $"CREATE INDEX ON {_table} ({string.Join(", ", _filters.Where(f => f.Operator == FilterOperator.Equal).Select(f => PostgresIdentifier.Quote(f.Column))
+            .Concat(_keys.Select(k => PostgresIdentifier.Quote(k.Column) + (k.Direction == SortDirection.Descending ? " DESC" : ""))))})";
+
+    /// <summary>
+    /// Fetches the first page (<paramref name="cursor"/> null) or the page a cursor from an earlier
+    /// page points to (its NextCursor or PreviousCursor). <paramref name="map"/> reads one row; the
+    /// selected columns are at ordinals 0..n-1.
+    /// </summary>
+    public async Task<KeysetPage<T>> PageAsync<T>(NpgsqlDataSource dataSource, string? cursor, int pageSize, Func<NpgsqlDataReader, T> map, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        ArgumentNullException.ThrowIfNull(map);
+        CheckPageSize(pageSize);
+        CursorPayload? payload = null;
+        if (cursor is not null)
+        {
+            payload = _signer.Verify(cursor);
+            if (payload.V != 1 || payload.Q != _fingerprint || payload.K.Length != _keys.Length)
+                throw new InvalidCursorException("the page cursor belongs to a different query (other table, order or filters).");
+        }
+        var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+            return await FetchAsync(connection, dataSource.ConnectionString, payload, fromEnd: false, pageSize, map, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Fetches the last page (the end of the order), with a PreviousCursor to walk backwards.</summary>
+    public async Task<KeysetPage<T>> LastPageAsync<T>(NpgsqlDataSource dataSource, int pageSize, Func<NpgsqlDataReader, T> map, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        ArgumentNullException.ThrowIfNull(map);
+        CheckPageSize(pageSize);
+        var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+            return await FetchAsync(connection, dataSource.ConnectionString, null, fromEnd: true, pageSize, map, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// A signed cursor that starts right after (or before) the given key values, one per sort key in
+    /// order, e.g. to jump to "score 500" without walking there. Values are sent as their invariant text
+    /// and cast by the server to the key's type.
+    /// </summary>
+    public string CreateCursor(bool after, params object[] keyValues)
+    {
+        ArgumentNullException.ThrowIfNull(keyValues);
+        if (keyValues.Length != _keys.Length) throw new ArgumentException($"give one value per sort key ({_keys.Length}).", nameof(keyValues));
+        var text = keyValues.Select(v => v switch
+        {
+            null => throw new ArgumentException("key values cannot be null.", nameof(keyValues)),
+            DateTime d => d.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+            DateTimeOffset d => d.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
+            IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
+            _ => v.ToString() ?? "",
+        }).ToArray();
+        return _signer.Sign(new CursorPayload(1, _fingerprint, after, text));
+    }
+
+    private void CheckPageSize(int pageSize)
+    {
+        if (pageSize < 1 || pageSize > MaxPageSize)
+            throw new ArgumentOutOfRangeException(nameof(pageSize), pageSize, $"page size must be between 1 and {MaxPageSize} (MaxPageSize).");
+    }
+
+    private async Task<KeysetPage<T>> FetchAsync<T>(NpgsqlConnection connection, string cacheKey, CursorPayload? payload, bool fromEnd, int pageSize,
+        Func<NpgsqlDataReader, T> map, CancellationToken cancellationToken)
+    {
+        var planTask = _plans.GetOrAdd(cacheKey, _ => ResolveAsync(connection, cancellationToken));
+        Plan plan;
+        try
+        {
+            plan = await planTask.ConfigureAwait(false);
+        }
+        catch
+        {
+            _plans.TryRemove(cacheKey, out _);
+            throw;
+        }
+
+        // Forward: after the cursor's row (or from the start). Backward: before it (or from the end), read reversed.
+        var backward = fromEnd || payload is { After: false };
+        var sql = payload is null ? (backward ? plan.Last : plan.First) : (backward ? plan.Before : plan.After);
+        var command = new NpgsqlCommand(sql, connection);
+        await using (command.ConfigureAwait(false))
+        {
+            foreach (var f in _filters.Where(f => f.Value is not null && f.Operator is not (FilterOperator.IsNull or FilterOperator.IsNotNull)))
+                command.Parameters.Add(new NpgsqlParameter { Value = f.Value });
+            command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = pageSize + 1 });
+            if (payload is not null)
+                foreach (var k in payload.K) command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = k, NpgsqlDbType = NpgsqlDbType.Text });
+
+            var items = new List<T>(pageSize + 1);
+            var keys = new List<string[]>(pageSize + 1);
+            try
+            {
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    {
+                        items.Add(map(reader));
+                        var k = new string[_keys.Length];
+                        for (var i = 0; i < k.Length; i++) k[i] = reader.GetString(plan.SelectCount + i);
+                        keys.Add(k);
+                    }
+                }
+            }
+            catch (PostgresException e) when (payload is not null && e.SqlState.StartsWith("22", StringComparison.Ordinal))
+            {
+                // Only reachable with a validly signed cursor whose values no longer parse (the column type changed).
+                throw new InvalidCursorException("the page cursor no longer fits the table's key columns (was the schema changed?).", e);
+            }
+
+            var more = items.Count > pageSize;
+            if (more)
+            {
+                items.RemoveAt(items.Count - 1);
+                keys.RemoveAt(keys.Count - 1);
+            }
+            if (backward)
+            {
+                items.Reverse();
+                keys.Reverse();
+            }
+            if (items.Count == 0)
+            {
+                // Nothing on this side: hand back a cursor to the other side of the position we came from.
+                return payload is null ? new KeysetPage<T>(items, null, null)
+                    : backward ? new KeysetPage<T>(items, _signer.Sign(payload with { After = true }), null)
+                    : new KeysetPage<T>(items, null, _signer.Sign(payload with { After = false }));
+            }
+            var next = backward ? (fromEnd ? null : Cursor(keys[^1], after: true)) : more ? Cursor(keys[^1], after: true) : null;
+            var previous = backward ? (more ? Cursor(keys[0], after: false) : null) : payload is null ? null : Cursor(keys[0], after: false);
+            return new KeysetPage<T>(items, next, previous);
+        }
+    }
+
+    private string Cursor(string[] keys, bool after) => _signer.Sign(new CursorPayload(1, _fingerprint, after, keys));
+
+    private sealed record Plan(int SelectCount, string First, string After, string Before, string Last);
+
+    private async Task<Plan> ResolveAsync(NpgsqlConnection connection, CancellationToken cancellationToken)
+    {
+        var table = await TableSchema.LoadAsync(connection, _table, null, cancellationToken).ConfigureAwait(false);
+        var select = _select.Length == 0 ? table.Columns.ToList() : _select.Select(c => table.Column(c, "selected column")).ToList();
+        var keys = _keys.Select(k => (Column: table.Column(k.Column, "sort key"), k.Direction)).ToList();
+        foreach (var (column, _) in keys.Where(k => !k.Column.NotNull))
+            throw new PostgresSchemaException($"keyset query on {table.DisplayName}: sort key \"{column.Name}\" may be NULL; keyset paging needs NOT NULL keys (add NOT NULL, or page on another column).");
+        if (!table.IsUniqueOver(keys.Select(k => k.Column)))
+            throw new PostgresSchemaException($"keyset query on {table.DisplayName}: the sort keys ({string.Join(", ", keys.Select(k => k.Column.Name))}) are not unique; end the order with a unique column such as the primary key (no unique index lies within them).");
+
+        var parameters = new NpgsqlCommand().Parameters;
+        var where = _filters.Select(f => f.Render(table, parameters)).ToList();
+        // Parameters: filters, then the limit, then the cursor's keys (absent on first and last pages).
+        var limit = $"${parameters.Count + 1}";
+        var firstKey = parameters.Count + 2;
+        var selectList = string.Join(", ", select.Select(c => PostgresIdentifier.Quote(c.Name)).Concat(keys.Select((k, i) => $"{PostgresIdentifier.Quote(k.Column.Name)}::text AS polystore_k{i}")));
+
+        string Query(bool seek, bool after, bool reverse)
+        {
+            var conditions = new List<string>(where);
+            if (seek) conditions.Add(Seek(keys, firstKey, after));
+            var order = string.Join(", ", keys.Select(k => PostgresIdentifier.Quote(k.Column.Name) + ((k.Direction == SortDirection.Descending) != reverse ? " DESC" : " ASC")));
+            return $"SELECT {selectList} FROM {table.QualifiedName}{(conditions.Count > 0 ? " WHERE " + string.Join(" AND ", conditions) : "")} ORDER BY {order} LIMIT {limit}";
+        }
+        return new Plan(select.Count, Query(false, true, false), Query(true, true, false), Query(true, false, true), Query(false, false, true));
+    }
+
+    /// <summary>The seek condition: rows after (or before) the cursor's keys in the query's order.</summary>
+    private static string Seek(List<(ColumnSchema Column, SortDirection Direction)> keys, int firstParameter, bool after)
+    {
+        string Name(int i) => PostgresIdentifier.Quote(keys[i].Column.Name);
+        string Value(int i) => $"CAST(${firstParameter + i} AS {keys[i].Column.SqlType})";
+        string Op(int i) => (keys[i].Direction == SortDirection.Ascending) == after ? ">" : "<";
+        if (keys.Select((_, i) => Op(i)).Distinct().Count() == 1)
+            return keys.Count == 1 ? $"{Name(0)} {Op(0)} {Value(0)}"
+                : $"({string.Join(", ", keys.Select((_, i) => Name(i)))}) {Op(0)} ({string.Join(", ", keys.Select((_, i) => Value(i)))})";
+        // Mixed directions: expand, and lead with an inclusive bound on the first key so the index scan starts at the cursor.
+        var alternatives = keys.Select((_, i) => "(" + string.Join(" AND ", Enumerable.Range(0, i).Select(j => $"{Name(j)} = {Value(j)}").Append($"{Name(i)} {Op(i)} {Value(i)}")) + ")");
+        return $"{Name(0)} {Op(0)}= {Value(0)} AND ({string.Join(" OR ", alternatives)})";
+    }
+}

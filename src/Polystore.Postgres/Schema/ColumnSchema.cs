@@ -1,0 +1,4 @@
+namespace Polystore.Postgres.Schema;
+
+/// <summary>One column as the catalog describes it.</summary>
+internal sealed record ColumnSchema(string Name, short Number, string SqlType, string WriteTypeName, bool NotNull, bool Generated, bool IdentityAlways);

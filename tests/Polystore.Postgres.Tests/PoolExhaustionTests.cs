@@ -1,0 +1,71 @@
+using Npgsql;
+using Polystore.Core.Configuration;
+using Polystore.Postgres.BulkUpsert;
+using Polystore.Testing;
+
+namespace Polystore.Postgres.Tests;
+
+public sealed class PoolExhaustionTests
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private static PostgresSettings SmallPool(int size, int overflow, int timeout)
+    {
+        var c = TestServers.Postgres.Connection;
+        return new PostgresSettings
+        {
+            Connection = new() { Host = c.Host, Port = c.Port, Database = c.Database, User = c.User, Password = c.Password, Sslmode = PostgresSslMode.Disable, ApplicationName = TestServers.UniqueName("pool") },
+            Pool = new() { MinSize = 0, MaxSize = size, MaxOverflow = overflow, PoolTimeout = timeout },
+        };
+    }
+
+    [Fact]
+    public async Task Holding_every_connection_gives_a_clear_error_naming_pool_size_and_timeout()
+    {
+        await using var sources = PostgresDataSources.Create(SmallPool(2, 1, 1));
+        var held = new List<NpgsqlConnection>();
+        for (var i = 0; i < 3; i++) held.Add(await sources.OpenConnectionAsync(Ct));
+        try
+        {
+            var e = await Assert.ThrowsAsync<PostgresPoolExhaustedException>(() => sources.OpenConnectionAsync(Ct).AsTask());
+            Assert.Equal((3, 1), (e.MaxPoolSize, e.TimeoutSeconds));
+            Assert.Contains("all 3 connections (pool.max_size + pool.max_overflow)", e.Message, StringComparison.Ordinal);
+            Assert.Contains("1 s wait (pool.pool_timeout)", e.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain(TestServers.Postgres.Connection.Password!, e.Message, StringComparison.Ordinal);
+            Assert.IsType<TimeoutException>(e.InnerException?.InnerException ?? e.InnerException, exactMatch: false);
+
+            // The library's own entry points report it the same way.
+            var upsert = PostgresBulkUpsert.Into<(int, string)>("pg_catalog.pg_class").Column("relname", r => r.Item2).OnConflict("relname").Build();
+            await Assert.ThrowsAsync<PostgresPoolExhaustedException>(() => upsert.ExecuteAsync(sources.Primary, [(1, "x")], cancellationToken: Ct));
+
+            // 64 callers at once all get the same clear error, none hangs.
+            var results = await Task.WhenAll(Enumerable.Range(0, 64).Select(async _ =>
+            {
+                try { await using var c = await sources.OpenConnectionAsync(Ct); return "opened"; }
+                catch (PostgresPoolExhaustedException) { return "exhausted"; }
+            }));
+            Assert.All(results, r => Assert.Equal("exhausted", r));
+        }
+        finally
+        {
+            foreach (var c in held) await c.DisposeAsync();
+        }
+        // Released connections are handed out again.
+        await using var again = await sources.OpenConnectionAsync(Ct);
+        Assert.Equal(System.Data.ConnectionState.Open, again.State);
+    }
+
+    [Fact]
+    public async Task Sixty_four_callers_share_a_pool_of_four_without_errors_when_each_returns_its_connection()
+    {
+        await using var sources = PostgresDataSources.Create(SmallPool(4, 0, 30));
+        var sum = await Task.WhenAll(Enumerable.Range(0, 64).Select(async i =>
+        {
+            await using var c = await sources.OpenConnectionAsync(Ct);
+            await using var cmd = new NpgsqlCommand("SELECT $1::int + pg_backend_pid() * 0", c);
+            cmd.Parameters.AddWithValue(i);
+            return (int)(await cmd.ExecuteScalarAsync(Ct))!;
+        }));
+        Assert.Equal(Enumerable.Range(0, 64).Sum(), sum.Sum());
+    }
+}

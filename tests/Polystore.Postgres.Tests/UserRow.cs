@@ -1,0 +1,3 @@
+namespace Polystore.Postgres.Tests;
+
+public sealed record UserRow(string Email, string Name, int Score, string? Region = null);
