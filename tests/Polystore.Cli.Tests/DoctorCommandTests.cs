@@ -123,6 +123,10 @@ public sealed class DoctorCommandTests
         var bad = await CliRunner.RunAsync(Env, "doctor", "explain", "SELECT * FROM no_such_table_here");
         Assert.Equal(1, bad.ExitCode);
         Assert.Contains("42P01", bad.Stderr, StringComparison.Ordinal);
+
+        var write = await CliRunner.RunAsync(Env, "doctor", "explain", "UPDATE pg_catalog.pg_description SET description = description WHERE false");
+        Assert.Equal(2, write.ExitCode);
+        Assert.Contains("--allow-writes", write.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

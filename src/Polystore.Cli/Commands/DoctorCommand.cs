@@ -150,24 +150,27 @@ internal static class DoctorCommand
     private static Command CreateExplain()
     {
         var sql = new Argument<string>("sql") { Description = "One SQL statement. It really runs (EXPLAIN ANALYZE), inside a transaction that is rolled back." };
+        var allowWrites = new Option<bool>("--allow-writes") { Description = "Let an INSERT, UPDATE or DELETE run to be measured (still rolled back). Without it the transaction is read-only." };
         var explain = new Command("explain", """
             Run EXPLAIN (ANALYZE, BUFFERS) on one statement against the primary, inside a transaction that is
-            always rolled back: an UPDATE or DELETE is measured but changes nothing. More than one statement is refused.
-            """) { sql };
+            always rolled back and read-only unless --allow-writes. The server refuses more than one statement.
+            Exit code 0 with the plan, 2 when the text is not one statement, 1 when PostgreSQL refuses it, 3 when unreachable.
+            """) { sql, allowWrites };
         explain.SetAction(async (parse, cancellationToken) =>
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
-            if (config.Postgres is not { } pg) return CommonOptions.MissingStore("postgresql.yaml");
+            if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
             await using var services = CliServices.Build(config);
+            var writes = parse.GetValue(allowWrites);
             try
             {
-                var plan = await services.GetRequiredService<PolystoreDoctor>().ExplainAsync(parse.GetValue(sql)!, cancellationToken: cancellationToken);
-                if (parse.GetValue(CommonOptions.Json)) CommonOptions.WriteJson(new { plan, rolled_back = true });
+                var plan = await services.GetRequiredService<PolystoreDoctor>().ExplainAsync(parse.GetValue(sql)!, writes, cancellationToken: cancellationToken);
+                if (parse.GetValue(CommonOptions.Json)) CommonOptions.WriteJson(new { plan, rolled_back = true, read_only = !writes });
                 else
                 {
                     foreach (var line in plan) Console.Out.WriteLine(line);
-                    CommonOptions.Error.MarkupLine("[grey](ran inside a transaction that was rolled back)[/]");
+                    CommonOptions.Error.MarkupLine($"[grey](ran inside a {(writes ? "" : "read-only ")}transaction that was rolled back)[/]");
                 }
                 return ExitCodes.Ok;
             }
@@ -176,14 +179,24 @@ internal static class DoctorCommand
                 CommonOptions.Error.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
                 return ExitCodes.InvalidConfig;
             }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.SyntaxError && e.MessageText.Contains("multiple commands", StringComparison.Ordinal))
+            {
+                CommonOptions.Error.MarkupLine("[red]explain takes exactly one statement; the server found more than one[/]");
+                return ExitCodes.InvalidConfig;
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction)
+            {
+                CommonOptions.Error.MarkupLine("[red]the statement writes and the transaction is read-only; pass --allow-writes to measure it (it is still rolled back)[/]");
+                return ExitCodes.InvalidConfig;
+            }
             catch (PostgresException e)
             {
-                CommonOptions.Error.MarkupLine($"[red]PostgreSQL refused the statement:[/] {Markup.Escape(Redactor.Redact($"{e.SqlState}: {e.MessageText}", [pg.Connection.Password]))}");
+                CommonOptions.Error.MarkupLine($"[red]PostgreSQL refused the statement:[/] {Markup.Escape(Redactor.Redact($"{e.SqlState}: {e.MessageText}", config.Secrets()))}");
                 return ExitCodes.Failure;
             }
             catch (NpgsqlException e)
             {
-                CommonOptions.Error.MarkupLine($"[red]could not reach PostgreSQL:[/] {Markup.Escape(Redactor.Redact(e.Message, [pg.Connection.Password]))}");
+                CommonOptions.Error.MarkupLine($"[red]could not reach PostgreSQL:[/] {Markup.Escape(Redactor.Redact(e.Message, config.Secrets()))}");
                 return ExitCodes.Unreachable;
             }
         });

@@ -87,14 +87,14 @@ public sealed class PolystoreDoctor
 
     /// <summary>
     /// Runs <c>EXPLAIN (ANALYZE, BUFFERS)</c> on one statement against the primary, inside a transaction that is
-    /// always rolled back (see <see cref="PostgresDiagnostics.ExplainAsync"/>).
+    /// always rolled back and read-only unless <paramref name="allowWrites"/> (see <see cref="PostgresDiagnostics.ExplainAsync"/>).
     /// </summary>
-    public async Task<IReadOnlyList<string>> ExplainAsync(string sql, TimeSpan? statementTimeout = null, CancellationToken cancellationToken = default)
+    public async Task<IReadOnlyList<string>> ExplainAsync(string sql, bool allowWrites = false, TimeSpan? statementTimeout = null, CancellationToken cancellationToken = default)
     {
         var settings = _config.Postgres ?? throw new InvalidOperationException($"PostgreSQL is not configured: add {StoreNames.ConfigFile(StoreNames.Postgres)}");
         var diagnostics = new PostgresDiagnostics(settings, applicationPool: _postgres!.Primary);
         await using (diagnostics.ConfigureAwait(false))
-            return await diagnostics.ExplainAsync(sql, statementTimeout, cancellationToken).ConfigureAwait(false);
+            return await diagnostics.ExplainAsync(sql, allowWrites, statementTimeout, cancellationToken).ConfigureAwait(false);
     }
 
     private IStoreDiagnostics Create(string store, PolystoreDoctorOptions options) => store switch

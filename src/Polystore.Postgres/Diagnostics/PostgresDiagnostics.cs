@@ -58,38 +58,63 @@ public sealed class PostgresDiagnostics : IStoreDiagnostics
         new(Store, name, ct => run(_context, ct));
 
     /// <summary>
-    /// Runs <c>EXPLAIN (ANALYZE, BUFFERS)</c> on one statement inside a transaction that is always
-    /// rolled back, so an UPDATE or DELETE is measured but changes nothing. The statement really runs.
+    /// Runs <c>EXPLAIN (ANALYZE, BUFFERS)</c> on one statement inside a transaction that is always rolled back and,
+    /// unless <paramref name="allowWrites"/>, read-only: the server refuses INSERT, UPDATE, DELETE and MERGE before
+    /// they run (not every utility statement, which is one reason the rollback is unconditional). The text is
+    /// never split or rewritten here: it goes to the server as one extended-protocol statement, which PostgreSQL
+    /// refuses when it holds more than one, so no quoting trick can smuggle a COMMIT past the rollback.
     /// </summary>
-    /// <param name="sql">One SQL statement (a trailing semicolon is allowed; more statements are refused).</param>
+    /// <param name="sql">One SQL statement (a trailing semicolon is allowed).</param>
+    /// <param name="allowWrites">Measure an INSERT, UPDATE or DELETE for real (still rolled back).</param>
     /// <param name="statementTimeout">Longest the statement may run (default 60 s).</param>
     /// <param name="cancellationToken">Cancels the statement.</param>
     /// <returns>The plan, one line per element.</returns>
-    public async Task<IReadOnlyList<string>> ExplainAsync(string sql, TimeSpan? statementTimeout = null, CancellationToken cancellationToken = default)
+    /// <exception cref="ArgumentException">The text is empty or longer than 1 MiB.</exception>
+    /// <exception cref="PostgresException">The server refused the statement (42601 for more than one, 25006 for a write when read-only).</exception>
+    public async Task<IReadOnlyList<string>> ExplainAsync(string sql, bool allowWrites = false, TimeSpan? statementTimeout = null, CancellationToken cancellationToken = default)
     {
-        var statement = SqlStatement.SingleStatement(sql);
+        if (string.IsNullOrWhiteSpace(sql)) throw new ArgumentException("explain needs one SQL statement; the text is empty", nameof(sql));
+        if (sql.Length > 1024 * 1024) throw new ArgumentException("explain: the statement is longer than 1 MiB", nameof(sql));
+        var timeout = statementTimeout ?? TimeSpan.FromSeconds(60);
+        if (timeout <= TimeSpan.Zero || timeout > TimeSpan.FromDays(1)) throw new ArgumentOutOfRangeException(nameof(statementTimeout), timeout, "must be positive and at most a day");
         var connection = await _context.OpenAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
             var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using (transaction.ConfigureAwait(false))
             {
-                var ms = (long)(statementTimeout ?? TimeSpan.FromSeconds(60)).TotalMilliseconds;
-                var set = new NpgsqlCommand($"SET LOCAL statement_timeout = {ms}", connection, transaction);
-                await using (set.ConfigureAwait(false))
-                    await set.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                var lines = new List<string>();
-                var explain = new NpgsqlCommand("EXPLAIN (ANALYZE, BUFFERS) " + statement, connection, transaction);
-                await using (explain.ConfigureAwait(false))
+                try
                 {
-                    var reader = await explain.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                    await using (reader.ConfigureAwait(false))
-                        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                            lines.Add(reader.GetString(0));
+                    if (!allowWrites)
+                    {
+                        var readOnly = new NpgsqlCommand("SET TRANSACTION READ ONLY", connection, transaction);
+                        await using (readOnly.ConfigureAwait(false))
+                            await readOnly.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    var setup = new NpgsqlCommand("SELECT set_config('statement_timeout', $1, true)", connection, transaction);
+                    await using (setup.ConfigureAwait(false))
+                    {
+                        setup.Parameters.Add(new NpgsqlParameter { Value = ((long)timeout.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture) });
+                        await setup.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    // A batch command is sent as written: Npgsql neither splits it on semicolons nor rewrites it.
+                    var batch = new NpgsqlBatch(connection, transaction) { BatchCommands = { new NpgsqlBatchCommand("EXPLAIN (ANALYZE, BUFFERS) " + sql) } };
+                    var lines = new List<string>();
+                    await using (batch.ConfigureAwait(false))
+                    {
+                        var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                        await using (reader.ConfigureAwait(false))
+                            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                                lines.Add(reader.GetString(0));
+                    }
+                    return lines;
                 }
-                // Never commit: EXPLAIN ANALYZE executes the statement.
-                await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
-                return lines;
+                finally
+                {
+                    // Never commit: EXPLAIN ANALYZE executes the statement. (A broken connection rolls back on the server.)
+                    try { await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false); }
+                    catch (Exception e) when (e is NpgsqlException or InvalidOperationException) { }
+                }
             }
         }
     }
