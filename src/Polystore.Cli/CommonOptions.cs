@@ -39,6 +39,17 @@ internal static class CommonOptions
         Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
     };
 
+    /// <summary>Refuses, at parse time, a value of <paramref name="option"/> outside [min, max] (exit 2, naming the option).</summary>
+    public static Option<int> InRange(this Option<int> option, int min, int max)
+    {
+        option.Validators.Add(result =>
+        {
+            var value = result.GetValueOrDefault<int>();
+            if (value < min || value > max) result.AddError($"{option.Name} must be between {min:N0} and {max:N0}; got {value:N0}");
+        });
+        return option;
+    }
+
     /// <summary>Loads the config, or prints every problem (table or JSON) and returns null.</summary>
     public static (PolystoreConfig? Config, ConfigLocation Location) LoadConfig(ParseResult parse)
     {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Polystore.Postgres;
 using Polystore.Postgres.BulkUpsert;
@@ -15,12 +16,12 @@ internal static class PostgresCommand
 {
     private const string Table = "polystore_demo.users";
 
-    private static readonly Option<int> Users = new("--users") { Description = "Users to upsert. Default 100000.", DefaultValueFactory = _ => 100_000 };
-    private static readonly Option<int> Size = new("--size") { Description = "Rows per page. Default 5.", DefaultValueFactory = _ => 5 };
-    private static readonly Option<int> Pages = new("--pages") { Description = "Pages to fetch, each following the previous page's cursor. Default 2.", DefaultValueFactory = _ => 2 };
+    private static readonly Option<int> Users = new Option<int>("--users") { Description = "Users to upsert (1 to 10,000,000). Default 100000.", DefaultValueFactory = _ => 100_000 }.InRange(1, 10_000_000);
+    private static readonly Option<int> Size = new Option<int>("--size") { Description = "Rows per page (1 to 10,000). Default 5.", DefaultValueFactory = _ => 5 }.InRange(1, 10_000);
+    private static readonly Option<int> Pages = new Option<int>("--pages") { Description = "Pages to fetch (1 to 1,000), each following the previous page's cursor. Default 2.", DefaultValueFactory = _ => 2 }.InRange(1, 1_000);
     private static readonly Option<string?> Cursor = new("--cursor") { Description = "Continue from a cursor printed by an earlier page." };
     private static readonly Option<string?> Region = new("--region") { Description = "Only users of this region." };
-    private static readonly Option<int> Top = new("--top") { Description = "Rank cut-off. Default 5.", DefaultValueFactory = _ => 5 };
+    private static readonly Option<int> Top = new Option<int>("--top") { Description = "Rank cut-off (1 to 10,000). Default 5.", DefaultValueFactory = _ => 5 }.InRange(1, 10_000);
     private static readonly Option<bool> Reset = new("--reset") { Description = "Drop and recreate the demo table first." };
     private static readonly Option<bool> ByRegion = new("--by-region") { Description = "Rank within each region." };
 
@@ -89,7 +90,7 @@ internal static class PostgresCommand
             return ExitCodes.Ok;
         }));
 
-        var rank = new Command("rank", "The seed's ranking: RANK() and PERCENT_RANK() OVER (ORDER BY score DESC) of active users, top N.") { Top, ByRegion };
+        var rank = new Command("rank", "Rank active users: RANK() and PERCENT_RANK() OVER (ORDER BY score DESC), top N (with --by-region, within each region).") { Top, ByRegion };
         rank.SetAction((parse, ct) => WithSources(parse, async (ds, _) =>
         {
             var b = Ranking.From(Table).Select("id", "name", "score", "region").OrderBy("score", SortDirection.Descending).Where(Filter.Equal("active", true)).Top(parse.GetValue(Top));
@@ -128,7 +129,8 @@ internal static class PostgresCommand
         var (config, _) = CommonOptions.LoadConfig(parse);
         if (config is null) return ExitCodes.InvalidConfig;
         if (config.Postgres is not { } pg) return CommonOptions.MissingStore("postgresql.yaml");
-        await using var sources = PostgresDataSources.Create(pg);
+        await using var services = CliServices.Build(config);
+        var sources = services.GetRequiredService<PostgresDataSources>();
         try
         {
             return await action(sources.Primary, pg);
