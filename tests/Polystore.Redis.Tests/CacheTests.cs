@@ -12,8 +12,8 @@ public sealed class CacheTests
 {
     private readonly string _prefix = TestServers.UniqueName("cache");
 
-    private Task<RedisCache> Cache(IConnectionMultiplexer redis, bool l1 = false, TimeSpan? negative = null, bool failSafe = false, ICacheSerializer? serializer = null, double jitter = 0.1) =>
-        RedisCache.CreateAsync(redis, new RedisCacheOptions
+    private Task<RedisTieredCache> Cache(IConnectionMultiplexer redis, bool l1 = false, TimeSpan? negative = null, bool failSafe = false, ICacheSerializer? serializer = null, double jitter = 0.1) =>
+        RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions
         {
             KeyPrefix = _prefix,
             UseL1 = l1,
@@ -273,7 +273,7 @@ public sealed class CacheTests
     [Fact]
     public async Task Bad_options_name_the_option()
     {
-        var e = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => RedisCache.CreateAsync(RedisServers.Standalone, new RedisCacheOptions { JitterFraction = 2 }, TestContext.Current.CancellationToken));
+        var e = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => RedisTieredCache.CreateAsync(RedisServers.Standalone, new RedisTieredCacheOptions { JitterFraction = 2 }, TestContext.Current.CancellationToken));
         Assert.Equal("JitterFraction", e.ParamName);
     }
 }

@@ -31,10 +31,10 @@ public sealed class FaultTests
         using var server = new ThrowawayRedis("fault-" + Guid.NewGuid().ToString("N")[..12], timeoutSeconds: 1);
         await server.StartAsync(ct);
         await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(server.Settings));
-        var open = new RedisSlidingWindowRateLimiter(redis, new SlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailOpen });
-        var closed = new RedisSlidingWindowRateLimiter(redis, new SlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailClosed });
+        var open = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailOpen });
+        var closed = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailClosed });
         var locks = new RedisLockProvider(redis, new RedisLockOptions { Expiry = TimeSpan.FromSeconds(5) });
-        await using var cache = await RedisCache.CreateAsync(redis, new RedisCacheOptions { UseL1 = true, FailSafe = true, L1Ttl = TimeSpan.FromMilliseconds(1) }, ct);
+        await using var cache = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { UseL1 = true, FailSafe = true, L1Ttl = TimeSpan.FromMilliseconds(1) }, ct);
 
         // Up: real decisions, a real lock, a cached value.
         Assert.False((await open.TryAcquireAsync("k", 1, ct)).IsFallback);

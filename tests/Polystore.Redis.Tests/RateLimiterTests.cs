@@ -12,7 +12,7 @@ public sealed class RateLimiterTests
     private readonly string _prefix = TestServers.UniqueName("rl");
 
     private RedisSlidingWindowRateLimiter Limiter(IConnectionMultiplexer redis, int limit, TimeSpan window, RedisFailureMode mode = RedisFailureMode.FailClosed) =>
-        new(redis, new SlidingWindowOptions { PermitLimit = limit, Window = window, KeyPrefix = _prefix, OnRedisFailure = mode });
+        new(redis, new RedisSlidingWindowOptions { PermitLimit = limit, Window = window, KeyPrefix = _prefix, OnRedisFailure = mode });
 
     /// <summary>For every admitted timestamp t: admitted entries in (t - window, t] never exceed the limit.</summary>
     private static void AssertNeverOverLimit(IEnumerable<long> admittedMicros, long windowMicros, int limit)
@@ -116,7 +116,7 @@ public sealed class RateLimiterTests
         // 3 decisions of 2 permits on one key must still leave 6 distinct entries and count down 10, 8, 6.
         var db = RedisServers.Get(kind).GetDatabase();
         var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "batch");
-        var result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(db, [log, log, log], [60_000_000, 12, 2, 2, 2]))!;
+        var result = (RedisResult[])(await RedisSlidingWindowRateLimiter.Script.EvaluateAsync(db, [log, log, log], [60_000_000, 12, 2, 2, 2]))!;
         Assert.Equal([10L, 8L, 6L], result.Skip(1).Select(r => (long)r));
         Assert.Equal(6, await db.SortedSetLengthAsync(log));
         var scores = await db.SortedSetRangeByRankWithScoresAsync(log);
@@ -302,9 +302,9 @@ public sealed class RateLimiterTests
         var server = admin.GetServers().Single();
         var limiter = Limiter(redis, 5, TimeSpan.FromSeconds(10));
         await server.ScriptFlushAsync();
-        Assert.False(await server.ScriptExistsAsync(SlidingWindowScript.Script.Sha1));
+        Assert.False(await server.ScriptExistsAsync(RedisSlidingWindowRateLimiter.Script.Sha1));
         Assert.True((await limiter.TryAcquireAsync("noscript", 1, ct)).Allowed);
-        Assert.True(await server.ScriptExistsAsync(SlidingWindowScript.Script.Sha1));
+        Assert.True(await server.ScriptExistsAsync(RedisSlidingWindowRateLimiter.Script.Sha1));
         Assert.Equal(3, (await limiter.TryAcquireAsync("noscript", 1, ct)).Remaining);
     }
 
@@ -319,9 +319,9 @@ public sealed class RateLimiterTests
     [Fact]
     public void Bad_options_name_the_option()
     {
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new SlidingWindowOptions { PermitLimit = 0 }));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new RedisSlidingWindowOptions { PermitLimit = 0 }));
         Assert.Equal("PermitLimit", e.ParamName);
-        var p = Assert.Throws<ArgumentException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new SlidingWindowOptions { KeyPrefix = "a{b}" }));
+        var p = Assert.Throws<ArgumentException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new RedisSlidingWindowOptions { KeyPrefix = "a{b}" }));
         Assert.Equal("KeyPrefix", p.ParamName);
     }
 }
