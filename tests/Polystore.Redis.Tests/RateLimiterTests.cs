@@ -328,8 +328,10 @@ public sealed class RateLimiterTests
     public async Task Cancelling_while_Redis_has_not_answered_stops_the_wait_and_the_decision_is_still_taken()
     {
         var ct = TestContext.Current.CancellationToken;
-        // A server of its own, paused for writes (scripts included) while the calls are on the wire.
-        await using var server = await ThrowawayRedis.LaunchAsync();
+        // A server of its own, paused for writes (scripts included) while the calls are on the wire; the client
+        // timeout is long, so no call gives up (and falls back) on its own while the server is paused.
+        await using var server = new ThrowawayRedis(timeoutSeconds: 60);
+        await server.StartAsync(ct);
         var adminOptions = RedisDriverSettings.Build(server.Settings);
         adminOptions.AllowAdmin = true;
         await using var admin = await ConnectionMultiplexer.ConnectAsync(adminOptions);
