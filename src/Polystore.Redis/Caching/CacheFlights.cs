@@ -3,43 +3,41 @@ using System.Collections.Concurrent;
 namespace Polystore.Redis.Caching;
 
 /// <summary>
-/// Stampede protection: at most one load per key runs at a time in this process, and every caller that asks
-/// for the key meanwhile joins it and gets its outcome (value or exception). The load is removed once it ends,
-/// so the next caller starts a new one.
+/// Stampede protection: at most one load per key is in progress at a time in this process, and every caller that
+/// asks for the key meanwhile joins it and gets its outcome (value or exception). A load is removed before its
+/// outcome is handed out, so a caller that arrives afterwards starts a new one.
 /// </summary>
 internal sealed class CacheFlights
 {
     private readonly ConcurrentDictionary<string, Task<CachedValue>> _flights = new(StringComparer.Ordinal);
 
     /// <summary>
-    /// Joins the load of <paramref name="key"/> in progress, or starts <paramref name="load"/> with
-    /// <paramref name="state"/> (a struct and a static lambda, so joining allocates nothing of its own).
+    /// Returns the load of <paramref name="key"/> in progress, or registers a new one: then <paramref name="started"/>
+    /// is set, and the caller runs the load and ends it with <see cref="Complete"/> or <see cref="Fail"/>.
     /// </summary>
-    public Task<CachedValue> Join<TState>(string key, TState state, Func<string, TState, Task<CachedValue>> load)
+    public Task<CachedValue> Join(string key, out TaskCompletionSource<CachedValue>? started)
     {
         Task<CachedValue>? flight;
         while (!_flights.TryGetValue(key, out flight))
         {
             var tcs = new TaskCompletionSource<CachedValue>(TaskCreationOptions.RunContinuationsAsynchronously);
             if (!_flights.TryAdd(key, tcs.Task)) continue;
-            _ = RunAsync(key, state, load, tcs);
+            started = tcs;
             return tcs.Task;
         }
+        started = null;
         return flight;
     }
 
-    private async Task RunAsync<TState>(string key, TState state, Func<string, TState, Task<CachedValue>> load, TaskCompletionSource<CachedValue> tcs)
+    public void Complete(string key, TaskCompletionSource<CachedValue> load, CachedValue result)
     {
-        try
-        {
-            var result = await load(key, state).ConfigureAwait(false);
-            _flights.TryRemove(new KeyValuePair<string, Task<CachedValue>>(key, tcs.Task));
-            tcs.SetResult(result);
-        }
-        catch (Exception e)
-        {
-            _flights.TryRemove(new KeyValuePair<string, Task<CachedValue>>(key, tcs.Task));
-            tcs.SetException(e);
-        }
+        _flights.TryRemove(new KeyValuePair<string, Task<CachedValue>>(key, load.Task));
+        load.SetResult(result);
+    }
+
+    public void Fail(string key, TaskCompletionSource<CachedValue> load, Exception error)
+    {
+        _flights.TryRemove(new KeyValuePair<string, Task<CachedValue>>(key, load.Task));
+        load.SetException(error);
     }
 }

@@ -179,9 +179,23 @@ public sealed class RedisTieredCache : IAsyncDisposable
 
     private async Task<T?> SlowGetOrSetAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? stale, CancellationToken cancellationToken)
     {
-        var flight = _flights.Join(key, new Load<T>(this, factory, entry, stale), static (key, load) => load.Cache.LoadAsync(key, load.Factory, load.Entry, load.Stale));
+        var flight = _flights.Join(key, out var started);
+        if (started is not null) _ = RunFlightAsync(key, factory, entry, stale, started);
         var loaded = await flight.WaitAsync(cancellationToken).ConfigureAwait(false);
         return loaded.Missing ? default : (T?)loaded.Value;
+    }
+
+    private async Task RunFlightAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? staleL1, TaskCompletionSource<CachedValue> flight)
+    {
+        try
+        {
+            var result = await LoadAsync(key, factory, entry, staleL1).ConfigureAwait(false);
+            _flights.Complete(key, flight, result);
+        }
+        catch (Exception e)
+        {
+            _flights.Fail(key, flight, e);
+        }
     }
 
     private async Task<CachedValue> LoadAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? staleL1)
@@ -254,6 +268,4 @@ public sealed class RedisTieredCache : IAsyncDisposable
             RedisMetrics.RecordCacheFallback("remove");
         }
     }
-
-    private readonly record struct Load<T>(RedisTieredCache Cache, Func<CancellationToken, Task<T?>> Factory, CacheEntryOptions? Entry, L1Entry? Stale);
 }
