@@ -24,4 +24,7 @@ public static class RedisMetrics
     internal static readonly Counter<long> CacheFallbackCounter = Meter.CreateCounter<long>(CacheFallbacks, description: "Cache operations that continued without Redis.");
 
     internal static readonly Counter<long> LockLostCounter = Meter.CreateCounter<long>(LocksLost, description: "Lock leases lost before release.");
+
+    internal static void RecordCacheFallback(string operation) =>
+        CacheFallbackCounter.Add(1, new KeyValuePair<string, object?>("operation", operation));
 }

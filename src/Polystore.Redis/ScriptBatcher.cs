@@ -12,12 +12,12 @@ namespace Polystore.Redis;
 internal sealed class ScriptBatcher
 {
     private readonly IConnectionMultiplexer _redis;
-    private readonly RedisLuaScript _script;
+    private readonly RedisScript _script;
     private readonly RedisValue[] _shared;
     private readonly int _resultsPerItem;
     private readonly SlotCoalescer<Item> _coalescer;
 
-    public ScriptBatcher(IConnectionMultiplexer redis, RedisLuaScript script, RedisValue[] shared, int resultsPerItem)
+    public ScriptBatcher(IConnectionMultiplexer redis, RedisScript script, RedisValue[] shared, int resultsPerItem)
     {
         _redis = redis;
         _script = script;

@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Text;
+using Microsoft.Extensions.Time.Testing;
 using Polystore.Redis.Caching;
 using Polystore.Testing;
 using StackExchange.Redis;
@@ -12,8 +13,9 @@ public sealed class CacheTests
 {
     private readonly string _prefix = TestServers.UniqueName("cache");
 
-    private Task<RedisCache> Cache(IConnectionMultiplexer redis, bool l1 = false, TimeSpan? negative = null, bool failSafe = false, ICacheSerializer? serializer = null, double jitter = 0.1) =>
-        RedisCache.CreateAsync(redis, new RedisCacheOptions
+    private Task<RedisTieredCache> Cache(IConnectionMultiplexer redis, bool l1 = false, TimeSpan? negative = null, bool failSafe = false, ICacheSerializer? serializer = null, double jitter = 0.1,
+        TimeProvider? time = null, TimeSpan? l1Ttl = null) =>
+        RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions
         {
             KeyPrefix = _prefix,
             UseL1 = l1,
@@ -21,7 +23,12 @@ public sealed class CacheTests
             FailSafe = failSafe,
             JitterFraction = jitter,
             Serializer = serializer ?? new SystemTextJsonCacheSerializer(),
+            TimeProvider = time ?? TimeProvider.System,
+            L1Ttl = l1Ttl ?? TimeSpan.FromSeconds(30),
         }, TestContext.Current.CancellationToken);
+
+    // A fake clock that starts at the real time, so entries written with it look normal in Redis.
+    private static FakeTimeProvider Clock() => new(DateTimeOffset.UtcNow);
 
     [Theory]
     [InlineData("standalone", false, 64)]
@@ -34,18 +41,25 @@ public sealed class CacheTests
         var ct = TestContext.Current.CancellationToken;
         await using var cache = await Cache(RedisServers.Get(kind), l1);
         var calls = 0;
+        var joined = 0;
         var start = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var callerTasks = Enumerable.Range(0, callers).Select(_ => Task.Run(async () =>
         {
             await start.Task;
-            return await cache.GetOrSetAsync<User>("user:42", async _ =>
+            var pending = cache.GetOrSetAsync<User>("user:42", async _ =>
             {
                 Interlocked.Increment(ref calls);
-                await Task.Delay(50, ct);
+                await release.Task;
                 return new User(42, "Ada");
             }, cancellationToken: ct);
+            Interlocked.Increment(ref joined);
+            return await pending;
         }, ct)).ToArray();
         start.SetResult();
+        // The factory cannot finish before every caller has asked: they all miss the key at once.
+        await Poll.UntilAsync(() => Volatile.Read(ref joined) == callers, "every caller to ask for the key", ct);
+        release.SetResult();
         var results = await Task.WhenAll(callerTasks);
         Assert.Equal(1, calls);
         Assert.Equal(1, cache.FactoryCalls);
@@ -59,12 +73,18 @@ public sealed class CacheTests
         var ct = TestContext.Current.CancellationToken;
         await using var cache = await Cache(RedisServers.Standalone, l1: true);
         var calls = new int[16];
-        await Task.WhenAll(Enumerable.Range(0, 256).Select(i => Task.Run(async () =>
+        var joined = 0;
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var callers = Enumerable.Range(0, 256).Select(i => Task.Run(async () =>
         {
             var k = i % 16;
-            var v = await cache.GetOrSetAsync($"k{k}", async _ => { Interlocked.Increment(ref calls[k]); await Task.Delay(20, ct); return $"v{k}"; }, cancellationToken: ct);
-            Assert.Equal($"v{k}", v);
-        }, ct)));
+            var pending = cache.GetOrSetAsync($"k{k}", async _ => { Interlocked.Increment(ref calls[k]); await release.Task; return $"v{k}"; }, cancellationToken: ct);
+            Interlocked.Increment(ref joined);
+            Assert.Equal($"v{k}", await pending);
+        }, ct)).ToArray();
+        await Poll.UntilAsync(() => Volatile.Read(ref joined) == 256, "every caller to ask for its key", ct);
+        release.SetResult();
+        await Task.WhenAll(callers);
         Assert.All(calls, c => Assert.Equal(1, c));
     }
 
@@ -104,18 +124,21 @@ public sealed class CacheTests
     public async Task Fail_safe_serves_the_last_value_when_the_factory_fails(bool l1)
     {
         var ct = TestContext.Current.CancellationToken;
-        await using var safe = await Cache(RedisServers.Standalone, l1: l1, failSafe: true, jitter: 0);
-        var shortTtl = new CacheEntryOptions { Ttl = TimeSpan.FromMilliseconds(100) };
-        Assert.Equal("v1", await safe.GetOrSetAsync("fs", _ => Task.FromResult<string?>("v1"), shortTtl, ct));
-        await Task.Delay(200, ct);
-        Assert.Equal("v1", await safe.GetOrSetAsync<string>("fs", _ => throw new InvalidOperationException("source down"), shortTtl, ct));
-        Assert.Equal("v2", await safe.GetOrSetAsync("fs", _ => Task.FromResult<string?>("v2"), shortTtl, ct));
+        var time = Clock();
+        var ttl = new CacheEntryOptions { Ttl = TimeSpan.FromMinutes(1) };
+        Func<CancellationToken, Task<string?>> sourceDown = _ => throw new InvalidOperationException("source down");
+        await using var safe = await Cache(RedisServers.Standalone, l1: l1, failSafe: true, jitter: 0, time: time);
+        Assert.Equal("v1", await safe.GetOrSetAsync("fs", _ => Task.FromResult<string?>("v1"), ttl, ct));
+        Assert.Equal("v1", await safe.GetOrSetAsync("fs", sourceDown, ttl, ct)); // fresh: the factory is not called
+        time.Advance(TimeSpan.FromMinutes(2));
+        Assert.Equal("v1", await safe.GetOrSetAsync("fs", sourceDown, ttl, ct)); // expired, factory fails: the last value
+        Assert.Equal(2, safe.FactoryCalls);
+        Assert.Equal("v2", await safe.GetOrSetAsync("fs", _ => Task.FromResult<string?>("v2"), ttl, ct));
 
-        await using var strict = await Cache(RedisServers.Standalone, jitter: 0);
-        Assert.Equal("v1", await strict.GetOrSetAsync("strict", _ => Task.FromResult<string?>("v1"), shortTtl, ct));
-        await Task.Delay(200, ct);
-        await Assert.ThrowsAsync<InvalidOperationException>(async () =>
-            await strict.GetOrSetAsync<string>("strict", _ => throw new InvalidOperationException("source down"), shortTtl, ct));
+        await using var strict = await Cache(RedisServers.Standalone, jitter: 0, time: time);
+        Assert.Equal("v1", await strict.GetOrSetAsync("strict", _ => Task.FromResult<string?>("v1"), ttl, ct));
+        time.Advance(TimeSpan.FromMinutes(2));
+        await Assert.ThrowsAsync<InvalidOperationException>(async () => await strict.GetOrSetAsync("strict", sourceDown, ttl, ct));
     }
 
     private sealed class Utf8Serializer : ICacheSerializer
@@ -225,10 +248,40 @@ public sealed class CacheTests
         Assert.Equal((true, 2), await cache.TryGetAsync<int>("untagged", ct));
     }
 
-    private static async Task EventuallyAsync(Func<Task<bool>> condition, CancellationToken ct)
+    [Fact]
+    public async Task An_L1_copy_is_served_for_L1Ttl_then_the_value_in_Redis()
     {
-        for (var i = 0; i < 200 && !await condition(); i++) await Task.Delay(25, ct);
-        Assert.True(await condition(), "the invalidation never arrived");
+        var ct = TestContext.Current.CancellationToken;
+        var time = Clock();
+        await using var reader = await Cache(RedisServers.Standalone, l1: true, time: time, l1Ttl: TimeSpan.FromSeconds(10));
+        // A writer without L1 broadcasts nothing: only the L1 lifetime ends the reader's copy.
+        await using var writer = await Cache(RedisServers.Standalone, time: time);
+        Assert.Equal("v1", await reader.GetOrSetAsync("k", _ => Task.FromResult<string?>("v1"), cancellationToken: ct));
+        await writer.SetAsync("k", "v2", cancellationToken: ct);
+        Assert.Equal((true, "v2"), await writer.TryGetAsync<string>("k", ct));
+
+        time.Advance(TimeSpan.FromSeconds(9));
+        Assert.Equal((true, "v1"), await reader.TryGetAsync<string>("k", ct));
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal((true, "v2"), await reader.TryGetAsync<string>("k", ct));
+        Assert.Equal("v2", await reader.GetOrSetAsync("k", _ => Task.FromResult<string?>("never"), cancellationToken: ct));
+        Assert.Equal(1, reader.FactoryCalls);
+    }
+
+    [Fact]
+    public async Task An_L1_copy_is_not_fresh_past_its_entry_ttl()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var time = Clock();
+        await using var cache = await Cache(RedisServers.Standalone, l1: true, jitter: 0, time: time, l1Ttl: TimeSpan.FromMinutes(10));
+        var ttl = new CacheEntryOptions { Ttl = TimeSpan.FromSeconds(5) };
+        Assert.Equal("v1", await cache.GetOrSetAsync("short", _ => Task.FromResult<string?>("v1"), ttl, ct));
+        time.Advance(TimeSpan.FromSeconds(4));
+        Assert.Equal("v1", await cache.GetOrSetAsync("short", _ => Task.FromResult<string?>("v2"), ttl, ct));
+        time.Advance(TimeSpan.FromSeconds(2));
+        Assert.Equal((false, null), await cache.TryGetAsync<string>("short", ct));
+        Assert.Equal("v2", await cache.GetOrSetAsync("short", _ => Task.FromResult<string?>("v2"), ttl, ct));
+        Assert.Equal(2, cache.FactoryCalls);
     }
 
     [Fact]
@@ -250,30 +303,88 @@ public sealed class CacheTests
 
         // A writes: B drops its L1 copy and reads the new value.
         await a.SetAsync("item", "v2", cancellationToken: ct);
-        await EventuallyAsync(async () => (await b.TryGetAsync<string>("item", ct)).Value == "v2", ct);
+        await Poll.UntilAsync(async () => (await b.TryGetAsync<string>("item", ct)).Value == "v2", "B to see A's write", ct);
 
         // A removes by key, by tag and by prefix: B's L1 copies go too.
         await b.GetOrSetAsync("item", _ => Task.FromResult<string?>("never"), cancellationToken: ct);
         await a.RemoveAsync("item", ct);
-        await EventuallyAsync(async () => !(await b.TryGetAsync<string>("item", ct)).Found, ct);
+        await Poll.UntilAsync(async () => !(await b.TryGetAsync<string>("item", ct)).Found, "B to drop the key A removed", ct);
 
         await a.SetAsync("t1", "x", new CacheEntryOptions { Tags = ["grp"] }, ct);
         Assert.Equal("x", await b.GetOrSetAsync("t1", _ => Task.FromResult<string?>("never"), new CacheEntryOptions { Tags = ["grp"] }, ct));
         await db.KeyDeleteAsync(a.RedisKeyOf("t1"));
         await a.RemoveByTagAsync("grp", ct);
-        await EventuallyAsync(async () => !(await b.TryGetAsync<string>("t1", ct)).Found, ct);
+        await Poll.UntilAsync(async () => !(await b.TryGetAsync<string>("t1", ct)).Found, "B to drop the entry of the tag A removed", ct);
 
         await a.SetAsync("p:1", "y", cancellationToken: ct);
         Assert.Equal("y", await b.GetOrSetAsync("p:1", _ => Task.FromResult<string?>("never"), cancellationToken: ct));
         await a.RemoveByPrefixAsync("p:", ct);
-        await EventuallyAsync(async () => !(await b.TryGetAsync<string>("p:1", ct)).Found, ct);
+        await Poll.UntilAsync(async () => !(await b.TryGetAsync<string>("p:1", ct)).Found, "B to drop the entry of the prefix A removed", ct);
         Assert.Equal(0, b.FactoryCalls);
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_caller_that_cancels_stops_waiting_while_a_merged_caller_gets_the_value_and_it_is_cached(bool l1)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var cache = await Cache(RedisServers.Standalone, l1: l1);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var factoryToken = new CancellationToken(canceled: true);
+        using var first = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var a = cache.GetOrSetAsync<string>("c", async token =>
+        {
+            factoryToken = token;
+            await release.Task.WaitAsync(token); // a factory that honours its token
+            return "v";
+        }, cancellationToken: first.Token).AsTask();
+        var b = cache.GetOrSetAsync<string>("c", _ => throw new InvalidOperationException("a second factory ran"), cancellationToken: ct).AsTask();
+
+        await first.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Poll.WithinAsync(a, "the cancelled caller"));
+        Assert.False(b.IsCompleted, $"the merged caller ended with the first caller's cancellation: {b.Status}");
+        release.SetResult();
+        Assert.Equal("v", await Poll.WithinAsync(b, "the merged caller"));
+        Assert.False(factoryToken.CanBeCanceled, "the factory got a caller's token");
+        Assert.Equal(1, cache.FactoryCalls);
+        Assert.Equal((true, "v"), await cache.TryGetAsync<string>("c", ct));
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_cancelled_factory_fails_every_merged_caller_and_caches_nothing(bool l1)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // With negative caching on, a failed load must not be mistaken for "known missing" either.
+        await using var cache = await Cache(RedisServers.Standalone, l1: l1, negative: TimeSpan.FromMinutes(1));
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var query = new CancellationTokenSource();
+        Func<CancellationToken, Task<string?>> cancelled = async _ =>
+        {
+            await release.Task;
+            query.Token.ThrowIfCancellationRequested(); // e.g. the factory's database command was cancelled
+            return "never";
+        };
+        var a = cache.GetOrSetAsync("x", cancelled, cancellationToken: ct).AsTask();
+        var b = cache.GetOrSetAsync<string>("x", _ => throw new InvalidOperationException("a second factory ran"), cancellationToken: ct).AsTask();
+        await query.CancelAsync();
+        release.SetResult();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Poll.WithinAsync(a, "the caller"));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Poll.WithinAsync(b, "the merged caller"));
+        Assert.Equal(1, cache.FactoryCalls);
+        Assert.Equal((false, null), await cache.TryGetAsync<string>("x", ct));
+        Assert.False(await RedisServers.Standalone.GetDatabase().KeyExistsAsync(cache.RedisKeyOf("x")));
+        Assert.Equal("v", await cache.GetOrSetAsync("x", _ => Task.FromResult<string?>("v"), cancellationToken: ct));
+        Assert.Equal(2, cache.FactoryCalls);
     }
 
     [Fact]
     public async Task Bad_options_name_the_option()
     {
-        var e = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => RedisCache.CreateAsync(RedisServers.Standalone, new RedisCacheOptions { JitterFraction = 2 }, TestContext.Current.CancellationToken));
+        var e = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => RedisTieredCache.CreateAsync(RedisServers.Standalone, new RedisTieredCacheOptions { JitterFraction = 2 }, TestContext.Current.CancellationToken));
         Assert.Equal("JitterFraction", e.ParamName);
     }
 }

@@ -1,28 +1,17 @@
-using Polystore.Testing;
 using System.Collections.Concurrent;
-using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
-using Polystore.Core.Configuration;
+using Microsoft.Extensions.Time.Testing;
 using Polystore.Redis.Caching;
 using Polystore.Redis.Locking;
 using Polystore.Redis.RateLimiting;
+using Polystore.Testing;
 using StackExchange.Redis;
 
 namespace Polystore.Redis.Tests;
 
 public sealed class FaultTests
 {
-    private static async Task UntilAsync(Func<Task<bool>> condition, string what, CancellationToken ct)
-    {
-        var sw = Stopwatch.StartNew();
-        while (sw.Elapsed < TimeSpan.FromSeconds(30))
-        {
-            if (await condition()) return;
-            await Task.Delay(100, ct);
-        }
-        Assert.Fail($"timed out waiting for {what}");
-    }
+    private static Task UntilAsync(Func<Task<bool>> condition, string what, CancellationToken ct) =>
+        Poll.UntilAsync(condition, what, ct, TimeSpan.FromSeconds(30));
 
     [Fact]
     public async Task Redis_stopped_mid_run_falls_back_as_configured_then_recovers_without_a_restart()
@@ -31,10 +20,11 @@ public sealed class FaultTests
         using var server = new ThrowawayRedis("fault-" + Guid.NewGuid().ToString("N")[..12], timeoutSeconds: 1);
         await server.StartAsync(ct);
         await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(server.Settings));
-        var open = new RedisSlidingWindowRateLimiter(redis, new SlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailOpen });
-        var closed = new RedisSlidingWindowRateLimiter(redis, new SlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailClosed });
+        var open = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailOpen });
+        var closed = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = 1000, Window = TimeSpan.FromSeconds(10), OnRedisFailure = RedisFailureMode.FailClosed });
         var locks = new RedisLockProvider(redis, new RedisLockOptions { Expiry = TimeSpan.FromSeconds(5) });
-        await using var cache = await RedisCache.CreateAsync(redis, new RedisCacheOptions { UseL1 = true, FailSafe = true, L1Ttl = TimeSpan.FromMilliseconds(1) }, ct);
+        var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var cache = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { UseL1 = true, FailSafe = true, L1Ttl = TimeSpan.FromMilliseconds(1), TimeProvider = time }, ct);
 
         // Up: real decisions, a real lock, a cached value.
         Assert.False((await open.TryAcquireAsync("k", 1, ct)).IsFallback);
@@ -65,8 +55,9 @@ public sealed class FaultTests
         Assert.Equal((true, false), (c.IsFallback, c.Allowed));
         // The lock cannot be taken and says so (never a false "acquired").
         await Assert.ThrowsAnyAsync<RedisException>(async () => await locks.TryAcquireAsync("r", TimeSpan.Zero, ct));
-        // The cache keeps answering: the factory still serves, and when it fails too, fail-safe serves the last value.
-        await Task.Delay(5, ct);
+        // The cache keeps answering: the factory still serves, and when it fails too, fail-safe serves the last value
+        // (the L1 copy, past its L1 lifetime, so the call does try Redis and the factory first).
+        time.Advance(TimeSpan.FromSeconds(1));
         Assert.Equal("v2", await cache.GetOrSetAsync("c2", _ => Task.FromResult<string?>("v2"), cancellationToken: ct));
         Assert.Equal("v1", await cache.GetOrSetAsync<string>("c", _ => throw new InvalidOperationException("source down too"), cancellationToken: ct));
 
@@ -80,7 +71,13 @@ public sealed class FaultTests
         Assert.Equal("v3", await cache.GetOrSetAsync("c3", _ => Task.FromResult<string?>("v3"), cancellationToken: ct));
         Assert.Equal((true, "v3"), await cache.TryGetAsync<string>("c3", ct));
 
-        await Task.Delay(100, ct);
+        bool StreamRecovered()
+        {
+            var sofar = outcomes.ToArray();
+            var fallback = Array.FindIndex(sofar, x => x.Fallback);
+            return fallback >= 0 && sofar[fallback..].Any(x => !x.Fallback && x.Allowed);
+        }
+        await UntilAsync(() => Task.FromResult(StreamRecovered()), "the stream of limiter calls to reach Redis again", ct);
         await stop.CancelAsync();
         await stream;
         var seen = outcomes.ToArray();

@@ -18,16 +18,24 @@ public sealed class LockTests
             MaxHoldTime = maxHold,
         });
 
-    private static async Task WaitForLossAsync(RedisLock held, CancellationToken ct)
+    private static async Task WaitForLossAsync(RedisLock held)
     {
-        try
-        {
-            await Task.Delay(TimeSpan.FromSeconds(30), CancellationTokenSource.CreateLinkedTokenSource(ct, held.LostToken).Token);
-        }
-        catch (OperationCanceledException) when (held.LostToken.IsCancellationRequested)
-        {
-        }
-        Assert.True(held.LostToken.IsCancellationRequested, "the lease should have been reported lost");
+        var lost = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using (held.LostToken.Register(() => lost.TrySetResult()))
+            await Poll.WithinAsync(lost.Task, "the report that the lease was lost", TimeSpan.FromSeconds(30));
+        Assert.False(held.IsHeld);
+    }
+
+    // One atomic look at the server: its clock (ms) and whether the key exists, at the same instant.
+    private static readonly RedisScript ClockAndExists = new("""
+        local t = redis.call('TIME')
+        return { tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), redis.call('EXISTS', KEYS[1]) }
+        """);
+
+    private static async Task<(long NowMs, bool Exists)> ClockAndExistsAsync(IDatabaseAsync db, RedisKey key)
+    {
+        var r = (RedisResult[])(await ClockAndExists.EvaluateAsync(db, [key], []))!;
+        return ((long)r[0], (long)r[1] == 1);
     }
 
     [Theory]
@@ -91,7 +99,7 @@ public sealed class LockTests
         var ct = TestContext.Current.CancellationToken;
         var shortLocks = Provider(RedisServers.Standalone, expiry: TimeSpan.FromMilliseconds(150));
         var old = await shortLocks.AcquireAsync("expiring", TimeSpan.Zero, ct);
-        await WaitForLossAsync(old, ct);
+        await WaitForLossAsync(old);
         Assert.False(old.IsHeld);
         var next = await Provider(RedisServers.Standalone).AcquireAsync("expiring", TimeSpan.FromSeconds(10), ct);
         Assert.True(next.FencingToken > old.FencingToken);
@@ -154,17 +162,69 @@ public sealed class LockTests
     public async Task Auto_extension_keeps_the_lease_past_its_expiry_until_the_cap()
     {
         var ct = TestContext.Current.CancellationToken;
-        var locks = Provider(RedisServers.Standalone, expiry: TimeSpan.FromMilliseconds(300), autoExtend: true,
-            interval: TimeSpan.FromMilliseconds(60), maxHold: TimeSpan.FromMilliseconds(1200));
+        var expiry = TimeSpan.FromSeconds(1);
+        var locks = Provider(RedisServers.Standalone, expiry: expiry, autoExtend: true,
+            interval: TimeSpan.FromMilliseconds(100), maxHold: TimeSpan.FromSeconds(3));
+        var db = RedisServers.Standalone.GetDatabase();
+        RedisKey lockKey = RedisKeys.Tagged(_prefix, "extended", ":lock");
         var held = await locks.AcquireAsync("extended", TimeSpan.Zero, ct);
-        await Task.Delay(600, ct); // twice the expiry: only extension can have kept it
+        // Without extension the key is gone by (server time now) + expiry: it was set before this reading's instant.
+        var (acquiredBy, _) = await ClockAndExistsAsync(db, lockKey);
+        var lapseWithoutExtension = acquiredBy + (long)expiry.TotalMilliseconds;
+
+        // Watch the server until its clock is half an expiry past that point: the key must be there at every look.
+        var target = lapseWithoutExtension + (long)(expiry.TotalMilliseconds / 2);
+        long serverNow;
+        do
+        {
+            (serverNow, var exists) = await ClockAndExistsAsync(db, lockKey);
+            Assert.True(exists, $"the lease lapsed at server time {serverNow} ms ({serverNow - acquiredBy} ms after the acquire) although auto-extension was on");
+            if (serverNow < target) await Task.Delay(20, ct);
+        }
+        while (serverNow < target);
+        Assert.True(held.IsHeld);
+        Assert.False(held.LostToken.IsCancellationRequested);
         var other = Provider(RedisServers.Standalone);
-        if (!held.LostToken.IsCancellationRequested) Assert.Null(await other.TryAcquireAsync("extended", TimeSpan.Zero, ct));
+        Assert.Null(await other.TryAcquireAsync("extended", TimeSpan.Zero, ct));
+
         // The cap stops extension, the lease runs out and the loss is reported.
-        await WaitForLossAsync(held, ct);
+        await WaitForLossAsync(held);
         await using var next = await other.AcquireAsync("extended", TimeSpan.FromSeconds(5), ct);
         Assert.True(next.FencingToken > held.FencingToken);
         Assert.False(await held.ReleaseAsync(ct));
+    }
+
+    [Fact]
+    public async Task A_waiting_acquire_that_is_cancelled_throws_and_never_takes_the_lock()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Standalone, expiry: TimeSpan.FromMinutes(1));
+        var holder = await locks.AcquireAsync("contended", TimeSpan.Zero, ct);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        var waiting = locks.TryAcquireAsync("contended", Timeout.InfiniteTimeSpan, cts.Token).AsTask();
+        // Attempts from one provider are answered in queue order: once this one is refused, so was the waiter's first.
+        Assert.Null(await locks.TryAcquireAsync("contended", TimeSpan.Zero, ct));
+        Assert.False(waiting.IsCompleted);
+
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Poll.WithinAsync(waiting, "the cancelled acquire"));
+        // Free it: the cancelled waiter must not take it, so the next holder gets the very next fencing token.
+        Assert.True(await holder.ReleaseAsync(ct));
+        await using var next = await Provider(RedisServers.Standalone).AcquireAsync("contended", TimeSpan.FromSeconds(5), ct);
+        Assert.Equal(holder.FencingToken + 1, next.FencingToken);
+    }
+
+    [Fact]
+    public async Task An_acquire_with_a_cancelled_token_throws_without_taking_the_lock()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Standalone);
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await locks.TryAcquireAsync("free", TimeSpan.Zero, cancelled.Token));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await locks.AcquireAsync("free", TimeSpan.FromSeconds(5), cancelled.Token));
+        await using var first = await locks.AcquireAsync("free", TimeSpan.Zero, ct);
+        Assert.Equal(1, first.FencingToken);
     }
 
     [Fact]
@@ -176,7 +236,7 @@ public sealed class LockTests
         Assert.False(held.LostToken.IsCancellationRequested);
         // Someone (an operator, a failover without persistence) deletes the key: the next extension is refused.
         await RedisServers.Standalone.GetDatabase().KeyDeleteAsync(RedisKeys.Tagged(_prefix, "stolen", ":lock"));
-        await WaitForLossAsync(held, ct);
+        await WaitForLossAsync(held);
         Assert.False(held.IsHeld);
     }
 

@@ -12,7 +12,7 @@ public sealed class RateLimiterTests
     private readonly string _prefix = TestServers.UniqueName("rl");
 
     private RedisSlidingWindowRateLimiter Limiter(IConnectionMultiplexer redis, int limit, TimeSpan window, RedisFailureMode mode = RedisFailureMode.FailClosed) =>
-        new(redis, new SlidingWindowOptions { PermitLimit = limit, Window = window, KeyPrefix = _prefix, OnRedisFailure = mode });
+        new(redis, new RedisSlidingWindowOptions { PermitLimit = limit, Window = window, KeyPrefix = _prefix, OnRedisFailure = mode });
 
     /// <summary>For every admitted timestamp t: admitted entries in (t - window, t] never exceed the limit.</summary>
     private static void AssertNeverOverLimit(IEnumerable<long> admittedMicros, long windowMicros, int limit)
@@ -101,8 +101,8 @@ public sealed class RateLimiterTests
         Assert.Equal(3, await redis.GetDatabase().SortedSetLengthAsync(RedisSlidingWindowRateLimiter.LogKey(_prefix, "k")));
         Assert.Equal(0, denied.Remaining);
         Assert.InRange(denied.RetryAfter, TimeSpan.FromTicks(1), TimeSpan.FromMilliseconds(400));
-        // Had the 50 denials been recorded, the key would stay blocked for another full window.
-        await Task.Delay(denied.RetryAfter + TimeSpan.FromMilliseconds(5), ct);
+        // The window slides: once the admitted entries leave it, a permit is free again (asking with 0 permits records nothing).
+        await Poll.UntilAsync(async () => (await limiter.TryAcquireAsync("k", 0, ct)).Allowed, "the window to slide past the admitted entries", ct);
         var after = await limiter.TryAcquireAsync("k", 1, ct);
         Assert.True(after.Allowed);
     }
@@ -116,7 +116,7 @@ public sealed class RateLimiterTests
         // 3 decisions of 2 permits on one key must still leave 6 distinct entries and count down 10, 8, 6.
         var db = RedisServers.Get(kind).GetDatabase();
         var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "batch");
-        var result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(db, [log, log, log], [60_000_000, 12, 2, 2, 2]))!;
+        var result = (RedisResult[])(await RedisSlidingWindowRateLimiter.Script.EvaluateAsync(db, [log, log, log], [60_000_000, 12, 2, 2, 2]))!;
         Assert.Equal([10L, 8L, 6L], result.Skip(1).Select(r => (long)r));
         Assert.Equal(6, await db.SortedSetLengthAsync(log));
         var scores = await db.SortedSetRangeByRankWithScoresAsync(log);
@@ -302,10 +302,64 @@ public sealed class RateLimiterTests
         var server = admin.GetServers().Single();
         var limiter = Limiter(redis, 5, TimeSpan.FromSeconds(10));
         await server.ScriptFlushAsync();
-        Assert.False(await server.ScriptExistsAsync(SlidingWindowScript.Script.Sha1));
+        Assert.False(await server.ScriptExistsAsync(RedisSlidingWindowRateLimiter.Script.Sha1));
         Assert.True((await limiter.TryAcquireAsync("noscript", 1, ct)).Allowed);
-        Assert.True(await server.ScriptExistsAsync(SlidingWindowScript.Script.Sha1));
+        Assert.True(await server.ScriptExistsAsync(RedisSlidingWindowRateLimiter.Script.Sha1));
         Assert.Equal(3, (await limiter.TryAcquireAsync("noscript", 1, ct)).Remaining);
+    }
+
+    [Fact]
+    public async Task A_cancelled_token_throws_before_anything_is_recorded()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var limiter = Limiter(RedisServers.Standalone, 5, TimeSpan.FromMinutes(1));
+        RateLimiter adapter = limiter.ForKey("cancelled");
+        using var cancelled = new CancellationTokenSource();
+        await cancelled.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await limiter.TryAcquireAsync("cancelled", 1, cancelled.Token));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await adapter.AcquireAsync(1, cancelled.Token));
+        Assert.Equal(0, await RedisServers.Standalone.GetDatabase().SortedSetLengthAsync(RedisSlidingWindowRateLimiter.LogKey(_prefix, "cancelled")));
+        var stats = adapter.GetStatistics()!;
+        Assert.Equal((0, 0), (stats.TotalSuccessfulLeases, stats.TotalFailedLeases));
+        Assert.Equal(4, (await limiter.TryAcquireAsync("cancelled", 1, ct)).Remaining);
+    }
+
+    [Fact]
+    public async Task Cancelling_while_Redis_has_not_answered_stops_the_wait_and_the_decision_is_still_taken()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // A server of its own, paused for writes (scripts included) while the calls are on the wire; the client
+        // timeout is long, so no call gives up (and falls back) on its own while the server is paused.
+        await using var server = new ThrowawayRedis(timeoutSeconds: 60);
+        await server.StartAsync(ct);
+        var adminOptions = RedisDriverSettings.Build(server.Settings);
+        adminOptions.AllowAdmin = true;
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(adminOptions);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(server.Settings));
+        var limiter = Limiter(redis, 5, TimeSpan.FromMinutes(1));
+        RateLimiter adapter = limiter.ForKey("paused");
+        Assert.True((await limiter.TryAcquireAsync("paused", 1, ct)).Allowed);
+        var adminServer = admin.GetServers().Single();
+        await adminServer.ExecuteAsync("CLIENT", "PAUSE", "30000", "WRITE");
+        try
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var direct = limiter.TryAcquireAsync("paused", 1, cts.Token).AsTask();
+            var leased = adapter.AcquireAsync(1, cts.Token).AsTask();
+            Assert.False(direct.IsCompleted || leased.IsCompleted, "Redis answered while paused");
+            await cts.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Poll.WithinAsync(direct, "the cancelled call"));
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Poll.WithinAsync(leased, "the cancelled adapter call"));
+            Assert.Equal((0, 0), (adapter.GetStatistics()!.TotalSuccessfulLeases, adapter.GetStatistics()!.TotalFailedLeases));
+        }
+        finally
+        {
+            await adminServer.ExecuteAsync("CLIENT", "UNPAUSE");
+        }
+        // Both decisions had been sent: Redis takes them once it runs again, so their permits are recorded.
+        var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "paused");
+        await Poll.UntilAsync(async () => await admin.GetDatabase().SortedSetLengthAsync(log) == 3, "the cancelled calls' decisions to be recorded", ct);
+        Assert.Equal(2, (await limiter.TryAcquireAsync("paused", 0, ct)).Remaining);
     }
 
     [Fact]
@@ -319,9 +373,9 @@ public sealed class RateLimiterTests
     [Fact]
     public void Bad_options_name_the_option()
     {
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new SlidingWindowOptions { PermitLimit = 0 }));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new RedisSlidingWindowOptions { PermitLimit = 0 }));
         Assert.Equal("PermitLimit", e.ParamName);
-        var p = Assert.Throws<ArgumentException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new SlidingWindowOptions { KeyPrefix = "a{b}" }));
+        var p = Assert.Throws<ArgumentException>(() => new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new RedisSlidingWindowOptions { KeyPrefix = "a{b}" }));
         Assert.Equal("KeyPrefix", p.ParamName);
     }
 }

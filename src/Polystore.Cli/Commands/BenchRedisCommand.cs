@@ -218,7 +218,7 @@ internal static class BenchRedisCommand
 
     private static async Task<double> LimiterPolystoreAsync(IConnectionMultiplexer redis, string prefix, TimeSpan duration)
     {
-        var limiter = new RedisSlidingWindowRateLimiter(redis, new SlidingWindowOptions { PermitLimit = PermitLimit, Window = LimiterWindow, KeyPrefix = prefix + ":rl" });
+        var limiter = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = PermitLimit, Window = LimiterWindow, KeyPrefix = prefix + ":rl" });
         var keys = KeyNames("k");
         return await ThroughputAsync(LimiterCallers, duration, async () =>
         {
@@ -283,7 +283,7 @@ internal static class BenchRedisCommand
         // The limiter's own script (loaded by the Polystore row before), EVALSHA pipelined 16 deep by 64 clients.
         List<string> args = ["-h", host, "-p", port.ToString(CultureInfo.InvariantCulture), "-c", "64", "-P", "16", "-n", requests.ToString(CultureInfo.InvariantCulture),
             "-r", Keys.ToString(CultureInfo.InvariantCulture), "--csv",
-            "EVALSHA", SlidingWindowScript.Script.Sha1Hex, "1", $"{{{prefix}:rb:__rand_int__}}:log",
+            "EVALSHA", RedisSlidingWindowRateLimiter.Script.Sha1Hex, "1", $"{{{prefix}:rb:__rand_int__}}:log",
             ((long)LimiterWindow.TotalMicroseconds).ToString(CultureInfo.InvariantCulture), PermitLimit.ToString(CultureInfo.InvariantCulture), "1"];
         // redis-benchmark takes the password only as -a; it is never printed (errors are redacted).
         if (options.Password is { Length: > 0 } pw) args.InsertRange(0, ["-a", pw]);
@@ -350,7 +350,7 @@ internal static class BenchRedisCommand
     private static async Task<Row[]> CacheL1Async(IConnectionMultiplexer redis, string prefix, TimeSpan duration)
     {
         var keys = KeyNames("user:");
-        await using var ours = await RedisCache.CreateAsync(redis, new BenchCacheOptions(prefix).L1);
+        await using var ours = await RedisTieredCache.CreateAsync(redis, new BenchCacheOptions(prefix).L1);
         using var fc = Fusion(redis, prefix);
         // The peer is also measured memory-only (no L2 configured) and its better figure is reported.
         using var fcMemory = new FusionCache(new FusionCacheOptions { CacheName = prefix + ":fcm" });
@@ -402,7 +402,7 @@ internal static class BenchRedisCommand
     private static async Task<Row[]> CacheL2Async(IConnectionMultiplexer redis, string prefix, TimeSpan duration, int rounds)
     {
         var keys = KeyNames("item:");
-        await using var ours = await RedisCache.CreateAsync(redis, new BenchCacheOptions(prefix).L2Only);
+        await using var ours = await RedisTieredCache.CreateAsync(redis, new BenchCacheOptions(prefix).L2Only);
         using var fc = Fusion(redis, prefix);
         foreach (var k in keys)
         {
@@ -427,7 +427,7 @@ internal static class BenchRedisCommand
 
     private static async Task<Row[]> StampedeAsync(IConnectionMultiplexer redis, string prefix)
     {
-        await using var ours = await RedisCache.CreateAsync(redis, new BenchCacheOptions(prefix).L1);
+        await using var ours = await RedisTieredCache.CreateAsync(redis, new BenchCacheOptions(prefix).L1);
         using var fc = Fusion(redis, prefix);
         var oursCalls = 0;
         var fusionCalls = 0;
@@ -452,9 +452,9 @@ internal static class BenchRedisCommand
 
     private sealed class BenchCacheOptions(string prefix)
     {
-        public RedisCacheOptions L1 => new() { KeyPrefix = prefix + ":pc", UseL1 = true, DefaultTtl = TimeSpan.FromMinutes(10), L1Ttl = TimeSpan.FromMinutes(10) };
+        public RedisTieredCacheOptions L1 => new() { KeyPrefix = prefix + ":pc", UseL1 = true, DefaultTtl = TimeSpan.FromMinutes(10), L1Ttl = TimeSpan.FromMinutes(10) };
 
-        public RedisCacheOptions L2Only => new() { KeyPrefix = prefix + ":pc2", DefaultTtl = TimeSpan.FromMinutes(10) };
+        public RedisTieredCacheOptions L2Only => new() { KeyPrefix = prefix + ":pc2", DefaultTtl = TimeSpan.FromMinutes(10) };
     }
 
     // ------------------------------------------------------------------ plumbing

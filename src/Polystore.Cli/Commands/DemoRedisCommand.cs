@@ -56,8 +56,8 @@ internal static class DemoRedisCommand
     private static async Task CacheAsync(IConnectionMultiplexer redis, string prefix)
     {
         AnsiConsole.MarkupLine("[bold]Cache-aside[/] (L1 in process + Redis L2; the factory stands for a 120 ms database query)");
-        await using var cache = await RedisCache.CreateAsync(redis, new RedisCacheOptions { KeyPrefix = prefix + ":cache", UseL1 = true });
-        await using var other = await RedisCache.CreateAsync(redis, new RedisCacheOptions { KeyPrefix = prefix + ":cache" });
+        await using var cache = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":cache", UseL1 = true });
+        await using var other = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":cache" });
         static async Task<string?> Load(CancellationToken _)
         {
             await Task.Delay(120);
@@ -80,7 +80,7 @@ internal static class DemoRedisCommand
     {
         const int callers = 500;
         AnsiConsole.MarkupLine($"[bold]Stampede[/]: {callers} concurrent callers ask for one missing key");
-        await using var cache = await RedisCache.CreateAsync(redis, new RedisCacheOptions { KeyPrefix = prefix + ":stampede", UseL1 = true });
+        await using var cache = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":stampede", UseL1 = true });
         var calls = 0;
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var tasks = Enumerable.Range(0, callers).Select(_ => Task.Run(async () =>
@@ -102,7 +102,7 @@ internal static class DemoRedisCommand
     private static async Task LimiterAsync(IConnectionMultiplexer redis, string prefix, CancellationToken ct)
     {
         AnsiConsole.MarkupLine("[bold]Sliding-window rate limiter[/]: 5 requests per 10 s for user ann (exact log, server time)");
-        var limiter = new RedisSlidingWindowRateLimiter(redis, new SlidingWindowOptions { PermitLimit = 5, Window = TimeSpan.FromSeconds(10), KeyPrefix = prefix + ":rl" });
+        var limiter = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = 5, Window = TimeSpan.FromSeconds(10), KeyPrefix = prefix + ":rl" });
         var table = new Table().Border(TableBorder.Rounded).AddColumns("Request", "Decision", "Remaining", "Retry after", "Window empty in");
         for (var i = 1; i <= 7; i++)
         {

@@ -1,3 +1,4 @@
+using Polystore.Redis;
 using StackExchange.Redis;
 
 namespace Polystore.Integration.Cqrs;
@@ -10,20 +11,19 @@ namespace Polystore.Integration.Cqrs;
 /// </summary>
 internal static class VersionedCache
 {
-    private static readonly LuaScript SetIfCurrentScript = LuaScript.Prepare(
-        """
-        local floor = tonumber(redis.call('GET', @floor) or '0')
-        if tonumber(@version) < floor then return 0 end
-        redis.call('SET', @key, @value, 'PX', @ttl)
+    // KEYS[1] = value key, KEYS[2] = floor key; ARGV = value, version, TTL ms.
+    private static readonly RedisScript SetIfCurrentScript = new("""
+        local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
+        if tonumber(ARGV[2]) < floor then return 0 end
+        redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
         return 1
         """);
 
-    // Raise the floor (never lower it) and drop the cached value.
-    private static readonly LuaScript InvalidateScript = LuaScript.Prepare(
-        """
-        local floor = tonumber(redis.call('GET', @floor) or '0')
-        if tonumber(@version) > floor then redis.call('SET', @floor, @version, 'PX', @ttl) end
-        return redis.call('DEL', @key)
+    // Raise the floor (never lower it) and drop the cached value. KEYS as above; ARGV = version, floor TTL ms.
+    private static readonly RedisScript InvalidateScript = new("""
+        local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
+        if tonumber(ARGV[1]) > floor then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+        return redis.call('DEL', KEYS[1])
         """);
 
     /// <summary>The value key and its floor key: <c>{prefix}{id}</c> hash-tagged so both live in one cluster slot.</summary>
@@ -32,13 +32,13 @@ internal static class VersionedCache
     public static async Task<bool> SetIfCurrentAsync(IDatabase cache, string prefix, string id, string value, long version, TimeSpan ttl)
     {
         var (key, floor) = Keys(prefix, id);
-        var result = await cache.ScriptEvaluateAsync(SetIfCurrentScript, new { key, floor, value, version, ttl = (long)ttl.TotalMilliseconds }).ConfigureAwait(false);
+        var result = await SetIfCurrentScript.EvaluateAsync(cache, [key, floor], [value, version, (long)ttl.TotalMilliseconds]).ConfigureAwait(false);
         return (int)result == 1;
     }
 
     public static Task InvalidateAsync(IDatabase cache, string prefix, string id, long version, TimeSpan floorTtl)
     {
         var (key, floor) = Keys(prefix, id);
-        return cache.ScriptEvaluateAsync(InvalidateScript, new { key, floor, version, ttl = (long)floorTtl.TotalMilliseconds });
+        return InvalidateScript.EvaluateAsync(cache, [key, floor], [version, (long)floorTtl.TotalMilliseconds]);
     }
 }

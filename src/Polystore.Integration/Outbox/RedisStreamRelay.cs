@@ -1,20 +1,21 @@
 using System.Globalization;
+using Polystore.Redis;
 using StackExchange.Redis;
 
 namespace Polystore.Integration.Outbox;
 
 /// <summary>
-/// Relays outbox events to a Redis Stream so other services consume them with consumer groups (the
-/// seed's event bus on a real engine). XADD with an approximate MAXLEN; idempotent by event id, so a
-/// redelivery after a crash adds nothing: a marker key set with NX in the same script, in the same slot.
+/// Relays outbox events to a Redis Stream so other services consume them with consumer groups. XADD with an
+/// approximate MAXLEN; idempotent by event id, so a redelivery after a crash adds nothing: a marker key set
+/// with NX in the same script, in the same slot.
 /// </summary>
 public sealed class RedisStreamRelay : IOutboxSubscriber
 {
-    private static readonly LuaScript Relay = LuaScript.Prepare(
-        """
-        if redis.call('SET', @marker, '1', 'NX', 'PX', @markerTtl) then
-          return redis.call('XADD', @stream, 'MAXLEN', '~', @maxLength, '*',
-            'event_id', @eventId, 'type', @type, 'stream', @aggregate, 'aggregate_id', @aggregateId, 'version', @version, 'payload', @payload)
+    // KEYS[1] = the event's marker, KEYS[2] = the stream; ARGV = marker TTL ms, max length, then the event's fields.
+    private static readonly RedisScript Relay = new("""
+        if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+          return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+            'event_id', ARGV[3], 'type', ARGV[4], 'stream', ARGV[5], 'aggregate_id', ARGV[6], 'version', ARGV[7], 'payload', ARGV[8])
         end
         return false
         """);
@@ -47,18 +48,8 @@ public sealed class RedisStreamRelay : IOutboxSubscriber
     public async Task HandleAsync(OutboxEvent outboxEvent, OutboxContext context, CancellationToken cancellationToken)
     {
         var id = outboxEvent.Id.ToString(CultureInfo.InvariantCulture);
-        await _redis.ScriptEvaluateAsync(Relay, new
-        {
-            marker = (RedisKey)$"{_tag}:relayed:{id}",
-            stream = (RedisKey)_tag,
-            markerTtl = _markerTtlMs,
-            maxLength = _maxLength,
-            eventId = id,
-            type = outboxEvent.Type,
-            aggregate = outboxEvent.Stream,
-            aggregateId = outboxEvent.AggregateId,
-            version = outboxEvent.Version,
-            payload = outboxEvent.PayloadJson,
-        }).ConfigureAwait(false);
+        await Relay.EvaluateAsync(_redis,
+            [$"{_tag}:relayed:{id}", _tag],
+            [_markerTtlMs, _maxLength, id, outboxEvent.Type, outboxEvent.Stream, outboxEvent.AggregateId, outboxEvent.Version, outboxEvent.PayloadJson]).ConfigureAwait(false);
     }
 }

@@ -7,10 +7,10 @@ internal static class LockScripts
     // ARGV[2d] = 'a' (acquire) or 'r' (release), ARGV[2d+1] = the holder's random token; ARGV[1] = expiry ms.
     //  - acquire: SET NX PX with the token; on success INCR the fencing counter (same slot) and return it
     //    (>= 1); on failure return -(PTTL + 1) (< 0) so the caller can bound its backoff.
-    //  - release: compare-and-delete (the seed's script): 1 when this token held it, else 0.
+    //  - release: compare-and-delete: 1 when this token held it, else 0.
     // Items run one after the other, so two for one resource in a batch behave as two calls.
     // The fence key never expires: a counter that reset would hand out tokens a downstream store had already seen.
-    public static readonly RedisLuaScript AcquireOrRelease = new("""
+    public static readonly RedisScript AcquireOrRelease = new("""
         local out = {}
         for d = 1, #KEYS / 2 do
           local lock = KEYS[2 * d - 1]
@@ -31,7 +31,7 @@ internal static class LockScripts
         """);
 
     // Compare-and-PEXPIRE: only the holder of the token may extend.
-    public static readonly RedisLuaScript Extend = new("""
+    public static readonly RedisScript Extend = new("""
         if redis.call('GET', KEYS[1]) == ARGV[1] then
           return redis.call('PEXPIRE', KEYS[1], ARGV[2])
         end

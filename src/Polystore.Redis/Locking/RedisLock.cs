@@ -167,7 +167,7 @@ public sealed class RedisLock : IAsyncDisposable
                 {
                     if (!await ExtendAsync().ConfigureAwait(false)) return;
                 }
-                catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
+                catch (Exception e) when (RedisErrors.IsUnavailable(e))
                 {
                     // Keep trying until the lease runs out; LostToken fires if Redis stays away.
                 }

@@ -20,7 +20,7 @@ public sealed class RedisSlidingWindowRateLimiter
     private readonly SlotCoalescer<Pending> _coalescer;
 
     /// <summary>Creates a limiter over <paramref name="redis"/>.</summary>
-    public RedisSlidingWindowRateLimiter(IConnectionMultiplexer redis, SlidingWindowOptions options)
+    public RedisSlidingWindowRateLimiter(IConnectionMultiplexer redis, RedisSlidingWindowOptions options)
     {
         ArgumentNullException.ThrowIfNull(redis);
         ArgumentNullException.ThrowIfNull(options);
@@ -33,9 +33,20 @@ public sealed class RedisSlidingWindowRateLimiter
     }
 
     /// <summary>The validated options.</summary>
-    public SlidingWindowOptions Options { get; }
+    public RedisSlidingWindowOptions Options { get; }
 
-    /// <summary>Tries to take <paramref name="permits"/> permits for <paramref name="key"/> (0 only asks whether one is free).</summary>
+    /// <summary>
+    /// The decision script, for tools that call it directly (such as <c>redis-benchmark</c> with EVALSHA of
+    /// <see cref="RedisScript.Sha1Hex"/>). KEYS: one <c>{prefix:key}:log</c> per decision; ARGV: the window in
+    /// µs, the permit limit, then the permits requested per key.
+    /// </summary>
+    public static RedisScript Script => SlidingWindowScript.Script;
+
+    /// <summary>
+    /// Tries to take <paramref name="permits"/> permits for <paramref name="key"/> (0 only asks whether one is free).
+    /// A token cancelled before the call throws <see cref="OperationCanceledException"/> and sends nothing; cancelling
+    /// later stops the wait only: the decision was already queued for Redis and is still taken (its permits recorded).
+    /// </summary>
     public ValueTask<RateLimitDecision> TryAcquireAsync(string key, int permits = 1, CancellationToken cancellationToken = default)
     {
         Validate(key, permits);
@@ -64,7 +75,7 @@ public sealed class RedisSlidingWindowRateLimiter
         {
             result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
         }
-        catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
+        catch (Exception e) when (RedisErrors.IsUnavailable(e))
         {
             return () =>
             {
@@ -120,7 +131,7 @@ public sealed class RedisSlidingWindowRateLimiter
             var at = 1;
             return Parse((RedisResult[])SlidingWindowScript.Script.Evaluate(_redis.GetDatabase(), keys, args)!, ref at);
         }
-        catch (Exception e) when (RedisLuaScript.IsUnavailable(e))
+        catch (Exception e) when (RedisErrors.IsUnavailable(e))
         {
             return Fallback(e);
         }

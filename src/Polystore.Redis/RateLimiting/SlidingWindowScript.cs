@@ -16,10 +16,10 @@ internal static class SlidingWindowScript
     //  - ZADD only when admitted: rejected calls never consume the window.
     //  - ZADD NX with the time as member, and on a clash (the same key twice in one batch, several permits,
     //    or a server clock that repeated or stepped back) "<time>:<d>:<i>", then '+' appended until NX
-    //    succeeds: no two admissions ever collapse into one member (the seed lost counts that way).
+    //    succeeds: no two admissions ever collapse into one member (a collapsed member would lose a count).
     //  - PEXPIREAT on every decision, admitted or not: no key is ever left without a TTL (PEXPIRE would be
     //    rewritten to PEXPIREAT for propagation on every call).
-    public static readonly RedisLuaScript Script = new("""
+    public static readonly RedisScript Script = new("""
         local window = tonumber(ARGV[1])
         local limit = tonumber(ARGV[2])
         local t = redis.call('TIME')

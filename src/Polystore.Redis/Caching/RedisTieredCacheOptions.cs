@@ -1,7 +1,7 @@
 namespace Polystore.Redis.Caching;
 
-/// <summary>Options of <see cref="RedisCache"/>.</summary>
-public sealed record RedisCacheOptions
+/// <summary>Options of <see cref="RedisTieredCache"/>.</summary>
+public sealed record RedisTieredCacheOptions
 {
     /// <summary>Prefix of every cache key (<c>prefix:key</c>), of tag sets and of the invalidation channel.</summary>
     public string KeyPrefix { get; init; } = "polystore:cache";
@@ -24,7 +24,11 @@ public sealed record RedisCacheOptions
     /// <summary>How long past its TTL a value may still be served by fail-safe.</summary>
     public TimeSpan FailSafeMaxAge { get; init; } = TimeSpan.FromHours(1);
 
-    /// <summary>Keep an in-process L1 copy; invalidations are broadcast over Redis pub/sub to every instance with the same prefix.</summary>
+    /// <summary>
+    /// Keep an in-process L1 copy. Changes are broadcast over Redis pub/sub among the instances with the same prefix
+    /// that use L1; a change made through an instance without L1 is not broadcast, so L1 copies elsewhere keep serving
+    /// the old value until their <see cref="L1Ttl"/> ends.
+    /// </summary>
     public bool UseL1 { get; init; }
 
     /// <summary>Longest time an L1 copy is trusted (bounded by the entry's TTL as well).</summary>
@@ -39,7 +43,13 @@ public sealed record RedisCacheOptions
     /// <summary>Throw Redis errors to callers instead of continuing without the cache (each such fallback is counted in <see cref="RedisMetrics.CacheFallbacks"/>).</summary>
     public bool ThrowOnRedisErrors { get; init; }
 
-    internal RedisCacheOptions Validated()
+    /// <summary>
+    /// The clock entry TTLs (when an entry stops being fresh) and L1 lifetimes are measured with. Redis removes
+    /// a key by its own clock when its physical TTL (the TTL, plus <see cref="FailSafeMaxAge"/> with fail-safe) ends.
+    /// </summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
+    internal RedisTieredCacheOptions Validated()
     {
         RedisKeys.ValidatePrefix(KeyPrefix, nameof(KeyPrefix));
         if (DefaultTtl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(DefaultTtl), DefaultTtl, $"{nameof(DefaultTtl)} must be positive.");
@@ -49,22 +59,7 @@ public sealed record RedisCacheOptions
         if (L1Ttl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(L1Ttl), L1Ttl, $"{nameof(L1Ttl)} must be positive.");
         if (L1MaxEntries < 1) throw new ArgumentOutOfRangeException(nameof(L1MaxEntries), L1MaxEntries, $"{nameof(L1MaxEntries)} must be at least 1.");
         ArgumentNullException.ThrowIfNull(Serializer, nameof(Serializer));
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
         return this with { };
     }
 }
-
-/// <summary>Per-call entry options.</summary>
-public sealed record CacheEntryOptions
-{
-    /// <summary>Time to live; default <see cref="RedisCacheOptions.DefaultTtl"/>.</summary>
-    public TimeSpan? Ttl { get; init; }
-
-    /// <summary>Tags for <see cref="RedisCache.RemoveByTagAsync"/>.</summary>
-    public IReadOnlyList<string>? Tags { get; init; }
-}
-
-/// <summary>The outcome of <see cref="RedisCache.WriteThroughAsync{T}"/>.</summary>
-/// <param name="Value">What the source write returned (the source is the truth).</param>
-/// <param name="Cached">Whether the cache now holds <paramref name="Value"/>.</param>
-/// <param name="CacheError">Why caching failed, when it did; the stale entry was then removed where Redis allowed.</param>
-public sealed record WriteThroughResult<T>(T Value, bool Cached, Exception? CacheError);

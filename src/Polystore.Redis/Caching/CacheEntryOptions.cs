@@ -1,0 +1,11 @@
+namespace Polystore.Redis.Caching;
+
+/// <summary>Per-call entry options of <see cref="RedisTieredCache"/>.</summary>
+public sealed record CacheEntryOptions
+{
+    /// <summary>Time to live; default <see cref="RedisTieredCacheOptions.DefaultTtl"/>.</summary>
+    public TimeSpan? Ttl { get; init; }
+
+    /// <summary>Tags for <see cref="RedisTieredCache.RemoveByTagAsync"/>.</summary>
+    public IReadOnlyList<string>? Tags { get; init; }
+}

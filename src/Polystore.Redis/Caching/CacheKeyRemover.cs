@@ -1,0 +1,83 @@
+using System.Text;
+using StackExchange.Redis;
+
+namespace Polystore.Redis.Caching;
+
+/// <summary>
+/// Bulk deletion for <see cref="RedisTieredCache"/>: keys matching a glob are found with SCAN on every primary
+/// (never KEYS), the members of a tag set with SSCAN, and both are deleted with UNLINK in batches of
+/// <see cref="Batch"/>, split by hash slot in a cluster.
+/// </summary>
+internal sealed class CacheKeyRemover(IConnectionMultiplexer redis)
+{
+    private const int Batch = 500;
+
+    /// <summary><paramref name="literal"/> with the Redis glob characters escaped, to match itself only.</summary>
+    public static string EscapeGlob(string literal)
+    {
+        var sb = new StringBuilder(literal.Length + 8);
+        foreach (var c in literal)
+        {
+            if (c is '*' or '?' or '[' or ']' or '\\') sb.Append('\\');
+            sb.Append(c);
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>Unlinks every key matching the glob <paramref name="pattern"/>; returns how many existed.</summary>
+    public async Task<long> RemoveMatchingAsync(string pattern, CancellationToken cancellationToken)
+    {
+        var db = redis.GetDatabase();
+        long removed = 0;
+        // In a cluster every primary holds a share of the keyspace, so each one is scanned.
+        foreach (var server in redis.GetServers())
+        {
+            if (server.IsReplica || !server.IsConnected) continue;
+            var batch = new List<RedisKey>(Batch);
+            // KeysAsync pages with SCAN (never KEYS) on every Redis since 2.8.
+            await foreach (var key in server.KeysAsync(db.Database, pattern, Batch).WithCancellation(cancellationToken).ConfigureAwait(false))
+            {
+                batch.Add(key);
+                if (batch.Count == Batch)
+                {
+                    removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
+                    batch.Clear();
+                }
+            }
+            removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
+        }
+        return removed;
+    }
+
+    /// <summary>Unlinks every key listed in the set <paramref name="tagKey"/>, then the set; returns how many listed keys existed.</summary>
+    public async Task<long> RemoveTaggedAsync(RedisKey tagKey, CancellationToken cancellationToken)
+    {
+        var db = redis.GetDatabase();
+        var batch = new List<RedisKey>(Batch);
+        long removed = 0;
+        await foreach (var member in db.SetScanAsync(tagKey, pageSize: Batch).WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            batch.Add((RedisKey)(byte[])member!);
+            if (batch.Count == Batch)
+            {
+                removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
+                batch.Clear();
+            }
+        }
+        removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
+        await db.ExecuteAsync("UNLINK", tagKey).ConfigureAwait(false);
+        return removed;
+    }
+
+    private async Task<long> UnlinkAsync(IDatabaseAsync db, List<RedisKey> keys)
+    {
+        if (keys.Count == 0) return 0;
+        // Multi-key UNLINK must stay inside one slot in a cluster: group the batch by slot.
+        var groups = redis.GetServers().Any(s => s.ServerType == ServerType.Cluster)
+            ? keys.GroupBy(k => redis.HashSlot(k)).Select(g => g.Cast<object>().ToArray())
+            : [keys.Cast<object>().ToArray()];
+        var tasks = groups.Select(g => db.ExecuteAsync("UNLINK", g)).ToArray();
+        await Task.WhenAll(tasks).ConfigureAwait(false);
+        return tasks.Sum(t => (long)t.Result);
+    }
+}

@@ -1,0 +1,84 @@
+using System.Buffers;
+using StackExchange.Redis;
+
+namespace Polystore.Redis.Caching;
+
+/// <summary>
+/// The Redis layer (L2) of <see cref="RedisTieredCache"/>: entries at <c>prefix:key</c> in
+/// <see cref="CacheEntryFormat"/>, and one set per tag at <c>prefix:__tag:tag</c> listing the keys stored with
+/// it. A tag set lives at least as long as the longest entry added to it.
+/// </summary>
+internal sealed class L2Cache
+{
+    private static readonly RedisScript TagScript = new("""
+        redis.call('SADD', KEYS[1], ARGV[1])
+        local ttl = redis.call('PTTL', KEYS[1])
+        if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+        return 1
+        """);
+
+    private readonly IConnectionMultiplexer _redis;
+    private readonly string _keyPrefix;
+    private readonly string _tagPrefix;
+    private readonly ICacheSerializer _serializer;
+    private readonly CacheClock _clock;
+    private readonly bool _throwOnRedisErrors;
+
+    public L2Cache(IConnectionMultiplexer redis, RedisTieredCacheOptions options, CacheClock clock)
+    {
+        _redis = redis;
+        _keyPrefix = options.KeyPrefix + ":";
+        _tagPrefix = options.KeyPrefix + ":__tag:";
+        _serializer = options.Serializer;
+        _clock = clock;
+        _throwOnRedisErrors = options.ThrowOnRedisErrors;
+    }
+
+    /// <summary>"prefix:" - every entry key starts with it.</summary>
+    public string KeyPrefix => _keyPrefix;
+
+    public string KeyOf(string key) => _keyPrefix + key;
+
+    public string TagKeyOf(string tag) => _tagPrefix + tag;
+
+    /// <summary>Reads <paramref name="key"/>; Redis being unavailable reads as no entry unless errors are to be thrown.</summary>
+    public async Task<L2Read> ReadAsync<T>(string key, CancellationToken cancellationToken)
+    {
+        Lease<byte>? lease;
+        try
+        {
+            lease = await _redis.GetDatabase().StringGetLeaseAsync(_keyPrefix + key).WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (RedisErrors.IsUnavailable(e) && !_throwOnRedisErrors)
+        {
+            RedisMetrics.RecordCacheFallback("get");
+            return default;
+        }
+        if (lease is null) return default;
+        using (lease)
+            return CacheEntryFormat.Read<T>(lease.Span, _serializer, _clock.UnixMs);
+    }
+
+    /// <summary>
+    /// Stores the entry with Redis TTL <paramref name="physicalTtl"/> and adds its key to each tag's set. A
+    /// serializer failure throws before anything is sent.
+    /// </summary>
+    public Task WriteAsync<T>(string key, T? value, bool missing, long logicalExpiryUnixMs, TimeSpan physicalTtl, IReadOnlyList<string>? tags)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256);
+        CacheEntryFormat.Write(buffer, value, missing, logicalExpiryUnixMs, _serializer);
+        var db = _redis.GetDatabase();
+        RedisKey redisKey = _keyPrefix + key;
+        var set = db.StringSetAsync(redisKey, buffer.WrittenMemory, physicalTtl);
+        if (tags is not { Count: > 0 }) return set;
+        var all = new Task[tags.Count + 1];
+        all[0] = set;
+        var ms = (long)Math.Ceiling(physicalTtl.TotalMilliseconds);
+        for (var i = 0; i < tags.Count; i++)
+            all[i + 1] = TagScript.EvaluateAsync(db, [_tagPrefix + tags[i]], [(byte[])redisKey!, ms]);
+        return Task.WhenAll(all);
+    }
+
+    /// <summary>UNLINKs <paramref name="key"/>; the reply is 1 when it existed.</summary>
+    public Task<RedisResult> UnlinkAsync(string key) => _redis.GetDatabase().ExecuteAsync("UNLINK", (RedisKey)(_keyPrefix + key));
+}

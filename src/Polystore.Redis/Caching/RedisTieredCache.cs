@@ -1,0 +1,271 @@
+using StackExchange.Redis;
+
+namespace Polystore.Redis.Caching;
+
+/// <summary>
+/// Cache-aside and write-through over Redis (L2) with an optional in-process L1: per-key stampede protection,
+/// TTL jitter, negative caching, fail-safe, tag and prefix invalidation (SCAN + UNLINK, never KEYS), and L1
+/// invalidations that reach every instance through Redis pub/sub.
+/// </summary>
+public sealed class RedisTieredCache : IAsyncDisposable
+{
+    // This class decides what each call does (including when Redis is unavailable); the parts do the work.
+    private readonly RedisTieredCacheOptions _options;
+    private readonly CacheClock _clock;
+    private readonly L1Cache? _l1;
+    private readonly L2Cache _l2;
+    private readonly CacheFlights _flights = new();
+    private readonly CacheInvalidationChannel? _invalidation;
+    private readonly CacheKeyRemover _remover;
+    private long _factoryCalls;
+
+    private RedisTieredCache(IConnectionMultiplexer redis, RedisTieredCacheOptions options)
+    {
+        _options = options;
+        _clock = new CacheClock(options.TimeProvider);
+        _l2 = new L2Cache(redis, options, _clock);
+        _remover = new CacheKeyRemover(redis);
+        if (options.UseL1)
+        {
+            _l1 = new L1Cache(options, _clock);
+            _invalidation = new CacheInvalidationChannel(redis, options.KeyPrefix, _l1);
+        }
+    }
+
+    /// <summary>Creates a cache; with L1 on, it is subscribed to the invalidation channel before this returns.</summary>
+    public static async Task<RedisTieredCache> CreateAsync(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(redis);
+        var cache = new RedisTieredCache(redis, (options ?? new RedisTieredCacheOptions()).Validated());
+        if (cache._invalidation is not null) await cache._invalidation.SubscribeAsync(cancellationToken).ConfigureAwait(false);
+        return cache;
+    }
+
+    /// <summary>How many times a factory ran in this instance (for tests, demos and benchmarks).</summary>
+    public long FactoryCalls => Interlocked.Read(ref _factoryCalls);
+
+    /// <summary>
+    /// Returns the cached value of <paramref name="key"/>, or runs <paramref name="factory"/> once per process
+    /// however many callers miss the key at once, caches its result and hands it to all of them.
+    /// The factory gets no caller's token (one caller giving up must not fail the others); each caller's
+    /// own <paramref name="cancellationToken"/> only stops its wait, and the factory's result is still cached.
+    /// A factory that throws (<see cref="OperationCanceledException"/> included) caches nothing, and every caller
+    /// waiting on that run gets its exception, unless fail-safe serves the last value.
+    /// A null result is cached only with <see cref="RedisTieredCacheOptions.NegativeTtl"/>.
+    /// </summary>
+    public ValueTask<T?> GetOrSetAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry = null, CancellationToken cancellationToken = default)
+    {
+        RedisKeys.ValidateName(key, nameof(key));
+        ArgumentNullException.ThrowIfNull(factory);
+        L1Entry? stale = null;
+        if (_l1 is not null && _l1.TryGet(key, out var l1))
+        {
+            // Hot path: no allocation, completes synchronously.
+            if (l1.FreshUntil > _l1.Now) return new ValueTask<T?>(l1.Missing ? default : (T?)l1.Value);
+            stale = l1;
+        }
+        return new ValueTask<T?>(SlowGetOrSetAsync(key, factory, entry, stale, cancellationToken));
+    }
+
+    /// <summary>Reads <paramref name="key"/> (L1, then Redis) without calling any factory.</summary>
+    public async ValueTask<(bool Found, T? Value)> TryGetAsync<T>(string key, CancellationToken cancellationToken = default)
+    {
+        RedisKeys.ValidateName(key, nameof(key));
+        if (_l1 is not null && _l1.TryGet(key, out var l1) && l1.FreshUntil > _l1.Now)
+            return (!l1.Missing, l1.Missing ? default : (T?)l1.Value);
+        var read = await _l2.ReadAsync<T>(key, cancellationToken).ConfigureAwait(false);
+        return read is { Fresh: true, Missing: false } ? (true, (T?)read.Value) : (false, default);
+    }
+
+    /// <summary>Stores <paramref name="value"/> under <paramref name="key"/> in Redis (and L1), and tells other instances to drop their L1 copy.</summary>
+    public async Task SetAsync<T>(string key, T value, CacheEntryOptions? entry = null, CancellationToken cancellationToken = default)
+    {
+        RedisKeys.ValidateName(key, nameof(key));
+        try
+        {
+            await WriteAsync(key, value, missing: value is null, entry, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (RedisErrors.IsUnavailable(e) && !_options.ThrowOnRedisErrors)
+        {
+            RedisMetrics.RecordCacheFallback("set");
+            _l1?.Drop(key);
+        }
+    }
+
+    /// <summary>
+    /// Write-through: runs the source write first, then caches what it returned.
+    /// Source write fails: nothing is cached, the key's entry is removed (best effort, as the source may have
+    /// applied the write anyway) and the exception propagates.
+    /// Cache set fails: the source write stands; the entry is dropped from L1 and from Redis where reachable,
+    /// and the result says <c>Cached = false</c> with the error. If Redis is unreachable the old Redis value may
+    /// survive until its TTL.
+    /// </summary>
+    public async Task<WriteThroughResult<T>> WriteThroughAsync<T>(string key, Func<CancellationToken, Task<T>> sourceWrite, CacheEntryOptions? entry = null, CancellationToken cancellationToken = default)
+    {
+        RedisKeys.ValidateName(key, nameof(key));
+        ArgumentNullException.ThrowIfNull(sourceWrite);
+        T value;
+        try
+        {
+            value = await sourceWrite(cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await TryRemoveQuietlyAsync(key).ConfigureAwait(false);
+            throw;
+        }
+        try
+        {
+            await WriteAsync(key, value, missing: value is null, entry, cancellationToken).ConfigureAwait(false);
+            return new WriteThroughResult<T>(value, true, null);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            await TryRemoveQuietlyAsync(key).ConfigureAwait(false);
+            return new WriteThroughResult<T>(value, false, e);
+        }
+    }
+
+    /// <summary>Removes one key everywhere (Redis, this L1, other instances' L1).</summary>
+    public async Task<bool> RemoveAsync(string key, CancellationToken cancellationToken = default)
+    {
+        RedisKeys.ValidateName(key, nameof(key));
+        _l1?.Drop(key);
+        var removed = (long)await _l2.UnlinkAsync(key).WaitAsync(cancellationToken).ConfigureAwait(false) == 1;
+        if (_invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
+        return removed;
+    }
+
+    /// <summary>Removes every key starting with <paramref name="keyPrefix"/>: SCAN on every primary, UNLINK in batches.</summary>
+    public async Task<long> RemoveByPrefixAsync(string keyPrefix, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(keyPrefix);
+        var removed = await _remover.RemoveMatchingAsync(CacheKeyRemover.EscapeGlob(_l2.KeyPrefix + keyPrefix) + "*", cancellationToken).ConfigureAwait(false);
+        _l1?.DropPrefix(keyPrefix);
+        if (_invalidation is not null) await _invalidation.PublishPrefixAsync(keyPrefix).ConfigureAwait(false);
+        return removed;
+    }
+
+    /// <summary>Removes every key matching the Redis glob <paramref name="pattern"/> (relative to the cache prefix). L1 copies are cleared entirely.</summary>
+    public async Task<long> RemoveByPatternAsync(string pattern, CancellationToken cancellationToken = default)
+    {
+        RedisKeys.ValidateName(pattern, nameof(pattern));
+        var removed = await _remover.RemoveMatchingAsync(CacheKeyRemover.EscapeGlob(_l2.KeyPrefix) + pattern, cancellationToken).ConfigureAwait(false);
+        _l1?.Clear();
+        if (_invalidation is not null) await _invalidation.PublishAllAsync().ConfigureAwait(false);
+        return removed;
+    }
+
+    /// <summary>Removes every entry stored with <paramref name="tag"/> (the tag set is read with SSCAN and unlinked in batches).</summary>
+    public async Task<long> RemoveByTagAsync(string tag, CancellationToken cancellationToken = default)
+    {
+        RedisKeys.ValidateName(tag, nameof(tag));
+        var removed = await _remover.RemoveTaggedAsync(_l2.TagKeyOf(tag), cancellationToken).ConfigureAwait(false);
+        _l1?.DropTagged(tag);
+        if (_invalidation is not null) await _invalidation.PublishTagAsync(tag).ConfigureAwait(false);
+        return removed;
+    }
+
+    /// <summary>Unsubscribes from the invalidation channel and drops the L1 copies.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (_invalidation is not null) await _invalidation.UnsubscribeAsync().ConfigureAwait(false);
+        _l1?.Clear();
+    }
+
+    internal string RedisKeyOf(string key) => _l2.KeyOf(key);
+
+    internal string TagKeyOf(string tag) => _l2.TagKeyOf(tag);
+
+    private async Task<T?> SlowGetOrSetAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? stale, CancellationToken cancellationToken)
+    {
+        var flight = _flights.Join(key, out var started);
+        if (started is not null) _ = RunFlightAsync(key, factory, entry, stale, started);
+        var loaded = await flight.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return loaded.Missing ? default : (T?)loaded.Value;
+    }
+
+    private async Task RunFlightAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? staleL1, TaskCompletionSource<CachedValue> flight)
+    {
+        try
+        {
+            var result = await LoadAsync(key, factory, entry, staleL1).ConfigureAwait(false);
+            _flights.Complete(key, flight, result);
+        }
+        catch (Exception e)
+        {
+            _flights.Fail(key, flight, e);
+        }
+    }
+
+    private async Task<CachedValue> LoadAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? staleL1)
+    {
+        // Inside the flight the key is read again from Redis: a caller that arrives after an earlier flight
+        // finished finds the value there instead of running the factory a second time.
+        var read = await _l2.ReadAsync<T>(key, CancellationToken.None).ConfigureAwait(false);
+        if (read.Fresh)
+        {
+            _l1?.Set(key, read.Value, read.Missing, read.LogicalExpiry, entry?.Tags);
+            return new CachedValue(read.Value, read.Missing);
+        }
+        T? value;
+        try
+        {
+            Interlocked.Increment(ref _factoryCalls);
+            value = await factory(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch when (_options.FailSafe && (read.Stale || staleL1 is not null))
+        {
+            // Fail-safe: the source failed, serve the last known value (Redis copy first, else L1 copy).
+            RedisMetrics.RecordCacheFallback("fail-safe");
+            return read.Stale ? new CachedValue(read.Value, read.Missing) : new CachedValue(staleL1!.Value, staleL1.Missing);
+        }
+        var missing = value is null;
+        if (!missing || _options.NegativeTtl is not null)
+        {
+            try
+            {
+                // A fill after a miss broadcasts nothing: no other instance can hold a fresher L1 copy of a key
+                // that Redis did not have, and a broadcast racing with their own fill would only cost them a miss.
+                await WriteAsync(key, value, missing, entry, CancellationToken.None, broadcast: false).ConfigureAwait(false);
+            }
+            catch (Exception e) when (RedisErrors.IsUnavailable(e) && !_options.ThrowOnRedisErrors)
+            {
+                RedisMetrics.RecordCacheFallback("set");
+                _l1?.Set(key, value, missing, _clock.UnixMs + (long)Ttl(entry, missing).TotalMilliseconds, entry?.Tags);
+            }
+        }
+        return new CachedValue(value, missing);
+    }
+
+    private async Task WriteAsync<T>(string key, T? value, bool missing, CacheEntryOptions? entry, CancellationToken cancellationToken, bool broadcast = true)
+    {
+        var ttl = Ttl(entry, missing);
+        var logicalExpiry = _clock.UnixMs + (long)ttl.TotalMilliseconds;
+        var physical = _options.FailSafe ? ttl + _options.FailSafeMaxAge : ttl;
+        await _l2.WriteAsync(key, value, missing, logicalExpiry, physical, entry?.Tags).WaitAsync(cancellationToken).ConfigureAwait(false);
+        _l1?.Set(key, value, missing, logicalExpiry, entry?.Tags);
+        if (broadcast && _invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
+    }
+
+    private TimeSpan Ttl(CacheEntryOptions? entry, bool missing)
+    {
+        var ttl = missing && _options.NegativeTtl is { } negative ? negative : entry?.Ttl ?? _options.DefaultTtl;
+        if (ttl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(entry), ttl, "the entry TTL must be positive.");
+        // Jitter spreads the expiry of entries written together, so they are not all refetched at once.
+        return _options.JitterFraction == 0 ? ttl : ttl + (ttl * (Random.Shared.NextDouble() * _options.JitterFraction));
+    }
+
+    private async Task TryRemoveQuietlyAsync(string key)
+    {
+        _l1?.Drop(key);
+        try
+        {
+            await RemoveAsync(key).ConfigureAwait(false);
+        }
+        catch (Exception e) when (RedisErrors.IsUnavailable(e))
+        {
+            RedisMetrics.RecordCacheFallback("remove");
+        }
+    }
+}
