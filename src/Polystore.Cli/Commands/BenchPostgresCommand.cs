@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics;
 using Npgsql;
 using NpgsqlTypes;
@@ -59,7 +60,8 @@ internal static class BenchPostgresCommand
             if (rows < 1000 || pagingRows < 1000) { CommonOptions.Error.MarkupLine("[red]--rows and --paging-rows must be at least 1000[/]"); return ExitCodes.InvalidConfig; }
             var json = parse.GetValue(CommonOptions.Json);
 
-            await using var sources = PostgresDataSources.Create(pg);
+            await using var services = CliServices.Build(config);
+            var sources = services.GetRequiredService<PostgresDataSources>();
             var ds = sources.Primary;
             try
             {

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
@@ -65,7 +66,8 @@ internal static class BenchRedisCommand
             var only = parse.GetValue(Only) is { Length: > 0 } o ? o : ["limiter", "lock", "cache"];
             bool Wanted(string title) => only.Any(a => title.StartsWith(a, StringComparison.OrdinalIgnoreCase));
             var options = RedisDriverSettings.Build(settings);
-            await using var redis = await ConnectionMultiplexer.ConnectAsync(options);
+            await using var services = CliServices.Build(config);
+            var redis = services.GetRequiredService<IConnectionMultiplexer>();
             if (!redis.IsConnected)
             {
                 CommonOptions.Error.MarkupLine("[red]Redis is unreachable[/]");
@@ -88,7 +90,7 @@ internal static class BenchRedisCommand
                 ("lock: warm-up", async () =>
                 {
                     await LockPolystoreAsync(redis, prefix, seconds);
-                    await LockRedLockAsync(redis, prefix, seconds);
+                    await LockRedLockAsync((ConnectionMultiplexer)redis, prefix, seconds);
                     await LockMedallionAsync(redis, prefix, seconds);
                 }),
             };
@@ -105,7 +107,7 @@ internal static class BenchRedisCommand
                 (string, Func<Task>)[] locks =
                 [
                     ("lock: Polystore" + r, Sample("lock", "polystore", "pairs/s", () => LockPolystoreAsync(redis, prefix, seconds))),
-                    ("lock: RedLock.net" + r, Sample("lock", "redlock_net", "pairs/s", () => LockRedLockAsync(redis, prefix, seconds))),
+                    ("lock: RedLock.net" + r, Sample("lock", "redlock_net", "pairs/s", () => LockRedLockAsync((ConnectionMultiplexer)redis, prefix, seconds))),
                     ("lock: DistributedLock.Redis" + r, Sample("lock", "distributed_lock_redis", "pairs/s", () => LockMedallionAsync(redis, prefix, seconds))),
                 ];
                 interleaved.AddRange(Rotate(limiters, round));

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
 using System.Diagnostics;
 using System.Globalization;
 using Polystore.Redis;
@@ -26,7 +27,8 @@ internal static class DemoRedisCommand
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
             if (config.Redis is not { } settings) return CommonOptions.MissingStore("redis.yaml");
-            await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(settings));
+            await using var services = CliServices.Build(config);
+            var redis = services.GetRequiredService<IConnectionMultiplexer>();
             if (!redis.IsConnected)
             {
                 CommonOptions.Error.MarkupLine("[red]Redis is unreachable[/]");
