@@ -13,11 +13,18 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database), "must not be empty");
         Require(store, "connection.user", !string.IsNullOrWhiteSpace(s.Connection.User), "must not be empty");
         AtLeast(store, "connection.command_timeout", s.Connection.CommandTimeout, 0);
+        // Npgsql counts the command timeout in milliseconds in an int.
+        AtMost(store, "connection.command_timeout", s.Connection.CommandTimeout, MaxSecondsInMilliseconds, "Npgsql's largest command timeout");
         AtLeast(store, "pool.min_size", s.Pool.MinSize, 0);
         AtLeast(store, "pool.max_size", s.Pool.MaxSize, 1);
         AtLeast(store, "pool.max_overflow", s.Pool.MaxOverflow, 0);
         AtLeast(store, "pool.pool_recycle", s.Pool.PoolRecycle, 0);
         AtLeast(store, "pool.pool_timeout", s.Pool.PoolTimeout, 1);
+        AtMost(store, "pool.pool_timeout", s.Pool.PoolTimeout, 1024, "Npgsql's largest connection timeout");
+        AtMost(store, "pool.max_size", s.Pool.MaxSize, MaxPoolConnections, "a pool that large");
+        AtMost(store, "pool.max_overflow", s.Pool.MaxOverflow, MaxPoolConnections, "a pool that large");
+        Require(store, "pool.max_overflow", (long)s.Pool.MaxSize + s.Pool.MaxOverflow <= MaxPoolConnections,
+            $"max_size + max_overflow ({(long)s.Pool.MaxSize + s.Pool.MaxOverflow:N0}) is above {MaxPoolConnections:N0}, more connections than a server accepts");
         Require(store, "pool.min_size", s.Pool.MinSize <= s.Pool.MaxSize, $"min_size ({s.Pool.MinSize}) is larger than max_size ({s.Pool.MaxSize})");
         AtLeast(store, "performance.statement_cache_size", s.Performance.StatementCacheSize, 0);
         AtLeast(store, "performance.prepared_statement_cache_size", s.Performance.PreparedStatementCacheSize, 0);
@@ -57,6 +64,11 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         const string store = StoreNames.Redis;
         var urlOk = Uri.TryCreate(s.Connection.Url, UriKind.Absolute, out var url) && url.Scheme is "redis" or "rediss";
         Require(store, "connection.url", urlOk, $"must look like redis://host:port or rediss://host:port; got {Redactor.MaskSecretUrl(s.Connection.Url)}");
+        if (urlOk && url!.AbsolutePath.Trim('/') is { Length: > 0 } database)
+            Require(store, "connection.url", int.TryParse(database, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _),
+                "the URL's path is the database number (redis://host:6379/2); this one is not a number");
+        Require(store, "pool.connection_timeout", s.Pool.ConnectionTimeout <= MaxSecondsInMilliseconds, $"must be at most {MaxSecondsInMilliseconds:N0} seconds (StackExchange.Redis counts it in milliseconds in an int)");
+        Require(store, "pool.socket_timeout", s.Pool.SocketTimeout <= MaxSecondsInMilliseconds, $"must be at most {MaxSecondsInMilliseconds:N0} seconds (StackExchange.Redis counts it in milliseconds in an int)");
         AtLeast(store, "connection.db", s.Connection.Db, 0);
         AtLeast(store, "pool.max_connections", s.Pool.MaxConnections, 1);
         AtLeast(store, "pool.min_idle", s.Pool.MinIdle, 0);
@@ -89,6 +101,15 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         }
     }
 
+    /// <summary>Seconds that still fit in an int once counted in milliseconds.</summary>
+    private const int MaxSecondsInMilliseconds = int.MaxValue / 1000;
+
+    /// <summary>The most connections one pool may open: above any server's max_connections, below what a pool can allocate.</summary>
+    private const int MaxPoolConnections = 10_000;
+
+    private void AtMost(string store, string key, int value, int maximum, string what) =>
+        Require(store, key, value <= maximum, $"{value:N0} is too large; must be at most {maximum:N0} ({what})");
+
     private void Port(string store, string key, int port) => Require(store, key, port is > 0 and <= 65535, $"{port} is not a TCP port (1-65535)");
 
     private void AtLeast(string store, string key, int value, int minimum) =>
@@ -97,7 +118,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
     private void Require(string store, string key, bool condition, string message)
     {
         if (condition) return;
-        var file = $"{store}.yaml";
+        var file = StoreNames.ConfigFile(store);
         var source = sources.TryGetValue(store, out var map) && FindSource(map, key) is { } found ? found : new ConfigSource(file, 0, 0);
         Errors.Add(new ConfigError(source, key, message));
     }
