@@ -42,6 +42,7 @@ public sealed class OutboxDispatcher
     private readonly string _s;
     private bool _oneAtATime;
     private long? _failedEventId;
+    private int _leadershipRefusals;
 
     /// <summary>Creates a dispatcher for <paramref name="subscriber"/>.</summary>
     public OutboxDispatcher(NpgsqlDataSource dataSource, OutboxStore store, IOutboxSubscriber subscriber, OutboxDispatcherOptions? options = null, ILogger? logger = null)
@@ -57,6 +58,9 @@ public sealed class OutboxDispatcher
 
     /// <summary>Whether this dispatcher currently holds leadership for its subscriber.</summary>
     public bool IsLeader { get; private set; }
+
+    /// <summary>How many times another dispatcher held the leadership when this one tried to take it.</summary>
+    internal int LeadershipRefusals => Volatile.Read(ref _leadershipRefusals);
 
     /// <summary>
     /// Runs until cancelled: waits for leadership, then delivers events as NOTIFY wakes it (or the poll
@@ -79,8 +83,9 @@ public sealed class OutboxDispatcher
             {
                 IsLeader = false;
                 failures++;
-                _logger.LogWarning("Outbox dispatcher {Subscriber} lost its connection ({Error}); reconnecting", _subscriber.Name, e.Message);
-                await DelayAsync(Backoff(failures), cancellationToken).ConfigureAwait(false);
+                var delay = Backoff(failures);
+                _logger.OutboxConnectionLost(e, _subscriber.Name, delay);
+                await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
             }
         }
         IsLeader = false;
@@ -92,9 +97,12 @@ public sealed class OutboxDispatcher
         await using (session.ConfigureAwait(false))
         {
             while (!await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false))
+            {
+                Interlocked.Increment(ref _leadershipRefusals);
                 await DelayAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+            }
             IsLeader = true;
-            _logger.LogInformation("Outbox dispatcher {Subscriber} is the leader", _subscriber.Name);
+            _logger.OutboxLeader(_subscriber.Name);
             var listen = new NpgsqlCommand($"LISTEN \"{_store.Channel}\"", session);
             await using (listen.ConfigureAwait(false)) await listen.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             var followUp = false;
@@ -171,7 +179,7 @@ public sealed class OutboxDispatcher
                     // Which event failed is unknown: deliver this batch's events one at a time, so the
                     // good ones pass and attempts count against the one that fails on its own.
                     (_oneAtATime, _failedEventId) = (true, events[^1].Id);
-                    _logger.LogWarning("Outbox subscriber {Subscriber} failed on a batch ending at event {EventId} ({Error}); delivering one at a time", _subscriber.Name, events[^1].Id, e.Message);
+                    _logger.OutboxBatchFailed(e, _subscriber.Name, events[^1].Id);
                     return new BatchResult(0, true, null);
                 }
                 var last = events[^1];
@@ -190,7 +198,12 @@ public sealed class OutboxDispatcher
     private async Task<BatchResult> HandleFailureAsync(NpgsqlConnection connection, OutboxEvent failed, Exception error, CancellationToken cancellationToken)
     {
         var attempts = await RecordAttemptAsync(connection, failed, error, cancellationToken).ConfigureAwait(false);
-        if (attempts < _options.MaxAttempts) return new BatchResult(0, true, Backoff(attempts));
+        if (attempts < _options.MaxAttempts)
+        {
+            var delay = Backoff(attempts);
+            _logger.OutboxEventFailed(error, _subscriber.Name, failed.Id, attempts, _options.MaxAttempts, delay);
+            return new BatchResult(0, true, delay);
+        }
 
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using (transaction.ConfigureAwait(false))
@@ -218,8 +231,7 @@ public sealed class OutboxDispatcher
                 }
                 await SaveCheckpointAsync(connection, transaction, failed.TransactionId, failed.Id, cancellationToken).ConfigureAwait(false);
                 DeadLettered.Add(1);
-                _logger.LogError("Outbox event {EventId} moved to {Schema}.outbox_dead_letters for {Subscriber} after {Attempts} attempts: {Error}",
-                    failed.Id, _store.Schema, _subscriber.Name, attempts, error.Message);
+                _logger.OutboxEventDeadLettered(error, failed.Id, _store.Schema, _subscriber.Name, attempts);
             }
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -269,7 +281,7 @@ public sealed class OutboxDispatcher
         }
     }
 
-    internal async Task<List<OutboxEvent>> ReadAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, ulong afterTx, long afterId, int limit, CancellationToken cancellationToken)
+    private async Task<List<OutboxEvent>> ReadAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, ulong afterTx, long afterId, int limit, CancellationToken cancellationToken)
     {
         var command = new NpgsqlCommand(
             $"""
@@ -319,7 +331,7 @@ public sealed class OutboxDispatcher
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
                 AfterCommitFailures.Add(1);
-                _logger.LogWarning("After-commit action of {Subscriber} failed: {Error}", _subscriber.Name, e.Message);
+                _logger.OutboxAfterCommitFailed(e, _subscriber.Name);
             }
         }
     }
@@ -328,7 +340,9 @@ public sealed class OutboxDispatcher
     {
         var exponential = _options.RetryBaseDelay.TotalMilliseconds * Math.Pow(2, Math.Min(attempt - 1, 20));
         var capped = Math.Min(exponential, _options.RetryMaxDelay.TotalMilliseconds);
-        // Full jitter keeps several dispatchers from retrying in lockstep.
+        // Equal jitter: half the step fixed, half random. The random half keeps dispatchers out of
+        // lockstep; the fixed half guarantees each retry really backs off (full jitter, anywhere in
+        // [0, step], would now and then retry a failing event or a restarting server at once).
         return TimeSpan.FromMilliseconds(capped / 2 + Random.Shared.NextDouble() * capped / 2);
     }
 
