@@ -29,6 +29,10 @@ internal static partial class IntegrationLog
         Message = "An after-commit action of outbox subscriber {Subscriber} failed; the cache TTL bounds the staleness")]
     public static partial void OutboxAfterCommitFailed(this ILogger logger, Exception exception, string subscriber);
 
+    [LoggerMessage(EventId = 107, EventName = "OutboxLeadershipReleaseFailed", Level = LogLevel.Debug,
+        Message = "Outbox dispatcher {Subscriber} could not release its leadership lock; the server releases it when the session ends")]
+    public static partial void OutboxLeadershipReleaseFailed(this ILogger logger, Exception exception, string subscriber);
+
     [LoggerMessage(EventId = 201, EventName = "TransactionRollbackFailed", Level = LogLevel.Warning,
         Message = "Rolling back the {Store} part of a multi-store transaction failed")]
     public static partial void TransactionRollbackFailed(this ILogger logger, Exception exception, string store);

@@ -102,35 +102,65 @@ public sealed class OutboxDispatcher
                 await DelayAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
             }
             IsLeader = true;
-            _logger.OutboxLeader(_subscriber.Name);
-            var listen = new NpgsqlCommand($"LISTEN \"{_store.Channel}\"", session);
-            await using (listen.ConfigureAwait(false)) await listen.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            var followUp = false;
-            while (!cancellationToken.IsCancellationRequested)
+            try
             {
-                var result = await ProcessBatchAsync(cancellationToken).ConfigureAwait(false);
-                if (result.RetryAfter is { } delay) await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
-                else if (result.MoreAvailable) continue;
-                else if (result.Checkpointed > 0 || followUp)
+                _logger.OutboxLeader(_subscriber.Name);
+                var listen = new NpgsqlCommand($"LISTEN \"{_store.Channel}\"", session);
+                await using (listen.ConfigureAwait(false)) await listen.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                var followUp = false;
+                while (!cancellationToken.IsCancellationRequested)
                 {
-                    // Commits that skipped NOTIFY (see OutboxStore.AppendAsync) land just after the one that
-                    // woke us: look again shortly, and keep looking while events arrive.
-                    followUp = result.Checkpointed > 0;
-                    await DelayAsync(FollowUpDelay, cancellationToken).ConfigureAwait(false);
-                    if (!followUp) await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+                    var result = await ProcessBatchAsync(cancellationToken).ConfigureAwait(false);
+                    if (result.RetryAfter is { } delay) await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
+                    else if (result.MoreAvailable) continue;
+                    else if (result.Checkpointed > 0 || followUp)
+                    {
+                        // Commits that skipped NOTIFY (see OutboxStore.AppendAsync) land just after the one that
+                        // woke us: look again shortly, and keep looking while events arrive.
+                        followUp = result.Checkpointed > 0;
+                        await DelayAsync(FollowUpDelay, cancellationToken).ConfigureAwait(false);
+                        if (!followUp) await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+                    }
+                    else await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
                 }
-                else await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                IsLeader = false;
+                await ReleaseLeadershipAsync(session).ConfigureAwait(false);
             }
         }
     }
+
+    private string LeadershipKey => $"polystore.outbox:{_store.Schema}:{_subscriber.Name}";
 
     private async Task<bool> TryTakeLeadershipAsync(NpgsqlConnection session, CancellationToken cancellationToken)
     {
         var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", session);
         await using (command.ConfigureAwait(false))
         {
-            command.Parameters.Add(new NpgsqlParameter { Value = $"polystore.outbox:{_store.Schema}:{_subscriber.Name}" });
+            command.Parameters.Add(new NpgsqlParameter { Value = LeadershipKey });
             return (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+    }
+
+    /// <summary>
+    /// Gives up the lock and the LISTEN before the session goes back to the pool: the pool resets a
+    /// connection only when it is next handed out, so a lock left on it would keep every standby
+    /// waiting until then. On a broken session there is nothing to release: the server already has.
+    /// </summary>
+    private async Task ReleaseLeadershipAsync(NpgsqlConnection session)
+    {
+        try
+        {
+            var unlock = new NpgsqlBatchCommand("SELECT pg_advisory_unlock(hashtextextended($1, 0))");
+            unlock.Parameters.Add(new NpgsqlParameter { Value = LeadershipKey });
+            var batch = new NpgsqlBatch(session) { BatchCommands = { unlock, new NpgsqlBatchCommand($"UNLISTEN \"{_store.Channel}\"") }, Timeout = 5 };
+            await using (batch.ConfigureAwait(false)) await batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+        {
+            _logger.OutboxLeadershipReleaseFailed(e, _subscriber.Name);
         }
     }
 
