@@ -131,7 +131,9 @@ public sealed class OutboxTests(OutboxSchema schema) : IClassFixture<OutboxSchem
             Assert.False(leader.IsLeader);
             var standbys = dispatchers.Where(d => d != leader).ToList();
             var refusedBefore = standbys.Select(d => d.LeadershipRefusals).ToList();
-            await Eventually.UntilAsync(() => standbys.Any(d => d.IsLeader), "a standby took over from the stopped leader", Ct);
+            // A standby asks every 20 ms, so it takes over within moments of the lock's release; the
+            // bound stays far below the pool's idle pruning, which would free a lock left on a pooled connection.
+            await Eventually.UntilAsync(() => standbys.Any(d => d.IsLeader), "a standby took over from the stopped leader", Ct, TimeSpan.FromSeconds(15));
             await Eventually.UntilAsync(() => standbys.Select((d, i) => d.IsLeader || d.LeadershipRefusals >= refusedBefore[i] + 3).All(ok => ok),
                 "the other standby has been refused the lead three more times", Ct);
             Assert.Single(standbys, d => d.IsLeader);
