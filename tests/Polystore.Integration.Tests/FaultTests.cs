@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using Npgsql;
-using Polystore.Integration.Cqrs;
 using Polystore.Integration.Outbox;
 using Polystore.Integration.Projections;
 using Polystore.Postgres;
+using Polystore.Samples.Users;
 using Polystore.Testing;
 
 namespace Polystore.Integration.Tests;
