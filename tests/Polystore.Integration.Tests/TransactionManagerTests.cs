@@ -74,7 +74,7 @@ public sealed class TransactionManagerTests(OutboxSchema schema, RedisFixture re
         Assert.Equal(1, await schema.ScalarAsync($"SELECT count(*) FROM $schema.{table}"));
         Assert.False(await redis.Db.KeyExistsAsync(written));
         Assert.Equal("someone else", await redis.Db.StringGetAsync(guard));
-        Assert.StartsWith("PARTIAL COMMIT: committed postgresql; redis failed", e.Message, StringComparison.Ordinal);
+        Assert.StartsWith("PARTIAL COMMIT: committed postgres; redis failed", e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
