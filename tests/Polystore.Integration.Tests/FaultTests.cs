@@ -67,27 +67,41 @@ public sealed class FaultTests(OutboxSchema schema) : IClassFixture<OutboxSchema
         using var stop = new CancellationTokenSource();
         var load = SendCommandsAsync(commands, 8, stop.Token);
         var appliedByChild = new List<long>();
-        for (var round = 0; round < 6; round++)
+        try
         {
-            var app = $"{schema.Store.Schema}_child{round}";
-            var errors = new ConcurrentQueue<string>();
-            using var child = StartDispatcherProcess(configDir, schema.Store.Schema, app, errors);
-            // Kill it mid-stream, at a random point: once it has applied a random number of events.
-            var target = Random.Shared.Next(1, 40);
-            await Eventually.UntilAsync(async () => child.HasExited || await AppliedByAsync(app) >= target,
-                $"dispatcher process {round} applied {target} events", Ct);
-            Assert.False(child.HasExited, $"dispatcher process {round} exited by itself with code {(child.HasExited ? child.ExitCode : 0)}: {string.Join('\n', errors)}");
+            for (var round = 0; round < 6; round++)
+            {
+                var app = $"{schema.Store.Schema}_child{round}";
+                var errors = new ConcurrentQueue<string>();
+                using var child = StartDispatcherProcess(configDir, schema.Store.Schema, app, errors);
+                try
+                {
+                    // Kill it mid-stream, at a random point: once it has applied a random number of events.
+                    var target = Random.Shared.Next(1, 40);
+                    await Eventually.UntilAsync(async () => child.HasExited || await AppliedByAsync(app) >= target,
+                        $"dispatcher process {round} applied {target} events", Ct);
+                    Assert.False(child.HasExited, $"dispatcher process {round} exited by itself with code {(child.HasExited ? child.ExitCode : 0)}: {string.Join('\n', errors)}");
 
-            child.Kill(entireProcessTree: true);
-            await child.WaitForExitAsync(Ct);
-            Assert.Equal(SigKillExitCode, child.ExitCode);
-            // Its sessions are gone, so nothing it sent can still commit and its leadership lock is free.
-            await Eventually.UntilAsync(async () => await schema.ScalarAsync($"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'") == 0,
-                $"the server dropped the sessions of dispatcher process {round}", Ct);
-            appliedByChild.Add(await AppliedByAsync(app));
+                    child.Kill(entireProcessTree: true);
+                    await child.WaitForExitAsync(Ct);
+                    Assert.Equal(SigKillExitCode, child.ExitCode);
+                }
+                finally
+                {
+                    if (!child.HasExited) child.Kill(entireProcessTree: true);
+                }
+                // Its sessions are gone, so nothing it sent can still commit and its leadership lock is free.
+                await Eventually.UntilAsync(async () => await schema.ScalarAsync($"SELECT count(*) FROM pg_stat_activity WHERE application_name = '{app}'") == 0,
+                    $"the server dropped the sessions of dispatcher process {round}", Ct);
+                appliedByChild.Add(await AppliedByAsync(app));
+            }
         }
-        await stop.CancelAsync();
-        await load;
+        finally
+        {
+            await stop.CancelAsync();
+            await load;
+            Directory.Delete(configDir, recursive: true);
+        }
 
         Assert.All(appliedByChild, applied => Assert.True(applied > 0));
         var drain = new OutboxDispatcher(schema.DataSource, schema.Store, projection);
@@ -117,23 +131,29 @@ public sealed class FaultTests(OutboxSchema schema) : IClassFixture<OutboxSchema
         var running = Task.Run(() => dispatcher.RunAsync(stopDispatcher.Token), Ct);
         using var stopLoad = new CancellationTokenSource();
         var load = SendCommandsAsync(commands, 4, stopLoad.Token);
+        try
+        {
+            await Eventually.UntilAsync(() => dispatcher.IsLeader, "the dispatcher leads", Ct);
+            await Eventually.UntilAsync(Tolerant(async () => (await store.GetVersionsAsync(Ct)).Count > 50), "the dispatcher projected 50 users", Ct);
+            await server.StopServerAsync();
+            await Eventually.UntilAsync(() => !dispatcher.IsLeader, "the dispatcher noticed that the server is down", Ct);
+            await server.StartServerAsync();
+            await Eventually.UntilAsync(() => dispatcher.IsLeader, "the dispatcher reconnected and leads again", Ct);
+            var usersAtRestart = 0;
+            await Eventually.UntilAsync(Tolerant(async () => (usersAtRestart = (await commands.GetVersionsAsync(Ct)).Count) > 0), "the restarted server answers", Ct);
+            await Eventually.UntilAsync(Tolerant(async () => (await commands.GetVersionsAsync(Ct)).Count > usersAtRestart + 20), "20 more users were created after the restart", Ct);
+            await stopLoad.CancelAsync();
+            await load;
 
-        await Eventually.UntilAsync(() => dispatcher.IsLeader, "the dispatcher leads", Ct);
-        await Eventually.UntilAsync(Tolerant(async () => (await store.GetVersionsAsync(Ct)).Count > 50), "the dispatcher projected 50 users", Ct);
-        await server.StopServerAsync();
-        await Eventually.UntilAsync(() => !dispatcher.IsLeader, "the dispatcher noticed that the server is down", Ct);
-        await server.StartServerAsync();
-        await Eventually.UntilAsync(() => dispatcher.IsLeader, "the dispatcher reconnected and leads again", Ct);
-        var usersAtRestart = 0;
-        await Eventually.UntilAsync(Tolerant(async () => (usersAtRestart = (await commands.GetVersionsAsync(Ct)).Count) > 0), "the restarted server answers", Ct);
-        await Eventually.UntilAsync(Tolerant(async () => (await commands.GetVersionsAsync(Ct)).Count > usersAtRestart + 20), "20 more users were created after the restart", Ct);
-        await stopLoad.CancelAsync();
-        await load;
-
-        // The same in-process dispatcher, never restarted, catches up with everything committed.
-        await Eventually.UntilAsync(Tolerant(async () => (await monitor.GetStatusAsync(projection.Name, Ct)).Pending == 0), "the running dispatcher caught up", Ct);
-        await stopDispatcher.CancelAsync();
-        await running;
+            // The same in-process dispatcher, never restarted, catches up with everything committed.
+            await Eventually.UntilAsync(Tolerant(async () => (await monitor.GetStatusAsync(projection.Name, Ct)).Pending == 0), "the running dispatcher caught up", Ct);
+        }
+        finally
+        {
+            await stopLoad.CancelAsync();
+            await stopDispatcher.CancelAsync();
+            await Task.WhenAll(load, running);
+        }
         await AssertEveryUserProjectedAsync(commands, store, monitor, projection.Name);
     }
 
