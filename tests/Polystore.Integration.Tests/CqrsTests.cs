@@ -37,7 +37,7 @@ public sealed class CqrsTests(OutboxSchema schema, RedisFixture redis) : IClassF
     [Fact]
     public async Task Created_and_updated_users_reach_the_read_model_and_the_cache_is_invalidated()
     {
-        var (commands, queries, dispatcher, store, _) = await SetUpAsync();
+        var (commands, queries, dispatcher, store, cache) = await SetUpAsync();
         var id = await commands.CreateUserAsync(new CreateUser($"{Guid.NewGuid():N}@example.com", "Ada", "eu"), Ct);
 
         Assert.Null((await queries.GetUserProfileAsync(id, Ct)).Profile); // not projected yet
@@ -47,9 +47,11 @@ public sealed class CqrsTests(OutboxSchema schema, RedisFixture redis) : IClassF
         Assert.False(fromCache);
         Assert.Equal(("Ada", "eu", 1L), (first!.Name, first.Region, first.Version));
         Assert.True((await queries.GetUserProfileAsync(id, Ct)).FromCache);
+        Assert.True(await redis.Db.KeyExistsAsync(cache.Key(Key(id))));
 
         Assert.Equal(2, await commands.UpdateUserAsync(new UpdateUser(id, "Ada L.", null), Ct));
         await Delivery.UntilAsync(dispatcher, async () => (await store.GetAsync(Key(id), Ct))!.Version == 2, Ct);
+        Assert.False(await redis.Db.KeyExistsAsync(cache.Key(Key(id)))); // invalidated once the batch committed
 
         var (second, secondFromCache) = await queries.GetUserProfileAsync(id, Ct);
         Assert.False(secondFromCache);
