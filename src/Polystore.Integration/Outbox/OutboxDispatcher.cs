@@ -43,6 +43,7 @@ public sealed class OutboxDispatcher
     private bool _oneAtATime;
     private long? _failedEventId;
     private int _leadershipRefusals;
+    private int _connectionFailures;
 
     /// <summary>Creates a dispatcher for <paramref name="subscriber"/>.</summary>
     public OutboxDispatcher(NpgsqlDataSource dataSource, OutboxStore store, IOutboxSubscriber subscriber, OutboxDispatcherOptions? options = null, ILogger? logger = null)
@@ -68,7 +69,6 @@ public sealed class OutboxDispatcher
     /// </summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var failures = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
             try
@@ -82,8 +82,7 @@ public sealed class OutboxDispatcher
             catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
             {
                 IsLeader = false;
-                failures++;
-                var delay = Backoff(failures);
+                var delay = Backoff(++_connectionFailures);
                 _logger.OutboxConnectionLost(e, _subscriber.Name, delay);
                 await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
             }
@@ -96,10 +95,14 @@ public sealed class OutboxDispatcher
         var session = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (session.ConfigureAwait(false))
         {
-            while (!await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false))
+            var leading = await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false);
+            // The server answered: the next outage starts its backoff from the first step again.
+            _connectionFailures = 0;
+            while (!leading)
             {
                 Interlocked.Increment(ref _leadershipRefusals);
                 await DelayAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+                leading = await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false);
             }
             IsLeader = true;
             try
