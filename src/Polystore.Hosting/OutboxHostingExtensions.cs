@@ -1,6 +1,7 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 using Polystore.Integration.Outbox;
 
@@ -23,7 +24,8 @@ public static class OutboxHostingExtensions
             var subscriber = create(sp);
             if (subscriber.Name != subscriberName)
                 throw new InvalidOperationException($"the subscriber is named '{subscriber.Name}', not '{subscriberName}' as registered");
-            return new OutboxDispatcherService(new OutboxDispatcher(sp.GetRequiredService<NpgsqlDataSource>(), store, subscriber, options));
+            return new OutboxDispatcherService(new OutboxDispatcher(sp.GetRequiredService<NpgsqlDataSource>(), store, subscriber, options,
+                sp.GetService<ILoggerFactory>()?.CreateLogger<OutboxDispatcher>()));
         });
         services.AddHealthChecks().Add(new HealthCheckRegistration($"outbox:{store.Schema}:{subscriberName}",
             sp => new OutboxHealthCheck(new OutboxMonitor(sp.GetRequiredService<NpgsqlDataSource>(), store), subscriberName,

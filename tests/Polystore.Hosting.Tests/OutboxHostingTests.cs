@@ -2,9 +2,9 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Npgsql;
-using Polystore.Integration.Cqrs;
 using Polystore.Integration.Outbox;
 using Polystore.Integration.Projections;
+using Polystore.Samples.Users;
 using Polystore.Testing;
 
 namespace Polystore.Hosting.Tests;

@@ -2,6 +2,7 @@ using Polystore.Integration.Cqrs;
 using Polystore.Integration.Outbox;
 using Polystore.Integration.Projections;
 using Polystore.Redis;
+using Polystore.Samples.Users;
 using Polystore.Testing;
 using StackExchange.Redis;
 
@@ -20,14 +21,15 @@ public sealed class CqrsTests(OutboxSchema schema, RedisFixture redis) : IClassF
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
     private readonly string _prefix = TestServers.UniqueName("profile") + ":";
 
-    private async Task<(UserCommandHandler Commands, UserQueryHandler Queries, OutboxDispatcher Dispatcher, PostgresJsonbReadModelStore<UserProfile> Store)> SetUpAsync()
+    private async Task<(UserCommandHandler Commands, UserQueryHandler Queries, OutboxDispatcher Dispatcher, PostgresJsonbReadModelStore<UserProfile> Store, ReadModelCache<UserProfile> Cache)> SetUpAsync()
     {
         var commands = new UserCommandHandler(schema.DataSource, schema.Store);
         await commands.EnsureCreatedAsync(Ct);
         var store = new PostgresJsonbReadModelStore<UserProfile>(schema.DataSource, schema.Store.Schema, "user_profiles");
         await store.EnsureCreatedAsync(Ct);
-        var projection = new UserProfileProjection(store, redis.Db, _prefix);
-        return (commands, new UserQueryHandler(store, redis.Db, _prefix), new OutboxDispatcher(schema.DataSource, schema.Store, projection), store);
+        var cache = new ReadModelCache<UserProfile>(redis.Db, store, _prefix);
+        var projection = new UserProfileProjection(store, cache);
+        return (commands, new UserQueryHandler(store, cache), new OutboxDispatcher(schema.DataSource, schema.Store, projection), store, cache);
     }
 
     private static string Key(long id) => id.ToString(System.Globalization.CultureInfo.InvariantCulture);
@@ -35,7 +37,7 @@ public sealed class CqrsTests(OutboxSchema schema, RedisFixture redis) : IClassF
     [Fact]
     public async Task Created_and_updated_users_reach_the_read_model_and_the_cache_is_invalidated()
     {
-        var (commands, queries, dispatcher, store) = await SetUpAsync();
+        var (commands, queries, dispatcher, store, cache) = await SetUpAsync();
         var id = await commands.CreateUserAsync(new CreateUser($"{Guid.NewGuid():N}@example.com", "Ada", "eu"), Ct);
 
         Assert.Null((await queries.GetUserProfileAsync(id, Ct)).Profile); // not projected yet
@@ -45,9 +47,11 @@ public sealed class CqrsTests(OutboxSchema schema, RedisFixture redis) : IClassF
         Assert.False(fromCache);
         Assert.Equal(("Ada", "eu", 1L), (first!.Name, first.Region, first.Version));
         Assert.True((await queries.GetUserProfileAsync(id, Ct)).FromCache);
+        Assert.True(await redis.Db.KeyExistsAsync(cache.Key(Key(id))));
 
         Assert.Equal(2, await commands.UpdateUserAsync(new UpdateUser(id, "Ada L.", null), Ct));
         await Delivery.UntilAsync(dispatcher, async () => (await store.GetAsync(Key(id), Ct))!.Version == 2, Ct);
+        Assert.False(await redis.Db.KeyExistsAsync(cache.Key(Key(id)))); // invalidated once the batch committed
 
         var (second, secondFromCache) = await queries.GetUserProfileAsync(id, Ct);
         Assert.False(secondFromCache);
@@ -57,7 +61,7 @@ public sealed class CqrsTests(OutboxSchema schema, RedisFixture redis) : IClassF
     [Fact]
     public async Task A_reader_cannot_re_cache_a_version_older_than_the_last_invalidation()
     {
-        var (commands, queries, dispatcher, store) = await SetUpAsync();
+        var (commands, queries, dispatcher, store, cache) = await SetUpAsync();
         var id = await commands.CreateUserAsync(new CreateUser($"{Guid.NewGuid():N}@example.com", "Old", "us"), Ct);
         await Delivery.UntilAsync(dispatcher, async () => await store.GetAsync(Key(id), Ct) is not null, Ct);
         var stale = (await store.GetAsync(Key(id), Ct))!;
@@ -66,7 +70,7 @@ public sealed class CqrsTests(OutboxSchema schema, RedisFixture redis) : IClassF
         await Delivery.UntilAsync(dispatcher, async () => (await store.GetAsync(Key(id), Ct))!.Version == 2, Ct);
 
         // A slow reader that loaded version 1 before the update tries to cache it now.
-        var accepted = await VersionedCache.SetIfCurrentAsync(redis.Db, _prefix, stale.Id, "{\"stale\":true}", stale.Version, TimeSpan.FromMinutes(1));
+        var accepted = await cache.TrySetAsync(stale, TimeSpan.FromMinutes(1));
         Assert.False(accepted);
         Assert.Equal("New", (await queries.GetUserProfileAsync(id, Ct)).Profile!.Name);
     }
@@ -74,7 +78,7 @@ public sealed class CqrsTests(OutboxSchema schema, RedisFixture redis) : IClassF
     [Fact]
     public async Task Updating_a_missing_user_is_a_clear_error_and_writes_no_event()
     {
-        var (commands, _, _, _) = await SetUpAsync();
+        var (commands, _, _, _, _) = await SetUpAsync();
         var before = await schema.ScalarAsync("SELECT count(*) FROM $schema.outbox");
         var e = await Assert.ThrowsAsync<KeyNotFoundException>(() => commands.UpdateUserAsync(new UpdateUser(long.MaxValue, "x", null), Ct));
         Assert.Contains(long.MaxValue.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message, StringComparison.Ordinal);

@@ -58,16 +58,12 @@ internal static class Delivery
     /// transaction (the xmin horizon), and other test classes hold short transactions in parallel, so
     /// delivery is "soon", not "at once".
     /// </summary>
-    public static async Task UntilAsync(OutboxDispatcher dispatcher, Func<Task<bool>> done, CancellationToken cancellationToken)
-    {
-        for (var i = 0; i < 600; i++)
+    public static Task UntilAsync(OutboxDispatcher dispatcher, Func<Task<bool>> done, CancellationToken cancellationToken) =>
+        Eventually.UntilAsync(async () =>
         {
             await dispatcher.ProcessAvailableAsync(cancellationToken);
-            if (await done()) return;
-            await Task.Delay(50, cancellationToken);
-        }
-        Assert.Fail("events were not delivered within 30 s");
-    }
+            return await done();
+        }, "the events were delivered", cancellationToken);
 }
 
 /// <summary>Records what a dispatcher delivered, in the delivery transaction (so the record is exactly what was checkpointed).</summary>

@@ -69,8 +69,8 @@ public sealed class OutboxTests(OutboxSchema schema) : IClassFixture<OutboxSchem
         });
 
         var expected = writers * perWriter;
-        for (var i = 0; i < 600 && await schema.ScalarAsync("SELECT count(*) FROM $schema.deliveries d JOIN $schema.outbox o ON o.id = d.event_id WHERE d.subscriber = 'many' AND o.stream = 'many'") < expected; i++)
-            await Task.Delay(50, Ct);
+        await Eventually.UntilAsync(async () => await schema.ScalarAsync("SELECT count(DISTINCT d.event_id) FROM $schema.deliveries d JOIN $schema.outbox o ON o.id = d.event_id WHERE d.subscriber = 'many' AND o.stream = 'many'") == expected,
+            $"the running dispatchers delivered all {expected} events", Ct);
         await stop.CancelAsync();
         await Task.WhenAll(running);
 
@@ -110,19 +110,40 @@ public sealed class OutboxTests(OutboxSchema schema) : IClassFixture<OutboxSchem
     }
 
     [Fact]
-    public async Task Only_one_dispatcher_leads_at_a_time()
+    public async Task Only_one_dispatcher_leads_at_a_time_and_a_standby_takes_over_when_the_leader_stops()
     {
+        await RecordingSubscriber.CreateTableAsync(schema);
         var subscriber = new RecordingSubscriber(schema, "leader");
-        using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
         var options = new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(20) };
         var dispatchers = Enumerable.Range(0, 3).Select(_ => new OutboxDispatcher(schema.DataSource, schema.Store, subscriber, options)).ToList();
-        var running = dispatchers.Select(d => Task.Run(() => d.RunAsync(stop.Token), Ct)).ToList();
-        for (var i = 0; i < 200 && !dispatchers.Any(d => d.IsLeader); i++) await Task.Delay(20, Ct);
-        var leaders = new List<int>();
-        for (var i = 0; i < 20; i++) { leaders.Add(dispatchers.Count(d => d.IsLeader)); await Task.Delay(10, Ct); }
-        await stop.CancelAsync();
-        await Task.WhenAll(running);
-        Assert.All(leaders, n => Assert.Equal(1, n));
+        var stops = dispatchers.Select(_ => CancellationTokenSource.CreateLinkedTokenSource(Ct)).ToList();
+        var running = dispatchers.Select((d, i) => Task.Run(() => d.RunAsync(stops[i].Token), Ct)).ToList();
+        try
+        {
+            // A refusal means the lock was held by another dispatcher when this one asked for it.
+            await Eventually.UntilAsync(() => dispatchers.All(d => d.IsLeader || d.LeadershipRefusals >= 3),
+                "every dispatcher leads or has been refused the lead three times", Ct);
+            var leader = Assert.Single(dispatchers, d => d.IsLeader);
+
+            var index = dispatchers.IndexOf(leader);
+            await stops[index].CancelAsync();
+            await running[index];
+            Assert.False(leader.IsLeader);
+            var standbys = dispatchers.Where(d => d != leader).ToList();
+            var refusedBefore = standbys.Select(d => d.LeadershipRefusals).ToList();
+            // A standby asks every 20 ms, so it takes over within moments of the lock's release; the
+            // bound stays far below the pool's idle pruning, which would free a lock left on a pooled connection.
+            await Eventually.UntilAsync(() => standbys.Any(d => d.IsLeader), "a standby took over from the stopped leader", Ct, TimeSpan.FromSeconds(15));
+            await Eventually.UntilAsync(() => standbys.Select((d, i) => d.IsLeader || d.LeadershipRefusals >= refusedBefore[i] + 3).All(ok => ok),
+                "the other standby has been refused the lead three more times", Ct);
+            Assert.Single(standbys, d => d.IsLeader);
+        }
+        finally
+        {
+            foreach (var stop in stops) await stop.CancelAsync();
+            await Task.WhenAll(running);
+            foreach (var stop in stops) stop.Dispose();
+        }
     }
 
     [Fact]

@@ -1,6 +1,6 @@
-using Polystore.Integration.Cqrs;
 using Polystore.Integration.Outbox;
 using Polystore.Integration.Projections;
+using Polystore.Samples.Users;
 
 namespace Polystore.Integration.Tests;
 

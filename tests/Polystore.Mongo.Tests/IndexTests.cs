@@ -1,6 +1,7 @@
 using MongoDB.Bson;
 using MongoDB.Driver;
 using Polystore.Core.Configuration;
+using Polystore.Samples.Users;
 using Polystore.Testing;
 
 namespace Polystore.Mongo.Tests;
@@ -11,7 +12,7 @@ public sealed class IndexCommandTests
     public void Seed_setup_indexes_become_one_createIndexes_command()
     {
         // Manual, createIndexes: { createIndexes: <collection>, indexes: [ { key, name, <option>... } ], writeConcern }
-        var command = MongoIndexes.CreateIndexesCommand("users", MongoIndexes.SeedUserIndexes(), new WriteConcern("majority", TimeSpan.FromSeconds(5), journal: true));
+        var command = MongoIndexes.CreateIndexesCommand("users", UserIndexes.Declarations(), new WriteConcern("majority", TimeSpan.FromSeconds(5), journal: true));
         Assert.Equal(BsonDocument.Parse("""
             {
               "createIndexes": "users",
@@ -96,7 +97,7 @@ public sealed class IndexDiffTests
     [Fact]
     public void Server_added_fields_are_ignored_and_all_match()
     {
-        var diff = MongoIndexes.Diff("users", MongoIndexes.SeedUserIndexes(), SeedOnServer);
+        var diff = MongoIndexes.Diff("users", UserIndexes.Declarations(), SeedOnServer);
         Assert.Equal(4, diff.Count);
         Assert.All(diff, d => Assert.Equal(IndexState.Matches, d.State));
     }
@@ -105,7 +106,7 @@ public sealed class IndexDiffTests
     public void Keys_created_by_the_shell_as_doubles_match()
     {
         var existing = Docs("""{ "v": 2, "key": { "region": 1.0, "created_at": -1.0 }, "name": "region_1_created_at_-1" }""");
-        var diff = MongoIndexes.Diff("users", [MongoIndexes.SeedUserIndexes()[1]], existing);
+        var diff = MongoIndexes.Diff("users", [UserIndexes.Declarations()[1]], existing);
         Assert.Equal(IndexState.Matches, Assert.Single(diff).State);
     }
 
@@ -118,7 +119,7 @@ public sealed class IndexDiffTests
             """{ "v": 2, "key": { "created_at": -1, "region": 1 }, "name": "region_1_created_at_-1" }""",
             """{ "v": 2, "key": { "status": 1, "last_login": -1 }, "name": "status_recent" }""",
             """{ "v": 2, "key": { "nickname": 1 }, "name": "nickname_1", "partialFilterExpression": { "nickname": { "$exists": true } } }""");
-        var diff = MongoIndexes.Diff("users", MongoIndexes.SeedUserIndexes(), existing).ToDictionary(d => d.Name);
+        var diff = MongoIndexes.Diff("users", UserIndexes.Declarations(), existing).ToDictionary(d => d.Name);
         Assert.Equal(["email_1", "region_1_created_at_-1", "status_1_last_login_-1", "location_2dsphere", "nickname_1"], diff.Keys);
         Assert.Equal((IndexState.Differs, "unique: declared true, server false"), (diff["email_1"].State, Assert.Single(diff["email_1"].Differences)));
         Assert.Equal("""key: declared { "region" : 1, "created_at" : -1 }, server { "created_at" : -1, "region" : 1 }""", Assert.Single(diff["region_1_created_at_-1"].Differences));
@@ -147,7 +148,7 @@ public sealed class IndexDiffTests
 
     [Fact]
     public void Only_declarations_of_the_collection_are_compared() =>
-        Assert.Empty(MongoIndexes.Diff("orders", MongoIndexes.SeedUserIndexes(), Docs("""{ "v": 2, "key": { "_id": 1 }, "name": "_id_" }""")));
+        Assert.Empty(MongoIndexes.Diff("orders", UserIndexes.Declarations(), Docs("""{ "v": 2, "key": { "_id": 1 }, "name": "_id_" }""")));
 }
 
 public sealed class IndexYamlTests
@@ -170,7 +171,7 @@ public sealed class IndexYamlTests
                 name: session_ttl
             """);
         Assert.Equal(
-            MongoIndexes.CreateIndexesCommand("users", MongoIndexes.SeedUserIndexes()),
+            MongoIndexes.CreateIndexesCommand("users", UserIndexes.Declarations()),
             MongoIndexes.CreateIndexesCommand("users", declarations.Where(d => d.Collection == "users")));
         var ttl = Assert.Single(declarations, d => d.Collection == "sessions");
         Assert.Equal(BsonDocument.Parse("""{ "key": { "created_at": 1 }, "name": "session_ttl", "expireAfterSeconds": 3600 }"""), ttl.ToSpec());
@@ -260,7 +261,7 @@ public sealed class IndexServerTests
         {
             // A pre-existing email index that is not unique, and one nobody declared.
             await store.Database.RunCommandAsync<BsonDocument>(BsonDocument.Parse($$"""{ "createIndexes": "{{name}}", "indexes": [ { "key": { "email": 1 }, "name": "email_1" }, { "key": { "nick": 1 }, "name": "nick_1" } ] }"""), cancellationToken: ct);
-            var declared = MongoIndexes.SeedUserIndexes(name).Append(new IndexDeclaration(name, new IndexField("expires", IndexKind.Ascending)) { Name = "ttl", ExpireAfterSeconds = 60 }).ToList();
+            var declared = UserIndexes.Declarations(name).Append(new IndexDeclaration(name, new IndexField("expires", IndexKind.Ascending)) { Name = "ttl", ExpireAfterSeconds = 60 }).ToList();
 
             var first = (await MongoIndexes.EnsureIndexesAsync(store.Database, declared, cancellationToken: ct)).ToDictionary(d => d.Name);
             Assert.Equal((IndexState.Differs, IndexAction.None), (first["email_1"].State, first["email_1"].Action));
@@ -300,7 +301,7 @@ public sealed class IndexPlanTests
     [Fact]
     public void Without_flags_only_missing_indexes_are_created_and_nothing_is_dropped()
     {
-        var (report, commands) = MongoIndexes.Plan("users", MongoIndexes.SeedUserIndexes(), Existing);
+        var (report, commands) = MongoIndexes.Plan("users", UserIndexes.Declarations(), Existing);
         Assert.Equal(BsonDocument.Parse("""
             { "createIndexes": "users", "indexes": [
                 { "key": { "status": 1, "last_login": -1 }, "name": "status_1_last_login_-1" },
@@ -316,7 +317,7 @@ public sealed class IndexPlanTests
     [Fact]
     public void Flags_drop_differing_and_undeclared_indexes_before_creating()
     {
-        var (report, commands) = MongoIndexes.Plan("users", MongoIndexes.SeedUserIndexes(), Existing,
+        var (report, commands) = MongoIndexes.Plan("users", UserIndexes.Declarations(), Existing,
             new IndexEnsureOptions { RecreateDiffering = true, DropUndeclared = true }, WriteConcern.WMajority);
         Assert.Equal(
         [
@@ -337,7 +338,7 @@ public sealed class IndexPlanTests
     [Fact]
     public void Matching_indexes_send_nothing()
     {
-        var (report, commands) = MongoIndexes.Plan("users", [MongoIndexes.SeedUserIndexes()[1]], Existing[..1].Append(Existing[3]).ToArray());
+        var (report, commands) = MongoIndexes.Plan("users", [UserIndexes.Declarations()[1]], Existing[..1].Append(Existing[3]).ToArray());
         Assert.Empty(commands);
         Assert.Equal(IndexState.Matches, Assert.Single(report).State);
     }

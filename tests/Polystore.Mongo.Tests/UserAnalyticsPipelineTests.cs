@@ -1,14 +1,15 @@
 using MongoDB.Bson;
 using MongoDB.Bson.Serialization;
 using MongoDB.Driver;
+using Polystore.Samples.Users;
 using Polystore.Testing;
 
 namespace Polystore.Mongo.Tests;
 
-/// <summary>The stages as the MongoDB manual spells them (aggregation reference, $lookup, $merge).</summary>
+/// <summary>The sample's user analytics, stages as the MongoDB manual spells them (aggregation reference, $lookup, $merge).</summary>
 public sealed class UserAnalyticsPipelineTests
 {
-    private static readonly string[] SeedStages =
+    private static readonly string[] DefaultStages =
     [
         """{ "$match": { "status": "active" } }""",
         """{ "$lookup": { "from": "orders", "localField": "_id", "foreignField": "user_id", "as": "orders" } }""",
@@ -20,12 +21,13 @@ public sealed class UserAnalyticsPipelineTests
     private static BsonDocument[] Parse(params string[] json) => [.. json.Select(BsonDocument.Parse)];
 
     [Fact]
-    public void Default_pipeline_renders_the_seed_stages_exactly()
+    public void Default_pipeline_renders_the_documented_stages_exactly()
     {
-        var pipeline = new UserAnalyticsPipeline();
-        Assert.Equal(Parse(SeedStages), pipeline.Render());
+        var pipeline = UserAnalyticsPipeline.Create();
+        Assert.Equal("users", pipeline.Collection);
+        Assert.Equal(Parse(DefaultStages), pipeline.Render());
         var typed = pipeline.Pipeline.Render(new RenderArgs<BsonDocument>(BsonSerializer.LookupSerializer<BsonDocument>(), BsonSerializer.SerializerRegistry));
-        Assert.Equal(Parse(SeedStages), typed.Documents);
+        Assert.Equal(Parse(DefaultStages), typed.Documents);
         Assert.IsAssignableFrom<IBsonSerializer<UserRegionStats>>(typed.OutputSerializer);
         Assert.Null(pipeline.AggregateOptions.AllowDiskUse);
         Assert.Null(pipeline.AggregateOptions.MaxTime);
@@ -34,31 +36,32 @@ public sealed class UserAnalyticsPipelineTests
     [Fact]
     public void Project_early_keeps_only_needed_fields_and_uses_the_lookup_pipeline_form()
     {
-        var pipeline = new UserAnalyticsPipeline(new() { ProjectEarly = true, Status = "trial", OrdersCollection = "orders_2026" });
+        var pipeline = UserAnalyticsPipeline.Create(new() { ProjectEarly = true, Status = "trial", OrdersCollection = "orders_2026" });
         Assert.Equal(Parse(
             """{ "$match": { "status": "trial" } }""",
             """{ "$project": { "_id": 1, "region": 1 } }""",
             """{ "$lookup": { "from": "orders_2026", "localField": "_id", "foreignField": "user_id", "pipeline": [ { "$project": { "_id": 0, "amount": 1 } } ], "as": "orders" } }""",
-            SeedStages[2], SeedStages[3], SeedStages[4]), pipeline.Render());
+            DefaultStages[2], DefaultStages[3], DefaultStages[4]), pipeline.Render());
     }
 
     [Fact]
     public void Merge_replaces_the_sort_with_a_merge_into_the_view()
     {
-        var pipeline = new UserAnalyticsPipeline(new() { MergeInto = "user_region_stats", AllowDiskUse = true, MaxTime = TimeSpan.FromSeconds(30) });
+        var pipeline = UserAnalyticsPipeline.Create(new() { MergeInto = "user_region_stats", AllowDiskUse = true, MaxTime = TimeSpan.FromSeconds(30) });
         Assert.Equal(Parse(
-            SeedStages[0], SeedStages[1], SeedStages[2], SeedStages[3],
+            DefaultStages[0], DefaultStages[1], DefaultStages[2], DefaultStages[3],
             """{ "$merge": { "into": "user_region_stats", "on": "_id", "whenMatched": "replace", "whenNotMatched": "insert" } }"""), pipeline.Render());
+        Assert.True(pipeline.WritesToCollection);
         Assert.True(pipeline.AggregateOptions.AllowDiskUse);
         Assert.Equal(TimeSpan.FromSeconds(30), pipeline.AggregateOptions.MaxTime);
         Assert.Throws<InvalidOperationException>(() => pipeline.Pipeline);
     }
 
     [Theory]
-    [InlineData("UsersCollection", "")]
-    [InlineData("OrdersCollection", "or$ders")]
-    [InlineData("MergeInto", "system.views")]
-    public void Bad_collection_names_are_rejected_naming_the_option(string option, string value)
+    [InlineData("UsersCollection", "", "collection")]
+    [InlineData("OrdersCollection", "or$ders", "$lookup.from")]
+    [InlineData("MergeInto", "system.views", "$merge.into")]
+    public void Bad_collection_names_are_rejected_naming_where_they_are_used(string option, string value, string where)
     {
         var options = option switch
         {
@@ -66,8 +69,8 @@ public sealed class UserAnalyticsPipelineTests
             "OrdersCollection" => new UserAnalyticsOptions { OrdersCollection = value },
             _ => new UserAnalyticsOptions { MergeInto = value },
         };
-        var e = Assert.Throws<ArgumentException>(() => new UserAnalyticsPipeline(options));
-        Assert.Contains(option, e.Message, StringComparison.Ordinal);
+        var e = Assert.Throws<ArgumentException>(() => UserAnalyticsPipeline.Create(options));
+        Assert.Contains(where, e.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -112,13 +115,13 @@ public sealed class UserAnalyticsServerTests
                 """{ "user_id": 3, "amount": 100 }""", """{ "user_id": 4, "amount": 1000 }"""), cancellationToken: ct);
             foreach (var early in new[] { false, true })
             {
-                var rows = await new UserAnalyticsPipeline(new() { UsersCollection = users.CollectionNamespace.CollectionName, OrdersCollection = orders.CollectionNamespace.CollectionName, ProjectEarly = early, AllowDiskUse = true })
+                var rows = await UserAnalyticsPipeline.Create(new() { UsersCollection = users.CollectionNamespace.CollectionName, OrdersCollection = orders.CollectionNamespace.CollectionName, ProjectEarly = early, AllowDiskUse = true })
                     .RunAsync(store.Database, ct);
                 Assert.Equal([new UserRegionStats("us", 1, 1, 100m), new UserRegionStats("eu", 2, 1, 15.5m)], rows);
             }
             var view = prefix + "_view";
-            await new UserAnalyticsPipeline(new() { UsersCollection = users.CollectionNamespace.CollectionName, OrdersCollection = orders.CollectionNamespace.CollectionName, MergeInto = view })
-                .MergeAsync(store.Database, ct);
+            await UserAnalyticsPipeline.Create(new() { UsersCollection = users.CollectionNamespace.CollectionName, OrdersCollection = orders.CollectionNamespace.CollectionName, MergeInto = view })
+                .RunToCollectionAsync(store.Database, ct);
             var merged = await store.Database.GetCollection<UserRegionStats>(view).Find(FilterDefinition<UserRegionStats>.Empty).SortBy(r => r.Region).ToListAsync(ct);
             Assert.Equal([new UserRegionStats("eu", 2, 1, 15.5m), new UserRegionStats("us", 1, 1, 100m)], merged);
         }

@@ -3,9 +3,9 @@ using System.CommandLine;
 using System.Diagnostics;
 using Npgsql;
 using Polystore.Core.Configuration;
-using Polystore.Integration.Cqrs;
 using Polystore.Integration.Outbox;
 using Polystore.Integration.Projections;
+using Polystore.Samples.Users;
 using Spectre.Console;
 
 namespace Polystore.Cli.Commands;
@@ -299,7 +299,7 @@ internal sealed class NaiveUserService(NpgsqlDataSource dataSource, string schem
         }
         // The commit happened above (autocommit); a crash here loses the event for good.
         var start = Stopwatch.GetTimestamp();
-        await store.UpsertIfNewerAsync(profile.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), profile.Version, profile, null);
+        await store.UpsertIfNewerAsync(profile.Id.ToString(System.Globalization.CultureInfo.InvariantCulture), profile.Version, profile);
         lag?.Invoke(Stopwatch.GetElapsedTime(start).TotalMilliseconds);
     };
 

@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Diagnostics;
 using Npgsql;
-using Polystore.Integration.Cqrs;
 using Polystore.Integration.Transactions;
+using Polystore.Samples.Users;
 using Spectre.Console;
 
 namespace Polystore.Cli.Commands;

@@ -6,6 +6,7 @@ using Polystore.Integration.Projections;
 using Polystore.Mongo;
 using Polystore.Postgres;
 using Polystore.Redis;
+using Polystore.Samples.Users;
 using StackExchange.Redis;
 
 namespace Polystore.Cli.Commands;
@@ -19,8 +20,9 @@ internal sealed class CqrsWiring : IAsyncDisposable
         Redis = redis;
         Outbox = outbox;
         Store = store;
+        Cache = redis is null ? null : new ReadModelCache<UserProfile>(redis.GetDatabase(), store, "profile:");
         Commands = new UserCommandHandler(sources.Primary, outbox);
-        Queries = new UserQueryHandler(store, redis?.GetDatabase());
+        Queries = new UserQueryHandler(store, Cache);
         Monitor = new OutboxMonitor(sources.Primary, outbox);
     }
 
@@ -28,11 +30,12 @@ internal sealed class CqrsWiring : IAsyncDisposable
     public IConnectionMultiplexer? Redis { get; }
     public OutboxStore Outbox { get; }
     public IReadModelStore<UserProfile> Store { get; }
+    public ReadModelCache<UserProfile>? Cache { get; }
     public UserCommandHandler Commands { get; }
     public UserQueryHandler Queries { get; }
     public OutboxMonitor Monitor { get; }
 
-    public UserProfileProjection Projection(Action<OutboxEvent>? applied = null) => new(Store, Redis?.GetDatabase()) { Applied = applied };
+    public UserProfileProjection Projection(Action<OutboxEvent>? applied = null) => new(Store, Cache) { Applied = applied };
 
     public OutboxDispatcher Dispatcher(OutboxDispatcherOptions? options = null, Action<OutboxEvent>? applied = null) =>
         new(Sources.Primary, Outbox, Projection(applied), options);

@@ -5,6 +5,7 @@ using MongoDB.Driver;
 using Polystore.Core;
 using Polystore.Core.Configuration;
 using Polystore.Mongo;
+using Polystore.Samples.Users;
 using Spectre.Console;
 
 namespace Polystore.Cli.Commands;
@@ -79,7 +80,7 @@ internal static class MongoCommand
             {
                 var indexFile = parse.GetValue(Indexes);
                 demo = new Demo(prefix, userCount, batchSize,
-                    indexFile is null ? MongoIndexes.SeedUserIndexes(prefix + "users") : IndexYaml.Load(indexFile));
+                    indexFile is null ? UserIndexes.Declarations(prefix + "users") : IndexYaml.Load(indexFile));
             }
             catch (ConfigException e)
             {
@@ -119,8 +120,8 @@ internal static class MongoCommand
         public string OrdersCollection => Prefix + "orders";
         public string View => Prefix + "user_region_stats";
 
-        public UserAnalyticsPipeline Analytics => new(new() { UsersCollection = UsersCollection, OrdersCollection = OrdersCollection, ProjectEarly = true, AllowDiskUse = true });
-        public UserAnalyticsPipeline Materialize => new(new() { UsersCollection = UsersCollection, OrdersCollection = OrdersCollection, ProjectEarly = true, AllowDiskUse = true, MergeInto = View });
+        public MongoAggregation<UserRegionStats> Analytics => UserAnalyticsPipeline.Create(new() { UsersCollection = UsersCollection, OrdersCollection = OrdersCollection, ProjectEarly = true, AllowDiskUse = true });
+        public MongoAggregation<UserRegionStats> Materialize => UserAnalyticsPipeline.Create(new() { UsersCollection = UsersCollection, OrdersCollection = OrdersCollection, ProjectEarly = true, AllowDiskUse = true, MergeInto = View });
 
         private static readonly string[] Regions = ["eu", "us", "apac"];
         private static readonly DateTime Epoch = new(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
@@ -189,7 +190,7 @@ internal static class MongoCommand
         return plan;
     }
 
-    private static BsonDocument Aggregate(string collection, UserAnalyticsPipeline pipeline)
+    private static BsonDocument Aggregate(string collection, MongoAggregation<UserRegionStats> pipeline)
     {
         var command = new BsonDocument { { "aggregate", collection }, { "pipeline", new BsonArray(pipeline.Render()) } };
         if (pipeline.AggregateOptions.AllowDiskUse == true) command.Add("allowDiskUse", true);
@@ -206,7 +207,7 @@ internal static class MongoCommand
         var userResult = await MongoBulkUpsert.UpsertAsync(store.Collection(demo.UsersCollection), demo.SampleUsers(), upsertOptions, cancellationToken);
         var orderResult = await MongoBulkUpsert.UpsertAsync(store.Collection(demo.OrdersCollection), demo.SampleOrders(), upsertOptions, cancellationToken);
         var analytics = await demo.Analytics.RunAsync(store.Database, cancellationToken);
-        await demo.Materialize.MergeAsync(store.Database, cancellationToken);
+        await demo.Materialize.RunToCollectionAsync(store.Database, cancellationToken);
         var viewCount = await store.Collection(demo.View).CountDocumentsAsync(FilterDefinition<BsonDocument>.Empty, cancellationToken: cancellationToken);
         var usage = await IndexUsageReport.GetAsync(store.Database,
             demo.Indexes.Select(d => d.Collection).Append(demo.UsersCollection).Append(demo.OrdersCollection), cancellationToken);

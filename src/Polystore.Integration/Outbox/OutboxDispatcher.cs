@@ -42,6 +42,8 @@ public sealed class OutboxDispatcher
     private readonly string _s;
     private bool _oneAtATime;
     private long? _failedEventId;
+    private int _leadershipRefusals;
+    private int _connectionFailures;
 
     /// <summary>Creates a dispatcher for <paramref name="subscriber"/>.</summary>
     public OutboxDispatcher(NpgsqlDataSource dataSource, OutboxStore store, IOutboxSubscriber subscriber, OutboxDispatcherOptions? options = null, ILogger? logger = null)
@@ -58,13 +60,15 @@ public sealed class OutboxDispatcher
     /// <summary>Whether this dispatcher currently holds leadership for its subscriber.</summary>
     public bool IsLeader { get; private set; }
 
+    /// <summary>How many times another dispatcher held the leadership when this one tried to take it.</summary>
+    internal int LeadershipRefusals => Volatile.Read(ref _leadershipRefusals);
+
     /// <summary>
     /// Runs until cancelled: waits for leadership, then delivers events as NOTIFY wakes it (or the poll
     /// interval passes). Survives PostgreSQL restarts by reconnecting with backoff.
     /// </summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        var failures = 0;
         while (!cancellationToken.IsCancellationRequested)
         {
             try
@@ -78,9 +82,9 @@ public sealed class OutboxDispatcher
             catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
             {
                 IsLeader = false;
-                failures++;
-                _logger.LogWarning("Outbox dispatcher {Subscriber} lost its connection ({Error}); reconnecting", _subscriber.Name, e.Message);
-                await DelayAsync(Backoff(failures), cancellationToken).ConfigureAwait(false);
+                var delay = Backoff(++_connectionFailures);
+                _logger.OutboxConnectionLost(e, _subscriber.Name, delay);
+                await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
             }
         }
         IsLeader = false;
@@ -91,38 +95,75 @@ public sealed class OutboxDispatcher
         var session = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (session.ConfigureAwait(false))
         {
-            while (!await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false))
-                await DelayAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
-            IsLeader = true;
-            _logger.LogInformation("Outbox dispatcher {Subscriber} is the leader", _subscriber.Name);
-            var listen = new NpgsqlCommand($"LISTEN \"{_store.Channel}\"", session);
-            await using (listen.ConfigureAwait(false)) await listen.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            var followUp = false;
-            while (!cancellationToken.IsCancellationRequested)
+            var leading = await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false);
+            // The server answered: the next outage starts its backoff from the first step again.
+            _connectionFailures = 0;
+            while (!leading)
             {
-                var result = await ProcessBatchAsync(cancellationToken).ConfigureAwait(false);
-                if (result.RetryAfter is { } delay) await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
-                else if (result.MoreAvailable) continue;
-                else if (result.Checkpointed > 0 || followUp)
+                Interlocked.Increment(ref _leadershipRefusals);
+                await DelayAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+                leading = await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false);
+            }
+            IsLeader = true;
+            try
+            {
+                _logger.OutboxLeader(_subscriber.Name);
+                var listen = new NpgsqlCommand($"LISTEN \"{_store.Channel}\"", session);
+                await using (listen.ConfigureAwait(false)) await listen.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                var followUp = false;
+                while (!cancellationToken.IsCancellationRequested)
                 {
-                    // Commits that skipped NOTIFY (see OutboxStore.AppendAsync) land just after the one that
-                    // woke us: look again shortly, and keep looking while events arrive.
-                    followUp = result.Checkpointed > 0;
-                    await DelayAsync(FollowUpDelay, cancellationToken).ConfigureAwait(false);
-                    if (!followUp) await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+                    var result = await ProcessBatchAsync(cancellationToken).ConfigureAwait(false);
+                    if (result.RetryAfter is { } delay) await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
+                    else if (result.MoreAvailable) continue;
+                    else if (result.Checkpointed > 0 || followUp)
+                    {
+                        // Commits that skipped NOTIFY (see OutboxStore.AppendAsync) land just after the one that
+                        // woke us: look again shortly, and keep looking while events arrive.
+                        followUp = result.Checkpointed > 0;
+                        await DelayAsync(FollowUpDelay, cancellationToken).ConfigureAwait(false);
+                        if (!followUp) await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+                    }
+                    else await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
                 }
-                else await session.WaitAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                IsLeader = false;
+                await ReleaseLeadershipAsync(session).ConfigureAwait(false);
             }
         }
     }
+
+    private string LeadershipKey => $"polystore.outbox:{_store.Schema}:{_subscriber.Name}";
 
     private async Task<bool> TryTakeLeadershipAsync(NpgsqlConnection session, CancellationToken cancellationToken)
     {
         var command = new NpgsqlCommand("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", session);
         await using (command.ConfigureAwait(false))
         {
-            command.Parameters.Add(new NpgsqlParameter { Value = $"polystore.outbox:{_store.Schema}:{_subscriber.Name}" });
+            command.Parameters.Add(new NpgsqlParameter { Value = LeadershipKey });
             return (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
+    }
+
+    /// <summary>
+    /// Gives up the lock and the LISTEN before the session goes back to the pool: the pool resets a
+    /// connection only when it is next handed out, so a lock left on it would keep every standby
+    /// waiting until then. On a broken session there is nothing to release: the server already has.
+    /// </summary>
+    private async Task ReleaseLeadershipAsync(NpgsqlConnection session)
+    {
+        try
+        {
+            var unlock = new NpgsqlBatchCommand("SELECT pg_advisory_unlock(hashtextextended($1, 0))");
+            unlock.Parameters.Add(new NpgsqlParameter { Value = LeadershipKey });
+            var batch = new NpgsqlBatch(session) { BatchCommands = { unlock, new NpgsqlBatchCommand($"UNLISTEN \"{_store.Channel}\"") }, Timeout = 5 };
+            await using (batch.ConfigureAwait(false)) await batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+        {
+            _logger.OutboxLeadershipReleaseFailed(e, _subscriber.Name);
         }
     }
 
@@ -171,7 +212,7 @@ public sealed class OutboxDispatcher
                     // Which event failed is unknown: deliver this batch's events one at a time, so the
                     // good ones pass and attempts count against the one that fails on its own.
                     (_oneAtATime, _failedEventId) = (true, events[^1].Id);
-                    _logger.LogWarning("Outbox subscriber {Subscriber} failed on a batch ending at event {EventId} ({Error}); delivering one at a time", _subscriber.Name, events[^1].Id, e.Message);
+                    _logger.OutboxBatchFailed(e, _subscriber.Name, events[^1].Id);
                     return new BatchResult(0, true, null);
                 }
                 var last = events[^1];
@@ -190,7 +231,12 @@ public sealed class OutboxDispatcher
     private async Task<BatchResult> HandleFailureAsync(NpgsqlConnection connection, OutboxEvent failed, Exception error, CancellationToken cancellationToken)
     {
         var attempts = await RecordAttemptAsync(connection, failed, error, cancellationToken).ConfigureAwait(false);
-        if (attempts < _options.MaxAttempts) return new BatchResult(0, true, Backoff(attempts));
+        if (attempts < _options.MaxAttempts)
+        {
+            var delay = Backoff(attempts);
+            _logger.OutboxEventFailed(error, _subscriber.Name, failed.Id, attempts, _options.MaxAttempts, delay);
+            return new BatchResult(0, true, delay);
+        }
 
         var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await using (transaction.ConfigureAwait(false))
@@ -218,8 +264,7 @@ public sealed class OutboxDispatcher
                 }
                 await SaveCheckpointAsync(connection, transaction, failed.TransactionId, failed.Id, cancellationToken).ConfigureAwait(false);
                 DeadLettered.Add(1);
-                _logger.LogError("Outbox event {EventId} moved to {Schema}.outbox_dead_letters for {Subscriber} after {Attempts} attempts: {Error}",
-                    failed.Id, _store.Schema, _subscriber.Name, attempts, error.Message);
+                _logger.OutboxEventDeadLettered(error, failed.Id, _store.Schema, _subscriber.Name, attempts);
             }
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -269,7 +314,7 @@ public sealed class OutboxDispatcher
         }
     }
 
-    internal async Task<List<OutboxEvent>> ReadAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, ulong afterTx, long afterId, int limit, CancellationToken cancellationToken)
+    private async Task<List<OutboxEvent>> ReadAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, ulong afterTx, long afterId, int limit, CancellationToken cancellationToken)
     {
         var command = new NpgsqlCommand(
             $"""
@@ -319,7 +364,7 @@ public sealed class OutboxDispatcher
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
                 AfterCommitFailures.Add(1);
-                _logger.LogWarning("After-commit action of {Subscriber} failed: {Error}", _subscriber.Name, e.Message);
+                _logger.OutboxAfterCommitFailed(e, _subscriber.Name);
             }
         }
     }
@@ -328,7 +373,9 @@ public sealed class OutboxDispatcher
     {
         var exponential = _options.RetryBaseDelay.TotalMilliseconds * Math.Pow(2, Math.Min(attempt - 1, 20));
         var capped = Math.Min(exponential, _options.RetryMaxDelay.TotalMilliseconds);
-        // Full jitter keeps several dispatchers from retrying in lockstep.
+        // Equal jitter: half the step fixed, half random. The random half keeps dispatchers out of
+        // lockstep; the fixed half guarantees each retry really backs off (full jitter, anywhere in
+        // [0, step], would now and then retry a failing event or a restarting server at once).
         return TimeSpan.FromMilliseconds(capped / 2 + Random.Shared.NextDouble() * capped / 2);
     }
 

@@ -1,15 +1,6 @@
-using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Npgsql;
 
 namespace Polystore.Integration.Outbox;
-
-/// <summary>How far a subscriber is behind the outbox.</summary>
-/// <param name="Subscriber">The subscriber name.</param>
-/// <param name="Pending">Events appended but not yet delivered to it.</param>
-/// <param name="OldestPendingAge">Age of the oldest undelivered event (the backlog age), or null when caught up.</param>
-/// <param name="CheckpointAge">Time since its checkpoint last moved.</param>
-/// <param name="DeadLetters">Events it gave up on.</param>
-public sealed record OutboxStatus(string Subscriber, long Pending, TimeSpan? OldestPendingAge, TimeSpan? CheckpointAge, long DeadLetters);
 
 /// <summary>Reads backlog and lag figures for health checks, dashboards and the demo.</summary>
 public sealed class OutboxMonitor(NpgsqlDataSource dataSource, OutboxStore store)
@@ -46,29 +37,5 @@ public sealed class OutboxMonitor(NpgsqlDataSource dataSource, OutboxStore store
                 }
             }
         }
-    }
-}
-
-/// <summary>
-/// Healthy while the subscriber keeps up; Degraded when its backlog is older than
-/// <paramref name="degradedAfter"/> or it has dead letters; Unhealthy past <paramref name="unhealthyAfter"/>.
-/// </summary>
-public sealed class OutboxHealthCheck(OutboxMonitor monitor, string subscriber, TimeSpan degradedAfter, TimeSpan unhealthyAfter) : IHealthCheck
-{
-    /// <inheritdoc />
-    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
-    {
-        var status = await monitor.GetStatusAsync(subscriber, cancellationToken).ConfigureAwait(false);
-        var data = new Dictionary<string, object>
-        {
-            ["pending"] = status.Pending,
-            ["backlog_age_seconds"] = status.OldestPendingAge?.TotalSeconds ?? 0,
-            ["dead_letters"] = status.DeadLetters,
-        };
-        var age = status.OldestPendingAge ?? TimeSpan.Zero;
-        if (age > unhealthyAfter) return HealthCheckResult.Unhealthy($"{subscriber}: {status.Pending} events pending, oldest {age.TotalSeconds:0} s old", data: data);
-        if (age > degradedAfter) return HealthCheckResult.Degraded($"{subscriber}: {status.Pending} events pending, oldest {age.TotalSeconds:0} s old", data: data);
-        if (status.DeadLetters > 0) return HealthCheckResult.Degraded($"{subscriber}: {status.DeadLetters} dead-lettered events", data: data);
-        return HealthCheckResult.Healthy($"{subscriber}: {status.Pending} pending", data);
     }
 }

@@ -6,8 +6,8 @@ namespace Polystore.Integration.Outbox;
 
 /// <summary>
 /// The outbox tables in one PostgreSQL schema, and appending to them. Events are appended inside the
-/// caller's transaction, so they exist if and only if the command's writes committed — the dual
-/// write of the seed's "publish after flush" cannot happen.
+/// caller's transaction, so they exist if and only if the command's writes committed: no event is
+/// lost after a commit, and none is published for a change that rolled back.
 /// </summary>
 public sealed class OutboxStore
 {
@@ -97,10 +97,10 @@ public sealed class OutboxStore
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.Version).ToArray() });
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.Type).ToArray() });
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.PayloadJson).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
-            // NOTIFY takes a cluster-wide lock at commit, which serializes every notifying commit (it cut
-            // throughput by 3x in bench integration). So only one in-flight transaction at a time
-            // notifies: whoever gets the transaction-scoped try-lock. A commit that skipped it is picked
-            // up by the dispatcher's follow-up read after the notifier's wake-up, or by its poll.
+            // NOTIFY takes a cluster-wide lock at commit, which serializes every notifying commit. So
+            // only one in-flight transaction at a time notifies: whoever gets the transaction-scoped
+            // try-lock. A commit that skipped it is picked up by the dispatcher's follow-up read after
+            // the notifier's wake-up, or by its poll.
             var notify = new NpgsqlBatchCommand("SELECT pg_notify($1, '') WHERE pg_try_advisory_xact_lock(hashtextextended($1, 0))");
             notify.Parameters.Add(new NpgsqlParameter { Value = Channel });
             batch.BatchCommands.Add(insert);

@@ -1,14 +1,14 @@
 using System.Text.Json;
 using MongoDB.Bson;
 using MongoDB.Driver;
-using Polystore.Integration.Outbox;
 
 namespace Polystore.Integration.Projections;
 
 /// <summary>
-/// A read model in a MongoDB collection (the seed's <c>user_profiles</c>). Documents are
-/// <c>{ _id, version, doc }</c>. The write is idempotent: the filter matches only an older version, so a
-/// duplicate or stale event either changes nothing or hits the unique <c>_id</c> and is ignored.
+/// A read model in a MongoDB collection of <c>{ _id, version, doc, updated_at }</c> documents. The write
+/// is idempotent: the filter matches only an older version, so a duplicate or stale event either changes
+/// nothing or hits the unique <c>_id</c> and is ignored. It is not part of the outbox dispatcher's
+/// PostgreSQL transaction: a crash before the checkpoint commits redelivers the event, which then changes nothing.
 /// </summary>
 /// <typeparam name="T">The document type.</typeparam>
 public sealed class MongoReadModelStore<T> : IReadModelStore<T>
@@ -42,7 +42,7 @@ public sealed class MongoReadModelStore<T> : IReadModelStore<T>
     );
 
     /// <inheritdoc />
-    public async Task<bool> UpsertIfNewerAsync(string id, long version, T document, OutboxContext? context, CancellationToken cancellationToken = default)
+    public async Task<bool> UpsertIfNewerAsync(string id, long version, T document, CancellationToken cancellationToken = default)
     {
         var (filter, update) = BuildWrite(id, version, document, DateTime.UtcNow);
         try

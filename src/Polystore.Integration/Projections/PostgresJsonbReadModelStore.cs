@@ -1,17 +1,17 @@
 using System.Text.Json;
 using Npgsql;
 using NpgsqlTypes;
-using Polystore.Integration.Outbox;
 using Polystore.Postgres;
 
 namespace Polystore.Integration.Projections;
 
 /// <summary>
-/// A read model in a PostgreSQL JSONB table: the default where no MongoDB is configured. Written inside
-/// the dispatcher's transaction, so each event is applied exactly once together with the checkpoint.
+/// A read model in a PostgreSQL JSONB table <c>(id, version, doc, updated_at)</c>. As an
+/// <see cref="IPostgresReadModelStore{T}"/> it is written inside the outbox dispatcher's transaction,
+/// so each event is applied exactly once, together with the checkpoint.
 /// </summary>
 /// <typeparam name="T">The document type.</typeparam>
-public sealed class PostgresJsonbReadModelStore<T> : IReadModelStore<T>
+public sealed class PostgresJsonbReadModelStore<T> : IPostgresReadModelStore<T>
 {
     private readonly NpgsqlDataSource _dataSource;
     private readonly JsonSerializerOptions _json;
@@ -56,58 +56,62 @@ public sealed class PostgresJsonbReadModelStore<T> : IReadModelStore<T>
     }
 
     /// <inheritdoc />
-    public async Task<bool> UpsertIfNewerAsync(string id, long version, T document, OutboxContext? context, CancellationToken cancellationToken = default)
+    public async Task<bool> UpsertIfNewerAsync(string id, long version, T document, CancellationToken cancellationToken = default)
     {
-        var sql = $"""
-            INSERT INTO {_table} AS t (id, version, doc) VALUES ($1, $2, $3)
-            ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc, updated_at = now()
-            WHERE t.version < excluded.version
-            """;
-        if (context is not null) return await UpsertAsync(context.Connection, context.Transaction, sql, id, version, document, cancellationToken).ConfigureAwait(false);
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
-            return await UpsertAsync(connection, null, sql, id, version, document, cancellationToken).ConfigureAwait(false);
+        {
+            var command = new NpgsqlCommand(
+                $"""
+                INSERT INTO {_table} AS t (id, version, doc) VALUES ($1, $2, $3)
+                ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc, updated_at = now()
+                WHERE t.version < excluded.version
+                """, connection);
+            await using (command.ConfigureAwait(false))
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = id });
+                command.Parameters.Add(new NpgsqlParameter { Value = version });
+                command.Parameters.Add(new NpgsqlParameter { Value = JsonSerializer.Serialize(document, _json), NpgsqlDbType = NpgsqlDbType.Jsonb });
+                return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
+            }
+        }
     }
 
     /// <inheritdoc />
-    public async Task UpsertManyIfNewerAsync(IReadOnlyList<ReadModel<T>> documents, OutboxContext? context, CancellationToken cancellationToken = default)
+    public async Task UpsertManyIfNewerAsync(IReadOnlyList<ReadModel<T>> documents, CancellationToken cancellationToken = default)
     {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+            await UpsertManyAsync(documents, connection, null, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <inheritdoc />
+    public Task UpsertManyIfNewerAsync(IReadOnlyList<ReadModel<T>> documents, NpgsqlTransaction transaction, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(transaction);
+        var connection = transaction.Connection ?? throw new InvalidOperationException("the transaction has completed");
+        return UpsertManyAsync(documents, connection, transaction, cancellationToken);
+    }
+
+    private async Task UpsertManyAsync(IReadOnlyList<ReadModel<T>> documents, NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(documents);
         if (documents.Count == 0) return;
         // ON CONFLICT may touch a row once per statement: keep the newest version of each id.
         var newest = documents.GroupBy(d => d.Id).Select(g => g.MaxBy(d => d.Version)!).ToList();
-        var sql = $"""
+        var command = new NpgsqlCommand(
+            $"""
             INSERT INTO {_table} AS t (id, version, doc)
             SELECT * FROM unnest($1::text[], $2::bigint[], $3::jsonb[])
             ON CONFLICT (id) DO UPDATE SET version = excluded.version, doc = excluded.doc, updated_at = now()
             WHERE t.version < excluded.version
-            """;
-        var owned = context is null ? await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false) : null;
-        try
-        {
-            var command = new NpgsqlCommand(sql, context?.Connection ?? owned, context?.Transaction);
-            await using (command.ConfigureAwait(false))
-            {
-                command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => d.Id).ToArray() });
-                command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => d.Version).ToArray() });
-                command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => JsonSerializer.Serialize(d.Document, _json)).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
-                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            }
-        }
-        finally
-        {
-            if (owned is not null) await owned.DisposeAsync().ConfigureAwait(false);
-        }
-    }
-
-    private async Task<bool> UpsertAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, string id, long version, T document, CancellationToken cancellationToken)
-    {
-        var command = new NpgsqlCommand(sql, connection, transaction);
+            """, connection, transaction);
         await using (command.ConfigureAwait(false))
         {
-            command.Parameters.Add(new NpgsqlParameter { Value = id });
-            command.Parameters.Add(new NpgsqlParameter { Value = version });
-            command.Parameters.Add(new NpgsqlParameter { Value = JsonSerializer.Serialize(document, _json), NpgsqlDbType = NpgsqlDbType.Jsonb });
-            return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
+            command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => d.Id).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => d.Version).ToArray() });
+            command.Parameters.Add(new NpgsqlParameter { Value = newest.Select(d => JsonSerializer.Serialize(d.Document, _json)).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 

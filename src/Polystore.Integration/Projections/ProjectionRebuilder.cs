@@ -5,12 +5,6 @@ using Polystore.Postgres;
 
 namespace Polystore.Integration.Projections;
 
-/// <summary>What a rebuild did.</summary>
-/// <param name="Table">The live table, now holding the rebuilt documents.</param>
-/// <param name="EventsReplayed">Events read from the outbox history into the new version.</param>
-/// <param name="Documents">Documents in the new version.</param>
-public sealed record RebuildReport(string Table, long EventsReplayed, long Documents);
-
 /// <summary>
 /// Rebuilds a PostgreSQL JSONB projection from the outbox history into a new table, then swaps it in
 /// for the live one, while commands and the live dispatcher keep running. The swap happens under the

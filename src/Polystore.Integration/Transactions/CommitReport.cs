@@ -1,8 +1,3 @@
-using MongoDB.Driver;
-using Npgsql;
-using Polystore.Core;
-using StackExchange.Redis;
-
 namespace Polystore.Integration.Transactions;
 
 /// <summary>What a multi-store commit did, store by store.</summary>

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using MongoDB.Driver;
 using Npgsql;
 using Polystore.Core;
@@ -10,13 +11,15 @@ namespace Polystore.Integration.Transactions;
 public sealed class MultiStoreTransaction : IAsyncDisposable
 {
     private readonly IMongoClient? _mongo;
+    private readonly ILogger _logger;
     private readonly List<(string Description, Func<CancellationToken, Task> Undo)> _compensations = [];
     private IClientSessionHandle? _mongoSession;
     private ITransaction? _redisTransaction;
     private bool _completed;
 
-    internal MultiStoreTransaction(NpgsqlConnection connection, NpgsqlTransaction transaction, IMongoClient? mongo, IDatabase? redis)
+    internal MultiStoreTransaction(NpgsqlConnection connection, NpgsqlTransaction transaction, IMongoClient? mongo, IDatabase? redis, ILogger logger)
     {
+        _logger = logger;
         Postgres = connection;
         PostgresTransaction = transaction;
         _mongo = mongo;
@@ -52,7 +55,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
     public ITransaction RedisTransaction =>
         _redisTransaction ??= (Redis ?? throw new InvalidOperationException("no Redis is configured for this TransactionManager")).CreateTransaction();
 
-    /// <summary>Registers an undo step (the seed's "compensating transaction"), run in reverse order if the unit fails.</summary>
+    /// <summary>Registers an undo step (a compensating action), run in reverse order if the unit fails.</summary>
     public void AddCompensation(string description, Func<CancellationToken, Task> undo) => _compensations.Add((description, undo));
 
     internal async Task<CommitReport> CommitAsync(CancellationToken cancellationToken)
@@ -98,9 +101,9 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
             {
                 var (run, failed) = await CompensateAsync().ConfigureAwait(false);
                 _completed = true;
-                throw new PartialCommitException(new CommitReport(committed, "redis", failure, run, failed));
+                throw new PartialCommitException(new CommitReport(committed, StoreNames.Redis, failure, run, failed));
             }
-            committed.Add("redis");
+            committed.Add(StoreNames.Redis);
         }
         _completed = true;
         return new CommitReport(committed, null, null, [], []);
@@ -110,10 +113,13 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
     {
         if (_completed) return;
         _completed = true;
-        try { await PostgresTransaction.RollbackAsync().ConfigureAwait(false); } catch (NpgsqlException) { }
+        // Best effort: the work's own exception is what the caller sees; these only go to the log.
+        try { await PostgresTransaction.RollbackAsync().ConfigureAwait(false); }
+        catch (Exception e) when (e is NpgsqlException or IOException) { _logger.TransactionRollbackFailed(e, StoreNames.Postgres); }
         if (_mongoSession is { IsInTransaction: true })
         {
-            try { await _mongoSession.AbortTransactionAsync().ConfigureAwait(false); } catch (MongoException) { }
+            try { await _mongoSession.AbortTransactionAsync().ConfigureAwait(false); }
+            catch (Exception e) when (e is MongoException or TimeoutException) { _logger.TransactionRollbackFailed(e, StoreNames.Mongo); }
         }
         await CompensateAsync().ConfigureAwait(false);
     }
@@ -132,6 +138,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
             }
             catch (Exception e) when (e is RedisException or TimeoutException or InvalidOperationException or NpgsqlException or MongoException)
             {
+                _logger.TransactionCompensationFailed(e, description);
                 failed.Add($"{description}: {Redactor.RedactConnectionString(e.Message)}");
             }
         }

@@ -1,8 +1,3 @@
-using MongoDB.Driver;
-using Npgsql;
-using Polystore.Core;
-using StackExchange.Redis;
-
 namespace Polystore.Integration.Transactions;
 
 /// <summary>Thrown when one store committed and a later one failed: the stores now disagree.</summary>

@@ -1,19 +1,24 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using MongoDB.Driver;
 using Npgsql;
-using Polystore.Core;
 using StackExchange.Redis;
 
 namespace Polystore.Integration.Transactions;
 
 /// <summary>
-/// The seed's TransactionManager, kept for callers who want its shape, and honest about what it is:
-/// PostgreSQL commits first, then MongoDB, then any queued Redis MULTI/EXEC. Nothing makes those two commits atomic, so a MongoDB
-/// failure after PostgreSQL committed is reported as a <see cref="PartialCommitException"/> naming
-/// what succeeded — never swallowed, never called a rollback. Redis work is undone by the
+/// Runs one unit of work across PostgreSQL, MongoDB and Redis, and is honest about what that is:
+/// PostgreSQL commits first, then MongoDB, then any queued Redis MULTI/EXEC. Nothing makes those commits
+/// atomic, so a failure after PostgreSQL committed is reported as a <see cref="PartialCommitException"/>
+/// naming what succeeded — never swallowed, never called a rollback. Redis work is undone by the
 /// compensations you register. Prefer the outbox (<see cref="Outbox.OutboxStore"/>): one commit, then
 /// reliable delivery to the other stores.
 /// </summary>
-public sealed class TransactionManager(NpgsqlDataSource postgres, IMongoClient? mongo = null, IDatabase? redis = null)
+/// <param name="postgres">The PostgreSQL primary.</param>
+/// <param name="mongo">MongoDB, or null when the work uses none.</param>
+/// <param name="redis">Redis, or null when the work uses none.</param>
+/// <param name="logger">Receives the failures of rollbacks and compensations, which do not surface otherwise; none when null.</param>
+public sealed class TransactionManager(NpgsqlDataSource postgres, IMongoClient? mongo = null, IDatabase? redis = null, ILogger? logger = null)
 {
     /// <summary>
     /// Runs <paramref name="work"/> in a PostgreSQL transaction (and a MongoDB transaction, started on
@@ -28,7 +33,7 @@ public sealed class TransactionManager(NpgsqlDataSource postgres, IMongoClient? 
         await using (connection.ConfigureAwait(false))
         {
             var pgTransaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            var transaction = new MultiStoreTransaction(connection, pgTransaction, mongo, redis);
+            var transaction = new MultiStoreTransaction(connection, pgTransaction, mongo, redis, logger ?? NullLogger.Instance);
             await using (transaction.ConfigureAwait(false))
             {
                 try

@@ -52,15 +52,6 @@ public sealed record IndexEnsureOptions
 /// <summary>Declared indexes: the <c>createIndexes</c> commands, the comparison with the server, and ensuring them.</summary>
 public static class MongoIndexes
 {
-    /// <summary>The seed's <c>setup_indexes</c> on <c>users</c>: unique email, two compound indexes, a sparse 2dsphere.</summary>
-    public static IReadOnlyList<IndexDeclaration> SeedUserIndexes(string collection = "users") =>
-    [
-        new(collection, new IndexField("email", IndexKind.Ascending)) { Unique = true },
-        new(collection, new IndexField("region", IndexKind.Ascending), new IndexField("created_at", IndexKind.Descending)),
-        new(collection, new IndexField("status", IndexKind.Ascending), new IndexField("last_login", IndexKind.Descending)),
-        new(collection, new IndexField("location", IndexKind.Geo2DSphere)) { Sparse = true },
-    ];
-
     /// <summary>Checks every declaration and that names and keys are unique per collection; throws listing all problems.</summary>
     public static void Validate(IReadOnlyList<IndexDeclaration> declarations)
     {

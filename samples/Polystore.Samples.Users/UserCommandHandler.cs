@@ -1,42 +1,19 @@
-using System.Text.Json.Serialization;
+using System.Globalization;
 using Npgsql;
+using NpgsqlTypes;
 using Polystore.Integration.Outbox;
 
-namespace Polystore.Integration.Cqrs;
-
-/// <summary>The seed's CreateUserCommand.</summary>
-/// <param name="Email">Unique e-mail address.</param>
-/// <param name="Name">Display name.</param>
-/// <param name="Region">Region, for the analytics query.</param>
-public sealed record CreateUser(string Email, string Name, string Region);
-
-/// <summary>Changes a user's name and/or region.</summary>
-/// <param name="Id">The user.</param>
-/// <param name="Name">The new name, or null to keep it.</param>
-/// <param name="Region">The new region, or null to keep it.</param>
-public sealed record UpdateUser(long Id, string? Name, string? Region);
-
-/// <summary>The read model of a user (the seed's <c>user_profiles</c> document), also the event payload.</summary>
-/// <param name="Id">The user id.</param>
-/// <param name="Email">E-mail address.</param>
-/// <param name="Name">Display name.</param>
-/// <param name="Region">Region.</param>
-/// <param name="Version">The user's version in PostgreSQL when this was written.</param>
-/// <param name="CreatedAt">When the user was created.</param>
-public sealed record UserProfile(
-    [property: JsonPropertyName("id")] long Id,
-    [property: JsonPropertyName("email")] string Email,
-    [property: JsonPropertyName("name")] string Name,
-    [property: JsonPropertyName("region")] string Region,
-    [property: JsonPropertyName("version")] long Version,
-    [property: JsonPropertyName("created_at")] DateTimeOffset CreatedAt);
+namespace Polystore.Samples.Users;
 
 /// <summary>
-/// The seed's UserCommandHandler without its dual write: the row and its event are written in one
-/// PostgreSQL transaction, and the outbox dispatcher delivers the event.
+/// Handles the user commands. Each command changes the <c>users</c> row and appends its event to the
+/// outbox in one PostgreSQL statement, so the event exists if and only if the change committed; the
+/// outbox dispatcher then delivers it to the projections.
 /// </summary>
 public sealed class UserCommandHandler
 {
+    /// <summary>The outbox stream of user events.</summary>
+    public const string Stream = "user";
     /// <summary>Event type of a new user.</summary>
     public const string UserCreated = "user.created";
     /// <summary>Event type of a changed user.</summary>
@@ -44,14 +21,18 @@ public sealed class UserCommandHandler
 
     private readonly NpgsqlDataSource _dataSource;
     private readonly OutboxStore _outbox;
+    private readonly string _schema;
     private readonly string _users;
 
-    /// <summary>Creates the handler over <c>schema.users</c> and the outbox in the same schema.</summary>
+    /// <summary>Creates the handler over <c>schema.users</c>, beside the outbox in the same schema.</summary>
     public UserCommandHandler(NpgsqlDataSource dataSource, OutboxStore outbox)
     {
+        ArgumentNullException.ThrowIfNull(outbox);
         _dataSource = dataSource;
         _outbox = outbox;
-        _users = $"{outbox.QuotedSchema}.users";
+        // OutboxStore accepts only plain lower-case identifiers, so quoting needs no escaping.
+        _schema = $"\"{outbox.Schema}\"";
+        _users = $"{_schema}.users";
     }
 
     /// <summary>Creates the users table (and the outbox) if missing.</summary>
@@ -79,6 +60,7 @@ public sealed class UserCommandHandler
     /// <summary>Creates a user and appends <c>user.created</c> atomically; returns the new id.</summary>
     public async Task<long> CreateUserAsync(CreateUser command, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(command);
         ArgumentException.ThrowIfNullOrWhiteSpace(command.Email, nameof(command.Email));
         ArgumentException.ThrowIfNullOrWhiteSpace(command.Name, nameof(command.Name));
         ArgumentNullException.ThrowIfNull(command.Region, nameof(command.Region));
@@ -92,47 +74,11 @@ public sealed class UserCommandHandler
     /// <exception cref="KeyNotFoundException">No user has <see cref="UpdateUser.Id"/>.</exception>
     public async Task<long> UpdateUserAsync(UpdateUser command, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(command);
         var profile = await ExecuteAsync(
             $"UPDATE {_users} SET name = coalesce($3, name), region = coalesce($4, region), version = version + 1, updated_at = now() WHERE id = $2 RETURNING *",
             UserUpdated, [command.Id, command.Name, command.Region], cancellationToken).ConfigureAwait(false);
         return profile?.Version ?? throw new KeyNotFoundException($"no user with id {command.Id}");
-    }
-
-    /// <summary>
-    /// Runs the row change, its outbox event and the NOTIFY as one statement: one round trip, and
-    /// atomic because a statement outside an explicit transaction is its own transaction. The NOTIFY
-    /// is throttled as in <see cref="OutboxStore.AppendAsync(NpgsqlTransaction, IReadOnlyList{OutboxMessage}, CancellationToken)"/>.
-    /// </summary>
-    private async Task<UserProfile?> ExecuteAsync(string change, string eventType, object?[] arguments, CancellationToken cancellationToken)
-    {
-        var s = _outbox.QuotedSchema;
-        var sql = $"""
-            WITH u AS ({change}),
-            e AS (
-                INSERT INTO {s}.outbox (stream, aggregate_id, version, type, payload)
-                SELECT 'user', u.id::text, u.version, $1,
-                       jsonb_build_object('id', u.id, 'email', u.email, 'name', u.name, 'region', u.region, 'version', u.version, 'created_at', u.created_at)
-                FROM u)
-            SELECT u.id, u.email, u.name, u.region, u.version, u.created_at, (SELECT pg_notify($5, '') WHERE pg_try_advisory_xact_lock(hashtextextended($5, 0))) FROM u
-            """;
-        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
-        {
-            var command = new NpgsqlCommand(sql, connection);
-            await using (command.ConfigureAwait(false))
-            {
-                command.Parameters.Add(new NpgsqlParameter { Value = eventType });
-                foreach (var argument in arguments)
-                    command.Parameters.Add(argument is null ? new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text } : new NpgsqlParameter { Value = argument });
-                command.Parameters.Add(new NpgsqlParameter { Value = _outbox.Channel });
-                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-                await using (reader.ConfigureAwait(false))
-                {
-                    if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
-                    return new UserProfile(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5));
-                }
-            }
-        }
     }
 
     /// <summary>Every user's (id, version) in PostgreSQL, the source of truth, for consistency checks.</summary>
@@ -148,9 +94,45 @@ public sealed class UserCommandHandler
                 var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
                 await using (reader.ConfigureAwait(false))
                     while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                        result[reader.GetInt64(0).ToString(System.Globalization.CultureInfo.InvariantCulture)] = reader.GetInt64(1);
+                        result[reader.GetInt64(0).ToString(CultureInfo.InvariantCulture)] = reader.GetInt64(1);
             }
         }
         return result;
+    }
+
+    /// <summary>
+    /// Runs the row change, its outbox event and the wake-up NOTIFY as one statement: one round trip, and
+    /// atomic because a statement outside an explicit transaction is its own transaction. The NOTIFY is
+    /// throttled with a transaction-scoped try-lock, as <see cref="OutboxStore.AppendAsync(NpgsqlTransaction, IReadOnlyList{OutboxMessage}, CancellationToken)"/> does.
+    /// </summary>
+    private async Task<UserProfile?> ExecuteAsync(string change, string eventType, object?[] arguments, CancellationToken cancellationToken)
+    {
+        var sql = $"""
+            WITH u AS ({change}),
+            e AS (
+                INSERT INTO {_schema}.outbox (stream, aggregate_id, version, type, payload)
+                SELECT '{Stream}', u.id::text, u.version, $1,
+                       jsonb_build_object('id', u.id, 'email', u.email, 'name', u.name, 'region', u.region, 'version', u.version, 'created_at', u.created_at)
+                FROM u)
+            SELECT u.id, u.email, u.name, u.region, u.version, u.created_at, (SELECT pg_notify($5, '') WHERE pg_try_advisory_xact_lock(hashtextextended($5, 0))) FROM u
+            """;
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var command = new NpgsqlCommand(sql, connection);
+            await using (command.ConfigureAwait(false))
+            {
+                command.Parameters.Add(new NpgsqlParameter { Value = eventType });
+                foreach (var argument in arguments)
+                    command.Parameters.Add(argument is null ? new NpgsqlParameter { Value = DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text } : new NpgsqlParameter { Value = argument });
+                command.Parameters.Add(new NpgsqlParameter { Value = _outbox.Channel });
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
+                    return new UserProfile(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5));
+                }
+            }
+        }
     }
 }

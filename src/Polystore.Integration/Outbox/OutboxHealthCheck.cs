@@ -1,0 +1,27 @@
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace Polystore.Integration.Outbox;
+
+/// <summary>
+/// Healthy while the subscriber keeps up; Degraded when its backlog is older than
+/// <paramref name="degradedAfter"/> or it has dead letters; Unhealthy past <paramref name="unhealthyAfter"/>.
+/// </summary>
+public sealed class OutboxHealthCheck(OutboxMonitor monitor, string subscriber, TimeSpan degradedAfter, TimeSpan unhealthyAfter) : IHealthCheck
+{
+    /// <inheritdoc />
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var status = await monitor.GetStatusAsync(subscriber, cancellationToken).ConfigureAwait(false);
+        var data = new Dictionary<string, object>
+        {
+            ["pending"] = status.Pending,
+            ["backlog_age_seconds"] = status.OldestPendingAge?.TotalSeconds ?? 0,
+            ["dead_letters"] = status.DeadLetters,
+        };
+        var age = status.OldestPendingAge ?? TimeSpan.Zero;
+        if (age > unhealthyAfter) return HealthCheckResult.Unhealthy($"{subscriber}: {status.Pending} events pending, oldest {age.TotalSeconds:0} s old", data: data);
+        if (age > degradedAfter) return HealthCheckResult.Degraded($"{subscriber}: {status.Pending} events pending, oldest {age.TotalSeconds:0} s old", data: data);
+        if (status.DeadLetters > 0) return HealthCheckResult.Degraded($"{subscriber}: {status.DeadLetters} dead-lettered events", data: data);
+        return HealthCheckResult.Healthy($"{subscriber}: {status.Pending} pending", data);
+    }
+}
