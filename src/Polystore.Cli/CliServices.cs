@@ -10,9 +10,10 @@ namespace Polystore.Cli;
 /// </summary>
 internal static class CliServices
 {
-    public static ServiceProvider Build(PolystoreConfig config) =>
-        new ServiceCollection()
-            .AddLogging()
-            .AddPolystore(config)
-            .BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true });
+    public static ServiceProvider Build(PolystoreConfig config, Action<IServiceCollection>? configure = null)
+    {
+        var services = new ServiceCollection().AddLogging().AddPolystore(config);
+        configure?.Invoke(services);
+        return services.BuildServiceProvider(new ServiceProviderOptions { ValidateOnBuild = true });
+    }
 }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.CommandLine;
 using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Polystore.Core.Configuration;
 using Polystore.Integration.Outbox;
@@ -42,8 +43,10 @@ internal static class BenchIntegrationCommand
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
             if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
-            await using var wiring = await CqrsWiring.CreateAsync(config, parse.GetValue(OutboxCommand.Schema)!, forcePostgresReadModel: true, ct);
-            await RunNaiveLoadAsync(wiring, parse.GetValue(Writers), TimeSpan.FromHours(1), ct);
+            await using var services = CliServices.Build(config, s => s.AddUsersApp(parse.GetValue(OutboxCommand.Schema)!, postgresReadModel: true));
+            var users = services.GetRequiredService<UsersApp>();
+            await users.EnsureCreatedAsync(ct);
+            await RunNaiveLoadAsync(users, parse.GetValue(Writers), TimeSpan.FromHours(1), ct);
             return ExitCodes.Ok;
         });
         command.Subcommands.Add(naiveWorker);
@@ -171,17 +174,19 @@ internal static class BenchIntegrationCommand
 
     private static async Task<Round> OutboxRoundAsync(PolystoreConfig config, string schema, int writers, TimeSpan duration, CancellationToken ct)
     {
-        await using var wiring = await CqrsWiring.CreateAsync(config, schema, forcePostgresReadModel: true, ct);
+        await using var services = CliServices.Build(config, s => s.AddUsersApp(schema, postgresReadModel: true));
+        var users = services.GetRequiredService<UsersApp>();
+        await users.EnsureCreatedAsync(ct);
         var lags = new ConcurrentQueue<double>();
-        var dispatcher = wiring.Dispatcher(new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(200) },
+        var dispatcher = users.Dispatcher(new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(200) },
             e => lags.Enqueue((DateTimeOffset.UtcNow - e.CreatedAt).TotalMilliseconds));
         using var stopDispatcher = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var running = dispatcher.RunAsync(stopDispatcher.Token);
         var watch = Stopwatch.StartNew();
-        var sent = await SendCommandsAsync(UserCommand(wiring.Commands, []), writers, duration, ct);
+        var sent = await SendCommandsAsync(UserCommand(users.Commands, []), writers, duration, ct);
         var elapsed = watch.Elapsed;
         // Let the projection catch up so every event's lag is counted.
-        for (var i = 0; i < 600 && (await wiring.Monitor.GetStatusAsync(wiring.Projection().Name, ct)).Pending > 0; i++) await Task.Delay(50, ct);
+        for (var i = 0; i < 600 && (await users.Monitor.GetStatusAsync(users.Projection().Name, ct)).Pending > 0; i++) await Task.Delay(50, ct);
         await stopDispatcher.CancelAsync();
         await running;
         var sorted = lags.Order().ToList();
@@ -190,9 +195,11 @@ internal static class BenchIntegrationCommand
 
     private static async Task<Round> NaiveRoundAsync(PolystoreConfig config, string schema, int writers, TimeSpan duration, CancellationToken ct)
     {
-        await using var wiring = await CqrsWiring.CreateAsync(config, schema, forcePostgresReadModel: true, ct);
+        await using var services = CliServices.Build(config, s => s.AddUsersApp(schema, postgresReadModel: true));
+        var users = services.GetRequiredService<UsersApp>();
+        await users.EnsureCreatedAsync(ct);
         var lags = new ConcurrentQueue<double>();
-        var naive = new NaiveUserService(wiring.Sources.Primary, schema, wiring.Store, lag => lags.Enqueue(lag));
+        var naive = new NaiveUserService(users.Sources.Primary, schema, users.Store, lag => lags.Enqueue(lag));
         var watch = Stopwatch.StartNew();
         var sent = await SendCommandsAsync(naive.Command([]), writers, duration, ct);
         var elapsed = watch.Elapsed;
@@ -200,52 +207,56 @@ internal static class BenchIntegrationCommand
         return new Round("naive", sent / elapsed.TotalSeconds, Percentile(sorted, 0.5), Percentile(sorted, 0.99), sent);
     }
 
-    private static Task RunNaiveLoadAsync(CqrsWiring wiring, int writers, TimeSpan duration, CancellationToken ct) =>
-        SendCommandsAsync(new NaiveUserService(wiring.Sources.Primary, wiring.Outbox.Schema, wiring.Store, null).Command([]), writers, duration, ct);
+    private static Task RunNaiveLoadAsync(UsersApp users, int writers, TimeSpan duration, CancellationToken ct) =>
+        SendCommandsAsync(new NaiveUserService(users.Sources.Primary, users.Outbox.Schema, users.Store, null).Command([]), writers, duration, ct);
 
     /// <summary>Commands keep arriving in this process while dispatcher processes are SIGKILLed and restarted; then one drains. Returns lost events.</summary>
     private static async Task<(long Lost, int Kills, int Users)> OutboxKillTestAsync(PolystoreConfig config, string configDir, string schema, int writers, TimeSpan duration, CancellationToken ct)
     {
-        await using var wiring = await CqrsWiring.CreateAsync(config, schema, forcePostgresReadModel: true, ct);
-        var load = SendCommandsAsync(UserCommand(wiring.Commands, []), writers, duration, ct);
-        var name = wiring.Projection().Name;
+        await using var services = CliServices.Build(config, s => s.AddUsersApp(schema, postgresReadModel: true));
+        var users = services.GetRequiredService<UsersApp>();
+        await users.EnsureCreatedAsync(ct);
+        var load = SendCommandsAsync(UserCommand(users.Commands, []), writers, duration, ct);
+        var name = users.Projection().Name;
         var kills = 0;
         while (!load.IsCompleted)
         {
             var child = ChildProcess.StartSelf("outbox", "run", "--schema", schema, "--dir", configDir);
             // Kill it mid-stream: once its checkpoint moves, after a random moment.
-            await WaitForProgressAsync(async () => (await wiring.Monitor.GetStatusAsync(name, ct)).CheckpointAge is { } age && age < TimeSpan.FromMilliseconds(200), ct);
+            await WaitForProgressAsync(async () => (await users.Monitor.GetStatusAsync(name, ct)).CheckpointAge is { } age && age < TimeSpan.FromMilliseconds(200), ct);
             await Task.WhenAny(load, Task.Delay(Random.Shared.Next(50, 400), ct));
             ChildProcess.KillHard(child);
             kills++;
         }
         await load;
-        var dispatcher = wiring.Dispatcher();
-        for (var i = 0; i < 600 && (await wiring.Monitor.GetStatusAsync(wiring.Projection().Name, ct)).Pending > 0; i++)
+        var dispatcher = users.Dispatcher();
+        for (var i = 0; i < 600 && (await users.Monitor.GetStatusAsync(users.Projection().Name, ct)).Pending > 0; i++)
         {
             await dispatcher.ProcessAvailableAsync(ct);
             await Task.Delay(20, ct);
         }
-        return (await CountLostAsync(wiring, ct), kills, (await wiring.Commands.GetVersionsAsync(ct)).Count);
+        return (await CountLostAsync(users, ct), kills, (await users.Commands.GetVersionsAsync(ct)).Count);
     }
 
     /// <summary>Naive writer processes (commit, then write the read model) are SIGKILLed and restarted. Returns lost events.</summary>
     private static async Task<(long Lost, int Kills, int Users)> NaiveKillTestAsync(PolystoreConfig config, string configDir, string schema, int writers, TimeSpan duration, CancellationToken ct)
     {
-        await using var wiring = await CqrsWiring.CreateAsync(config, schema, forcePostgresReadModel: true, ct);
+        await using var services = CliServices.Build(config, s => s.AddUsersApp(schema, postgresReadModel: true));
+        var users = services.GetRequiredService<UsersApp>();
+        await users.EnsureCreatedAsync(ct);
         var until = DateTime.UtcNow + duration;
         var kills = 0;
         while (DateTime.UtcNow < until)
         {
-            var before = (await wiring.Commands.GetVersionsAsync(ct)).Count;
+            var before = (await users.Commands.GetVersionsAsync(ct)).Count;
             var child = ChildProcess.StartSelf("bench", "integration", "naive-worker", "--schema", schema, "--writers", writers.ToString(System.Globalization.CultureInfo.InvariantCulture), "--dir", configDir);
             // Kill it mid-stream: once it has written something, after a random moment.
-            await WaitForProgressAsync(async () => (await wiring.Commands.GetVersionsAsync(ct)).Count > before, ct);
+            await WaitForProgressAsync(async () => (await users.Commands.GetVersionsAsync(ct)).Count > before, ct);
             await Task.Delay(Random.Shared.Next(50, 400), ct);
             ChildProcess.KillHard(child);
             kills++;
         }
-        return (await CountLostAsync(wiring, ct), kills, (await wiring.Commands.GetVersionsAsync(ct)).Count);
+        return (await CountLostAsync(users, ct), kills, (await users.Commands.GetVersionsAsync(ct)).Count);
     }
 
     private static async Task WaitForProgressAsync(Func<Task<bool>> progressed, CancellationToken ct)
@@ -254,17 +265,17 @@ internal static class BenchIntegrationCommand
     }
 
     /// <summary>Users whose latest version never reached the read model: the lost events.</summary>
-    private static async Task<long> CountLostAsync(CqrsWiring wiring, CancellationToken ct)
+    private static async Task<long> CountLostAsync(UsersApp users, CancellationToken ct)
     {
-        var truth = await wiring.Commands.GetVersionsAsync(ct);
-        var projected = await wiring.Store.GetVersionsAsync(ct);
+        var truth = await users.Commands.GetVersionsAsync(ct);
+        var projected = await users.Store.GetVersionsAsync(ct);
         return truth.Count(u => !projected.TryGetValue(u.Key, out var v) || v < u.Value);
     }
 
     private static async Task DropSchemasAsync(PolystoreConfig config, List<string> schemas)
     {
-        await using var sources = Polystore.Postgres.PostgresDataSources.Create(config.Postgres!);
-        await using var connection = await sources.OpenConnectionAsync();
+        await using var services = CliServices.Build(config);
+        await using var connection = await services.GetRequiredService<Polystore.Postgres.PostgresDataSources>().OpenConnectionAsync();
         foreach (var schema in schemas)
         {
             await using var drop = new NpgsqlCommand($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE", connection);

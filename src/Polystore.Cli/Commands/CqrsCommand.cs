@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Polystore.Integration.Transactions;
 using Polystore.Samples.Users;
@@ -24,46 +25,48 @@ internal static class CqrsCommand
             if (config is null) return ExitCodes.InvalidConfig;
             if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
             var schema = $"cqrs_demo_{Guid.NewGuid():N}"[..20];
-            await using var wiring = await CqrsWiring.CreateAsync(config, schema, forcePostgresReadModel: false, ct);
+            await using var services = CliServices.Build(config, s => s.AddUsersApp(schema, postgresReadModel: false));
+            var users = services.GetRequiredService<UsersApp>();
+            await users.EnsureCreatedAsync(ct);
             try
             {
-                var ada = await wiring.Commands.CreateUserAsync(new CreateUser($"ada-{schema}@example.com", "Ada", "eu"), ct);
-                var grace = await wiring.Commands.CreateUserAsync(new CreateUser($"grace-{schema}@example.com", "Grace", "us"), ct);
-                await wiring.Commands.UpdateUserAsync(new UpdateUser(ada, "Ada Lovelace", null), ct);
-                var before = await wiring.Monitor.GetStatusAsync(wiring.Projection().Name, ct);
-                AnsiConsole.MarkupLine($"3 commands written (users [bold]{ada}[/], [bold]{grace}[/]); outbox backlog: {before.Pending} events, read model: {Markup.Escape(wiring.Store.Description)}");
+                var ada = await users.Commands.CreateUserAsync(new CreateUser($"ada-{schema}@example.com", "Ada", "eu"), ct);
+                var grace = await users.Commands.CreateUserAsync(new CreateUser($"grace-{schema}@example.com", "Grace", "us"), ct);
+                await users.Commands.UpdateUserAsync(new UpdateUser(ada, "Ada Lovelace", null), ct);
+                var before = await users.Monitor.GetStatusAsync(users.Projection().Name, ct);
+                AnsiConsole.MarkupLine($"3 commands written (users [bold]{ada}[/], [bold]{grace}[/]); outbox backlog: {before.Pending} events, read model: {Markup.Escape(users.Store.Description)}");
 
                 var lags = new List<double>();
-                var dispatcher = wiring.Dispatcher(applied: e => lags.Add((DateTimeOffset.UtcNow - e.CreatedAt).TotalMilliseconds));
+                var dispatcher = users.Dispatcher(applied: e => lags.Add((DateTimeOffset.UtcNow - e.CreatedAt).TotalMilliseconds));
                 var delivered = 0;
-                for (var i = 0; i < 200 && (await wiring.Monitor.GetStatusAsync(wiring.Projection().Name, ct)).Pending > 0; i++)
+                for (var i = 0; i < 200 && (await users.Monitor.GetStatusAsync(users.Projection().Name, ct)).Pending > 0; i++)
                 {
                     delivered += await dispatcher.ProcessAvailableAsync(ct);
                     if (delivered < 3) await Task.Delay(25, ct);
                 }
-                var after = await wiring.Monitor.GetStatusAsync(wiring.Projection().Name, ct);
+                var after = await users.Monitor.GetStatusAsync(users.Projection().Name, ct);
                 AnsiConsole.MarkupLine($"dispatcher delivered {delivered} events (projection lag: max {(lags.Count > 0 ? lags.Max() : 0):0.0} ms from commit to read model); backlog now {after.Pending}, dead letters {after.DeadLetters}");
 
                 var table = new Table().Border(TableBorder.Rounded).AddColumns("Read", "Source", "Time", "Profile");
                 for (var i = 0; i < 2; i++)
                 {
                     var watch = Stopwatch.StartNew();
-                    var (profile, fromCache) = await wiring.Queries.GetUserProfileAsync(ada, ct);
+                    var (profile, fromCache) = await users.Queries.GetUserProfileAsync(ada, ct);
                     table.AddRow($"{i + 1}", fromCache ? "[green]Redis cache[/]" : "read model", $"{watch.Elapsed.TotalMilliseconds:0.00} ms",
                         Markup.Escape(profile is null ? "(none)" : $"{profile.Name} ({profile.Region}) v{profile.Version}"));
                 }
                 AnsiConsole.Write(table);
-                var regions = await wiring.Queries.GetRegionAnalyticsAsync(ct);
+                var regions = await users.Queries.GetRegionAnalyticsAsync(ct);
                 AnsiConsole.MarkupLine($"region analytics on the read model: {Markup.Escape(string.Join(", ", regions.Select(r => $"{r.Key}: {r.Value} user(s)")))}");
 
-                if (wiring.Redis is not null)
+                if (users.Redis is not null)
                 {
                     AnsiConsole.MarkupLine("[bold]TransactionManager[/]: PostgreSQL commits, then a Redis MULTI/EXEC whose WATCHed key another client changed:");
                     var guard = $"{schema}:guard";
-                    var db = wiring.Redis.GetDatabase();
+                    var db = users.Redis.GetDatabase();
                     try
                     {
-                        await new TransactionManager(wiring.Sources.Primary, null, db).ExecuteAsync(async tx =>
+                        await new TransactionManager(users.Sources.Primary, null, db).ExecuteAsync(async tx =>
                         {
                             await using var update = new NpgsqlCommand($"UPDATE \"{schema}\".users SET name = 'Grace Hopper' WHERE id = $1", tx.Postgres, tx.PostgresTransaction);
                             update.Parameters.AddWithValue(grace);
@@ -86,7 +89,7 @@ internal static class CqrsCommand
             }
             finally
             {
-                await using var connection = await wiring.Sources.OpenConnectionAsync(CancellationToken.None);
+                await using var connection = await users.Sources.OpenConnectionAsync(CancellationToken.None);
                 await using var drop = new NpgsqlCommand($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE", connection);
                 await drop.ExecuteNonQueryAsync(CancellationToken.None);
             }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
 using MongoDB.Bson;
 using MongoDB.Bson.IO;
 using MongoDB.Driver;
@@ -101,7 +102,7 @@ internal static class MongoCommand
             }
             try
             {
-                return await RunAsync(settings, demo, parse.GetValue(CommonOptions.Json), cancellationToken);
+                return await RunAsync(config, demo, parse.GetValue(CommonOptions.Json), cancellationToken);
             }
             catch (Exception e) when (e is MongoConnectionException or TimeoutException or MongoAuthenticationException)
             {
@@ -198,9 +199,10 @@ internal static class MongoCommand
         return command;
     }
 
-    private static async Task<int> RunAsync(MongoSettings settings, Demo demo, bool json, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(PolystoreConfig config, Demo demo, bool json, CancellationToken cancellationToken)
     {
-        using var store = MongoStore.Create(settings, s => s.ServerSelectionTimeout = TimeSpan.FromSeconds(5));
+        await using var services = CliServices.Build(config);
+        var store = services.GetRequiredService<MongoStore>();
         var topology = await MongoTopology.DetectAsync(store.Client, cancellationToken);
         var indexReport = await MongoIndexes.EnsureIndexesAsync(store.Database, demo.Indexes, cancellationToken: cancellationToken);
         var upsertOptions = new MongoBulkUpsertOptions { BatchSize = demo.BatchSize };

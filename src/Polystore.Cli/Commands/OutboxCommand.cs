@@ -1,5 +1,7 @@
 using System.CommandLine;
+using Microsoft.Extensions.DependencyInjection;
 using Polystore.Integration.Outbox;
+using Polystore.Samples.Users;
 using Spectre.Console;
 
 namespace Polystore.Cli.Commands;
@@ -26,9 +28,11 @@ internal static class OutboxCommand
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
             if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
-            await using var wiring = await CqrsWiring.CreateAsync(config, parse.GetValue(Schema)!, forcePostgresReadModel: false, cancellationToken);
-            var dispatcher = wiring.Dispatcher(new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(500) });
-            CommonOptions.Error.MarkupLine($"[grey]dispatching {Markup.Escape(wiring.Outbox.Schema)}.outbox to {Markup.Escape(wiring.Store.Description)}; Ctrl+C stops[/]");
+            await using var services = CliServices.Build(config, s => s.AddUsersApp(parse.GetValue(Schema)!, postgresReadModel: false));
+            var users = services.GetRequiredService<UsersApp>();
+            await users.EnsureCreatedAsync(cancellationToken);
+            var dispatcher = users.Dispatcher(new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(500) });
+            CommonOptions.Error.MarkupLine($"[grey]dispatching {Markup.Escape(users.Outbox.Schema)}.outbox to {Markup.Escape(users.Store.Description)}; Ctrl+C stops[/]");
             await dispatcher.RunAsync(cancellationToken);
             return ExitCodes.Ok;
         });
@@ -39,8 +43,10 @@ internal static class OutboxCommand
             var (config, _) = CommonOptions.LoadConfig(parse);
             if (config is null) return ExitCodes.InvalidConfig;
             if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
-            await using var wiring = await CqrsWiring.CreateAsync(config, parse.GetValue(Schema)!, forcePostgresReadModel: false, cancellationToken);
-            var s = await wiring.Monitor.GetStatusAsync(wiring.Projection().Name, cancellationToken);
+            await using var services = CliServices.Build(config, s => s.AddUsersApp(parse.GetValue(Schema)!, postgresReadModel: false));
+            var users = services.GetRequiredService<UsersApp>();
+            await users.EnsureCreatedAsync(cancellationToken);
+            var s = await users.Monitor.GetStatusAsync(users.Projection().Name, cancellationToken);
             if (parse.GetValue(CommonOptions.Json))
             {
                 CommonOptions.WriteJson(new { subscriber = s.Subscriber, pending = s.Pending, backlog_age_seconds = s.OldestPendingAge?.TotalSeconds, checkpoint_age_seconds = s.CheckpointAge?.TotalSeconds, dead_letters = s.DeadLetters });
