@@ -1,4 +1,4 @@
-"""The seed's check_rate_limit, verbatim in shape, driven by 64 asyncio coroutines over 1,000 keys.
+"""The usual redis-py check_rate_limit snippet, driven by 64 asyncio coroutines over 1,000 keys.
 
 Run by `polystore bench redis` (env: REDIS_HOST, REDIS_PORT, REDIS_PASSWORD, BENCH_SECONDS, BENCH_PREFIX).
 Prints one JSON object: {"decisions_per_s": ...}. Needs redis-py (Debian: python3-redis).
@@ -15,7 +15,7 @@ redis_client = redis.Redis(host=os.environ.get("REDIS_HOST", "127.0.0.1"), port=
                            password=os.environ.get("REDIS_PASSWORD") or None)
 
 
-# The seed's pattern (non-atomic pipeline, timestamp members, rejected calls counted): measured as written.
+# The usual pattern (non-atomic pipeline, timestamp members, rejected calls counted): measured as written.
 async def check_rate_limit(user_id: str, limit: int = 100, window: int = 1):
     key = f"{PREFIX}:{user_id}"
     now = time.time()

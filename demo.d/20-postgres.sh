@@ -5,5 +5,5 @@ say "PostgreSQL: the same users again -> every row is an update (updated_at = no
 polystore postgres seed --users 50000
 say "PostgreSQL: two keyset pages by score DESC, id ASC (the second follows the first page's signed cursor)"
 polystore postgres page --size 5 --pages 2
-say "PostgreSQL: the seed's ranking (RANK, PERCENT_RANK over active users), top 5"
+say "PostgreSQL: rankings (RANK, PERCENT_RANK over active users), top 5"
 polystore postgres rank --top 5

@@ -1,3 +1,3 @@
-# CQRS with a transactional outbox (issue 7): sourced by ./run demo.
+# CQRS with a transactional outbox: sourced by ./run demo.
 say "polystore cqrs demo   (commands + outbox -> projection -> cached query; a partial commit, reported)"
 polystore cqrs demo

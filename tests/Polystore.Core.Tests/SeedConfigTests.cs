@@ -2,7 +2,7 @@ using Polystore.Core.Configuration;
 
 namespace Polystore.Core.Tests;
 
-/// <summary>The seed's three YAML files, verbatim (config/), load with the variables they name.</summary>
+/// <summary>The three example YAML files (config/) load with the variables they name.</summary>
 public sealed class SeedConfigTests
 {
     private static readonly Dictionary<string, string> SeedEnvironment = new()

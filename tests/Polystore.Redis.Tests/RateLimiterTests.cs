@@ -78,7 +78,7 @@ public sealed class RateLimiterTests
         }, ct)));
         var sharedMillisecond = times.GroupBy(t => t / 1000).Count(g => g.Count() > 1);
         Assert.True(sharedMillisecond > 0, "some admissions must share a millisecond for this test to mean anything");
-        // The seed's str(time.time()) members collapse; ours never do: every admission is one entry.
+        // Timestamp members (str(time.time())) collapse; ours never do: every admission is one entry.
         var count = await redis.GetDatabase().SortedSetLengthAsync(RedisSlidingWindowRateLimiter.LogKey(_prefix, "same-ms"));
         Assert.Equal(64 * 50, count);
         var last = await limiter.TryAcquireAsync("same-ms", 0, ct);

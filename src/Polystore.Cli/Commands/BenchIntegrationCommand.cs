@@ -12,7 +12,7 @@ using Spectre.Console;
 namespace Polystore.Cli.Commands;
 
 /// <summary>
-/// <c>polystore bench integration</c>: the outbox flow against the seed's "publish after flush" dual
+/// <c>polystore bench integration</c>: the outbox flow against "publish after flush", the dual
 /// write, for throughput, projection lag, and events lost when the publishing process is SIGKILLed.
 /// </summary>
 internal static class BenchIntegrationCommand
@@ -27,7 +27,7 @@ internal static class BenchIntegrationCommand
         var command = new Command("integration", """
             End-to-end CQRS on PostgreSQL JSONB read models, side by side in one run:
               outbox  the command writes the user and its event in one transaction; a dispatcher projects it
-              naive   the seed's "publish after flush": commit the user, then write the read model (a dual write)
+              naive   "publish after flush": commit the user, then write the read model (a dual write)
             Measures sustained commands/s and projection lag (p50, p99), then the kill test: the process that
             publishes is SIGKILLed again and again while commands arrive, and the events lost are counted.
             --json prints ratios.throughput_vs_naive and lost_events.{outbox,naive}.
@@ -284,7 +284,7 @@ internal static class BenchIntegrationCommand
     }
 }
 
-/// <summary>The seed's CQRS as written: commit the row, then "publish" by writing the read model. A dual write.</summary>
+/// <summary>The usual CQRS snippet: commit the row, then "publish" by writing the read model. A dual write.</summary>
 internal sealed class NaiveUserService(NpgsqlDataSource dataSource, string schema, IReadModelStore<UserProfile> store, Action<double>? lag)
 {
     public Func<int, Task> Command(ConcurrentBag<long> ids) => async i =>

@@ -131,7 +131,7 @@ internal static class BenchPostgresCommand
                 var paging = await PagingAsync(ds, pagingRows, repeat, json, cancellationToken);
 
                 double Rate(string key, bool update = false) { var u = upsert.First(x => x.T.Key == key); return update ? u.Update ?? double.NaN : u.Insert; }
-                // "The best single-connection technique" is the better of the two known ones the issue names
+                // "The best single-connection technique" is the better of the two usual hand-written ones
                 // (unnest, staging COPY); parallel against Polystore's own default is reported beside it.
                 var bestSingle = Math.Max(Rate("unnest"), Rate("staging_copy"));
                 var bestSingleUpdate = Math.Max(Rate("unnest", true), Rate("staging_copy", true));

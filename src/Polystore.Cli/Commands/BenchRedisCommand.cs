@@ -20,7 +20,7 @@ using PeerSlidingWindowOptions = RedisRateLimiting.RedisSlidingWindowRateLimiter
 namespace Polystore.Cli.Commands;
 
 /// <summary>
-/// <c>polystore bench redis</c>: the limiter, the lock and the cache against RedisRateLimiting, the seed's
+/// <c>polystore bench redis</c>: the limiter, the lock and the cache against RedisRateLimiting, the usual redis-py
 /// Python, the redis-benchmark ceiling, RedLock.net, DistributedLock.Redis and FusionCache, in one run.
 /// </summary>
 internal static class BenchRedisCommand
@@ -46,7 +46,7 @@ internal static class BenchRedisCommand
         var cmd = new Command("redis", """
             Side by side on the configured Redis, in one run:
               limiter  decisions/s, 64 callers over 1,000 keys: Polystore vs RedisRateLimiting (sliding window),
-                       the seed's Python (redis-py, 64 coroutines) and the ceiling (redis-benchmark -c 64 -P 16 EVALSHA
+                       a redis-py limiter (64 coroutines) and the ceiling (redis-benchmark -c 64 -P 16 EVALSHA
                        of the same script);
               lock     acquire+release pairs/s, 16 callers over 1,000 resources: Polystore vs RedLock.net and DistributedLock.Redis;
               cache    L1 hits/s (one dedicated thread), L2 hits/s (64 callers, memory skipped) and factory calls when
@@ -231,7 +231,7 @@ internal static class BenchRedisCommand
 
     private static async Task<double> LimiterPeerAsync(IConnectionMultiplexer redis, string prefix, TimeSpan duration)
     {
-        // One limiter per key, constructed as (key, options), as the anchors measured it.
+        // One limiter per key, constructed as (key, options), as its README shows.
         var limiters = KeyNames(prefix + ":rrl:").Select(k => new PeerSlidingWindow(k, new PeerSlidingWindowOptions
         {
             PermitLimit = PermitLimit,

@@ -8,7 +8,7 @@ using Spectre.Console;
 
 namespace Polystore.Cli.Commands;
 
-/// <summary><c>polystore cqrs demo</c>: the seed's CQRS flow made safe, step by step.</summary>
+/// <summary><c>polystore cqrs demo</c>: CQRS on the users sample with a transactional outbox, step by step.</summary>
 internal static class CqrsCommand
 {
     public static Command Create()
@@ -94,6 +94,6 @@ internal static class CqrsCommand
                 await drop.ExecuteNonQueryAsync(CancellationToken.None);
             }
         });
-        return new Command("cqrs", "The seed's CQRS on the users domain, with a transactional outbox.") { demo };
+        return new Command("cqrs", "CQRS on the users sample domain, with a transactional outbox.") { demo };
     }
 }

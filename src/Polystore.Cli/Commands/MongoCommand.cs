@@ -19,7 +19,7 @@ internal static class MongoCommand
 {
     private static readonly Option<string?> Indexes = new("--indexes")
     {
-        Description = "indexes.yaml to ensure (default: the seed's setup_indexes on the demo users collection).",
+        Description = "indexes.yaml to ensure (default: the users sample's indexes on the demo users collection).",
         HelpName = "FILE",
     };
 
