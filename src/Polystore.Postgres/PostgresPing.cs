@@ -40,6 +40,8 @@ public static class PostgresPing
                 var command = new NpgsqlCommand("SELECT pg_is_in_recovery()", connection);
                 await using (command.ConfigureAwait(false))
                 {
+                    // The first command on a new physical connection pays one-time setup; time the second, a plain round trip.
+                    await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
                     var watch = Stopwatch.StartNew();
                     var inRecovery = (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
                     watch.Stop();

@@ -49,7 +49,7 @@ internal static class ConfigCommand
                 AnsiConsole.Write(table);
             }
             var missing = new[] { StoreNames.Postgres, StoreNames.Mongo, StoreNames.Redis }.Where(s => entries.All(e => e.Store != s)).ToList();
-            if (missing.Count > 0) AnsiConsole.MarkupLine($"[grey]Not configured: {string.Join(", ", missing)} (no {string.Join(", ", missing.Select(m => m + ".yaml"))}).[/]");
+            if (missing.Count > 0) AnsiConsole.MarkupLine($"[grey]Not configured: {string.Join(", ", missing)} (no {string.Join(", ", missing.Select(StoreNames.ConfigFile))}).[/]");
             return ExitCodes.Ok;
         });
         return new Command("config", "Inspect the configuration.") { check };
