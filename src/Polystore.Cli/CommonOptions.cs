@@ -44,10 +44,28 @@ internal static class CommonOptions
     {
         option.Validators.Add(result =>
         {
-            var value = result.GetValueOrDefault<int>();
+            if (!TryGetValue(result, out int value)) return;
             if (value < min || value > max) result.AddError($"{option.Name} must be between {min:N0} and {max:N0}; got {value:N0}");
         });
         return option;
+    }
+
+    /// <summary>
+    /// The option's value, or false when it did not convert (System.CommandLine reports that itself, naming the
+    /// option; reading the value in a validator would throw instead).
+    /// </summary>
+    public static bool TryGetValue<T>(System.CommandLine.Parsing.OptionResult result, out T value)
+    {
+        try
+        {
+            value = result.GetValueOrDefault<T>();
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            value = default!;
+            return false;
+        }
     }
 
     /// <summary>Loads the config, or prints every problem (table or JSON) and returns null.</summary>

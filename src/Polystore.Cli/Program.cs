@@ -27,7 +27,16 @@ var root = new RootCommand("""
     DemoCommand.Create(DemoRedisCommand.Create()),
 };
 
-var parse = root.Parse(args);
+ParseResult parse;
+try
+{
+    parse = root.Parse(args);
+}
+catch (Exception e)
+{
+    // A validator's own bug must not print a stack trace either.
+    return CliFailure.Report(e, args.Contains("--verbose"), []);
+}
 if (parse.Errors.Count > 0)
 {
     foreach (var error in parse.Errors) Console.Error.WriteLine(error.Message);

@@ -20,12 +20,12 @@ internal static class DoctorCommand
     {
         Timeout.Validators.Add(result =>
         {
-            var seconds = result.GetValueOrDefault<double>();
+            if (!CommonOptions.TryGetValue(result, out double seconds)) return;
             if (!(seconds > 0 && seconds <= 3600)) result.AddError("--timeout must be a number of seconds above 0 and at most 3600");
         });
         Html.Validators.Add(result =>
         {
-            var path = result.GetValueOrDefault<string?>();
+            if (!CommonOptions.TryGetValue(result, out string? path)) return;
             if (string.IsNullOrWhiteSpace(path)) { result.AddError("--html needs a file name"); return; }
             var folder = Path.GetDirectoryName(Path.GetFullPath(path));
             if (folder is null || !Directory.Exists(folder)) result.AddError($"--html: the folder of {path} does not exist");

@@ -18,6 +18,12 @@ internal static class OutboxCommand
 
     public static Command Create()
     {
+        Schema.Validators.Add(result =>
+        {
+            if (!CommonOptions.TryGetValue(result, out string? schema)) return;
+            if (!Polystore.Postgres.PostgresIdentifier.IsPlain(schema ?? ""))
+                result.AddError("--schema must be a plain PostgreSQL name: letters, digits and _, starting with a letter or _, at most 63 characters");
+        });
         var run = new Command("run", """
             Run the outbox dispatcher for the user_profiles projection until stopped (Ctrl+C or SIGTERM).
             Any number may run: one leads (advisory lock), the others wait and take over if it dies.
