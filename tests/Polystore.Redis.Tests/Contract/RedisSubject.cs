@@ -28,8 +28,10 @@ internal sealed class RedisSubject(IConnectionMultiplexer redis) : ILimiterSubje
 
     public IConnectionMultiplexer Redis => redis;
 
-    public RedisSlidingWindowRateLimiter Core(int permitLimit, RedisFailureMode mode = RedisFailureMode.FailClosed) =>
-        new(redis, new RedisSlidingWindowOptions { PermitLimit = permitLimit, Window = Window, KeyPrefix = _prefix, TimeProvider = Time, OnRedisFailure = mode });
+    public RedisSlidingWindowRateLimiter Core(int permitLimit) => Core(permitLimit, _prefix);
+
+    private RedisSlidingWindowRateLimiter Core(int permitLimit, string prefix) =>
+        new(redis, new RedisSlidingWindowOptions { PermitLimit = permitLimit, Window = Window, KeyPrefix = prefix, TimeProvider = Time });
 
     public RateLimiter CreateLimiter(int permitLimit) => ForKey(Core(permitLimit), NewKey());
 
@@ -40,11 +42,9 @@ internal sealed class RedisSubject(IConnectionMultiplexer redis) : ILimiterSubje
         return limiter;
     }
 
-    public PartitionedRateLimiter<string> CreatePartitioned(int permitLimit)
-    {
-        var space = NewKey();
-        return Core(permitLimit).Partitioned<string>(partition => partition is null ? null! : space + "/" + partition);
-    }
+    // A key prefix of its own, so each partition key is the Redis key itself (the empty one too).
+    public PartitionedRateLimiter<string> CreatePartitioned(int permitLimit) =>
+        Core(permitLimit, _prefix + "-" + NewKey()).Partitioned<string>(partition => partition);
 
     public string NewKey() => "k" + Interlocked.Increment(ref _next);
 
