@@ -10,4 +10,16 @@ internal static class RedisErrors
         || (e is RedisServerException s && (s.Message.StartsWith("LOADING", StringComparison.Ordinal)
             || s.Message.StartsWith("CLUSTERDOWN", StringComparison.Ordinal) || s.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal)
             || s.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal)));
+
+    /// <summary>
+    /// False when <paramref name="e"/> shows the command never reached Redis or was refused before running
+    /// (so it wrote nothing); true when it may have run (sent without a reply, a script that failed midway).
+    /// </summary>
+    public static bool MayHaveRun(Exception e) => e switch
+    {
+        RedisTimeoutException t => t.Commandstatus is not (CommandStatus.WaitingToBeSent or CommandStatus.WaitingInBacklog),
+        RedisConnectionException c => c.CommandStatus is not (CommandStatus.WaitingToBeSent or CommandStatus.WaitingInBacklog),
+        RedisServerException => !IsUnavailable(e),
+        _ => true,
+    };
 }

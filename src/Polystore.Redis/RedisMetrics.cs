@@ -11,6 +11,12 @@ public static class RedisMetrics
     /// <summary>Counter of rate-limit decisions taken without Redis (tag <c>outcome</c> = allowed | denied | thrown).</summary>
     public const string RateLimitFallbacks = "polystore.redis.ratelimit.fallbacks";
 
+    /// <summary>
+    /// Counter of rate-limit permits given back because their caller never received the decision (tag <c>reason</c>
+    /// = cancelled | failed: the caller's token fired while the call was on the wire, or the call failed after it may have run).
+    /// </summary>
+    public const string RateLimitGivenBack = "polystore.redis.ratelimit.given_back";
+
     /// <summary>Counter of cache operations that continued without Redis (tag <c>operation</c>).</summary>
     public const string CacheFallbacks = "polystore.redis.cache.fallbacks";
 
@@ -20,6 +26,8 @@ public static class RedisMetrics
     internal static readonly Meter Meter = new(MeterName);
 
     internal static readonly Counter<long> RateLimitFallbackCounter = Meter.CreateCounter<long>(RateLimitFallbacks, description: "Rate-limit decisions taken while Redis was unavailable.");
+
+    internal static readonly Counter<long> RateLimitGivenBackCounter = Meter.CreateCounter<long>(RateLimitGivenBack, description: "Rate-limit permits given back because their caller never received the decision.");
 
     internal static readonly Counter<long> CacheFallbackCounter = Meter.CreateCounter<long>(CacheFallbacks, description: "Cache operations that continued without Redis.");
 

@@ -248,6 +248,40 @@ public sealed class CacheTests
         Assert.Equal((true, 2), await cache.TryGetAsync<int>("untagged", ct));
     }
 
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Keys_and_tags_from_callers_never_reach_the_cache_s_own_keys(string kind)
+    {
+        // Keys and tags come from callers. Whatever they are, an entry never overwrites a tag set (nor a tag set an
+        // entry), and removal by prefix or pattern never deletes a tag set: entries and tag sets are separate key
+        // spaces. The hostile keys mimic a tag set's key under the former layout, the current one, and raw keys.
+        var ct = TestContext.Current.CancellationToken;
+        var redis = RedisServers.Get(kind);
+        var db = redis.GetDatabase();
+        await using var cache = await Cache(redis);
+        var users = new CacheEntryOptions { Tags = ["users"] };
+        await cache.SetAsync("u1", 1, users, ct);
+        await cache.SetAsync("u2", 2, users, ct);
+        string[] hostile = ["__tag:users", "t:users", ":t:users", "e:u1", ":e:u1", ":", "__invalidate", "*", "t:*", "[t]:users", cache.TagKeyOf("users"), cache.RedisKeyOf("u1")];
+        for (var i = 0; i < hostile.Length; i++)
+            await cache.SetAsync(hostile[i], 100 + i, new CacheEntryOptions { Tags = ["hostile", hostile[i]] }, ct);
+        Assert.Equal(RedisType.Set, await db.KeyTypeAsync(cache.TagKeyOf("users")));
+        Assert.Equal((true, 1), await cache.TryGetAsync<int>("u1", ct));
+        for (var i = 0; i < hostile.Length; i++) Assert.Equal((true, 100 + i), await cache.TryGetAsync<int>(hostile[i], ct));
+
+        Assert.Equal(2, await cache.RemoveByTagAsync("users", ct));
+        Assert.Equal((false, 0), await cache.TryGetAsync<int>("u2", ct));
+        for (var i = 0; i < hostile.Length; i++) Assert.Equal((true, 100 + i), await cache.TryGetAsync<int>(hostile[i], ct));
+
+        // Everything by pattern and by prefix: entries only; the tag sets stay sets and still work.
+        Assert.Equal(1, await cache.RemoveByPatternAsync("\\*", ct));
+        Assert.Equal(hostile.Length - 1, await cache.RemoveByPrefixAsync("", ct));
+        Assert.Equal(RedisType.Set, await db.KeyTypeAsync(cache.TagKeyOf("hostile")));
+        Assert.Equal(0, await cache.RemoveByTagAsync("hostile", ct));
+        Assert.Equal(0, await cache.RemoveByTagAsync("__tag:users", ct));
+    }
+
     [Fact]
     public async Task An_L1_copy_is_served_for_L1Ttl_then_the_value_in_Redis()
     {

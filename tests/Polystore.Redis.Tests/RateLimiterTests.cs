@@ -112,16 +112,20 @@ public sealed class RateLimiterTests
     [InlineData("cluster")]
     public async Task One_key_several_times_in_one_batch_keeps_every_permit(string kind)
     {
-        // All decisions of one script call share one server time, so their members clash on purpose:
-        // 3 decisions of 2 permits on one key must still leave 6 distinct entries and count down 10, 8, 6.
+        // All decisions of one script call share one server time (and, called like this, without an instance id
+        // their entries are named after it): 3 decisions of 2 permits on one key must still leave 3 distinct
+        // entries of weight 2, count down 10, 8, 6, and hold the extra weight (3) in "#".
         var db = RedisServers.Get(kind).GetDatabase();
         var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "batch");
         var result = (RedisResult[])(await RedisSlidingWindowRateLimiter.Script.EvaluateAsync(db, [log, log, log], [60_000_000, 12, 2, 2, 2]))!;
         Assert.Equal([10L, 8L, 6L], result.Skip(1).Select(r => (long)r));
-        Assert.Equal(6, await db.SortedSetLengthAsync(log));
-        var scores = await db.SortedSetRangeByRankWithScoresAsync(log);
-        Assert.Single(scores.Select(e => e.Score).Distinct());
-        Assert.Equal((double)(long)result[0], scores[0].Score);
+        var entries = await db.SortedSetRangeByScoreWithScoresAsync(log, 0);
+        Assert.Equal(3, entries.Length);
+        Assert.All(entries, e => Assert.EndsWith("*2", e.Element.ToString(), StringComparison.Ordinal));
+        Assert.Single(entries.Select(e => e.Score).Distinct());
+        Assert.Equal((double)(long)result[0], entries[0].Score);
+        Assert.Equal(-3, await db.SortedSetScoreAsync(log, "#"));
+        Assert.Equal(6, (long)((RedisResult[])(await RedisSlidingWindowRateLimiter.Script.EvaluateAsync(db, [log], [60_000_000, 12, 0]))!)[2]);
     }
 
     [Theory]
@@ -190,24 +194,80 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public async Task Weighted_permits_take_that_many_slots()
+    public async Task Weighted_permits_are_one_entry_each_and_retry_after_is_exact()
     {
         var ct = TestContext.Current.CancellationToken;
-        var limiter = Limiter(RedisServers.Standalone, 10, TimeSpan.FromMinutes(1));
+        var window = TimeSpan.FromMinutes(1);
+        var limiter = Limiter(RedisServers.Standalone, 10, window);
         var a = await limiter.TryAcquireAsync("w", 4, ct);
         Assert.True(a.Allowed);
         Assert.Equal(6, a.Remaining);
         var b = await limiter.TryAcquireAsync("w", 7, ct);
         Assert.False(b.Allowed);
         Assert.Equal(6, b.Remaining);
-        Assert.True(b.RetryAfter > TimeSpan.FromSeconds(50));
+        // One permit must leave: the 4 of a do, when a leaves the window (computed on Redis's clock).
+        Assert.Equal(TimeSpan.FromMicroseconds(a.ServerTimeMicroseconds + (long)window.TotalMicroseconds - b.ServerTimeMicroseconds), b.RetryAfter);
         var c = await limiter.TryAcquireAsync("w", 6, ct);
         Assert.True(c.Allowed);
         Assert.Equal(0, c.Remaining);
         Assert.True(c.Reset > TimeSpan.FromSeconds(50));
-        Assert.Equal(10, await RedisServers.Standalone.GetDatabase().SortedSetLengthAsync(RedisSlidingWindowRateLimiter.LogKey(_prefix, "w")));
+        // Five must leave: a's 4 are not enough, c's 6 are.
+        var d = await limiter.TryAcquireAsync("w", 5, ct);
+        Assert.False(d.Allowed);
+        Assert.Equal(TimeSpan.FromMicroseconds(c.ServerTimeMicroseconds + (long)window.TotalMicroseconds - d.ServerTimeMicroseconds), d.RetryAfter);
+        // Two entries (and "#" holding their extra weight, 3 + 5), not ten.
+        var db = RedisServers.Standalone.GetDatabase();
+        var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "w");
+        Assert.Equal(3, await db.SortedSetLengthAsync(log));
+        Assert.Equal(-8, await db.SortedSetScoreAsync(log, "#"));
         var tooMany = await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await limiter.TryAcquireAsync("w", 11, ct));
         Assert.Equal("permits", tooMany.ParamName);
+    }
+
+    [Fact]
+    public async Task Retry_after_past_the_walked_entries_is_never_early()
+    {
+        // RetryAfter walks the oldest 64 entries adding their weights; past them it names an entry that frees
+        // enough for sure (every entry holds at least one permit). 70 single permits, one of 10, then 10 single:
+        // to take 75, the entry of 10 (the 71st) must leave; the bound may name a later one, never an earlier one.
+        var ct = TestContext.Current.CancellationToken;
+        var window = TimeSpan.FromMinutes(1);
+        var limiter = Limiter(RedisServers.Standalone, 90, window);
+        var times = new List<long>();
+        foreach (var weight in Enumerable.Repeat(1, 70).Append(10).Concat(Enumerable.Repeat(1, 10)))
+        {
+            var d = await limiter.TryAcquireAsync("walk", weight, ct);
+            Assert.True(d.Allowed);
+            times.Add(d.ServerTimeMicroseconds);
+        }
+        var denied = await limiter.TryAcquireAsync("walk", 75, ct);
+        Assert.False(denied.Allowed);
+        var exact = TimeSpan.FromMicroseconds(times[70] + (long)window.TotalMicroseconds - denied.ServerTimeMicroseconds);
+        var latest = TimeSpan.FromMicroseconds(times[^1] + (long)window.TotalMicroseconds - denied.ServerTimeMicroseconds);
+        Assert.InRange(denied.RetryAfter, exact, latest);
+        // Within the walked entries the answer is exact: 3 + 1 + 1 + 4, and 6 must leave.
+        var small = Limiter(RedisServers.Standalone, 9, window);
+        var marks = new List<long>();
+        foreach (var weight in new[] { 3, 1, 1, 4 }) marks.Add((await small.TryAcquireAsync("walk-small", weight, ct)).ServerTimeMicroseconds);
+        var wait = await small.TryAcquireAsync("walk-small", 6, ct);
+        Assert.Equal(TimeSpan.FromMicroseconds(marks[3] + (long)window.TotalMicroseconds - wait.ServerTimeMicroseconds), wait.RetryAfter);
+    }
+
+    [Fact]
+    public async Task Weighted_entries_leave_the_window_with_their_weight()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var limiter = Limiter(RedisServers.Standalone, 10, TimeSpan.FromMilliseconds(300));
+        Assert.True((await limiter.TryAcquireAsync("leave", 6, ct)).Allowed);
+        Assert.True((await limiter.TryAcquireAsync("leave", 1, ct)).Allowed);
+        await Poll.UntilAsync(async () => (await limiter.TryAcquireAsync("leave", 0, ct)).Remaining == 10, "the weighted entry to leave the window", ct);
+        var db = RedisServers.Standalone.GetDatabase();
+        var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "leave");
+        Assert.Null(await db.SortedSetScoreAsync(log, "#"));
+        var all = await limiter.TryAcquireAsync("leave", 10, ct);
+        Assert.True(all.Allowed);
+        Assert.Equal(0, all.Remaining);
+        Assert.Equal(-9, await db.SortedSetScoreAsync(log, "#"));
     }
 
     [Theory]
@@ -244,7 +304,7 @@ public sealed class RateLimiterTests
         var ct = TestContext.Current.CancellationToken;
         RateLimiter rl = Limiter(RedisServers.Standalone, 2, TimeSpan.FromMinutes(1)).ForKey("adapter");
         using (var l1 = await rl.AcquireAsync(1, ct)) Assert.True(l1.IsAcquired);
-        using (var l2 = rl.AttemptAcquire(1)) Assert.True(l2.IsAcquired);
+        using (var l2 = await rl.AcquireAsync(1, ct)) Assert.True(l2.IsAcquired);
         using var l3 = await rl.AcquireAsync(1, ct);
         Assert.False(l3.IsAcquired);
         Assert.True(l3.TryGetMetadata(MetadataName.RetryAfter, out var retry));
@@ -261,7 +321,9 @@ public sealed class RateLimiterTests
         Assert.True((await rl.AcquireAsync(("ann", "/a"), 1, ct)).IsAcquired);
         Assert.False((await rl.AcquireAsync(("ann", "/a"), 1, ct)).IsAcquired);
         Assert.True((await rl.AcquireAsync(("bob", "/a"), 1, ct)).IsAcquired);
-        Assert.True(rl.AttemptAcquire(("ann", "/b")).IsAcquired);
+        Assert.True((await rl.AcquireAsync(("ann", "/b"), 1, ct)).IsAcquired);
+        Assert.False(rl.AttemptAcquire(("carl", "/a")).IsAcquired); // decided in AcquireAsync only
+        Assert.True((await rl.AcquireAsync(("carl", "/a"), 1, ct)).IsAcquired);
     }
 
     [Theory]
@@ -325,7 +387,7 @@ public sealed class RateLimiterTests
     }
 
     [Fact]
-    public async Task Cancelling_while_Redis_has_not_answered_stops_the_wait_and_the_decision_is_still_taken()
+    public async Task Cancelling_while_Redis_has_not_answered_stops_the_wait_and_gives_the_permit_back()
     {
         var ct = TestContext.Current.CancellationToken;
         // A server of its own, paused for writes (scripts included) while the calls are on the wire; the client
@@ -356,10 +418,99 @@ public sealed class RateLimiterTests
         {
             await adminServer.ExecuteAsync("CLIENT", "UNPAUSE");
         }
-        // Both decisions had been sent: Redis takes them once it runs again, so their permits are recorded.
+        // Both decisions had been sent: Redis takes them once it runs again, and as nobody received them their
+        // permits are given back.
+        await Poll.UntilAsync(() => limiter.PermitsGivenBack == 2, "the cancelled calls' permits to be given back", ct);
         var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "paused");
-        await Poll.UntilAsync(async () => await admin.GetDatabase().SortedSetLengthAsync(log) == 3, "the cancelled calls' decisions to be recorded", ct);
-        Assert.Equal(2, (await limiter.TryAcquireAsync("paused", 0, ct)).Remaining);
+        Assert.Equal(1, await admin.GetDatabase().SortedSetLengthAsync(log));
+        Assert.Equal(4, (await limiter.TryAcquireAsync("paused", 0, ct)).Remaining);
+    }
+
+    [Theory]
+    [InlineData(RedisFailureMode.FailClosed)]
+    [InlineData(RedisFailureMode.Throw)]
+    [InlineData(RedisFailureMode.FailOpen)]
+    public async Task Decisions_that_timed_out_give_their_permits_back_unless_the_callers_went_ahead(RedisFailureMode mode)
+    {
+        // The client gives up after 1 s while Redis is paused; the script, already sent, still runs once Redis
+        // resumes. Callers told "denied" (or given the exception) never use those permits: they are given back
+        // (retried until Redis answers). Callers of FailOpen went ahead: their permits stay counted.
+        var ct = TestContext.Current.CancellationToken;
+        await using var paused = await PausableRedis.StartAsync(timeoutSeconds: 1);
+        var limiter = Limiter(paused.Client, 8, TimeSpan.FromMinutes(1), mode);
+        Assert.Equal(8, (await limiter.TryAcquireAsync("timed-out", 0, ct)).Remaining); // the script is cached, as on any running server
+        await paused.PauseAsync();
+        var calls = Enumerable.Range(0, 8).Select(_ => limiter.TryAcquireAsync("timed-out", 1, ct).AsTask()).ToArray();
+        foreach (var call in calls)
+        {
+            if (mode == RedisFailureMode.Throw)
+            {
+                await Assert.ThrowsAsync<RedisTimeoutException>(() => Poll.WithinAsync(call, "the timed-out call"));
+                continue;
+            }
+            var d = await Poll.WithinAsync(call, "the timed-out call");
+            Assert.Equal((true, mode == RedisFailureMode.FailOpen), (d.IsFallback, d.Allowed));
+        }
+        await paused.ResumeAsync();
+        // A look goes after the timed-out script on the same connection: when it answers, that script has run.
+        var after = await limiter.TryAcquireAsync("timed-out", 0, ct);
+        Assert.False(after.IsFallback);
+        if (mode == RedisFailureMode.FailOpen)
+        {
+            Assert.Equal(0, after.Remaining);
+            Assert.Equal(0, limiter.PermitsGivenBack);
+            return;
+        }
+        await Poll.UntilAsync(async () => (await limiter.TryAcquireAsync("timed-out", 0, ct)).Remaining == 8, "the timed-out decisions' permits to be given back", ct);
+        Assert.True((await limiter.TryAcquireAsync("timed-out", 8, ct)).Allowed);
+    }
+
+    [Fact]
+    public async Task A_zero_permit_wait_asks_Redis_again_only_when_a_permit_frees()
+    {
+        // The usual wait loop (AcquireAsync(1) denied, AcquireAsync(0), AcquireAsync(1)) must not hammer Redis:
+        // the 0-permit call sleeps until the entry that frees a permit leaves the window (real clock here).
+        var ct = TestContext.Current.CancellationToken;
+        var limiter = Limiter(RedisServers.Standalone, 1, TimeSpan.FromSeconds(1));
+        var adapter = limiter.ForKey("wait-zero");
+        using (var one = await adapter.AcquireAsync(1, ct)) Assert.True(one.IsAcquired);
+        var before = limiter.DecisionsSent;
+        using var free = await Poll.WithinAsync(adapter.AcquireAsync(0, ct).AsTask(), "the 0-permit call to see the free permit");
+        Assert.True(free.IsAcquired);
+        Assert.InRange(limiter.DecisionsSent - before, 1, 3);
+    }
+
+    [Fact]
+    public async Task Keys_are_any_string_and_never_share_a_window()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var limiter = Limiter(RedisServers.Standalone, 1, TimeSpan.FromMinutes(1));
+        string[] keys = ["", " ", "a", "a}", "{a", "{a}", "a}:log", "}", "{", "a:log", "ä", "*", new string('x', 10_000)];
+        foreach (var key in keys) Assert.True((await limiter.TryAcquireAsync(key, 1, ct)).Allowed, $"key '{key[..Math.Min(key.Length, 10)]}'");
+        foreach (var key in keys) Assert.False((await limiter.TryAcquireAsync(key, 1, ct)).Allowed, $"key '{key[..Math.Min(key.Length, 10)]}'");
+        using var empty = await limiter.ForKey("").AcquireAsync(1, ct);
+        Assert.False(empty.IsAcquired);
+        await Assert.ThrowsAsync<ArgumentNullException>(async () => await limiter.TryAcquireAsync(null!, 1, ct));
+        Assert.Throws<ArgumentNullException>(() => limiter.ForKey(null!));
+    }
+
+    [Fact]
+    public async Task A_partitioned_limiter_forgets_keys_idle_for_a_window()
+    {
+        // Keys come from requests: their local state must not grow without bound. Keys idle for a window are dropped
+        // at the next sweep (when the number of keys has doubled since the last one).
+        var ct = TestContext.Current.CancellationToken;
+        var time = new Microsoft.Extensions.Time.Testing.FakeTimeProvider(DateTimeOffset.UtcNow);
+        var limiter = new RedisSlidingWindowRateLimiter(RedisServers.Standalone, new RedisSlidingWindowOptions { PermitLimit = 5, Window = TimeSpan.FromMinutes(1), KeyPrefix = _prefix, TimeProvider = time });
+        var partitioned = (RedisPartitionedRateLimiter<int>)limiter.Partitioned<int>(i => "p" + i);
+        await Task.WhenAll(Enumerable.Range(0, 1500).Select(async i => (await partitioned.AcquireAsync(i, 1, ct)).Dispose()));
+        Assert.Equal(1500, partitioned.TrackedKeys);
+        Assert.Equal(1, partitioned.GetStatistics(7)!.TotalSuccessfulLeases);
+        time.Advance(TimeSpan.FromMinutes(2));
+        await Task.WhenAll(Enumerable.Range(1500, 600).Select(async i => (await partitioned.AcquireAsync(i, 1, ct)).Dispose()));
+        Assert.InRange(partitioned.TrackedKeys, 1, 600);
+        Assert.Equal(0, partitioned.GetStatistics(7)!.TotalSuccessfulLeases);
+        Assert.Equal(1, partitioned.GetStatistics(2099)!.TotalSuccessfulLeases);
     }
 
     [Fact]

@@ -4,10 +4,15 @@ using StackExchange.Redis;
 namespace Polystore.Redis.Caching;
 
 /// <summary>
-/// The Redis layer (L2) of <see cref="RedisTieredCache"/>: entries at <c>prefix:key</c> in
-/// <see cref="CacheEntryFormat"/>, and one set per tag at <c>prefix:__tag:tag</c> listing the keys stored with
+/// The Redis layer (L2) of <see cref="RedisTieredCache"/>: entries at <c>prefix:e:key</c> in
+/// <see cref="CacheEntryFormat"/>, and one set per tag at <c>prefix:t:tag</c> listing the keys stored with
 /// it. A tag set lives at least as long as the longest entry added to it.
 /// </summary>
+/// <remarks>
+/// Entries and tag sets live in separate key spaces: whatever a caller's key or tag is, an entry key and a tag
+/// key differ in the character after the prefix, so no key can overwrite a tag set or the other way round, and
+/// prefix or pattern removal (which only matches below <c>prefix:e:</c>) never reaches a tag set.
+/// </remarks>
 internal sealed class L2Cache
 {
     private static readonly RedisScript TagScript = new("""
@@ -16,6 +21,9 @@ internal sealed class L2Cache
         if ttl < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
         return 1
         """);
+
+    private const string EntrySpace = ":e:";
+    private const string TagSpace = ":t:";
 
     private readonly IConnectionMultiplexer _redis;
     private readonly string _keyPrefix;
@@ -27,14 +35,14 @@ internal sealed class L2Cache
     public L2Cache(IConnectionMultiplexer redis, RedisTieredCacheOptions options, CacheClock clock)
     {
         _redis = redis;
-        _keyPrefix = options.KeyPrefix + ":";
-        _tagPrefix = options.KeyPrefix + ":__tag:";
+        _keyPrefix = options.KeyPrefix + EntrySpace;
+        _tagPrefix = options.KeyPrefix + TagSpace;
         _serializer = options.Serializer;
         _clock = clock;
         _throwOnRedisErrors = options.ThrowOnRedisErrors;
     }
 
-    /// <summary>"prefix:" - every entry key starts with it.</summary>
+    /// <summary>"prefix:e:" - every entry key starts with it, and no other key does.</summary>
     public string KeyPrefix => _keyPrefix;
 
     public string KeyOf(string key) => _keyPrefix + key;

@@ -136,7 +136,7 @@ public sealed class RedisTieredCache : IAsyncDisposable
         return removed;
     }
 
-    /// <summary>Removes every key starting with <paramref name="keyPrefix"/>: SCAN on every primary, UNLINK in batches.</summary>
+    /// <summary>Removes every entry whose key starts with <paramref name="keyPrefix"/>: SCAN on every primary, UNLINK in batches.</summary>
     public async Task<long> RemoveByPrefixAsync(string keyPrefix, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(keyPrefix);
@@ -146,7 +146,10 @@ public sealed class RedisTieredCache : IAsyncDisposable
         return removed;
     }
 
-    /// <summary>Removes every key matching the Redis glob <paramref name="pattern"/> (relative to the cache prefix). L1 copies are cleared entirely.</summary>
+    /// <summary>
+    /// Removes every entry whose key matches the Redis glob <paramref name="pattern"/> (matched against the keys
+    /// as given to this cache; tag sets are never matched). L1 copies are cleared entirely.
+    /// </summary>
     public async Task<long> RemoveByPatternAsync(string pattern, CancellationToken cancellationToken = default)
     {
         RedisKeys.ValidateName(pattern, nameof(pattern));

@@ -3,7 +3,10 @@ namespace Polystore.Redis.Caching;
 /// <summary>Options of <see cref="RedisTieredCache"/>.</summary>
 public sealed record RedisTieredCacheOptions
 {
-    /// <summary>Prefix of every cache key (<c>prefix:key</c>), of tag sets and of the invalidation channel.</summary>
+    /// <summary>
+    /// Prefix of every Redis key of the cache: entries at <c>prefix:e:key</c>, tag sets at <c>prefix:t:tag</c>
+    /// (separate key spaces, so no key or tag can reach the other), and of the invalidation channel.
+    /// </summary>
     public string KeyPrefix { get; init; } = "polystore:cache";
 
     /// <summary>Time to live of an entry when the call gives none.</summary>

@@ -1,30 +1,43 @@
-using System.Diagnostics;
 using System.Threading.RateLimiting;
 
 namespace Polystore.Redis.RateLimiting;
 
-/// <summary>
-/// One Redis key as a <see cref="RateLimiter"/>. No queueing: a denied lease carries RetryAfter,
-/// which is what ASP.NET Core's middleware turns into a Retry-After header.
-/// </summary>
-internal sealed class RedisKeyRateLimiter(RedisSlidingWindowRateLimiter limiter, string key) : RateLimiter
+/// <summary>One Redis key as a <see cref="RateLimiter"/>; the contract is described at <see cref="RedisSlidingWindowRateLimiter.ForKey"/>.</summary>
+internal sealed class RedisKeyRateLimiter : RateLimiter
 {
-    private readonly LeaseStatistics _stats = new(limiter.Options.PermitLimit);
-    private long _lastUse = Stopwatch.GetTimestamp();
+    private readonly LeaseAcquirer _acquirer;
+    private readonly string _key;
+    private readonly KeyActivity _activity;
 
-    public override TimeSpan? IdleDuration => Stopwatch.GetElapsedTime(Interlocked.Read(ref _lastUse));
-
-    public override RateLimiterStatistics? GetStatistics() => _stats.Snapshot();
-
-    protected override RateLimitLease AttemptAcquireCore(int permitCount)
+    public RedisKeyRateLimiter(RedisSlidingWindowRateLimiter limiter, string key)
     {
-        Interlocked.Exchange(ref _lastUse, Stopwatch.GetTimestamp());
-        return _stats.Record(limiter.TryAcquire(key, permitCount));
+        _acquirer = new LeaseAcquirer(limiter, typeof(RedisKeyRateLimiter));
+        _key = key;
+        _activity = _acquirer.NewActivity();
     }
 
-    protected override async ValueTask<RateLimitLease> AcquireAsyncCore(int permitCount, CancellationToken cancellationToken)
+    public override TimeSpan? IdleDuration => _activity.IdleDuration;
+
+    public override RateLimiterStatistics? GetStatistics()
     {
-        Interlocked.Exchange(ref _lastUse, Stopwatch.GetTimestamp());
-        return _stats.Record(await limiter.TryAcquireAsync(key, permitCount, cancellationToken).ConfigureAwait(false));
+        _acquirer.ThrowIfDisposed();
+        return _activity.Snapshot();
+    }
+
+    protected override RateLimitLease AttemptAcquireCore(int permitCount) => _acquirer.Attempt(permitCount);
+
+    protected override ValueTask<RateLimitLease> AcquireAsyncCore(int permitCount, CancellationToken cancellationToken) =>
+        _acquirer.AcquireAsync(_key, _activity, permitCount, cancellationToken);
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) _acquirer.Dispose();
+        base.Dispose(disposing);
+    }
+
+    protected override ValueTask DisposeAsyncCore()
+    {
+        _acquirer.Dispose();
+        return default;
     }
 }

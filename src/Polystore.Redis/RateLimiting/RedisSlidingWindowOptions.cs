@@ -15,12 +15,19 @@ public sealed record RedisSlidingWindowOptions
     /// <summary>What to do when Redis is unavailable. Each such decision is counted in <see cref="RedisMetrics.RateLimitFallbacks"/>.</summary>
     public RedisFailureMode OnRedisFailure { get; init; } = RedisFailureMode.FailClosed;
 
+    /// <summary>
+    /// The clock of the <see cref="System.Threading.RateLimiting.RateLimiter"/> adapters: idle time and the waits
+    /// of 0-permit acquires. Decisions always use Redis server time.
+    /// </summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
+
     internal RedisSlidingWindowOptions Validated()
     {
         if (PermitLimit < 1) throw new ArgumentOutOfRangeException(nameof(PermitLimit), PermitLimit, $"{nameof(PermitLimit)} must be at least 1.");
         if (Window < TimeSpan.FromMilliseconds(1)) throw new ArgumentOutOfRangeException(nameof(Window), Window, $"{nameof(Window)} must be at least 1 ms.");
         RedisKeys.ValidatePrefix(KeyPrefix, nameof(KeyPrefix));
         if (!Enum.IsDefined(OnRedisFailure)) throw new ArgumentOutOfRangeException(nameof(OnRedisFailure), OnRedisFailure, "unknown failure mode");
+        ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
         return this with { };
     }
 }

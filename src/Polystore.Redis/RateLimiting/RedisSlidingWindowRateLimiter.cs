@@ -1,12 +1,15 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Security.Cryptography;
 using System.Threading.RateLimiting;
 using StackExchange.Redis;
 
 namespace Polystore.Redis.RateLimiting;
 
 /// <summary>
-/// An exact sliding-log rate limiter: every admitted permit is an entry in a sorted set scored with
-/// Redis server time, and a decision is one atomic Lua script. Works on standalone and cluster
-/// (both keys of a limiter key share a hash tag).
+/// An exact sliding-log rate limiter: every admitted decision is an entry in a sorted set scored with
+/// Redis server time (one entry whatever its weight), and a decision is one atomic Lua script. Works on
+/// standalone and cluster (every key of a limiter key shares a hash tag).
 /// </summary>
 public sealed class RedisSlidingWindowRateLimiter
 {
@@ -14,10 +17,21 @@ public sealed class RedisSlidingWindowRateLimiter
     private readonly RedisValue _window;
     private readonly RedisValue _limit;
     private readonly string _tagStart;
+    // Names this instance's entries (with the batch number and the position in the batch), so the permits of
+    // a decision its caller never received can be given back. Random, so two processes never share names.
+    private readonly string _instance = Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(6));
+    private readonly RedisValue _instanceArg;
+    private long _batches;
+    private long _decisionsSent;
+    private long _permitsGivenBack;
+    private int _givingBack;
+    private const int MaxGivingBack = 65_536;
+    private static readonly TimeSpan MaxGiveBackPause = TimeSpan.FromSeconds(2);
     // Concurrent callers are coalesced: while a batch is on the wire, new calls queue up and go together
     // in the next script call (per hash slot in a cluster). Each decision is still exact and atomic;
     // batching only removes per-call overhead.
     private readonly SlotCoalescer<Pending> _coalescer;
+    private readonly ScriptBatcher _giveBack;
 
     /// <summary>Creates a limiter over <paramref name="redis"/>.</summary>
     public RedisSlidingWindowRateLimiter(IConnectionMultiplexer redis, RedisSlidingWindowOptions options)
@@ -29,7 +43,9 @@ public sealed class RedisSlidingWindowRateLimiter
         _window = (long)(Options.Window.Ticks / TimeSpan.TicksPerMicrosecond);
         _limit = Options.PermitLimit;
         _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
+        _instanceArg = _instance;
         _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot);
+        _giveBack = new ScriptBatcher(redis, SlidingWindowScript.Release, [], resultsPerItem: 1);
     }
 
     /// <summary>The validated options.</summary>
@@ -42,77 +58,177 @@ public sealed class RedisSlidingWindowRateLimiter
     /// </summary>
     public static RedisScript Script => SlidingWindowScript.Script;
 
+    /// <summary>Decisions sent to Redis by this instance (for tests and benchmarks).</summary>
+    internal long DecisionsSent => Interlocked.Read(ref _decisionsSent);
+
+    /// <summary>Permits Redis gave back because their caller never received the decision (for tests).</summary>
+    internal long PermitsGivenBack => Interlocked.Read(ref _permitsGivenBack);
+
     /// <summary>
-    /// Tries to take <paramref name="permits"/> permits for <paramref name="key"/> (0 only asks whether one is free).
-    /// A token cancelled before the call throws <see cref="OperationCanceledException"/> and sends nothing; cancelling
-    /// later stops the wait only: the decision was already queued for Redis and is still taken (its permits recorded).
+    /// Tries to take <paramref name="permits"/> permits for <paramref name="key"/> (0 only asks whether one is
+    /// free), in one round trip shared with the other calls on the wire. The cost in Redis does not depend on
+    /// <paramref name="permits"/>: a decision is one entry carrying its weight.
     /// </summary>
+    /// <remarks>
+    /// A token cancelled before the call returns a cancelled task and sends nothing. Cancelling later ends the
+    /// wait at once; a decision already on its way is still taken by Redis, and if it admitted, its permits are
+    /// given back when the reply comes in (nobody received them). The same holds when the call fails after it
+    /// may have run (a timeout, a connection lost with the call in flight) and the caller was not told
+    /// "allowed": the permits are given back once Redis answers again. Giving back is one more script call,
+    /// retried while Redis does not answer, for at most a window (then the entries have left anyway), for at
+    /// most 65,536 entries at a time; past that, the permits stay taken until they leave the window. Each
+    /// permit given back is counted in <see cref="RedisMetrics.RateLimitGivenBack"/> (when Redis confirms it).
+    /// </remarks>
     public ValueTask<RateLimitDecision> TryAcquireAsync(string key, int permits = 1, CancellationToken cancellationToken = default)
     {
         Validate(key, permits);
-        cancellationToken.ThrowIfCancellationRequested();
+        if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled<RateLimitDecision>(cancellationToken);
         RedisKey log = RedisKeys.Key(_tagStart, key, LogSuffix);
         // The slot only matters when batches must be split per slot (cluster, or not known yet).
         var pending = new Pending(log, permits, _coalescer.KnownStandalone ? 0 : _redis.HashSlot(log));
+        if (cancellationToken.CanBeCanceled)
+        {
+            pending.Registration = cancellationToken.UnsafeRegister(static (p, ct) => ((Pending)p!).TrySetCanceled(ct), pending);
+            if (pending.Task.IsCompleted) return new ValueTask<RateLimitDecision>(pending.Task);
+        }
         _coalescer.Enqueue(pending);
-        return new ValueTask<RateLimitDecision>(cancellationToken.CanBeCanceled ? pending.Task.WaitAsync(cancellationToken) : pending.Task);
+        return new ValueTask<RateLimitDecision>(pending.Task);
     }
 
     // Returns what resumes the batch's callers; the coalescer runs it (see SlotCoalescer) and nothing in it can throw.
     private async Task<Action> SendAsync(List<Pending> batch)
     {
+        // A caller that gave up before its decision left gets nothing sent.
+        batch.RemoveAll(static p => p.Task.IsCompleted);
+        if (batch.Count == 0) return static () => { };
+        var number = Interlocked.Increment(ref _batches);
         var keys = new RedisKey[batch.Count];
-        var args = new RedisValue[batch.Count + 2];
+        var args = new RedisValue[batch.Count + 4];
         args[0] = _window;
         args[1] = _limit;
         for (var i = 0; i < batch.Count; i++)
         {
-            keys[i] = batch[i].Log;
-            args[i + 2] = batch[i].Permits;
+            var p = batch[i];
+            p.Batch = number;
+            p.Position = i + 1;
+            keys[i] = p.Log;
+            args[i + 2] = p.Permits;
         }
-        RedisResult[] result;
+        args[batch.Count + 2] = _instanceArg;
+        args[batch.Count + 3] = number;
+        Interlocked.Add(ref _decisionsSent, batch.Count);
+        RateLimitDecision[] decisions;
         try
         {
-            result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
-        }
-        catch (Exception e) when (RedisErrors.IsUnavailable(e))
-        {
-            return () =>
-            {
-                foreach (var p in batch)
-                {
-                    try
-                    {
-                        p.TrySetResult(Fallback(e));
-                    }
-                    catch (Exception thrown)
-                    {
-                        p.TrySetException(thrown);
-                    }
-                }
-            };
-        }
-        catch (Exception e)
-        {
-            return () => { foreach (var p in batch) p.TrySetException(e); };
-        }
-        var decisions = new RateLimitDecision[batch.Count];
-        try
-        {
+            var result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
+            decisions = new RateLimitDecision[batch.Count];
             var at = 1;
             for (var i = 0; i < decisions.Length; i++) decisions[i] = Parse(result, ref at);
         }
         catch (Exception e)
         {
-            return () => { foreach (var p in batch) p.TrySetException(e); };
+            // The script may have run even so (a timeout, or a connection lost after the call was written), so
+            // whatever it admitted for callers who were not told "allowed" is given back.
+            var unavailable = RedisErrors.IsUnavailable(e);
+            var mayHaveRun = RedisErrors.MayHaveRun(e);
+            return () =>
+            {
+                List<Pending>? giveBack = null;
+                foreach (var p in batch)
+                {
+                    var admitted = false;
+                    if (!unavailable) p.TrySetException(e);
+                    else
+                    {
+                        try
+                        {
+                            var fallback = Fallback(e);
+                            admitted = p.TrySetResult(fallback) && fallback.Allowed;
+                        }
+                        catch (Exception thrown)
+                        {
+                            p.TrySetException(thrown);
+                        }
+                    }
+                    p.Registration.Unregister();
+                    if (mayHaveRun && !admitted) (giveBack ??= []).Add(p);
+                }
+                GiveBack(giveBack, "failed");
+            };
         }
         return () =>
         {
-            for (var i = 0; i < decisions.Length; i++) batch[i].TrySetResult(decisions[i]);
+            List<Pending>? giveBack = null;
+            for (var i = 0; i < decisions.Length; i++)
+            {
+                var p = batch[i];
+                if (p.TrySetResult(decisions[i])) p.Registration.Unregister();
+                else if (decisions[i].Allowed) (giveBack ??= []).Add(p); // cancelled while on the wire
+            }
+            GiveBack(giveBack, "cancelled");
         };
     }
 
-    // Completed by SlotCoalescer, which resumes a batch's callers one after the other on the reply's thread.
+    private void GiveBack(List<Pending>? entries, string reason)
+    {
+        if (entries is null) return;
+        foreach (var p in entries)
+        {
+            // Bounded: past this many, an entry nobody received just leaves with the window.
+            if (Interlocked.Increment(ref _givingBack) > MaxGivingBack)
+            {
+                Interlocked.Decrement(ref _givingBack);
+                return;
+            }
+            _ = GiveBackAsync(p.Log, EntryName(p), reason);
+        }
+    }
+
+    private async Task GiveBackAsync(RedisKey log, string entry, string reason)
+    {
+        // Most entries to give back come from a stalled or unreachable Redis, so the call is retried until Redis
+        // answers, but not past a window: by then the entry has left anyway. It goes out after the decision on the
+        // same connection, so it cannot overtake it; a retry after a give-back that did run finds nothing to remove.
+        var started = Stopwatch.GetTimestamp();
+        var pause = TimeSpan.FromMilliseconds(50);
+        try
+        {
+            while (true)
+            {
+                try
+                {
+                    var permits = (long)(await _giveBack.RunAsync([log], [entry]).ConfigureAwait(false))[0];
+                    if (permits == 0) return;
+                    Interlocked.Add(ref _permitsGivenBack, permits);
+                    RedisMetrics.RateLimitGivenBackCounter.Add(permits, new KeyValuePair<string, object?>("reason", reason));
+                    return;
+                }
+                catch (Exception e) when (RedisErrors.IsUnavailable(e) && Stopwatch.GetElapsedTime(started) + pause < Options.Window)
+                {
+                    await Task.Delay(pause).ConfigureAwait(false);
+                    pause = pause * 2 < MaxGiveBackPause ? pause * 2 : MaxGiveBackPause;
+                }
+            }
+        }
+        catch (Exception)
+        {
+            // Best effort: the entry then leaves with the window, as any admission does.
+        }
+        finally
+        {
+            Interlocked.Decrement(ref _givingBack);
+        }
+    }
+
+    /// <summary>The name the script gave the entry of <paramref name="p"/> (see <see cref="SlidingWindowScript.Script"/>).</summary>
+    private string EntryName(Pending p)
+    {
+        var name = string.Create(CultureInfo.InvariantCulture, $"{_instance}-{p.Batch}.{p.Position}");
+        return p.Permits > 1 ? string.Create(CultureInfo.InvariantCulture, $"{name}*{p.Permits}") : name;
+    }
+
+    // Completed by SlotCoalescer, which resumes a batch's callers one after the other on the reply's thread,
+    // or by the caller's token (then the decision, if already sent, is given back when it comes in).
     private sealed class Pending(RedisKey log, int permits, int slot) : TaskCompletionSource<RateLimitDecision>
     {
         public RedisKey Log { get; } = log;
@@ -120,31 +236,45 @@ public sealed class RedisSlidingWindowRateLimiter
         public int Permits { get; } = permits;
 
         public int Slot { get; } = slot;
+
+        public CancellationTokenRegistration Registration;
+
+        public long Batch;
+
+        public int Position;
     }
 
-    /// <summary>The synchronous form of <see cref="TryAcquireAsync"/> (one blocking round trip).</summary>
-    public RateLimitDecision TryAcquire(string key, int permits = 1)
-    {
-        var (keys, args) = Prepare(key, permits);
-        try
-        {
-            var at = 1;
-            return Parse((RedisResult[])SlidingWindowScript.Script.Evaluate(_redis.GetDatabase(), keys, args)!, ref at);
-        }
-        catch (Exception e) when (RedisErrors.IsUnavailable(e))
-        {
-            return Fallback(e);
-        }
-    }
-
-    /// <summary>This limiter as a <see cref="RateLimiter"/> over one fixed key (for ASP.NET Core's middleware or any RateLimiter consumer).</summary>
+    /// <summary>
+    /// This limiter as a <see cref="RateLimiter"/> over one fixed key (for ASP.NET Core's middleware, for
+    /// <see cref="PartitionedRateLimiter.Create{TResource, TPartitionKey}"/> or any RateLimiter consumer).
+    /// </summary>
+    /// <remarks>
+    /// <para><see cref="RateLimiter.AttemptAcquire"/> never waits on the network and never admits: only Redis can
+    /// decide, and a synchronous round trip would hold a request thread (ASP.NET Core's middleware calls it
+    /// first on every request). It returns a lease that is not acquired, carries no RetryAfter and says why in
+    /// <see cref="MetadataName.ReasonPhrase"/>; the middleware then calls <see cref="RateLimiter.AcquireAsync"/>,
+    /// which takes the decision. Such a lease is not counted in the statistics.</para>
+    /// <para><see cref="RateLimiter.AcquireAsync"/> with permits: one decision, no queue; a denied lease carries
+    /// RetryAfter. With 0 permits it completes once a permit is free (as the in-box limiters do), asking Redis
+    /// again when the entry that frees one leaves the window, not in a loop.</para>
+    /// <para>Statistics are this adapter's own: its leases, and the permits left as of its last decision
+    /// (other processes share the window in Redis). <see cref="RateLimiter.IdleDuration"/> is null while a call
+    /// is in progress and while permits it admitted may still be in the window, so
+    /// <see cref="PartitionedRateLimiter.Create{TResource, TPartitionKey}"/> only ever drops idle partitions.
+    /// Disposing completes waiting 0-permit calls with a lease that is not acquired; calls after it throw
+    /// <see cref="ObjectDisposedException"/>. It never touches this limiter or Redis.</para>
+    /// </remarks>
     public RateLimiter ForKey(string key)
     {
-        RedisKeys.ValidateName(key, nameof(key));
+        ArgumentNullException.ThrowIfNull(key);
         return new RedisKeyRateLimiter(this, key);
     }
 
-    /// <summary>This limiter as a <see cref="PartitionedRateLimiter{TResource}"/>: each resource maps to a Redis key.</summary>
+    /// <summary>
+    /// This limiter as a <see cref="PartitionedRateLimiter{TResource}"/>: each resource maps to a Redis key
+    /// (any string, the empty one included). Acquiring behaves as <see cref="ForKey"/> does; statistics are kept
+    /// per key, and a key's statistics are dropped once it has been idle for a window.
+    /// </summary>
     public PartitionedRateLimiter<TResource> Partitioned<TResource>(Func<TResource, string> keySelector)
     {
         ArgumentNullException.ThrowIfNull(keySelector);
@@ -157,15 +287,10 @@ public sealed class RedisSlidingWindowRateLimiter
 
     private void Validate(string key, int permits)
     {
-        RedisKeys.ValidateName(key, nameof(key));
+        // Any string is a key, the empty one included: the hash tag around it keeps each key its own.
+        ArgumentNullException.ThrowIfNull(key);
         if (permits < 0 || permits > Options.PermitLimit)
             throw new ArgumentOutOfRangeException(nameof(permits), permits, $"permits must be between 0 and the permit limit {Options.PermitLimit}.");
-    }
-
-    private (RedisKey[] Keys, RedisValue[] Args) Prepare(string key, int permits)
-    {
-        Validate(key, permits);
-        return ([RedisKeys.Key(_tagStart, key, LogSuffix)], [_window, _limit, permits]);
     }
 
     /// <summary>Reads the decision starting at <paramref name="at"/> (see <see cref="SlidingWindowScript"/>) and moves past it.</summary>
