@@ -1,13 +1,11 @@
 using Npgsql;
-using Polystore.Postgres.Schema;
-
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>A batch held in memory, sent as one array per column through <c>unnest</c> in one round trip.</summary>
 internal static class UnnestUpsert<T>
 {
     public static Task<(long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        List<T> rows, CancellationToken cancellationToken)
+        List<T> rows, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
     {
         // Unlike the staging path there is no cheap server-side check here: a possible repeat sorts the batch.
         var sql = plan.DoNothing || !KeyTracker<T>.Unique(plan.KeyColumns, rows) ? plan.UpsertFromArraysDeduplicated : plan.UpsertFromArrays;
@@ -16,10 +14,8 @@ internal static class UnnestUpsert<T>
         {
             var buffer = map.CreateBuffer(rows.Count);
             foreach (var row in rows) buffer.Add(row);
-            parameters.Add(buffer.ToParameter(column.WriteTypeName.EndsWith("[]", StringComparison.Ordinal)
-                ? throw new PostgresSchemaException($"bulk upsert into {plan.Table.DisplayName}: array column \"{column.Name}\" needs the COPY path; set UnnestThreshold = 0.")
-                : column.WriteTypeName));
+            parameters.Add(buffer.ToParameter(column.WriteTypeName));
         }
-        return UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, sql, parameters, null, cancellationToken);
+        return UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, sql, parameters, null, options, cancellationToken);
     }
 }
