@@ -1,3 +1,5 @@
+using Polystore.Postgres.Schema;
+
 namespace Polystore.Postgres.Querying;
 
 /// <summary>Describes a keyset query. Every name is checked against the catalog on first use.</summary>
@@ -15,7 +17,7 @@ public sealed class KeysetQueryBuilder
     /// <summary>Columns returned, in this order (reader ordinals 0..n-1). Default: every column of the table.</summary>
     public KeysetQueryBuilder Select(params string[] columns)
     {
-        ArgumentNullException.ThrowIfNull(columns);
+        ColumnNames.Require(columns);
         _select.AddRange(columns);
         return this;
     }

@@ -49,7 +49,7 @@ public sealed class KeysetQueryDefinition
 
     /// <summary>The index this query needs, as SQL (equality filter columns first, then the sort keys).</summary>
     public string RecommendedIndex =>
-        $"CREATE INDEX ON {_table} ({string.Join(", ", _filters.Where(f => f.Operator == FilterOperator.Equal).Select(f => PostgresIdentifier.Quote(f.Column))
+        $"CREATE INDEX ON {TableSchema.QuoteName(_table)} ({string.Join(", ", _filters.Where(f => f.Operator == FilterOperator.Equal).Select(f => PostgresIdentifier.Quote(f.Column))
             .Concat(_keys.Select(k => PostgresIdentifier.Quote(k.Column) + (k.Direction == SortDirection.Descending ? " DESC" : ""))))})";
 
     /// <summary>
