@@ -37,6 +37,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     /// <param name="configure">Optional extra Npgsql setup (type mappings, logging).</param>
     public static PostgresDataSources Create(PostgresSettings settings, Action<NpgsqlDataSourceBuilder>? configure = null)
     {
+        ArgumentNullException.ThrowIfNull(settings);
         var builder = new NpgsqlDataSourceBuilder(PostgresDriverSettings.Build(settings).ConnectionString);
         builder.Name = settings.Connection.ApplicationName;
         configure?.Invoke(builder);

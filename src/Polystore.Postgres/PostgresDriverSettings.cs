@@ -15,12 +15,22 @@ public static class PostgresDriverSettings
     /// <summary>Seconds between keepalive round trips on idle connections when <c>pool_pre_ping</c> is on.</summary>
     public const int PrePingKeepAliveSeconds = 30;
 
+    /// <summary>The largest <c>connection.command_timeout</c> Npgsql accepts, in seconds (about 24.8 days).</summary>
+    public const int MaxCommandTimeout = int.MaxValue / 1000;
+
     /// <summary>The connection string for the primary and every replica (Npgsql's multi-host syntax).</summary>
+    /// <exception cref="ArgumentException">
+    /// A host contains a comma (Npgsql would read it as several hosts), or <c>connection.command_timeout</c> is outside
+    /// 0 to <see cref="MaxCommandTimeout"/> seconds (Npgsql's limit).
+    /// </exception>
     public static NpgsqlConnectionStringBuilder Build(PostgresSettings settings)
     {
+        ArgumentNullException.ThrowIfNull(settings);
         var c = settings.Connection;
-        var hosts = new List<string> { HostPort(c.Host, c.Port) };
-        hosts.AddRange(settings.Replication.ReadReplicas.Select(r => HostPort(r.Host, r.Port)));
+        if (c.CommandTimeout is < 0 or > MaxCommandTimeout)
+            throw new ArgumentOutOfRangeException(nameof(settings), c.CommandTimeout, $"connection.command_timeout must be between 0 (no limit) and {MaxCommandTimeout} seconds; got {c.CommandTimeout}.");
+        var hosts = new List<string> { HostPort("connection.host", c.Host, c.Port) };
+        hosts.AddRange(settings.Replication.ReadReplicas.Select((r, i) => HostPort($"replication.read_replicas[{i}].host", r.Host, r.Port)));
         var builder = new NpgsqlConnectionStringBuilder
         {
             Host = string.Join(',', hosts),
@@ -58,5 +68,11 @@ public static class PostgresDriverSettings
         return builder;
     }
 
-    private static string HostPort(string host, int port) => host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+    private static string HostPort(string key, string host, int port)
+    {
+        // The hosts are joined with commas into one Host value, so a comma inside one would add a host nobody configured.
+        if (host.Contains(',', StringComparison.Ordinal))
+            throw new ArgumentException($"{key} '{host}' contains a comma; give one host per entry (further servers go in replication.read_replicas).", nameof(PostgresSettings));
+        return host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+    }
 }

@@ -175,7 +175,9 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
             foreach (var u in Users(0, 15_000)) { await Task.Yield(); yield return u; }
             throw new InvalidOperationException("source broke");
         }
-        await Assert.ThrowsAsync<InvalidOperationException>(() => Upsert(table).ExecuteAsync(db.Primary, Broken(), cancellationToken: Ct));
+        var e = await Assert.ThrowsAsync<PostgresBulkUpsertException>(() => Upsert(table).ExecuteAsync(db.Primary, Broken(), cancellationToken: Ct));
+        Assert.IsType<InvalidOperationException>(e.InnerException);
+        Assert.Contains("nothing was written", e.Message, StringComparison.Ordinal);
         Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
     }
 
@@ -235,7 +237,9 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
             foreach (var u in Users(100_000, 5_000)) yield return u;
             throw new InvalidOperationException("source broke");
         }
-        await Assert.ThrowsAsync<InvalidOperationException>(() => Upsert(table).ExecuteAsync(db.Primary, Broken(), options, Ct));
+        var source = await Assert.ThrowsAsync<PostgresBulkUpsertException>(() => Upsert(table).ExecuteAsync(db.Primary, Broken(), options, Ct));
+        Assert.IsType<InvalidOperationException>(source.InnerException);
+        Assert.Equal(source.RowsCommitted, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE email LIKE 'u1_____@example.com'"));
     }
 
     [Fact]

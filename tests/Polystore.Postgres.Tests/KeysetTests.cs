@@ -176,7 +176,7 @@ public sealed class KeysetTests(KeysetFixture db) : IClassFixture<KeysetFixture>
         Assert.Contains("may be NULL", n.Message, StringComparison.Ordinal);
         var q = KeysetQuery.From(db.Items).OrderBy("id").MaxPageSize(50).Build();
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => q.PageAsync(db.Primary, null, 51, Id, Ct));
-        Assert.Equal($"CREATE INDEX ON {db.Items} (\"region\", \"score\" DESC, \"id\")", ScoreDescIdAsc(Filter.Equal("region", "eu")).RecommendedIndex);
+        Assert.Equal($"CREATE INDEX ON \"{db.Schema}\".\"items\" (\"region\", \"score\" DESC, \"id\")", ScoreDescIdAsc(Filter.Equal("region", "eu")).RecommendedIndex);
     }
 
     [Fact]

@@ -56,6 +56,31 @@ public sealed class PoolExhaustionTests
     }
 
     [Fact]
+    public async Task Parallel_upsert_with_more_connections_than_the_pool_fails_before_writing_anything()
+    {
+        // Every lane's connection is opened before the first row is read, so the error comes with nothing written.
+        await using var sources = PostgresDataSources.Create(SmallPool(2, 0, 1));
+        var table = TestServers.UniqueName("pool_upsert");
+        await using (var create = sources.Primary.CreateCommand($"CREATE TABLE {table} (email text PRIMARY KEY)"))
+            await create.ExecuteNonQueryAsync(Ct);
+        try
+        {
+            var upsert = PostgresBulkUpsert.Into<string>(table).Column("email", e => e).OnConflict("email").Build();
+            var rows = Enumerable.Range(0, 50_000).Select(i => $"u{i}@example.com");
+            var options = new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, Parallelism = 4, ChunkSize = 1_000 };
+            var e = await Assert.ThrowsAsync<PostgresPoolExhaustedException>(() => upsert.ExecuteAsync(sources.Primary, rows, options, Ct));
+            Assert.Equal(2, e.MaxPoolSize);
+            await using var count = sources.Primary.CreateCommand($"SELECT count(*) FROM {table}");
+            Assert.Equal(0L, (long)(await count.ExecuteScalarAsync(Ct))!);
+        }
+        finally
+        {
+            await using var drop = sources.Primary.CreateCommand($"DROP TABLE {table}");
+            await drop.ExecuteNonQueryAsync(Ct);
+        }
+    }
+
+    [Fact]
     public async Task Sixty_four_callers_share_a_pool_of_four_without_errors_when_each_returns_its_connection()
     {
         await using var sources = PostgresDataSources.Create(SmallPool(4, 0, 30));

@@ -60,6 +60,9 @@ public sealed class ThrowawayPostgres : IAsyncDisposable
     /// <summary>Stops the server, disconnecting every client (fast shutdown).</summary>
     public Task StopServerAsync() => AsPostgresAsync(Path.Combine(_bin, "pg_ctl"), "-D", _data, "-m", "fast", "-w", "-t", "60", "stop");
 
+    /// <summary>Kills the server (immediate shutdown: no checkpoint, clients cut off at once); the next start runs crash recovery.</summary>
+    public Task CrashAsync() => AsPostgresAsync(Path.Combine(_bin, "pg_ctl"), "-D", _data, "-m", "immediate", "-w", "-t", "60", "stop");
+
     /// <inheritdoc />
     public async ValueTask DisposeAsync()
     {

@@ -4,7 +4,7 @@ namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
 /// <see cref="PostgresBulkUpsertMode.Chunked"/>: one transaction per <see cref="PostgresBulkUpsertOptions.ChunkSize"/>
-/// rows on one connection; a failure keeps the chunks committed before it.
+/// rows on one connection; a failure keeps the chunks committed before it, and says how many rows they hold.
 /// </summary>
 internal static class ChunkedUpsert<T>
 {
@@ -14,30 +14,27 @@ internal static class ChunkedUpsert<T>
         var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
-            long received = 0, inserted = 0, updated = 0;
-            var commits = 0;
-            PostgresBulkUpsertPlan<T>? plan = null;
-            while (true)
+            var plan = await UpsertPlanResolver.ResolveAsync(definition, connection, null, cancellationToken).ConfigureAwait(false);
+            var progress = new UpsertProgress();
+            try
             {
-                var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                await using (transaction.ConfigureAwait(false))
+                while (true)
                 {
-                    plan ??= await UpsertPlanResolver.ResolveAsync(definition, connection, transaction, cancellationToken).ConfigureAwait(false);
-                    try
+                    var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                    await using (transaction.ConfigureAwait(false))
                     {
-                        var (r, i, u) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, rows, options, options.ChunkSize, cancellationToken).ConfigureAwait(false);
-                        if (r == 0) break;
-                        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                        (received, inserted, updated, commits) = (received + r, inserted + i, updated + u, commits + 1);
-                        if (r < options.ChunkSize) break;
-                    }
-                    catch (PostgresException e)
-                    {
-                        throw new PostgresBulkUpsertException($"bulk upsert into {plan.Table.DisplayName} failed in chunk {commits + 1}; the {commits} chunk(s) before it ({received} rows) stay committed: {e.MessageText}", received, e);
+                        var batch = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, rows, options, options.ChunkSize, cancellationToken).ConfigureAwait(false);
+                        if (batch.Received == 0) break;
+                        await UpsertCommit.CommitAsync(connection, transaction, progress, batch, options, cancellationToken).ConfigureAwait(false);
+                        if (batch.Received < options.ChunkSize) break;
                     }
                 }
             }
-            return (received, inserted, updated, commits);
+            catch (Exception e)
+            {
+                throw await UpsertFailure.CreateAsync(dataSource, PostgresBulkUpsertMode.Chunked, plan.Table.DisplayName, progress, e, options, cancellationToken).ConfigureAwait(false);
+            }
+            return (progress.RowsCommitted, progress.Inserted, progress.Updated, progress.Commits);
         }
     }
 }

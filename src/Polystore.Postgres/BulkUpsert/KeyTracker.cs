@@ -15,7 +15,7 @@ internal sealed class KeyTracker<T>(UpsertColumn<T>[] keys)
         var tracker = new KeyTracker<T>(keys);
         foreach (var row in rows)
         {
-            tracker.Add(row);
+            tracker.Add(UpsertRows.NotNull(row));
             if (!tracker.CertainlyUnique) return false;
         }
         return true;

@@ -1,4 +1,3 @@
-using System.Runtime.ExceptionServices;
 using System.Threading.Channels;
 using Npgsql;
 
@@ -8,34 +7,58 @@ namespace Polystore.Postgres.BulkUpsert;
 /// <see cref="PostgresBulkUpsertMode.Parallel"/>: chunks of <see cref="PostgresBulkUpsertOptions.ChunkSize"/> rows, each
 /// committed on its own, over <see cref="PostgresBulkUpsertOptions.Parallelism"/> connections. Each connection is a lane
 /// fed through a bounded channel, and each row goes to the lane its conflict key hashes to. Chunks always go through
-/// the staged COPY path. A failing lane cancels the others at once.
+/// the staged COPY path. Every connection is opened before the first row is read; a failing lane cancels the others at once.
 /// </summary>
 internal static class ParallelUpsert<T>
 {
     public static async Task<(long Received, long Inserted, long Updated, int Commits)> RunAsync(PostgresBulkUpsertDefinition<T> definition, NpgsqlDataSource dataSource,
         IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
     {
-        // Check the catalog once up front so a bad name fails before any connection writes.
-        PostgresBulkUpsertPlan<T> plan;
-        var first = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
-        await using (first.ConfigureAwait(false))
-            plan = await UpsertPlanResolver.ResolveAsync(definition, first, null, cancellationToken).ConfigureAwait(false);
+        // Every connection first, so a pool too small for Parallelism fails before any row is written, then the
+        // catalog check on one of them.
+        var connections = await OpenAllAsync(dataSource, options.Parallelism, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var plan = await UpsertPlanResolver.ResolveAsync(definition, connections[0], null, cancellationToken).ConfigureAwait(false);
+            return await RunLanesAsync(dataSource, plan, connections, rows, options, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            foreach (var connection in connections) await connection.DisposeAsync().ConfigureAwait(false);
+        }
+    }
 
+    private static async Task<NpgsqlConnection[]> OpenAllAsync(NpgsqlDataSource dataSource, int count, CancellationToken cancellationToken)
+    {
+        var opening = Enumerable.Range(0, count).Select(_ => PostgresPool.OpenAsync(dataSource, cancellationToken).AsTask()).ToArray();
+        try
+        {
+            return await Task.WhenAll(opening).ConfigureAwait(false);
+        }
+        catch
+        {
+            foreach (var task in opening.Where(t => t.IsCompletedSuccessfully)) await task.Result.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static async Task<(long Received, long Inserted, long Updated, int Commits)> RunLanesAsync(NpgsqlDataSource dataSource, PostgresBulkUpsertPlan<T> plan,
+        NpgsqlConnection[] connections, IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+    {
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         // One lane per connection, and each row goes to the lane its conflict key hashes to: a key's rows are then
         // upserted in input order on one connection, so the last row still wins across chunks, and no two
         // connections ever lock the same key (no deadlocks between chunks on it).
-        var lanes = Enumerable.Range(0, options.Parallelism)
-            .Select(_ => Channel.CreateBounded<List<T>>(new BoundedChannelOptions(1) { SingleWriter = true, SingleReader = true })).ToArray();
-        long received = 0, inserted = 0, updated = 0, committedRows = 0;
-        var commits = 0;
+        var lanes = connections.Select(_ => Channel.CreateBounded<List<T>>(new BoundedChannelOptions(1) { SingleWriter = true, SingleReader = true })).ToArray();
+        var progress = new UpsertProgress();
         var chunkOptions = options with { UnnestThreshold = 0 };
+        long received = 0;
 
-        async Task WorkerAsync(Channel<List<T>> lane)
+        async Task WorkerAsync(NpgsqlConnection connection, Channel<List<T>> lane)
         {
             try
             {
-                await DrainAsync(lane).ConfigureAwait(false);
+                await DrainAsync(connection, lane).ConfigureAwait(false);
             }
             catch
             {
@@ -45,55 +68,48 @@ internal static class ParallelUpsert<T>
             }
         }
 
-        async Task DrainAsync(Channel<List<T>> lane)
+        async Task DrainAsync(NpgsqlConnection connection, Channel<List<T>> lane)
         {
-            var connection = await PostgresPool.OpenAsync(dataSource, failed.Token).ConfigureAwait(false);
-            await using (connection.ConfigureAwait(false))
+            await foreach (var chunk in lane.Reader.ReadAllAsync(failed.Token).ConfigureAwait(false))
             {
-                await foreach (var chunk in lane.Reader.ReadAllAsync(failed.Token).ConfigureAwait(false))
+                for (var attempt = 1; ; attempt++)
                 {
-                    for (var attempt = 1; ; attempt++)
+                    var transaction = await connection.BeginTransactionAsync(failed.Token).ConfigureAwait(false);
+                    await using (transaction.ConfigureAwait(false))
                     {
-                        var transaction = await connection.BeginTransactionAsync(failed.Token).ConfigureAwait(false);
-                        await using (transaction.ConfigureAwait(false))
+                        try
                         {
-                            try
-                            {
-                                var list = new ListRows<T>(chunk.GetEnumerator(), default, chunk);
-                                var (_, i, u) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, list, chunkOptions, long.MaxValue, failed.Token).ConfigureAwait(false);
-                                await transaction.CommitAsync(failed.Token).ConfigureAwait(false);
-                                Interlocked.Add(ref inserted, i);
-                                Interlocked.Add(ref updated, u);
-                                Interlocked.Add(ref committedRows, chunk.Count);
-                                Interlocked.Increment(ref commits);
-                                break;
-                            }
-                            // Lanes never share a conflict key, but another unique index or a trigger can still make two
-                            // chunks lock rows in opposite order: retry the loser.
-                            catch (PostgresException e) when (attempt < 5 && e.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure)
-                            {
-                                await transaction.RollbackAsync(failed.Token).ConfigureAwait(false);
-                            }
+                            var list = new ListRows<T>(chunk.GetEnumerator(), default, chunk);
+                            var (_, i, u) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, list, chunkOptions, long.MaxValue, failed.Token).ConfigureAwait(false);
+                            await UpsertCommit.CommitAsync(connection, transaction, progress, (chunk.Count, i, u), options, failed.Token).ConfigureAwait(false);
+                            break;
+                        }
+                        // Lanes never share a conflict key, but another unique index or a trigger can still make two
+                        // chunks lock rows in opposite order: retry the loser.
+                        catch (PostgresException e) when (attempt < 5 && e.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure)
+                        {
+                            await transaction.RollbackAsync(failed.Token).ConfigureAwait(false);
                         }
                     }
                 }
             }
         }
 
-        var workers = lanes.Select(lane => Task.Run(() => WorkerAsync(lane), failed.Token)).ToList();
+        var workers = connections.Select((connection, i) => Task.Run(() => WorkerAsync(connection, lanes[i]), failed.Token)).ToList();
         try
         {
-            var filling = lanes.Select(_ => new List<T>(options.ChunkSize)).ToArray();
+            // Chunks grow as rows come (not allocated at ChunkSize up front: a huge ChunkSize must not cost memory by itself).
+            var filling = lanes.Select(_ => new List<T>()).ToArray();
             while (await rows.MoveNextAsync().ConfigureAwait(false))
             {
-                var row = rows.Current;
+                var row = UpsertRows.NotNull(rows.Current);
                 var lane = Lane(KeyTracker<T>.Hash(plan.KeyColumns, row), lanes.Length);
                 filling[lane].Add(row);
                 received++;
                 if (filling[lane].Count == options.ChunkSize)
                 {
                     await lanes[lane].Writer.WriteAsync(filling[lane], failed.Token).ConfigureAwait(false);
-                    filling[lane] = new List<T>(options.ChunkSize);
+                    filling[lane] = [];
                 }
             }
             for (var lane = 0; lane < lanes.Length; lane++)
@@ -105,15 +121,13 @@ internal static class ParallelUpsert<T>
         }
         catch (Exception e)
         {
-            // Whatever failed (a worker, the caller's sequence, cancellation): stop every worker before leaving.
+            // Whatever failed (a worker, the caller's sequence, cancellation): stop every worker before counting.
             await failed.CancelAsync().ConfigureAwait(false);
             foreach (var lane in lanes) lane.Writer.TryComplete();
             var cause = await FirstFailureAsync(workers).ConfigureAwait(false) ?? e;
-            if (cause is PostgresPoolExhaustedException || cause is not (PostgresException or NpgsqlException))
-                ExceptionDispatchInfo.Throw(cause);
-            throw new PostgresBulkUpsertException($"parallel bulk upsert into {plan.Table.DisplayName} failed; {commits} chunk(s) ({Interlocked.Read(ref committedRows)} rows) stay committed: {(cause as PostgresException)?.MessageText ?? cause.Message}", Interlocked.Read(ref committedRows), cause);
+            throw await UpsertFailure.CreateAsync(dataSource, PostgresBulkUpsertMode.Parallel, plan.Table.DisplayName, progress, cause, options, cancellationToken).ConfigureAwait(false);
         }
-        return (received, inserted, updated, commits);
+        return (received, progress.Inserted, progress.Updated, progress.Commits);
     }
 
     // The key hash's bits mixed (MurmurHash3's finalizer) first: an integer key's hash is near its value.

@@ -1,3 +1,5 @@
+using Polystore.Postgres.Schema;
+
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
@@ -28,7 +30,7 @@ public sealed class PostgresBulkUpsertBuilder<T>
     /// <summary>The conflict target: columns of a unique index or primary key (all must be mapped).</summary>
     public PostgresBulkUpsertBuilder<T> OnConflict(params string[] columns)
     {
-        ArgumentNullException.ThrowIfNull(columns);
+        ColumnNames.Require(columns);
         _conflict.AddRange(columns);
         return this;
     }
@@ -39,7 +41,7 @@ public sealed class PostgresBulkUpsertBuilder<T>
     /// </summary>
     public PostgresBulkUpsertBuilder<T> Update(params string[] columns)
     {
-        ArgumentNullException.ThrowIfNull(columns);
+        ColumnNames.Require(columns);
         _updateGiven = true;
         _update.AddRange(columns);
         return this;

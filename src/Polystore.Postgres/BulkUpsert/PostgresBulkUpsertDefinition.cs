@@ -14,10 +14,19 @@ namespace Polystore.Postgres.BulkUpsert;
 /// <see cref="PostgresBulkUpsertOptions.Mode"/> decides the transactions: one, one per chunk, or chunks over several connections.
 /// </summary>
 /// <remarks>
-/// Duplicate conflict keys within one batch: the last row in sequence order wins (PostgreSQL alone
+/// <para>Failures: before the first row is read (arguments, options, the catalog check, opening connections) the
+/// exception is thrown as it is and nothing was written. From then on every failure is a
+/// <see cref="PostgresBulkUpsertException"/> and every cancellation a <see cref="PostgresBulkUpsertCanceledException"/>
+/// (an <see cref="OperationCanceledException"/>), both carrying the rows committed so far
+/// (<see cref="PostgresBulkUpsertException.RowsCommitted"/>) and the cause as the inner exception. A COMMIT is never
+/// cancelled halfway; when the connection is lost during one, the server is asked afterwards how it ended, and only
+/// if it cannot be asked are its rows reported in doubt (<see cref="PostgresBulkUpsertException.RowsInDoubt"/>).
+/// The statements that move rows run under <see cref="PostgresBulkUpsertOptions.CommandTimeout"/> (no limit by
+/// default), not the connection's command_timeout.</para>
+/// <para>Duplicate conflict keys within one batch: the last row in sequence order wins (PostgreSQL alone
 /// would fail with "ON CONFLICT DO UPDATE command cannot affect row a second time"). With no update
 /// columns (DO NOTHING) the existing row wins, and among new duplicates the last one is inserted.
-/// Index needed: the unique index or primary key on exactly the conflict columns.
+/// Index needed: the unique index or primary key on exactly the conflict columns.</para>
 /// </remarks>
 public sealed class PostgresBulkUpsertDefinition<T>
 {
@@ -75,18 +84,21 @@ public sealed class PostgresBulkUpsertDefinition<T>
 
     /// <summary>
     /// Upserts inside the caller's transaction (for example with an outbox row): nothing is committed
-    /// here, and a failure leaves the transaction for the caller to roll back.
+    /// here, and a failure (a <see cref="PostgresBulkUpsertException"/>, or <see cref="PostgresBulkUpsertCanceledException"/>
+    /// on cancellation, once rows are being read) leaves the transaction for the caller to roll back.
     /// </summary>
     /// <param name="connection">The caller's open connection.</param>
     /// <param name="transaction">The caller's transaction on <paramref name="connection"/>.</param>
     /// <param name="rows">The rows, read once.</param>
     /// <param name="options">
-    /// <see cref="PostgresBulkUpsertOptions.UnnestThreshold"/> and <see cref="PostgresBulkUpsertOptions.MergeHashMemoryBytes"/>
-    /// apply as elsewhere; the options about commits cannot apply in one transaction the caller owns.
+    /// <see cref="PostgresBulkUpsertOptions.UnnestThreshold"/>, <see cref="PostgresBulkUpsertOptions.MergeHashMemoryBytes"/> and
+    /// <see cref="PostgresBulkUpsertOptions.CommandTimeout"/> apply as elsewhere; the options about commits cannot apply in one
+    /// transaction the caller owns.
     /// </param>
     /// <param name="cancellationToken">Cancels the upsert.</param>
     /// <exception cref="ArgumentException">
-    /// <see cref="PostgresBulkUpsertOptions.Mode"/> is not <see cref="PostgresBulkUpsertMode.Atomic"/>, or
+    /// <paramref name="transaction"/> is completed or belongs to another connection, or <paramref name="connection"/> is not open;
+    /// or <see cref="PostgresBulkUpsertOptions.Mode"/> is not <see cref="PostgresBulkUpsertMode.Atomic"/>, or
     /// <see cref="PostgresBulkUpsertOptions.ChunkSize"/> or <see cref="PostgresBulkUpsertOptions.Parallelism"/> is not its default
     /// (the exception's parameter name is the option's).
     /// </exception>
@@ -96,6 +108,19 @@ public sealed class PostgresBulkUpsertDefinition<T>
         ArgumentNullException.ThrowIfNull(connection);
         ArgumentNullException.ThrowIfNull(transaction);
         ArgumentNullException.ThrowIfNull(rows);
+        if (connection.State != System.Data.ConnectionState.Open)
+            throw new ArgumentException($"the connection is {connection.State}; open it and begin the transaction on it first.", nameof(connection));
+        if (!ReferenceEquals(transaction.Connection, connection))
+            throw new ArgumentException("the transaction belongs to another connection; pass the connection it was begun on.", nameof(transaction));
+        try
+        {
+            // Npgsql checks a command's transaction when it is given one; nothing is sent.
+            using var probe = new NpgsqlCommand(null, connection, transaction);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ArgumentException($"the transaction cannot be used: {e.Message}; begin a new one.", nameof(transaction), e);
+        }
         options ??= PostgresBulkUpsertOptions.Default;
         options.ValidateInsideTransaction();
         var watch = Stopwatch.StartNew();
@@ -103,8 +128,15 @@ public sealed class PostgresBulkUpsertDefinition<T>
         var enumerator = rows.GetAsyncEnumerator(cancellationToken);
         await using (enumerator.ConfigureAwait(false))
         {
-            var (received, inserted, updated) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, enumerator, options, long.MaxValue, cancellationToken).ConfigureAwait(false);
-            return new PostgresBulkUpsertResult(received, inserted, updated, 0, watch.Elapsed);
+            try
+            {
+                var (received, inserted, updated) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, enumerator, options, long.MaxValue, cancellationToken).ConfigureAwait(false);
+                return new PostgresBulkUpsertResult(received, inserted, updated, 0, watch.Elapsed);
+            }
+            catch (Exception e)
+            {
+                throw UpsertFailure.Create(null, plan.Table.DisplayName, new UpsertProgress(), e, options, cancellationToken);
+            }
         }
     }
 

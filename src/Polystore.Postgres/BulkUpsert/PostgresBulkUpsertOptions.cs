@@ -2,8 +2,8 @@ namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
 /// Options for one bulk upsert call. Defaults suit most loads. Inside the caller's transaction only
-/// <see cref="UnnestThreshold"/> and <see cref="MergeHashMemoryBytes"/> apply: the mode must stay
-/// <see cref="PostgresBulkUpsertMode.Atomic"/>, and <see cref="ChunkSize"/> and <see cref="Parallelism"/> at their defaults.
+/// <see cref="UnnestThreshold"/>, <see cref="MergeHashMemoryBytes"/> and <see cref="CommandTimeout"/> apply: the mode
+/// must stay <see cref="PostgresBulkUpsertMode.Atomic"/>, and <see cref="ChunkSize"/> and <see cref="Parallelism"/> at their defaults.
 /// </summary>
 public sealed record PostgresBulkUpsertOptions
 {
@@ -25,9 +25,30 @@ public sealed record PostgresBulkUpsertOptions
 
     /// <summary>
     /// Batches of at most this many rows are sent as arrays through <c>unnest</c> in one round trip
-    /// instead of COPY into a temporary table (measured faster up to about 10,000 rows). 0 turns it off. Default 10,000.
+    /// instead of COPY into a temporary table (measured faster up to about 10,000 rows). 0 turns it off. Default 10,000;
+    /// at most <see cref="MaxUnnestThreshold"/>. A table with an array column is always staged with COPY.
     /// </summary>
     public int UnnestThreshold { get; init; } = 10_000;
+
+    /// <summary>
+    /// The largest <see cref="UnnestThreshold"/> accepted: such a batch is held in memory whole and sent as one array
+    /// per column, and PostgreSQL refuses a parameter over 1 GB; above this size COPY is faster anyway.
+    /// </summary>
+    public const int MaxUnnestThreshold = 1_000_000;
+
+    /// <summary>
+    /// How long one statement of the upsert (the COPY, the statement that applies a batch, a lock wait inside it) may
+    /// run before it is cancelled. Default <see cref="Timeout.InfiniteTimeSpan"/>: no limit, unlike the connection's
+    /// <c>command_timeout</c> (30 s), which is not used here. A COPY or MERGE of one batch runs as long as the batch
+    /// is large (updating 1M rows in one batch took 13-17 s on the test machine; larger batches and slower disks take longer), so a fixed per-statement limit
+    /// would cut off a correct load halfway; bound the whole call with its <see cref="CancellationToken"/> instead.
+    /// Otherwise a positive time, in whole seconds (rounded up), up to <see cref="MaxCommandTimeout"/>.
+    /// When it expires the upsert fails with a <see cref="PostgresBulkUpsertException"/> that names this option.
+    /// </summary>
+    public TimeSpan CommandTimeout { get; init; } = Timeout.InfiniteTimeSpan;
+
+    /// <summary>The longest finite <see cref="CommandTimeout"/>: Npgsql's limit, 2,147,483 s (about 24.8 days).</summary>
+    public static readonly TimeSpan MaxCommandTimeout = TimeSpan.FromSeconds(int.MaxValue / 1000);
 
     /// <summary>
     /// How the MERGE of a staged batch (more than <see cref="UnnestThreshold"/> rows) joins the table, set for that
@@ -43,9 +64,19 @@ public sealed record PostgresBulkUpsertOptions
         if (MergeHashMemoryBytes < 0) throw new ArgumentOutOfRangeException(nameof(MergeHashMemoryBytes), MergeHashMemoryBytes, $"{nameof(MergeHashMemoryBytes)} must not be negative.");
         if (ChunkSize < 1) throw new ArgumentOutOfRangeException(nameof(ChunkSize), ChunkSize, $"{nameof(ChunkSize)} must be at least 1.");
         if (Parallelism is < 1 or > 64) throw new ArgumentOutOfRangeException(nameof(Parallelism), Parallelism, $"{nameof(Parallelism)} must be between 1 and 64.");
-        if (UnnestThreshold < 0) throw new ArgumentOutOfRangeException(nameof(UnnestThreshold), UnnestThreshold, $"{nameof(UnnestThreshold)} must not be negative.");
+        if (UnnestThreshold is < 0 or > MaxUnnestThreshold)
+            throw new ArgumentOutOfRangeException(nameof(UnnestThreshold), UnnestThreshold, $"{nameof(UnnestThreshold)} must be between 0 and {MaxUnnestThreshold:N0} (0 turns it off).");
+        if (CommandTimeout != Timeout.InfiniteTimeSpan && (CommandTimeout <= TimeSpan.Zero || CommandTimeout > MaxCommandTimeout))
+            throw new ArgumentOutOfRangeException(nameof(CommandTimeout), CommandTimeout,
+                $"{nameof(CommandTimeout)} must be positive and at most {MaxCommandTimeout.TotalSeconds:N0} s, or Timeout.InfiniteTimeSpan for no limit (the default).");
         if (!Enum.IsDefined(Mode)) throw new ArgumentOutOfRangeException(nameof(Mode), Mode, "unknown mode");
     }
+
+    /// <summary>The statement timeout in Npgsql's terms: whole seconds, 0 for none.</summary>
+    internal int CommandTimeoutSeconds => CommandTimeout == Timeout.InfiniteTimeSpan ? 0 : (int)Math.Ceiling(CommandTimeout.TotalSeconds);
+
+    /// <summary>The statement timeout as a COPY operation takes it.</summary>
+    internal TimeSpan CopyTimeout => CommandTimeout == Timeout.InfiniteTimeSpan ? Timeout.InfiniteTimeSpan : TimeSpan.FromSeconds(CommandTimeoutSeconds);
 
     /// <summary>
     /// The checks of <see cref="Validate"/>, and that nothing asks for commits of its own: inside the caller's

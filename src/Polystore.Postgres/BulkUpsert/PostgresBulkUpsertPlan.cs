@@ -15,6 +15,7 @@ internal sealed class PostgresBulkUpsertPlan<T>
         Table = table;
         CountFromStats = countFromStats;
         Columns = columns;
+        HasArrayColumn = columns.Any(c => c.Column.WriteTypeName.EndsWith("[]", StringComparison.Ordinal));
         KeyColumns = columns.Where(c => conflict.Any(k => k.Name == c.Column.Name)).Select(c => c.Map).ToArray();
         var quoted = columns.Select(c => PostgresIdentifier.Quote(c.Column.Name)).ToList();
         var cols = string.Join(", ", quoted);
@@ -64,6 +65,9 @@ internal sealed class PostgresBulkUpsertPlan<T>
     public TableSchema Table { get; }
     public IReadOnlyList<(UpsertColumn<T> Map, ColumnSchema Column)> Columns { get; }
     public UpsertColumn<T>[] KeyColumns { get; }
+
+    /// <summary>True when a mapped column is an array: such batches are always staged with COPY (unnest would flatten them).</summary>
+    public bool HasArrayColumn { get; }
     public bool DoNothing { get; }
     public string CreateStaging { get; }
     public string Copy { get; }

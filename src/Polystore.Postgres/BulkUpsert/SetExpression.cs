@@ -12,6 +12,9 @@ namespace Polystore.Postgres.BulkUpsert;
 /// </summary>
 public sealed partial class SetExpression
 {
+    // A 63-byte column name, the longest right-hand side and generous spacing fit well within this.
+    private const int MaxAssignmentLength = 256;
+
     private static readonly string[] AllowedFunctions =
         ["now()", "current_timestamp", "clock_timestamp()", "statement_timestamp()", "transaction_timestamp()", "localtimestamp", "current_date", "default"];
 
@@ -59,7 +62,9 @@ public sealed partial class SetExpression
     public static SetExpression Parse(string assignment)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(assignment);
-        var m = AssignmentPattern().Match(assignment);
+        if (assignment.Length > MaxAssignmentLength)
+            throw new ArgumentException($"SET expression of {assignment.Length:N0} characters: no allow-listed assignment is longer than {MaxAssignmentLength}. Use SetExpression.TrustedSql for other SQL that is not user input.", nameof(assignment));
+        var m = AssignmentPattern().Match(assignment.Trim());
         if (!m.Success)
             throw new ArgumentException($"SET expression \"{TableSchema.Printable(assignment)}\" is not of the form 'column = expression'.", nameof(assignment));
         var column = m.Groups["col"].Value;
@@ -91,7 +96,9 @@ public sealed partial class SetExpression
         return column;
     }
 
-    [GeneratedRegex(@"^\s*(?<col>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?<rhs>.+?)\s*$", RegexOptions.Singleline)]
+    // Matched against the trimmed text, so the right-hand side needs no lazy quantifier before trailing spaces
+    // (which backtracks quadratically over a long run of them).
+    [GeneratedRegex(@"^(?<col>[A-Za-z_][A-Za-z0-9_]*)\s*=\s*(?<rhs>.+)$", RegexOptions.Singleline)]
     private static partial Regex AssignmentPattern();
 
     [GeneratedRegex(@"\s+")]

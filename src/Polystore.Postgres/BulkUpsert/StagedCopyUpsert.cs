@@ -16,7 +16,7 @@ internal static class StagedCopyUpsert<T>
     public static async Task<(long Received, long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
         List<T> head, IAsyncEnumerator<T> rows, bool more, PostgresBulkUpsertOptions options, long limit, CancellationToken cancellationToken)
     {
-        await UpsertStatementRunner<T>.ExecuteAsync(connection, transaction, plan.CreateStaging, cancellationToken).ConfigureAwait(false);
+        await UpsertStatementRunner<T>.ExecuteAsync(connection, transaction, plan.CreateStaging, options, cancellationToken).ConfigureAwait(false);
         long received = 0;
         // A batch already in memory is hashed before it is sent: when its keys are proven unique, the rows
         // need no ordinal (it only orders duplicates), which makes the COPY about a fifth lighter.
@@ -25,6 +25,7 @@ internal static class StagedCopyUpsert<T>
         var importer = await connection.BeginBinaryImportAsync(provenUnique ? plan.CopyWithoutOrdinal : plan.Copy, cancellationToken).ConfigureAwait(false);
         await using (importer.ConfigureAwait(false))
         {
+            importer.Timeout = options.CopyTimeout;
             foreach (var row in head)
             {
                 keys?.Add(row);
@@ -33,13 +34,14 @@ internal static class StagedCopyUpsert<T>
             }
             while (more && received < limit && await rows.MoveNextAsync().ConfigureAwait(false))
             {
-                keys?.Add(rows.Current);
-                await WriteRowAsync(importer, plan, rows.Current, keys is null ? null : received + 1, cancellationToken).ConfigureAwait(false);
+                var row = UpsertRows.NotNull(rows.Current);
+                keys?.Add(row);
+                await WriteRowAsync(importer, plan, row, keys is null ? null : received + 1, cancellationToken).ConfigureAwait(false);
                 received++;
             }
             await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
         }
-        var (inserted, updated) = await ApplyAsync(connection, transaction, plan, keys?.CertainlyUnique ?? true, (received, options.MergeHashMemoryBytes), cancellationToken).ConfigureAwait(false);
+        var (inserted, updated) = await ApplyAsync(connection, transaction, plan, keys?.CertainlyUnique ?? true, (received, options.MergeHashMemoryBytes), options, cancellationToken).ConfigureAwait(false);
         return (received, inserted, updated);
     }
 
@@ -60,16 +62,16 @@ internal static class StagedCopyUpsert<T>
     // collision (or past the tracking cap) does a server-side hash aggregate decide: on 100k rows that check
     // costs ~0.13 s, the sort ~0.5 s, and a savepoint + retry on error 21000 more than both.
     private static async Task<(long Inserted, long Updated)> ApplyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        bool certainlyUnique, (long Rows, long MemoryCap) hash, CancellationToken cancellationToken)
+        bool certainlyUnique, (long Rows, long MemoryCap) hash, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
     {
         var duplicates = plan.DoNothing;
         if (!duplicates && !certainlyUnique)
         {
-            var check = new NpgsqlCommand(plan.HasDuplicates, connection, transaction);
+            var check = new NpgsqlCommand(plan.HasDuplicates, connection, transaction) { CommandTimeout = options.CommandTimeoutSeconds };
             await using (check.ConfigureAwait(false))
                 duplicates = (bool)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
         return await UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, duplicates ? plan.UpsertFromStagingDeduplicated : plan.UpsertFromStaging, null,
-            hash.MemoryCap > 0 ? hash : null, cancellationToken).ConfigureAwait(false);
+            hash.MemoryCap > 0 ? hash : null, options, cancellationToken).ConfigureAwait(false);
     }
 }

@@ -13,17 +13,19 @@ internal static class TransactionUpsert<T>
     public static async Task<(long Received, long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
         IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, long limit, CancellationToken cancellationToken)
     {
-        // Small batches: one round trip with arrays beats creating a temp table and a COPY.
-        var head = new List<T>(Math.Min(options.UnnestThreshold + 1, 4096));
+        // Small batches: one round trip with arrays beats creating a temp table and a COPY. An array column cannot
+        // go through unnest (it would flatten the arrays), so such a table is always staged.
+        var threshold = plan.HasArrayColumn ? 0 : options.UnnestThreshold;
+        var head = new List<T>((int)Math.Min(threshold + 1L, 4096));
         var more = true;
-        while (head.Count <= options.UnnestThreshold && head.Count < limit && (more = await rows.MoveNextAsync().ConfigureAwait(false)))
-            head.Add(rows.Current);
+        while (head.Count <= threshold && head.Count < limit && (more = await rows.MoveNextAsync().ConfigureAwait(false)))
+            head.Add(UpsertRows.NotNull(rows.Current));
         if (!more || head.Count >= limit)
         {
             if (head.Count == 0) return (0, 0, 0);
-            if (head.Count <= options.UnnestThreshold)
+            if (head.Count <= threshold)
             {
-                var (i, u) = await UnnestUpsert<T>.RunAsync(connection, transaction, plan, head, cancellationToken).ConfigureAwait(false);
+                var (i, u) = await UnnestUpsert<T>.RunAsync(connection, transaction, plan, head, options, cancellationToken).ConfigureAwait(false);
                 return (head.Count, i, u);
             }
         }

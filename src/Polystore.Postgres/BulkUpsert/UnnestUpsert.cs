@@ -1,5 +1,4 @@
 using Npgsql;
-using Polystore.Postgres.Schema;
 
 namespace Polystore.Postgres.BulkUpsert;
 
@@ -7,8 +6,10 @@ namespace Polystore.Postgres.BulkUpsert;
 internal static class UnnestUpsert<T>
 {
     public static Task<(long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        List<T> rows, CancellationToken cancellationToken)
+        List<T> rows, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
     {
+        // Callers stage such tables; an array parameter of arrays would overflow Npgsql's stack, so never let one through.
+        if (plan.HasArrayColumn) throw new InvalidOperationException($"bulk upsert into {plan.Table.DisplayName}: a table with an array column must be staged with COPY.");
         // Unlike the staging path there is no cheap server-side check here: a possible repeat sorts the batch.
         var sql = plan.DoNothing || !KeyTracker<T>.Unique(plan.KeyColumns, rows) ? plan.UpsertFromArraysDeduplicated : plan.UpsertFromArrays;
         var parameters = new List<NpgsqlParameter>(plan.Columns.Count);
@@ -16,10 +17,8 @@ internal static class UnnestUpsert<T>
         {
             var buffer = map.CreateBuffer(rows.Count);
             foreach (var row in rows) buffer.Add(row);
-            parameters.Add(buffer.ToParameter(column.WriteTypeName.EndsWith("[]", StringComparison.Ordinal)
-                ? throw new PostgresSchemaException($"bulk upsert into {plan.Table.DisplayName}: array column \"{column.Name}\" needs the COPY path; set UnnestThreshold = 0.")
-                : column.WriteTypeName));
+            parameters.Add(buffer.ToParameter(column.WriteTypeName));
         }
-        return UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, sql, parameters, null, cancellationToken);
+        return UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, sql, parameters, null, options, cancellationToken);
     }
 }

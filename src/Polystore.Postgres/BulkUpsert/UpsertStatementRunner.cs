@@ -14,27 +14,28 @@ internal static class UpsertStatementRunner<T>
 
     /// <summary>Runs <paramref name="sql"/> in its best form; <paramref name="mergeHash"/> (rows, memory cap) steers a MERGE's join, null leaves the planner alone.</summary>
     public static async Task<(long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap)? mergeHash, CancellationToken cancellationToken)
+        UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap)? mergeHash, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
     {
-        if (!plan.CountFromStats) return await CountWithReturningAsync(connection, transaction, sql.Returning, parameters, cancellationToken).ConfigureAwait(false);
-        if (sql.Merge is null) return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, parameters, savepoint: false, null, cancellationToken).ConfigureAwait(false);
+        var timeout = options.CommandTimeoutSeconds;
+        if (!plan.CountFromStats) return await CountWithReturningAsync(connection, transaction, sql.Returning, parameters, timeout, cancellationToken).ConfigureAwait(false);
+        if (sql.Merge is null) return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, parameters, savepoint: false, null, timeout, cancellationToken).ConfigureAwait(false);
         try
         {
-            return await CountFromStatsAsync(connection, transaction, plan, sql.Merge, parameters, savepoint: true, mergeHash, cancellationToken).ConfigureAwait(false);
+            return await CountFromStatsAsync(connection, transaction, plan, sql.Merge, parameters, savepoint: true, mergeHash, timeout, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.CardinalityViolation or PostgresErrorCodes.SerializationFailure)
         {
             // Another session inserted (or changed) one of these keys while MERGE ran: undo it and let ON CONFLICT
             // settle each row. The counters are read afresh, because the rolled-back attempt stays counted in them.
-            await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {MergeSavepoint}; RELEASE SAVEPOINT {MergeSavepoint}", cancellationToken).ConfigureAwait(false);
-            return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, CloneParameters(parameters), savepoint: false, null, cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {MergeSavepoint}; RELEASE SAVEPOINT {MergeSavepoint}", options, cancellationToken).ConfigureAwait(false);
+            return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, CloneParameters(parameters), savepoint: false, null, timeout, cancellationToken).ConfigureAwait(false);
         }
     }
 
     /// <summary>Runs one statement without results.</summary>
-    public static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql, CancellationToken cancellationToken)
+    public static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string sql, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
     {
-        var command = new NpgsqlCommand(sql, connection, transaction);
+        var command = new NpgsqlCommand(sql, connection, transaction) { CommandTimeout = options.CommandTimeoutSeconds };
         await using (command.ConfigureAwait(false))
             await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -44,9 +45,9 @@ internal static class UpsertStatementRunner<T>
     /// are the backend's own, pending until the transaction ends, so concurrent sessions cannot disturb the difference.
     /// </summary>
     private static async Task<(long Inserted, long Updated)> CountFromStatsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap)? mergeHash, CancellationToken cancellationToken)
+        string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap)? mergeHash, int timeout, CancellationToken cancellationToken)
     {
-        var batch = new NpgsqlBatch(connection, transaction);
+        var batch = new NpgsqlBatch(connection, transaction) { Timeout = timeout };
         await using (batch.ConfigureAwait(false))
         {
             if (savepoint) batch.BatchCommands.Add(new NpgsqlBatchCommand($"SAVEPOINT {MergeSavepoint}"));
@@ -82,9 +83,9 @@ internal static class UpsertStatementRunner<T>
     }
 
     private static async Task<(long Inserted, long Updated)> CountWithReturningAsync(NpgsqlConnection connection, NpgsqlTransaction transaction,
-        string sql, List<NpgsqlParameter>? parameters, CancellationToken cancellationToken)
+        string sql, List<NpgsqlParameter>? parameters, int timeout, CancellationToken cancellationToken)
     {
-        var command = new NpgsqlCommand(sql, connection, transaction);
+        var command = new NpgsqlCommand(sql, connection, transaction) { CommandTimeout = timeout };
         await using (command.ConfigureAwait(false))
         {
             if (parameters is not null) command.Parameters.AddRange(parameters.ToArray());

@@ -9,6 +9,12 @@ namespace Polystore.Postgres.Querying;
 /// </summary>
 public sealed record Filter(string Column, FilterOperator Operator, object? Value = null)
 {
+    /// <summary>The column compared (checked against the catalog when the query runs).</summary>
+    public string Column { get; init => field = CheckColumn(value); } = CheckColumn(Column);
+
+    /// <summary>The comparison.</summary>
+    public FilterOperator Operator { get; init => field = CheckOperator(value); } = CheckOperator(Operator);
+
     /// <summary><c>column = value</c>.</summary>
     public static Filter Equal(string column, object value) => new(column, FilterOperator.Equal, value);
 
@@ -40,6 +46,12 @@ public sealed record Filter(string Column, FilterOperator Operator, object? Valu
             _ => throw new ArgumentOutOfRangeException(nameof(Operator), Operator, "unknown filter operator"),
         };
     }
+
+    private static string CheckColumn(string column) =>
+        string.IsNullOrWhiteSpace(column) ? throw new ArgumentException("a filter needs a column name.", nameof(Column)) : column;
+
+    private static FilterOperator CheckOperator(FilterOperator op) =>
+        Enum.IsDefined(op) ? op : throw new ArgumentOutOfRangeException(nameof(Operator), op, "unknown filter operator.");
 
     /// <summary>Stable text for the cursor's query fingerprint.</summary>
     internal string Describe() =>

@@ -1,3 +1,5 @@
+using Polystore.Postgres.Schema;
+
 namespace Polystore.Postgres.Querying;
 
 /// <summary>
@@ -8,7 +10,6 @@ public static class KeysetQuery
     /// <summary>Pages over <paramref name="table"/> ("table" on the search_path, or "schema.table").</summary>
     public static KeysetQueryBuilder From(string table)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(table);
-        return new KeysetQueryBuilder(table);
+        return new KeysetQueryBuilder(TableSchema.CheckName(table, nameof(table)));
     }
 }

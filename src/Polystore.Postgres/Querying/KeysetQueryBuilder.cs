@@ -1,3 +1,5 @@
+using Polystore.Postgres.Schema;
+
 namespace Polystore.Postgres.Querying;
 
 /// <summary>Describes a keyset query. Every name is checked against the catalog on first use.</summary>
@@ -8,6 +10,7 @@ public sealed class KeysetQueryBuilder
     private readonly List<(string Column, SortDirection Direction)> _keys = [];
     private readonly List<Filter> _filters = [];
     private int _maxPageSize = 1000;
+    private int _maxKeyBytes = KeysetQueryDefinition.DefaultMaxKeyBytes;
     private CursorSigner _signer = CursorSigner.PerProcess;
 
     internal KeysetQueryBuilder(string table) => _table = table;
@@ -15,7 +18,7 @@ public sealed class KeysetQueryBuilder
     /// <summary>Columns returned, in this order (reader ordinals 0..n-1). Default: every column of the table.</summary>
     public KeysetQueryBuilder Select(params string[] columns)
     {
-        ArgumentNullException.ThrowIfNull(columns);
+        ColumnNames.Require(columns);
         _select.AddRange(columns);
         return this;
     }
@@ -44,11 +47,28 @@ public sealed class KeysetQueryBuilder
         return this;
     }
 
-    /// <summary>The largest page a caller may ask for (default 1,000).</summary>
+    /// <summary>
+    /// The largest page a caller may ask for (default 1,000; at least 1). Memory follows the rows a page returns,
+    /// not this bound.
+    /// </summary>
     public KeysetQueryBuilder MaxPageSize(int rows)
     {
-        ArgumentOutOfRangeException.ThrowIfLessThan(rows, 1);
+        if (rows < 1) throw new ArgumentOutOfRangeException(nameof(rows), rows, "MaxPageSize must be at least 1.");
         _maxPageSize = rows;
+        return this;
+    }
+
+    /// <summary>
+    /// The most bytes the sort keys of one row may take as UTF-8 text, all keys together (default 16,384; 1 to 1,048,576).
+    /// Every cursor of such a row is accepted back; the longest cursor the query accepts
+    /// (<see cref="KeysetQueryDefinition.MaxCursorLength"/>) follows from it, and a row with longer keys fails the page
+    /// with an error naming this setting rather than issuing a cursor that could not come back.
+    /// </summary>
+    public KeysetQueryBuilder MaxKeyBytes(int bytes)
+    {
+        if (bytes is < 1 or > KeysetQueryDefinition.MaxKeyBytesLimit)
+            throw new ArgumentOutOfRangeException(nameof(bytes), bytes, $"MaxKeyBytes must be between 1 and {KeysetQueryDefinition.MaxKeyBytesLimit:N0}.");
+        _maxKeyBytes = bytes;
         return this;
     }
 
@@ -64,6 +84,6 @@ public sealed class KeysetQueryBuilder
     {
         if (_keys.Count == 0) throw new InvalidOperationException($"keyset query on {_table}: give the order with OrderBy(...).");
         if (_keys.Select(k => k.Column).Distinct().Count() != _keys.Count) throw new InvalidOperationException($"keyset query on {_table}: a sort key is repeated.");
-        return new KeysetQueryDefinition(_table, [.. _select], [.. _keys], [.. _filters], _maxPageSize, _signer);
+        return new KeysetQueryDefinition(_table, [.. _select], [.. _keys], [.. _filters], _maxPageSize, _maxKeyBytes, _signer);
     }
 }

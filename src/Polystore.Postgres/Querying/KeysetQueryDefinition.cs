@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Globalization;
+using System.Text;
 using Npgsql;
 using NpgsqlTypes;
 using Polystore.Postgres.Schema;
@@ -19,7 +21,10 @@ namespace Polystore.Postgres.Querying;
 /// uniform directions the seek is one row comparison; with mixed ones it is
 /// <c>score &lt;= $1 AND (score &lt; $1 OR id &gt; $2)</c>, whose first condition bounds the index scan.</para>
 /// <para>Cursors are opaque and signed (HMAC-SHA256, <see cref="CursorSigner"/>); a changed, forged or
-/// foreign cursor raises <see cref="InvalidCursorException"/> before any SQL runs.</para>
+/// foreign cursor raises <see cref="InvalidCursorException"/> before any SQL runs, and one longer than
+/// <see cref="MaxCursorLength"/> before it is even decoded. Every cursor the query issues is accepted back: its length
+/// follows from <see cref="MaxKeyBytes"/>, and a row whose keys are longer fails the page instead.</para>
+/// <para>Memory follows the rows a page returns, never the page size asked for.</para>
 /// </remarks>
 public sealed class KeysetQueryDefinition
 {
@@ -31,25 +36,46 @@ public sealed class KeysetQueryDefinition
     private readonly string _fingerprint;
     private readonly ConcurrentDictionary<string, Task<Plan>> _plans = new(StringComparer.Ordinal);
 
-    internal KeysetQueryDefinition(string table, string[] select, (string, SortDirection)[] keys, Filter[] filters, int maxPageSize, CursorSigner signer)
+    /// <summary>
+    /// The default of <see cref="KeysetQueryBuilder.MaxKeyBytes"/>: 16 KiB of key text per row, 4,096 characters of any
+    /// script (UTF-8 takes at most 4 bytes a character).
+    /// </summary>
+    public const int DefaultMaxKeyBytes = 16 * 1024;
+
+    /// <summary>The largest <see cref="KeysetQueryBuilder.MaxKeyBytes"/> accepted (1 MiB).</summary>
+    public const int MaxKeyBytesLimit = 1024 * 1024;
+
+    internal KeysetQueryDefinition(string table, string[] select, (string, SortDirection)[] keys, Filter[] filters, int maxPageSize, int maxKeyBytes, CursorSigner signer)
     {
         _table = table;
         _select = select;
         _keys = keys;
         _filters = filters;
         MaxPageSize = maxPageSize;
+        MaxKeyBytes = maxKeyBytes;
         _signer = signer;
         _fingerprint = CursorSigner.Fingerprint(string.Join("\u0000", new[] { table }
             .Concat(keys.Select(k => $"{k.Item1}\u0001{k.Item2}"))
             .Concat(filters.Select(f => f.Describe()))));
+        MaxCursorLength = CursorSigner.MaxCursorLength(_fingerprint, keys.Length, maxKeyBytes);
     }
 
     /// <summary>The largest page size accepted.</summary>
     public int MaxPageSize { get; }
 
+    /// <summary>The most bytes of UTF-8 text the sort keys of one row may take together (see <see cref="KeysetQueryBuilder.MaxKeyBytes"/>).</summary>
+    public int MaxKeyBytes { get; }
+
+    /// <summary>
+    /// The longest cursor this query issues, and so accepts: what a row whose keys take <see cref="MaxKeyBytes"/>
+    /// (written as JSON in the worst case, then base64url) can make. A typical cursor is much shorter: about 4/3 of
+    /// its keys' bytes plus 100 characters. Where cursors travel in URLs, keep this under the servers' URL limit.
+    /// </summary>
+    public int MaxCursorLength { get; }
+
     /// <summary>The index this query needs, as SQL (equality filter columns first, then the sort keys).</summary>
     public string RecommendedIndex =>
-        $"CREATE INDEX ON {_table} ({string.Join(", ", _filters.Where(f => f.Operator == FilterOperator.Equal).Select(f => PostgresIdentifier.Quote(f.Column))
+        $"CREATE INDEX ON {TableSchema.QuoteName(_table)} ({string.Join(", ", _filters.Where(f => f.Operator == FilterOperator.Equal).Select(f => PostgresIdentifier.Quote(f.Column))
             .Concat(_keys.Select(k => PostgresIdentifier.Quote(k.Column) + (k.Direction == SortDirection.Descending ? " DESC" : ""))))})";
 
     /// <summary>
@@ -65,7 +91,7 @@ public sealed class KeysetQueryDefinition
         CursorPayload? payload = null;
         if (cursor is not null)
         {
-            payload = _signer.Verify(cursor);
+            payload = _signer.Verify(cursor, MaxCursorLength);
             if (payload.V != 1 || payload.Q != _fingerprint || payload.K.Length != _keys.Length)
                 throw new InvalidCursorException("the page cursor belongs to a different query (other table, order or filters).");
         }
@@ -88,7 +114,7 @@ public sealed class KeysetQueryDefinition
     /// <summary>
     /// A signed cursor that starts right after (or before) the given key values, one per sort key in
     /// order, e.g. to jump to "score 500" without walking there. Values are sent as their invariant text
-    /// and cast by the server to the key's type.
+    /// and cast by the server to the key's type; together they may take at most <see cref="MaxKeyBytes"/> bytes.
     /// </summary>
     public string CreateCursor(bool after, params object[] keyValues)
     {
@@ -102,8 +128,12 @@ public sealed class KeysetQueryDefinition
             IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
             _ => v.ToString() ?? "",
         }).ToArray();
+        if (KeyBytes(text) is var bytes && bytes > MaxKeyBytes)
+            throw new ArgumentException($"the key values take {bytes:N0} bytes as UTF-8 text, more than MaxKeyBytes ({MaxKeyBytes:N0}); raise it with KeysetQueryBuilder.MaxKeyBytes.", nameof(keyValues));
         return _signer.Sign(new CursorPayload(1, _fingerprint, after, text));
     }
+
+    private static long KeyBytes(string[] keys) => keys.Sum(k => (long)Encoding.UTF8.GetByteCount(k));
 
     private void CheckPageSize(int pageSize)
     {
@@ -134,12 +164,14 @@ public sealed class KeysetQueryDefinition
         {
             foreach (var f in _filters.Where(f => f.Value is not null && f.Operator is not (FilterOperator.IsNull or FilterOperator.IsNotNull)))
                 command.Parameters.Add(new NpgsqlParameter { Value = f.Value });
-            command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = pageSize + 1 });
+            // One row more than asked shows whether another page follows; as a bigint, so int.MaxValue cannot overflow.
+            command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = pageSize + 1L });
             if (payload is not null)
                 foreach (var k in payload.K) command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = k, NpgsqlDbType = NpgsqlDbType.Text });
 
-            var items = new List<T>(pageSize + 1);
-            var keys = new List<string[]>(pageSize + 1);
+            // Grown as rows arrive: the page size is only an upper bound, and may be huge.
+            var items = new List<T>();
+            var keys = new List<string[]>();
             try
             {
                 var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
@@ -175,8 +207,8 @@ public sealed class KeysetQueryDefinition
             {
                 // Nothing on this side: hand back a cursor to the other side of the position we came from.
                 return payload is null ? new KeysetPage<T>(items, null, null)
-                    : backward ? new KeysetPage<T>(items, _signer.Sign(payload with { After = true }), null)
-                    : new KeysetPage<T>(items, null, _signer.Sign(payload with { After = false }));
+                    : backward ? new KeysetPage<T>(items, Issue(payload with { After = true }), null)
+                    : new KeysetPage<T>(items, null, Issue(payload with { After = false }));
             }
             var next = backward ? (fromEnd ? null : Cursor(keys[^1], after: true)) : more ? Cursor(keys[^1], after: true) : null;
             var previous = backward ? (more ? Cursor(keys[0], after: false) : null) : payload is null ? null : Cursor(keys[0], after: false);
@@ -184,7 +216,18 @@ public sealed class KeysetQueryDefinition
         }
     }
 
-    private string Cursor(string[] keys, bool after) => _signer.Sign(new CursorPayload(1, _fingerprint, after, keys));
+    private string Cursor(string[] keys, bool after) => Issue(new CursorPayload(1, _fingerprint, after, keys));
+
+    /// <summary>Signs a cursor for a row, refusing keys too long for the cursor to be accepted back.</summary>
+    private string Issue(CursorPayload payload)
+    {
+        var bytes = KeyBytes(payload.K);
+        if (bytes > MaxKeyBytes)
+            throw new InvalidOperationException(string.Create(CultureInfo.InvariantCulture,
+                $"keyset query on {_table}: the sort keys of a row on this page take {bytes:N0} bytes as text, more than MaxKeyBytes ({MaxKeyBytes:N0}), " +
+                $"so no cursor can point at it; raise KeysetQueryBuilder.MaxKeyBytes (longer cursors are then accepted too), or order by shorter keys."));
+        return _signer.Sign(payload);
+    }
 
     private sealed record Plan(int SelectCount, string First, string After, string Before, string Last);
 

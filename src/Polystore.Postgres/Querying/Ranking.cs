@@ -1,3 +1,5 @@
+using Polystore.Postgres.Schema;
+
 namespace Polystore.Postgres.Querying;
 
 /// <summary>
@@ -9,7 +11,6 @@ public static class Ranking
     /// <summary>Ranks the rows of <paramref name="table"/>.</summary>
     public static RankingBuilder From(string table)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(table);
-        return new RankingBuilder(table);
+        return new RankingBuilder(TableSchema.CheckName(table, nameof(table)));
     }
 }

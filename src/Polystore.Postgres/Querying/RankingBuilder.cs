@@ -1,3 +1,5 @@
+using Polystore.Postgres.Schema;
+
 namespace Polystore.Postgres.Querying;
 
 /// <summary>Describes a ranking; names are checked against the catalog when it runs.</summary>
@@ -15,7 +17,7 @@ public sealed class RankingBuilder
     /// <summary>Columns returned, at reader ordinals 0..n-1. Default: every column.</summary>
     public RankingBuilder Select(params string[] columns)
     {
-        ArgumentNullException.ThrowIfNull(columns);
+        ColumnNames.Require(columns);
         _select.AddRange(columns);
         return this;
     }
@@ -23,7 +25,7 @@ public sealed class RankingBuilder
     /// <summary>Ranks separately within each group of these columns (e.g. region).</summary>
     public RankingBuilder PartitionBy(params string[] columns)
     {
-        ArgumentNullException.ThrowIfNull(columns);
+        ColumnNames.Require(columns);
         _partition.AddRange(columns);
         return this;
     }

@@ -67,21 +67,44 @@ internal sealed class TableSchema
         return sb.ToString();
     }
 
+    /// <summary>"schema.table" split at its one dot (when it has exactly one and no quotes), else the whole text as the name.</summary>
+    public static (string? Schema, string Name) ParseName(string table)
+    {
+        var dot = table.IndexOf('.', StringComparison.Ordinal);
+        return dot > 0 && table.IndexOf('.', dot + 1) < 0 && !table.Contains('"', StringComparison.Ordinal)
+            ? (table[..dot], table[(dot + 1)..])
+            : (null, table);
+    }
+
+    /// <summary>
+    /// Refuses, where a caller names a table, a name no PostgreSQL table can have: empty, with a NUL character, or a
+    /// part longer than <see cref="PostgresIdentifier.MaxLength"/> bytes (the server truncates such names when it creates them).
+    /// </summary>
+    public static string CheckName(string table, string parameter)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(table, parameter);
+        if (table.Contains('\0', StringComparison.Ordinal))
+            throw new ArgumentException($"table \"{Printable(table)}\": a PostgreSQL name cannot contain a NUL character.", parameter);
+        var (schema, name) = ParseName(table);
+        foreach (var part in schema is null ? [name] : new[] { schema, name })
+        {
+            var bytes = Encoding.UTF8.GetByteCount(part);
+            if (bytes > PostgresIdentifier.MaxLength)
+                throw new ArgumentException($"table \"{Printable(table)}\": \"{Printable(part)}\" is {bytes} bytes long, and PostgreSQL names are at most {PostgresIdentifier.MaxLength} (longer ones are cut to {PostgresIdentifier.MaxLength} bytes when created: use the name as the catalog stores it).", parameter);
+        }
+        return table;
+    }
+
+    /// <summary>A caller's table name quoted for SQL shown to people, split as <see cref="LoadAsync"/> splits it.</summary>
+    public static string QuoteName(string table) => ParseName(table) is ({ } schema, var name) ? PostgresIdentifier.Qualified(schema, name) : PostgresIdentifier.Quote(table);
+
     /// <summary>
     /// Finds a table by exact name: "table" (first match on the search_path) or "schema.table".
     /// Names are compared as stored in the catalog (unquoted lower case unless created quoted).
     /// </summary>
     public static async Task<TableSchema> LoadAsync(NpgsqlConnection connection, string table, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
     {
-        ArgumentException.ThrowIfNullOrWhiteSpace(table);
-        string? schema = null;
-        var name = table;
-        var dot = table.IndexOf('.', StringComparison.Ordinal);
-        if (dot > 0 && table.IndexOf('.', dot + 1) < 0 && !table.Contains('"', StringComparison.Ordinal))
-        {
-            schema = table[..dot];
-            name = table[(dot + 1)..];
-        }
+        var (schema, name) = ParseName(CheckName(table, nameof(table)));
 
         const string findTable = """
             SELECT c.oid, n.nspname, c.relname
