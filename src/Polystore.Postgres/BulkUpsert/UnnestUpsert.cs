@@ -1,4 +1,5 @@
 using Npgsql;
+
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>A batch held in memory, sent as one array per column through <c>unnest</c> in one round trip.</summary>
@@ -14,7 +15,10 @@ internal static class UnnestUpsert<T>
         {
             var buffer = map.CreateBuffer(rows.Count);
             foreach (var row in rows) buffer.Add(row);
-            parameters.Add(buffer.ToParameter(column.WriteTypeName));
+            // Callers stage tables with array columns; checked here too, since an array of arrays overflows Npgsql's stack.
+            parameters.Add(buffer.ToParameter(column.WriteTypeName.EndsWith("[]", StringComparison.Ordinal)
+                ? throw new InvalidOperationException($"bulk upsert into {plan.Table.DisplayName}: array column \"{column.Name}\" must be staged with COPY.")
+                : column.WriteTypeName));
         }
         return UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, sql, parameters, null, options, cancellationToken);
     }
