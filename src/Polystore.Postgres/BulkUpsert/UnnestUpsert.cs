@@ -17,7 +17,10 @@ internal static class UnnestUpsert<T>
         {
             var buffer = map.CreateBuffer(rows.Count);
             foreach (var row in rows) buffer.Add(row);
-            parameters.Add(buffer.ToParameter(column.WriteTypeName));
+            // Callers stage tables with array columns; checked here too, since an array of arrays overflows Npgsql's stack.
+            parameters.Add(buffer.ToParameter(column.WriteTypeName.EndsWith("[]", StringComparison.Ordinal)
+                ? throw new InvalidOperationException($"bulk upsert into {plan.Table.DisplayName}: array column \"{column.Name}\" must be staged with COPY.")
+                : column.WriteTypeName));
         }
         return UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, sql, parameters, null, options, cancellationToken);
     }
