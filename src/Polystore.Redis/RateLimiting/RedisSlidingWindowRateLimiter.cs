@@ -54,7 +54,8 @@ public sealed class RedisSlidingWindowRateLimiter
     /// <summary>
     /// The decision script, for tools that call it directly (such as <c>redis-benchmark</c> with EVALSHA of
     /// <see cref="RedisScript.Sha1Hex"/>). KEYS: one <c>{prefix:key}:log</c> per decision; ARGV: the window in
-    /// µs, the permit limit, then the permits requested per key.
+    /// µs, the permit limit, the permits requested per key, then optionally an instance id and a batch number
+    /// that name the entries (without them, the server time does).
     /// </summary>
     public static RedisScript Script => SlidingWindowScript.Script;
 
@@ -152,7 +153,7 @@ public sealed class RedisSlidingWindowRateLimiter
                         }
                     }
                     p.Registration.Unregister();
-                    if (mayHaveRun && !admitted) (giveBack ??= []).Add(i);
+                    if (mayHaveRun && !admitted && p.Permits > 0) (giveBack ??= []).Add(i);
                 }
                 GiveBack(batch, giveBack, null, "failed");
             };
