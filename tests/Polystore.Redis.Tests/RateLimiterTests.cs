@@ -193,6 +193,35 @@ public sealed class RateLimiterTests
         }
     }
 
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Entries_are_named_as_the_limiter_expects_and_the_release_script_gives_them_back(string kind)
+    {
+        // Giving back relies on knowing each entry's name: one batch with a key several times (plain, weighted,
+        // a look, a denial), named by the script, then found under the names the limiter computes, and released.
+        var db = RedisServers.Get(kind).GetDatabase();
+        var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "names");
+        RedisKey[] keys = [log, log, log, log, log, log];
+        int[] permits = [1, 3, 0, 7, 2, 1];
+        var result = (RedisResult[])(await RedisSlidingWindowRateLimiter.Script.EvaluateAsync(db, keys, [60_000_000, 8, .. permits.Select(p => (RedisValue)p), "inst", 42]))!;
+        // 1 and 3 are taken, the look sees 4 free, 7 is denied (both with retry-after and reset of a window: every
+        // entry has the same time), 2 and 1 are taken; that second single permit is named by its position.
+        Assert.Equal([7L, 4L, -2L, 4L, 0L, 60_000_000L, -1L, 4L, 60_000_000L, 60_000_000L, 2L, 1L], result.Skip(1).Select(r => (long)r));
+        bool[] admitted = [true, true, true, false, true, true];
+        var batch = keys.Zip(permits).ToList();
+        var expected = Enumerable.Range(0, keys.Length).Where(i => admitted[i] && permits[i] > 0)
+            .Select(i => RedisSlidingWindowRateLimiter.EntryName("inst", 42, i + 1, permits[i], RedisSlidingWindowRateLimiter.NamedByPosition(batch, admitted, i)))
+            .ToArray();
+        Assert.Equal(["inst-42", "inst-42*3", "inst-42*2", "inst-42.6"], expected);
+        var entries = (await db.SortedSetRangeByScoreAsync(log, 0)).Select(e => e.ToString()).Order(StringComparer.Ordinal);
+        Assert.Equal(expected.Order(StringComparer.Ordinal), entries);
+        Assert.Equal(-3, await db.SortedSetScoreAsync(log, "#"));
+        var given = (RedisResult[])(await SlidingWindowScript.Release.EvaluateAsync(db, [log, log, log, log, log], [.. expected, expected[0]]))!;
+        Assert.Equal([1L, 3L, 2L, 1L, 0L], given.Select(r => (long)r));
+        Assert.False(await db.KeyExistsAsync(log));
+    }
+
     [Fact]
     public async Task Weighted_permits_are_one_entry_each_and_retry_after_is_exact()
     {
@@ -437,10 +466,11 @@ public sealed class RateLimiterTests
         // (retried until Redis answers). Callers of FailOpen went ahead: their permits stay counted.
         var ct = TestContext.Current.CancellationToken;
         await using var paused = await PausableRedis.StartAsync(timeoutSeconds: 1);
-        var limiter = Limiter(paused.Client, 8, TimeSpan.FromMinutes(1), mode);
-        Assert.Equal(8, (await limiter.TryAcquireAsync("timed-out", 0, ct)).Remaining); // the script is cached, as on any running server
+        var limiter = Limiter(paused.Client, 12, TimeSpan.FromMinutes(1), mode);
+        Assert.Equal(12, (await limiter.TryAcquireAsync("timed-out", 0, ct)).Remaining); // the script is cached, as on any running server
         await paused.PauseAsync();
-        var calls = Enumerable.Range(0, 8).Select(_ => limiter.TryAcquireAsync("timed-out", 1, ct).AsTask()).ToArray();
+        // Past the first batches in flight, the calls share one batch, some weighted: 12 permits in all.
+        var calls = new[] { 1, 2, 1, 2, 1, 2, 1, 2 }.Select(w => limiter.TryAcquireAsync("timed-out", w, ct).AsTask()).ToArray();
         foreach (var call in calls)
         {
             if (mode == RedisFailureMode.Throw)
@@ -461,8 +491,8 @@ public sealed class RateLimiterTests
             Assert.Equal(0, limiter.PermitsGivenBack);
             return;
         }
-        await Poll.UntilAsync(async () => (await limiter.TryAcquireAsync("timed-out", 0, ct)).Remaining == 8, "the timed-out decisions' permits to be given back", ct);
-        Assert.True((await limiter.TryAcquireAsync("timed-out", 8, ct)).Allowed);
+        await Poll.UntilAsync(async () => (await limiter.TryAcquireAsync("timed-out", 0, ct)).Remaining == 12, "the timed-out decisions' permits to be given back", ct);
+        Assert.True((await limiter.TryAcquireAsync("timed-out", 12, ct)).Allowed);
     }
 
     [Fact]

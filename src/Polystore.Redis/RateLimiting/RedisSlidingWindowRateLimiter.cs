@@ -54,7 +54,8 @@ public sealed class RedisSlidingWindowRateLimiter
     /// <summary>
     /// The decision script, for tools that call it directly (such as <c>redis-benchmark</c> with EVALSHA of
     /// <see cref="RedisScript.Sha1Hex"/>). KEYS: one <c>{prefix:key}:log</c> per decision; ARGV: the window in
-    /// µs, the permit limit, then the permits requested per key.
+    /// µs, the permit limit, the permits requested per key, then optionally an instance id and a batch number
+    /// that name the entries (without them, the server time does).
     /// </summary>
     public static RedisScript Script => SlidingWindowScript.Script;
 
@@ -133,9 +134,10 @@ public sealed class RedisSlidingWindowRateLimiter
             var mayHaveRun = RedisErrors.MayHaveRun(e);
             return () =>
             {
-                List<Pending>? giveBack = null;
-                foreach (var p in batch)
+                List<int>? giveBack = null;
+                for (var i = 0; i < batch.Count; i++)
                 {
+                    var p = batch[i];
                     var admitted = false;
                     if (!unavailable) p.TrySetException(e);
                     else
@@ -151,37 +153,87 @@ public sealed class RedisSlidingWindowRateLimiter
                         }
                     }
                     p.Registration.Unregister();
-                    if (mayHaveRun && !admitted) (giveBack ??= []).Add(p);
+                    if (mayHaveRun && !admitted && p.Permits > 0) (giveBack ??= []).Add(i);
                 }
-                GiveBack(giveBack, "failed");
+                GiveBack(batch, giveBack, null, "failed");
             };
         }
         return () =>
         {
-            List<Pending>? giveBack = null;
+            List<int>? giveBack = null;
             for (var i = 0; i < decisions.Length; i++)
             {
                 var p = batch[i];
                 if (p.TrySetResult(decisions[i])) p.Registration.Unregister();
-                else if (decisions[i].Allowed) (giveBack ??= []).Add(p); // cancelled while on the wire
+                else if (decisions[i].Allowed && p.Permits > 0) (giveBack ??= []).Add(i); // cancelled while on the wire
             }
-            GiveBack(giveBack, "cancelled");
+            GiveBack(batch, giveBack, decisions, "cancelled");
         };
     }
 
-    private void GiveBack(List<Pending>? entries, string reason)
+    /// <summary>
+    /// Gives back the entries of <paramref name="batch"/> at <paramref name="indices"/>. The script names the first
+    /// decision of a batch admitted on a key with a given weight after the batch, and later ones by their position
+    /// (see <see cref="EntryName"/>); <paramref name="decisions"/> tell which that was, when known.
+    /// </summary>
+    private void GiveBack(List<Pending> batch, List<int>? indices, RateLimitDecision[]? decisions, string reason)
     {
-        if (entries is null) return;
-        foreach (var p in entries)
+        if (indices is null) return;
+        foreach (var i in indices)
         {
-            // Bounded: past this many, an entry nobody received just leaves with the window.
-            if (Interlocked.Increment(ref _givingBack) > MaxGivingBack)
+            var p = batch[i];
+            var batchName = EntryName(_instance, p.Batch, p.Position, p.Permits, byPosition: false);
+            var positionName = EntryName(_instance, p.Batch, p.Position, p.Permits, byPosition: true);
+            if (decisions is not null)
             {
-                Interlocked.Decrement(ref _givingBack);
-                return;
+                var byPosition = NamedByPosition(batch.ConvertAll(b => (b.Log, b.Permits)), [.. decisions.Select(d => d.Allowed)], i);
+                if (!Start(p.Log, byPosition ? positionName : batchName, reason)) return;
+                continue;
             }
-            _ = GiveBackAsync(p.Log, EntryName(p), reason);
+            // Which decisions were admitted is unknown: the name by position is this decision's if it was; the
+            // batch's name may be that of any decision admitted on this key with this weight, so it goes only
+            // when all of them go.
+            if (!Start(p.Log, positionName, reason)) return;
+            var all = true;
+            for (var j = 0; j < batch.Count && all; j++) all = batch[j].Log != p.Log || batch[j].Permits != p.Permits || indices.Contains(j);
+            if (all && !Start(p.Log, batchName, reason)) return;
         }
+    }
+
+    /// <summary>
+    /// The name <see cref="SlidingWindowScript.Script"/> gives an admitted entry: <c>instance-batch</c>, with
+    /// <c>*permits</c> appended for several permits; when an earlier decision of the batch on the same key took that
+    /// name (same weight), <c>instance-batch.position</c> (<paramref name="byPosition"/>), with the same suffix.
+    /// </summary>
+    internal static string EntryName(string instance, long batch, int position, int permits, bool byPosition)
+    {
+        var name = byPosition
+            ? string.Create(CultureInfo.InvariantCulture, $"{instance}-{batch}.{position}")
+            : string.Create(CultureInfo.InvariantCulture, $"{instance}-{batch}");
+        return permits > 1 ? string.Create(CultureInfo.InvariantCulture, $"{name}*{permits}") : name;
+    }
+
+    /// <summary>
+    /// Whether the script named the entry of admitted decision <paramref name="i"/> by its position: when an earlier
+    /// decision of the batch was admitted on the same key with the same weight (and so took the batch's name).
+    /// </summary>
+    internal static bool NamedByPosition(IReadOnlyList<(RedisKey Log, int Permits)> batch, IReadOnlyList<bool> admitted, int i)
+    {
+        for (var j = 0; j < i; j++)
+            if (admitted[j] && batch[j].Log == batch[i].Log && batch[j].Permits == batch[i].Permits) return true;
+        return false;
+    }
+
+    private bool Start(RedisKey log, string entry, string reason)
+    {
+        // Bounded: past this many, an entry nobody received just leaves with the window.
+        if (Interlocked.Increment(ref _givingBack) > MaxGivingBack)
+        {
+            Interlocked.Decrement(ref _givingBack);
+            return false;
+        }
+        _ = GiveBackAsync(log, entry, reason);
+        return true;
     }
 
     private async Task GiveBackAsync(RedisKey log, string entry, string reason)
@@ -218,13 +270,6 @@ public sealed class RedisSlidingWindowRateLimiter
         {
             Interlocked.Decrement(ref _givingBack);
         }
-    }
-
-    /// <summary>The name the script gave the entry of <paramref name="p"/> (see <see cref="SlidingWindowScript.Script"/>).</summary>
-    private string EntryName(Pending p)
-    {
-        var name = string.Create(CultureInfo.InvariantCulture, $"{_instance}-{p.Batch}.{p.Position}");
-        return p.Permits > 1 ? string.Create(CultureInfo.InvariantCulture, $"{name}*{p.Permits}") : name;
     }
 
     // Completed by SlotCoalescer, which resumes a batch's callers one after the other on the reply's thread,

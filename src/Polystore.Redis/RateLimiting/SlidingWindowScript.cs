@@ -14,24 +14,27 @@ internal static class SlidingWindowScript
     // taken, or four: flag (-1 denied, -2 look-only and free), remaining, retry-after µs, reset µs }.
     //
     // The log is a sorted set: one member per admitted decision, scored with the server time. Its name is
-    // "<id>.<d>" for one permit and "<id>.<d>*<permits>" for several, so a decision costs one member whatever
-    // its weight. The permits in the window are ZCARD plus the weight beyond 1 of the weighted members,
+    // "<id>" (the batch's), "<id>*<permits>" for several permits, or, when an earlier decision of the batch on
+    // that key took that name, "<id>.<d>" ("<id>.<d>*<permits>"). So a decision costs one member whatever its
+    // weight, and the usual one (a key once per batch) builds no string. The permits in the window are ZCARD plus the weight beyond 1 of the weighted members,
     // which the member "#" holds as its (negative) score: entries are scored with times > 0, so
     // ZRANGEBYSCORE 0..cutoff never sees it and it always ranks first. Without weighted members it does not
-    // exist, and a decision is what it always was: ZREMRANGEBYSCORE, ZCARD, ZADD, PEXPIREAT (plus the ZSCORE
-    // that finds "#" missing). With it, the expired members are read once before they go, to take their
-    // extra weight off.
+    // exist, and an admission is ZCOUNT (of negative scores: is "#" there? an integer reply, cheap in both
+    // encodings, where ZSCORE of a missing member scans a small set), ZREMRANGEBYSCORE, ZCARD, ZADD,
+    // PEXPIREAT. With it, the expired members are read once before they go, to take their extra weight off.
     // Why each step:
     //  - TIME, once: one clock (the server's) for every client, so skewed client clocks cannot widen the
     //    window. The script is atomic, so every decision in the batch happens at that same instant.
     //  - Numbers become strings once per batch: Lua's number formatting costs more than a ZADD here.
     //  - Expired entries go before counting: the count only sees entries inside the window.
     //  - ZADD only when admitted: rejected calls never consume the window.
-    //  - ZADD NX, and "+" appended to the name until NX succeeds: no two admissions ever collapse into one
-    //    member (a collapsed member would lose a count). Names are unique per instance, batch and position,
-    //    so the caller knows each name and can give the permits back (the release script below).
-    //  - PEXPIREAT on every decision, admitted or not: no key is ever left without a TTL (PEXPIRE would be
-    //    rewritten to PEXPIREAT for propagation on every call).
+    //  - ZADD NX, and on a clash the position, then "+" appended until NX succeeds: no two admissions ever
+    //    collapse into one member (a collapsed member would lose a count). Names are unique per instance,
+    //    batch and position, so the caller knows each name and can give the permits back (the release
+    //    script below).
+    //  - PEXPIREAT on every admission, to one window past it: a key only ever comes to exist through an
+    //    admission, so no key is left without a TTL, and a denial adds nothing the TTL would have to cover
+    //    (PEXPIRE would be rewritten to PEXPIREAT for propagation on every call).
     //  - RetryAfter: the time the entry whose leaving frees enough permits leaves. With weighted members the
     //    oldest 64 entries are walked; past them the answer is a bound that is never early (every entry
     //    holds at least one permit), so a denied decision costs the same whatever the weights.
@@ -44,13 +47,14 @@ internal static class SlidingWindowScript
         local cutoff = string.format('%d', now - window)
         local expireAt = string.format('%d', math.floor((now + window) / 1000) + 1)
         local id = ARGV[#KEYS + 3]
-        if id then id = id .. '-' .. ARGV[#KEYS + 4] .. '.' else id = nowText .. '.' end
+        if id then id = id .. '-' .. ARGV[#KEYS + 4] else id = nowText end
         local out = { now }
         local n = 1
         for d = 1, #KEYS do
           local log = KEYS[d]
           local permits = tonumber(ARGV[2 + d])
-          local extra = redis.call('ZSCORE', log, '#')
+          local extra = false
+          if redis.call('ZCOUNT', log, '-inf', '(0') > 0 then extra = redis.call('ZSCORE', log, '#') end
           local count
           if extra then
             extra = -tonumber(extra)
@@ -70,13 +74,18 @@ internal static class SlidingWindowScript
             count = redis.call('ZCARD', log)
           end
           if permits > 0 and count + permits <= limit then
-            local name = id .. d
-            local member = name
-            if permits > 1 then member = name .. '*' .. permits end
-            while redis.call('ZADD', log, 'NX', nowText, member) == 0 do
-              name = name .. '+'
+            local member = id
+            if permits > 1 then member = id .. '*' .. permits end
+            if redis.call('ZADD', log, 'NX', nowText, member) == 0 then
+              -- an earlier decision of this batch on this key has that name: this one is named by its position
+              local name = id .. '.' .. d
               member = name
               if permits > 1 then member = name .. '*' .. permits end
+              while redis.call('ZADD', log, 'NX', nowText, member) == 0 do
+                name = name .. '+'
+                member = name
+                if permits > 1 then member = name .. '*' .. permits end
+              end
             end
             if permits > 1 then
               extra = (extra or 0) + permits - 1
@@ -86,7 +95,6 @@ internal static class SlidingWindowScript
             n = n + 1
             out[n] = limit - count - permits
           else
-            redis.call('PEXPIREAT', log, expireAt)
             local flag = -1
             if permits == 0 and count < limit then flag = -2 end
             local retry = 0
