@@ -301,7 +301,8 @@ public sealed class RedisSlidingWindowRateLimiter
     /// which takes the decision. Such a lease is not counted in the statistics.</para>
     /// <para><see cref="RateLimiter.AcquireAsync"/> with permits: one decision, no queue; a denied lease carries
     /// RetryAfter. With 0 permits it completes once a permit is free (as the in-box limiters do), asking Redis
-    /// again when the entry that frees one leaves the window, not in a loop.</para>
+    /// again when the entry that frees one leaves the window, not in a loop; while Redis is unavailable it
+    /// completes at once with the <see cref="RedisSlidingWindowOptions.OnRedisFailure"/> decision.</para>
     /// <para>Statistics are this adapter's own: its leases, and the permits left as of its last decision
     /// (other processes share the window in Redis). <see cref="RateLimiter.IdleDuration"/> is null while a call
     /// is in progress and while permits it admitted may still be in the window, so

@@ -24,6 +24,13 @@ internal interface ILimiterSubject : IAsyncDisposable
     /// <summary>A partitioned limiter whose partitions nothing else uses; its windows never slide during a test.</summary>
     PartitionedRateLimiter<string> CreatePartitioned(int permitLimit);
 
+    /// <summary>
+    /// Returns once every call made so far has had its answer (for the Redis limiter: a round trip through each
+    /// limiter behind the calls already queued; the in-box limiter answers at once). After it, a call that is not
+    /// complete is waiting, not on its way.
+    /// </summary>
+    Task SettleAsync();
+
     /// <summary>Moves <paramref name="limiter"/> past its window: every permit it admitted is free again.</summary>
     Task PassWindowAsync(RateLimiter limiter);
 

@@ -19,6 +19,8 @@ internal sealed class InBoxSubject : ILimiterSubject
     /// <summary>A limiter whose window nothing slides (for partitions inside PartitionedRateLimiter.Create).</summary>
     public static RateLimiter CreateUnreplenished(int permitLimit) => new SlidingWindowRateLimiter(Options(permitLimit, TimeSpan.FromHours(1)));
 
+    public Task SettleAsync() => Task.CompletedTask;
+
     public Task PassWindowAsync(RateLimiter limiter)
     {
         Assert.True(((SlidingWindowRateLimiter)limiter).TryReplenish());

@@ -18,6 +18,7 @@ internal sealed class RedisSubject(IConnectionMultiplexer redis) : ILimiterSubje
 
     private readonly string _prefix = TestServers.UniqueName("rlc");
     private readonly ConcurrentDictionary<RateLimiter, string> _keys = new();
+    private readonly ConcurrentBag<RedisSlidingWindowRateLimiter> _cores = [];
     private int _next;
 
     public string Name => "polystore";
@@ -30,8 +31,18 @@ internal sealed class RedisSubject(IConnectionMultiplexer redis) : ILimiterSubje
 
     public RedisSlidingWindowRateLimiter Core(int permitLimit) => Core(permitLimit, _prefix);
 
-    private RedisSlidingWindowRateLimiter Core(int permitLimit, string prefix) =>
-        new(redis, new RedisSlidingWindowOptions { PermitLimit = permitLimit, Window = Window, KeyPrefix = prefix, TimeProvider = Time });
+    private RedisSlidingWindowRateLimiter Core(int permitLimit, string prefix)
+    {
+        var core = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = permitLimit, Window = Window, KeyPrefix = prefix, TimeProvider = Time });
+        _cores.Add(core);
+        return core;
+    }
+
+    // A look goes through a limiter's queue and connection behind every call already made on it.
+    public async Task SettleAsync()
+    {
+        foreach (var core in _cores) await core.TryAcquireAsync("settle", 0, TestContext.Current.CancellationToken);
+    }
 
     public RateLimiter CreateLimiter(int permitLimit) => ForKey(Core(permitLimit), NewKey());
 
