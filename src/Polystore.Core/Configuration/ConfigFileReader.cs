@@ -61,21 +61,19 @@ internal static partial class ConfigFileReader
         byte[] bytes;
         try
         {
-            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-            var buffer = new byte[Math.Min(MaxBytes + 1, Math.Max(4096, stream.CanSeek ? stream.Length + 1 : 4096))];
-            var total = 0;
+            // Read at most one byte past the limit, whatever the file claims its length is (it may grow meanwhile).
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 0);
+            using var content = new MemoryStream();
+            var chunk = new byte[64 * 1024];
             int read;
-            while (total < buffer.Length && (read = stream.Read(buffer, total, buffer.Length - total)) > 0)
-            {
-                total += read;
-                if (total == buffer.Length && total <= MaxBytes) Array.Resize(ref buffer, Math.Min(MaxBytes + 1, buffer.Length * 2));
-            }
-            if (total > MaxBytes)
+            while (content.Length <= MaxBytes && (read = stream.Read(chunk, 0, (int)Math.Min(chunk.Length, MaxBytes + 1 - content.Length))) > 0)
+                content.Write(chunk, 0, read);
+            if (content.Length > MaxBytes)
             {
                 errors.Add(new ConfigError(at, "", $"{fileName} is larger than {MaxBytes / 1024} KiB, the most a config file may be"));
                 return null;
             }
-            bytes = buffer.AsSpan(0, total).ToArray();
+            bytes = content.ToArray();
         }
         catch (UnauthorizedAccessException)
         {

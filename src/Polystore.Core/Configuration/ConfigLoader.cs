@@ -31,13 +31,12 @@ internal static class ConfigLoader
     {
         var errorsBefore = errors.Count;
         var stem = StoreNames.ConfigFileStem(store);
+        // postgresql.yaml, else postgresql.yml.
         var fileName = $"{stem}.yaml";
+        if (!Present(directory, fileName) && Present(directory, $"{stem}.yml")) fileName = $"{stem}.yml";
         var path = Path.Combine(directory, fileName);
-        if (ConfigFileReader.Inspect(path) == ConfigFileReader.Kind.Missing
-            && ConfigFileReader.Inspect(Path.Combine(directory, $"{stem}.yml")) != ConfigFileReader.Kind.Missing)
-            (fileName, path) = ($"{stem}.yml", Path.Combine(directory, $"{stem}.yml"));
         ConfigMap? root;
-        if (ConfigFileReader.Inspect(path) != ConfigFileReader.Kind.Missing)
+        if (Present(directory, fileName))
         {
             var text = ConfigFileReader.Read(path, fileName, errors);
             if (text is null) return null;
@@ -56,6 +55,10 @@ internal static class ConfigLoader
         if (errors.Count == errorsBefore) validate(settings);
         return settings;
     }
+
+    // Anything at the path counts, so that a directory or a FIFO named like a config file is reported, not skipped.
+    private static bool Present(string directory, string fileName) =>
+        ConfigFileReader.Inspect(Path.Combine(directory, fileName)) != ConfigFileReader.Kind.Missing;
 
     private static List<ConfigError> Order(List<ConfigError> errors) =>
         errors.OrderBy(e => e.Source.File ?? "~")

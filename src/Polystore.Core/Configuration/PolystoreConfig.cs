@@ -111,18 +111,10 @@ public sealed class PolystoreConfig
             case string text:
                 if (!secret || text.Length == 0) return;
                 secrets.Add(text);
-                var at = text.LastIndexOf('@');
-                var scheme = text.IndexOf("://", StringComparison.Ordinal);
-                if (scheme >= 0 && at > scheme)
+                if (Redactor.UrlPassword(text) is { } password)
                 {
-                    var userInfo = text[(scheme + 3)..at];
-                    var colon = userInfo.IndexOf(':', StringComparison.Ordinal);
-                    if (colon >= 0 && colon + 1 < userInfo.Length)
-                    {
-                        var password = userInfo[(colon + 1)..];
-                        secrets.Add(password);
-                        if (Uri.UnescapeDataString(password) is var decoded && decoded != password) secrets.Add(decoded);
-                    }
+                    secrets.Add(password);
+                    if (Uri.UnescapeDataString(password) is var decoded && decoded != password) secrets.Add(decoded);
                 }
                 return;
             case IList list:

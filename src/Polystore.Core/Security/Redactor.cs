@@ -19,10 +19,31 @@ public static partial class Redactor
     public static string MaskSecretUrl(string? value)
     {
         if (string.IsNullOrEmpty(value)) return value ?? "";
-        var scheme = value.IndexOf("://", StringComparison.Ordinal);
-        if (scheme <= 0 || !IsScheme(value.AsSpan(0, scheme))) return Mask;
+        if (UserInfo(value) is not var (start, end)) return IsUrl(value) ? value : Mask;
+        return $"{value[..start]}{Mask}@{value[(end + 1)..]}";
+    }
+
+    /// <summary>The password inside a <c>scheme://user:password@host</c> value (found by the same structure), or null.</summary>
+    public static string? UrlPassword(string? value)
+    {
+        if (string.IsNullOrEmpty(value) || UserInfo(value) is not var (start, end)) return null;
+        var colon = value.IndexOf(':', start);
+        return colon >= 0 && colon + 1 < end ? value[(colon + 1)..end] : null;
+    }
+
+    // Where the user info of a URL starts (after "://") and where it ends (the last '@'), or null when it has none.
+    private static (int Start, int End)? UserInfo(string value)
+    {
+        if (!IsUrl(value)) return null;
+        var start = value.IndexOf("://", StringComparison.Ordinal) + 3;
         var at = value.LastIndexOf('@');
-        return at < scheme ? value : $"{value[..(scheme + 3)]}{Mask}@{value[(at + 1)..]}";
+        return at >= start ? (start, at) : null;
+    }
+
+    private static bool IsUrl(string value)
+    {
+        var scheme = value.IndexOf("://", StringComparison.Ordinal);
+        return scheme > 0 && IsScheme(value.AsSpan(0, scheme));
     }
 
     private static bool IsScheme(ReadOnlySpan<char> text)
