@@ -1,6 +1,7 @@
-using Microsoft.Extensions.Configuration;
+using Polystore.Core.Configuration;
 
-namespace Polystore.Core.Configuration;
+// Beside AddJsonFile and AddEnvironmentVariables: found without a using line.
+namespace Microsoft.Extensions.Configuration;
 
 /// <summary>Adds a Polystore YAML config folder to an application's configuration.</summary>
 public static class PolystoreConfigurationBuilderExtensions

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Options;
 using Polystore;
@@ -23,6 +24,24 @@ public static class PolystoreServiceCollectionExtensions
     /// <param name="healthCheckTimeout">How long each store's health check may take; null = <see cref="DefaultHealthCheckTimeout"/>.</param>
     public static PolystoreBuilder AddPolystore(this IServiceCollection services, string? configDirectory = null, TimeSpan? healthCheckTimeout = null) =>
         services.AddPolystore(PolystoreConfig.Load(ConfigLocator.Locate(configDirectory).Directory), healthCheckTimeout);
+
+    /// <summary>
+    /// Binds Polystore from a configuration section (usually <c>builder.Configuration.GetSection("Polystore")</c>) with
+    /// children <c>Postgres</c>, <c>Redis</c> and <c>Mongo</c>, from appsettings.json, environment variables
+    /// (<c>Polystore__Postgres__Pool__MaxSize</c>), the YAML folder (<c>AddPolystoreYaml</c>) or any other source. Keys
+    /// may be spelled <c>MaxSize</c> or <c>max_size</c>. The settings are validated by the same rules as the YAML folder
+    /// when the host starts (<c>ValidateOnStart</c>): a bad value fails start-up with an <see cref="OptionsValidationException"/>
+    /// naming the key path and its source, secrets masked. Add the stores to the returned builder.
+    /// </summary>
+    /// <param name="services">The service collection.</param>
+    /// <param name="section">The Polystore section.</param>
+    /// <param name="healthCheckTimeout">How long each store's health check may take; null = <see cref="DefaultHealthCheckTimeout"/>.</param>
+    public static PolystoreBuilder AddPolystore(this IServiceCollection services, IConfiguration section, TimeSpan? healthCheckTimeout = null)
+    {
+        ArgumentNullException.ThrowIfNull(section);
+        return services.AddPolystore(() => PolystoreConfig.Load(section),
+            store => section.GetSection(PolystoreBuilder.ConfigurationSectionName(store)).Exists(), healthCheckTimeout);
+    }
 
     /// <summary>Registers an already loaded <paramref name="config"/>; add the stores to the returned builder.</summary>
     /// <remarks>
