@@ -19,7 +19,9 @@ namespace Polystore.Redis.Caching;
 /// used) and L1 hands every caller the same instance, so treat cached values as immutable;
 /// <see cref="HybridCacheEntryOptions.LocalCacheExpiration"/> is not applied per entry (L1 copies live up to
 /// <see cref="RedisTieredCacheOptions.L1Ttl"/>, never past the entry's expiration, and every instance drops its copy
-/// when the entry changes through the cache). The flags that switch a layer off per call
+/// when the entry changes through the cache); an L1 copy carries the tags of the call that filled it, so name an
+/// entry's tags on every call that reads it, or another instance's copy can outlive <see cref="RemoveByTagAsync(string, CancellationToken)"/>
+/// by up to <see cref="RedisTieredCacheOptions.L1Ttl"/> (Redis itself drops the entry at once). The flags that switch a layer off per call
 /// (<see cref="HybridCacheEntryFlags.DisableLocalCache"/>, <see cref="HybridCacheEntryFlags.DisableDistributedCache"/>
 /// and their read/write halves) throw <see cref="NotSupportedException"/>: the layers are chosen once, in
 /// <see cref="RedisTieredCacheOptions.UseL1"/>; local ones are accepted when the cache has no L1.</para>
@@ -50,7 +52,7 @@ public sealed class RedisHybridCache : HybridCache
         ArgumentNullException.ThrowIfNull(factory);
         cancellationToken.ThrowIfCancellationRequested();
         var entry = Entry(options, tags);
-        var readOnly = options is { Flags: var flags } && (flags & HybridCacheEntryFlags.DisableUnderlyingData) != 0;
+        var readOnly = ((options?.Flags ?? HybridCacheEntryFlags.None) & HybridCacheEntryFlags.DisableUnderlyingData) != 0;
         if (!IsCacheable(key)) return readOnly ? default! : await factory(state, cancellationToken).ConfigureAwait(false);
         if (readOnly)
         {
