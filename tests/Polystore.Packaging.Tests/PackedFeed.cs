@@ -1,6 +1,5 @@
 using System.IO.Compression;
 using System.Security.Cryptography;
-using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
 
@@ -127,16 +126,14 @@ public sealed partial class PackedFeed : IAsyncLifetime
         ["POLYSTORE_CONFIG_DIR"] = ConfigDirectory,
     };
 
-    /// <summary>The SHA-512 of a package file, base64, as NuGet records it in .nupkg.metadata.</summary>
-    public static string ContentHash(string nupkg) => Convert.ToBase64String(SHA512.HashData(File.ReadAllBytes(nupkg)));
-
-    /// <summary>The contentHash NuGet recorded for an extracted package folder.</summary>
-    public static string? RecordedContentHash(string packageFolder)
+    /// <summary>
+    /// Whether the package NuGet extracted into <paramref name="packageFolder"/> (a packages folder's id/version folder)
+    /// is, byte for byte, the one this run packed: not a package of the same name and version from another source or cache.
+    /// </summary>
+    public bool IsFromTheFeed(string id, string packageFolder)
     {
-        var metadata = Path.Combine(packageFolder, ".nupkg.metadata");
-        if (!File.Exists(metadata)) return null;
-        using var json = JsonDocument.Parse(File.ReadAllText(metadata));
-        return json.RootElement.GetProperty("contentHash").GetString();
+        var extracted = Path.Combine(packageFolder, $"{id.ToLowerInvariant()}.{Version}.nupkg");
+        return File.Exists(extracted) && SHA512.HashData(File.ReadAllBytes(extracted)).AsSpan().SequenceEqual(SHA512.HashData(File.ReadAllBytes(Packages[id])));
     }
 
     /// <summary>The nuspec of a package in the feed.</summary>
