@@ -70,7 +70,9 @@ public static class DotnetProcess
         catch (OperationCanceledException)
         {
             process.Kill(entireProcessTree: true);
-            await process.WaitForExitAsync(CancellationToken.None);
+            // Bounded too: a grandchild that escaped the kill could hold the output pipes open.
+            using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            try { await process.WaitForExitAsync(grace.Token); } catch (OperationCanceledException) { }
             if (cancellationToken.IsCancellationRequested) throw;
             string output;
             lock (stdout) output = stdout.ToString();
