@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace Polystore.Redis.Caching;
@@ -7,6 +8,12 @@ namespace Polystore.Redis.Caching;
 /// TTL jitter, negative caching, fail-safe, tag and prefix invalidation (SCAN + UNLINK, never KEYS), and L1
 /// invalidations that reach every instance through Redis pub/sub.
 /// </summary>
+/// <remarks>
+/// While the connection's circuit breaker is open (see <see cref="RedisTieredCacheOptions.CircuitBreaker"/>) nothing
+/// waits on Redis: reads miss it, fills keep their value in L1 only, and fail-safe serves L1 copies, each counted in
+/// <see cref="RedisMetrics.CacheFallbacks"/>; with <see cref="RedisTieredCacheOptions.ThrowOnRedisErrors"/> they throw
+/// a <see cref="RedisConnectionException"/> that says the breaker is open. Removals throw it either way.
+/// </remarks>
 public sealed class RedisTieredCache : IAsyncDisposable
 {
     // This class decides what each call does (including when Redis is unavailable); the parts do the work.
@@ -19,24 +26,33 @@ public sealed class RedisTieredCache : IAsyncDisposable
     private readonly CacheKeyRemover _remover;
     private long _factoryCalls;
 
-    private RedisTieredCache(IConnectionMultiplexer redis, RedisTieredCacheOptions options)
+    private RedisTieredCache(IConnectionMultiplexer redis, RedisTieredCacheOptions options, ILoggerFactory? loggerFactory)
     {
         _options = options;
         _clock = new CacheClock(options.TimeProvider);
-        _l2 = new L2Cache(redis, options, _clock);
-        _remover = new CacheKeyRemover(redis);
+        var breaker = RedisCircuitBreaker.For(redis, options.CircuitBreaker, loggerFactory);
+        _l2 = new L2Cache(redis, options, _clock, breaker);
+        _remover = new CacheKeyRemover(redis, breaker);
         if (options.UseL1)
         {
             _l1 = new L1Cache(options, _clock);
-            _invalidation = new CacheInvalidationChannel(redis, options.KeyPrefix, _l1);
+            _invalidation = new CacheInvalidationChannel(redis, options.KeyPrefix, _l1, breaker);
         }
     }
 
     /// <summary>Creates a cache; with L1 on, it is subscribed to the invalidation channel before this returns.</summary>
-    public static async Task<RedisTieredCache> CreateAsync(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null, CancellationToken cancellationToken = default)
+    public static Task<RedisTieredCache> CreateAsync(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null, CancellationToken cancellationToken = default) =>
+        CreateAsync(redis, options, null, cancellationToken);
+
+    /// <summary>Creates a cache whose connection's circuit breaker logs its state changes to <paramref name="loggerFactory"/>.</summary>
+    /// <param name="redis">The application's connection.</param>
+    /// <param name="options">The cache options; null = the defaults.</param>
+    /// <param name="loggerFactory">Where the circuit breaker logs; null = nowhere.</param>
+    /// <param name="cancellationToken">Stops the wait for the invalidation channel's subscription.</param>
+    public static async Task<RedisTieredCache> CreateAsync(IConnectionMultiplexer redis, RedisTieredCacheOptions? options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(redis);
-        var cache = new RedisTieredCache(redis, (options ?? new RedisTieredCacheOptions()).Validated());
+        var cache = new RedisTieredCache(redis, (options ?? new RedisTieredCacheOptions()).Validated(), loggerFactory);
         if (cache._invalidation is not null) await cache._invalidation.SubscribeAsync(cancellationToken).ConfigureAwait(false);
         return cache;
     }
@@ -131,7 +147,7 @@ public sealed class RedisTieredCache : IAsyncDisposable
     {
         RedisKeys.ValidateName(key, nameof(key));
         _l1?.Drop(key);
-        var removed = (long)await _l2.UnlinkAsync(key).WaitAsync(cancellationToken).ConfigureAwait(false) == 1;
+        var removed = (long)await _l2.UnlinkAsync(key, cancellationToken).ConfigureAwait(false) == 1;
         if (_invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
         return removed;
     }
@@ -224,7 +240,14 @@ public sealed class RedisTieredCache : IAsyncDisposable
             return read.Stale ? new CachedValue(read.Value, read.Missing) : new CachedValue(staleL1!.Value, staleL1.Missing);
         }
         var missing = value is null;
-        if (!missing || _options.NegativeTtl is not null)
+        if ((!missing || _options.NegativeTtl is not null) && _l2.Breaker.IsOpen && !_options.ThrowOnRedisErrors)
+        {
+            // Redis is known to be away: keep the value in L1 without building an exception for it.
+            _l2.Breaker.CountShortCircuit(L2Cache.Component);
+            RedisMetrics.RecordCacheFallback("set");
+            _l1?.Set(key, value, missing, _clock.UnixMs + (long)Ttl(entry, missing).TotalMilliseconds, entry?.Tags);
+        }
+        else if (!missing || _options.NegativeTtl is not null)
         {
             try
             {
@@ -246,7 +269,7 @@ public sealed class RedisTieredCache : IAsyncDisposable
         var ttl = Ttl(entry, missing);
         var logicalExpiry = _clock.UnixMs + (long)ttl.TotalMilliseconds;
         var physical = _options.FailSafe ? ttl + _options.FailSafeMaxAge : ttl;
-        await _l2.WriteAsync(key, value, missing, logicalExpiry, physical, entry?.Tags).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _l2.WriteAsync(key, value, missing, logicalExpiry, physical, entry?.Tags, cancellationToken).ConfigureAwait(false);
         _l1?.Set(key, value, missing, logicalExpiry, entry?.Tags);
         if (broadcast && _invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
     }
