@@ -102,7 +102,7 @@ internal sealed class RedisCircuitBreaker
     public void CountShortCircuit(string component)
     {
         Interlocked.Increment(ref _shortCircuited);
-        RedisMetrics.ShortCircuitedCounter.Add(1, new KeyValuePair<string, object?>("component", component));
+        RedisMetrics.ShortCircuitedCounter.Add(1, new KeyValuePair<string, object?>("component", component), new KeyValuePair<string, object?>("connection", Connection));
     }
 
     /// <summary>Counts a call that skipped Redis and returns the exception that says so (never sent, so it ran nowhere).</summary>

@@ -30,8 +30,8 @@ public static class RedisMetrics
     public const string CircuitBreakerState = "polystore.redis.circuit_breaker.state";
 
     /// <summary>
-    /// Counter of calls that skipped Redis because its circuit breaker was open (unit <c>{call}</c>; tag <c>component</c>
-    /// = cache | ratelimit | lock | ping). Each is also counted where the component counts its fallbacks.
+    /// Counter of calls that skipped Redis because its circuit breaker was open (unit <c>{call}</c>; tags <c>component</c>
+    /// = cache | ratelimit | lock | ping, and <c>connection</c>). Each is also counted where the component counts its fallbacks.
     /// </summary>
     public const string CircuitBreakerShortCircuited = "polystore.redis.circuit_breaker.short_circuited";
 

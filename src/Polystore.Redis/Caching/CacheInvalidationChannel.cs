@@ -25,8 +25,27 @@ internal sealed class CacheInvalidationChannel
         _channel = RedisChannel.Literal(keyPrefix + ":__invalidate");
     }
 
-    public Task SubscribeAsync(CancellationToken cancellationToken) =>
-        _redis.GetSubscriber().SubscribeAsync(_channel, OnMessage).WaitAsync(cancellationToken);
+    /// <summary>
+    /// Subscribes. With Redis unavailable (or the circuit breaker open) this returns without waiting: the multiplexer
+    /// keeps the subscription and makes it when the connection is back, and until then L1 copies live out their L1 TTL.
+    /// </summary>
+    public async Task SubscribeAsync(CancellationToken cancellationToken)
+    {
+        var subscribe = _redis.GetSubscriber().SubscribeAsync(_channel, OnMessage);
+        if (_breaker.IsOpen)
+        {
+            _ = subscribe.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            return;
+        }
+        try
+        {
+            await _breaker.RunAsync(subscribe, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (RedisErrors.IsUnavailable(e))
+        {
+            RedisMetrics.RecordCacheFallback("subscribe");
+        }
+    }
 
     public async Task UnsubscribeAsync()
     {

@@ -40,7 +40,10 @@ public sealed class RedisTieredCache : IAsyncDisposable
         }
     }
 
-    /// <summary>Creates a cache; with L1 on, it is subscribed to the invalidation channel before this returns.</summary>
+    /// <summary>
+    /// Creates a cache; with L1 on, it is subscribed to the invalidation channel before this returns (while Redis is
+    /// unavailable, the subscription is made once the connection is back).
+    /// </summary>
     public static Task<RedisTieredCache> CreateAsync(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null, CancellationToken cancellationToken = default) =>
         CreateAsync(redis, options, null, cancellationToken);
 
