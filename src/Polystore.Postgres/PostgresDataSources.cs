@@ -114,17 +114,24 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     {
         try
         {
-            using var bound = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            bound.CancelAfter(ReplicaOpenTimeout);
+            // Bounded from outside: Npgsql does not give up on a server that accepted the connection and never answers
+            // its startup message before its own connect timeout, whatever token it is given.
+            var open = OpenAsync(Reads, cancellationToken).AsTask();
             try
             {
-                var connection = await OpenAsync(Reads, bound.Token).ConfigureAwait(false);
+                var connection = await open.WaitAsync(ReplicaOpenTimeout, cancellationToken).ConfigureAwait(false);
                 if (trial) Volatile.Write(ref _replicasSkippedUntil, 0);
                 return connection;
             }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested && (bound.IsCancellationRequested || e is NpgsqlException or TimeoutException))
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is TimeoutException or NpgsqlException)
             {
-                // Nothing came through the replicas in time (or they failed): the primary serves this read and the next ones.
+                // Nothing came through the replicas in time (or they failed): the primary serves this read and the next
+                // ones. An open still under way is closed when it completes.
+                if (!open.IsCompleted) _ = open.ContinueWith(static t =>
+                {
+                    if (t.IsCompletedSuccessfully) t.Result.Dispose();
+                    else _ = t.Exception;
+                }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 var skip = (long)(_replicaRecheck.TotalSeconds * TimeProvider.System.TimestampFrequency);
                 Volatile.Write(ref _replicasSkippedUntil, TimeProvider.System.GetTimestamp() + skip);
             }
