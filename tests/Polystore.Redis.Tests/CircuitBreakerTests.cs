@@ -157,7 +157,10 @@ public sealed class CircuitBreakerTests
         var ct = TestContext.Current.CancellationToken;
         using var redis = RedisServers.Unreachable();
         var options = new RedisCircuitBreakerOptions { TimeProvider = new FakeTimeProvider(DateTimeOffset.UtcNow) };
-        await using var withL1 = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = _prefix, UseL1 = true, CircuitBreaker = options }, ct);
+        // Constructed, not created: CreateAsync waits for the invalidation subscription, which fails at once while open.
+        await using var withL1 = new RedisTieredCache(redis, new RedisTieredCacheOptions { KeyPrefix = _prefix, UseL1 = true, CircuitBreaker = options });
+        var subscribing = await Assert.ThrowsAsync<RedisConnectionException>(() => RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = _prefix, UseL1 = true, CircuitBreaker = options }, ct));
+        Assert.Contains("not subscribed yet", subscribing.Message, StringComparison.Ordinal);
         await using var strict = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = _prefix, ThrowOnRedisErrors = true, CircuitBreaker = options }, ct);
         var calls = 0;
         Task<string?> Source(CancellationToken _) => Task.FromResult<string?>($"v{Interlocked.Increment(ref calls)}");

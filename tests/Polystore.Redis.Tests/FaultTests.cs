@@ -168,8 +168,9 @@ public sealed class FaultTests
         Assert.True(breaker.IsOpen);
         var down = Assert.Single(await RedisPing.PingAsync(redis, ct));
         Assert.Contains("circuit breaker", down.Error, StringComparison.Ordinal);
-        // A cache created during the outage does not wait for its subscription.
-        await using var late = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":c", UseL1 = true }, logs, ct);
+        // A cache built during the outage (as dependency injection builds it) subscribes on first use.
+        await using var late = new RedisTieredCache(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":c", UseL1 = true }, logs);
+        Assert.Equal("during", await late.GetOrSetAsync("during", _ => Task.FromResult<string?>("during"), cancellationToken: ct));
 
         await server.StartAsync(ct);
         await UntilAsync(() => Task.FromResult(breaker.State == RedisCircuitBreaker.Closed), "the breaker to close after the restart", ct);
@@ -184,7 +185,7 @@ public sealed class FaultTests
         Assert.False((await throwing.TryAcquireAsync("after", 1, ct)).IsFallback);
         await using (var held = await locks.AcquireAsync("after", TimeSpan.FromSeconds(5), ct)) Assert.True(held.FencingToken >= 1);
         Assert.True(Assert.Single(await RedisPing.PingAsync(redis, ct)).Reachable);
-        // The cache created during the outage got its subscription once Redis was back: another instance's change reaches its L1.
+        // The cache built during the outage subscribes once Redis is back: another instance's change reaches its L1.
         Assert.Equal("one", await late.GetOrSetAsync("shared", _ => Task.FromResult<string?>("one"), cancellationToken: ct));
         await tiered.SetAsync("shared", "two", cancellationToken: ct);
         await UntilAsync(async () => await late.GetOrSetAsync<string>("shared", _ => Task.FromResult<string?>("refetched"), cancellationToken: ct) == "two",

@@ -46,14 +46,22 @@ public sealed class OutboxDispatcher
     private int _connectionFailures;
 
     /// <summary>Creates a dispatcher for <paramref name="subscriber"/>.</summary>
-    public OutboxDispatcher(NpgsqlDataSource dataSource, OutboxStore store, IOutboxSubscriber subscriber, OutboxDispatcherOptions? options = null, ILogger? logger = null)
+    /// <param name="dataSource">The database holding the outbox.</param>
+    /// <param name="store">The outbox tables (their schema).</param>
+    /// <param name="subscriber">Receives the events; its name keys the checkpoint.</param>
+    /// <param name="options">Tuning; null = the defaults. Validated here (the exception names the option).</param>
+    /// <param name="loggerFactory">Where the dispatcher logs; null = nowhere.</param>
+    public OutboxDispatcher(NpgsqlDataSource dataSource, OutboxStore store, IOutboxSubscriber subscriber, OutboxDispatcherOptions? options = null, ILoggerFactory? loggerFactory = null)
     {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        ArgumentNullException.ThrowIfNull(store);
+        ArgumentNullException.ThrowIfNull(subscriber);
         _dataSource = dataSource;
         _store = store;
         _subscriber = subscriber;
         _options = options ?? new OutboxDispatcherOptions();
         _options.Validate();
-        _logger = logger ?? NullLogger.Instance;
+        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<OutboxDispatcher>();
         _s = store.QuotedSchema;
     }
 

@@ -26,26 +26,12 @@ internal sealed class CacheInvalidationChannel
     }
 
     /// <summary>
-    /// Subscribes. With Redis unavailable (or the circuit breaker open) this returns without waiting: the multiplexer
-    /// keeps the subscription and makes it when the connection is back, and until then L1 copies live out their L1 TTL.
+    /// Subscribes and waits for Redis to confirm, within the operation timeout; while the circuit breaker is open it
+    /// fails at once (<see cref="InvalidationSubscription"/> tries again on a later use).
     /// </summary>
-    public async Task SubscribeAsync(CancellationToken cancellationToken)
-    {
-        var subscribe = _redis.GetSubscriber().SubscribeAsync(_channel, OnMessage);
-        if (_breaker.IsOpen)
-        {
-            _ = subscribe.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            return;
-        }
-        try
-        {
-            await _breaker.RunAsync(subscribe, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (RedisErrors.IsUnavailable(e))
-        {
-            RedisMetrics.RecordCacheFallback("subscribe");
-        }
-    }
+    public Task SubscribeAsync(CancellationToken cancellationToken) => _breaker.IsOpen
+        ? Task.FromException(_breaker.ShortCircuit(L2Cache.Component, "the invalidation channel is not subscribed yet"))
+        : _breaker.RunAsync(_redis.GetSubscriber().SubscribeAsync(_channel, OnMessage), cancellationToken);
 
     public async Task UnsubscribeAsync()
     {
