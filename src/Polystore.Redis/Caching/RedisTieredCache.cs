@@ -213,6 +213,9 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
 
     internal CacheClock Clock => _clock;
 
+    /// <summary>The connection's circuit breaker: adapters that call Redis themselves check it and run their calls through it.</summary>
+    internal RedisCircuitBreaker Breaker => _l2.Breaker;
+
     internal string TagKeyOf(string tag) => _l2.TagKeyOf(tag);
 
     private async Task<T?> SlowGetOrSetAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? stale, CancellationToken cancellationToken)
