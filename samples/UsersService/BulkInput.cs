@@ -52,27 +52,41 @@ internal static class BulkInput
     public static async IAsyncEnumerable<CreateUser> ReadLinesAsync(PipeReader body, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
         long line = 0;
-        while (true)
+        ReadResult result = default;
+        var reading = false;
+        try
         {
-            var result = await body.ReadAsync(cancellationToken);
-            var buffer = result.Buffer;
-            while (buffer.PositionOf((byte)'\n') is { } end)
+            while (true)
             {
-                line++;
-                var row = Line(buffer.Slice(0, end), line);
-                buffer = buffer.Slice(buffer.GetPosition(1, end));
-                if (row is not null) yield return row;
+                result = await body.ReadAsync(cancellationToken);
+                reading = true;
+                var buffer = result.Buffer;
+                while (buffer.PositionOf((byte)'\n') is { } end)
+                {
+                    line++;
+                    var row = Line(buffer.Slice(0, end), line);
+                    buffer = buffer.Slice(buffer.GetPosition(1, end));
+                    if (row is not null) yield return row;
+                }
+                if (buffer.Length > MaxLineBytes) throw Invalid($"line {line + 1}", $"is longer than {MaxLineBytes:N0} bytes.");
+                if (result.IsCompleted)
+                {
+                    // The last line may lack its newline.
+                    var last = buffer.IsEmpty ? null : Line(buffer, line + 1);
+                    reading = false;
+                    body.AdvanceTo(result.Buffer.End);
+                    if (last is not null) yield return last;
+                    yield break;
+                }
+                reading = false;
+                body.AdvanceTo(buffer.Start, buffer.End);
             }
-            if (buffer.Length > MaxLineBytes) throw Invalid($"line {line + 1}", $"is longer than {MaxLineBytes:N0} bytes.");
-            if (result.IsCompleted)
-            {
-                // The last line may lack its newline.
-                var last = buffer.IsEmpty ? null : Line(buffer, line + 1);
-                body.AdvanceTo(buffer.End);
-                if (last is not null) yield return last;
-                yield break;
-            }
-            body.AdvanceTo(buffer.Start, buffer.End);
+        }
+        finally
+        {
+            // A bad row, a failed write or a cancelled request leaves a read open: end it, or the server cannot
+            // drain the rest of the body and reuse the connection.
+            if (reading) body.AdvanceTo(result.Buffer.End);
         }
     }
 
