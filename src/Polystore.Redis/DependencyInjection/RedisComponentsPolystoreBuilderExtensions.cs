@@ -2,6 +2,7 @@ using System.Threading.RateLimiting;
 using Microsoft.Extensions.Caching.Distributed;
 using Microsoft.Extensions.Caching.Hybrid;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Logging;
 using Polystore;
 using Polystore.Redis.Caching;
 using Polystore.Redis.Locking;
@@ -10,7 +11,10 @@ using StackExchange.Redis;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
-/// <summary>Adds Redis's components (cache, rate limiter, locks) to Polystore's registration; each adds Redis itself.</summary>
+/// <summary>
+/// Adds Redis's components (cache, rate limiter, locks) to Polystore's registration; each adds Redis itself, and each
+/// logs (circuit-breaker state changes, fallbacks) to the container's <see cref="ILoggerFactory"/>.
+/// </summary>
 public static class RedisComponentsPolystoreBuilderExtensions
 {
     /// <summary>
@@ -26,7 +30,7 @@ public static class RedisComponentsPolystoreBuilderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         var validated = (options ?? new RedisTieredCacheOptions()).Validated();
         var services = builder.AddRedis().Services;
-        services.TryAddSingleton(sp => new RedisTieredCache(sp.GetRequiredService<IConnectionMultiplexer>(), validated));
+        services.TryAddSingleton(sp => new RedisTieredCache(sp.GetRequiredService<IConnectionMultiplexer>(), validated, sp.GetService<ILoggerFactory>()));
         services.TryAddSingleton<IRedisTieredCache>(sp => sp.GetRequiredService<RedisTieredCache>());
         services.Replace(ServiceDescriptor.Singleton<IDistributedCache>(sp => new RedisDistributedCache(sp.GetRequiredService<RedisTieredCache>())));
         services.Replace(ServiceDescriptor.Singleton<HybridCache>(sp => new RedisHybridCache(sp.GetRequiredService<IRedisTieredCache>())));
@@ -43,7 +47,7 @@ public static class RedisComponentsPolystoreBuilderExtensions
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(options);
-        builder.AddRedis().Services.TryAddSingleton(sp => new RedisSlidingWindowRateLimiter(sp.GetRequiredService<IConnectionMultiplexer>(), options));
+        builder.AddRedis().Services.TryAddSingleton(sp => new RedisSlidingWindowRateLimiter(sp.GetRequiredService<IConnectionMultiplexer>(), options, sp.GetService<ILoggerFactory>()));
         return builder;
     }
 
@@ -56,7 +60,7 @@ public static class RedisComponentsPolystoreBuilderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         var validated = (options ?? new RedisLockOptions()).Validated();
         var services = builder.AddRedis().Services;
-        services.TryAddSingleton(sp => new RedisLockProvider(sp.GetRequiredService<IConnectionMultiplexer>(), validated));
+        services.TryAddSingleton(sp => new RedisLockProvider(sp.GetRequiredService<IConnectionMultiplexer>(), validated, sp.GetService<ILoggerFactory>()));
         services.TryAddSingleton<IRedisLockProvider>(sp => sp.GetRequiredService<RedisLockProvider>());
         return builder;
     }
