@@ -91,6 +91,8 @@ public sealed class UserCommandTests(UserCommandTests.Fixture fixture) : IClassF
     public async Task A_body_that_is_not_JSON_is_a_415_and_an_oversized_body_a_413()
     {
         using (var text = await App.PostJsonAsync("/users", "email=a@b.test", "text/plain")) await ServiceApp.AssertProblemAsync(text, 415);
+        using (var untyped = await App.Client.PostAsync("/users", new ByteArrayContent(Encoding.UTF8.GetBytes("{}")), Ct))
+            Assert.Equal("Content-Type", (await ServiceApp.AssertProblemAsync(untyped, 415)).GetProperty("field").GetString());
 
         var huge = JsonSerializer.Serialize(new { email = Email(), name = new string('x', 2 * 1024 * 1024), region = "eu" });
         using var large = await App.PostJsonAsync("/users", huge);
