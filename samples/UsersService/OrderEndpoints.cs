@@ -1,0 +1,60 @@
+using System.Globalization;
+using Polystore.Redis.Locking;
+using StackExchange.Redis;
+
+namespace Polystore.Samples.UsersService;
+
+/// <summary>Orders: one user's orders are serialized by a fenced Redis lock, so concurrent orders never lose an update.</summary>
+internal static class OrderEndpoints
+{
+    public static void Map(IEndpointRouteBuilder api)
+    {
+        api.MapPost("/orders", PlaceAsync).WithTags("Orders").WithName("PlaceOrder")
+            .WithSummary("Places an order under the user's lock; the lock's fencing token guards the write against a holder whose lease ran out.")
+            .Accepts<PlaceOrderRequest>("application/json")
+            .Produces<OrderResponse>(StatusCodes.Status201Created).ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        api.MapGet("/users/{id}/orders", TotalsAsync).WithTags("Orders").WithName("GetUserOrderTotals")
+            .WithSummary("The user's number of orders and their total.")
+            .Produces<OrderTotalsResponse>().ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound);
+    }
+
+    /// <summary>The lock resource of a user's orders.</summary>
+    public static string LockResource(long userId) => $"orders:user:{userId.ToString(CultureInfo.InvariantCulture)}";
+
+    private static async Task<IResult> PlaceAsync(HttpContext context, IRedisLockProvider locks, OrderStore orders, UsersServiceOptions options, CancellationToken cancellationToken)
+    {
+        var (body, problem) = await RequestJson.ReadAsync(context.Request, cancellationToken, "application/json");
+        if (problem is not null) return problem;
+        var errors = new InputErrors();
+        if (UserInput.ReadOrder(body, errors) is not { } order) return Problems.Validation(errors.ToDictionary());
+
+        IRedisLock? held;
+        try
+        {
+            held = await locks.TryAcquireAsync(LockResource(order.UserId), options.Orders.LockWait, cancellationToken);
+        }
+        catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
+        {
+            return Problems.Unavailable(context, "the order lock cannot be taken while Redis is unreachable; nothing was written.");
+        }
+        if (held is null)
+            return Problems.Unavailable(context, $"other orders of user {order.UserId} kept its lock for {options.Orders.LockWait.TotalSeconds:0.###} s; nothing was written.");
+        await using (held)
+        {
+            var outcome = await orders.PlaceAsync(order.UserId, order.Amount, held.FencingToken, cancellationToken);
+            if (outcome.Order is { } placed)
+                return TypedResults.Created($"/users/{order.UserId.ToString(CultureInfo.InvariantCulture)}/orders", placed);
+            if (outcome.IsStale)
+                return Problems.Conflict($"the lock on user {order.UserId}'s orders was lost before the write (fencing token {held.FencingToken} is not the newest); nothing was written, retry the order.");
+            return Problems.NotFound($"no user with id {order.UserId}.");
+        }
+    }
+
+    private static async Task<IResult> TotalsAsync(string id, OrderStore orders, CancellationToken cancellationToken)
+    {
+        var errors = new InputErrors();
+        if (UserInput.ReadId(id, "id", errors) is not { } userId) return Problems.Validation(errors.ToDictionary());
+        return await orders.GetTotalsAsync(userId, cancellationToken) is { } totals ? TypedResults.Ok(totals) : Problems.NotFound($"no user with id {userId}.");
+    }
+}

@@ -1,0 +1,14 @@
+namespace Polystore.Samples.UsersService;
+
+/// <summary>What <see cref="OrderStore.PlaceAsync"/> did.</summary>
+/// <param name="Order">The order, when placed.</param>
+/// <param name="IsStale">The fencing token was not newer than the last writer's, or another write came in between.</param>
+/// <param name="CurrentFence">The token of the last writer, when known.</param>
+internal sealed record OrderOutcome(OrderResponse? Order, bool IsStale, long? CurrentFence)
+{
+    public static OrderOutcome UserNotFound { get; } = new(null, false, null);
+
+    public static OrderOutcome Placed(OrderResponse order) => new(order, false, null);
+
+    public static OrderOutcome Stale(long? currentFence) => new(null, true, currentFence);
+}
