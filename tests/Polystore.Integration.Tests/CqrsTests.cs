@@ -76,6 +76,27 @@ public sealed class CqrsTests(OutboxSchema schema, RedisFixture redis) : IClassF
     }
 
     [Fact]
+    public async Task Once_a_version_is_cached_no_reader_replaces_it_with_an_older_one_even_before_the_invalidation_arrives()
+    {
+        // No invalidation at all here: a store the cache reads directly, with versions 1 and 2 read by two readers.
+        var store = new PostgresJsonbReadModelStore<UserProfile>(schema.DataSource, schema.Store.Schema, "user_profiles_race");
+        await store.EnsureCreatedAsync(Ct);
+        var cache = new ReadModelCache<UserProfile>(redis.Db, store, _prefix + "race:");
+        var id = Guid.NewGuid().ToString("N");
+        var older = new ReadModel<UserProfile>(id, 1, new UserProfile(1, "a@example.com", "Old", "us", 1, DateTimeOffset.UnixEpoch));
+        var newer = older with { Version = 2, Document = older.Document with { Name = "New", Version = 2 } };
+
+        // Many readers race, each caching what it read; whichever order they land in, the newest stays cached.
+        var writes = Enumerable.Range(0, 64).Select(i => cache.TrySetAsync(i % 2 == 0 ? older : newer, TimeSpan.FromMinutes(1)));
+        await Task.WhenAll(writes);
+
+        Assert.False(await cache.TrySetAsync(older, TimeSpan.FromMinutes(1)));
+        var (cached, fromCache) = await cache.GetAsync(id, Ct);
+        Assert.True(fromCache);
+        Assert.Equal(2, cached!.Version);
+    }
+
+    [Fact]
     public async Task Updating_a_missing_user_is_a_clear_error_and_writes_no_event()
     {
         var (commands, _, _, _, _) = await SetUpAsync();

@@ -66,5 +66,5 @@ public sealed class ReadModelCache<T>
 
     /// <summary>Caches <paramref name="model"/> unless an invalidation has seen a newer version; true when cached.</summary>
     internal Task<bool> TrySetAsync(ReadModel<T> model, TimeSpan ttl) =>
-        VersionedCache.SetIfCurrentAsync(_redis, Prefix, model.Id, JsonSerializer.Serialize(model, _json), model.Version, ttl);
+        VersionedCache.SetIfCurrentAsync(_redis, Prefix, model.Id, JsonSerializer.Serialize(model, _json), model.Version, ttl, FloorTtl);
 }

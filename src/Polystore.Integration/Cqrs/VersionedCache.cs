@@ -6,16 +6,22 @@ namespace Polystore.Integration.Cqrs;
 /// <summary>
 /// Cache-aside that cannot re-cache stale data. A reader that loaded version 3 from the read model may
 /// try to cache it just after the projection wrote version 4 and invalidated the key; a plain SET would
-/// then serve version 3 until the TTL ends. Here an invalidation leaves a floor (the newest version
-/// seen) next to the key, in the same hash slot, and a reader's SET succeeds only at or above it.
+/// then serve version 3 until the TTL ends. Here an invalidation, and every cached version, leaves a floor (the newest
+/// version seen) next to the key, in the same hash slot, and a reader's SET succeeds only at or above it.
 /// </summary>
 internal static class VersionedCache
 {
-    // KEYS[1] = value key, KEYS[2] = floor key; ARGV = value, version, TTL ms.
+    // KEYS[1] = value key, KEYS[2] = floor key; ARGV = value, version, TTL ms, floor TTL ms. Caching a version also
+    // raises the floor to it: a reader still holding an older version (read before the projection committed, set
+    // after another reader cached the newer one, before the invalidation arrived) can then not replace it.
     private static readonly RedisScript SetIfCurrentScript = new("""
         local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
-        if tonumber(ARGV[2]) < floor then return 0 end
+        local version = tonumber(ARGV[2])
+        if version < floor then return 0 end
         redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+        if version > floor then
+          redis.call('SET', KEYS[2], ARGV[2], 'PX', math.max(tonumber(ARGV[4]), redis.call('PTTL', KEYS[2])))
+        end
         return 1
         """);
 
@@ -29,10 +35,10 @@ internal static class VersionedCache
     /// <summary>The value key and its floor key: <c>{prefix}{id}</c> hash-tagged so both live in one cluster slot.</summary>
     public static (RedisKey Value, RedisKey Floor) Keys(string prefix, string id) => ($"{prefix}{{{id}}}", $"{prefix}{{{id}}}:floor");
 
-    public static async Task<bool> SetIfCurrentAsync(IDatabase cache, string prefix, string id, string value, long version, TimeSpan ttl)
+    public static async Task<bool> SetIfCurrentAsync(IDatabase cache, string prefix, string id, string value, long version, TimeSpan ttl, TimeSpan floorTtl)
     {
         var (key, floor) = Keys(prefix, id);
-        var result = await SetIfCurrentScript.EvaluateAsync(cache, [key, floor], [value, version, (long)ttl.TotalMilliseconds]).ConfigureAwait(false);
+        var result = await SetIfCurrentScript.EvaluateAsync(cache, [key, floor], [value, version, (long)ttl.TotalMilliseconds, (long)floorTtl.TotalMilliseconds]).ConfigureAwait(false);
         return (int)result == 1;
     }
 
