@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using Polystore.Core.Configuration;
 
@@ -12,15 +15,23 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     private readonly NpgsqlDataSource _root;
     private readonly bool _prePing;
     private readonly Lazy<IReadOnlyList<NpgsqlDataSource>> _replicaProbes;
+    private readonly ILogger _logger;
 
-    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, PostgresSettings settings)
+    // The logger factory each data source was built with, so that Polystore code handed only an NpgsqlDataSource
+    // (a bulk upsert, say) logs where the application's other messages go.
+    private static readonly ConditionalWeakTable<NpgsqlDataSource, ILoggerFactory> LoggerFactories = new();
+
+    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, PostgresSettings settings, ILoggerFactory? loggerFactory)
     {
         _root = root;
         Primary = primary;
         Reads = reads;
         Settings = settings;
         _prePing = settings.Pool.PoolPrePing;
-        _replicaProbes = new(() => [.. settings.Replication.ReadReplicas.Select(r => BuildProbe(settings, r.Host, r.Port))]);
+        _logger = loggerFactory?.CreateLogger(PostgresLog.DataSourcesCategory) ?? NullLogger.Instance;
+        if (loggerFactory is not null)
+            foreach (var source in new[] { root, primary, reads }) LoggerFactories.AddOrUpdate(source, loggerFactory);
+        _replicaProbes = new(() => [.. settings.Replication.ReadReplicas.Select(r => BuildProbe(settings, r.Host, r.Port, loggerFactory))]);
     }
 
     /// <summary>The settings these data sources were built from.</summary>
@@ -34,23 +45,38 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
 
     /// <summary>Builds the data sources; nothing connects until the first open.</summary>
     /// <param name="settings">postgresql.yaml.</param>
-    /// <param name="configure">Optional extra Npgsql setup (type mappings, logging).</param>
-    public static PostgresDataSources Create(PostgresSettings settings, Action<NpgsqlDataSourceBuilder>? configure = null)
+    /// <param name="configure">Optional extra Npgsql setup (type mappings); it runs after the logger factory is set, so it may replace it.</param>
+    /// <param name="loggerFactory">
+    /// Where Npgsql's own log lines (connections, commands at Debug, errors) and Polystore's PostgreSQL messages go;
+    /// null logs nothing. Bulk upserts run on these data sources log there too, unless their options name another.
+    /// </param>
+    public static PostgresDataSources Create(PostgresSettings settings, Action<NpgsqlDataSourceBuilder>? configure = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         var builder = new NpgsqlDataSourceBuilder(PostgresDriverSettings.Build(settings).ConnectionString);
         builder.Name = settings.Connection.ApplicationName;
+        if (loggerFactory is not null) builder.UseLoggerFactory(loggerFactory);
         configure?.Invoke(builder);
         if (settings.Replication.ReadReplicas.Count == 0)
         {
             var single = builder.Build();
-            return new PostgresDataSources(single, single, single, settings);
+            return new PostgresDataSources(single, single, single, settings, loggerFactory);
         }
         var multi = builder.BuildMultiHost();
         return new PostgresDataSources(multi,
             multi.WithTargetSession(TargetSessionAttributes.Primary),
             multi.WithTargetSession(TargetSessionAttributes.PreferStandby),
-            settings);
+            settings, loggerFactory);
+    }
+
+    /// <summary>
+    /// The logger factory <paramref name="dataSource"/> (<see cref="Primary"/> or <see cref="Reads"/>) was created with by
+    /// <see cref="Create"/>, else null: Polystore components handed only a data source log there by default.
+    /// </summary>
+    public static ILoggerFactory? LoggerFactoryOf(NpgsqlDataSource dataSource)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        return LoggerFactories.TryGetValue(dataSource, out var factory) ? factory : null;
     }
 
     /// <summary>
@@ -59,7 +85,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     /// </summary>
     internal IReadOnlyList<NpgsqlDataSource> ReplicaProbes => _replicaProbes.Value;
 
-    private static NpgsqlDataSource BuildProbe(PostgresSettings settings, string host, int port)
+    private static NpgsqlDataSource BuildProbe(PostgresSettings settings, string host, int port, ILoggerFactory? loggerFactory)
     {
         var builder = PostgresDriverSettings.Build(settings);
         builder.Host = host;
@@ -68,7 +94,9 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         builder.MinPoolSize = 0;
         builder.MaxPoolSize = 1;
         builder.Timeout = Math.Min(builder.Timeout, 5);
-        return new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"{settings.Connection.ApplicationName}-probe" }.Build();
+        var probe = new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"{settings.Connection.ApplicationName}-probe" };
+        if (loggerFactory is not null) probe.UseLoggerFactory(loggerFactory);
+        return probe.Build();
     }
 
     /// <summary>
@@ -94,9 +122,10 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
                 await ping.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             return connection;
         }
-        catch (NpgsqlException) when (!cancellationToken.IsCancellationRequested)
+        catch (NpgsqlException e) when (!cancellationToken.IsCancellationRequested)
         {
             // The server restarted or the socket died while pooled: drop every pooled connection, retry once.
+            _logger.PrePingFailed(e, connection.Host, connection.Port);
             NpgsqlConnection.ClearPool(connection);
             await connection.DisposeAsync().ConfigureAwait(false);
             return await PostgresPool.OpenAsync(source, cancellationToken).ConfigureAwait(false);

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.Logging;
 using Polystore.Core.Configuration;
 using StackExchange.Redis;
 
@@ -11,7 +12,9 @@ namespace Polystore.Redis;
 public static class RedisDriverSettings
 {
     /// <summary>Options for <paramref name="settings"/>.</summary>
-    public static ConfigurationOptions Build(RedisSettings settings)
+    /// <param name="settings">redis.yaml.</param>
+    /// <param name="loggerFactory">Where the multiplexer logs its connection events (<see cref="ConfigurationOptions.LoggerFactory"/>); null logs nothing.</param>
+    public static ConfigurationOptions Build(RedisSettings settings, ILoggerFactory? loggerFactory = null)
     {
         var url = new Uri(settings.Connection.Url);
         var (urlUser, urlPassword) = UserInfo(url);
@@ -27,6 +30,7 @@ public static class RedisDriverSettings
             // Keep retrying in the background so a restarted server is picked up without a process restart.
             AbortOnConnectFail = false,
             ConnectRetry = 3,
+            LoggerFactory = loggerFactory,
         };
         if (settings.Cluster.Enabled)
         {

@@ -14,8 +14,16 @@ public sealed record OutboxDispatcherOptions
     /// <summary>The longest retry delay.</summary>
     public TimeSpan RetryMaxDelay { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How often the dispatcher measures its subscriber's backlog for the <c>polystore.outbox.backlog</c> and
+    /// <c>polystore.outbox.lag</c> gauges (one <see cref="OutboxMonitor"/> query; only while someone observes them).
+    /// Default 10 s; zero measures around every call of <see cref="OutboxDispatcher.ProcessAvailableAsync"/> and before every batch.
+    /// </summary>
+    public TimeSpan BacklogMeasureInterval { get; init; } = TimeSpan.FromSeconds(10);
+
     internal void Validate()
     {
+        if (BacklogMeasureInterval < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(BacklogMeasureInterval), BacklogMeasureInterval, "must not be negative");
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "must be at least 1");
         if (MaxAttempts < 1) throw new ArgumentOutOfRangeException(nameof(MaxAttempts), MaxAttempts, "must be at least 1");
         if (PollInterval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(PollInterval), PollInterval, "must be positive");
