@@ -31,6 +31,8 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         _logger = loggerFactory?.CreateLogger(PostgresLog.DataSourcesCategory) ?? NullLogger.Instance;
         if (loggerFactory is not null)
             foreach (var source in new[] { root, primary, reads }) LoggerFactories.AddOrUpdate(source, loggerFactory);
+        // Spans name the server: the configured primary for writes; reads spread over several servers name none.
+        if (!ReferenceEquals(primary, reads)) PostgresTelemetry.Describe(primary, settings.Connection.Database, settings.Connection.Host, settings.Connection.Port);
         _replicaProbes = new(() => [.. settings.Replication.ReadReplicas.Select(r => BuildProbe(settings, r.Host, r.Port, loggerFactory))]);
     }
 

@@ -52,6 +52,13 @@ public static class PostgresTelemetry
     private sealed record Target(string? Database, string? Host, int Port);
 
     /// <summary>
+    /// Names the database and server behind <paramref name="dataSource"/> where its connection string cannot (the primary
+    /// of a multi-host data source: the configured primary host).
+    /// </summary>
+    internal static void Describe(NpgsqlDataSource dataSource, string database, string? host, int port) =>
+        Targets.AddOrUpdate(dataSource, new Target(database, host, port));
+
+    /// <summary>
     /// Starts a span named "<paramref name="operation"/> <paramref name="table"/>" with the database attributes of
     /// <paramref name="dataSource"/> or <paramref name="connection"/>; null (and nothing computed) while nobody listens.
     /// </summary>
