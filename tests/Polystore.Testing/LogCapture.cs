@@ -11,8 +11,11 @@ namespace Polystore.Testing;
 /// <param name="Exception">The exception, if any.</param>
 public sealed record CapturedLog(string Category, LogLevel Level, EventId EventId, string Message, Exception? Exception);
 
-/// <summary>An <see cref="ILoggerFactory"/> that keeps every line at or above <see cref="MinimumLevel"/> (Debug by default).</summary>
-public sealed class LogCapture : ILoggerFactory
+/// <summary>
+/// An <see cref="ILoggerFactory"/> (or, added to a host's logging, an <see cref="ILoggerProvider"/>) that keeps every line at or
+/// above <see cref="MinimumLevel"/> (Debug by default).
+/// </summary>
+public sealed class LogCapture : ILoggerFactory, ILoggerProvider
 {
     private readonly ConcurrentQueue<CapturedLog> _logs = new();
 
