@@ -25,7 +25,7 @@ public static class OutboxHostingExtensions
             if (subscriber.Name != subscriberName)
                 throw new InvalidOperationException($"the subscriber is named '{subscriber.Name}', not '{subscriberName}' as registered");
             return new OutboxDispatcherService(new OutboxDispatcher(sp.GetRequiredService<NpgsqlDataSource>(), store, subscriber, options,
-                sp.GetService<ILoggerFactory>()?.CreateLogger<OutboxDispatcher>()));
+                sp.GetService<ILoggerFactory>()));
         });
         services.AddHealthChecks().Add(new HealthCheckRegistration($"outbox:{store.Schema}:{subscriberName}",
             sp => new OutboxHealthCheck(new OutboxMonitor(sp.GetRequiredService<NpgsqlDataSource>(), store), subscriberName,

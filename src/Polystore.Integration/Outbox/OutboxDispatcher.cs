@@ -46,15 +46,15 @@ public sealed class OutboxDispatcher
     private int _connectionFailures;
 
     /// <summary>Creates a dispatcher for <paramref name="subscriber"/>.</summary>
-    /// <param name="dataSource">The primary.</param>
-    /// <param name="store">The outbox.</param>
-    /// <param name="subscriber">Who receives the events.</param>
-    /// <param name="options">Tuning; defaults when null.</param>
-    /// <param name="logger">
-    /// Where leadership, retries, dead letters and outages are logged. Null: a logger of the factory
-    /// <paramref name="dataSource"/> was created with (<see cref="PostgresDataSources.Create"/>), else none.
+    /// <param name="dataSource">The database holding the outbox.</param>
+    /// <param name="store">The outbox tables (their schema).</param>
+    /// <param name="subscriber">Receives the events; its name keys the checkpoint.</param>
+    /// <param name="options">Tuning; null = the defaults. Validated here (the exception names the option).</param>
+    /// <param name="loggerFactory">
+    /// Where the dispatcher logs (leadership, retries, dead letters, outages); null = the factory <paramref name="dataSource"/>
+    /// was created with by <see cref="PostgresDataSources.Create"/>, else nowhere.
     /// </param>
-    public OutboxDispatcher(NpgsqlDataSource dataSource, OutboxStore store, IOutboxSubscriber subscriber, OutboxDispatcherOptions? options = null, ILogger? logger = null)
+    public OutboxDispatcher(NpgsqlDataSource dataSource, OutboxStore store, IOutboxSubscriber subscriber, OutboxDispatcherOptions? options = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         ArgumentNullException.ThrowIfNull(store);
@@ -64,7 +64,7 @@ public sealed class OutboxDispatcher
         _subscriber = subscriber;
         _options = options ?? new OutboxDispatcherOptions();
         _options.Validate();
-        _logger = logger ?? (ILogger?)PostgresDataSources.LoggerFactoryOf(dataSource)?.CreateLogger<OutboxDispatcher>() ?? NullLogger.Instance;
+        _logger = (loggerFactory ?? PostgresDataSources.LoggerFactoryOf(dataSource) ?? NullLoggerFactory.Instance).CreateLogger<OutboxDispatcher>();
         _s = store.QuotedSchema;
         _monitor = new OutboxMonitor(dataSource, store);
         _tags = new TagList { { "schema", store.Schema }, { "subscriber", subscriber.Name } };

@@ -21,12 +21,16 @@ public sealed record OutboxDispatcherOptions
     /// </summary>
     public TimeSpan BacklogMeasureInterval { get; init; } = TimeSpan.FromSeconds(10);
 
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range.</summary>
     internal void Validate()
     {
-        if (BacklogMeasureInterval < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(BacklogMeasureInterval), BacklogMeasureInterval, "must not be negative");
-        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, "must be at least 1");
-        if (MaxAttempts < 1) throw new ArgumentOutOfRangeException(nameof(MaxAttempts), MaxAttempts, "must be at least 1");
-        if (PollInterval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(PollInterval), PollInterval, "must be positive");
-        if (RetryBaseDelay < TimeSpan.Zero || RetryMaxDelay < RetryBaseDelay) throw new ArgumentOutOfRangeException(nameof(RetryMaxDelay), RetryMaxDelay, "must be at least RetryBaseDelay");
+        if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"{nameof(BatchSize)} must be at least 1.");
+        if (MaxAttempts < 1) throw new ArgumentOutOfRangeException(nameof(MaxAttempts), MaxAttempts, $"{nameof(MaxAttempts)} must be at least 1.");
+        if (PollInterval <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(PollInterval), PollInterval, $"{nameof(PollInterval)} must be positive.");
+        if (RetryBaseDelay < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RetryBaseDelay), RetryBaseDelay, $"{nameof(RetryBaseDelay)} must not be negative.");
+        if (RetryMaxDelay < RetryBaseDelay)
+            throw new ArgumentOutOfRangeException(nameof(RetryMaxDelay), RetryMaxDelay, $"{nameof(RetryMaxDelay)} must be at least {nameof(RetryBaseDelay)} ({RetryBaseDelay}).");
+        if (BacklogMeasureInterval < TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(BacklogMeasureInterval), BacklogMeasureInterval, $"{nameof(BacklogMeasureInterval)} must not be negative.");
     }
 }
