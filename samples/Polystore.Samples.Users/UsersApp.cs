@@ -1,6 +1,7 @@
 using MongoDB.Driver;
 using Polystore.Integration.Cqrs;
 using Polystore.Integration.Outbox;
+using Polystore.Integration.Mongo;
 using Polystore.Integration.Projections;
 using Polystore.Postgres;
 using StackExchange.Redis;

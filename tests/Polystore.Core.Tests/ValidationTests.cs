@@ -143,6 +143,7 @@ public sealed class ValidationTests
     public void A_missing_folder_says_how_to_fix_it()
     {
         var e = Assert.Throws<ConfigException>(() => PolystoreConfig.Load("/nonexistent/polystore", NoEnvironment));
-        Assert.Contains("./run up", e.Message, StringComparison.Ordinal);
+        Assert.Contains("'/nonexistent/polystore' does not exist", e.Message, StringComparison.Ordinal);
+        Assert.Contains("postgresql.yaml", e.Message, StringComparison.Ordinal);
     }
 }

@@ -1,7 +1,9 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using Polystore.Core.Configuration;
+using Polystore.Core.Diagnostics;
 using Polystore.Postgres;
 using Polystore.Testing;
 using StackExchange.Redis;
@@ -13,7 +15,7 @@ public sealed class AddPolystoreTests
     [Fact]
     public async Task Registers_configured_stores_and_reports_them_healthy()
     {
-        await using var provider = new ServiceCollection().AddLogging().AddPolystore(TestServers.ConfigDirectory).BuildServiceProvider();
+        await using var provider = Provider(TestServers.ConfigDirectory);
 
         var sources = provider.GetRequiredService<PostgresDataSources>();
         Assert.Same(sources.Primary, provider.GetRequiredService<NpgsqlDataSource>());
@@ -35,7 +37,7 @@ public sealed class AddPolystoreTests
     {
         var dir = Directory.CreateTempSubdirectory("polystore-hosting-").FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "postgresql.yaml"), "connection:\n  host: 127.0.0.1\n  port: 1\n  password: hunter22\npool:\n  pool_timeout: 2\n", TestContext.Current.CancellationToken);
-        await using var provider = new ServiceCollection().AddLogging().AddPolystore(dir).BuildServiceProvider();
+        await using var provider = Provider(dir);
 
         var report = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync(TestContext.Current.CancellationToken);
 
@@ -52,7 +54,7 @@ public sealed class AddPolystoreTests
         var port = ((System.Net.IPEndPoint)hole.LocalEndpoint).Port;
         var dir = Directory.CreateTempSubdirectory("polystore-hosting-").FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "postgresql.yaml"), $"connection:\n  host: 127.0.0.1\n  port: {port}\n  password: hunter22\npool:\n  pool_timeout: 30\n", TestContext.Current.CancellationToken);
-        await using var provider = new ServiceCollection().AddLogging().AddPolystore(dir, healthCheckTimeout: TimeSpan.FromMilliseconds(500)).BuildServiceProvider();
+        await using var provider = Provider(dir, TimeSpan.FromMilliseconds(500));
 
         var report = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync(TestContext.Current.CancellationToken);
 
@@ -65,8 +67,8 @@ public sealed class AddPolystoreTests
     [Fact]
     public async Task The_doctor_resolves_from_the_container_and_runs_over_its_clients()
     {
-        await using var provider = new ServiceCollection().AddLogging().AddPolystore(TestServers.ConfigDirectory).BuildServiceProvider();
-        var doctor = provider.GetRequiredService<Polystore.Integration.Diagnostics.PolystoreDoctor>();
+        await using var provider = Provider(TestServers.ConfigDirectory);
+        var doctor = provider.GetRequiredService<Polystore.Core.Diagnostics.PolystoreDoctor>();
 
         var report = await doctor.RunAsync(cancellationToken: TestContext.Current.CancellationToken);
 
@@ -85,5 +87,42 @@ public sealed class AddPolystoreTests
         File.WriteAllText(Path.Combine(dir, "redis.yaml"), "pool:\n  socket_timeout: -1\n");
         var e = Assert.Throws<ConfigException>(() => new ServiceCollection().AddLogging().AddPolystore(dir));
         Assert.Equal("pool.socket_timeout", Assert.Single(e.Errors).KeyPath);
+    }
+
+    [Fact]
+    public void A_store_added_but_not_configured_fails_start_up_validation_naming_where_to_configure_it()
+    {
+        var dir = Directory.CreateTempSubdirectory("polystore-hosting-").FullName;
+        File.WriteAllText(Path.Combine(dir, "redis.yaml"), "connection:\n  url: redis://127.0.0.1:6379\n");
+        var services = new ServiceCollection().AddLogging();
+        services.AddPolystore(dir).AddRedis().AddPostgres();
+        using var provider = services.BuildServiceProvider();
+
+        // What a host runs before it starts (ValidateOnStart).
+        var e = Assert.Throws<OptionsValidationException>(() => provider.GetRequiredService<IStartupValidator>().Validate());
+
+        var failure = Assert.Single(e.Failures);
+        Assert.Contains("postgres is added to Polystore but not configured", failure, StringComparison.Ordinal);
+        Assert.Contains("postgresql.yaml", failure, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Each_store_registers_once_and_only_what_it_is_asked_for()
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddPolystore(TestServers.ConfigDirectory).AddPostgres().AddPostgres().AddRedis();
+        using var provider = services.BuildServiceProvider();
+
+        Assert.Equal(["postgres", "redis"], provider.GetServices<IStoreDoctor>().Select(d => d.Store).Order());
+        Assert.Equal(["postgres", "redis"], provider.GetRequiredService<IOptions<HealthCheckServiceOptions>>().Value.Registrations.Select(r => r.Name).Order());
+        Assert.Null(provider.GetService<Polystore.Mongo.MongoStore>());
+        Assert.Throws<InvalidOperationException>(() => services.AddPolystore(TestServers.ConfigDirectory));
+    }
+
+    private static ServiceProvider Provider(string dir, TimeSpan? healthCheckTimeout = null)
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddPolystore(dir, healthCheckTimeout).AddConfiguredStores();
+        return services.BuildServiceProvider();
     }
 }

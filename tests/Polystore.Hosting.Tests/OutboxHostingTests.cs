@@ -18,7 +18,8 @@ public sealed class OutboxHostingTests
     {
         var schema = TestServers.UniqueName("host");
         var outbox = new OutboxStore(schema);
-        var services = new ServiceCollection().AddLogging().AddPolystore(TestServers.ConfigDirectory);
+        var services = new ServiceCollection().AddLogging();
+        services.AddPolystore(TestServers.ConfigDirectory).AddPostgres();
         services.AddSingleton(sp => new PostgresJsonbReadModelStore<UserProfile>(sp.GetRequiredService<NpgsqlDataSource>(), schema, "user_profiles"));
         services.AddOutboxDispatcher(outbox, "user_profiles",
             sp => new UserProfileProjection(sp.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>()),

@@ -1,5 +1,6 @@
 using MongoDB.Bson;
 using MongoDB.Driver;
+using Polystore.Integration.Mongo;
 using Polystore.Integration.Projections;
 using Polystore.Mongo;
 using Polystore.Samples.Users;

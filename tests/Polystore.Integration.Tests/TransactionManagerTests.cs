@@ -1,5 +1,6 @@
 using MongoDB.Driver;
 using Npgsql;
+using Polystore.Integration.Mongo;
 using Polystore.Integration.Transactions;
 using Polystore.Testing;
 
@@ -27,7 +28,7 @@ public sealed class TransactionManagerTests(OutboxSchema schema, RedisFixture re
     public async Task Success_commits_postgres()
     {
         var table = await TableAsync();
-        var report = await new TransactionManager(schema.DataSource, null, redis.Db).ExecuteAsync(tx => InsertAsync(tx, schema.Store.Schema, table, "ok"), Ct);
+        var report = await new TransactionManager(schema.DataSource, redis.Db).ExecuteAsync(tx => InsertAsync(tx, schema.Store.Schema, table, "ok"), Ct);
         Assert.Equal(["postgres"], report.Committed);
         Assert.Equal(1, await schema.ScalarAsync($"SELECT count(*) FROM $schema.{table}"));
     }
@@ -37,7 +38,7 @@ public sealed class TransactionManagerTests(OutboxSchema schema, RedisFixture re
     {
         var table = await TableAsync();
         var key = TestServers.UniqueName("tm-key");
-        await Assert.ThrowsAsync<InvalidOperationException>(() => new TransactionManager(schema.DataSource, null, redis.Db).ExecuteAsync(async tx =>
+        await Assert.ThrowsAsync<InvalidOperationException>(() => new TransactionManager(schema.DataSource, redis.Db).ExecuteAsync(async tx =>
         {
             await InsertAsync(tx, schema.Store.Schema, table, "doomed");
             await tx.Redis!.StringSetAsync(key, "written");
@@ -54,7 +55,7 @@ public sealed class TransactionManagerTests(OutboxSchema schema, RedisFixture re
         var table = await TableAsync();
         var written = TestServers.UniqueName("tm-key");
         var guard = TestServers.UniqueName("tm-guard");
-        var manager = new TransactionManager(schema.DataSource, null, redis.Db);
+        var manager = new TransactionManager(schema.DataSource, redis.Db);
 
         var e = await Assert.ThrowsAsync<PartialCommitException>(() => manager.ExecuteAsync(async tx =>
         {
@@ -88,12 +89,12 @@ public sealed class TransactionManagerTests(OutboxSchema schema, RedisFixture re
             ServerSelectionTimeout = TimeSpan.FromMilliseconds(300),
             ConnectTimeout = TimeSpan.FromMilliseconds(300),
         });
-        var manager = new TransactionManager(schema.DataSource, unreachable, redis.Db);
+        var manager = new TransactionManager(schema.DataSource, redis.Db);
 
         await Assert.ThrowsAsync<TimeoutException>(() => manager.ExecuteAsync(async tx =>
         {
             await InsertAsync(tx, schema.Store.Schema, table, "doomed");
-            var session = await tx.GetMongoSessionAsync(Ct);
+            var session = await tx.GetMongoSessionAsync(unreachable, Ct);
             await unreachable.GetDatabase("polystore").GetCollection<MongoDB.Bson.BsonDocument>("t").InsertOneAsync(session, new MongoDB.Bson.BsonDocument("a", 1), cancellationToken: Ct);
         }, Ct));
 

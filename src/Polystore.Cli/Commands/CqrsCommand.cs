@@ -66,7 +66,7 @@ internal static class CqrsCommand
                     var db = users.Redis.GetDatabase();
                     try
                     {
-                        await new TransactionManager(users.Sources.Primary, null, db).ExecuteAsync(async tx =>
+                        await new TransactionManager(users.Sources.Primary, db).ExecuteAsync(async tx =>
                         {
                             await using var update = new NpgsqlCommand($"UPDATE \"{schema}\".users SET name = 'Grace Hopper' WHERE id = $1", tx.Postgres, tx.PostgresTransaction);
                             update.Parameters.AddWithValue(grace);

@@ -4,7 +4,8 @@ using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using Polystore.Core;
 using Polystore.Core.Diagnostics;
-using Polystore.Integration.Diagnostics;
+using Polystore.Postgres;
+using Polystore.Postgres.Diagnostics;
 using Spectre.Console;
 
 namespace Polystore.Cli.Commands;
@@ -165,7 +166,10 @@ internal static class DoctorCommand
             var writes = parse.GetValue(allowWrites);
             try
             {
-                var plan = await services.GetRequiredService<PolystoreDoctor>().ExplainAsync(parse.GetValue(sql)!, writes, cancellationToken: cancellationToken);
+                var sources = services.GetRequiredService<PostgresDataSources>();
+                IReadOnlyList<string> plan;
+                await using (var diagnostics = new PostgresDiagnostics(config.Postgres, applicationPool: sources.Primary))
+                    plan = await diagnostics.ExplainAsync(parse.GetValue(sql)!, writes, cancellationToken: cancellationToken);
                 if (parse.GetValue(CommonOptions.Json)) CommonOptions.WriteJson(new { plan, rolled_back = true, read_only = !writes });
                 else
                 {

@@ -10,38 +10,75 @@ namespace Polystore.Core.Configuration;
 /// (or <see cref="ConfigNameAttribute"/>). Every problem is collected, never thrown, and each
 /// bound value's source is recorded by key path for error messages and <c>config check</c>.
 /// </summary>
-internal sealed class ConfigBinder(List<ConfigError> errors)
+/// <param name="errors">Where problems go.</param>
+/// <param name="lenient">
+/// For an <c>IConfiguration</c>, whose keys are case-insensitive and usually PascalCase: keys match whatever their
+/// case and underscores (<c>max_size</c>, <c>MaxSize</c>), and enum values also match their C# names
+/// (<c>VerifyFull</c> as well as <c>verify-full</c>). The YAML folder keeps its one spelling.
+/// </param>
+internal sealed class ConfigBinder(List<ConfigError> errors, bool lenient = false)
 {
     public Dictionary<string, ConfigSource> Sources { get; } = new(StringComparer.Ordinal);
 
-    public T Bind<T>(ConfigMap map) where T : new() => (T)BindObject(typeof(T), map, "");
+    public T Bind<T>(ConfigMap map) where T : new() => (T)BindObject(typeof(T), map, "", secret: false);
 
-    private object BindObject(Type type, ConfigMap map, string path)
+    private object BindObject(Type type, ConfigMap map, string path, bool secret)
     {
         var instance = Activator.CreateInstance(type)!;
         var properties = SettableProperties(type);
         foreach (var (key, node) in map.Entries)
         {
-            var keyPath = Join(path, key);
-            if (!properties.TryGetValue(key, out var property))
+            var property = lenient ? FindLenient(properties, key) : properties.GetValueOrDefault(key);
+            if (property is null)
             {
-                var suggestion = Suggest(key, properties.Keys);
-                var known = string.Join(", ", properties.Keys);
-                errors.Add(new ConfigError(node.Source, keyPath,
-                    suggestion is null ? $"unknown key '{key}'; expected one of: {known}" : $"unknown key '{key}'; did you mean '{suggestion}'?"));
+                errors.Add(new ConfigError(node.Source, Join(path, key), UnknownKey(key, properties)));
                 continue;
             }
-            if (TryConvert(property.PropertyType, node, keyPath, AllowsNull(property), out var value)) property.SetValue(instance, value);
+            // Known keys are reported and recorded by their one spelling, whatever the source wrote.
+            var keyPath = Join(path, KeyOf(property));
+            var isSecret = secret || property.GetCustomAttribute<SecretAttribute>() is not null;
+            if (TryConvert(property.PropertyType, node, keyPath, AllowsNull(property), isSecret, out var value)) property.SetValue(instance, value);
         }
         return instance;
     }
 
-    private bool TryConvert(Type type, ConfigNode node, string path, bool allowNull, out object? value)
+    private string UnknownKey(string key, Dictionary<string, PropertyInfo> properties)
+    {
+        if (!lenient)
+        {
+            var suggestion = Suggest(key, properties.Keys);
+            return suggestion is null
+                ? $"unknown key '{key}'; expected one of: {string.Join(", ", properties.Keys)}"
+                : $"unknown key '{key}'; did you mean '{suggestion}'?";
+        }
+        // Answer in the spelling the source used: MaxSzie gets MaxSize, max_szie gets max_size.
+        var pascal = key.Any(char.IsUpper) && !key.Contains('_', StringComparison.Ordinal);
+        string Spell(PropertyInfo p) => pascal ? p.Name : KeyOf(p);
+        var byNormalized = properties.Values.ToDictionary(p => NormalizeKey(KeyOf(p)), StringComparer.Ordinal);
+        var best = Suggest(NormalizeKey(key), byNormalized.Keys);
+        return best is null
+            ? $"unknown key '{key}'; expected one of: {string.Join(", ", properties.Values.Select(Spell))}"
+            : $"unknown key '{key}'; did you mean '{Spell(byNormalized[best])}'?";
+    }
+
+    private static PropertyInfo? FindLenient(Dictionary<string, PropertyInfo> properties, string key)
+    {
+        var normalized = NormalizeKey(key);
+        foreach (var property in properties.Values)
+            if (NormalizeKey(KeyOf(property)) == normalized || NormalizeKey(property.Name) == normalized) return property;
+        return null;
+    }
+
+    /// <summary>A key as compared by a lenient binder: lower case, without underscores (<c>MaxSize</c> and <c>max_size</c> are one key).</summary>
+    internal static string NormalizeKey(string key) => key.Replace("_", "", StringComparison.Ordinal).ToLowerInvariant();
+
+    private bool TryConvert(Type type, ConfigNode node, string path, bool allowNull, bool secret, out object? value)
     {
         Sources[path] = node.Source;
         value = null;
         var underlying = Nullable.GetUnderlyingType(type);
-        if (node is ConfigScalar { Value: null })
+        // An IConfiguration holds an empty JSON array as "": that is an empty list, not a value.
+        if (node is ConfigScalar { Value: null } || lenient && node is ConfigScalar { Value: "" } && (IsSection(type) || IsList(type)))
         {
             // An empty section or list ("pool:" with nothing under it) keeps its defaults.
             if (IsSection(type) || IsList(type)) { value = Activator.CreateInstance(type); return true; }
@@ -54,7 +91,7 @@ internal sealed class ConfigBinder(List<ConfigError> errors)
         {
             if (node is not ConfigList list)
             {
-                errors.Add(new ConfigError(node.Source, path, $"expected a list (lines starting with '- '), got {Shape(node)}"));
+                errors.Add(new ConfigError(node.Source, path, $"expected a list (lines starting with '- '), got {Shape(node, secret)}"));
                 return false;
             }
             var itemType = target.GetGenericArguments()[0];
@@ -62,7 +99,7 @@ internal sealed class ConfigBinder(List<ConfigError> errors)
             var ok = true;
             for (var i = 0; i < list.Items.Count; i++)
             {
-                if (TryConvert(itemType, list.Items[i], $"{path}[{i}]", allowNull: false, out var item)) result.Add(item);
+                if (TryConvert(itemType, list.Items[i], $"{path}[{i}]", allowNull: false, secret, out var item)) result.Add(item);
                 else ok = false;
             }
             value = result;
@@ -72,16 +109,16 @@ internal sealed class ConfigBinder(List<ConfigError> errors)
         {
             if (node is not ConfigMap map)
             {
-                errors.Add(new ConfigError(node.Source, path, $"expected a section of keys, got {Shape(node)}"));
+                errors.Add(new ConfigError(node.Source, path, $"expected a section of keys, got {Shape(node, secret)}"));
                 return false;
             }
             var before = errors.Count;
-            value = BindObject(target, map, path);
+            value = BindObject(target, map, path, secret);
             return errors.Count == before;
         }
         if (node is not ConfigScalar scalar)
         {
-            errors.Add(new ConfigError(node.Source, path, $"expected {Describe(target)}, got {Shape(node)}"));
+            errors.Add(new ConfigError(node.Source, path, $"expected {Describe(target)}, got {Shape(node, secret)}"));
             return false;
         }
         var text = scalar.Value!.Trim();
@@ -107,13 +144,18 @@ internal sealed class ConfigBinder(List<ConfigError> errors)
             var names = EnumNames(target);
             var match = names.FirstOrDefault(n => string.Equals(n.Key, text, StringComparison.OrdinalIgnoreCase));
             if (match.Key is not null) { value = match.Value; return true; }
+            if (lenient && target.GetFields(BindingFlags.Public | BindingFlags.Static).FirstOrDefault(f => string.Equals(f.Name, text, StringComparison.OrdinalIgnoreCase)) is { } field)
+            {
+                value = field.GetValue(null);
+                return true;
+            }
             var suggestion = Suggest(text, names.Select(n => n.Key));
             errors.Add(new ConfigError(node.Source, path,
-                $"{Quoted(scalar)} is not valid here; expected one of: {string.Join(", ", names.Select(n => n.Key))}" +
+                $"{Quoted(scalar, secret)} is not valid here; expected one of: {string.Join(", ", names.Select(n => n.Key))}" +
                 (suggestion is null ? "" : $" (did you mean '{suggestion}'?)")));
             return false;
         }
-        errors.Add(new ConfigError(node.Source, path, $"expected {Describe(target)}, got {Quoted(scalar)}"));
+        errors.Add(new ConfigError(node.Source, path, $"expected {Describe(target)}, got {Quoted(scalar, secret)}"));
         return false;
     }
 
@@ -125,15 +167,18 @@ internal sealed class ConfigBinder(List<ConfigError> errors)
 
     private static bool IsSection(Type type) => type.IsClass && type != typeof(string) && !IsList(type);
 
-    // A value drawn from an environment variable may be a secret put in the wrong key: never echo it.
-    private static string Quoted(ConfigScalar scalar) =>
-        scalar.FromVariable ? "a value from an environment variable (not shown)" : $"'{scalar.Value}'";
+    // A value drawn from an environment variable may be a secret put in the wrong key, and a secret key's value is a
+    // secret however malformed: never echo either.
+    private static string Quoted(ConfigScalar scalar, bool secret) =>
+        secret ? "a secret value (not shown)"
+        : scalar.FromVariable ? "a value from an environment variable (not shown)"
+        : $"'{scalar.Value}'";
 
-    private static string Shape(ConfigNode node) => node switch
+    private static string Shape(ConfigNode node, bool secret) => node switch
     {
         ConfigMap => "a section of keys",
         ConfigList => "a list",
-        ConfigScalar scalar => Quoted(scalar),
+        ConfigScalar scalar => Quoted(scalar, secret),
         _ => "something else",
     };
 

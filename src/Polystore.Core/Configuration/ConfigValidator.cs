@@ -1,7 +1,9 @@
 namespace Polystore.Core.Configuration;
 
 /// <summary>Checks ranges and cross-key rules once the types are right; every problem names its key.</summary>
-internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<string, ConfigSource>> sources)
+/// <param name="sources">Each store's bound values' sources, by key path.</param>
+/// <param name="storeSource">Where a store's rule points when no key of the rule was set; its config file when null.</param>
+internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<string, ConfigSource>> sources, Func<string, ConfigSource>? storeSource = null)
 {
     public List<ConfigError> Errors { get; } = [];
 
@@ -118,8 +120,8 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
     private void Require(string store, string key, bool condition, string message)
     {
         if (condition) return;
-        var file = StoreNames.ConfigFile(store);
-        var source = sources.TryGetValue(store, out var map) && FindSource(map, key) is { } found ? found : new ConfigSource(file, 0, 0);
+        var source = sources.TryGetValue(store, out var map) && FindSource(map, key) is { } found ? found
+            : storeSource?.Invoke(store) ?? new ConfigSource(StoreNames.ConfigFile(store), 0, 0);
         Errors.Add(new ConfigError(source, key, message));
     }
 

@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Globalization;
 using System.Reflection;
+using Microsoft.Extensions.Configuration;
 
 namespace Polystore.Core.Configuration;
 
@@ -45,8 +46,8 @@ public static class StoreNames
 public sealed record ConfigEntry(string Store, string Key, string Value, ConfigSource Source);
 
 /// <summary>
-/// A loaded and validated config folder. A store whose file is absent (and which no environment
-/// variable configures) is null: that store is simply not used.
+/// A loaded and validated configuration, from a config folder or a configuration section. A store whose file (or
+/// section) is absent, and which no environment variable configures, is null: that store is simply not used.
 /// </summary>
 public sealed class PolystoreConfig
 {
@@ -62,7 +63,7 @@ public sealed class PolystoreConfig
         _sources = sources;
     }
 
-    /// <summary>The folder the files were read from, if any.</summary>
+    /// <summary>The folder the files were read from, if any (null when loaded from a configuration section).</summary>
     public string? Directory { get; }
     /// <summary>postgresql.yaml, or null when PostgreSQL is not configured.</summary>
     public PostgresSettings? Postgres { get; }
@@ -76,6 +77,23 @@ public sealed class PolystoreConfig
     /// <param name="environment">Variables for ${VAR} and overrides; the process environment when null.</param>
     public static PolystoreConfig Load(string directory, IReadOnlyDictionary<string, string>? environment = null) =>
         ConfigLoader.Load(directory, environment ?? ProcessEnvironment());
+
+    /// <summary>
+    /// Loads the stores from a configuration section (usually <c>Polystore</c>) whose children <c>Postgres</c>,
+    /// <c>Redis</c> and <c>Mongo</c> hold the same keys as the YAML files, from any provider: appsettings.json,
+    /// environment variables (<c>Polystore__Postgres__Pool__MaxSize</c>), a YAML folder added with
+    /// <see cref="PolystoreConfigurationBuilderExtensions.AddPolystoreYaml(IConfigurationBuilder, string, bool)"/>. Keys
+    /// match in either spelling (<c>MaxSize</c> or <c>max_size</c>); lists are indexed children (<c>0</c>, <c>1</c>,
+    /// ...). Values are bound and validated exactly as the folder's are; throws <see cref="ConfigException"/> listing
+    /// every problem, each naming its configuration key and the provider that supplied it (a YAML value its file,
+    /// line and column). A store without a section is null.
+    /// </summary>
+    /// <param name="section">The section holding the stores; a section of an <see cref="IConfigurationRoot"/> names each value's provider.</param>
+    public static PolystoreConfig Load(IConfiguration section)
+    {
+        ArgumentNullException.ThrowIfNull(section);
+        return ConfigLoader.Load(section);
+    }
 
     /// <summary>Where a key's value came from (file position, environment variable, or default).</summary>
     public ConfigSource SourceOf(string store, string key) =>

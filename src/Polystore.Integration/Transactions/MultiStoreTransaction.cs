@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging;
-using MongoDB.Driver;
 using Npgsql;
 using Polystore.Core;
 using Polystore.Core.Configuration;
@@ -10,19 +9,17 @@ namespace Polystore.Integration.Transactions;
 /// <summary>One unit of multi-store work; see <see cref="TransactionManager"/>.</summary>
 public sealed class MultiStoreTransaction : IAsyncDisposable
 {
-    private readonly IMongoClient? _mongo;
     private readonly ILogger _logger;
     private readonly List<(string Description, Func<CancellationToken, Task> Undo)> _compensations = [];
-    private IClientSessionHandle? _mongoSession;
+    private readonly List<ITransactionParticipant> _participants = [];
     private ITransaction? _redisTransaction;
     private bool _completed;
 
-    internal MultiStoreTransaction(NpgsqlConnection connection, NpgsqlTransaction transaction, IMongoClient? mongo, IDatabase? redis, ILogger logger)
+    internal MultiStoreTransaction(NpgsqlConnection connection, NpgsqlTransaction transaction, IDatabase? redis, ILogger logger)
     {
         _logger = logger;
         Postgres = connection;
         PostgresTransaction = transaction;
-        _mongo = mongo;
         Redis = redis;
     }
 
@@ -35,19 +32,27 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
     /// <summary>Redis, if configured. Its writes are not transactional: register a compensation for each.</summary>
     public IDatabase? Redis { get; }
 
-    /// <summary>The MongoDB session with a started transaction (replica set or mongos only).</summary>
-    /// <exception cref="InvalidOperationException">No MongoDB is configured.</exception>
-    public async Task<IClientSessionHandle> GetMongoSessionAsync(CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Enlists <paramref name="store"/>'s transaction, begun by <paramref name="begin"/> on first use and returned as is
+    /// afterwards. Enlisted stores commit after PostgreSQL, in the order they were enlisted, before any Redis MULTI/EXEC.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">The unit has already committed or rolled back.</exception>
+    public async Task<T> EnlistAsync<T>(string store, Func<CancellationToken, Task<T>> begin, CancellationToken cancellationToken = default)
+        where T : ITransactionParticipant
     {
-        if (_mongoSession is not null) return _mongoSession;
-        if (_mongo is null) throw new InvalidOperationException("no MongoDB is configured for this TransactionManager");
-        _mongoSession = await _mongo.StartSessionAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
-        _mongoSession.StartTransaction();
-        return _mongoSession;
+        ArgumentException.ThrowIfNullOrWhiteSpace(store);
+        ArgumentNullException.ThrowIfNull(begin);
+        if (_completed) throw new InvalidOperationException("the multi-store transaction has already ended");
+        foreach (var enlisted in _participants)
+            if (enlisted.Store == store)
+                return enlisted is T same ? same : throw new InvalidOperationException($"{store} is already enlisted as {enlisted.GetType().Name}");
+        var participant = await begin(cancellationToken).ConfigureAwait(false);
+        _participants.Add(participant);
+        return participant;
     }
 
     /// <summary>
-    /// A Redis MULTI/EXEC transaction, executed after PostgreSQL and MongoDB commit. Queue commands on it
+    /// A Redis MULTI/EXEC transaction, executed after PostgreSQL and the enlisted stores commit. Queue commands on it
     /// (without awaiting them) and add conditions (WATCH); if a condition no longer holds at commit, the
     /// queued commands are discarded and the commit is reported as partial.
     /// </summary>
@@ -72,18 +77,20 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
             throw;
         }
         committed.Add(StoreNames.Postgres);
-        if (_mongoSession is not null)
+        foreach (var participant in _participants)
         {
             try
             {
-                await _mongoSession.CommitTransactionAsync(cancellationToken).ConfigureAwait(false);
-                committed.Add(StoreNames.Mongo);
+                await participant.CommitAsync(cancellationToken).ConfigureAwait(false);
+                committed.Add(participant.Store);
             }
-            catch (Exception e) when (e is MongoException or TimeoutException or InvalidOperationException)
+            catch (Exception e) when (e is TimeoutException or InvalidOperationException || participant.IsStoreFailure(e))
             {
+                // What PostgreSQL (and the stores before this one) committed stays; the later ones never commit.
+                foreach (var later in _participants.SkipWhile(p => p != participant).Skip(1)) await AbortAsync(later).ConfigureAwait(false);
                 var (run, failed) = await CompensateAsync().ConfigureAwait(false);
                 _completed = true;
-                throw new PartialCommitException(new CommitReport(committed, StoreNames.Mongo, Redactor.RedactUrl(e.Message.Split('\n')[0]), run, failed), e);
+                throw new PartialCommitException(new CommitReport(committed, participant.Store, Redactor.RedactUrl(e.Message.Split('\n')[0]), run, failed), e);
             }
         }
         if (_redisTransaction is not null)
@@ -116,12 +123,14 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
         // Best effort: the work's own exception is what the caller sees; these only go to the log.
         try { await PostgresTransaction.RollbackAsync().ConfigureAwait(false); }
         catch (Exception e) when (e is NpgsqlException or IOException) { _logger.TransactionRollbackFailed(e, StoreNames.Postgres); }
-        if (_mongoSession is { IsInTransaction: true })
-        {
-            try { await _mongoSession.AbortTransactionAsync().ConfigureAwait(false); }
-            catch (Exception e) when (e is MongoException or TimeoutException) { _logger.TransactionRollbackFailed(e, StoreNames.Mongo); }
-        }
+        foreach (var participant in _participants) await AbortAsync(participant).ConfigureAwait(false);
         await CompensateAsync().ConfigureAwait(false);
+    }
+
+    private async Task AbortAsync(ITransactionParticipant participant)
+    {
+        try { await participant.AbortAsync().ConfigureAwait(false); }
+        catch (Exception e) when (e is TimeoutException || participant.IsStoreFailure(e)) { _logger.TransactionRollbackFailed(e, participant.Store); }
     }
 
     private async Task<(List<string> Run, List<string> Failed)> CompensateAsync()
@@ -136,7 +145,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
                 await undo(CancellationToken.None).ConfigureAwait(false);
                 run.Add(description);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException or InvalidOperationException or NpgsqlException or MongoException)
+            catch (Exception e) when (e is RedisException or TimeoutException or InvalidOperationException or NpgsqlException || _participants.Any(p => p.IsStoreFailure(e)))
             {
                 _logger.TransactionCompensationFailed(e, description);
                 failed.Add($"{description}: {Redactor.RedactConnectionString(e.Message)}");
@@ -150,7 +159,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (!_completed) await RollbackAsync().ConfigureAwait(false);
-        _mongoSession?.Dispose();
+        foreach (var participant in _participants) participant.Dispose();
         await PostgresTransaction.DisposeAsync().ConfigureAwait(false);
     }
 }

@@ -1,4 +1,4 @@
-namespace Polystore.Integration.Diagnostics;
+namespace Polystore.Core.Diagnostics;
 
 /// <summary>How far a <see cref="PolystoreDoctor"/> run is: reported once when the checks are known, then after each.</summary>
 /// <param name="Completed">Checks that have ended (completed, failed or timed out).</param>

@@ -1,7 +1,6 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using Polystore.Core.Diagnostics;
 
-namespace Polystore.Hosting;
+namespace Polystore.Core.Diagnostics;
 
 /// <summary>Healthy when every endpoint of a store answers a round trip; the data names each endpoint.</summary>
 internal sealed class StorePingHealthCheck(Func<CancellationToken, Task<IReadOnlyList<StorePing>>> ping) : IHealthCheck

@@ -1,10 +1,9 @@
-using Polystore.Mongo.Diagnostics;
-using Polystore.Postgres.Diagnostics;
-using Polystore.Redis.Diagnostics;
+namespace Polystore.Core.Diagnostics;
 
-namespace Polystore.Integration.Diagnostics;
-
-/// <summary>How <see cref="PolystoreDoctor"/> runs: per-check timeout, concurrency and each store's thresholds.</summary>
+/// <summary>
+/// How <see cref="PolystoreDoctor"/> runs: per-check timeout and concurrency. Each store's thresholds are set where
+/// the store is registered (for example <c>AddPostgres(o =&gt; o.Diagnostics = ...)</c>).
+/// </summary>
 public sealed record PolystoreDoctorOptions
 {
     /// <summary>How long each check may run before it is reported as timed out (default 15 s).</summary>
@@ -12,15 +11,6 @@ public sealed record PolystoreDoctorOptions
 
     /// <summary>How many checks run at once (default 8).</summary>
     public int MaxConcurrency { get; init; } = 8;
-
-    /// <summary>PostgreSQL thresholds; null = the defaults.</summary>
-    public PostgresDiagnosticOptions? Postgres { get; init; }
-
-    /// <summary>Redis thresholds; null = the defaults.</summary>
-    public RedisDiagnosticOptions? Redis { get; init; }
-
-    /// <summary>MongoDB thresholds; null = the defaults.</summary>
-    public MongoDiagnosticOptions? Mongo { get; init; }
 
     internal void Validate()
     {

@@ -2,7 +2,9 @@ using System.Text.Json;
 using MongoDB.Bson;
 using MongoDB.Driver;
 
-namespace Polystore.Integration.Projections;
+using Polystore.Integration.Projections;
+
+namespace Polystore.Integration.Mongo;
 
 /// <summary>
 /// A read model in a MongoDB collection of <c>{ _id, version, doc, updated_at }</c> documents. The write

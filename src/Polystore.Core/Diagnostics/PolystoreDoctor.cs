@@ -1,0 +1,72 @@
+using Polystore.Core.Configuration;
+
+namespace Polystore.Core.Diagnostics;
+
+/// <summary>
+/// Every diagnostic check of every registered store, as one report. A store that is not registered gets a
+/// <c>{store}.configured</c> finding; a store whose primary does not answer a ping (over the application's own
+/// clients) gets <c>{store}.reachable</c> and no checks; the others run all their checks concurrently, each under
+/// its own timeout. Every finding leaves with its secrets masked. The CLI's <c>polystore doctor</c> and an
+/// application host (resolve it from DI after <c>AddPolystore</c>) run the same code.
+/// </summary>
+/// <param name="config">The loaded configuration: its secrets are masked in every finding.</param>
+/// <param name="stores">Each registered store's part (the store packages register them).</param>
+public sealed class PolystoreDoctor(PolystoreConfig config, IEnumerable<IStoreDoctor> stores)
+{
+    private readonly PolystoreConfig _config = config ?? throw new ArgumentNullException(nameof(config));
+    private readonly IReadOnlyList<IStoreDoctor> _stores = [.. stores ?? throw new ArgumentNullException(nameof(stores))];
+
+    /// <summary>Runs every check; never throws for a store that is down (that is a finding).</summary>
+    /// <param name="options">Timeout and concurrency; null = the defaults.</param>
+    /// <param name="progress">Told the number of checks once they are known, then of each one that ends.</param>
+    /// <param name="cancellationToken">Stops the run.</param>
+    public async Task<DiagnosticReport> RunAsync(PolystoreDoctorOptions? options = null, IProgress<DoctorProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new PolystoreDoctorOptions();
+        options.Validate();
+        var preFindings = new List<Finding>();
+        var diagnostics = new List<IStoreDiagnostics>();
+        try
+        {
+            var pings = await Task.WhenAll(StoreNames.All.Select(store => PingAsync(store, cancellationToken))).ConfigureAwait(false);
+            foreach (var (store, doctor, primary) in pings)
+            {
+                if (doctor is null || primary is null) preFindings.Add(StoreFindings.NotConfigured(store, _config.Directory));
+                else if (!primary.Reachable) preFindings.Add(StoreFindings.Unreachable(store, primary));
+                else diagnostics.Add(doctor.CreateDiagnostics());
+            }
+
+            var checks = diagnostics.SelectMany(s => s.Checks).ToList();
+            var secrets = diagnostics.SelectMany(s => s.Secrets).Concat(_config.Secrets()).ToList();
+            var completed = 0;
+            progress?.Report(new DoctorProgress(0, checks.Count));
+            var perCheck = progress is null ? null : new CallbackProgress<CheckResult>(_ => progress.Report(new DoctorProgress(Interlocked.Increment(ref completed), checks.Count)));
+            var report = await DiagnosticRunner.RunAsync(checks, options.CheckTimeout, secrets, options.MaxConcurrency, perCheck, cancellationToken).ConfigureAwait(false);
+            var order = StoreNames.All.ToList();
+            var findings = preFindings.Select(f => DiagnosticRunner.Mask(f, secrets)).Concat(report.Findings)
+                .OrderByDescending(f => f.Severity)
+                .ThenBy(f => order.IndexOf(f.Store))
+                .ThenBy(f => f.Check, StringComparer.Ordinal)
+                .ToList();
+            return report with { Findings = findings };
+        }
+        finally
+        {
+            foreach (var store in diagnostics) await store.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private async Task<(string Store, IStoreDoctor? Doctor, StorePing? Primary)> PingAsync(string store, CancellationToken cancellationToken)
+    {
+        var doctor = _stores.FirstOrDefault(s => s.Store == store);
+        if (doctor is null) return (store, null, null);
+        var results = await doctor.PingAsync(cancellationToken).ConfigureAwait(false);
+        return (store, doctor, results.Count == 0 ? null : results[0]);
+    }
+
+    /// <summary>Reports on the caller's thread (unlike <see cref="Progress{T}"/>, which posts to a captured context).</summary>
+    private sealed class CallbackProgress<T>(Action<T> report) : IProgress<T>
+    {
+        public void Report(T value) => report(value);
+    }
+}
