@@ -3,6 +3,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Polystore.Integration.Outbox;
+using Polystore.Postgres;
 using Polystore.Testing;
 
 namespace Polystore.Hosting.Tests;
@@ -18,7 +19,8 @@ public sealed class OutboxHostingLoggingTests
         var schema = TestServers.UniqueName("hostlog");
         var outbox = new OutboxStore(schema);
         var logs = new LogCapture();
-        var services = new ServiceCollection().AddLogging(b => b.SetMinimumLevel(LogLevel.Debug).AddProvider(logs)).AddPolystore(TestServers.ConfigDirectory);
+        var services = new ServiceCollection().AddLogging(b => b.SetMinimumLevel(LogLevel.Debug).AddProvider(logs));
+        services.AddPolystore(TestServers.ConfigDirectory).AddPostgres();
         services.AddOutboxDispatcher(outbox, "quiet", _ => new Quiet(), new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(50) });
         await using var provider = services.BuildServiceProvider();
         var dataSource = provider.GetRequiredService<NpgsqlDataSource>();
@@ -32,6 +34,9 @@ public sealed class OutboxHostingLoggingTests
 
             var leader = Assert.Single(logs.Logs, l => l.EventId.Id == 101 && l.Message.Contains("quiet", StringComparison.Ordinal));
             Assert.Equal((typeof(OutboxDispatcher).FullName, LogLevel.Information, "OutboxLeader"), (leader.Category, leader.Level, leader.EventId.Name));
+            // The registered data sources log to the host's providers too: Npgsql's own lines are there.
+            Assert.Contains(logs.Logs, l => l.Category.StartsWith("Npgsql", StringComparison.Ordinal));
+            Assert.NotNull(PostgresDataSources.LoggerFactoryOf(dataSource));
         }
         finally
         {
