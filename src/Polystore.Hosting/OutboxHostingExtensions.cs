@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -11,26 +12,38 @@ namespace Polystore.Hosting;
 public static class OutboxHostingExtensions
 {
     /// <summary>
-    /// Runs the dispatcher <paramref name="create"/> builds as a hosted service for the application's
-    /// lifetime (several instances of the application may run it: one leads), and adds a health check
-    /// named <c>outbox:{schema}:{subscriberName}</c> that turns Degraded when its backlog is older than
-    /// <paramref name="degradedAfter"/> (default 30 s) and Unhealthy past <paramref name="unhealthyAfter"/> (default 5 min).
+    /// Runs a dispatcher of the outbox in <see cref="OutboxDispatcherHostingOptions.Schema"/> to the subscriber
+    /// <typeparamref name="TSubscriber"/> as a hosted service for the application's lifetime (several instances of the
+    /// application may run it: one leads), and adds a health check named <c>outbox:{schema}:{subscriber name}</c>,
+    /// tagged "polystore" and "outbox", that turns Degraded past <see cref="OutboxDispatcherHostingOptions.DegradedAfter"/>
+    /// and Unhealthy past <see cref="OutboxDispatcherHostingOptions.UnhealthyAfter"/>.
     /// </summary>
-    public static IServiceCollection AddOutboxDispatcher(this IServiceCollection services, OutboxStore store, string subscriberName,
-        Func<IServiceProvider, IOutboxSubscriber> create, OutboxDispatcherOptions? options = null, TimeSpan? degradedAfter = null, TimeSpan? unhealthyAfter = null)
+    /// <remarks>
+    /// The subscriber is one singleton: registered by the application beforehand (for one that needs arguments the
+    /// container cannot supply), or else built by the container from its constructor. The dispatcher uses the
+    /// container's <see cref="NpgsqlDataSource"/> and <see cref="ILoggerFactory"/>. The options are validated here, so a
+    /// bad value throws at registration, naming the option, and registers nothing.
+    /// </remarks>
+    public static IServiceCollection AddOutboxDispatcher<TSubscriber>(this IServiceCollection services, Action<OutboxDispatcherHostingOptions>? configure = null)
+        where TSubscriber : class, IOutboxSubscriber
     {
-        services.AddSingleton<IHostedService>(sp =>
-        {
-            var subscriber = create(sp);
-            if (subscriber.Name != subscriberName)
-                throw new InvalidOperationException($"the subscriber is named '{subscriber.Name}', not '{subscriberName}' as registered");
-            return new OutboxDispatcherService(new OutboxDispatcher(sp.GetRequiredService<NpgsqlDataSource>(), store, subscriber, options,
-                sp.GetService<ILoggerFactory>()));
-        });
-        services.AddHealthChecks().Add(new HealthCheckRegistration($"outbox:{store.Schema}:{subscriberName}",
-            sp => new OutboxHealthCheck(new OutboxMonitor(sp.GetRequiredService<NpgsqlDataSource>(), store), subscriberName,
-                degradedAfter ?? TimeSpan.FromSeconds(30), unhealthyAfter ?? TimeSpan.FromMinutes(5)),
-            HealthStatus.Unhealthy, ["polystore", "outbox"]));
+        ArgumentNullException.ThrowIfNull(services);
+        var options = new OutboxDispatcherHostingOptions();
+        configure?.Invoke(options);
+        options.Validate();
+        var store = new OutboxStore(options.Schema);
+        var dispatcherOptions = options.Dispatcher;
+        var (degradedAfter, unhealthyAfter) = (options.DegradedAfter, options.UnhealthyAfter);
+
+        services.TryAddSingleton<TSubscriber>();
+        services.AddSingleton<IHostedService>(sp => new OutboxDispatcherService(new OutboxDispatcher(sp.GetRequiredService<NpgsqlDataSource>(), store,
+            sp.GetRequiredService<TSubscriber>(), dispatcherOptions, sp.GetService<ILoggerFactory>())));
+        services.AddHealthChecks();
+        // The check is named after the subscriber, known once the container has built it.
+        services.AddOptions<HealthCheckServiceOptions>().Configure<TSubscriber>((health, subscriber) =>
+            health.Registrations.Add(new HealthCheckRegistration($"outbox:{store.Schema}:{subscriber.Name}",
+                sp => new OutboxHealthCheck(new OutboxMonitor(sp.GetRequiredService<NpgsqlDataSource>(), store), subscriber.Name, degradedAfter, unhealthyAfter),
+                HealthStatus.Unhealthy, ["polystore", "outbox"])));
         return services;
     }
 }

@@ -21,7 +21,11 @@ public sealed class OutboxHostingLoggingTests
         var logs = new LogCapture();
         var services = new ServiceCollection().AddLogging(b => b.SetMinimumLevel(LogLevel.Debug).AddProvider(logs));
         services.AddPolystore(TestServers.ConfigDirectory).AddPostgres();
-        services.AddOutboxDispatcher(outbox, "quiet", _ => new Quiet(), new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(50) });
+        services.AddOutboxDispatcher<Quiet>(o =>
+        {
+            o.Schema = schema;
+            o.PollInterval = TimeSpan.FromMilliseconds(50);
+        });
         await using var provider = services.BuildServiceProvider();
         var dataSource = provider.GetRequiredService<NpgsqlDataSource>();
         await outbox.EnsureCreatedAsync(dataSource, Ct);
@@ -46,7 +50,7 @@ public sealed class OutboxHostingLoggingTests
         }
     }
 
-    private sealed class Quiet : IOutboxSubscriber
+    internal sealed class Quiet : IOutboxSubscriber
     {
         public string Name => "quiet";
 

@@ -21,9 +21,12 @@ public sealed class OutboxHostingTests
         var services = new ServiceCollection().AddLogging();
         services.AddPolystore(TestServers.ConfigDirectory).AddPostgres();
         services.AddSingleton(sp => new PostgresJsonbReadModelStore<UserProfile>(sp.GetRequiredService<NpgsqlDataSource>(), schema, "user_profiles"));
-        services.AddOutboxDispatcher(outbox, "user_profiles",
-            sp => new UserProfileProjection(sp.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>()),
-            new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(50) });
+        services.AddSingleton(sp => new UserProfileProjection(sp.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>()));
+        services.AddOutboxDispatcher<UserProfileProjection>(o =>
+        {
+            o.Schema = schema;
+            o.PollInterval = TimeSpan.FromMilliseconds(50);
+        });
         await using var provider = services.BuildServiceProvider();
         var dataSource = provider.GetRequiredService<NpgsqlDataSource>();
         var commands = new UserCommandHandler(dataSource, outbox);
@@ -50,5 +53,27 @@ public sealed class OutboxHostingTests
             await using var drop = new NpgsqlCommand($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE", connection);
             await drop.ExecuteNonQueryAsync(CancellationToken.None);
         }
+    }
+
+    public static TheoryData<string, Action<OutboxDispatcherHostingOptions>> BadOptions => new()
+    {
+        { nameof(OutboxDispatcherHostingOptions.Schema), o => o.Schema = "Bad-Schema" },
+        { nameof(OutboxDispatcherHostingOptions.BatchSize), o => o.BatchSize = 0 },
+        { nameof(OutboxDispatcherHostingOptions.PollInterval), o => o.PollInterval = TimeSpan.Zero },
+        { nameof(OutboxDispatcherHostingOptions.MaxAttempts), o => o.MaxAttempts = 0 },
+        { nameof(OutboxDispatcherHostingOptions.RetryMaxDelay), o => o.RetryMaxDelay = TimeSpan.FromMilliseconds(1) },
+        { nameof(OutboxDispatcherHostingOptions.DegradedAfter), o => o.DegradedAfter = TimeSpan.Zero },
+        { nameof(OutboxDispatcherHostingOptions.UnhealthyAfter), o => o.UnhealthyAfter = TimeSpan.FromSeconds(1) },
+    };
+
+    [Theory]
+    [MemberData(nameof(BadOptions))]
+    public void A_bad_option_throws_at_registration_naming_it_and_registers_nothing(string option, Action<OutboxDispatcherHostingOptions> configure)
+    {
+        var services = new ServiceCollection();
+        var e = Assert.ThrowsAny<ArgumentException>(() => services.AddOutboxDispatcher<UserProfileProjection>(configure));
+        Assert.Equal(option, e.ParamName);
+        Assert.StartsWith(option, e.Message, StringComparison.Ordinal);
+        Assert.Empty(services);
     }
 }

@@ -8,4 +8,7 @@ public sealed record CacheEntryOptions
 
     /// <summary>Tags for <see cref="RedisTieredCache.RemoveByTagAsync"/>.</summary>
     public IReadOnlyList<string>? Tags { get; init; }
+
+    /// <summary>The TTL exactly as given: no jitter, and no fail-safe extension of the Redis TTL (for expirations a caller relies on).</summary>
+    internal bool ExactTtl { get; init; }
 }

@@ -7,7 +7,7 @@ namespace Polystore.Redis.Caching;
 /// TTL jitter, negative caching, fail-safe, tag and prefix invalidation (SCAN + UNLINK, never KEYS), and L1
 /// invalidations that reach every instance through Redis pub/sub.
 /// </summary>
-public sealed class RedisTieredCache : IAsyncDisposable
+public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
 {
     // This class decides what each call does (including when Redis is unavailable); the parts do the work.
     private readonly RedisTieredCacheOptions _options;
@@ -16,11 +16,19 @@ public sealed class RedisTieredCache : IAsyncDisposable
     private readonly L2Cache _l2;
     private readonly CacheFlights _flights = new();
     private readonly CacheInvalidationChannel? _invalidation;
+    private readonly InvalidationSubscription? _subscription;
     private readonly CacheKeyRemover _remover;
     private long _factoryCalls;
 
-    private RedisTieredCache(IConnectionMultiplexer redis, RedisTieredCacheOptions options)
+    /// <summary>
+    /// Creates a cache without waiting on Redis (as dependency injection does); with L1 on, it subscribes to the
+    /// invalidation channel on first use, and its L1 copies count from the moment Redis confirms that.
+    /// </summary>
+    public RedisTieredCache(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(redis);
+        options = (options ?? new RedisTieredCacheOptions()).Validated();
+        Redis = redis;
         _options = options;
         _clock = new CacheClock(options.TimeProvider);
         _l2 = new L2Cache(redis, options, _clock);
@@ -29,15 +37,15 @@ public sealed class RedisTieredCache : IAsyncDisposable
         {
             _l1 = new L1Cache(options, _clock);
             _invalidation = new CacheInvalidationChannel(redis, options.KeyPrefix, _l1);
+            _subscription = new InvalidationSubscription(_invalidation, _l1);
         }
     }
 
     /// <summary>Creates a cache; with L1 on, it is subscribed to the invalidation channel before this returns.</summary>
     public static async Task<RedisTieredCache> CreateAsync(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null, CancellationToken cancellationToken = default)
     {
-        ArgumentNullException.ThrowIfNull(redis);
-        var cache = new RedisTieredCache(redis, (options ?? new RedisTieredCacheOptions()).Validated());
-        if (cache._invalidation is not null) await cache._invalidation.SubscribeAsync(cancellationToken).ConfigureAwait(false);
+        var cache = new RedisTieredCache(redis, options);
+        if (cache._subscription is not null) await cache._subscription.EnsureAsync(cancellationToken).ConfigureAwait(false);
         return cache;
     }
 
@@ -178,10 +186,18 @@ public sealed class RedisTieredCache : IAsyncDisposable
 
     internal string RedisKeyOf(string key) => _l2.KeyOf(key);
 
+    // For the adapters in this assembly (RedisDistributedCache).
+    internal IConnectionMultiplexer Redis { get; }
+
+    internal RedisTieredCacheOptions Options => _options;
+
+    internal CacheClock Clock => _clock;
+
     internal string TagKeyOf(string tag) => _l2.TagKeyOf(tag);
 
     private async Task<T?> SlowGetOrSetAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? stale, CancellationToken cancellationToken)
     {
+        _subscription?.Ensure();
         var flight = _flights.Join(key, out var started);
         if (started is not null) _ = RunFlightAsync(key, factory, entry, stale, started);
         var loaded = await flight.WaitAsync(cancellationToken).ConfigureAwait(false);
@@ -243,9 +259,10 @@ public sealed class RedisTieredCache : IAsyncDisposable
 
     private async Task WriteAsync<T>(string key, T? value, bool missing, CacheEntryOptions? entry, CancellationToken cancellationToken, bool broadcast = true)
     {
+        _subscription?.Ensure();
         var ttl = Ttl(entry, missing);
         var logicalExpiry = _clock.UnixMs + (long)ttl.TotalMilliseconds;
-        var physical = _options.FailSafe ? ttl + _options.FailSafeMaxAge : ttl;
+        var physical = _options.FailSafe && entry?.ExactTtl != true ? ttl + _options.FailSafeMaxAge : ttl;
         await _l2.WriteAsync(key, value, missing, logicalExpiry, physical, entry?.Tags).WaitAsync(cancellationToken).ConfigureAwait(false);
         _l1?.Set(key, value, missing, logicalExpiry, entry?.Tags);
         if (broadcast && _invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
@@ -256,7 +273,7 @@ public sealed class RedisTieredCache : IAsyncDisposable
         var ttl = missing && _options.NegativeTtl is { } negative ? negative : entry?.Ttl ?? _options.DefaultTtl;
         if (ttl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(entry), ttl, "the entry TTL must be positive.");
         // Jitter spreads the expiry of entries written together, so they are not all refetched at once.
-        return _options.JitterFraction == 0 ? ttl : ttl + (ttl * (Random.Shared.NextDouble() * _options.JitterFraction));
+        return _options.JitterFraction == 0 || entry?.ExactTtl == true ? ttl : ttl + (ttl * (Random.Shared.NextDouble() * _options.JitterFraction));
     }
 
     private async Task TryRemoveQuietlyAsync(string key)

@@ -8,7 +8,7 @@ namespace Polystore.Redis.Locking;
 /// lease can no longer be trusted (expired, extension refused, hold-time cap reached); pass
 /// <see cref="FencingToken"/> to downstream writes so they can reject a stale holder.
 /// </summary>
-public sealed class RedisLock : IAsyncDisposable
+public sealed class RedisLock : IRedisLock
 {
     private readonly RedisLockProvider _provider;
     private readonly IDatabaseAsync _db;

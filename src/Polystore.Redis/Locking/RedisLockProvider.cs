@@ -8,7 +8,7 @@ namespace Polystore.Redis.Locking;
 /// Single-instance Redis locks with fencing tokens (standalone or cluster; not Redlock across independent
 /// primaries). Acquire = SET NX PX + a random token + INCR of a per-resource fencing counter in one script.
 /// </summary>
-public sealed class RedisLockProvider
+public sealed class RedisLockProvider : IRedisLockProvider
 {
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _expiryMs;
@@ -65,6 +65,12 @@ public sealed class RedisLockProvider
     public async ValueTask<RedisLock> AcquireAsync(string resource, TimeSpan waitTimeout, CancellationToken cancellationToken = default) =>
         await TryAcquireAsync(resource, waitTimeout, cancellationToken).ConfigureAwait(false)
         ?? throw new TimeoutException($"lock '{resource}' was still held by another owner after {waitTimeout.TotalMilliseconds:0} ms");
+
+    async ValueTask<IRedisLock?> IRedisLockProvider.TryAcquireAsync(string resource, TimeSpan waitTimeout, CancellationToken cancellationToken) =>
+        await TryAcquireAsync(resource, waitTimeout, cancellationToken).ConfigureAwait(false);
+
+    async ValueTask<IRedisLock> IRedisLockProvider.AcquireAsync(string resource, TimeSpan waitTimeout, CancellationToken cancellationToken) =>
+        await AcquireAsync(resource, waitTimeout, cancellationToken).ConfigureAwait(false);
 
     internal RedisValue ExpiryMs => _expiryMs;
 

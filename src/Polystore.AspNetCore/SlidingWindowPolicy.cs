@@ -1,0 +1,72 @@
+using System.Globalization;
+using System.Threading.RateLimiting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.RateLimiting;
+using Microsoft.Extensions.DependencyInjection;
+using Polystore.Redis.RateLimiting;
+using StackExchange.Redis;
+
+namespace Polystore.AspNetCore;
+
+/// <summary>
+/// One named policy over a <see cref="RedisSlidingWindowRateLimiter"/>, built from the application's
+/// <see cref="IConnectionMultiplexer"/> on the first request. Each partition is one Redis key,
+/// <c>policy:partition</c>, so policies never share a window.
+/// </summary>
+internal sealed class SlidingWindowPolicy : IRateLimiterPolicy<string>
+{
+    // Lease metadata RedisRateLimitLease carries besides RetryAfter.
+    private static readonly MetadataName<long> Remaining = MetadataName.Create<long>("REMAINING");
+
+    private readonly string _name;
+    private readonly Func<HttpContext, string?> _partitionBy;
+    private readonly RedisSlidingWindowOptions _options;
+    private readonly string _policyHeader;
+    private readonly Func<string, RateLimiter> _createPartition;
+    private RedisSlidingWindowRateLimiter? _limiter;
+
+    public SlidingWindowPolicy(string name, Func<HttpContext, string?> partitionBy, RedisSlidingWindowOptions options)
+    {
+        _name = name;
+        _partitionBy = partitionBy;
+        _options = options;
+        _policyHeader = string.Create(CultureInfo.InvariantCulture, $"\"{name}\";q={options.PermitLimit};w={Seconds(options.Window)}");
+        var keyStart = name + ":";
+        _createPartition = partition => _limiter!.ForKey(keyStart + partition);
+        OnRejected = RejectAsync;
+    }
+
+    public Func<OnRejectedContext, CancellationToken, ValueTask>? OnRejected { get; }
+
+    public RateLimitPartition<string> GetPartition(HttpContext httpContext)
+    {
+        if (Volatile.Read(ref _limiter) is null) CreateLimiter(httpContext.RequestServices);
+        // Requests without a partition key share one partition: leaving the key out must not escape the limit.
+        return RateLimitPartition.Get(_partitionBy(httpContext) ?? "", _createPartition);
+    }
+
+    private void CreateLimiter(IServiceProvider services)
+    {
+        var redis = services.GetService<IConnectionMultiplexer>()
+            ?? throw new InvalidOperationException($"the rate-limiting policy '{_name}' needs an IConnectionMultiplexer in the application's services: register Redis (for example with AddPolystore) before the first request.");
+        Interlocked.CompareExchange(ref _limiter, new RedisSlidingWindowRateLimiter(redis, _options), null);
+    }
+
+    private ValueTask RejectAsync(OnRejectedContext context, CancellationToken cancellationToken)
+    {
+        var response = context.HttpContext.Response;
+        response.StatusCode = StatusCodes.Status429TooManyRequests;
+        var lease = context.Lease;
+        var retryAfter = lease.TryGetMetadata(MetadataName.RetryAfter, out var wait) ? Math.Max(1, Seconds(wait)) : (long?)null;
+        var remaining = lease.TryGetMetadata(Remaining, out var left) ? Math.Max(0, left) : 0;
+        response.Headers["RateLimit-Policy"] = _policyHeader;
+        response.Headers["RateLimit"] = retryAfter is { } t
+            ? string.Create(CultureInfo.InvariantCulture, $"\"{_name}\";r={remaining};t={t}")
+            : string.Create(CultureInfo.InvariantCulture, $"\"{_name}\";r={remaining}");
+        if (retryAfter is { } seconds) response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
+        return default;
+    }
+
+    // Whole seconds, rounded up: a client that waits this long is never early.
+    private static long Seconds(TimeSpan span) => (long)Math.Ceiling(span.TotalSeconds);
+}
