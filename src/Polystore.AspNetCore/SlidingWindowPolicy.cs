@@ -3,6 +3,7 @@ using System.Threading.RateLimiting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Polystore.Redis.RateLimiting;
 using StackExchange.Redis;
 
@@ -48,8 +49,8 @@ internal sealed class SlidingWindowPolicy : IRateLimiterPolicy<string>
     private void CreateLimiter(IServiceProvider services)
     {
         var redis = services.GetService<IConnectionMultiplexer>()
-            ?? throw new InvalidOperationException($"the rate-limiting policy '{_name}' needs an IConnectionMultiplexer in the application's services: register Redis (for example with AddPolystore) before the first request.");
-        Interlocked.CompareExchange(ref _limiter, new RedisSlidingWindowRateLimiter(redis, _options), null);
+            ?? throw new InvalidOperationException($"the rate-limiting policy '{_name}' needs an IConnectionMultiplexer in the application's services: register Redis (for example with AddPolystore(...).AddRedis()) before the first request.");
+        Interlocked.CompareExchange(ref _limiter, new RedisSlidingWindowRateLimiter(redis, _options, services.GetService<ILoggerFactory>()), null);
     }
 
     private ValueTask RejectAsync(OnRejectedContext context, CancellationToken cancellationToken)

@@ -16,14 +16,25 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     private readonly bool _prePing;
     private readonly Lazy<IReadOnlyList<NpgsqlDataSource>> _replicaProbes;
     private readonly ILogger _logger;
+    private readonly TimeSpan _replicaRecheck;
+    private long _replicasSkippedUntil; // a TimeProvider.System timestamp; 0 = replicas not skipped
+    private int _replicaTrial;          // 1 while one read tries the skipped replicas again
 
     // The logger factory each data source was built with, so that Polystore code handed only an NpgsqlDataSource
     // (a bulk upsert, say) logs where the application's other messages go.
     private static readonly ConditionalWeakTable<NpgsqlDataSource, ILoggerFactory> LoggerFactories = new();
 
-    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, PostgresSettings settings, ILoggerFactory? loggerFactory)
+    /// <summary>
+    /// The longest <see cref="OpenReadConnectionAsync"/> waits for a connection through the replicas before it reads
+    /// from the primary instead. Npgsql gives each host its whole connect timeout (pool_timeout), so a black-holed or
+    /// hung standby would otherwise hold every read that tries it for that long.
+    /// </summary>
+    internal static readonly TimeSpan ReplicaOpenTimeout = TimeSpan.FromSeconds(2);
+
+    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, PostgresSettings settings, TimeSpan replicaRecheck, ILoggerFactory? loggerFactory)
     {
         _root = root;
+        _replicaRecheck = replicaRecheck;
         Primary = primary;
         Reads = reads;
         Settings = settings;
@@ -62,13 +73,15 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         if (settings.Replication.ReadReplicas.Count == 0)
         {
             var single = builder.Build();
-            return new PostgresDataSources(single, single, single, settings, loggerFactory);
+            return new PostgresDataSources(single, single, single, settings, TimeSpan.Zero, loggerFactory);
         }
+        // Replicas that did not answer in time are skipped for as long as Npgsql keeps a failed host offline.
+        var recheck = TimeSpan.FromSeconds(Math.Max(1, builder.ConnectionStringBuilder.HostRecheckSeconds));
         var multi = builder.BuildMultiHost();
         return new PostgresDataSources(multi,
             multi.WithTargetSession(TargetSessionAttributes.Primary),
             multi.WithTargetSession(TargetSessionAttributes.PreferStandby),
-            settings, loggerFactory);
+            settings, recheck, loggerFactory);
     }
 
     /// <summary>
@@ -109,8 +122,61 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         OpenAsync(Primary, cancellationToken);
 
     /// <summary>Opens a connection for reads (pre-pinged when <c>pool_pre_ping</c> is on).</summary>
-    public ValueTask<NpgsqlConnection> OpenReadConnectionAsync(CancellationToken cancellationToken = default) =>
-        OpenAsync(Reads, cancellationToken);
+    /// <remarks>
+    /// A stopped replica is skipped by Npgsql itself (the refused host is marked offline and the read goes to the
+    /// primary). A replica that neither answers nor refuses (black-holed, hung) is skipped here: when no connection
+    /// comes through the replicas within 2 s, this read and the following ones go to the primary, until Npgsql's host
+    /// recheck interval (<c>HostRecheckSeconds</c>, 10 s by default) has passed; then one read tries the replicas again
+    /// while the others stay on the primary. A replica pool that stays exhausted for 2 s is skipped the same way.
+    /// </remarks>
+    public ValueTask<NpgsqlConnection> OpenReadConnectionAsync(CancellationToken cancellationToken = default)
+    {
+        if (ReferenceEquals(Reads, Primary)) return OpenAsync(Primary, cancellationToken);
+        var until = Volatile.Read(ref _replicasSkippedUntil);
+        if (until == 0) return OpenThroughReplicasAsync(trial: false, cancellationToken);
+        // Skipped: the primary serves reads until the recheck time, then one read at a time tries the replicas again.
+        if (TimeProvider.System.GetTimestamp() < until || Interlocked.CompareExchange(ref _replicaTrial, 1, 0) != 0)
+            return OpenAsync(Primary, cancellationToken);
+        return OpenThroughReplicasAsync(trial: true, cancellationToken);
+    }
+
+    private async ValueTask<NpgsqlConnection> OpenThroughReplicasAsync(bool trial, CancellationToken cancellationToken)
+    {
+        try
+        {
+            // Bounded from outside: Npgsql does not give up on a server that accepted the connection and never answers
+            // its startup message before its own connect timeout, whatever token it is given.
+            var open = OpenAsync(Reads, cancellationToken).AsTask();
+            try
+            {
+                var connection = await open.WaitAsync(ReplicaOpenTimeout, cancellationToken).ConfigureAwait(false);
+                if (trial)
+                {
+                    Volatile.Write(ref _replicasSkippedUntil, 0);
+                    _logger.ReadReplicasBack();
+                }
+                return connection;
+            }
+            catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is TimeoutException or NpgsqlException)
+            {
+                // Nothing came through the replicas in time (or they failed): the primary serves this read and the next
+                // ones. An open still under way is closed when it completes.
+                if (!open.IsCompleted) _ = open.ContinueWith(static t =>
+                {
+                    if (t.IsCompletedSuccessfully) t.Result.Dispose();
+                    else _ = t.Exception;
+                }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                var skip = (long)(_replicaRecheck.TotalSeconds * TimeProvider.System.TimestampFrequency);
+                Volatile.Write(ref _replicasSkippedUntil, TimeProvider.System.GetTimestamp() + skip);
+                _logger.ReadReplicasSkipped(e, ReplicaOpenTimeout, _replicaRecheck);
+            }
+        }
+        finally
+        {
+            if (trial) Volatile.Write(ref _replicaTrial, 0);
+        }
+        return await OpenAsync(Primary, cancellationToken).ConfigureAwait(false);
+    }
 
     private async ValueTask<NpgsqlConnection> OpenAsync(NpgsqlDataSource source, CancellationToken cancellationToken)
     {

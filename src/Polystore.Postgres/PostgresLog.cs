@@ -15,6 +15,14 @@ internal static partial class PostgresLog
         Message = "A pooled PostgreSQL connection to {Host}:{Port} failed its pre-ping; the pool was cleared and the open retried once")]
     public static partial void PrePingFailed(this ILogger logger, Exception exception, string? host, int port);
 
+    [LoggerMessage(EventId = 1002, EventName = "ReadReplicasSkipped", Level = LogLevel.Warning,
+        Message = "No read connection came through the replicas within {Timeout}; reads go to the primary, and the replicas are tried again after {Recheck}")]
+    public static partial void ReadReplicasSkipped(this ILogger logger, Exception exception, TimeSpan timeout, TimeSpan recheck);
+
+    [LoggerMessage(EventId = 1003, EventName = "ReadReplicasBack", Level = LogLevel.Information,
+        Message = "A read came through the replicas again; reads go to them again")]
+    public static partial void ReadReplicasBack(this ILogger logger);
+
     [LoggerMessage(EventId = 1101, EventName = "BulkUpsertMergeFallback", Level = LogLevel.Warning,
         Message = "Bulk upsert into {Table}: MERGE met a concurrent write of a key (SQLSTATE {SqlState}); the batch was applied with INSERT ... ON CONFLICT instead")]
     public static partial void BulkUpsertMergeFallback(this ILogger logger, string table, string sqlState);

@@ -30,6 +30,9 @@ public static class RedisDriverSettings
             // Keep retrying in the background so a restarted server is picked up without a process restart.
             AbortOnConnectFail = false,
             ConnectRetry = 3,
+            // Try a lost server again every 0.25 s at first, then at most every 2 s: a restarted server is back in
+            // use within seconds (the driver's default waits grow much longer), and a refused attempt costs nothing.
+            ReconnectRetryPolicy = new ExponentialRetry(250, 2000),
             LoggerFactory = loggerFactory,
         };
         if (settings.Cluster.Enabled)

@@ -23,7 +23,23 @@ public static class RedisMetrics
     /// <summary>Counter of lock leases lost before release (tag <c>reason</c>).</summary>
     public const string LocksLost = "polystore.redis.lock.lost";
 
+    /// <summary>
+    /// Observable gauge of each connection's circuit breaker (unit <c>{state}</c>): 0 = closed, 1 = half-open (a PING is
+    /// probing), 2 = open; tag <c>connection</c> = the configured endpoints. See <see cref="RedisCircuitBreakerOptions"/>.
+    /// </summary>
+    public const string CircuitBreakerState = "polystore.redis.circuit_breaker.state";
+
+    /// <summary>
+    /// Counter of calls that skipped Redis because its circuit breaker was open (unit <c>{call}</c>; tags <c>component</c>
+    /// = cache | ratelimit | lock | ping, and <c>connection</c>). Each is also counted where the component counts its fallbacks.
+    /// </summary>
+    public const string CircuitBreakerShortCircuited = "polystore.redis.circuit_breaker.short_circuited";
+
     internal static readonly Meter Meter = new(MeterName);
+
+    internal static readonly ObservableGauge<int> CircuitBreakerStateGauge = Meter.CreateObservableGauge(CircuitBreakerState, RedisCircuitBreaker.Measure, unit: "{state}", description: "Circuit breaker state per Redis connection: 0 closed, 1 half-open, 2 open.");
+
+    internal static readonly Counter<long> ShortCircuitedCounter = Meter.CreateCounter<long>(CircuitBreakerShortCircuited, unit: "{call}", description: "Calls that skipped Redis because its circuit breaker was open.");
 
     internal static readonly Counter<long> RateLimitFallbackCounter = Meter.CreateCounter<long>(RateLimitFallbacks, description: "Rate-limit decisions taken while Redis was unavailable.");
 

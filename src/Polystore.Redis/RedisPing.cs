@@ -13,6 +13,13 @@ public static class RedisPing
     /// Pings every server of <paramref name="multiplexer"/> (standalone, the sentinel-chosen primary and its replicas,
     /// or every cluster node); never throws for an unreachable server and never opens a connection of its own.
     /// </summary>
+    /// <remarks>
+    /// While the circuit breaker of the connection (shared by the cache, the rate limiter and the locks, see
+    /// <see cref="RedisCircuitBreakerOptions"/>) is open or half-open, no server is pinged: every entry is unreachable,
+    /// its error says the breaker is open, since when and why, and its details end with "circuit breaker open". A
+    /// health check over these pings then reports the store as down (Unhealthy), at once. The breaker's own PING decides
+    /// when it closes.
+    /// </remarks>
     public static async Task<IReadOnlyList<StorePing>> PingAsync(IConnectionMultiplexer multiplexer, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(multiplexer);
@@ -21,18 +28,19 @@ public static class RedisPing
             return [new StorePing(StoreNames.Redis, "-", false, null, null, "no server is configured")];
         // Primaries first, so that "the first entry" is the one that takes writes.
         var ordered = servers.OrderBy(s => s.IsReplica).ToList();
+        if (RedisCircuitBreaker.Of(multiplexer).FirstOrDefault(b => b.IsOpen) is { } open)
+        {
+            open.CountShortCircuit("ping");
+            var why = open.Describe();
+            return [.. ordered.Select(s => new StorePing(StoreNames.Redis, Format(s.EndPoint), false, null, null, why, $"{Role(s)}, circuit breaker open"))];
+        }
         return await Task.WhenAll(ordered.Select(s => PingOneAsync(multiplexer, s, cancellationToken))).ConfigureAwait(false);
     }
 
     private static async Task<StorePing> PingOneAsync(IConnectionMultiplexer multiplexer, IServer server, CancellationToken cancellationToken)
     {
         var endpoint = Format(server.EndPoint);
-        var role = server.ServerType switch
-        {
-            ServerType.Cluster => server.IsReplica ? "cluster replica" : "cluster primary",
-            ServerType.Sentinel => "sentinel",
-            _ => server.IsReplica ? "replica" : "primary",
-        };
+        var role = Role(server);
         if (!server.IsConnected)
             return new StorePing(StoreNames.Redis, endpoint, false, null, null, $"not connected to {endpoint} ({multiplexer.GetStatus().Split('\n', 2)[0].Trim()})", role);
         try
@@ -46,6 +54,13 @@ public static class RedisPing
             return new StorePing(StoreNames.Redis, endpoint, false, null, null, e.Message.Split('\n', 2)[0].Trim(), role);
         }
     }
+
+    private static string Role(IServer server) => server.ServerType switch
+    {
+        ServerType.Cluster => server.IsReplica ? "cluster replica" : "cluster primary",
+        ServerType.Sentinel => "sentinel",
+        _ => server.IsReplica ? "replica" : "primary",
+    };
 
     internal static string Format(EndPoint endPoint) => endPoint switch
     {

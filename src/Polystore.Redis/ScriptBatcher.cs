@@ -16,9 +16,13 @@ internal sealed class ScriptBatcher
     private readonly RedisValue[] _shared;
     private readonly int _resultsPerItem;
     private readonly SlotCoalescer<Item> _coalescer;
+    private readonly RedisCircuitBreaker _breaker;
+    private readonly string _component;
 
-    public ScriptBatcher(IConnectionMultiplexer redis, RedisScript script, RedisValue[] shared, int resultsPerItem)
+    public ScriptBatcher(IConnectionMultiplexer redis, RedisScript script, RedisValue[] shared, int resultsPerItem, RedisCircuitBreaker breaker, string component)
     {
+        _breaker = breaker;
+        _component = component;
         _redis = redis;
         _script = script;
         _shared = shared;
@@ -26,15 +30,22 @@ internal sealed class ScriptBatcher
         _coalescer = new SlotCoalescer<Item>(redis, SendAsync, item => item.Slot);
     }
 
-    /// <summary>Runs one item; the task faults with the Redis exception when the call fails.</summary>
+    /// <summary>
+    /// Runs one item; the task faults with the Redis exception when the call fails, at once (nothing sent) while the
+    /// circuit breaker is open.
+    /// </summary>
     public Task<RedisResult[]> RunAsync(RedisKey[] keys, RedisValue[] args)
     {
+        if (_breaker.IsOpen) return Task.FromException<RedisResult[]>(_breaker.ShortCircuit(_component));
         var item = new Item(keys, args, SlotOf(keys), fireAndForget: false);
         _coalescer.Enqueue(item);
         return item.Task;
     }
 
-    /// <summary>Queues one item whose result nobody waits for (its failure is dropped, not thrown).</summary>
+    /// <summary>
+    /// Queues one item whose result nobody waits for (its failure is dropped, not thrown). It is queued even while the
+    /// circuit breaker is open: it must still follow the calls queued before it (a release after an acquire that may run).
+    /// </summary>
     public void Send(RedisKey[] keys, RedisValue[] args) => _coalescer.Enqueue(new Item(keys, args, SlotOf(keys), fireAndForget: true));
 
     // The slot only matters when batches must be split per slot (cluster, or not known yet).
@@ -56,7 +67,7 @@ internal sealed class ScriptBatcher
         }
         try
         {
-            var result = (RedisResult[])(await _script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
+            var result = (RedisResult[])(await _breaker.RunAsync(_script.EvaluateAsync(_redis.GetDatabase(), keys, args)).ConfigureAwait(false))!;
             if (result.Length != batch.Count * _resultsPerItem)
                 throw new RedisException($"the batch script returned {result.Length} values for {batch.Count} items");
             return () =>

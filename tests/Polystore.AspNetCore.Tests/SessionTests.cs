@@ -24,7 +24,7 @@ public sealed class SessionTests
         services =>
         {
             services.AddSingleton(_keys);
-            services.AddRedisTieredCache(new RedisTieredCacheOptions { KeyPrefix = _prefix, UseL1 = true });
+            services.AddPolystore(TestServers.ConfigDirectory).AddRedisCache(new RedisTieredCacheOptions { KeyPrefix = _prefix, UseL1 = true });
             services.AddSession(o => o.IdleTimeout = TimeSpan.FromMinutes(20));
         },
         app =>

@@ -20,8 +20,8 @@ public sealed class OutboxHostingLoggingTests
         var outbox = new OutboxStore(schema);
         var logs = new LogCapture();
         var services = new ServiceCollection().AddLogging(b => b.SetMinimumLevel(LogLevel.Debug).AddProvider(logs));
-        services.AddPolystore(TestServers.ConfigDirectory).AddPostgres();
-        services.AddOutboxDispatcher<Quiet>(o =>
+        var polystore = services.AddPolystore(TestServers.ConfigDirectory).AddPostgres();
+        polystore.AddOutboxDispatcher<Quiet>(o =>
         {
             o.Schema = schema;
             o.PollInterval = TimeSpan.FromMilliseconds(50);

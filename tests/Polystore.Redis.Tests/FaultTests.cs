@@ -87,4 +87,112 @@ public sealed class FaultTests
         Assert.Contains(seen[firstFallback..], x => !x.Fallback && x.Allowed);
         Assert.All(seen.Where(x => x.Fallback), x => Assert.True(x.Allowed));
     }
+
+    [Fact]
+    public async Task Redis_stopped_under_load_answers_by_the_failure_modes_then_recovers_through_Redis()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // The production socket timeout (5 s): without the breaker each call below would wait for it.
+        using var server = new ThrowawayRedis("load-" + Guid.NewGuid().ToString("N")[..12], timeoutSeconds: 5);
+        await server.StartAsync(ct);
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(server.Settings));
+        var logs = new CapturedLogs();
+        var prefix = TestServers.UniqueName("load");
+        RedisSlidingWindowRateLimiter Limiter(string name, RedisFailureMode mode) =>
+            new(redis, new RedisSlidingWindowOptions { PermitLimit = 1_000_000, Window = TimeSpan.FromSeconds(10), KeyPrefix = $"{prefix}:{name}", OnRedisFailure = mode }, logs);
+        var failOpen = Limiter("open", RedisFailureMode.FailOpen);
+        var failClosed = Limiter("closed", RedisFailureMode.FailClosed);
+        var throwing = Limiter("throw", RedisFailureMode.Throw);
+        var locks = new RedisLockProvider(redis, new RedisLockOptions { KeyPrefix = prefix + ":lock" }, logs);
+        // L2 only: every read asks Redis (or skips it); and an L1 instance with fail-safe on the same entries.
+        await using var cache = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":c" }, logs, ct);
+        await using var tiered = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":c", UseL1 = true, FailSafe = true }, logs, ct);
+        var breaker = locks.Breaker;
+        Assert.Equal(RedisCircuitBreaker.Closed, breaker.State);
+        Assert.False((await failClosed.TryAcquireAsync("warm", 1, ct)).IsFallback);
+        Assert.Equal("w", await tiered.GetOrSetAsync("warm", _ => Task.FromResult<string?>("w"), cancellationToken: ct));
+
+        await server.KillAsync();
+
+        var errors = new ConcurrentQueue<string>();
+        var thrown = 0;
+        var refusedLocks = 0;
+        async Task WorkerAsync(int w)
+        {
+            for (var i = 0; i < 60; i++)
+            {
+                var key = $"k{w}-{i}";
+                try
+                {
+                    var value = await cache.GetOrSetAsync(key, _ => Task.FromResult<string?>("v:" + key), cancellationToken: ct);
+                    if (value != "v:" + key) errors.Enqueue($"cache {key} = {value}");
+                    if (await tiered.GetOrSetAsync<string>("warm", _ => throw new InvalidOperationException("the L1 copy must serve"), cancellationToken: ct) != "w")
+                        errors.Enqueue("the L1 copy was not served");
+                    var open = await failOpen.TryAcquireAsync(key, 1, ct);
+                    if (!open.Allowed) errors.Enqueue($"FailOpen denied {key} (fallback {open.IsFallback})");
+                    var closed = await failClosed.TryAcquireAsync(key, 1, ct);
+                    if (!closed.IsFallback || closed.Allowed) errors.Enqueue($"FailClosed answered {closed} while Redis was down");
+                    try
+                    {
+                        var d = await throwing.TryAcquireAsync(key, 1, ct);
+                        errors.Enqueue($"Throw answered {d} while Redis was down");
+                    }
+                    catch (Exception e) when (e is RedisException or TimeoutException)
+                    {
+                        Interlocked.Increment(ref thrown);
+                    }
+                    try
+                    {
+                        await using var held = await locks.TryAcquireAsync(key, TimeSpan.Zero, ct);
+                        errors.Enqueue($"lock {key} granted while Redis was down");
+                    }
+                    catch (Exception e) when (e is RedisException or TimeoutException)
+                    {
+                        Interlocked.Increment(ref refusedLocks);
+                    }
+                    var pings = await RedisPing.PingAsync(redis, ct);
+                    if (pings[0].Reachable) errors.Enqueue("the ping reached a stopped server");
+                }
+                catch (Exception e)
+                {
+                    errors.Enqueue($"{key}: {e.GetType().Name}: {e.Message}");
+                }
+            }
+        }
+        await Task.WhenAll(Enumerable.Range(0, 16).Select(w => Task.Run(() => WorkerAsync(w), ct)));
+
+        Assert.Empty(errors);
+        Assert.Equal(16 * 60, thrown);
+        Assert.Equal(16 * 60, refusedLocks);
+        Assert.Equal(16 * 60, cache.FactoryCalls);
+        Assert.True(breaker.IsOpen);
+        var down = Assert.Single(await RedisPing.PingAsync(redis, ct));
+        Assert.Contains("circuit breaker", down.Error, StringComparison.Ordinal);
+        // A cache built during the outage (as dependency injection builds it) subscribes on first use.
+        await using var late = new RedisTieredCache(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":c", UseL1 = true }, logs);
+        Assert.Equal("during", await late.GetOrSetAsync("during", _ => Task.FromResult<string?>("during"), cancellationToken: ct));
+
+        await server.StartAsync(ct);
+        await UntilAsync(() => Task.FromResult(breaker.State == RedisCircuitBreaker.Closed), "the breaker to close after the restart", ct);
+
+        // Through Redis again: a value written now is in Redis, and another instance reads it without its factory.
+        Assert.Equal("after", await cache.GetOrSetAsync("after", _ => Task.FromResult<string?>("after"), cancellationToken: ct));
+        await using (var admin = await server.ConnectAsync())
+            Assert.True(await admin.GetDatabase().KeyExistsAsync(cache.RedisKeyOf("after")));
+        Assert.Equal("after", await tiered.GetOrSetAsync<string>("after", _ => throw new InvalidOperationException("must come from Redis"), cancellationToken: ct));
+        var decided = await failClosed.TryAcquireAsync("after", 1, ct);
+        Assert.Equal((false, true), (decided.IsFallback, decided.Allowed));
+        Assert.False((await throwing.TryAcquireAsync("after", 1, ct)).IsFallback);
+        await using (var held = await locks.AcquireAsync("after", TimeSpan.FromSeconds(5), ct)) Assert.True(held.FencingToken >= 1);
+        Assert.True(Assert.Single(await RedisPing.PingAsync(redis, ct)).Reachable);
+        // The cache built during the outage subscribes once Redis is back: another instance's change reaches its L1.
+        Assert.Equal("one", await late.GetOrSetAsync("shared", _ => Task.FromResult<string?>("one"), cancellationToken: ct));
+        await tiered.SetAsync("shared", "two", cancellationToken: ct);
+        await UntilAsync(async () => await late.GetOrSetAsync<string>("shared", _ => Task.FromResult<string?>("refetched"), cancellationToken: ct) == "two",
+            "the late cache's L1 copy to be invalidated", ct);
+
+        // One warning when it opened and one when it closed, for thousands of calls that skipped Redis.
+        Assert.Equal(1, logs.Count("RedisCircuitOpened"));
+        Assert.Equal(1, logs.Count("RedisCircuitClosed"));
+    }
 }

@@ -11,10 +11,13 @@ public sealed class LockServicesTests
 
     private readonly string _prefix = TestServers.UniqueName("locksvc");
 
-    private ServiceProvider Provider(string kind = "standalone") => new ServiceCollection()
-        .AddSingleton(RedisServers.Get(kind))
-        .AddRedisLocks(new RedisLockOptions { KeyPrefix = _prefix, Expiry = TimeSpan.FromSeconds(20) })
-        .BuildServiceProvider();
+    private ServiceProvider Provider(string kind = "standalone")
+    {
+        // The multiplexer registered first is the one Polystore's registration uses.
+        var services = new ServiceCollection().AddSingleton(RedisServers.Get(kind));
+        services.AddPolystore(TestServers.ConfigDirectory).AddRedisLocks(new RedisLockOptions { KeyPrefix = _prefix, Expiry = TimeSpan.FromSeconds(20) });
+        return services.BuildServiceProvider();
+    }
 
     [Fact]
     public async Task The_interface_and_the_provider_are_one_instance_and_a_held_lock_excludes_others()
@@ -39,7 +42,7 @@ public sealed class LockServicesTests
     [Fact]
     public void Bad_options_throw_at_registration_naming_the_option()
     {
-        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new ServiceCollection().AddRedisLocks(new RedisLockOptions { Expiry = TimeSpan.Zero }));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => new ServiceCollection().AddPolystore(TestServers.ConfigDirectory).AddRedisLocks(new RedisLockOptions { Expiry = TimeSpan.Zero }));
         Assert.Equal(nameof(RedisLockOptions.Expiry), e.ParamName);
     }
 

@@ -466,7 +466,12 @@ public sealed class RateLimiterTests
         // (retried until Redis answers). Callers of FailOpen went ahead: their permits stay counted.
         var ct = TestContext.Current.CancellationToken;
         await using var paused = await PausableRedis.StartAsync(timeoutSeconds: 1);
-        var limiter = Limiter(paused.Client, 12, TimeSpan.FromMinutes(1), mode);
+        // The breaker stays shut: after these timeouts it would open and answer the look below itself
+        // (its own behaviour is covered in CircuitBreakerTests).
+        var limiter = new RedisSlidingWindowRateLimiter(paused.Client, new RedisSlidingWindowOptions
+        {
+            PermitLimit = 12, Window = TimeSpan.FromMinutes(1), KeyPrefix = _prefix, OnRedisFailure = mode, CircuitBreaker = new() { Enabled = false },
+        });
         Assert.Equal(12, (await limiter.TryAcquireAsync("timed-out", 0, ct)).Remaining); // the script is cached, as on any running server
         await paused.PauseAsync();
         // Past the first batches in flight, the calls share one batch, some weighted: 12 permits in all.

@@ -15,22 +15,29 @@ internal sealed class CacheInvalidationChannel
     private readonly L1Cache _l1;
     private readonly RedisChannel _channel;
     private readonly string _instanceId = Guid.NewGuid().ToString("N");
+    private readonly RedisCircuitBreaker _breaker;
 
-    public CacheInvalidationChannel(IConnectionMultiplexer redis, string keyPrefix, L1Cache l1)
+    public CacheInvalidationChannel(IConnectionMultiplexer redis, string keyPrefix, L1Cache l1, RedisCircuitBreaker breaker)
     {
         _redis = redis;
+        _breaker = breaker;
         _l1 = l1;
         _channel = RedisChannel.Literal(keyPrefix + ":__invalidate");
     }
 
-    public Task SubscribeAsync(CancellationToken cancellationToken) =>
-        _redis.GetSubscriber().SubscribeAsync(_channel, OnMessage).WaitAsync(cancellationToken);
+    /// <summary>
+    /// Subscribes and waits for Redis to confirm, within the operation timeout; while the circuit breaker is open it
+    /// fails at once (<see cref="InvalidationSubscription"/> tries again on a later use).
+    /// </summary>
+    public Task SubscribeAsync(CancellationToken cancellationToken) => _breaker.IsOpen
+        ? Task.FromException(_breaker.ShortCircuit(L2Cache.Component, "the invalidation channel is not subscribed yet"))
+        : _breaker.RunAsync(_redis.GetSubscriber().SubscribeAsync(_channel, OnMessage), cancellationToken);
 
     public async Task UnsubscribeAsync()
     {
         try
         {
-            await _redis.GetSubscriber().UnsubscribeAsync(_channel, OnMessage).ConfigureAwait(false);
+            await _breaker.RunAsync(_redis.GetSubscriber().UnsubscribeAsync(_channel, OnMessage)).ConfigureAwait(false);
         }
         catch (Exception e) when (RedisErrors.IsUnavailable(e))
         {
@@ -48,10 +55,16 @@ internal sealed class CacheInvalidationChannel
 
     private async Task PublishAsync(char kind, string value)
     {
+        if (_breaker.IsOpen)
+        {
+            _breaker.CountShortCircuit(L2Cache.Component);
+            RedisMetrics.RecordCacheFallback("publish");
+            return;
+        }
         var message = string.Concat(_instanceId, "|", kind.ToString(), "|", value);
         try
         {
-            await _redis.GetSubscriber().PublishAsync(_channel, message).ConfigureAwait(false);
+            await _breaker.RunAsync(_redis.GetSubscriber().PublishAsync(_channel, message)).ConfigureAwait(false);
         }
         catch (Exception e) when (RedisErrors.IsUnavailable(e))
         {

@@ -6,9 +6,10 @@ namespace Polystore.Redis.Caching;
 /// <summary>
 /// Bulk deletion for <see cref="RedisTieredCache"/>: keys matching a glob are found with SCAN on every primary
 /// (never KEYS), the members of a tag set with SSCAN, and both are deleted with UNLINK in batches of
-/// <see cref="Batch"/>, split by hash slot in a cluster.
+/// <see cref="Batch"/>, split by hash slot in a cluster. Each round trip (a SCAN page, an UNLINK) is bounded by the
+/// operation timeout, and nothing starts while the circuit breaker is open.
 /// </summary>
-internal sealed class CacheKeyRemover(IConnectionMultiplexer redis)
+internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuitBreaker breaker)
 {
     private const int Batch = 500;
 
@@ -27,6 +28,7 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis)
     /// <summary>Unlinks every key matching the glob <paramref name="pattern"/>; returns how many existed.</summary>
     public async Task<long> RemoveMatchingAsync(string pattern, CancellationToken cancellationToken)
     {
+        if (breaker.IsOpen) throw breaker.ShortCircuit(L2Cache.Component, "nothing was removed");
         var db = redis.GetDatabase();
         long removed = 0;
         // In a cluster every primary holds a share of the keyspace, so each one is scanned.
@@ -35,7 +37,7 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis)
             if (server.IsReplica || !server.IsConnected) continue;
             var batch = new List<RedisKey>(Batch);
             // KeysAsync pages with SCAN (never KEYS) on every Redis since 2.8.
-            await foreach (var key in server.KeysAsync(db.Database, pattern, Batch).WithCancellation(cancellationToken).ConfigureAwait(false))
+            await foreach (var key in Bounded(server.KeysAsync(db.Database, pattern, Batch), cancellationToken).ConfigureAwait(false))
             {
                 batch.Add(key);
                 if (batch.Count == Batch)
@@ -52,10 +54,11 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis)
     /// <summary>Unlinks every key listed in the set <paramref name="tagKey"/>, then the set; returns how many listed keys existed.</summary>
     public async Task<long> RemoveTaggedAsync(RedisKey tagKey, CancellationToken cancellationToken)
     {
+        if (breaker.IsOpen) throw breaker.ShortCircuit(L2Cache.Component, "nothing was removed");
         var db = redis.GetDatabase();
         var batch = new List<RedisKey>(Batch);
         long removed = 0;
-        await foreach (var member in db.SetScanAsync(tagKey, pageSize: Batch).WithCancellation(cancellationToken).ConfigureAwait(false))
+        await foreach (var member in Bounded(db.SetScanAsync(tagKey, pageSize: Batch), cancellationToken).ConfigureAwait(false))
         {
             batch.Add((RedisKey)(byte[])member!);
             if (batch.Count == Batch)
@@ -65,8 +68,39 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis)
             }
         }
         removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
-        await db.ExecuteAsync("UNLINK", tagKey).ConfigureAwait(false);
+        await breaker.RunAsync(db.ExecuteAsync("UNLINK", tagKey), cancellationToken).ConfigureAwait(false);
         return removed;
+    }
+
+    /// <summary>
+    /// <paramref name="items"/> with each step that waits for a page bounded by the operation timeout. A step given up
+    /// leaves its enumerator behind undisposed: disposing it with a page still pending is not allowed.
+    /// </summary>
+    private async IAsyncEnumerable<T> Bounded<T>(IAsyncEnumerable<T> items, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken cancellationToken)
+    {
+        var e = items.GetAsyncEnumerator(cancellationToken);
+        var pending = false;
+        try
+        {
+            while (true)
+            {
+                var next = e.MoveNextAsync();
+                bool more;
+                if (next.IsCompleted) more = await next.ConfigureAwait(false);
+                else
+                {
+                    pending = true;
+                    more = await breaker.RunAsync(next.AsTask(), cancellationToken).ConfigureAwait(false);
+                    pending = false;
+                }
+                if (!more) yield break;
+                yield return e.Current;
+            }
+        }
+        finally
+        {
+            if (!pending) await e.DisposeAsync().ConfigureAwait(false);
+        }
     }
 
     private async Task<long> UnlinkAsync(IDatabaseAsync db, List<RedisKey> keys)
@@ -77,7 +111,7 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis)
             ? keys.GroupBy(k => redis.HashSlot(k)).Select(g => g.Cast<object>().ToArray())
             : [keys.Cast<object>().ToArray()];
         var tasks = groups.Select(g => db.ExecuteAsync("UNLINK", g)).ToArray();
-        await Task.WhenAll(tasks).ConfigureAwait(false);
+        await breaker.RunAsync(Task.WhenAll(tasks)).ConfigureAwait(false);
         return tasks.Sum(t => (long)t.Result);
     }
 }

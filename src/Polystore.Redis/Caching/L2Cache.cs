@@ -31,9 +31,11 @@ internal sealed class L2Cache
     private readonly ICacheSerializer _serializer;
     private readonly CacheClock _clock;
     private readonly bool _throwOnRedisErrors;
+    private readonly RedisCircuitBreaker _breaker;
 
-    public L2Cache(IConnectionMultiplexer redis, RedisTieredCacheOptions options, CacheClock clock)
+    public L2Cache(IConnectionMultiplexer redis, RedisTieredCacheOptions options, CacheClock clock, RedisCircuitBreaker breaker)
     {
+        _breaker = breaker;
         _redis = redis;
         _keyPrefix = options.KeyPrefix + EntrySpace;
         _tagPrefix = options.KeyPrefix + TagSpace;
@@ -49,13 +51,26 @@ internal sealed class L2Cache
 
     public string TagKeyOf(string tag) => _tagPrefix + tag;
 
-    /// <summary>Reads <paramref name="key"/>; Redis being unavailable reads as no entry unless errors are to be thrown.</summary>
+    /// <summary>The connection's circuit breaker, shared with the other components of this connection.</summary>
+    public RedisCircuitBreaker Breaker => _breaker;
+
+    /// <summary>
+    /// Reads <paramref name="key"/>; Redis being unavailable (or the circuit breaker open, then without a round trip)
+    /// reads as no entry unless errors are to be thrown.
+    /// </summary>
     public async Task<L2Read> ReadAsync<T>(string key, CancellationToken cancellationToken)
     {
+        if (_breaker.IsOpen)
+        {
+            if (_throwOnRedisErrors) throw _breaker.ShortCircuit(Component);
+            _breaker.CountShortCircuit(Component);
+            RedisMetrics.RecordCacheFallback("get");
+            return default;
+        }
         Lease<byte>? lease;
         try
         {
-            lease = await _redis.GetDatabase().StringGetLeaseAsync(_keyPrefix + key).WaitAsync(cancellationToken).ConfigureAwait(false);
+            lease = await _breaker.RunAsync(_redis.GetDatabase().StringGetLeaseAsync(_keyPrefix + key), cancellationToken).ConfigureAwait(false);
         }
         catch (Exception e) when (RedisErrors.IsUnavailable(e) && !_throwOnRedisErrors)
         {
@@ -69,24 +84,29 @@ internal sealed class L2Cache
 
     /// <summary>
     /// Stores the entry with Redis TTL <paramref name="physicalTtl"/> and adds its key to each tag's set. A
-    /// serializer failure throws before anything is sent.
+    /// serializer failure throws before anything is sent; an open circuit breaker fails the task at once (nothing sent).
     /// </summary>
-    public Task WriteAsync<T>(string key, T? value, bool missing, long logicalExpiryUnixMs, TimeSpan physicalTtl, IReadOnlyList<string>? tags)
+    public Task WriteAsync<T>(string key, T? value, bool missing, long logicalExpiryUnixMs, TimeSpan physicalTtl, IReadOnlyList<string>? tags, CancellationToken cancellationToken)
     {
+        if (_breaker.IsOpen) return Task.FromException(_breaker.ShortCircuit(Component));
         var buffer = new ArrayBufferWriter<byte>(256);
         CacheEntryFormat.Write(buffer, value, missing, logicalExpiryUnixMs, _serializer);
         var db = _redis.GetDatabase();
         RedisKey redisKey = _keyPrefix + key;
         var set = db.StringSetAsync(redisKey, buffer.WrittenMemory, physicalTtl);
-        if (tags is not { Count: > 0 }) return set;
+        if (tags is not { Count: > 0 }) return _breaker.RunAsync(set, cancellationToken);
         var all = new Task[tags.Count + 1];
         all[0] = set;
         var ms = (long)Math.Ceiling(physicalTtl.TotalMilliseconds);
         for (var i = 0; i < tags.Count; i++)
             all[i + 1] = TagScript.EvaluateAsync(db, [_tagPrefix + tags[i]], [(byte[])redisKey!, ms]);
-        return Task.WhenAll(all);
+        return _breaker.RunAsync(Task.WhenAll(all), cancellationToken);
     }
 
-    /// <summary>UNLINKs <paramref name="key"/>; the reply is 1 when it existed.</summary>
-    public Task<RedisResult> UnlinkAsync(string key) => _redis.GetDatabase().ExecuteAsync("UNLINK", (RedisKey)(_keyPrefix + key));
+    /// <summary>UNLINKs <paramref name="key"/>; the reply is 1 when it existed. An open circuit breaker fails it at once.</summary>
+    public Task<RedisResult> UnlinkAsync(string key, CancellationToken cancellationToken) => _breaker.IsOpen
+        ? Task.FromException<RedisResult>(_breaker.ShortCircuit(Component))
+        : _breaker.RunAsync(_redis.GetDatabase().ExecuteAsync("UNLINK", (RedisKey)(_keyPrefix + key)), cancellationToken);
+
+    internal const string Component = "cache";
 }

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace Polystore.Redis.Caching;
@@ -7,6 +8,12 @@ namespace Polystore.Redis.Caching;
 /// TTL jitter, negative caching, fail-safe, tag and prefix invalidation (SCAN + UNLINK, never KEYS), and L1
 /// invalidations that reach every instance through Redis pub/sub.
 /// </summary>
+/// <remarks>
+/// While the connection's circuit breaker is open (see <see cref="RedisTieredCacheOptions.CircuitBreaker"/>) nothing
+/// waits on Redis: reads miss it, fills keep their value in L1 only, and fail-safe serves L1 copies, each counted in
+/// <see cref="RedisMetrics.CacheFallbacks"/>; with <see cref="RedisTieredCacheOptions.ThrowOnRedisErrors"/> they throw
+/// a <see cref="RedisConnectionException"/> that says the breaker is open. Removals throw it either way.
+/// </remarks>
 public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
 {
     // This class decides what each call does (including when Redis is unavailable); the parts do the work.
@@ -24,27 +31,40 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
     /// Creates a cache without waiting on Redis (as dependency injection does); with L1 on, it subscribes to the
     /// invalidation channel on first use, and its L1 copies count from the moment Redis confirms that.
     /// </summary>
-    public RedisTieredCache(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null)
+    /// <param name="redis">The application's connection.</param>
+    /// <param name="options">The cache options; null = the defaults.</param>
+    /// <param name="loggerFactory">Where the connection's circuit breaker logs its state changes; null = nowhere.</param>
+    public RedisTieredCache(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
         options = (options ?? new RedisTieredCacheOptions()).Validated();
         Redis = redis;
         _options = options;
         _clock = new CacheClock(options.TimeProvider);
-        _l2 = new L2Cache(redis, options, _clock);
-        _remover = new CacheKeyRemover(redis);
+        var breaker = RedisCircuitBreaker.For(redis, options.CircuitBreaker, loggerFactory);
+        _l2 = new L2Cache(redis, options, _clock, breaker);
+        _remover = new CacheKeyRemover(redis, breaker);
         if (options.UseL1)
         {
             _l1 = new L1Cache(options, _clock);
-            _invalidation = new CacheInvalidationChannel(redis, options.KeyPrefix, _l1);
+            _invalidation = new CacheInvalidationChannel(redis, options.KeyPrefix, _l1, breaker);
             _subscription = new InvalidationSubscription(_invalidation, _l1);
         }
     }
 
     /// <summary>Creates a cache; with L1 on, it is subscribed to the invalidation channel before this returns.</summary>
-    public static async Task<RedisTieredCache> CreateAsync(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null, CancellationToken cancellationToken = default)
+    public static Task<RedisTieredCache> CreateAsync(IConnectionMultiplexer redis, RedisTieredCacheOptions? options = null, CancellationToken cancellationToken = default) =>
+        CreateAsync(redis, options, null, cancellationToken);
+
+    /// <summary>Creates a cache whose connection's circuit breaker logs its state changes to <paramref name="loggerFactory"/>.</summary>
+    /// <param name="redis">The application's connection.</param>
+    /// <param name="options">The cache options; null = the defaults.</param>
+    /// <param name="loggerFactory">Where the circuit breaker logs; null = nowhere.</param>
+    /// <param name="cancellationToken">Stops the wait for the invalidation channel's subscription.</param>
+    /// <exception cref="RedisConnectionException">Redis is unavailable or its circuit breaker is open (construct the cache instead, to subscribe on first use).</exception>
+    public static async Task<RedisTieredCache> CreateAsync(IConnectionMultiplexer redis, RedisTieredCacheOptions? options, ILoggerFactory? loggerFactory, CancellationToken cancellationToken = default)
     {
-        var cache = new RedisTieredCache(redis, options);
+        var cache = new RedisTieredCache(redis, options, loggerFactory);
         if (cache._subscription is not null) await cache._subscription.EnsureAsync(cancellationToken).ConfigureAwait(false);
         return cache;
     }
@@ -139,7 +159,7 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
     {
         RedisKeys.ValidateName(key, nameof(key));
         _l1?.Drop(key);
-        var removed = (long)await _l2.UnlinkAsync(key).WaitAsync(cancellationToken).ConfigureAwait(false) == 1;
+        var removed = (long)await _l2.UnlinkAsync(key, cancellationToken).ConfigureAwait(false) == 1;
         if (_invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
         return removed;
     }
@@ -193,6 +213,9 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
 
     internal CacheClock Clock => _clock;
 
+    /// <summary>The connection's circuit breaker: adapters that call Redis themselves check it and run their calls through it.</summary>
+    internal RedisCircuitBreaker Breaker => _l2.Breaker;
+
     internal string TagKeyOf(string tag) => _l2.TagKeyOf(tag);
 
     private async Task<T?> SlowGetOrSetAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? stale, CancellationToken cancellationToken)
@@ -240,7 +263,14 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
             return read.Stale ? new CachedValue(read.Value, read.Missing) : new CachedValue(staleL1!.Value, staleL1.Missing);
         }
         var missing = value is null;
-        if (!missing || _options.NegativeTtl is not null)
+        if ((!missing || _options.NegativeTtl is not null) && _l2.Breaker.IsOpen && !_options.ThrowOnRedisErrors)
+        {
+            // Redis is known to be away: keep the value in L1 without building an exception for it.
+            _l2.Breaker.CountShortCircuit(L2Cache.Component);
+            RedisMetrics.RecordCacheFallback("set");
+            _l1?.Set(key, value, missing, _clock.UnixMs + (long)Ttl(entry, missing).TotalMilliseconds, entry?.Tags);
+        }
+        else if (!missing || _options.NegativeTtl is not null)
         {
             try
             {
@@ -263,7 +293,7 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
         var ttl = Ttl(entry, missing);
         var logicalExpiry = _clock.UnixMs + (long)ttl.TotalMilliseconds;
         var physical = _options.FailSafe && entry?.ExactTtl != true ? ttl + _options.FailSafeMaxAge : ttl;
-        await _l2.WriteAsync(key, value, missing, logicalExpiry, physical, entry?.Tags).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _l2.WriteAsync(key, value, missing, logicalExpiry, physical, entry?.Tags, cancellationToken).ConfigureAwait(false);
         _l1?.Set(key, value, missing, logicalExpiry, entry?.Tags);
         if (broadcast && _invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
     }

@@ -52,6 +52,12 @@ public sealed record RedisTieredCacheOptions
     /// </summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>
+    /// The connection's circuit breaker and the timeout of each Redis call (see <see cref="RedisCircuitBreakerOptions"/>):
+    /// components of one connection with equal options share one breaker.
+    /// </summary>
+    public RedisCircuitBreakerOptions CircuitBreaker { get; init; } = new();
+
     internal RedisTieredCacheOptions Validated()
     {
         RedisKeys.ValidatePrefix(KeyPrefix, nameof(KeyPrefix));
@@ -63,6 +69,8 @@ public sealed record RedisTieredCacheOptions
         if (L1MaxEntries < 1) throw new ArgumentOutOfRangeException(nameof(L1MaxEntries), L1MaxEntries, $"{nameof(L1MaxEntries)} must be at least 1.");
         ArgumentNullException.ThrowIfNull(Serializer, nameof(Serializer));
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+        ArgumentNullException.ThrowIfNull(CircuitBreaker, nameof(CircuitBreaker));
+        CircuitBreaker.Validated(nameof(CircuitBreaker));
         return this with { };
     }
 }

@@ -61,13 +61,18 @@ public sealed class RedisLock : IRedisLock
     public bool IsHeld => Volatile.Read(ref _lostFlag) == 0 && Volatile.Read(ref _released) == 0
         && Stopwatch.GetTimestamp() < Interlocked.Read(ref _deadline) && Volatile.Read(ref _lost)?.IsCancellationRequested != true;
 
-    /// <summary>Resets the lease to the configured expiry if this holder still owns it; false when it was lost.</summary>
+    /// <summary>
+    /// Resets the lease to the configured expiry if this holder still owns it; false when it was lost. Redis unavailable
+    /// (or the circuit breaker open) throws, and the lease keeps running out from its last extension.
+    /// </summary>
     public async ValueTask<bool> ExtendAsync(CancellationToken cancellationToken = default)
     {
         if (Volatile.Read(ref _released) != 0) return false;
         cancellationToken.ThrowIfCancellationRequested();
+        var breaker = _provider.Breaker;
+        if (breaker.IsOpen) throw breaker.ShortCircuit("lock", $"the lease on '{Resource}' was not extended");
         var start = Stopwatch.GetTimestamp();
-        var ok = (long)await LockScripts.Extend.EvaluateAsync(_db, [_keys[0]], [_token, _provider.ExpiryMs]).ConfigureAwait(false) == 1;
+        var ok = (long)await breaker.RunAsync(LockScripts.Extend.EvaluateAsync(_db, [_keys[0]], [_token, _provider.ExpiryMs]), cancellationToken).ConfigureAwait(false) == 1;
         if (ok) ScheduleLoss(start);
         else MarkLost("extend-refused");
         return ok;

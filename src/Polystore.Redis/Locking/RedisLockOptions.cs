@@ -27,6 +27,12 @@ public sealed record RedisLockOptions
     /// <summary>Key prefix; keys are <c>{prefix:resource}:lock</c> and <c>{prefix:resource}:fence</c>.</summary>
     public string KeyPrefix { get; init; } = "polystore:lock";
 
+    /// <summary>
+    /// The connection's circuit breaker and the timeout of each Redis call (see <see cref="RedisCircuitBreakerOptions"/>):
+    /// components of one connection with equal options share one breaker. While it is open, acquires throw at once.
+    /// </summary>
+    public RedisCircuitBreakerOptions CircuitBreaker { get; init; } = new();
+
     internal TimeSpan Interval => ExtendInterval ?? Expiry / 3;
 
     internal RedisLockOptions Validated()
@@ -38,6 +44,8 @@ public sealed record RedisLockOptions
         if (MinBackoff <= TimeSpan.Zero || MaxBackoff < MinBackoff)
             throw new ArgumentOutOfRangeException(nameof(MinBackoff), MinBackoff, $"{nameof(MinBackoff)} must be positive and not above {nameof(MaxBackoff)}.");
         RedisKeys.ValidatePrefix(KeyPrefix, nameof(KeyPrefix));
+        ArgumentNullException.ThrowIfNull(CircuitBreaker, nameof(CircuitBreaker));
+        CircuitBreaker.Validated(nameof(CircuitBreaker));
         return this with { };
     }
 }

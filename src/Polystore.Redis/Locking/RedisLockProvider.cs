@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace Polystore.Redis.Locking;
@@ -14,16 +15,21 @@ public sealed class RedisLockProvider : IRedisLockProvider
     private readonly RedisValue _expiryMs;
     private readonly string _tagStart;
     private readonly ScriptBatcher _batcher; // acquires and releases of every caller, coalesced
+    private const string Component = "lock";
 
     /// <summary>Creates a provider over <paramref name="redis"/>.</summary>
-    public RedisLockProvider(IConnectionMultiplexer redis, RedisLockOptions? options = null)
+    /// <param name="redis">The application's connection.</param>
+    /// <param name="options">Lease, backoff, keys and circuit breaker; null = the defaults.</param>
+    /// <param name="loggerFactory">Where the connection's circuit breaker logs its state changes; null = nowhere.</param>
+    public RedisLockProvider(IConnectionMultiplexer redis, RedisLockOptions? options = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
         _redis = redis;
         Options = (options ?? new RedisLockOptions()).Validated();
         _expiryMs = (long)Math.Ceiling(Options.Expiry.TotalMilliseconds);
         _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
-        _batcher = new ScriptBatcher(redis, LockScripts.AcquireOrRelease, [_expiryMs], resultsPerItem: 1);
+        Breaker = RedisCircuitBreaker.For(redis, Options.CircuitBreaker, loggerFactory);
+        _batcher = new ScriptBatcher(redis, LockScripts.AcquireOrRelease, [_expiryMs], resultsPerItem: 1, Breaker, Component);
     }
 
     /// <summary>The validated options.</summary>
@@ -33,6 +39,11 @@ public sealed class RedisLockProvider : IRedisLockProvider
     /// Tries to take the lock on <paramref name="resource"/>, waiting up to <paramref name="waitTimeout"/>
     /// (zero = one attempt) with jittered exponential backoff. Returns null when it stays taken.
     /// </summary>
+    /// <remarks>
+    /// Redis unavailable: throws the Redis exception, never a lock. While the connection's circuit breaker is open (see
+    /// <see cref="RedisLockOptions.CircuitBreaker"/>) that is at once, a <see cref="RedisConnectionException"/> saying so.
+    /// An acquire given up at the operation timeout may still run later: its release is queued right behind it.
+    /// </remarks>
     public async ValueTask<RedisLock?> TryAcquireAsync(string resource, TimeSpan waitTimeout = default, CancellationToken cancellationToken = default)
     {
         RedisKeys.ValidateName(resource, nameof(resource));
@@ -46,8 +57,20 @@ public sealed class RedisLockProvider : IRedisLockProvider
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
+            if (Breaker.IsOpen) throw Breaker.ShortCircuit(Component, $"the lock on '{resource}' was not taken");
             var attemptStart = Stopwatch.GetTimestamp();
-            var result = (long)(await _batcher.RunAsync(keys, [Acquire, token]).ConfigureAwait(false))[0];
+            long result;
+            try
+            {
+                result = (long)(await _batcher.RunAsync(keys, [Acquire, token]).ConfigureAwait(false))[0];
+            }
+            catch (Exception e) when (RedisErrors.IsUnavailable(e) && RedisErrors.MayHaveRun(e))
+            {
+                // The acquire may yet run (sent without a reply, or given up at the operation timeout): the
+                // compare-and-delete goes right behind it, so a lock nobody received never stays held.
+                ReleaseInBackground(keys, token);
+                throw;
+            }
             if (result > 0) return new RedisLock(this, db, keys, resource, token, result, attemptStart);
             var waited = Stopwatch.GetElapsedTime(started);
             if (waitTimeout != Timeout.InfiniteTimeSpan && waited >= waitTimeout) return null;
@@ -73,6 +96,9 @@ public sealed class RedisLockProvider : IRedisLockProvider
         await AcquireAsync(resource, waitTimeout, cancellationToken).ConfigureAwait(false);
 
     internal RedisValue ExpiryMs => _expiryMs;
+
+    /// <summary>The connection's circuit breaker (shared with the other components of this connection).</summary>
+    internal RedisCircuitBreaker Breaker { get; }
 
     private static readonly RedisValue Acquire = "a";
     private static readonly RedisValue Release = "r";

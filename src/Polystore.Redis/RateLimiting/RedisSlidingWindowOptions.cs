@@ -21,6 +21,12 @@ public sealed record RedisSlidingWindowOptions
     /// </summary>
     public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
+    /// <summary>
+    /// The connection's circuit breaker and the timeout of each Redis call (see <see cref="RedisCircuitBreakerOptions"/>):
+    /// components of one connection with equal options share one breaker.
+    /// </summary>
+    public RedisCircuitBreakerOptions CircuitBreaker { get; init; } = new();
+
     internal RedisSlidingWindowOptions Validated()
     {
         if (PermitLimit < 1) throw new ArgumentOutOfRangeException(nameof(PermitLimit), PermitLimit, $"{nameof(PermitLimit)} must be at least 1.");
@@ -28,6 +34,8 @@ public sealed record RedisSlidingWindowOptions
         RedisKeys.ValidatePrefix(KeyPrefix, nameof(KeyPrefix));
         if (!Enum.IsDefined(OnRedisFailure)) throw new ArgumentOutOfRangeException(nameof(OnRedisFailure), OnRedisFailure, "unknown failure mode");
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
+        ArgumentNullException.ThrowIfNull(CircuitBreaker, nameof(CircuitBreaker));
+        CircuitBreaker.Validated(nameof(CircuitBreaker));
         return this with { };
     }
 }

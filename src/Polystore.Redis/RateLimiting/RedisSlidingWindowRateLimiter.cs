@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Threading.RateLimiting;
+using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace Polystore.Redis.RateLimiting;
@@ -32,20 +33,25 @@ public sealed class RedisSlidingWindowRateLimiter
     // batching only removes per-call overhead.
     private readonly SlotCoalescer<Pending> _coalescer;
     private readonly ScriptBatcher _giveBack;
+    private readonly RedisCircuitBreaker _breaker;
 
     /// <summary>Creates a limiter over <paramref name="redis"/>.</summary>
-    public RedisSlidingWindowRateLimiter(IConnectionMultiplexer redis, RedisSlidingWindowOptions options)
+    /// <param name="redis">The application's connection.</param>
+    /// <param name="options">Limits, keys, failure mode and circuit breaker.</param>
+    /// <param name="loggerFactory">Where the connection's circuit breaker logs its state changes; null = nowhere.</param>
+    public RedisSlidingWindowRateLimiter(IConnectionMultiplexer redis, RedisSlidingWindowOptions options, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
         ArgumentNullException.ThrowIfNull(options);
         _redis = redis;
         Options = options.Validated();
+        _breaker = RedisCircuitBreaker.For(redis, Options.CircuitBreaker, loggerFactory);
         _window = (long)(Options.Window.Ticks / TimeSpan.TicksPerMicrosecond);
         _limit = Options.PermitLimit;
         _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
         _instanceArg = _instance;
         _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot);
-        _giveBack = new ScriptBatcher(redis, SlidingWindowScript.Release, [], resultsPerItem: 1);
+        _giveBack = new ScriptBatcher(redis, SlidingWindowScript.Release, [], resultsPerItem: 1, _breaker, Component);
     }
 
     /// <summary>The validated options.</summary>
@@ -79,11 +85,15 @@ public sealed class RedisSlidingWindowRateLimiter
     /// retried while Redis does not answer, for at most a window (then the entries have left anyway), for at
     /// most 65,536 entries at a time; past that, the permits stay taken until they leave the window. Each
     /// permit given back is counted in <see cref="RedisMetrics.RateLimitGivenBack"/> (when Redis confirms it).
+    /// <para>While the connection's circuit breaker is open (see <see cref="RedisSlidingWindowOptions.CircuitBreaker"/>) the
+    /// call does not reach Redis: it answers at once as <see cref="RedisSlidingWindowOptions.OnRedisFailure"/> says, and
+    /// with <see cref="RedisFailureMode.Throw"/> fails with a <see cref="RedisConnectionException"/> that says the breaker is open.</para>
     /// </remarks>
     public ValueTask<RateLimitDecision> TryAcquireAsync(string key, int permits = 1, CancellationToken cancellationToken = default)
     {
         Validate(key, permits);
         if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled<RateLimitDecision>(cancellationToken);
+        if (_breaker.IsOpen) return ShortCircuited();
         RedisKey log = RedisKeys.Key(_tagStart, key, LogSuffix);
         // The slot only matters when batches must be split per slot (cluster, or not known yet).
         var pending = new Pending(log, permits, _coalescer.KnownStandalone ? 0 : _redis.HashSlot(log));
@@ -121,7 +131,7 @@ public sealed class RedisSlidingWindowRateLimiter
         RateLimitDecision[] decisions;
         try
         {
-            var result = (RedisResult[])(await SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args).ConfigureAwait(false))!;
+            var result = (RedisResult[])(await _breaker.RunAsync(SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args)).ConfigureAwait(false))!;
             decisions = new RateLimitDecision[batch.Count];
             var at = 1;
             for (var i = 0; i < decisions.Length; i++) decisions[i] = Parse(result, ref at);
@@ -356,7 +366,22 @@ public sealed class RedisSlidingWindowRateLimiter
         return decision;
     }
 
-    private RateLimitDecision Fallback(Exception e)
+    // The breaker is open: the failure mode answers without a round trip (and without an exception unless it is Throw).
+    private ValueTask<RateLimitDecision> ShortCircuited()
+    {
+        if (Options.OnRedisFailure != RedisFailureMode.Throw)
+        {
+            _breaker.CountShortCircuit(Component);
+            return new ValueTask<RateLimitDecision>(Fallback(null));
+        }
+        var e = _breaker.ShortCircuit(Component, "no rate-limit decision was taken");
+        RedisMetrics.RateLimitFallbackCounter.Add(1, new KeyValuePair<string, object?>("outcome", "thrown"));
+        return ValueTask.FromException<RateLimitDecision>(e);
+    }
+
+    private const string Component = "ratelimit";
+
+    private RateLimitDecision Fallback(Exception? e)
     {
         var mode = Options.OnRedisFailure;
         RedisMetrics.RateLimitFallbackCounter.Add(1, new KeyValuePair<string, object?>("outcome", mode switch
@@ -365,7 +390,7 @@ public sealed class RedisSlidingWindowRateLimiter
             RedisFailureMode.FailClosed => "denied",
             _ => "thrown",
         }));
-        if (mode == RedisFailureMode.Throw) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+        if (mode == RedisFailureMode.Throw) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e!);
         var open = mode == RedisFailureMode.FailOpen;
         // Fail closed suggests retrying after a short pause rather than a whole window.
         return new RateLimitDecision(open, 0, open ? TimeSpan.Zero : TimeSpan.FromSeconds(1), TimeSpan.Zero, 0, IsFallback: true);

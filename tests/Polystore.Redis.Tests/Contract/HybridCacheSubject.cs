@@ -47,7 +47,7 @@ internal sealed class HybridCacheSubject : IAsyncDisposable
                 services.AddHybridCache();
                 break;
             default:
-                services.AddRedisTieredCache(options);
+                services.AddPolystore(TestServers.ConfigDirectory).AddRedisCache(options);
                 break;
         }
         return new(services.BuildServiceProvider(), time);

@@ -1,15 +1,15 @@
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using Polystore;
 using Polystore.Integration.Outbox;
 
-namespace Polystore.Hosting;
+namespace Microsoft.Extensions.DependencyInjection;
 
 /// <summary>Runs outbox dispatchers inside an application host, with a health check on their lag.</summary>
-public static class OutboxHostingExtensions
+public static class OutboxPolystoreBuilderExtensions
 {
     /// <summary>
     /// Runs a dispatcher of the outbox in <see cref="OutboxDispatcherHostingOptions.Schema"/> to the subscriber
@@ -21,16 +21,17 @@ public static class OutboxHostingExtensions
     /// <remarks>
     /// The subscriber is one singleton: registered by the application beforehand (for one that needs arguments the
     /// container cannot supply), or else built by the container from its constructor. The dispatcher uses the
-    /// container's <see cref="NpgsqlDataSource"/> and <see cref="ILoggerFactory"/>. The options are validated here, so a
+    /// container's <see cref="NpgsqlDataSource"/> (adding PostgreSQL to the builder) and <see cref="ILoggerFactory"/>. The options are validated here, so a
     /// bad value throws at registration, naming the option, and registers nothing.
     /// </remarks>
-    public static IServiceCollection AddOutboxDispatcher<TSubscriber>(this IServiceCollection services, Action<OutboxDispatcherHostingOptions>? configure = null)
+    public static PolystoreBuilder AddOutboxDispatcher<TSubscriber>(this PolystoreBuilder builder, Action<OutboxDispatcherHostingOptions>? configure = null)
         where TSubscriber : class, IOutboxSubscriber
     {
-        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(builder);
         var options = new OutboxDispatcherHostingOptions();
         configure?.Invoke(options);
         options.Validate();
+        var services = builder.AddPostgres().Services;
         var store = new OutboxStore(options.Schema);
         var dispatcherOptions = options.Dispatcher;
         var (degradedAfter, unhealthyAfter) = (options.DegradedAfter, options.UnhealthyAfter);
@@ -44,7 +45,7 @@ public static class OutboxHostingExtensions
             health.Registrations.Add(new HealthCheckRegistration($"outbox:{store.Schema}:{subscriber.Name}",
                 sp => new OutboxHealthCheck(new OutboxMonitor(sp.GetRequiredService<NpgsqlDataSource>(), store), subscriber.Name, degradedAfter, unhealthyAfter),
                 HealthStatus.Unhealthy, ["polystore", "outbox"])));
-        return services;
+        return builder;
     }
 }
 

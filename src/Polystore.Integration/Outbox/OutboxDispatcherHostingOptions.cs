@@ -1,10 +1,9 @@
-using Polystore.Integration.Outbox;
 using Polystore.Postgres;
 
-namespace Polystore.Hosting;
+namespace Polystore.Integration.Outbox;
 
 /// <summary>
-/// How <see cref="OutboxHostingExtensions.AddOutboxDispatcher{TSubscriber}"/> runs one subscriber's dispatcher: the
+/// How <see cref="Microsoft.Extensions.DependencyInjection.OutboxPolystoreBuilderExtensions.AddOutboxDispatcher{TSubscriber}"/> runs one subscriber's dispatcher: the
 /// outbox schema, the dispatcher's tuning and the thresholds of its health check. Defaults are those of
 /// <see cref="OutboxDispatcherOptions"/>.
 /// </summary>
