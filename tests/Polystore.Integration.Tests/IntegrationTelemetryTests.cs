@@ -156,9 +156,10 @@ public sealed class IntegrationTelemetryTests : IDisposable
     [Fact]
     public async Task AddPolystoreInstrumentation_subscribes_the_OpenTelemetry_SDK_to_every_Polystore_source_and_meter()
     {
-        Assert.Equal([PostgresTelemetry.ActivitySourceName, "Polystore.Redis", MongoStoreTelemetry.ActivitySourceName, IntegrationTelemetry.ActivitySourceName],
+        Assert.Equal([PostgresTelemetry.ActivitySourceName, RedisTelemetry.ActivitySourceName, MongoStoreTelemetry.ActivitySourceName, IntegrationTelemetry.ActivitySourceName],
             PolystoreInstrumentation.ActivitySourceNames);
-        Assert.Equal([PostgresTelemetry.MeterName, RedisMetrics.MeterName, MongoStoreTelemetry.MeterName, IntegrationTelemetry.MeterName], PolystoreInstrumentation.MeterNames);
+        Assert.Equal([PostgresTelemetry.MeterName, RedisTelemetry.MeterName, MongoStoreTelemetry.MeterName, IntegrationTelemetry.MeterName], PolystoreInstrumentation.MeterNames);
+        Assert.Equal(RedisMetrics.MeterName, RedisTelemetry.MeterName);
         Assert.Contains(MongoDB.Driver.MongoTelemetry.ActivitySourceName, PolystoreInstrumentation.DriverActivitySourceNames);
 
         await using var schema = await OwnOutboxAsync();

@@ -118,7 +118,7 @@ public sealed class MongoTelemetryTests : IDisposable
             Assert.Equal(2, documents.Where(m => Equals(m.Tags["outcome"], "unchanged")).Sum(m => m.Value));
             Assert.Equal(1, documents.Where(m => Equals(m.Tags["outcome"], "failed")).Sum(m => m.Value));
             Assert.Single(result.Failures);
-            var warning = Assert.Single(logs.Logs, l => l.EventId.Id == 3001);
+            var warning = Assert.Single(logs.Logs, l => l.EventId.Id == 4001);
             Assert.Equal((LogLevel.Warning, "Polystore.Mongo.BulkUpsert"), (warning.Level, warning.Category));
         }
         finally
