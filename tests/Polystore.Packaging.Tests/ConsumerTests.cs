@@ -1,5 +1,6 @@
-using System.IO.Compression;
+using System.Globalization;
 using System.Text.Json;
+using Polystore.Core.Configuration;
 
 namespace Polystore.Packaging.Tests;
 
@@ -10,27 +11,45 @@ public sealed class ConsumerTests(PackedFeed feed)
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
-    public async Task A_fresh_app_referencing_the_packages_runs_against_the_private_servers()
+    public async Task A_fresh_ASP_NET_Core_app_with_the_packages_it_needs_serves_its_endpoints_and_refuses_a_bad_setting()
     {
         var app = feed.CreateApp("App", "consumer-app");
         var build = await feed.BuildAppAsync(app);
         Assert.True(build.ExitCode == 0, build.Describe());
-        AssertRestoredFromTheFeed(app, "Polystore.Hosting", "Polystore.Integration", "Polystore.Postgres", "Polystore.Redis", "Polystore.Mongo", "Polystore.Core");
+        // Pay for what you use: PostgreSQL, Redis and the ASP.NET Core policy, and nothing of MongoDB.
+        AssertRestoredFromTheFeed(app, "Polystore.AspNetCore", "Polystore.Postgres", "Polystore.Redis", "Polystore.Core");
+        var output = Path.Combine(app, "bin", "Release", "net10.0");
+        Assert.Empty(Directory.GetFiles(output, "MongoDB*.dll"));
+        Assert.Empty(Directory.GetFiles(output, "Polystore.Mongo*.dll"));
 
-        var run = await DotnetProcess.DotnetAsync(app, PackedFeed.RunTimeout, feed.ConsumerEnvironment, Ct,
-            Path.Combine("bin", "Release", "net10.0", "ConsumerApp.dll"), feed.ConfigDirectory);
+        var run = await DotnetProcess.DotnetAsync(app, PackedFeed.RunTimeout, AppEnvironment(), Ct,
+            Path.Combine("bin", "Release", "net10.0", "ConsumerApp.dll"), "--self-test");
         Assert.True(run.ExitCode == 0, run.Describe());
         var lines = run.Stdout.Split('\n', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
         Assert.Equal($"polystore: {feed.Version}", lines[0].Split('+')[0]);   // +commit when built from a git checkout
+        Assert.Equal(9, lines.Length);
         Assert.Equal(
             [
                 "bulk upsert: inserted 100; then inserted 10, updated 10",
-                "keyset: 110 rows in 3 pages, in order",
-                "cache: 'hello' after 1 factory call(s)",
-                "limiter: allowed, allowed, denied",
-                "done",
+                "keyset: 1..40, 41..80, 81..110 in order",
+                "keyset: a forged cursor is answered 400 Invalid cursor",
+                "cache: 'hello, ada' 3 times, after 1 factory call",
             ],
-            lines[1..]);
+            lines[1..5]);
+        // Retry-After counts the whole seconds until the first request leaves the 60-s window.
+        Assert.Matches(@"^limiter: 200, 200, 429 Retry-After: ([1-9]|[1-5][0-9]|60)$", lines[5]);
+        Assert.Equal(["limiter: another key 200", "health: Healthy", "done"], lines[6..]);
+
+        // A bad value from the environment stops the app before it serves, naming the key and where it came from.
+        var environment = AppEnvironment();
+        environment["Polystore__Postgres__Pool__MaxSize"] = "-1";
+        var refused = await DotnetProcess.DotnetAsync(app, PackedFeed.RunTimeout, environment, Ct,
+            Path.Combine("bin", "Release", "net10.0", "ConsumerApp.dll"), "--self-test");
+        Assert.True(refused.ExitCode != 0, refused.Describe());
+        Assert.Contains("Polystore:Postgres:Pool:MaxSize (environment variable Polystore__Postgres__Pool__MaxSize)", refused.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("bulk upsert", refused.Stdout, StringComparison.Ordinal);
+        foreach (var secret in PolystoreConfig.Load(feed.ConfigDirectory).Secrets())
+            Assert.DoesNotContain(secret, refused.Stdout + refused.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -63,11 +82,7 @@ public sealed class ConsumerTests(PackedFeed feed)
     [Fact]
     public async Task An_app_with_only_the_Postgres_and_Redis_packages_carries_no_MongoDB_assembly()
     {
-        // This app registers its stores through the builder (services.AddPolystore(dir).AddPostgres().AddRedis()).
-        if (!CoreHasTheBuilder())
-            Assert.Skip("Polystore.Core as packed has no Polystore.PolystoreBuilder yet: the store packages cannot register themselves "
-                + "(services.AddPolystore(dir).AddPostgres().AddRedis()), which ConsumerApp/StoresOnly uses");
-
+        // This app registers its stores through the builder: services.AddPolystore(dir).AddPostgres().AddRedis().
         var app = feed.CreateApp("StoresOnly", "stores-only-app");
         var build = await feed.BuildAppAsync(app);
         Assert.True(build.ExitCode == 0, build.Describe());
@@ -87,6 +102,38 @@ public sealed class ConsumerTests(PackedFeed feed)
     }
 
     /// <summary>
+    /// The web app's environment: the private servers' connection settings as the app's configuration would take them
+    /// in production (environment variables over its appsettings.json), its own schema, and no config folder to fall back on.
+    /// </summary>
+    private Dictionary<string, string?> AppEnvironment()
+    {
+        var config = PolystoreConfig.Load(feed.ConfigDirectory);
+        var postgres = config.Postgres ?? throw new InvalidOperationException($"{feed.ConfigDirectory} has no postgresql.yaml");
+        var redis = config.Redis ?? throw new InvalidOperationException($"{feed.ConfigDirectory} has no redis.yaml");
+        var environment = new Dictionary<string, string?>(feed.ConsumerEnvironment)
+        {
+            ["POLYSTORE_CONFIG_DIR"] = null,
+            ["App__Schema"] = $"consumer_{Guid.NewGuid():N}"[..21],
+            ["Polystore__Postgres__Connection__Host"] = postgres.Connection.Host,
+            ["Polystore__Postgres__Connection__Port"] = postgres.Connection.Port.ToString(CultureInfo.InvariantCulture),
+            ["Polystore__Postgres__Connection__Database"] = postgres.Connection.Database,
+            ["Polystore__Postgres__Connection__User"] = postgres.Connection.User,
+            ["Polystore__Postgres__Connection__Password"] = postgres.Connection.Password,
+            ["Polystore__Postgres__Connection__Sslmode"] = postgres.Connection.Sslmode.ToString(),
+            ["Polystore__Redis__Connection__Url"] = redis.Connection.Url,
+            ["Polystore__Redis__Connection__Password"] = redis.Connection.Password,
+            ["Polystore__Redis__Connection__Db"] = redis.Connection.Db.ToString(CultureInfo.InvariantCulture),
+        };
+        // The replicas too: the "postgres" health check pings each of them.
+        for (var i = 0; i < postgres.Replication.ReadReplicas.Count; i++)
+        {
+            environment[$"Polystore__Postgres__Replication__ReadReplicas__{i}__Host"] = postgres.Replication.ReadReplicas[i].Host;
+            environment[$"Polystore__Postgres__Replication__ReadReplicas__{i}__Port"] = postgres.Replication.ReadReplicas[i].Port.ToString(CultureInfo.InvariantCulture);
+        }
+        return environment;
+    }
+
+    /// <summary>
     /// The app's restore took each Polystore package from this run's feed (same bytes), into this run's packages
     /// folder, and referenced no project.
     /// </summary>
@@ -103,14 +150,5 @@ public sealed class ConsumerTests(PackedFeed feed)
             Assert.True(Directory.Exists(folder), $"{id} was not restored into this run's packages folder {feed.PackagesDirectory}");
             Assert.True(feed.IsFromTheFeed(id, folder), $"the restored {id} is not the package this run packed");
         }
-    }
-
-    private bool CoreHasTheBuilder()
-    {
-        using var package = ZipFile.OpenRead(feed.Packages["Polystore.Core"]);
-        using var stream = package.GetEntry("lib/net10.0/Polystore.Core.dll")!.Open();
-        using var copy = new MemoryStream();
-        stream.CopyTo(copy);
-        return AssemblyCheck.DefinesType(copy.ToArray(), "Polystore", "PolystoreBuilder");
     }
 }

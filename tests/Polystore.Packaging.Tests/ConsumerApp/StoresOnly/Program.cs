@@ -1,10 +1,8 @@
-// An application with PostgreSQL and Redis only, registered through Polystore's builder.
+// An application with PostgreSQL and Redis only, registered through Polystore's builder (whose extension methods
+// live in Microsoft.Extensions.DependencyInjection: no Polystore using line is needed for them).
 // Usage: StoresOnlyApp [config-folder]   (default: $POLYSTORE_CONFIG_DIR).
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
-using Polystore;
-using Polystore.Postgres;
-using Polystore.Redis;
 using StackExchange.Redis;
 
 var configDirectory = args.Length > 0 ? args[0] : Environment.GetEnvironmentVariable("POLYSTORE_CONFIG_DIR")
