@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace Polystore.Integration;
 
-/// <summary>The log messages of Polystore.Integration, with stable event ids (1xx: outbox, 2xx: multi-store transactions).</summary>
+/// <summary>The log messages of Polystore.Integration, with stable event ids (1xx: outbox, 2xx: multi-store transactions, 3xx: projections).</summary>
 internal static partial class IntegrationLog
 {
     [LoggerMessage(EventId = 101, EventName = "OutboxLeader", Level = LogLevel.Information,
@@ -33,6 +33,18 @@ internal static partial class IntegrationLog
         Message = "Outbox dispatcher {Subscriber} could not release its leadership lock; the server releases it when the session ends")]
     public static partial void OutboxLeadershipReleaseFailed(this ILogger logger, Exception exception, string subscriber);
 
+    [LoggerMessage(EventId = 108, EventName = "OutboxBacklogUnmeasured", Level = LogLevel.Debug,
+        Message = "Outbox dispatcher {Subscriber} could not measure its backlog for the backlog gauges; the last figures stay")]
+    public static partial void OutboxBacklogUnmeasured(this ILogger logger, Exception exception, string subscriber);
+
+    [LoggerMessage(EventId = 109, EventName = "OutboxTraceContextInvalid", Level = LogLevel.Debug,
+        Message = "Outbox event {EventId} carries a trace context that is not W3C traceparent; its dispatch span does not link to it")]
+    public static partial void OutboxTraceContextInvalid(this ILogger logger, long eventId);
+
+    [LoggerMessage(EventId = 110, EventName = "OutboxSchemaUpgraded", Level = LogLevel.Information,
+        Message = "Added the trace context columns (trace_parent, trace_state) to {Schema}.outbox")]
+    public static partial void OutboxSchemaUpgraded(this ILogger logger, string schema);
+
     [LoggerMessage(EventId = 201, EventName = "TransactionRollbackFailed", Level = LogLevel.Warning,
         Message = "Rolling back the {Store} part of a multi-store transaction failed")]
     public static partial void TransactionRollbackFailed(this ILogger logger, Exception exception, string store);
@@ -40,4 +52,8 @@ internal static partial class IntegrationLog
     [LoggerMessage(EventId = 202, EventName = "TransactionCompensationFailed", Level = LogLevel.Warning,
         Message = "Compensation '{Compensation}' of a multi-store transaction failed")]
     public static partial void TransactionCompensationFailed(this ILogger logger, Exception exception, string compensation);
+
+    [LoggerMessage(EventId = 301, EventName = "ProjectionApplied", Level = LogLevel.Debug,
+        Message = "Projection {Projection} wrote {Documents} documents for {Events} events to {Store}")]
+    public static partial void ProjectionApplied(this ILogger logger, string projection, int documents, int events, string store);
 }

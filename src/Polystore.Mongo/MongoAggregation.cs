@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using MongoDB.Bson;
 using MongoDB.Bson.Serialization;
 using MongoDB.Bson.Serialization.Serializers;
@@ -75,9 +76,14 @@ public sealed class MongoAggregation<TOutput>
     public async Task<IReadOnlyList<TOutput>> RunAsync(IMongoDatabase database, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(database);
-        var source = database.GetCollection<BsonDocument>(Collection);
-        using var cursor = await source.AggregateAsync(Pipeline, AggregateOptions, cancellationToken).ConfigureAwait(false);
-        return await cursor.ToListAsync(cancellationToken).ConfigureAwait(false);
+        var pipeline = Pipeline;
+        return await InstrumentAsync(database, async () =>
+        {
+            var source = database.GetCollection<BsonDocument>(Collection);
+            using var cursor = await source.AggregateAsync(pipeline, AggregateOptions, cancellationToken).ConfigureAwait(false);
+            IReadOnlyList<TOutput> rows = await cursor.ToListAsync(cancellationToken).ConfigureAwait(false);
+            return rows;
+        }, rows => rows.Count).ConfigureAwait(false);
     }
 
     /// <summary>Runs the pipeline that ends in <c>$merge</c> or <c>$out</c>: refreshes the target collection; returns nothing.</summary>
@@ -86,9 +92,38 @@ public sealed class MongoAggregation<TOutput>
     {
         ArgumentNullException.ThrowIfNull(database);
         if (!WritesToCollection) throw new InvalidOperationException("this pipeline does not end with $merge or $out: use RunAsync");
-        var source = database.GetCollection<BsonDocument>(Collection);
-        var pipeline = new BsonDocumentStagePipelineDefinition<BsonDocument, TOutput>(CloneStages());
-        await source.AggregateToCollectionAsync(pipeline, AggregateOptions, cancellationToken).ConfigureAwait(false);
+        await InstrumentAsync(database, async () =>
+        {
+            var source = database.GetCollection<BsonDocument>(Collection);
+            var pipeline = new BsonDocumentStagePipelineDefinition<BsonDocument, TOutput>(CloneStages());
+            await source.AggregateToCollectionAsync(pipeline, AggregateOptions, cancellationToken).ConfigureAwait(false);
+            return true;
+        }, null).ConfigureAwait(false);
+    }
+
+    /// <summary>Runs <paramref name="run"/> inside an <c>aggregate</c> span, timed.</summary>
+    private async Task<TResult> InstrumentAsync<TResult>(IMongoDatabase database, Func<Task<TResult>> run, Func<TResult, int>? returnedRows)
+    {
+        var started = Stopwatch.GetTimestamp();
+        using var activity = MongoStoreTelemetry.Start("aggregate", Collection, database);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("polystore.aggregate.stages", Stages.Count);
+            activity.SetTag("polystore.aggregate.writes_to_collection", WritesToCollection);
+        }
+        try
+        {
+            var result = await run().ConfigureAwait(false);
+            MongoStoreTelemetry.RecordDuration(MongoStoreTelemetry.AggregateSeconds, Stopwatch.GetElapsedTime(started), Collection, null);
+            if (returnedRows is not null && activity is { IsAllDataRequested: true }) activity.SetTag("db.response.returned_rows", returnedRows(result));
+            return result;
+        }
+        catch (Exception e)
+        {
+            MongoStoreTelemetry.RecordDuration(MongoStoreTelemetry.AggregateSeconds, Stopwatch.GetElapsedTime(started), Collection, e);
+            MongoStoreTelemetry.Fail(activity, e);
+            throw;
+        }
     }
 
     private IEnumerable<BsonDocument> CloneStages() => Stages.Select(s => s.DeepClone().AsBsonDocument);

@@ -1,4 +1,7 @@
+using System.Diagnostics;
 using System.Globalization;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using MongoDB.Bson;
 using MongoDB.Driver;
 using Polystore.Core;
@@ -15,6 +18,12 @@ public sealed record MongoBulkUpsertOptions
 {
     /// <summary>Items per <c>bulkWrite</c> call (1..100,000, the server's maxWriteBatchSize). Default 1,000.</summary>
     public int BatchSize { get; init; } = 1000;
+
+    /// <summary>
+    /// Where refused items and write concern errors are logged (as warnings). Null (the default): the factory in the
+    /// client's <c>LoggingSettings</c> (see <see cref="MongoDriverSettings.Build"/>), else nothing.
+    /// </summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
 }
 
 /// <summary>One item the server refused.</summary>
@@ -77,6 +86,49 @@ public static class MongoBulkUpsert
         if (!collection.Settings.WriteConcern.IsAcknowledged)
             throw new InvalidOperationException("bulk upsert needs an acknowledged write concern (w >= 1) to report counts and failures; the collection uses w:0");
 
+        var started = Stopwatch.GetTimestamp();
+        var collectionName = collection.CollectionNamespace.CollectionName;
+        using var activity = MongoStoreTelemetry.Start("bulk_upsert", collectionName, collection.Database);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("polystore.bulk_upsert.items", items.Count);
+            activity.SetTag("polystore.bulk_upsert.batch_size", options.BatchSize);
+        }
+        try
+        {
+            var result = await RunAsync(collection, items, options, cancellationToken).ConfigureAwait(false);
+            MongoStoreTelemetry.RecordDuration(MongoStoreTelemetry.BulkUpsertSeconds, Stopwatch.GetElapsedTime(started), collectionName, null);
+            MongoStoreTelemetry.RecordDocuments(collectionName, result.Upserted, result.Modified, result.Matched - result.Modified, result.Failures.Count);
+            if (activity is { IsAllDataRequested: true })
+            {
+                activity.SetTag("polystore.bulk_upsert.batches", result.Batches);
+                activity.SetTag("polystore.bulk_upsert.matched", result.Matched);
+                activity.SetTag("polystore.bulk_upsert.modified", result.Modified);
+                activity.SetTag("polystore.bulk_upsert.upserted", result.Upserted);
+                activity.SetTag("polystore.bulk_upsert.failed", result.Failures.Count);
+                activity.SetTag("polystore.bulk_upsert.write_concern_errors", result.WriteConcernErrors.Count);
+            }
+            if (!result.Succeeded)
+            {
+                var logger = (options.LoggerFactory ?? collection.Database.Client?.Settings.LoggingSettings?.LoggerFactory)?.CreateLogger(MongoLog.BulkUpsertCategory) ?? NullLogger.Instance;
+                if (result.Failures is [var first, ..]) logger.BulkUpsertItemsRefused(collectionName, result.Failures.Count, items.Count, first.Index, first.Code);
+                if (result.WriteConcernErrors is [var error, ..]) logger.BulkUpsertWriteConcernErrors(collectionName, result.WriteConcernErrors.Count, error);
+            }
+            return result;
+        }
+        catch (Exception e)
+        {
+            MongoStoreTelemetry.RecordDuration(MongoStoreTelemetry.BulkUpsertSeconds, Stopwatch.GetElapsedTime(started), collectionName, e);
+            if (e is MongoBulkUpsertException { Partial: var partial })
+                MongoStoreTelemetry.RecordDocuments(collectionName, partial.Upserted, partial.Modified, partial.Matched - partial.Modified, partial.Failures.Count);
+            MongoStoreTelemetry.Fail(activity, e);
+            throw;
+        }
+    }
+
+    private static async Task<MongoBulkUpsertResult> RunAsync(IMongoCollection<BsonDocument> collection, IReadOnlyList<UpsertItem> items,
+        MongoBulkUpsertOptions options, CancellationToken cancellationToken)
+    {
         long matched = 0, modified = 0, upserted = 0;
         var failures = new List<MongoBulkUpsertFailure>();
         var writeConcernErrors = new List<string>();

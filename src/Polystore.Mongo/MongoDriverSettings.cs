@@ -1,4 +1,6 @@
+using Microsoft.Extensions.Logging;
 using MongoDB.Driver;
+using MongoDB.Driver.Core.Configuration;
 using Polystore.Core.Configuration;
 
 namespace Polystore.Mongo;
@@ -7,8 +9,14 @@ namespace Polystore.Mongo;
 public static class MongoDriverSettings
 {
     /// <summary>Driver settings for <paramref name="settings"/>; YAML keys win over options inside the URI.</summary>
-    public static MongoClientSettings Build(MongoSettings settings)
+    /// <param name="settings">mongodb.yaml.</param>
+    /// <param name="loggerFactory">
+    /// Where the driver's own structured log lines go (<see cref="MongoClientSettings.LoggingSettings"/>: connections,
+    /// server selection, commands at Debug), and Polystore's MongoDB messages; null logs nothing.
+    /// </param>
+    public static MongoClientSettings Build(MongoSettings settings, ILoggerFactory? loggerFactory = null)
     {
+        ArgumentNullException.ThrowIfNull(settings);
         var client = MongoClientSettings.FromConnectionString(settings.Connection.Uri);
         client.MaxConnectionPoolSize = settings.Pool.MaxPoolSize;
         client.MinConnectionPoolSize = settings.Pool.MinPoolSize;
@@ -38,6 +46,7 @@ public static class MongoDriverSettings
                 journal: wc.J is { } j ? j : default(Optional<bool?>));
         }
         client.ApplicationName ??= "polystore";
+        if (loggerFactory is not null) client.LoggingSettings = new LoggingSettings(loggerFactory);
         return client;
     }
 }

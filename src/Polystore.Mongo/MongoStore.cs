@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using MongoDB.Bson;
 using MongoDB.Driver;
 using Polystore.Core.Configuration;
@@ -21,12 +22,13 @@ public sealed class MongoStore : IDisposable
     /// <summary>Creates the client from <paramref name="settings"/> via <see cref="MongoDriverSettings"/>.</summary>
     /// <param name="settings">mongodb.yaml.</param>
     /// <param name="configure">Optional last changes to the driver settings (for example a short server selection timeout for a CLI).</param>
-    public static MongoStore Create(MongoSettings settings, Action<MongoClientSettings>? configure = null)
+    /// <param name="loggerFactory">Where the driver and Polystore's MongoDB code log; null logs nothing.</param>
+    public static MongoStore Create(MongoSettings settings, Action<MongoClientSettings>? configure = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         if (string.IsNullOrWhiteSpace(settings.Connection.Database))
             throw new ArgumentException("mongodb.yaml connection.database is empty", nameof(settings));
-        var clientSettings = MongoDriverSettings.Build(settings);
+        var clientSettings = MongoDriverSettings.Build(settings, loggerFactory);
         configure?.Invoke(clientSettings);
         return new MongoStore(settings, new MongoClient(clientSettings));
     }

@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using Polystore.Core.Configuration;
 
@@ -12,9 +15,14 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     private readonly NpgsqlDataSource _root;
     private readonly bool _prePing;
     private readonly Lazy<IReadOnlyList<NpgsqlDataSource>> _replicaProbes;
+    private readonly ILogger _logger;
     private readonly TimeSpan _replicaRecheck;
     private long _replicasSkippedUntil; // a TimeProvider.System timestamp; 0 = replicas not skipped
     private int _replicaTrial;          // 1 while one read tries the skipped replicas again
+
+    // The logger factory each data source was built with, so that Polystore code handed only an NpgsqlDataSource
+    // (a bulk upsert, say) logs where the application's other messages go.
+    private static readonly ConditionalWeakTable<NpgsqlDataSource, ILoggerFactory> LoggerFactories = new();
 
     /// <summary>
     /// The longest <see cref="OpenReadConnectionAsync"/> waits for a connection through the replicas before it reads
@@ -23,7 +31,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     /// </summary>
     internal static readonly TimeSpan ReplicaOpenTimeout = TimeSpan.FromSeconds(2);
 
-    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, PostgresSettings settings, TimeSpan replicaRecheck)
+    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, PostgresSettings settings, TimeSpan replicaRecheck, ILoggerFactory? loggerFactory)
     {
         _root = root;
         _replicaRecheck = replicaRecheck;
@@ -31,7 +39,12 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         Reads = reads;
         Settings = settings;
         _prePing = settings.Pool.PoolPrePing;
-        _replicaProbes = new(() => [.. settings.Replication.ReadReplicas.Select(r => BuildProbe(settings, r.Host, r.Port))]);
+        _logger = loggerFactory?.CreateLogger(PostgresLog.DataSourcesCategory) ?? NullLogger.Instance;
+        if (loggerFactory is not null)
+            foreach (var source in new[] { root, primary, reads }) LoggerFactories.AddOrUpdate(source, loggerFactory);
+        // Spans name the server: the configured primary for writes; reads spread over several servers name none.
+        if (!ReferenceEquals(primary, reads)) PostgresTelemetry.Describe(primary, settings.Connection.Database, settings.Connection.Host, settings.Connection.Port);
+        _replicaProbes = new(() => [.. settings.Replication.ReadReplicas.Select(r => BuildProbe(settings, r.Host, r.Port, loggerFactory))]);
     }
 
     /// <summary>The settings these data sources were built from.</summary>
@@ -45,17 +58,22 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
 
     /// <summary>Builds the data sources; nothing connects until the first open.</summary>
     /// <param name="settings">postgresql.yaml.</param>
-    /// <param name="configure">Optional extra Npgsql setup (type mappings, logging).</param>
-    public static PostgresDataSources Create(PostgresSettings settings, Action<NpgsqlDataSourceBuilder>? configure = null)
+    /// <param name="configure">Optional extra Npgsql setup (type mappings); it runs after the logger factory is set, so it may replace it.</param>
+    /// <param name="loggerFactory">
+    /// Where Npgsql's own log lines (connections, commands at Debug, errors) and Polystore's PostgreSQL messages go;
+    /// null logs nothing. Bulk upserts run on these data sources log there too, unless their options name another.
+    /// </param>
+    public static PostgresDataSources Create(PostgresSettings settings, Action<NpgsqlDataSourceBuilder>? configure = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
         var builder = new NpgsqlDataSourceBuilder(PostgresDriverSettings.Build(settings).ConnectionString);
         builder.Name = settings.Connection.ApplicationName;
+        if (loggerFactory is not null) builder.UseLoggerFactory(loggerFactory);
         configure?.Invoke(builder);
         if (settings.Replication.ReadReplicas.Count == 0)
         {
             var single = builder.Build();
-            return new PostgresDataSources(single, single, single, settings, TimeSpan.Zero);
+            return new PostgresDataSources(single, single, single, settings, TimeSpan.Zero, loggerFactory);
         }
         // Replicas that did not answer in time are skipped for as long as Npgsql keeps a failed host offline.
         var recheck = TimeSpan.FromSeconds(Math.Max(1, builder.ConnectionStringBuilder.HostRecheckSeconds));
@@ -63,7 +81,17 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         return new PostgresDataSources(multi,
             multi.WithTargetSession(TargetSessionAttributes.Primary),
             multi.WithTargetSession(TargetSessionAttributes.PreferStandby),
-            settings, recheck);
+            settings, recheck, loggerFactory);
+    }
+
+    /// <summary>
+    /// The logger factory <paramref name="dataSource"/> (<see cref="Primary"/> or <see cref="Reads"/>) was created with by
+    /// <see cref="Create"/>, else null: Polystore components handed only a data source log there by default.
+    /// </summary>
+    public static ILoggerFactory? LoggerFactoryOf(NpgsqlDataSource dataSource)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        return LoggerFactories.TryGetValue(dataSource, out var factory) ? factory : null;
     }
 
     /// <summary>
@@ -72,7 +100,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     /// </summary>
     internal IReadOnlyList<NpgsqlDataSource> ReplicaProbes => _replicaProbes.Value;
 
-    private static NpgsqlDataSource BuildProbe(PostgresSettings settings, string host, int port)
+    private static NpgsqlDataSource BuildProbe(PostgresSettings settings, string host, int port, ILoggerFactory? loggerFactory)
     {
         var builder = PostgresDriverSettings.Build(settings);
         builder.Host = host;
@@ -81,7 +109,9 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         builder.MinPoolSize = 0;
         builder.MaxPoolSize = 1;
         builder.Timeout = Math.Min(builder.Timeout, 5);
-        return new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"{settings.Connection.ApplicationName}-probe" }.Build();
+        var probe = new NpgsqlDataSourceBuilder(builder.ConnectionString) { Name = $"{settings.Connection.ApplicationName}-probe" };
+        if (loggerFactory is not null) probe.UseLoggerFactory(loggerFactory);
+        return probe.Build();
     }
 
     /// <summary>
@@ -120,7 +150,11 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
             try
             {
                 var connection = await open.WaitAsync(ReplicaOpenTimeout, cancellationToken).ConfigureAwait(false);
-                if (trial) Volatile.Write(ref _replicasSkippedUntil, 0);
+                if (trial)
+                {
+                    Volatile.Write(ref _replicasSkippedUntil, 0);
+                    _logger.ReadReplicasBack();
+                }
                 return connection;
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is TimeoutException or NpgsqlException)
@@ -134,6 +168,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
                 }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
                 var skip = (long)(_replicaRecheck.TotalSeconds * TimeProvider.System.TimestampFrequency);
                 Volatile.Write(ref _replicasSkippedUntil, TimeProvider.System.GetTimestamp() + skip);
+                _logger.ReadReplicasSkipped(e, ReplicaOpenTimeout, _replicaRecheck);
             }
         }
         finally
@@ -155,9 +190,10 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
                 await ping.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             return connection;
         }
-        catch (NpgsqlException) when (!cancellationToken.IsCancellationRequested)
+        catch (NpgsqlException e) when (!cancellationToken.IsCancellationRequested)
         {
             // The server restarted or the socket died while pooled: drop every pooled connection, retry once.
+            _logger.PrePingFailed(e, connection.Host, connection.Port);
             NpgsqlConnection.ClearPool(connection);
             await connection.DisposeAsync().ConfigureAwait(false);
             return await PostgresPool.OpenAsync(source, cancellationToken).ConfigureAwait(false);

@@ -288,15 +288,17 @@ internal sealed class RedisCircuitBreaker
             Succeeded();
             return result;
         }
-        catch (TimeoutException) when (!call.IsCompleted)
+        catch (TimeoutException e) when (e is not RedisTimeoutException)
         {
-            throw GaveUp(call);
+            if (!call.IsCompleted) throw GaveUp(call);
         }
         catch (Exception e) when (RedisErrors.IsUnavailable(e))
         {
             Failed(e);
             throw;
         }
+        // The call completed as the operation timeout fired (its own timeout often fires at the same moment): its outcome stands.
+        return await WatchAsync(call, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task WatchAsync(Task call, CancellationToken cancellationToken)
@@ -305,16 +307,19 @@ internal sealed class RedisCircuitBreaker
         {
             await call.WaitAsync(_options.OperationTimeout, _time, cancellationToken).ConfigureAwait(false);
             Succeeded();
+            return;
         }
-        catch (TimeoutException) when (!call.IsCompleted)
+        catch (TimeoutException e) when (e is not RedisTimeoutException)
         {
-            throw GaveUp(call);
+            if (!call.IsCompleted) throw GaveUp(call);
         }
         catch (Exception e) when (RedisErrors.IsUnavailable(e))
         {
             Failed(e);
             throw;
         }
+        // The call completed as the operation timeout fired: its outcome stands.
+        await WatchAsync(call, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The operation timeout fired with the call still pending: it may yet run, so its status is unknown.</summary>

@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.Extensions.Logging;
 using Polystore.Core.Configuration;
 using StackExchange.Redis;
 
@@ -11,7 +12,9 @@ namespace Polystore.Redis;
 public static class RedisDriverSettings
 {
     /// <summary>Options for <paramref name="settings"/>.</summary>
-    public static ConfigurationOptions Build(RedisSettings settings)
+    /// <param name="settings">redis.yaml.</param>
+    /// <param name="loggerFactory">Where the multiplexer logs its connection events (<see cref="ConfigurationOptions.LoggerFactory"/>); null logs nothing.</param>
+    public static ConfigurationOptions Build(RedisSettings settings, ILoggerFactory? loggerFactory = null)
     {
         var url = new Uri(settings.Connection.Url);
         var (urlUser, urlPassword) = UserInfo(url);
@@ -30,6 +33,7 @@ public static class RedisDriverSettings
             // Try a lost server again every 0.25 s at first, then at most every 2 s: a restarted server is back in
             // use within seconds (the driver's default waits grow much longer), and a refused attempt costs nothing.
             ReconnectRetryPolicy = new ExponentialRetry(250, 2000),
+            LoggerFactory = loggerFactory,
         };
         if (settings.Cluster.Enabled)
         {

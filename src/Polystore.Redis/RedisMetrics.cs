@@ -35,7 +35,48 @@ public static class RedisMetrics
     /// </summary>
     public const string CircuitBreakerShortCircuited = "polystore.redis.circuit_breaker.short_circuited";
 
+    /// <summary>Counter of cache reads served from a level (unit <c>{hit}</c>; tags <c>level</c> = l1 | l2, and <c>prefix</c> = the cache's key prefix).</summary>
+    public const string CacheHits = "polystore.redis.cache.hits";
+
+    /// <summary>
+    /// Counter of cache reads that missed a level (unit <c>{miss}</c>; tags <c>level</c> = l1 | l2, and <c>prefix</c>). A read
+    /// that misses L1 and finds Redis counts one L1 miss and one L2 hit; one served by its factory (or by fail-safe) an L2 miss.
+    /// </summary>
+    public const string CacheMisses = "polystore.redis.cache.misses";
+
+    /// <summary>Counter of factory runs (unit <c>{call}</c>; tag <c>prefix</c>): at most one per key at a time in a process.</summary>
+    public const string CacheFactoryCalls = "polystore.redis.cache.factory_calls";
+
+    /// <summary>Counter of cache reads that joined a load of their key already in progress instead of starting one (unit <c>{call}</c>; tag <c>prefix</c>).</summary>
+    public const string CacheStampedeMerges = "polystore.redis.cache.stampede_merges";
+
+    /// <summary>Counter of rate-limit decisions (unit <c>{decision}</c>; tags <c>outcome</c> = allowed | denied, and <c>prefix</c>), fallback decisions included.</summary>
+    public const string RateLimitDecisions = "polystore.redis.ratelimit.decisions";
+
+    /// <summary>
+    /// Histogram of lock acquisitions, from the call to its outcome (unit <c>s</c>; tags <c>outcome</c> = acquired | timeout
+    /// | failed, and <c>prefix</c>): the wait time.
+    /// </summary>
+    public const string LockAcquireDuration = "polystore.redis.lock.acquire.duration";
+
+    /// <summary>Counter of acquire attempts that found the lock held by another owner (unit <c>{attempt}</c>; tag <c>prefix</c>).</summary>
+    public const string LockContention = "polystore.redis.lock.contention";
+
     internal static readonly Meter Meter = new(MeterName);
+
+    internal static readonly Counter<long> CacheHitCounter = Meter.CreateCounter<long>(CacheHits, "{hit}", "Cache reads served from a level.");
+
+    internal static readonly Counter<long> CacheMissCounter = Meter.CreateCounter<long>(CacheMisses, "{miss}", "Cache reads that missed a level.");
+
+    internal static readonly Counter<long> CacheFactoryCallCounter = Meter.CreateCounter<long>(CacheFactoryCalls, "{call}", "Cache factory runs.");
+
+    internal static readonly Counter<long> CacheStampedeMergeCounter = Meter.CreateCounter<long>(CacheStampedeMerges, "{call}", "Cache reads that joined a load already in progress.");
+
+    internal static readonly Counter<long> RateLimitDecisionCounter = Meter.CreateCounter<long>(RateLimitDecisions, "{decision}", "Rate-limit decisions.");
+
+    internal static readonly Histogram<double> LockAcquireSeconds = Meter.CreateHistogram<double>(LockAcquireDuration, "s", "Lock acquisition time, waiting included.");
+
+    internal static readonly Counter<long> LockContentionCounter = Meter.CreateCounter<long>(LockContention, "{attempt}", "Lock acquire attempts that found the lock held.");
 
     internal static readonly ObservableGauge<int> CircuitBreakerStateGauge = Meter.CreateObservableGauge(CircuitBreakerState, RedisCircuitBreaker.Measure, unit: "{state}", description: "Circuit breaker state per Redis connection: 0 closed, 1 half-open, 2 open.");
 

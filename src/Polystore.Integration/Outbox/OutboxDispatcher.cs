@@ -1,8 +1,9 @@
-using System.Diagnostics.Metrics;
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using NpgsqlTypes;
+using Polystore.Postgres;
 
 namespace Polystore.Integration.Outbox;
 
@@ -23,16 +24,12 @@ namespace Polystore.Integration.Outbox;
 /// <para><b>Failures.</b> A throwing subscriber makes the batch roll back; its events are then delivered
 /// one at a time, and the failing event is retried alone with exponential backoff and, after <see cref="OutboxDispatcherOptions.MaxAttempts"/>, moved to
 /// the dead-letter table so the events behind it keep flowing.</para>
+/// <para><b>Telemetry.</b> Each batch delivered runs in an <c>outbox_dispatch</c> span that links to the trace context
+/// each event was appended in; the <c>polystore.outbox.*</c> instruments of <see cref="IntegrationTelemetry"/> count and time
+/// the deliveries, and the backlog gauges show what this dispatcher last measured.</para>
 /// </remarks>
 public sealed class OutboxDispatcher
 {
-    private static readonly Meter Meter = new("Polystore.Integration");
-    private static readonly Counter<long> Dispatched = Meter.CreateCounter<long>("polystore.outbox.events_dispatched", description: "Events handled and checkpointed");
-    private static readonly Counter<long> HandlerFailures = Meter.CreateCounter<long>("polystore.outbox.handler_failures", description: "Subscriber calls that threw");
-    private static readonly Counter<long> DeadLettered = Meter.CreateCounter<long>("polystore.outbox.dead_lettered", description: "Events moved to the dead-letter table");
-    private static readonly Histogram<double> DeliveryLag = Meter.CreateHistogram<double>("polystore.outbox.delivery_lag", "ms", "Time from append to checkpointed delivery (projection lag)");
-    private static readonly Counter<long> AfterCommitFailures = Meter.CreateCounter<long>("polystore.outbox.after_commit_failures", description: "After-commit actions (cache invalidations) that failed");
-
     private static readonly TimeSpan FollowUpDelay = TimeSpan.FromMilliseconds(5);
     private readonly NpgsqlDataSource _dataSource;
     private readonly OutboxStore _store;
@@ -40,6 +37,9 @@ public sealed class OutboxDispatcher
     private readonly OutboxDispatcherOptions _options;
     private readonly ILogger _logger;
     private readonly string _s;
+    private readonly OutboxMonitor _monitor;
+    private readonly TagList _tags;
+    private long _backlogMeasuredAt;
     private bool _oneAtATime;
     private long? _failedEventId;
     private int _leadershipRefusals;
@@ -50,7 +50,10 @@ public sealed class OutboxDispatcher
     /// <param name="store">The outbox tables (their schema).</param>
     /// <param name="subscriber">Receives the events; its name keys the checkpoint.</param>
     /// <param name="options">Tuning; null = the defaults. Validated here (the exception names the option).</param>
-    /// <param name="loggerFactory">Where the dispatcher logs; null = nowhere.</param>
+    /// <param name="loggerFactory">
+    /// Where the dispatcher logs (leadership, retries, dead letters, outages); null = the factory <paramref name="dataSource"/>
+    /// was created with by <see cref="PostgresDataSources.Create"/>, else nowhere.
+    /// </param>
     public OutboxDispatcher(NpgsqlDataSource dataSource, OutboxStore store, IOutboxSubscriber subscriber, OutboxDispatcherOptions? options = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(dataSource);
@@ -61,8 +64,10 @@ public sealed class OutboxDispatcher
         _subscriber = subscriber;
         _options = options ?? new OutboxDispatcherOptions();
         _options.Validate();
-        _logger = (loggerFactory ?? NullLoggerFactory.Instance).CreateLogger<OutboxDispatcher>();
+        _logger = (loggerFactory ?? PostgresDataSources.LoggerFactoryOf(dataSource) ?? NullLoggerFactory.Instance).CreateLogger<OutboxDispatcher>();
         _s = store.QuotedSchema;
+        _monitor = new OutboxMonitor(dataSource, store);
+        _tags = new TagList { { "schema", store.Schema }, { "subscriber", subscriber.Name } };
     }
 
     /// <summary>Whether this dispatcher currently holds leadership for its subscriber.</summary>
@@ -76,6 +81,19 @@ public sealed class OutboxDispatcher
     /// interval passes). Survives PostgreSQL restarts by reconnecting with backoff.
     /// </summary>
     public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await RunLoopAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            // A stopped dispatcher's figures would go stale: the gauges stop reporting them.
+            OutboxFigures.Clear(this);
+        }
+    }
+
+    private async Task RunLoopAsync(CancellationToken cancellationToken)
     {
         while (!cancellationToken.IsCancellationRequested)
         {
@@ -121,6 +139,7 @@ public sealed class OutboxDispatcher
                 var followUp = false;
                 while (!cancellationToken.IsCancellationRequested)
                 {
+                    await MeasureBacklogAsync(cancellationToken).ConfigureAwait(false);
                     var result = await ProcessBatchAsync(cancellationToken).ConfigureAwait(false);
                     if (result.RetryAfter is { } delay) await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
                     else if (result.MoreAvailable) continue;
@@ -182,12 +201,36 @@ public sealed class OutboxDispatcher
     /// </summary>
     public async Task<int> ProcessAvailableAsync(CancellationToken cancellationToken = default)
     {
+        await MeasureBacklogAsync(cancellationToken).ConfigureAwait(false);
         var total = 0;
         while (true)
         {
             var result = await ProcessBatchAsync(cancellationToken).ConfigureAwait(false);
             total += result.Checkpointed;
-            if (result.RetryAfter is not null || !result.MoreAvailable) return total;
+            if (result.RetryAfter is not null || !result.MoreAvailable) break;
+        }
+        await MeasureBacklogAsync(cancellationToken).ConfigureAwait(false);
+        return total;
+    }
+
+    /// <summary>
+    /// Measures the subscriber's backlog for the gauges, at most once per <see cref="OutboxDispatcherOptions.BacklogMeasureInterval"/>
+    /// and only while someone observes them: the gauge callbacks then read the figures without a query.
+    /// </summary>
+    private async Task MeasureBacklogAsync(CancellationToken cancellationToken)
+    {
+        if (!IntegrationTelemetry.BacklogObserved) return;
+        if (_backlogMeasuredAt != 0 && Stopwatch.GetElapsedTime(_backlogMeasuredAt) < _options.BacklogMeasureInterval) return;
+        _backlogMeasuredAt = Stopwatch.GetTimestamp();
+        try
+        {
+            var status = await _monitor.GetStatusAsync(_subscriber.Name, cancellationToken).ConfigureAwait(false);
+            OutboxFigures.Set(this, new OutboxFigures(_store.Schema, _subscriber.Name, status.Pending, status.OldestPendingAge?.TotalSeconds ?? 0, Stopwatch.GetTimestamp()));
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+        {
+            // The batch that follows meets the same outage and handles it; the gauges keep the last figures.
+            _logger.OutboxBacklogUnmeasured(e, _subscriber.Name);
         }
     }
 
@@ -207,6 +250,8 @@ public sealed class OutboxDispatcher
                 var events = await ReadAsync(connection, transaction, checkpointTx, checkpointId, limit, cancellationToken).ConfigureAwait(false);
                 if (events.Count == 0) return new BatchResult(0, false, null);
 
+                // Started once there is something to deliver: an idle poll makes no span.
+                using var activity = StartDispatch(connection, events);
                 var context = new OutboxContext(connection, transaction);
                 try
                 {
@@ -214,21 +259,33 @@ public sealed class OutboxDispatcher
                 }
                 catch (Exception e) when (!cancellationToken.IsCancellationRequested && !IsOutage(e))
                 {
-                    HandlerFailures.Add(1);
+                    IntegrationTelemetry.Failures.Add(1, _tags);
+                    IntegrationTelemetry.Fail(activity, e);
                     await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
-                    if (_oneAtATime) return await HandleFailureAsync(connection, events[0], e, cancellationToken).ConfigureAwait(false);
+                    if (_oneAtATime) return await HandleFailureAsync(connection, events[0], e, activity, cancellationToken).ConfigureAwait(false);
                     // Which event failed is unknown: deliver this batch's events one at a time, so the
                     // good ones pass and attempts count against the one that fails on its own.
                     (_oneAtATime, _failedEventId) = (true, events[^1].Id);
                     _logger.OutboxBatchFailed(e, _subscriber.Name, events[^1].Id);
                     return new BatchResult(0, true, null);
                 }
+                catch (Exception e)
+                {
+                    IntegrationTelemetry.Fail(activity, e);
+                    throw;
+                }
                 var last = events[^1];
-                await SaveCheckpointAsync(connection, transaction, last.TransactionId, last.Id, cancellationToken).ConfigureAwait(false);
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                Dispatched.Add(events.Count);
-                var now = DateTimeOffset.UtcNow;
-                foreach (var delivered in events) DeliveryLag.Record((now - delivered.CreatedAt).TotalMilliseconds);
+                try
+                {
+                    await SaveCheckpointAsync(connection, transaction, last.TransactionId, last.Id, cancellationToken).ConfigureAwait(false);
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception e)
+                {
+                    IntegrationTelemetry.Fail(activity, e);
+                    throw;
+                }
+                RecordDelivered(events);
                 if (_oneAtATime && events[^1].Id == _failedEventId) (_oneAtATime, _failedEventId) = (false, null);
                 await RunAfterCommitAsync(context, cancellationToken).ConfigureAwait(false);
                 return new BatchResult(events.Count, events.Count == limit, null);
@@ -236,9 +293,50 @@ public sealed class OutboxDispatcher
         }
     }
 
-    private async Task<BatchResult> HandleFailureAsync(NpgsqlConnection connection, OutboxEvent failed, Exception error, CancellationToken cancellationToken)
+    /// <summary>
+    /// The span of one delivered batch, linked to the trace context of each event's append (once per distinct context),
+    /// so the trace of a command leads across its commit to the delivery.
+    /// </summary>
+    private Activity? StartDispatch(NpgsqlConnection connection, List<OutboxEvent> events)
+    {
+        if (!IntegrationTelemetry.Source.HasListeners()) return null;
+        List<ActivityLink>? links = null;
+        HashSet<string>? seen = null;
+        foreach (var outboxEvent in events)
+        {
+            if (outboxEvent.TraceParent is not { } traceParent || !(seen ??= new(StringComparer.Ordinal)).Add(traceParent)) continue;
+            if (ActivityContext.TryParse(traceParent, outboxEvent.TraceState, isRemote: true, out var appended))
+                (links ??= []).Add(new ActivityLink(appended, new ActivityTagsCollection { ["polystore.outbox.event_id"] = outboxEvent.Id }));
+            else
+                _logger.OutboxTraceContextInvalid(outboxEvent.Id);
+        }
+        var activity = IntegrationTelemetry.Source.StartActivity($"outbox_dispatch {_subscriber.Name}", ActivityKind.Consumer, parentContext: default, links: links);
+        if (activity is not { IsAllDataRequested: true }) return activity;
+        activity.SetTag("db.system.name", "postgresql");
+        activity.SetTag("db.namespace", connection.Database);
+        activity.SetTag("db.collection.name", $"{_store.Schema}.outbox");
+        activity.SetTag("polystore.outbox.schema", _store.Schema);
+        activity.SetTag("polystore.outbox.subscriber", _subscriber.Name);
+        activity.SetTag("polystore.outbox.events", events.Count);
+        activity.SetTag("polystore.outbox.event_type", IntegrationTelemetry.EventTypes(events, e => e.Type));
+        activity.SetTag("polystore.outbox.first_event_id", events[0].Id);
+        activity.SetTag("polystore.outbox.last_event_id", events[^1].Id);
+        activity.SetTag("polystore.outbox.one_at_a_time", _oneAtATime);
+        return activity;
+    }
+
+    private void RecordDelivered(List<OutboxEvent> events)
+    {
+        IntegrationTelemetry.Dispatched.Add(events.Count, _tags);
+        if (!IntegrationTelemetry.Lags.Enabled) return;
+        var now = DateTimeOffset.UtcNow;
+        foreach (var delivered in events) IntegrationTelemetry.Lags.Record((now - delivered.CreatedAt).TotalSeconds, _tags);
+    }
+
+    private async Task<BatchResult> HandleFailureAsync(NpgsqlConnection connection, OutboxEvent failed, Exception error, Activity? activity, CancellationToken cancellationToken)
     {
         var attempts = await RecordAttemptAsync(connection, failed, error, cancellationToken).ConfigureAwait(false);
+        activity?.SetTag("polystore.outbox.attempt", attempts);
         if (attempts < _options.MaxAttempts)
         {
             var delay = Backoff(attempts);
@@ -271,7 +369,8 @@ public sealed class OutboxDispatcher
                     await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
                 await SaveCheckpointAsync(connection, transaction, failed.TransactionId, failed.Id, cancellationToken).ConfigureAwait(false);
-                DeadLettered.Add(1);
+                IntegrationTelemetry.DeadLetters.Add(1, _tags);
+                activity?.SetTag("polystore.outbox.dead_lettered", true);
                 _logger.OutboxEventDeadLettered(error, failed.Id, _store.Schema, _subscriber.Name, attempts);
             }
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -326,7 +425,7 @@ public sealed class OutboxDispatcher
     {
         var command = new NpgsqlCommand(
             $"""
-            SELECT id, tx_id, stream, aggregate_id, version, type, payload::text, created_at
+            SELECT id, tx_id, stream, aggregate_id, version, type, payload::text, created_at, trace_parent, trace_state
             FROM {_s}.outbox
             WHERE (tx_id, id) > ($1, $2) AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
             ORDER BY tx_id, id
@@ -343,7 +442,11 @@ public sealed class OutboxDispatcher
             {
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                     events.Add(new OutboxEvent(reader.GetInt64(0), reader.GetFieldValue<ulong>(1), reader.GetString(2), reader.GetString(3),
-                        reader.GetInt64(4), reader.GetString(5), reader.GetString(6), reader.GetFieldValue<DateTimeOffset>(7)));
+                        reader.GetInt64(4), reader.GetString(5), reader.GetString(6), reader.GetFieldValue<DateTimeOffset>(7))
+                    {
+                        TraceParent = reader.IsDBNull(8) ? null : reader.GetString(8),
+                        TraceState = reader.IsDBNull(9) ? null : reader.GetString(9),
+                    });
             }
             return events;
         }
@@ -371,7 +474,7 @@ public sealed class OutboxDispatcher
             }
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
-                AfterCommitFailures.Add(1);
+                IntegrationTelemetry.AfterCommit.Add(1, _tags);
                 _logger.OutboxAfterCommitFailed(e, _subscriber.Name);
             }
         }

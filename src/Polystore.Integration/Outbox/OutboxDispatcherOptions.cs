@@ -14,6 +14,13 @@ public sealed record OutboxDispatcherOptions
     /// <summary>The longest retry delay.</summary>
     public TimeSpan RetryMaxDelay { get; init; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// How often the dispatcher measures its subscriber's backlog for the <c>polystore.outbox.backlog</c> and
+    /// <c>polystore.outbox.lag</c> gauges (one <see cref="OutboxMonitor"/> query; only while someone observes them).
+    /// Default 10 s; zero measures around every call of <see cref="OutboxDispatcher.ProcessAvailableAsync"/> and before every batch.
+    /// </summary>
+    public TimeSpan BacklogMeasureInterval { get; init; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first option out of range.</summary>
     internal void Validate()
     {
@@ -23,5 +30,7 @@ public sealed record OutboxDispatcherOptions
         if (RetryBaseDelay < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RetryBaseDelay), RetryBaseDelay, $"{nameof(RetryBaseDelay)} must not be negative.");
         if (RetryMaxDelay < RetryBaseDelay)
             throw new ArgumentOutOfRangeException(nameof(RetryMaxDelay), RetryMaxDelay, $"{nameof(RetryMaxDelay)} must be at least {nameof(RetryBaseDelay)} ({RetryBaseDelay}).");
+        if (BacklogMeasureInterval < TimeSpan.Zero)
+            throw new ArgumentOutOfRangeException(nameof(BacklogMeasureInterval), BacklogMeasureInterval, $"{nameof(BacklogMeasureInterval)} must not be negative.");
     }
 }

@@ -17,4 +17,14 @@ public sealed record OutboxEvent(
     long Version,
     string Type,
     string PayloadJson,
-    DateTimeOffset CreatedAt);
+    DateTimeOffset CreatedAt)
+{
+    /// <summary>
+    /// The W3C <c>traceparent</c> of the activity that appended the event (null when none was current): the dispatch
+    /// span links to it, so one trace leads from the command across the commit to its delivery.
+    /// </summary>
+    public string? TraceParent { get; init; }
+
+    /// <summary>The W3C <c>tracestate</c> that went with <see cref="TraceParent"/>, if any.</summary>
+    public string? TraceState { get; init; }
+}

@@ -1,3 +1,5 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
 using Polystore.Postgres;
@@ -28,9 +30,13 @@ public sealed class OutboxStore
     /// <summary>The LISTEN/NOTIFY channel that wakes dispatchers on commit.</summary>
     public string Channel { get; }
 
-    /// <summary>Creates the schema and tables if missing (idempotent).</summary>
+    /// <summary>
+    /// Creates the schema and tables if missing (idempotent), and brings an outbox table made by an earlier version up to
+    /// date: it gains the nullable <c>trace_parent</c> and <c>trace_state</c> columns (logged once, as event 110).
+    /// </summary>
     public async Task EnsureCreatedAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(dataSource);
         var s = QuotedSchema;
         var ddl = $"""
             CREATE SCHEMA IF NOT EXISTS {s};
@@ -42,7 +48,9 @@ public sealed class OutboxStore
                 version bigint NOT NULL,
                 type text NOT NULL,
                 payload jsonb NOT NULL,
-                created_at timestamptz NOT NULL DEFAULT clock_timestamp());
+                created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+                trace_parent text,
+                trace_state text);
             -- Commit order is (tx_id, id) read below the snapshot's xmin horizon; see OutboxDispatcher.
             CREATE INDEX IF NOT EXISTS outbox_commit_order ON {s}.outbox (tx_id, id);
             CREATE TABLE IF NOT EXISTS {s}.outbox_checkpoints (
@@ -77,26 +85,89 @@ public sealed class OutboxStore
             await using (batch.ConfigureAwait(false))
             {
                 await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                var upgraded = await AddTraceContextColumnsAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                if (upgraded && PostgresDataSources.LoggerFactoryOf(dataSource) is { } loggerFactory)
+                    loggerFactory.CreateLogger<OutboxStore>().OutboxSchemaUpgraded(Schema);
             }
         }
     }
 
-    /// <summary>Appends <paramref name="messages"/> inside <paramref name="transaction"/> and wakes dispatchers on commit.</summary>
+    /// <summary>
+    /// Adds the trace context columns to an outbox table that predates them; false when they are there. Looked up
+    /// first, because ALTER TABLE locks the table (and so every append) even when it has nothing to add.
+    /// </summary>
+    private async Task<bool> AddTraceContextColumnsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    {
+        var check = new NpgsqlCommand(
+            "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = $1::regclass AND attname IN ('trace_parent', 'trace_state') AND NOT attisdropped",
+            connection, transaction);
+        await using (check.ConfigureAwait(false))
+        {
+            check.Parameters.Add(new NpgsqlParameter { Value = $"{QuotedSchema}.outbox" });
+            if ((long)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))! == 2) return false;
+        }
+        var alter = new NpgsqlCommand($"ALTER TABLE {QuotedSchema}.outbox ADD COLUMN IF NOT EXISTS trace_parent text, ADD COLUMN IF NOT EXISTS trace_state text", connection, transaction);
+        await using (alter.ConfigureAwait(false))
+            await alter.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>
+    /// Appends <paramref name="messages"/> inside <paramref name="transaction"/> and wakes dispatchers on commit. Each row
+    /// keeps the W3C trace context of the current activity (the <c>outbox_append</c> span when it is recorded), which
+    /// the dispatch span links to.
+    /// </summary>
     public async Task AppendAsync(NpgsqlTransaction transaction, IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(transaction);
+        ArgumentNullException.ThrowIfNull(messages);
         if (messages.Count == 0) return;
         var connection = transaction.Connection ?? throw new InvalidOperationException("the transaction has completed");
+        using var activity = StartAppend(connection, messages);
+        try
+        {
+            await InsertAsync(connection, transaction, messages, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            IntegrationTelemetry.Fail(activity, e);
+            throw;
+        }
+        if (IntegrationTelemetry.Appended.Enabled) IntegrationTelemetry.Appended.Add(messages.Count, new KeyValuePair<string, object?>("schema", Schema));
+    }
+
+    private Activity? StartAppend(NpgsqlConnection connection, IReadOnlyList<OutboxMessage> messages)
+    {
+        if (!IntegrationTelemetry.Source.HasListeners()) return null;
+        var activity = IntegrationTelemetry.Source.StartActivity($"outbox_append {Schema}", ActivityKind.Producer);
+        if (activity is not { IsAllDataRequested: true }) return activity;
+        activity.SetTag("db.system.name", "postgresql");
+        activity.SetTag("db.namespace", connection.Database);
+        activity.SetTag("db.collection.name", $"{Schema}.outbox");
+        activity.SetTag("polystore.outbox.schema", Schema);
+        activity.SetTag("polystore.outbox.events", messages.Count);
+        activity.SetTag("polystore.outbox.event_type", IntegrationTelemetry.EventTypes(messages, m => m.Type));
+        return activity;
+    }
+
+    private async Task InsertAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken)
+    {
+        // Only a W3C id can be stored as a traceparent (the hierarchical format has no trace id to link to).
+        var current = Activity.Current is { IdFormat: ActivityIdFormat.W3C } a ? a : null;
         var batch = new NpgsqlBatch(connection, transaction);
         await using (batch.ConfigureAwait(false))
         {
             var insert = new NpgsqlBatchCommand(
-                $"INSERT INTO {QuotedSchema}.outbox (stream, aggregate_id, version, type, payload) SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[])");
+                $"INSERT INTO {QuotedSchema}.outbox (stream, aggregate_id, version, type, payload, trace_parent, trace_state) " +
+                "SELECT u.*, $6, $7 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[]) AS u");
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.Stream).ToArray() });
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.AggregateId).ToArray() });
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.Version).ToArray() });
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.Type).ToArray() });
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.PayloadJson).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
+            insert.Parameters.Add(new NpgsqlParameter { Value = (object?)current?.Id ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+            insert.Parameters.Add(new NpgsqlParameter { Value = (object?)current?.TraceStateString ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
             // NOTIFY takes a cluster-wide lock at commit, which serializes every notifying commit. So
             // only one in-flight transaction at a time notifies: whoever gets the transaction-scoped
             // try-lock. A commit that skipped it is picked up by the dispatcher's follow-up read after

@@ -1,3 +1,6 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using Polystore.Integration.Cqrs;
 using Polystore.Integration.Outbox;
 
@@ -22,13 +25,15 @@ public class ReadModelProjection<T> : IOutboxSubscriber where T : class
     private readonly IReadModelStore<T> _store;
     private readonly Func<OutboxEvent, T?> _map;
     private readonly ReadModelCache<T>? _cache;
+    private readonly ILogger _logger;
 
     /// <summary>Creates the projection.</summary>
     /// <param name="name">The subscriber name, under which the checkpoint is kept; a rebuild uses another.</param>
     /// <param name="store">Where the documents are kept.</param>
     /// <param name="map">The document an event produces, or null for events this projection ignores. Throwing counts as a failed delivery (retried, then dead-lettered).</param>
     /// <param name="cache">The cache in front of <paramref name="store"/>, invalidated after each batch commits; null when there is none.</param>
-    public ReadModelProjection(string name, IReadModelStore<T> store, Func<OutboxEvent, T?> map, ReadModelCache<T>? cache = null)
+    /// <param name="loggerFactory">Where each applied batch is logged (at Debug); null logs nothing.</param>
+    public ReadModelProjection(string name, IReadModelStore<T> store, Func<OutboxEvent, T?> map, ReadModelCache<T>? cache = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
         ArgumentNullException.ThrowIfNull(store);
@@ -37,6 +42,7 @@ public class ReadModelProjection<T> : IOutboxSubscriber where T : class
         _store = store;
         _map = map;
         _cache = cache;
+        _logger = loggerFactory?.CreateLogger<ReadModelProjection<T>>() ?? NullLogger<ReadModelProjection<T>>.Instance;
     }
 
     /// <inheritdoc />
@@ -60,11 +66,21 @@ public class ReadModelProjection<T> : IOutboxSubscriber where T : class
         }
         if (documents.Count == 0) return;
 
-        // One round trip for the batch; stale or duplicate versions are skipped by the store's guard.
-        if (_store is IPostgresReadModelStore<T> postgres)
-            await postgres.UpsertManyIfNewerAsync(documents, context.Transaction, cancellationToken).ConfigureAwait(false);
-        else
-            await _store.UpsertManyIfNewerAsync(documents, cancellationToken).ConfigureAwait(false);
+        using var activity = StartApply(events.Count, documents.Count);
+        try
+        {
+            // One round trip for the batch; stale or duplicate versions are skipped by the store's guard.
+            if (_store is IPostgresReadModelStore<T> postgres)
+                await postgres.UpsertManyIfNewerAsync(documents, context.Transaction, cancellationToken).ConfigureAwait(false);
+            else
+                await _store.UpsertManyIfNewerAsync(documents, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            IntegrationTelemetry.Fail(activity, e);
+            throw;
+        }
+        _logger.ProjectionApplied(Name, documents.Count, events.Count, _store.Description);
 
         if (_cache is { } cache)
         {
@@ -73,6 +89,19 @@ public class ReadModelProjection<T> : IOutboxSubscriber where T : class
             context.AfterCommit(_ => Task.WhenAll(newest.Select(d => cache.InvalidateAsync(d.Id, d.Version))));
         }
         if (Applied is { } callback) foreach (var outboxEvent in applied) callback(outboxEvent);
+    }
+
+    private Activity? StartApply(int events, int documents)
+    {
+        if (!IntegrationTelemetry.Source.HasListeners()) return null;
+        var activity = IntegrationTelemetry.Source.StartActivity($"projection_apply {Name}", ActivityKind.Internal);
+        if (activity is not { IsAllDataRequested: true }) return activity;
+        activity.SetTag("polystore.projection.name", Name);
+        activity.SetTag("polystore.projection.store", _store.Description);
+        activity.SetTag("polystore.projection.events", events);
+        activity.SetTag("polystore.projection.documents", documents);
+        activity.SetTag("polystore.projection.in_transaction", _store is IPostgresReadModelStore<T>);
+        return activity;
     }
 
     /// <inheritdoc />

@@ -1,7 +1,6 @@
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using MongoDB.Driver;
-using MongoDB.Driver.Core.Configuration;
 using Polystore;
 using Polystore.Core.Configuration;
 using Polystore.Mongo;
@@ -25,12 +24,7 @@ public static class MongoPolystoreBuilderExtensions
         {
             var settings = sp.GetRequiredService<PolystoreConfig>().Mongo
                 ?? throw new InvalidOperationException($"MongoDB is added to Polystore but not configured: add {StoreNames.ConfigFile(StoreNames.Mongo)} or a 'Mongo' section");
-            var loggerFactory = sp.GetService<ILoggerFactory>();
-            return MongoStore.Create(settings, client =>
-            {
-                if (loggerFactory is not null) client.LoggingSettings = new LoggingSettings(loggerFactory);
-                options.ConfigureClient?.Invoke(client);
-            });
+            return MongoStore.Create(settings, options.ConfigureClient, sp.GetService<ILoggerFactory>());
         });
         builder.Services.TryAddSingleton(sp => sp.GetRequiredService<MongoStore>().Client);
         builder.Services.TryAddSingleton(sp => sp.GetRequiredService<MongoStore>().Database);

@@ -9,13 +9,12 @@ namespace Polystore.Postgres.BulkUpsert;
 internal static class AtomicUpsert<T>
 {
     public static async Task<(long Received, long Inserted, long Updated, int Commits)> RunAsync(PostgresBulkUpsertDefinition<T> definition, NpgsqlDataSource dataSource,
-        IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+        IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, UpsertProgress progress, CancellationToken cancellationToken)
     {
         var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
             var plan = await UpsertPlanResolver.ResolveAsync(definition, connection, null, cancellationToken).ConfigureAwait(false);
-            var progress = new UpsertProgress();
             try
             {
                 var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -30,7 +29,7 @@ internal static class AtomicUpsert<T>
             {
                 if (e is CommitInDoubtException)
                 {
-                    await UpsertCommit.SettleAsync(dataSource, progress).ConfigureAwait(false);
+                    await UpsertCommit.SettleAsync(dataSource, progress, options.Logger).ConfigureAwait(false);
                     if (progress.Commits == 1) return (progress.RowsCommitted, progress.Inserted, progress.Updated, 1);
                 }
                 throw UpsertFailure.Create(PostgresBulkUpsertMode.Atomic, plan.Table.DisplayName, progress, e, options, cancellationToken);

@@ -9,13 +9,12 @@ namespace Polystore.Postgres.BulkUpsert;
 internal static class ChunkedUpsert<T>
 {
     public static async Task<(long Received, long Inserted, long Updated, int Commits)> RunAsync(PostgresBulkUpsertDefinition<T> definition, NpgsqlDataSource dataSource,
-        IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+        IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, UpsertProgress progress, CancellationToken cancellationToken)
     {
         var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {
             var plan = await UpsertPlanResolver.ResolveAsync(definition, connection, null, cancellationToken).ConfigureAwait(false);
-            var progress = new UpsertProgress();
             try
             {
                 while (true)

@@ -1,4 +1,5 @@
 using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace Polystore.Postgres.BulkUpsert;
@@ -12,7 +13,7 @@ namespace Polystore.Postgres.BulkUpsert;
 internal static class ParallelUpsert<T>
 {
     public static async Task<(long Received, long Inserted, long Updated, int Commits)> RunAsync(PostgresBulkUpsertDefinition<T> definition, NpgsqlDataSource dataSource,
-        IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+        IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, UpsertProgress progress, CancellationToken cancellationToken)
     {
         // Every connection first, so a pool too small for Parallelism fails before any row is written, then the
         // catalog check on one of them.
@@ -20,7 +21,7 @@ internal static class ParallelUpsert<T>
         try
         {
             var plan = await UpsertPlanResolver.ResolveAsync(definition, connections[0], null, cancellationToken).ConfigureAwait(false);
-            return await RunLanesAsync(dataSource, plan, connections, rows, options, cancellationToken).ConfigureAwait(false);
+            return await RunLanesAsync(dataSource, plan, connections, rows, options, progress, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -43,14 +44,13 @@ internal static class ParallelUpsert<T>
     }
 
     private static async Task<(long Received, long Inserted, long Updated, int Commits)> RunLanesAsync(NpgsqlDataSource dataSource, PostgresBulkUpsertPlan<T> plan,
-        NpgsqlConnection[] connections, IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+        NpgsqlConnection[] connections, IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, UpsertProgress progress, CancellationToken cancellationToken)
     {
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         // One lane per connection, and each row goes to the lane its conflict key hashes to: a key's rows are then
         // upserted in input order on one connection, so the last row still wins across chunks, and no two
         // connections ever lock the same key (no deadlocks between chunks on it).
         var lanes = connections.Select(_ => Channel.CreateBounded<List<T>>(new BoundedChannelOptions(1) { SingleWriter = true, SingleReader = true })).ToArray();
-        var progress = new UpsertProgress();
         var chunkOptions = options with { UnnestThreshold = 0 };
         long received = 0;
 
@@ -80,14 +80,15 @@ internal static class ParallelUpsert<T>
                         try
                         {
                             var list = new ListRows<T>(chunk.GetEnumerator(), default, chunk);
-                            var (_, i, u) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, list, chunkOptions, long.MaxValue, failed.Token).ConfigureAwait(false);
-                            await UpsertCommit.CommitAsync(connection, transaction, progress, (chunk.Count, i, u), options, failed.Token).ConfigureAwait(false);
+                            var (_, i, u, technique) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, list, chunkOptions, long.MaxValue, failed.Token).ConfigureAwait(false);
+                            await UpsertCommit.CommitAsync(connection, transaction, progress, (chunk.Count, i, u, technique), options, failed.Token).ConfigureAwait(false);
                             break;
                         }
                         // Lanes never share a conflict key, but another unique index or a trigger can still make two
                         // chunks lock rows in opposite order: retry the loser.
                         catch (PostgresException e) when (attempt < 5 && e.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure)
                         {
+                            options.Logger.BulkUpsertChunkRetried(plan.Table.DisplayName, chunk.Count, e.SqlState, attempt);
                             await transaction.RollbackAsync(failed.Token).ConfigureAwait(false);
                         }
                     }

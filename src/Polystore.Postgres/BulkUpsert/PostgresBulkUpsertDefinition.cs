@@ -68,17 +68,30 @@ public sealed class PostgresBulkUpsertDefinition<T>
         ArgumentNullException.ThrowIfNull(rows);
         options ??= PostgresBulkUpsertOptions.Default;
         options.Validate();
+        if (options.LoggerFactory is null && PostgresDataSources.LoggerFactoryOf(dataSource) is { } loggerFactory) options = options with { LoggerFactory = loggerFactory };
         var watch = Stopwatch.StartNew();
-        var enumerator = rows.GetAsyncEnumerator(cancellationToken);
-        await using (enumerator.ConfigureAwait(false))
+        using var activity = StartActivity(options.Mode, dataSource, null);
+        var progress = new UpsertProgress(TableName);
+        try
         {
-            var (received, inserted, updated, commits) = options.Mode switch
+            var enumerator = rows.GetAsyncEnumerator(cancellationToken);
+            await using (enumerator.ConfigureAwait(false))
             {
-                PostgresBulkUpsertMode.Parallel => await ParallelUpsert<T>.RunAsync(this, dataSource, enumerator, options, cancellationToken).ConfigureAwait(false),
-                PostgresBulkUpsertMode.Chunked => await ChunkedUpsert<T>.RunAsync(this, dataSource, enumerator, options, cancellationToken).ConfigureAwait(false),
-                _ => await AtomicUpsert<T>.RunAsync(this, dataSource, enumerator, options, cancellationToken).ConfigureAwait(false),
-            };
-            return new PostgresBulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
+                var (received, inserted, updated, commits) = options.Mode switch
+                {
+                    PostgresBulkUpsertMode.Parallel => await ParallelUpsert<T>.RunAsync(this, dataSource, enumerator, options, progress, cancellationToken).ConfigureAwait(false),
+                    PostgresBulkUpsertMode.Chunked => await ChunkedUpsert<T>.RunAsync(this, dataSource, enumerator, options, progress, cancellationToken).ConfigureAwait(false),
+                    _ => await AtomicUpsert<T>.RunAsync(this, dataSource, enumerator, options, progress, cancellationToken).ConfigureAwait(false),
+                };
+                var result = new PostgresBulkUpsertResult(received, inserted, updated, commits, watch.Elapsed);
+                Succeeded(activity, options.Mode, result, progress.Techniques, watch);
+                return result;
+            }
+        }
+        catch (Exception e)
+        {
+            Failed(activity, options.Mode, progress, e, watch);
+            throw;
         }
     }
 
@@ -124,21 +137,67 @@ public sealed class PostgresBulkUpsertDefinition<T>
         options ??= PostgresBulkUpsertOptions.Default;
         options.ValidateInsideTransaction();
         var watch = Stopwatch.StartNew();
-        var plan = await UpsertPlanResolver.ResolveAsync(this, connection, transaction, cancellationToken).ConfigureAwait(false);
-        var enumerator = rows.GetAsyncEnumerator(cancellationToken);
-        await using (enumerator.ConfigureAwait(false))
+        using var activity = StartActivity(null, null, connection);
+        try
         {
-            try
+            var plan = await UpsertPlanResolver.ResolveAsync(this, connection, transaction, cancellationToken).ConfigureAwait(false);
+            var enumerator = rows.GetAsyncEnumerator(cancellationToken);
+            await using (enumerator.ConfigureAwait(false))
             {
-                var (received, inserted, updated) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, enumerator, options, long.MaxValue, cancellationToken).ConfigureAwait(false);
-                return new PostgresBulkUpsertResult(received, inserted, updated, 0, watch.Elapsed);
-            }
-            catch (Exception e)
-            {
-                throw UpsertFailure.Create(null, plan.Table.DisplayName, new UpsertProgress(), e, options, cancellationToken);
+                try
+                {
+                    var (received, inserted, updated, technique) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, enumerator, options, long.MaxValue, cancellationToken).ConfigureAwait(false);
+                    // Counted now: the caller owns the commit.
+                    PostgresTelemetry.RecordRows(TableName, technique, received, inserted, updated);
+                    var result = new PostgresBulkUpsertResult(received, inserted, updated, 0, watch.Elapsed);
+                    Succeeded(activity, null, result, technique, watch);
+                    return result;
+                }
+                catch (Exception e)
+                {
+                    throw UpsertFailure.Create(null, plan.Table.DisplayName, new UpsertProgress(TableName), e, options, cancellationToken);
+                }
             }
         }
+        catch (Exception e)
+        {
+            Failed(activity, null, null, e, watch);
+            throw;
+        }
     }
+
+    private Activity? StartActivity(PostgresBulkUpsertMode? mode, NpgsqlDataSource? dataSource, NpgsqlConnection? connection)
+    {
+        var activity = PostgresTelemetry.Start("bulk_upsert", TableName, dataSource, connection);
+        activity?.SetTag("polystore.bulk_upsert.mode", PostgresTelemetry.ModeName(mode));
+        return activity;
+    }
+
+    private void Succeeded(Activity? activity, PostgresBulkUpsertMode? mode, PostgresBulkUpsertResult result, UpsertTechniques techniques, Stopwatch watch)
+    {
+        PostgresTelemetry.RecordDuration(PostgresTelemetry.BulkUpsertSeconds, watch.Elapsed, TableName, Mode(mode), null);
+        if (activity is not { IsAllDataRequested: true }) return;
+        activity.SetTag("polystore.bulk_upsert.technique", PostgresTelemetry.TechniqueName(techniques));
+        activity.SetTag("polystore.bulk_upsert.rows", result.RowsReceived);
+        activity.SetTag("polystore.bulk_upsert.inserted", result.Inserted);
+        activity.SetTag("polystore.bulk_upsert.updated", result.Updated);
+        activity.SetTag("polystore.bulk_upsert.commits", result.Commits);
+    }
+
+    private void Failed(Activity? activity, PostgresBulkUpsertMode? mode, UpsertProgress? progress, Exception e, Stopwatch watch)
+    {
+        PostgresTelemetry.RecordDuration(PostgresTelemetry.BulkUpsertSeconds, watch.Elapsed, TableName, Mode(mode), e);
+        if (activity is null) return;
+        PostgresTelemetry.Fail(activity, e);
+        if (progress is null || !activity.IsAllDataRequested) return;
+        // What stays committed although the call failed (chunked and parallel modes).
+        activity.SetTag("polystore.bulk_upsert.technique", PostgresTelemetry.TechniqueName(progress.Techniques));
+        activity.SetTag("polystore.bulk_upsert.inserted", progress.Inserted);
+        activity.SetTag("polystore.bulk_upsert.updated", progress.Updated);
+        activity.SetTag("polystore.bulk_upsert.commits", progress.Commits);
+    }
+
+    private static KeyValuePair<string, object?> Mode(PostgresBulkUpsertMode? mode) => new("mode", PostgresTelemetry.ModeName(mode));
 
     /// <summary>Upserts inside the caller's transaction; see the <see cref="IAsyncEnumerable{T}"/> overload.</summary>
     public Task<PostgresBulkUpsertResult> ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IEnumerable<T> rows,

@@ -1,3 +1,6 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
@@ -58,6 +61,16 @@ public sealed record PostgresBulkUpsertOptions
     /// (see the README). 0 leaves the planner's settings alone. Default 256 MiB.
     /// </summary>
     public long MergeHashMemoryBytes { get; init; } = 256L * 1024 * 1024;
+
+    /// <summary>
+    /// Where the upsert logs what it recovers from (a MERGE that met a concurrent write, a retried chunk, a COMMIT whose
+    /// connection was lost). Null (the default): the factory the data source was created with by
+    /// <see cref="PostgresDataSources.Create"/>, else nothing. Inside the caller's transaction only this one is used.
+    /// </summary>
+    public ILoggerFactory? LoggerFactory { get; init; }
+
+    /// <summary>The logger of <see cref="LoggerFactory"/> (created on demand: only rare paths log).</summary>
+    internal ILogger Logger => LoggerFactory?.CreateLogger(PostgresLog.BulkUpsertCategory) ?? NullLogger.Instance;
 
     internal void Validate()
     {

@@ -9,8 +9,8 @@ namespace Polystore.Postgres.BulkUpsert;
 /// </summary>
 internal static class TransactionUpsert<T>
 {
-    /// <summary>Upserts up to <paramref name="limit"/> rows of the enumerator in the current transaction.</summary>
-    public static async Task<(long Received, long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
+    /// <summary>Upserts up to <paramref name="limit"/> rows of the enumerator in the current transaction, and says how they were sent.</summary>
+    public static async Task<(long Received, long Inserted, long Updated, UpsertTechniques Technique)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
         IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, long limit, CancellationToken cancellationToken)
     {
         // Small batches: one round trip with arrays beats creating a temp table and a COPY. An array column cannot
@@ -22,13 +22,14 @@ internal static class TransactionUpsert<T>
             head.Add(UpsertRows.NotNull(rows.Current));
         if (!more || head.Count >= limit)
         {
-            if (head.Count == 0) return (0, 0, 0);
+            if (head.Count == 0) return (0, 0, 0, UpsertTechniques.None);
             if (head.Count <= threshold)
             {
                 var (i, u) = await UnnestUpsert<T>.RunAsync(connection, transaction, plan, head, options, cancellationToken).ConfigureAwait(false);
-                return (head.Count, i, u);
+                return (head.Count, i, u, UpsertTechniques.Unnest);
             }
         }
-        return await StagedCopyUpsert<T>.RunAsync(connection, transaction, plan, head, rows, more, options, limit, cancellationToken).ConfigureAwait(false);
+        var (received, inserted, updated) = await StagedCopyUpsert<T>.RunAsync(connection, transaction, plan, head, rows, more, options, limit, cancellationToken).ConfigureAwait(false);
+        return (received, inserted, updated, UpsertTechniques.Copy);
     }
 }

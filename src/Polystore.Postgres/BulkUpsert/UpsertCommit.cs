@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace Polystore.Postgres.BulkUpsert;
@@ -15,7 +16,7 @@ internal static class UpsertCommit
 
     /// <summary>Commits and records the batch in <paramref name="progress"/>; throws <see cref="CommitInDoubtException"/> (after recording it) when the outcome is unknown.</summary>
     public static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, UpsertProgress progress,
-        (long Rows, long Inserted, long Updated) batch, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+        (long Rows, long Inserted, long Updated, UpsertTechniques Technique) batch, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
     {
         var id = new NpgsqlCommand(CurrentTransactionId(connection), connection, transaction) { CommandTimeout = options.CommandTimeoutSeconds };
         string transactionId;
@@ -30,18 +31,19 @@ internal static class UpsertCommit
         // server shuts down) can come after the commit record was written.
         catch (Exception e) when (e is not PostgresException { InvariantSeverity: "ERROR" })
         {
-            var commit = new InDoubtCommit(transactionId, batch.Rows, batch.Inserted, batch.Updated);
+            var commit = new InDoubtCommit(transactionId, batch.Rows, batch.Inserted, batch.Updated, batch.Technique);
+            options.Logger.BulkUpsertCommitInDoubt(e, transactionId, batch.Rows);
             progress.AddInDoubt(commit);
             throw new CommitInDoubtException(commit, e);
         }
-        progress.Committed(batch.Rows, batch.Inserted, batch.Updated);
+        progress.Committed(batch.Rows, batch.Inserted, batch.Updated, batch.Technique);
     }
 
     /// <summary>
     /// Asks the server, on a fresh connection, how each in-doubt COMMIT ended: committed ones join the committed
     /// counts, aborted ones are dropped, the rest stay in doubt (the server is down or does not know).
     /// </summary>
-    public static async Task SettleAsync(NpgsqlDataSource dataSource, UpsertProgress progress)
+    public static async Task SettleAsync(NpgsqlDataSource dataSource, UpsertProgress progress, ILogger logger)
     {
         var pending = progress.TakeInDoubt();
         if (pending.Count == 0) return;
@@ -70,9 +72,17 @@ internal static class UpsertCommit
         {
             switch (status.GetValueOrDefault(commit.TransactionId))
             {
-                case "committed": progress.Committed(commit.Rows, commit.Inserted, commit.Updated); break;
-                case "aborted": break;
-                default: progress.AddInDoubt(commit); break;
+                case "committed":
+                    logger.BulkUpsertCommitSettled(commit.TransactionId, commit.Rows, "committed");
+                    progress.Committed(commit.Rows, commit.Inserted, commit.Updated, commit.Technique);
+                    break;
+                case "aborted":
+                    logger.BulkUpsertCommitSettled(commit.TransactionId, commit.Rows, "aborted");
+                    break;
+                default:
+                    logger.BulkUpsertCommitUnsettled(commit.TransactionId, commit.Rows, StatusQuery(commit));
+                    progress.AddInDoubt(commit);
+                    break;
             }
         }
     }

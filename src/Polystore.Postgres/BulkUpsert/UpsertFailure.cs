@@ -13,7 +13,7 @@ internal static class UpsertFailure
     public static async Task<Exception> CreateAsync(NpgsqlDataSource dataSource, PostgresBulkUpsertMode mode, string table, UpsertProgress progress,
         Exception cause, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
     {
-        await UpsertCommit.SettleAsync(dataSource, progress).ConfigureAwait(false);
+        await UpsertCommit.SettleAsync(dataSource, progress, options.Logger).ConfigureAwait(false);
         return Create(mode, table, progress, cause, options, cancellationToken);
     }
 

@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace Polystore.Postgres.BulkUpsert;
@@ -27,6 +28,7 @@ internal static class UpsertStatementRunner<T>
         {
             // Another session inserted (or changed) one of these keys while MERGE ran: undo it and let ON CONFLICT
             // settle each row. The counters are read afresh, because the rolled-back attempt stays counted in them.
+            options.Logger.BulkUpsertMergeFallback(plan.Table.DisplayName, e.SqlState);
             await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {MergeSavepoint}; RELEASE SAVEPOINT {MergeSavepoint}", options, cancellationToken).ConfigureAwait(false);
             return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, CloneParameters(parameters), savepoint: false, null, timeout, cancellationToken).ConfigureAwait(false);
         }

@@ -26,12 +26,7 @@ public static class PostgresPolystoreBuilderExtensions
         {
             var settings = sp.GetRequiredService<PolystoreConfig>().Postgres
                 ?? throw new InvalidOperationException($"PostgreSQL is added to Polystore but not configured: add {StoreNames.ConfigFile(StoreNames.Postgres)} or a 'Postgres' section");
-            var loggerFactory = sp.GetService<ILoggerFactory>();
-            return PostgresDataSources.Create(settings, dataSource =>
-            {
-                if (loggerFactory is not null) dataSource.UseLoggerFactory(loggerFactory);
-                options.ConfigureDataSource?.Invoke(dataSource);
-            });
+            return PostgresDataSources.Create(settings, options.ConfigureDataSource, sp.GetService<ILoggerFactory>());
         });
         builder.Services.TryAddSingleton<NpgsqlDataSource>(sp => sp.GetRequiredService<PostgresDataSources>().Primary);
         return builder.AddStore(StoreNames.Postgres, sp => new PostgresStoreDoctor(sp.GetRequiredService<PostgresDataSources>(), options.Diagnostics));

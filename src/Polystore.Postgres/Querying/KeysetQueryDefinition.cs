@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Npgsql;
@@ -95,9 +96,7 @@ public sealed class KeysetQueryDefinition
             if (payload.V != 1 || payload.Q != _fingerprint || payload.K.Length != _keys.Length)
                 throw new InvalidCursorException("the page cursor belongs to a different query (other table, order or filters).");
         }
-        var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
-            return await FetchAsync(connection, dataSource.ConnectionString, payload, fromEnd: false, pageSize, map, cancellationToken).ConfigureAwait(false);
+        return await FetchPageAsync(dataSource, payload, fromEnd: false, pageSize, map, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Fetches the last page (the end of the order), with a PreviousCursor to walk backwards.</summary>
@@ -106,9 +105,43 @@ public sealed class KeysetQueryDefinition
         ArgumentNullException.ThrowIfNull(dataSource);
         ArgumentNullException.ThrowIfNull(map);
         CheckPageSize(pageSize);
-        var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
-            return await FetchAsync(connection, dataSource.ConnectionString, null, fromEnd: true, pageSize, map, cancellationToken).ConfigureAwait(false);
+        return await FetchPageAsync(dataSource, null, fromEnd: true, pageSize, map, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Opens a connection and fetches one page, inside a <c>keyset_page</c> span and timed.</summary>
+    private async Task<KeysetPage<T>> FetchPageAsync<T>(NpgsqlDataSource dataSource, CursorPayload? payload, bool fromEnd, int pageSize,
+        Func<NpgsqlDataReader, T> map, CancellationToken cancellationToken)
+    {
+        var direction = new KeyValuePair<string, object?>("direction", fromEnd || payload is { After: false } ? "backward" : "forward");
+        var started = Stopwatch.GetTimestamp();
+        using var activity = PostgresTelemetry.Start("keyset_page", _table, dataSource);
+        if (activity is { IsAllDataRequested: true })
+        {
+            activity.SetTag("polystore.keyset.page_size", pageSize);
+            activity.SetTag("polystore.keyset.direction", direction.Value);
+            activity.SetTag("polystore.keyset.first_page", payload is null);
+        }
+        try
+        {
+            var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
+            KeysetPage<T> page;
+            await using (connection.ConfigureAwait(false))
+                page = await FetchAsync(connection, dataSource.ConnectionString, payload, fromEnd, pageSize, map, cancellationToken).ConfigureAwait(false);
+            PostgresTelemetry.RecordDuration(PostgresTelemetry.KeysetPageSeconds, Stopwatch.GetElapsedTime(started), _table, direction, null);
+            if (activity is { IsAllDataRequested: true })
+            {
+                activity.SetTag("db.response.returned_rows", page.Items.Count);
+                activity.SetTag("polystore.keyset.has_next", page.NextCursor is not null);
+                activity.SetTag("polystore.keyset.has_previous", page.PreviousCursor is not null);
+            }
+            return page;
+        }
+        catch (Exception e)
+        {
+            PostgresTelemetry.RecordDuration(PostgresTelemetry.KeysetPageSeconds, Stopwatch.GetElapsedTime(started), _table, direction, e);
+            PostgresTelemetry.Fail(activity, e);
+            throw;
+        }
     }
 
     /// <summary>

@@ -24,6 +24,27 @@ public sealed class RankingDefinition
     {
         ArgumentNullException.ThrowIfNull(dataSource);
         ArgumentNullException.ThrowIfNull(map);
+        using var activity = PostgresTelemetry.Start("ranking", _table, dataSource);
+        if (activity is { IsAllDataRequested: true })
+        {
+            if (_top is { } top) activity.SetTag("polystore.ranking.top", top);
+            activity.SetTag("polystore.ranking.partitioned", _partition.Length > 0);
+        }
+        try
+        {
+            var rows = await RankAsync(dataSource, map, cancellationToken).ConfigureAwait(false);
+            activity?.SetTag("db.response.returned_rows", rows.Count);
+            return rows;
+        }
+        catch (Exception e)
+        {
+            PostgresTelemetry.Fail(activity, e);
+            throw;
+        }
+    }
+
+    private async Task<IReadOnlyList<Ranked<T>>> RankAsync<T>(NpgsqlDataSource dataSource, Func<NpgsqlDataReader, T> map, CancellationToken cancellationToken)
+    {
         var connection = await PostgresPool.OpenAsync(dataSource, cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
         {

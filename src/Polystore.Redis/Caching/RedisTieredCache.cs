@@ -89,7 +89,11 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
         if (_l1 is not null && _l1.TryGet(key, out var l1))
         {
             // Hot path: no allocation, completes synchronously.
-            if (l1.FreshUntil > _l1.Now) return new ValueTask<T?>(l1.Missing ? default : (T?)l1.Value);
+            if (l1.FreshUntil > _l1.Now)
+            {
+                if (CacheTelemetry.Observed) CacheTelemetry.L1Hit(_options.KeyPrefix);
+                return new ValueTask<T?>(l1.Missing ? default : (T?)l1.Value);
+            }
             stale = l1;
         }
         return new ValueTask<T?>(SlowGetOrSetAsync(key, factory, entry, stale, cancellationToken));
@@ -100,8 +104,13 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
     {
         RedisKeys.ValidateName(key, nameof(key));
         if (_l1 is not null && _l1.TryGet(key, out var l1) && l1.FreshUntil > _l1.Now)
+        {
+            if (CacheTelemetry.Observed) CacheTelemetry.L1Hit(_options.KeyPrefix);
             return (!l1.Missing, l1.Missing ? default : (T?)l1.Value);
+        }
+        using var activity = RedisTelemetry.Start("cache_get", _options.KeyPrefix);
         var read = await _l2.ReadAsync<T>(key, cancellationToken).ConfigureAwait(false);
+        CacheTelemetry.Served(activity, _options.KeyPrefix, _l1 is not null, read.Fresh ? CacheTelemetry.L2 : CacheTelemetry.None, merged: false);
         return read is { Fresh: true, Missing: false } ? (true, (T?)read.Value) : (false, default);
     }
 
@@ -109,14 +118,22 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
     public async Task SetAsync<T>(string key, T value, CacheEntryOptions? entry = null, CancellationToken cancellationToken = default)
     {
         RedisKeys.ValidateName(key, nameof(key));
+        using var activity = RedisTelemetry.Start("cache_set", _options.KeyPrefix);
         try
         {
             await WriteAsync(key, value, missing: value is null, entry, cancellationToken).ConfigureAwait(false);
+            activity?.SetTag("polystore.cache.stored", true);
         }
         catch (Exception e) when (RedisErrors.IsUnavailable(e) && !_options.ThrowOnRedisErrors)
         {
             RedisMetrics.RecordCacheFallback("set");
             _l1?.Drop(key);
+            activity?.SetTag("polystore.cache.stored", false);
+        }
+        catch (Exception e)
+        {
+            RedisTelemetry.Fail(activity, e);
+            throw;
         }
     }
 
@@ -132,23 +149,28 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
     {
         RedisKeys.ValidateName(key, nameof(key));
         ArgumentNullException.ThrowIfNull(sourceWrite);
+        using var activity = RedisTelemetry.Start("cache_set", _options.KeyPrefix);
+        activity?.SetTag("polystore.cache.write_through", true);
         T value;
         try
         {
             value = await sourceWrite(cancellationToken).ConfigureAwait(false);
         }
-        catch
+        catch (Exception e)
         {
+            RedisTelemetry.Fail(activity, e);
             await TryRemoveQuietlyAsync(key).ConfigureAwait(false);
             throw;
         }
         try
         {
             await WriteAsync(key, value, missing: value is null, entry, cancellationToken).ConfigureAwait(false);
+            activity?.SetTag("polystore.cache.stored", true);
             return new WriteThroughResult<T>(value, true, null);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
+            activity?.SetTag("polystore.cache.stored", false);
             await TryRemoveQuietlyAsync(key).ConfigureAwait(false);
             return new WriteThroughResult<T>(value, false, e);
         }
@@ -221,9 +243,21 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
     private async Task<T?> SlowGetOrSetAsync<T>(string key, Func<CancellationToken, Task<T?>> factory, CacheEntryOptions? entry, L1Entry? stale, CancellationToken cancellationToken)
     {
         _subscription?.Ensure();
+        // The load runs under the span of the caller that started it, so the factory's own spans nest there.
+        using var activity = RedisTelemetry.Start("cache_get", _options.KeyPrefix);
         var flight = _flights.Join(key, out var started);
         if (started is not null) _ = RunFlightAsync(key, factory, entry, stale, started);
-        var loaded = await flight.WaitAsync(cancellationToken).ConfigureAwait(false);
+        CachedValue loaded;
+        try
+        {
+            loaded = await flight.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            RedisTelemetry.Fail(activity, e);
+            throw;
+        }
+        CacheTelemetry.Served(activity, _options.KeyPrefix, _l1 is not null, loaded.Level, merged: started is null);
         return loaded.Missing ? default : (T?)loaded.Value;
     }
 
@@ -254,13 +288,14 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
         try
         {
             Interlocked.Increment(ref _factoryCalls);
+            CacheTelemetry.FactoryCalled(_options.KeyPrefix);
             value = await factory(CancellationToken.None).ConfigureAwait(false);
         }
         catch when (_options.FailSafe && (read.Stale || staleL1 is not null))
         {
             // Fail-safe: the source failed, serve the last known value (Redis copy first, else L1 copy).
             RedisMetrics.RecordCacheFallback("fail-safe");
-            return read.Stale ? new CachedValue(read.Value, read.Missing) : new CachedValue(staleL1!.Value, staleL1.Missing);
+            return read.Stale ? new CachedValue(read.Value, read.Missing, CacheTelemetry.Stale) : new CachedValue(staleL1!.Value, staleL1.Missing, CacheTelemetry.Stale);
         }
         var missing = value is null;
         if ((!missing || _options.NegativeTtl is not null) && _l2.Breaker.IsOpen && !_options.ThrowOnRedisErrors)
@@ -284,7 +319,7 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
                 _l1?.Set(key, value, missing, _clock.UnixMs + (long)Ttl(entry, missing).TotalMilliseconds, entry?.Tags);
             }
         }
-        return new CachedValue(value, missing);
+        return new CachedValue(value, missing, CacheTelemetry.Factory);
     }
 
     private async Task WriteAsync<T>(string key, T? value, bool missing, CacheEntryOptions? entry, CancellationToken cancellationToken, bool broadcast = true)

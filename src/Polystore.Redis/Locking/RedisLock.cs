@@ -40,6 +40,9 @@ public sealed class RedisLock : IRedisLock
         }
     }
 
+    /// <summary>The lock_hold span, while someone listens; it ends when the lock is released.</summary>
+    internal Activity? Hold { get; set; }
+
     /// <summary>The locked resource name.</summary>
     public string Resource { get; }
 
@@ -87,8 +90,25 @@ public sealed class RedisLock : IRedisLock
             await _stop.CancelAsync().ConfigureAwait(false);
             await _extender!.ConfigureAwait(false);
         }
-        cancellationToken.ThrowIfCancellationRequested();
-        return await _provider.ReleaseAsync(_keys, _token).ConfigureAwait(false);
+        LockTelemetry.EndHold(Hold, "release");
+        using var activity = RedisTelemetry.Start("lock_release", _provider.Options.KeyPrefix);
+        try
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var released = await _provider.ReleaseAsync(_keys, _token).ConfigureAwait(false);
+            if (activity is { IsAllDataRequested: true })
+            {
+                activity.SetTag("polystore.lock.resource", Resource);
+                activity.SetTag("polystore.lock.fencing_token", FencingToken);
+                activity.SetTag("polystore.lock.released", released);
+            }
+            return released;
+        }
+        catch (Exception e)
+        {
+            RedisTelemetry.Fail(activity, e);
+            throw;
+        }
     }
 
     /// <summary>
@@ -108,6 +128,7 @@ public sealed class RedisLock : IRedisLock
                 await _stop.CancelAsync().ConfigureAwait(false);
                 await _extender!.ConfigureAwait(false);
             }
+            LockTelemetry.EndHold(Hold, "dispose");
             _provider.ReleaseInBackground(_keys, _token);
         }
         catch (Exception e) when (e is RedisException or TimeoutException)
@@ -149,6 +170,7 @@ public sealed class RedisLock : IRedisLock
     {
         if (Volatile.Read(ref _released) != 0 || Interlocked.Exchange(ref _lostFlag, 1) != 0) return;
         RedisMetrics.LockLostCounter.Add(1, new KeyValuePair<string, object?>("reason", reason));
+        Hold?.AddEvent(new ActivityEvent("lock_lost", tags: new ActivityTagsCollection { ["polystore.lock.lost_reason"] = reason }));
         try
         {
             Volatile.Read(ref _lost)?.Cancel();

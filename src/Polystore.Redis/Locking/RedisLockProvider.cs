@@ -44,11 +44,35 @@ public sealed class RedisLockProvider : IRedisLockProvider
     /// <see cref="RedisLockOptions.CircuitBreaker"/>) that is at once, a <see cref="RedisConnectionException"/> saying so.
     /// An acquire given up at the operation timeout may still run later: its release is queued right behind it.
     /// </remarks>
-    public async ValueTask<RedisLock?> TryAcquireAsync(string resource, TimeSpan waitTimeout = default, CancellationToken cancellationToken = default)
+    public ValueTask<RedisLock?> TryAcquireAsync(string resource, TimeSpan waitTimeout = default, CancellationToken cancellationToken = default)
     {
         RedisKeys.ValidateName(resource, nameof(resource));
         if (waitTimeout < TimeSpan.Zero && waitTimeout != Timeout.InfiniteTimeSpan)
             throw new ArgumentOutOfRangeException(nameof(waitTimeout), waitTimeout, "waitTimeout must be zero, positive or infinite.");
+        return LockTelemetry.Observed ? AcquireObservedAsync(resource, waitTimeout, cancellationToken) : AcquireCoreAsync(resource, waitTimeout, cancellationToken);
+    }
+
+    // The acquire inside a lock_acquire span, timed, and the lock_hold span started; only while someone listens.
+    private async ValueTask<RedisLock?> AcquireObservedAsync(string resource, TimeSpan waitTimeout, CancellationToken cancellationToken)
+    {
+        var started = Stopwatch.GetTimestamp();
+        using var activity = LockTelemetry.StartAcquire(Options.KeyPrefix, resource, waitTimeout);
+        try
+        {
+            var acquired = await AcquireCoreAsync(resource, waitTimeout, cancellationToken).ConfigureAwait(false);
+            var hold = LockTelemetry.Acquired(activity, Options.KeyPrefix, resource, acquired, Stopwatch.GetElapsedTime(started));
+            if (acquired is not null) acquired.Hold = hold;
+            return acquired;
+        }
+        catch (Exception e)
+        {
+            LockTelemetry.Failed(activity, Options.KeyPrefix, e, Stopwatch.GetElapsedTime(started));
+            throw;
+        }
+    }
+
+    private async ValueTask<RedisLock?> AcquireCoreAsync(string resource, TimeSpan waitTimeout, CancellationToken cancellationToken)
+    {
         RedisKey[] keys = [RedisKeys.Key(_tagStart, resource, ":lock"), RedisKeys.Key(_tagStart, resource, ":fence")];
         var token = NewToken();
         var db = _redis.GetDatabase();
@@ -72,6 +96,7 @@ public sealed class RedisLockProvider : IRedisLockProvider
                 throw;
             }
             if (result > 0) return new RedisLock(this, db, keys, resource, token, result, attemptStart);
+            LockTelemetry.Contended(Options.KeyPrefix);
             var waited = Stopwatch.GetElapsedTime(started);
             if (waitTimeout != Timeout.InfiniteTimeSpan && waited >= waitTimeout) return null;
             // Full jitter keeps waiters from retrying in lockstep; never sleep past the holder's remaining lease or our deadline.

@@ -91,6 +91,30 @@ public sealed class RedisSlidingWindowRateLimiter
     /// </remarks>
     public ValueTask<RateLimitDecision> TryAcquireAsync(string key, int permits = 1, CancellationToken cancellationToken = default)
     {
+        if (!RateLimitTelemetry.Observed) return DecideAsync(key, permits, cancellationToken);
+        Validate(key, permits);
+        return DecideObservedAsync(key, permits, cancellationToken);
+    }
+
+    // The decision inside a rate_limit span, counted; only while someone listens.
+    private async ValueTask<RateLimitDecision> DecideObservedAsync(string key, int permits, CancellationToken cancellationToken)
+    {
+        using var activity = RateLimitTelemetry.Start(Options.KeyPrefix, permits);
+        try
+        {
+            var decision = await DecideAsync(key, permits, cancellationToken).ConfigureAwait(false);
+            RateLimitTelemetry.Decided(activity, Options.KeyPrefix, decision);
+            return decision;
+        }
+        catch (Exception e)
+        {
+            RedisTelemetry.Fail(activity, e);
+            throw;
+        }
+    }
+
+    private ValueTask<RateLimitDecision> DecideAsync(string key, int permits, CancellationToken cancellationToken)
+    {
         Validate(key, permits);
         if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled<RateLimitDecision>(cancellationToken);
         if (_breaker.IsOpen) return ShortCircuited();
