@@ -95,13 +95,15 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     /// <summary>
     /// The statement of the session that <paramref name="blockerPid"/> blocks, once there is one (PostgreSQL
     /// reports lock waits only through pg_stat_activity, so it is polled, for at most 30 s).
+    /// A session may pass through a shorter wait first (a catalog lookup behind the table lock), so the MERGE is
+    /// waited for, not the first statement seen waiting.
     /// </summary>
     private async Task<string> StatementBlockedByAsync(int blockerPid, Task waiter)
     {
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
         while (true)
         {
-            var query = await db.ScalarAsync<string?>($"SELECT query FROM pg_stat_activity WHERE {blockerPid} = ANY (pg_catalog.pg_blocking_pids(pid)) LIMIT 1");
+            var query = await db.ScalarAsync<string?>($"SELECT query FROM pg_stat_activity WHERE {blockerPid} = ANY (pg_catalog.pg_blocking_pids(pid)) AND starts_with(query, 'MERGE INTO') LIMIT 1");
             if (query is not null) return query;
             Assert.False(waiter.IsCompleted, "the upsert finished without waiting on the other session's key");
             Assert.True(DateTime.UtcNow < deadline, "no session waited on the other session's key within 30 s");
