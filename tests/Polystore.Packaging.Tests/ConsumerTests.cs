@@ -17,7 +17,7 @@ public sealed class ConsumerTests(PackedFeed feed)
         var build = await feed.BuildAppAsync(app);
         Assert.True(build.ExitCode == 0, build.Describe());
         // Pay for what you use: PostgreSQL, Redis and the ASP.NET Core policy, and nothing of MongoDB.
-        AssertRestoredFromTheFeed(app, "Polystore.AspNetCore", "Polystore.Postgres", "Polystore.Redis", "Polystore.Core");
+        AssertRestoredFromTheFeed(app, "Polystore.AspNetCore", "Polystore.OpenTelemetry", "Polystore.Postgres", "Polystore.Redis", "Polystore.Core");
         var output = Path.Combine(app, "bin", "Release", "net10.0");
         Assert.Empty(Directory.GetFiles(output, "MongoDB*.dll"));
         Assert.Empty(Directory.GetFiles(output, "Polystore.Mongo*.dll"));

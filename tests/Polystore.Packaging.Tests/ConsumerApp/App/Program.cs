@@ -8,6 +8,7 @@
 // <snippet:tracing>
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Trace;
+using Polystore.OpenTelemetry;
 // </snippet:tracing>
 // <snippet:rate-limit>
 using Polystore.AspNetCore;
@@ -55,10 +56,9 @@ builder.Services.AddRateLimiter(options => options.AddPolystoreSlidingWindowPoli
 // Polystore's spans and metrics, written to the console when App:Tracing:Console is true (off by default).
 if (builder.Configuration.GetValue<bool>("App:Tracing:Console"))
 {
-    string[] polystore = ["Polystore.Postgres", "Polystore.Redis", "Polystore.Mongo", "Polystore.Integration"];
     builder.Services.AddOpenTelemetry()
-        .WithTracing(tracing => tracing.AddSource(polystore).AddConsoleExporter())
-        .WithMetrics(metrics => metrics.AddMeter(polystore).AddConsoleExporter());
+        .WithTracing(tracing => tracing.AddPolystoreInstrumentation(includeDrivers: true).AddConsoleExporter())
+        .WithMetrics(metrics => metrics.AddPolystoreInstrumentation().AddConsoleExporter());
 }
 // </snippet:tracing>
 
