@@ -4,7 +4,11 @@ using System.Text;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using Npgsql;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using Polystore.AspNetCore;
+using Polystore.OpenTelemetry;
 using Polystore.Postgres.Querying;
 using Polystore.Redis.Locking;
 using Polystore.Redis.RateLimiting;
@@ -58,6 +62,7 @@ internal static class UsersServiceApp
         services.AddProblemDetails();
         services.AddExceptionHandler<ServiceExceptionHandler>();
         services.AddOpenApi();
+        AddTelemetry(builder);
 
         var polystore = services.AddPolystore(builder.Configuration.GetSection("Polystore"))
             .AddConfiguredStores()
@@ -122,5 +127,31 @@ internal static class UsersServiceApp
         services.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(UsersServiceApp))
             .LogWarning("UsersService:CursorKey is not set: page cursors are signed with a key of this process and stop working after a restart or on another instance.");
         return CursorSigner.PerProcess;
+    }
+
+    /// <summary>
+    /// Traces and metrics (Polystore's, ASP.NET Core's own meters, and the drivers' spans), exported as
+    /// <c>UsersService:Telemetry:Exporter</c> says: <c>none</c> (the default), <c>console</c>, or <c>otlp</c> (to
+    /// <c>OTEL_EXPORTER_OTLP_ENDPOINT</c>, by default http://localhost:4317).
+    /// </summary>
+    private static void AddTelemetry(WebApplicationBuilder builder)
+    {
+        const string key = "UsersService:Telemetry:Exporter";
+        var exporter = (builder.Configuration[key] ?? "none").Trim().ToLowerInvariant();
+        if (exporter == "none") return;
+        if (exporter is not ("console" or "otlp"))
+            throw new InvalidOperationException($"{key} is '{exporter}'; expected none, console or otlp");
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("polystore-users-service"))
+            .WithTracing(tracing =>
+            {
+                tracing.AddSource("Microsoft.AspNetCore").AddPolystoreInstrumentation(includeDrivers: true);
+                if (exporter == "console") tracing.AddConsoleExporter(); else tracing.AddOtlpExporter();
+            })
+            .WithMetrics(metrics =>
+            {
+                metrics.AddMeter("Microsoft.AspNetCore.Hosting", "Microsoft.AspNetCore.Server.Kestrel").AddPolystoreInstrumentation(includeDrivers: true);
+                if (exporter == "console") metrics.AddConsoleExporter(); else metrics.AddOtlpExporter();
+            });
     }
 }
