@@ -2,8 +2,9 @@
 # refused, the cache serving the new version after a PATCH, and the rate limit answering 429.
 say "the users service   (samples/UsersService: ./run serve runs it for you to try)"
 trap 'stop_users_service; down_if_started' EXIT
-# A small rate limit so that the tour reaches it.
-start_users_service UsersService__RateLimit__PermitLimit=12 UsersService__Schema=demo_service Logging__LogLevel__Default=Warning
+# A small rate limit so that the tour reaches it, and a cursor-signing key as a deployment would set.
+start_users_service UsersService__RateLimit__PermitLimit=12 UsersService__Schema=demo_service Logging__LogLevel__Default=Warning \
+  UsersService__CursorKey="$(head -c 32 /dev/urandom | base64)"
 python3 - "$SERVICE_URL" <<'PY'
 import json, sys, time, urllib.error, urllib.request, uuid
 
