@@ -144,38 +144,48 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     {
         try
         {
-            // Bounded from outside: Npgsql does not give up on a server that accepted the connection and never answers
-            // its startup message before its own connect timeout, whatever token it is given.
-            var open = OpenAsync(Reads, cancellationToken).AsTask();
-            try
+            var connection = await OpenReplicaWithinTimeoutAsync(cancellationToken).ConfigureAwait(false);
+            if (connection is null) return await OpenAsync(Primary, cancellationToken).ConfigureAwait(false);
+            if (trial)
             {
-                var connection = await open.WaitAsync(ReplicaOpenTimeout, cancellationToken).ConfigureAwait(false);
-                if (trial)
-                {
-                    Volatile.Write(ref _replicasSkippedUntil, 0);
-                    _logger.ReadReplicasBack();
-                }
-                return connection;
+                Volatile.Write(ref _replicasSkippedUntil, 0);
+                _logger.ReadReplicasBack();
             }
-            catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is TimeoutException or NpgsqlException)
-            {
-                // Nothing came through the replicas in time (or they failed): the primary serves this read and the next
-                // ones. An open still under way is closed when it completes.
-                if (!open.IsCompleted) _ = open.ContinueWith(static t =>
-                {
-                    if (t.IsCompletedSuccessfully) t.Result.Dispose();
-                    else _ = t.Exception;
-                }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-                var skip = (long)(_replicaRecheck.TotalSeconds * TimeProvider.System.TimestampFrequency);
-                Volatile.Write(ref _replicasSkippedUntil, TimeProvider.System.GetTimestamp() + skip);
-                _logger.ReadReplicasSkipped(e, ReplicaOpenTimeout, _replicaRecheck);
-            }
+            return connection;
         }
         finally
         {
             if (trial) Volatile.Write(ref _replicaTrial, 0);
         }
-        return await OpenAsync(Primary, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A connection through the replicas, or null (and the replicas skipped for a while) when none came in time.</summary>
+    private async ValueTask<NpgsqlConnection?> OpenReplicaWithinTimeoutAsync(CancellationToken cancellationToken)
+    {
+        var pending = OpenAsync(Reads, cancellationToken);
+        // A pooled connection is usually there at once: only a wait is bounded (a task and a timer of its own).
+        if (pending.IsCompletedSuccessfully) return pending.Result;
+        // Bounded from outside: Npgsql does not give up on a server that accepted the connection and never answers
+        // its startup message before its own connect timeout, whatever token it is given.
+        var open = pending.AsTask();
+        try
+        {
+            return await open.WaitAsync(ReplicaOpenTimeout, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is TimeoutException or NpgsqlException)
+        {
+            // Nothing came through the replicas in time (or they failed): the primary serves this read and the next
+            // ones. An open still under way is closed when it completes.
+            if (!open.IsCompleted) _ = open.ContinueWith(static t =>
+            {
+                if (t.IsCompletedSuccessfully) t.Result.Dispose();
+                else _ = t.Exception;
+            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            var skip = (long)(_replicaRecheck.TotalSeconds * TimeProvider.System.TimestampFrequency);
+            Volatile.Write(ref _replicasSkippedUntil, TimeProvider.System.GetTimestamp() + skip);
+            _logger.ReadReplicasSkipped(e, ReplicaOpenTimeout, _replicaRecheck);
+            return null;
+        }
     }
 
     private async ValueTask<NpgsqlConnection> OpenAsync(NpgsqlDataSource source, CancellationToken cancellationToken)

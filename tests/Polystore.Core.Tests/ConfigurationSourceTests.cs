@@ -44,7 +44,7 @@ public sealed class ConfigurationSourceTests
     };
 
     [Fact]
-    public void The_same_bad_values_give_the_same_errors_from_yaml_json_and_environment_each_naming_its_source()
+    public void The_same_bad_values_give_the_same_errors_from_yaml_json_and_environment_each_naming_its_source_and_no_variable_value()
     {
         ConfigException fromFolder, fromYamlSource, fromJson, fromEnvironment;
         using (var folder = new ConfigFolder(BadYaml))
@@ -63,8 +63,14 @@ public sealed class ConfigurationSourceTests
             "pool.max_szie: unknown key 'max_szie'; did you mean 'max_size'?",
             "replication.write_concern.w: 'most' is not valid here; expected one of: majority, or a number of members (0, 1, 2, ...)",
         ];
-        foreach (var e in new[] { fromFolder, fromYamlSource, fromJson, fromEnvironment })
+        foreach (var e in new[] { fromFolder, fromYamlSource, fromJson })
             Assert.Equal(expected, e.Errors.Select(x => $"{x.KeyPath}: {x.Message}").Order(StringComparer.Ordinal));
+        // The same errors from environment variables, except that the binder never quotes a value a variable set (it may
+        // be a secret in the wrong variable), as with ${VAR} in YAML. The rules on bound values (write_concern.w) still do.
+        const string notShown = "a value from an environment variable (not shown)";
+        Assert.Equal(
+            expected.Select(x => x.Replace("'fifty'", notShown, StringComparison.Ordinal).Replace("'requre'", notShown, StringComparison.Ordinal)),
+            fromEnvironment.Errors.Select(x => $"{x.KeyPath}: {x.Message}").Order(StringComparer.Ordinal));
 
         // Each names its source: the YAML its file, line and column (through the configuration too), the JSON file
         // and the environment variable with the configuration key.
@@ -357,6 +363,18 @@ public sealed class ConfigurationSourceTests
     }
 
     /// <summary>Process environment variables under a prefix no other test uses, read by the EnvironmentVariables provider.</summary>
+    [Fact]
+    public void A_value_set_by_an_environment_variable_is_never_quoted_in_an_error()
+    {
+        // A password pasted into the wrong variable: the error names the key and the variable, never the value.
+        using var environment = new EnvironmentVariables(new() { ["Polystore__Postgres__Pool__MaxSize"] = "hunter2-not-a-number" });
+
+        var e = Assert.Throws<ConfigException>(() => PolystoreConfig.Load(environment.Configuration.GetSection("Polystore")));
+
+        Assert.Contains("Polystore__Postgres__Pool__MaxSize", e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter2", e.Message, StringComparison.Ordinal);
+    }
+
     private sealed class EnvironmentVariables : IDisposable
     {
         private readonly List<string> _names = [];

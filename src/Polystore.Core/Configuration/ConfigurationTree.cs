@@ -100,7 +100,9 @@ internal sealed class ConfigurationTree
         var provider = ProviderOf(section.Path);
         if (provider is PolystoreYamlConfigurationProvider yaml && yaml.TryGetOrigin(section.Path, out var origin, out var fromVariable))
             return new ConfigScalar(section.Value, origin with { ConfigurationKey = section.Path }) { FromVariable = fromVariable };
-        return new ConfigScalar(section.Value, Describe(section.Path, provider));
+        var source = Describe(section.Path, provider);
+        // Like ${VAR} in YAML: a value an environment variable set may be a secret in the wrong key, so errors never quote it.
+        return new ConfigScalar(section.Value, source) { FromVariable = source.EnvironmentVariable is not null };
     }
 
     /// <summary>Where a section is: its YAML position when its first value came from a YAML folder, else its key and the provider of its first value.</summary>

@@ -95,6 +95,15 @@ public sealed class PolystoreConfig
         return ConfigLoader.Load(section);
     }
 
+    /// <summary>Whether <paramref name="store"/> (<see cref="StoreNames"/>) is configured.</summary>
+    internal bool Configures(string store) => store switch
+    {
+        StoreNames.Postgres => Postgres is not null,
+        StoreNames.Redis => Redis is not null,
+        StoreNames.Mongo => Mongo is not null,
+        _ => false,
+    };
+
     /// <summary>Where a key's value came from (file position, environment variable, or default).</summary>
     public ConfigSource SourceOf(string store, string key) =>
         _sources.TryGetValue(store, out var map) && map.TryGetValue(key, out var source) ? source : ConfigSource.Default;

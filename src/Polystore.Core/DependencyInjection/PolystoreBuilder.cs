@@ -68,24 +68,9 @@ public sealed class PolystoreBuilder
     {
         public ValidateOptionsResult Validate(string? name, PolystoreConfig options)
         {
-            var configured = store switch
-            {
-                StoreNames.Postgres => options.Postgres is not null,
-                StoreNames.Redis => options.Redis is not null,
-                StoreNames.Mongo => options.Mongo is not null,
-                _ => true,
-            };
-            return configured ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(
-                $"{store} is added to Polystore but not configured: add {StoreNames.ConfigFile(store)} to the config folder, " +
-                $"a '{ConfigurationSectionName(store)}' section to the Polystore configuration, or set {StoreNames.UrlVariable(store)}");
+            return options.Configures(store) ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(
+                $"{store} is added to Polystore but not configured: add {StoreNames.ConfigFile(store)} to the config folder " +
+                $"(or set {StoreNames.UrlVariable(store)}), or a '{ConfigurationTree.SectionKey(store)}' section to the Polystore configuration");
         }
     }
-
-    internal static string ConfigurationSectionName(string store) => store switch
-    {
-        StoreNames.Postgres => "Postgres",
-        StoreNames.Redis => "Redis",
-        StoreNames.Mongo => "Mongo",
-        _ => store,
-    };
 }

@@ -11,8 +11,14 @@ namespace Polystore;
 /// </summary>
 internal sealed class PolystoreConfigOptionsFactory(Func<PolystoreConfig> load, IEnumerable<IValidateOptions<PolystoreConfig>> validations) : IOptionsFactory<PolystoreConfig>
 {
-    public PolystoreConfig Create(string name)
+    // IOptions and IOptionsMonitor (which ValidateOnStart uses) keep separate caches: load, bind and validate once for both.
+    private readonly Lazy<PolystoreConfig> _config = new(() => Build(load, validations));
+
+    public PolystoreConfig Create(string name) => _config.Value;
+
+    private static PolystoreConfig Build(Func<PolystoreConfig> load, IEnumerable<IValidateOptions<PolystoreConfig>> validations)
     {
+        var name = Options.DefaultName;
         PolystoreConfig config;
         try
         {

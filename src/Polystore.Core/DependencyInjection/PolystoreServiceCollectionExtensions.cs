@@ -40,7 +40,7 @@ public static class PolystoreServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(section);
         return services.AddPolystore(() => PolystoreConfig.Load(section),
-            store => section.GetSection(PolystoreBuilder.ConfigurationSectionName(store)).Exists(), healthCheckTimeout);
+            store => section.GetSection(ConfigurationTree.SectionKey(store)).Exists(), healthCheckTimeout);
     }
 
     /// <summary>Registers an already loaded <paramref name="config"/>; add the stores to the returned builder.</summary>
@@ -51,13 +51,7 @@ public static class PolystoreServiceCollectionExtensions
     public static PolystoreBuilder AddPolystore(this IServiceCollection services, PolystoreConfig config, TimeSpan? healthCheckTimeout = null)
     {
         ArgumentNullException.ThrowIfNull(config);
-        return services.AddPolystore(() => config, store => store switch
-        {
-            StoreNames.Postgres => config.Postgres is not null,
-            StoreNames.Redis => config.Redis is not null,
-            StoreNames.Mongo => config.Mongo is not null,
-            _ => false,
-        }, healthCheckTimeout);
+        return services.AddPolystore(() => config, config.Configures, healthCheckTimeout);
     }
 
     /// <summary>

@@ -119,9 +119,18 @@ public sealed class RedisDistributedCache : IDistributedCache
         if (until <= now) return;
         var expiry = new byte[8];
         BinaryPrimitives.WriteInt64LittleEndian(expiry, until);
+        var breaker = _cache.Breaker;
+        if (breaker.IsOpen)
+        {
+            // Redis is known to be down: the entry keeps its old expiry, as when the refresh fails.
+            if (_cache.Options.ThrowOnRedisErrors) throw breaker.ShortCircuit(L2Cache.Component);
+            breaker.CountShortCircuit(L2Cache.Component);
+            RedisMetrics.RecordCacheFallback("refresh");
+            return;
+        }
         try
         {
-            await Slide.EvaluateAsync(_cache.Redis.GetDatabase(), [_cache.RedisKeyOf(key)], [expiry, until - now]).WaitAsync(token).ConfigureAwait(false);
+            await breaker.RunAsync(Slide.EvaluateAsync(_cache.Redis.GetDatabase(), [_cache.RedisKeyOf(key)], [expiry, until - now]), token).ConfigureAwait(false);
         }
         catch (Exception e) when (RedisErrors.IsUnavailable(e) && !_cache.Options.ThrowOnRedisErrors)
         {

@@ -213,6 +213,10 @@ public sealed class RedisSlidingWindowRateLimiter
     private void GiveBack(List<Pending> batch, List<int>? indices, RateLimitDecision[]? decisions, string reason)
     {
         if (indices is null) return;
+        // Built once per give-back, not per decision: the batch's keys and weights, what was admitted, what goes back.
+        var entries = decisions is null ? null : batch.ConvertAll(b => (b.Log, b.Permits));
+        var admitted = decisions?.Select(d => d.Allowed).ToArray();
+        var givenBack = indices.ToHashSet();
         foreach (var i in indices)
         {
             var p = batch[i];
@@ -220,7 +224,7 @@ public sealed class RedisSlidingWindowRateLimiter
             var positionName = EntryName(_instance, p.Batch, p.Position, p.Permits, byPosition: true);
             if (decisions is not null)
             {
-                var byPosition = NamedByPosition(batch.ConvertAll(b => (b.Log, b.Permits)), [.. decisions.Select(d => d.Allowed)], i);
+                var byPosition = NamedByPosition(entries!, admitted!, i);
                 if (!Start(p.Log, byPosition ? positionName : batchName, reason)) return;
                 continue;
             }
@@ -229,7 +233,7 @@ public sealed class RedisSlidingWindowRateLimiter
             // when all of them go.
             if (!Start(p.Log, positionName, reason)) return;
             var all = true;
-            for (var j = 0; j < batch.Count && all; j++) all = batch[j].Log != p.Log || batch[j].Permits != p.Permits || indices.Contains(j);
+            for (var j = 0; j < batch.Count && all; j++) all = batch[j].Log != p.Log || batch[j].Permits != p.Permits || givenBack.Contains(j);
             if (all && !Start(p.Log, batchName, reason)) return;
         }
     }
