@@ -77,7 +77,9 @@ public sealed class FaultTests
             var fallback = Array.FindIndex(sofar, x => x.Fallback);
             return fallback >= 0 && sofar[fallback..].Any(x => !x.Fallback && x.Allowed);
         }
-        await UntilAsync(() => Task.FromResult(StreamRecovered()), "the stream of limiter calls to reach Redis again", ct);
+        // A stream that stopped on an exception would never recover: surface it instead of waiting out the bound.
+        await Poll.UntilAsync(async () => { if (stream.IsFaulted) await stream; return StreamRecovered(); },
+            "the stream of limiter calls to reach Redis again", ct, TimeSpan.FromSeconds(60));
         await stop.CancelAsync();
         await stream;
         var seen = outcomes.ToArray();
