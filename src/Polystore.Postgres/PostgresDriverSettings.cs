@@ -29,6 +29,7 @@ public static class PostgresDriverSettings
         var c = settings.Connection;
         if (c.CommandTimeout is < 0 or > MaxCommandTimeout)
             throw new ArgumentOutOfRangeException(nameof(settings), c.CommandTimeout, $"connection.command_timeout must be between 0 (no limit) and {MaxCommandTimeout} seconds; got {c.CommandTimeout}.");
+        var transactionPooler = c.Pooler == PostgresPooler.PgBouncerTransaction;
         var hosts = new List<string> { HostPort("connection.host", c.Host, c.Port) };
         hosts.AddRange(settings.Replication.ReadReplicas.Select((r, i) => HostPort($"replication.read_replicas[{i}].host", r.Host, r.Port)));
         var builder = new NpgsqlConnectionStringBuilder
@@ -61,10 +62,39 @@ public static class PostgresDriverSettings
                 ? 0
                 : Math.Min(settings.Performance.StatementCacheSize, settings.Performance.PreparedStatementCacheSize),
             AutoPrepareMinUsages = 2,
-            Options = settings.Performance.Jit ? null : "-c jit=off",
+            // PgBouncer 1.18 refuses the `options` startup parameter (it cannot tell which server connection it
+            // applies to): behind it, jit is the server's business (ALTER ROLE ... SET jit = off, or PgBouncer's
+            // connect_query).
+            Options = settings.Performance.Jit || transactionPooler ? null : "-c jit=off",
+            // Npgsql resets a pooled connection (DISCARD ALL) when it is next used; through transaction pooling that
+            // lands on whichever server connection is free and wipes what the pooler set there (connect_query).
+            NoResetOnClose = transactionPooler,
             LoadBalanceHosts = settings.Replication.LoadBalance == PostgresLoadBalance.RoundRobin && settings.Replication.ReadReplicas.Count > 0,
             KeepAlive = settings.Pool.PoolPrePing ? PrePingKeepAliveSeconds : 0,
         };
+        return builder;
+    }
+
+    /// <summary>
+    /// The connection string for <c>connection.direct</c> (the server behind the pooler, for what needs a session:
+    /// LISTEN, session advisory locks), or null when it is not set.
+    /// </summary>
+    /// <exception cref="ArgumentException">As <see cref="Build"/>.</exception>
+    public static NpgsqlConnectionStringBuilder? BuildDirect(PostgresSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        if (settings.Connection.Direct is not { } direct) return null;
+        var builder = Build(settings);
+        builder.Host = HostPort("connection.direct.host", direct.Host, direct.Port);
+        if (direct.Database is { Length: > 0 } database) builder.Database = database;
+        if (direct.User is { Length: > 0 } user) builder.Username = user;
+        if (direct.Password is not null) builder.Password = direct.Password;
+        // A session of its own: the server takes options, and a connection is reset before it is reused.
+        builder.Options = settings.Performance.Jit ? null : "-c jit=off";
+        builder.NoResetOnClose = false;
+        builder.LoadBalanceHosts = false;
+        // Sessions are few and long (one per dispatcher leading or waiting); none kept idle.
+        builder.MinPoolSize = 0;
         return builder;
     }
 

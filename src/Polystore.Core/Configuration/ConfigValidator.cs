@@ -30,6 +30,18 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         Require(store, "pool.min_size", s.Pool.MinSize <= s.Pool.MaxSize, $"min_size ({s.Pool.MinSize}) is larger than max_size ({s.Pool.MaxSize})");
         AtLeast(store, "performance.statement_cache_size", s.Performance.StatementCacheSize, 0);
         AtLeast(store, "performance.prepared_statement_cache_size", s.Performance.PreparedStatementCacheSize, 0);
+        if (s.Connection.Direct is { } direct)
+        {
+            Require(store, "connection.direct.host", !string.IsNullOrWhiteSpace(direct.Host), "must not be empty (the PostgreSQL server behind the pooler)");
+            Port(store, "connection.direct.port", direct.Port);
+            Require(store, "connection.direct.host", !direct.Host.Contains(',', StringComparison.Ordinal), "must be one host");
+        }
+        if (s.Connection.Pooler == PostgresPooler.PgBouncerTransaction)
+        {
+            // Npgsql would prepare statements on one server connection and run them on another.
+            Require(store, "performance.statement_cache_size", s.Performance.StatementCacheSize == 0,
+                $"must be 0 when connection.pooler is pgbouncer-transaction (got {s.Performance.StatementCacheSize}): in transaction pooling a statement prepared on one server connection is not there on the next");
+        }
         for (var i = 0; i < s.Replication.ReadReplicas.Count; i++)
         {
             var replica = s.Replication.ReadReplicas[i];
