@@ -18,7 +18,8 @@ public sealed class PgBouncerOutboxTests : IAsyncLifetime
 
     private static PostgresSettings Settings()
     {
-        if (TestServers.PgBouncer is not { } settings) Assert.Skip("PgBouncer is not running: start it with ./run up --pgbouncer (./run test does)");
+        var settings = TestServers.PgBouncer;
+        if (settings is null) Assert.Skip("PgBouncer is not running: start it with ./run up --pgbouncer (./run test does)");
         return settings;
     }
 
