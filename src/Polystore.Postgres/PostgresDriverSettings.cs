@@ -57,8 +57,9 @@ public static class PostgresDriverSettings
             ConnectionLifetime = settings.Pool.PoolRecycle,
             // Npgsql waits up to Timeout both to connect and for a free pooled connection.
             Timeout = settings.Pool.PoolTimeout,
-            // asyncpg's statement_cache_size = 0 means "never prepare" (PgBouncer transaction mode).
-            MaxAutoPrepare = settings.Performance.StatementCacheSize == 0
+            // asyncpg's statement_cache_size = 0 means "never prepare" (PgBouncer transaction mode). Settings built in
+            // code skip the config check that demands it behind such a pooler: never prepare there either.
+            MaxAutoPrepare = settings.Performance.StatementCacheSize == 0 || transactionPooler
                 ? 0
                 : Math.Min(settings.Performance.StatementCacheSize, settings.Performance.PreparedStatementCacheSize),
             AutoPrepareMinUsages = 2,
