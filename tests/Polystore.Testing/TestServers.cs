@@ -34,6 +34,16 @@ public static class TestServers
         }
     }
 
+    /// <summary>redis.yaml of the private Sentinel setup (a primary, a replica, three sentinels), or null when <c>./run up --redis-sentinel</c> was not used.</summary>
+    public static RedisSettings? RedisSentinel
+    {
+        get
+        {
+            var dir = Path.Combine(StateDirectory.Value, "config-sentinel");
+            return Directory.Exists(dir) ? PolystoreConfig.Load(dir).Redis : null;
+        }
+    }
+
     /// <summary>mongodb.yaml when a MongoDB server is configured, else null.</summary>
     public static MongoSettings? Mongo => Config.Mongo;
 
