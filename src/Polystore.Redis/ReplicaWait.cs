@@ -15,7 +15,16 @@ internal static class ReplicaWait
     public static async Task<(RedisResult Result, long Acknowledged)> EvaluateAsync(
         IConnectionMultiplexer redis, RedisKey routeBy, RedisScript script, RedisKey[] keys, RedisValue[] args, int replicas, long timeoutMs)
     {
-        var server = redis.GetServer(routeBy, flags: CommandFlags.DemandMaster);
+        IServer server;
+        try
+        {
+            server = redis.GetServer(routeBy, flags: CommandFlags.DemandMaster);
+        }
+        catch (InvalidOperationException e)
+        {
+            // No connected primary right now (mid-failover): unavailable, and nothing was sent.
+            throw new RedisConnectionException(ConnectionFailureType.UnableToConnect, CommandFlags.DemandMaster, e.Message, e, CommandStatus.WaitingToBeSent);
+        }
         var (result, waited) = Send(server, script.Sha1Hex, "EVALSHA", keys, args, replicas, timeoutMs);
         RedisResult reply;
         try
