@@ -57,7 +57,7 @@ public sealed class SentinelFailoverTests
         await cache.SetAsync("after", "v", cancellationToken: ct);
         Assert.Equal((true, "v"), await cache.TryGetAsync<string>("after", ct));
         Assert.True(ops.SucceededAfter(run.Switched) > 0, "cache calls succeeded on the new primary");
-        ChaosReport.Record(ops.Row($"redis-sentinel-{fault}-cache", FaultName(fault) + ", cache set+get under 4 callers", run,
+        ChaosReport.Record(ops.Row($"redis-sentinel-{fault}-cache", FaultName(fault) + ", cache set+get under 4 callers", [run],
             "multiplexer follows the new primary; cache set+get served again: held"));
     }
 
