@@ -37,7 +37,7 @@ public sealed class ReplicaWaitTests
         var redis = RedisServers.Standalone;
         var limiter = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions
         {
-            PermitLimit = 5, Window = TimeSpan.FromMinutes(1), KeyPrefix = _prefix + mode, WaitForReplicas = 1, ReplicaWaitTimeout = TimeSpan.FromMilliseconds(20),
+            PermitLimit = 5, Window = TimeSpan.FromMinutes(1), KeyPrefix = _prefix + mode, OnRedisFailure = mode, WaitForReplicas = 1, ReplicaWaitTimeout = TimeSpan.FromMilliseconds(20),
         });
 
         var decisions = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => limiter.TryAcquireAsync("k", 1, ct).AsTask()));
