@@ -9,7 +9,9 @@ internal static class RedisErrors
     public static bool IsUnavailable(Exception e) => e is RedisConnectionException or RedisTimeoutException
         || (e is RedisServerException s && (s.Message.StartsWith("LOADING", StringComparison.Ordinal)
             || s.Message.StartsWith("CLUSTERDOWN", StringComparison.Ordinal) || s.Message.StartsWith("MASTERDOWN", StringComparison.Ordinal)
-            || s.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal)));
+            || s.Message.StartsWith("TRYAGAIN", StringComparison.Ordinal)
+            // A primary demoted by a failover refuses writes until the connection follows the new primary.
+            || s.Message.StartsWith("READONLY", StringComparison.Ordinal)));
 
     /// <summary>
     /// False when <paramref name="e"/> shows the command never reached Redis or was refused before running
