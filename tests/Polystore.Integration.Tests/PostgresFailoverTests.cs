@@ -93,7 +93,8 @@ public sealed class PostgresFailoverTests
         var dispatcher = new OutboxDispatcher(sources.Primary, store, subscriber, new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(200), RetryMaxDelay = TimeSpan.FromSeconds(1) }, logs);
         var traffic = new Traffic(sources.Primary, store);
         using var stop = new CancellationTokenSource();
-        var dispatching = dispatcher.RunAsync(stop.Token);
+        using var stopDispatcher = new CancellationTokenSource();
+        var dispatching = dispatcher.RunAsync(stopDispatcher.Token);
         var writing = traffic.RunAsync(writers: 4, stop.Token);
         double recoverMs = 0;
         IReadOnlySet<string> committed = new HashSet<string>();
@@ -136,6 +137,7 @@ public sealed class PostgresFailoverTests
         {
             await stop.CancelAsync();
             await writing;
+            await stopDispatcher.CancelAsync();
             await dispatching;
         }
 

@@ -73,15 +73,22 @@ public sealed class MultiHostConfigTests : IDisposable
                 - "c,d:5432"
                 - fd00::1:5432
                 - ""
-              target_session_attributes: readwrite
             """));
         var messages = e.Errors.Select(x => $"{x.KeyPath}: {x.Message}").ToList();
         Assert.Contains(messages, m => m.StartsWith("connection.hosts[1]:", StringComparison.Ordinal) && m.Contains("not a TCP port", StringComparison.Ordinal));
         Assert.Contains(messages, m => m.StartsWith("connection.hosts[2]:", StringComparison.Ordinal) && m.Contains("not one host", StringComparison.Ordinal));
         Assert.Contains(messages, m => m.StartsWith("connection.hosts[3]:", StringComparison.Ordinal) && m.Contains("[address]:port", StringComparison.Ordinal));
         Assert.Contains(messages, m => m.StartsWith("connection.hosts[4]:", StringComparison.Ordinal));
-        Assert.Contains(messages, m => m.StartsWith("connection.target_session_attributes:", StringComparison.Ordinal) && m.Contains("read-write", StringComparison.Ordinal));
         Assert.DoesNotContain(messages, m => m.StartsWith("connection.hosts[0]", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void An_unknown_target_session_is_an_error_listing_libpqs_spellings()
+    {
+        var e = Assert.Throws<ConfigException>(() => Load("connection:\n  hosts: [a:1, b:2]\n  target_session_attributes: readwrite\n"));
+        var error = Assert.Single(e.Errors);
+        Assert.Equal("connection.target_session_attributes", error.KeyPath);
+        Assert.Contains("read-write", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]
