@@ -51,7 +51,8 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
             foreach (var source in new[] { root, primary, reads, direct }) if (source is not null) LoggerFactories.AddOrUpdate(source, loggerFactory);
         foreach (var source in new[] { root, primary, reads, direct }) if (source is not null) Owners.AddOrUpdate(source, this);
         // Spans name the server: the configured primary for writes; reads spread over several servers name none.
-        if (!ReferenceEquals(primary, reads)) PostgresTelemetry.Describe(primary, settings.Connection.Database, settings.Connection.Host, settings.Connection.Port);
+        if (!ReferenceEquals(primary, reads) && settings.Connection.Hosts.Count == 0)
+            PostgresTelemetry.Describe(primary, settings.Connection.Database, settings.Connection.Host, settings.Connection.Port);
         _replicaProbes = new(() => [.. settings.Replication.ReadReplicas.Select(r => BuildProbe(settings, r.Host, r.Port, loggerFactory))]);
     }
 
@@ -98,7 +99,8 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         if (loggerFactory is not null) builder.UseLoggerFactory(loggerFactory);
         configure?.Invoke(builder);
         var direct = BuildDirect(settings, configure, loggerFactory);
-        if (settings.Replication.ReadReplicas.Count == 0)
+        var multiHost = PostgresDriverSettings.IsMultiHost(settings);
+        if (settings.Replication.ReadReplicas.Count == 0 && !multiHost)
         {
             var single = builder.Build();
             return new PostgresDataSources(single, single, single, direct, settings, TimeSpan.Zero, loggerFactory);
@@ -106,8 +108,12 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         // Replicas that did not answer in time are skipped for as long as Npgsql keeps a failed host offline.
         var recheck = TimeSpan.FromSeconds(Math.Max(1, builder.ConnectionStringBuilder.HostRecheckSeconds));
         var multi = builder.BuildMultiHost();
-        return new PostgresDataSources(multi,
-            multi.WithTargetSession(TargetSessionAttributes.Primary),
+        // connection.hosts: writes go wherever target_session_attributes points (the primary by default), so after a
+        // failover new connections find the promoted server; reads go there too unless replicas are configured.
+        var primary = multi.WithTargetSession(multiHost ? PostgresDriverSettings.TargetSession(settings) : TargetSessionAttributes.Primary);
+        if (settings.Replication.ReadReplicas.Count == 0)
+            return new PostgresDataSources(multi, primary, primary, direct, settings, TimeSpan.Zero, loggerFactory);
+        return new PostgresDataSources(multi, primary,
             multi.WithTargetSession(TargetSessionAttributes.PreferStandby),
             direct, settings, recheck, loggerFactory);
     }

@@ -15,13 +15,23 @@ public static class PostgresDriverSettings
     /// <summary>Seconds between keepalive round trips on idle connections when <c>pool_pre_ping</c> is on.</summary>
     public const int PrePingKeepAliveSeconds = 30;
 
+    /// <summary>
+    /// Seconds Npgsql trusts what it learnt about a server of <c>connection.hosts</c> (primary, standby, down) before
+    /// asking again. Npgsql's default of 10 s would keep a just-promoted standby "a standby" that long after a failover.
+    /// </summary>
+    public const int HostsRecheckSeconds = 1;
+
     /// <summary>The largest <c>connection.command_timeout</c> Npgsql accepts, in seconds (about 24.8 days).</summary>
     public const int MaxCommandTimeout = int.MaxValue / 1000;
 
-    /// <summary>The connection string for the primary and every replica (Npgsql's multi-host syntax).</summary>
+    /// <summary>
+    /// The connection string for the primary (or every server of <c>connection.hosts</c>) and every replica (Npgsql's
+    /// multi-host syntax). Which server a connection picks is not part of it: Npgsql takes that from the data source
+    /// (<see cref="TargetSession"/>, applied by <see cref="PostgresDataSources.Create"/>).
+    /// </summary>
     /// <exception cref="ArgumentException">
-    /// A host contains a comma (Npgsql would read it as several hosts), or <c>connection.command_timeout</c> is outside
-    /// 0 to <see cref="MaxCommandTimeout"/> seconds (Npgsql's limit).
+    /// A host contains a comma (Npgsql would read it as several hosts), an entry of <c>connection.hosts</c> is not
+    /// <c>host:port</c>, or <c>connection.command_timeout</c> is outside 0 to <see cref="MaxCommandTimeout"/> seconds (Npgsql's limit).
     /// </exception>
     public static NpgsqlConnectionStringBuilder Build(PostgresSettings settings)
     {
@@ -30,7 +40,9 @@ public static class PostgresDriverSettings
         if (c.CommandTimeout is < 0 or > MaxCommandTimeout)
             throw new ArgumentOutOfRangeException(nameof(settings), c.CommandTimeout, $"connection.command_timeout must be between 0 (no limit) and {MaxCommandTimeout} seconds; got {c.CommandTimeout}.");
         var transactionPooler = c.Pooler == PostgresPooler.PgBouncerTransaction;
-        var hosts = new List<string> { HostPort("connection.host", c.Host, c.Port) };
+        var hosts = c.Hosts.Count == 0
+            ? [HostPort("connection.host", c.Host, c.Port)]
+            : c.Hosts.Select((entry, i) => PostgresHostEntry.Parse(entry, c.Port)).Select((h, i) => HostPort($"connection.hosts[{i}]", h.Host, h.Port)).ToList();
         hosts.AddRange(settings.Replication.ReadReplicas.Select((r, i) => HostPort($"replication.read_replicas[{i}].host", r.Host, r.Port)));
         var builder = new NpgsqlConnectionStringBuilder
         {
@@ -73,6 +85,7 @@ public static class PostgresDriverSettings
             LoadBalanceHosts = settings.Replication.LoadBalance == PostgresLoadBalance.RoundRobin && settings.Replication.ReadReplicas.Count > 0,
             KeepAlive = settings.Pool.PoolPrePing ? PrePingKeepAliveSeconds : 0,
         };
+        if (c.Hosts.Count > 0) builder.HostRecheckSeconds = HostsRecheckSeconds;
         return builder;
     }
 
@@ -99,11 +112,40 @@ public static class PostgresDriverSettings
         return builder;
     }
 
+    /// <summary>
+    /// Whether connections must pick among several servers: <c>connection.hosts</c> lists more than one, or
+    /// <c>connection.target_session_attributes</c> is set.
+    /// </summary>
+    public static bool IsMultiHost(PostgresSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return settings.Connection.Hosts.Count > 1 || settings.Connection.TargetSessionAttributes is not null;
+    }
+
+    /// <summary>
+    /// The server type the application's connections ask for among <c>connection.hosts</c>
+    /// (<c>connection.target_session_attributes</c>, primary when not set), as Npgsql spells it.
+    /// </summary>
+    public static TargetSessionAttributes TargetSession(PostgresSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return settings.Connection.TargetSessionAttributes switch
+        {
+            PostgresTargetSession.Any => TargetSessionAttributes.Any,
+            PostgresTargetSession.Standby => TargetSessionAttributes.Standby,
+            PostgresTargetSession.PreferPrimary => TargetSessionAttributes.PreferPrimary,
+            PostgresTargetSession.PreferStandby => TargetSessionAttributes.PreferStandby,
+            PostgresTargetSession.ReadWrite => TargetSessionAttributes.ReadWrite,
+            PostgresTargetSession.ReadOnly => TargetSessionAttributes.ReadOnly,
+            _ => TargetSessionAttributes.Primary,
+        };
+    }
+
     private static string HostPort(string key, string host, int port)
     {
         // The hosts are joined with commas into one Host value, so a comma inside one would add a host nobody configured.
         if (host.Contains(',', StringComparison.Ordinal))
             throw new ArgumentException($"{key} '{host}' contains a comma; give one host per entry (further servers go in replication.read_replicas).", nameof(PostgresSettings));
-        return host.Contains(':', StringComparison.Ordinal) ? $"[{host}]:{port}" : $"{host}:{port}";
+        return host.Contains(':', StringComparison.Ordinal) && !host.StartsWith('[') ? $"[{host}]:{port}" : $"{host}:{port}";
     }
 }

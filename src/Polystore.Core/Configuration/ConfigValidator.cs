@@ -11,6 +11,13 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
     {
         const string store = StoreNames.Postgres;
         Require(store, "connection.host", !string.IsNullOrWhiteSpace(s.Connection.Host), "must not be empty");
+        for (var i = 0; i < s.Connection.Hosts.Count; i++)
+        {
+            var error = PostgresHostEntry.Check(s.Connection.Hosts[i]);
+            Require(store, $"connection.hosts[{i}]", error is null, error ?? "");
+        }
+        Require(store, "connection.target_session_attributes", s.Connection.TargetSessionAttributes is null || s.Connection.Hosts.Count > 0,
+            "applies to connection.hosts only; list the servers there (or remove target_session_attributes)");
         Port(store, "connection.port", s.Connection.Port);
         Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database), "must not be empty");
         Require(store, "connection.user", !string.IsNullOrWhiteSpace(s.Connection.User), "must not be empty");

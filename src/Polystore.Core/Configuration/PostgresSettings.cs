@@ -33,6 +33,18 @@ public sealed class PostgresConnectionSettings
     /// <summary>Seconds a command may run before it is cancelled (0 = no limit).</summary>
     public int CommandTimeout { get; init; } = 30;
     /// <summary>
+    /// The servers of a high-availability group, <c>host:port</c> each (<c>[address]:port</c> for IPv6; a bare host takes
+    /// <see cref="Port"/>), e.g. the hosts of pg_auto_failover's or Patroni's multi-host URI. When set it replaces
+    /// <see cref="Host"/>: each connection goes to whichever of them <see cref="TargetSessionAttributes"/> asks for, so
+    /// after a failover new connections find the new primary.
+    /// </summary>
+    public List<string> Hosts { get; init; } = [];
+    /// <summary>
+    /// Which of <see cref="Hosts"/> a connection goes to (libpq's <c>target_session_attrs</c>); <c>primary</c> when not set.
+    /// Only meaningful with <see cref="Hosts"/>.
+    /// </summary>
+    public PostgresTargetSession? TargetSessionAttributes { get; init; }
+    /// <summary>
     /// What <see cref="Host"/> and <see cref="Port"/> reach: the server itself, or a connection pooler whose pooling
     /// mode limits what a connection may rely on (declared, not detected: a pooler answers like a server).
     /// </summary>
