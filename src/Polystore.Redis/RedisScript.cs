@@ -41,7 +41,7 @@ public sealed class RedisScript
     internal byte[] Sha1 { get; }
 
     /// <summary>How long a call answered TRYAGAIN (a slot migration in progress) is retried before the error is thrown.</summary>
-    internal static readonly TimeSpan MigrationRetryBound = TimeSpan.FromMilliseconds(800);
+    internal static readonly TimeSpan MigrationRetryBound = TimeSpan.FromMilliseconds(400);
 
     private static readonly TimeSpan FirstRetryPause = TimeSpan.FromMilliseconds(5);
     private static readonly TimeSpan MaxRetryPause = TimeSpan.FromMilliseconds(100);
