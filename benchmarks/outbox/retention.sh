@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Measures the two ways to keep the outbox small, on EVENTS rows (default 10M):
-#   delete  batched DELETEs of the head of the outbox in commit order, the statement OutboxRetention sends,
+#   delete  batched DELETEs in commit order, each batch starting where the previous ended: the statement OutboxRetention sends,
 #           BATCH rows per transaction (a procedure commits after each batch, so each is its own short transaction);
 #   drop    the outbox partitioned by day on created_at, old partitions dropped.
 # For each: time to load the rows by COPY, time to remove them, the append latency of WRITERS concurrent pgbench
@@ -62,20 +62,23 @@ echo "delete: writers alone:          $(writers "$BASELINE_S" base_delete)"
 
 "${PSQL[@]}" <<SQL
 CREATE PROCEDURE $S.prune(batch int) LANGUAGE plpgsql AS \$\$
-DECLARE n int;
+DECLARE deleted int; seen int; after_tx xid8 := '0'; after_id bigint := 0; last_tx xid8; last_id bigint;
 BEGIN
   LOOP
     WITH lowest AS (SELECT tx_id, event_id FROM $S.outbox_checkpoints ORDER BY tx_id, event_id LIMIT 1),
     head AS (
-        SELECT o.id, o.created_at FROM $S.outbox o, lowest l
-        WHERE (o.tx_id, o.id) <= (l.tx_id, l.event_id)
+        SELECT o.id, o.tx_id, o.created_at FROM $S.outbox o, lowest l
+        WHERE (o.tx_id, o.id) > (after_tx, after_id) AND (o.tx_id, o.id) <= (l.tx_id, l.event_id)
         ORDER BY o.tx_id, o.id
         LIMIT batch
-        FOR UPDATE OF o SKIP LOCKED)
-    DELETE FROM $S.outbox o USING head h WHERE o.id = h.id AND h.created_at < now() - interval '1 day';
-    GET DIAGNOSTICS n = ROW_COUNT;
+        FOR UPDATE OF o SKIP LOCKED),
+    gone AS (DELETE FROM $S.outbox o USING head h WHERE o.id = h.id AND h.created_at < now() - interval '1 day' RETURNING o.id)
+    SELECT (SELECT count(*) FROM gone)::int, (SELECT count(*) FROM head)::int, last.tx_id, last.id
+    INTO deleted, seen, last_tx, last_id
+    FROM (SELECT NULL) one LEFT JOIN (SELECT tx_id, id FROM head ORDER BY tx_id DESC, id DESC LIMIT 1) last ON true;
     COMMIT;
-    EXIT WHEN n < batch;
+    EXIT WHEN seen < batch OR deleted = 0 OR last_tx IS NULL;
+    after_tx := last_tx; after_id := last_id;
   END LOOP;
 END \$\$;
 SQL

@@ -22,7 +22,7 @@ internal sealed class TrailingSubscriber(OutboxSchema schema, string name, bool 
 }
 
 /// <summary>Retention under steady traffic: its own schema, so no other test's checkpoints hold it back.</summary>
-public sealed class RetentionTests(OutboxSchema schema) : IClassFixture<OutboxSchema>
+public sealed class RetentionTrafficTests(OutboxSchema schema) : IClassFixture<OutboxSchema>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
@@ -77,6 +77,12 @@ public sealed class RetentionTests(OutboxSchema schema) : IClassFixture<OutboxSc
         Assert.Equal(0, await schema.ScalarAsync("SELECT count(*) FROM $schema.prune_violations"));
         Assert.All(highest, h => Assert.InRange(h, 0, writers * perWriter));
     }
+
+}
+
+public sealed class RetentionTests(OutboxSchema schema) : IClassFixture<OutboxSchema>
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
     [Fact]
     public async Task Young_events_and_events_a_subscriber_has_not_passed_are_kept_and_the_laggard_is_named()

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
+using NpgsqlTypes;
 using Polystore.Postgres;
 
 namespace Polystore.Integration.Outbox;
@@ -16,9 +17,9 @@ namespace Polystore.Integration.Outbox;
 /// so a row at or below the lowest checkpoint read at any moment is never read again by anyone. A subscriber that
 /// has no checkpoint row yet starts from what is left: start it (or insert its checkpoint) before its events age out.
 /// A projection rebuild replays only the retained history; its temporary checkpoint holds pruning back while it runs.</para>
-/// <para><b>Why it does not block writers.</b> Appends only insert, and each batch takes the first rows in commit order
-/// (the <c>(tx_id, id)</c> index) with <c>FOR UPDATE SKIP LOCKED</c>, so neither appends nor a second pruner wait on it,
-/// and a batch never scans more than its size.</para>
+/// <para><b>Why it does not block writers.</b> Appends only insert, and each batch takes the next rows in commit order
+/// (the <c>(tx_id, id)</c> index, from where the previous batch ended) with <c>FOR UPDATE SKIP LOCKED</c>, so neither
+/// appends nor a second pruner wait on it, and a batch never scans more than its size.</para>
 /// <para>A subscriber that is gone but whose checkpoint row stays holds pruning back forever: delete its row from
 /// <c>outbox_checkpoints</c>; <see cref="OutboxPruneReport.SlowestSubscriber"/> names it.</para>
 /// </remarks>
@@ -48,17 +49,21 @@ public sealed class OutboxRetention
         _time = timeProvider ?? TimeProvider.System;
         _logger = (loggerFactory ?? PostgresDataSources.LoggerFactoryOf(dataSource) ?? NullLoggerFactory.Instance).CreateLogger<OutboxRetention>();
         var s = store.QuotedSchema;
-        // The head of the outbox in commit order, bounded by the lowest checkpoint; of those, the old ones go.
-        // Taking the head without the age filter keeps each batch's scan to BatchSize rows even when nothing is old enough.
+        // The next rows in commit order after the previous batch (the first batch of a run starts at the beginning),
+        // bounded by the lowest checkpoint; of those, the old ones go. Starting after the previous batch keeps the index
+        // scan off the entries the run already deleted (vacuum has not removed them yet), and taking the rows without the
+        // age filter keeps each scan to BatchSize rows even when nothing is old enough.
         _sql = $"""
             WITH lowest AS (SELECT tx_id, event_id FROM {s}.outbox_checkpoints ORDER BY tx_id, event_id LIMIT 1),
             head AS (
-                SELECT o.id, o.created_at FROM {s}.outbox o, lowest l
-                WHERE (o.tx_id, o.id) <= (l.tx_id, l.event_id)
+                SELECT o.id, o.tx_id, o.created_at FROM {s}.outbox o, lowest l
+                WHERE (o.tx_id, o.id) > ($3, $4) AND (o.tx_id, o.id) <= (l.tx_id, l.event_id)
                 ORDER BY o.tx_id, o.id
                 LIMIT $2
-                FOR UPDATE OF o SKIP LOCKED)
-            DELETE FROM {s}.outbox o USING head h WHERE o.id = h.id AND h.created_at < $1
+                FOR UPDATE OF o SKIP LOCKED),
+            gone AS (DELETE FROM {s}.outbox o USING head h WHERE o.id = h.id AND h.created_at < $1 RETURNING o.id)
+            SELECT (SELECT count(*) FROM gone)::int, (SELECT count(*) FROM head)::int, last.tx_id, last.id
+            FROM (SELECT NULL) one LEFT JOIN (SELECT tx_id, id FROM head ORDER BY tx_id DESC, id DESC LIMIT 1) last ON true
             """;
     }
 
@@ -66,7 +71,8 @@ public sealed class OutboxRetention
     public OutboxRetentionOptions Options => _options;
 
     /// <summary>
-    /// Prunes until a batch deletes less than a full batch (nothing more is old enough and delivered everywhere).
+    /// Prunes batch after batch in commit order until it reaches the lowest checkpoint or a batch in which nothing is
+    /// old enough.
     /// Safe alongside appends, dispatchers and other pruners.
     /// </summary>
     public async Task<OutboxPruneReport> PruneAsync(CancellationToken cancellationToken = default)
@@ -75,12 +81,15 @@ public sealed class OutboxRetention
         var cutoff = _time.GetUtcNow() - _options.MaxAge;
         long deleted = 0;
         var batches = 0;
+        (ulong TxId, long Id) after = (0, 0);
         while (true)
         {
-            var rows = await DeleteBatchAsync(cutoff, cancellationToken).ConfigureAwait(false);
+            var (rows, seen, last) = await DeleteBatchAsync(cutoff, after, cancellationToken).ConfigureAwait(false);
             deleted += rows;
             batches++;
-            if (rows < _options.BatchSize) break;
+            // Done at the lowest checkpoint, or where events are too young (commit order is about age order).
+            if (seen < _options.BatchSize || rows == 0 || last is not { } next) break;
+            after = next;
         }
         var (slowest, slowestEventId) = await SlowestAsync(cancellationToken).ConfigureAwait(false);
         var report = new OutboxPruneReport(deleted, batches, Stopwatch.GetElapsedTime(started), slowest, slowestEventId);
@@ -116,7 +125,7 @@ public sealed class OutboxRetention
         }
     }
 
-    private async Task<int> DeleteBatchAsync(DateTimeOffset cutoff, CancellationToken cancellationToken)
+    private async Task<(int Deleted, int Seen, (ulong TxId, long Id)? Last)> DeleteBatchAsync(DateTimeOffset cutoff, (ulong TxId, long Id) after, CancellationToken cancellationToken)
     {
         var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
@@ -126,7 +135,14 @@ public sealed class OutboxRetention
             {
                 command.Parameters.Add(new NpgsqlParameter { Value = cutoff });
                 command.Parameters.Add(new NpgsqlParameter { Value = _options.BatchSize });
-                return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                command.Parameters.Add(new NpgsqlParameter { Value = after.TxId, NpgsqlDbType = NpgsqlDbType.Xid8 });
+                command.Parameters.Add(new NpgsqlParameter { Value = after.Id });
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                    return (reader.GetInt32(0), reader.GetInt32(1), reader.IsDBNull(2) ? null : (reader.GetFieldValue<ulong>(2), reader.GetInt64(3)));
+                }
             }
         }
     }
