@@ -89,7 +89,7 @@ public sealed class DeadLetterTests(OutboxSchema schema) : IClassFixture<OutboxS
         var reports = await Task.WhenAll(Enumerable.Range(0, 4).Select(i => Task.Run(() => letters.ReplayAsync(subscriber, i % 2 == 0 ? null : dead, $"racer{i}", Ct), Ct)));
         Assert.Equal(dead, reports.SelectMany(r => r.Replayed).Order());
         Assert.Equal(0, await schema.ScalarAsync("SELECT count(*) FROM (SELECT event_id FROM $schema.deliveries WHERE subscriber = 'racer' GROUP BY event_id HAVING count(*) > 1) d"));
-        Assert.Equal(8, await schema.ScalarAsync("SELECT count(*) FROM $schema.deliveries WHERE subscriber = 'racer'"));
+        Assert.Equal(8, await schema.ScalarAsync("SELECT count(*) FROM $schema.deliveries d JOIN $schema.outbox o ON o.id = d.event_id WHERE d.subscriber = 'racer' AND o.stream = 'racer'"));
     }
 
     [Fact]

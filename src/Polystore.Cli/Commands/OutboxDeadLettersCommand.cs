@@ -106,8 +106,9 @@ internal static class OutboxDeadLettersCommand
                 grid.AddRow("[bold]payload[/]", Markup.Escape(letter.Event.PayloadJson));
                 AnsiConsole.Write(grid);
             }
-            foreach (var entry in log)
-                (letter is null && !parse.GetValue(CommonOptions.Json) ? AnsiConsole.Console : CommonOptions.Error).MarkupLine(Markup.Escape($"{entry.Action} by {entry.Actor} (database role {entry.DatabaseUser}) at {entry.At.UtcDateTime:yyyy-MM-dd HH:mm:ss} UTC"));
+            if (!parse.GetValue(CommonOptions.Json))
+                foreach (var entry in log)
+                    AnsiConsole.MarkupLine(Markup.Escape($"{entry.Action} by {entry.Actor} (database role {entry.DatabaseUser}) at {entry.At.UtcDateTime:yyyy-MM-dd HH:mm:ss} UTC"));
             if (letter is not null) return ExitCodes.Ok;
             CommonOptions.Error.MarkupLine(Markup.Escape($"event {eventId} is not a dead letter of {subscriber}{(log.Count > 0 ? " any more" : "")}"));
             return ExitCodes.NotFound;
