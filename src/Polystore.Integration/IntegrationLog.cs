@@ -42,7 +42,7 @@ internal static partial class IntegrationLog
     public static partial void OutboxTraceContextInvalid(this ILogger logger, long eventId);
 
     [LoggerMessage(EventId = 110, EventName = "OutboxSchemaUpgraded", Level = LogLevel.Information,
-        Message = "Added the columns missing from the outbox tables in {Schema} (an outbox made by an earlier version)")]
+        Message = "Added the columns missing from {Schema}.outbox and its dead letters (tables made by an earlier version)")]
     public static partial void OutboxSchemaUpgraded(this ILogger logger, string schema);
 
     [LoggerMessage(EventId = 111, EventName = "OutboxPruned", Level = LogLevel.Information,

@@ -81,12 +81,17 @@ internal static class OutboxDeadLettersCommand
 
     private static Command CreateShow()
     {
-        var id = EventIds("event-id", "The event id (from list).", single: true);
+        var id = new Argument<long>("event-id") { Description = "The event id (from list)." };
+        id.Validators.Add(result =>
+        {
+            if (result.Tokens.Count == 1 && (!long.TryParse(result.Tokens[0].Value, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var value) || value < 1))
+                result.AddError($"'{result.Tokens[0].Value}' is not an event id: ids are whole numbers from 1 (see 'polystore outbox dead-letters list')");
+        });
         var show = new Command("show", "Show one dead letter in full: the payload, the last error, and what was done to it. Exit code 5 when it is not a dead letter (any more).") { id };
         show.SetAction((parse, ct) => WithDeadLettersAsync(parse, ct, async (letters, _, _) =>
         {
             var subscriber = parse.GetValue(Subscriber)!;
-            var eventId = parse.GetValue(id)![0];
+            var eventId = parse.GetValue(id);
             var letter = await letters.GetAsync(subscriber, eventId, ct);
             var log = await letters.GetLogAsync(subscriber, eventId, ct);
             if (parse.GetValue(CommonOptions.Json))
@@ -118,7 +123,7 @@ internal static class OutboxDeadLettersCommand
 
     private static Command CreateReplay()
     {
-        var ids = EventIds("event-ids", "Which dead letters (event ids from list); or --all.", single: false);
+        var ids = EventIds("event-ids", "Which dead letters (event ids from list); or --all.");
         var all = new Option<bool>("--all") { Description = "Every dead letter of the subscriber." };
         var replay = new Command("replay", """
             Deliver dead letters to the users projection again, oldest commit first, each in its own transaction that
@@ -155,7 +160,7 @@ internal static class OutboxDeadLettersCommand
 
     private static Command CreateDrop()
     {
-        var ids = EventIds("event-ids", "Which dead letters (event ids from list); or --all.", single: false);
+        var ids = EventIds("event-ids", "Which dead letters (event ids from list); or --all.");
         var all = new Option<bool>("--all") { Description = "Every dead letter of the subscriber." };
         var drop = new Command("drop", """
             Remove dead letters without delivering them, recording who and when in outbox_dead_letter_log.
@@ -184,9 +189,9 @@ internal static class OutboxDeadLettersCommand
         return done.Count == 0 && notFound.Count > 0 ? ExitCodes.NotFound : ExitCodes.Ok;
     }
 
-    private static Argument<long[]> EventIds(string name, string description, bool single)
+    private static Argument<long[]> EventIds(string name, string description)
     {
-        var argument = new Argument<long[]>(name) { Description = description, Arity = single ? ArgumentArity.ExactlyOne : ArgumentArity.ZeroOrMore };
+        var argument = new Argument<long[]>(name) { Description = description, Arity = ArgumentArity.ZeroOrMore };
         argument.Validators.Add(result =>
         {
             foreach (var token in result.Tokens)
