@@ -372,8 +372,8 @@ public sealed class OutboxDispatcher
                 var command = new NpgsqlCommand(
                     $"""
                     WITH moved AS (
-                        INSERT INTO {_s}.outbox_dead_letters (name, event_id, tx_id, type, payload, attempts, last_error)
-                        SELECT $1, o.id, o.tx_id, o.type, o.payload, $3, $4 FROM {_s}.outbox o WHERE o.id = $2
+                        INSERT INTO {_s}.outbox_dead_letters (name, event_id, tx_id, type, payload, attempts, last_error, stream, aggregate_id, version, created_at)
+                        SELECT $1, o.id, o.tx_id, o.type, o.payload, $3, $4, o.stream, o.aggregate_id, o.version, o.created_at FROM {_s}.outbox o WHERE o.id = $2
                         ON CONFLICT DO NOTHING)
                     DELETE FROM {_s}.outbox_attempts WHERE name = $1 AND event_id = $2
                     """, connection, transaction);

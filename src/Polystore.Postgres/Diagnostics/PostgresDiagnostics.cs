@@ -41,6 +41,7 @@ public sealed class PostgresDiagnostics : IStoreDiagnostics
         Check("postgres.idle_in_transaction", PostgresActivityChecks.IdleInTransactionAsync),
         Check("postgres.pool", PostgresPoolCheck.RunAsync),
         Check("postgres.long_running", PostgresActivityChecks.LongRunningAsync),
+        Check("postgres.xmin_horizon", PostgresHorizonCheck.RunAsync),
         Check("postgres.blocked", PostgresActivityChecks.BlockedAsync),
         Check("postgres.slow_queries", PostgresStatementsCheck.RunAsync),
         Check("postgres.unused_indexes", PostgresIndexChecks.UnusedAsync),
