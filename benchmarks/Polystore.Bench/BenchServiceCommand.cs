@@ -131,12 +131,15 @@ internal static class BenchServiceCommand
         List<double> Rps(Row row) => [.. row.Rounds.Select(r => r.Rps)];
         List<double> P99(Row row) => [.. row.Rounds.Select(r => r.P99Ms)];
         var exact = counts.ToDictionary(kv => kv.Key, kv => kv.Value.All(round => round.Count == LimiterKeys && round.Values.All(c => c.Admitted == permitLimit && c.Other == 0)));
+        // A row without a figure (a failed run) gives no ratio rather than an infinity JSON cannot carry.
+        static BenchRatio Finite(BenchRatio r) => double.IsFinite(r.Value) && (r.Rounds ?? []).All(double.IsFinite)
+            ? r : r with { Value = 0, Rounds = r.Rounds?.Select(x => double.IsFinite(x) ? x : 0).ToList(), Met = false };
         var ratios = new Dictionary<string, object>
         {
-            ["cached_vs_uncached_rps"] = BenchRatio.Of(P("polystore").Rps, P("uncached").Rps, Rps(P("polystore")), Rps(P("uncached"))).WithTarget(3).Rounded(2),
-            ["cached_vs_uncached_p99"] = BenchRatio.Of(P("polystore").P99Ms, P("uncached").P99Ms, P99(P("polystore")), P99(P("uncached"))).WithTarget(0.5, atMost: true).Rounded(2),
-            ["cached_vs_distributed_cache_rps"] = BenchRatio.Of(P("polystore").Rps, P("distributed_cache").Rps, Rps(P("polystore")), Rps(P("distributed_cache"))).WithTarget(1.2).Rounded(2),
-            ["limiter_vs_redis_rate_limiting_rps"] = BenchRatio.Of(L("polystore").Rps, L("redis_rate_limiting").Rps, Rps(L("polystore")), Rps(L("redis_rate_limiting"))).WithTarget(1.5).Rounded(2),
+            ["cached_vs_uncached_rps"] = Finite(BenchRatio.Of(P("polystore").Rps, P("uncached").Rps, Rps(P("polystore")), Rps(P("uncached"))).WithTarget(3).Rounded(2)),
+            ["cached_vs_uncached_p99"] = Finite(BenchRatio.Of(P("polystore").P99Ms, P("uncached").P99Ms, P99(P("polystore")), P99(P("uncached"))).WithTarget(0.5, atMost: true).Rounded(2)),
+            ["cached_vs_distributed_cache_rps"] = Finite(BenchRatio.Of(P("polystore").Rps, P("distributed_cache").Rps, Rps(P("polystore")), Rps(P("distributed_cache"))).WithTarget(1.2).Rounded(2)),
+            ["limiter_vs_redis_rate_limiting_rps"] = Finite(BenchRatio.Of(L("polystore").Rps, L("redis_rate_limiting").Rps, Rps(L("polystore")), Rps(L("redis_rate_limiting"))).WithTarget(1.5).Rounded(2)),
             ["limiter_exact_polystore"] = exact["polystore"],
             ["limiter_exact_redis_rate_limiting"] = exact["redis_rate_limiting"],
         };
@@ -243,7 +246,7 @@ internal static class BenchServiceCommand
                     foreach (var host in Rotate(hosts, round))
                     {
                         status.Status($"profile: {host.Name} (round {round + 1}/{rounds})");
-                        samples[host.Name].Add(await RunWrkAsync(host.Url, script, idFile, "", seconds, ct));
+                        samples[host.Name].Add(Logged($"profile {host.Name} round {round + 1}", await RunWrkAsync(host.Url, script, idFile, "", seconds, ct)));
                     }
                 }
                 return [.. ProfileRows.Select(r => new Row(r.Name, r.Setup, samples[r.Name]))];
@@ -284,7 +287,7 @@ internal static class BenchServiceCommand
                         status.Status($"limiter: {host.Name} (round {round + 1}/{rounds})");
                         // Fresh keys every round: each starts with an empty window that outlasts the round.
                         var prefix = $"{run}-r{round}-{host.Name}-";
-                        samples[host.Name].Add(await RunWrkAsync(host.Url, script, idFile, prefix, seconds, ct));
+                        samples[host.Name].Add(Logged($"limiter {host.Name} round {round + 1}", await RunWrkAsync(host.Url, script, idFile, prefix, seconds, ct)));
                         counts[host.Name].Add(await CountsAsync(host.Url, prefix, ct));
                     }
                 }
@@ -294,6 +297,14 @@ internal static class BenchServiceCommand
             {
                 foreach (var host in hosts) host.Dispose();
             }
+        }
+
+        /// <summary>Each round's figures on stderr as they come, so a long run that fails later still shows them.</summary>
+        private static WrkRun Logged(string what, WrkRun run)
+        {
+            CommonOptions.Error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"{what}: {run.Rps:F0} req/s, p50 {run.P50Ms:F2} ms, p99 {run.P99Ms:F2} ms, {run.Non2xx} not 2xx, {run.SocketErrors} socket errors"));
+            return run;
         }
 
         private static async Task<List<long>> CreateUsersAsync(Uri url, string run, int count, StatusContext status, CancellationToken ct)
