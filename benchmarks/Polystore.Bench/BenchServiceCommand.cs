@@ -135,7 +135,7 @@ internal static class BenchServiceCommand
         var exact = counts.ToDictionary(kv => kv.Key, kv => kv.Value.All(round => round.Count == LimiterKeys && round.Values.All(c => c.Admitted == permitLimit && c.Other == 0)));
         // A row without a figure (a failed run) gives no ratio rather than an infinity JSON cannot carry.
         static BenchRatio Finite(BenchRatio r) => double.IsFinite(r.Value) && (r.Rounds ?? []).All(double.IsFinite)
-            ? r : r with { Value = 0, Rounds = r.Rounds?.Select(x => double.IsFinite(x) ? x : 0).ToList(), Met = false };
+            ? r : r with { Value = double.IsFinite(r.Value) ? r.Value : 0, Rounds = r.Rounds?.Select(x => double.IsFinite(x) ? x : 0).ToList(), Met = double.IsFinite(r.Value) && r.Met == true };
         var ratios = new Dictionary<string, object>
         {
             ["cached_vs_uncached_rps"] = Finite(BenchRatio.Of(P("polystore").Rps, P("uncached").Rps, Rps(P("polystore")), Rps(P("uncached"))).WithTarget(3).Rounded(2)),
