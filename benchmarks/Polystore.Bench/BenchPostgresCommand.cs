@@ -36,6 +36,7 @@ internal static class BenchPostgresCommand
         Description = "Instead of the comparison: rows/s and peak client memory (VmHWM) of Polystore's default and of hand-written COPY -> temp table -> MERGE " +
             "at each size of --scale-rows, rows streamed from a generator. Takes minutes at 10M rows.",
     };
+    private static readonly Option<string?> Only = new("--only") { Description = "Run only these techniques (comma-separated keys, e.g. polystore,copy_merge,unnest); ratios whose sides did not run are left out." };
     private static readonly Option<string> ScaleRows = new("--scale-rows") { Description = "Sizes for --scale, comma-separated. Default 100000,1000000,10000000.", DefaultValueFactory = _ => "100000,1000000,10000000" };
 
     /// <summary>A row of the comparison. <paramref name="Group"/>: polystore, peer (a library), hand (hand-written, one connection), hand_parallel, reference.</summary>
@@ -56,7 +57,7 @@ internal static class BenchPostgresCommand
             --json prints each technique's rounds and a 'ratios' object with per-round ratios. --scale measures rows/s and
             peak client memory from 100k to 10M streamed rows instead. Uses schema polystore_bench, dropped afterwards.
             """)
-        { Rows, PagingRows, Repeat, Parallelism, Scale, ScaleRows };
+        { Rows, PagingRows, Repeat, Parallelism, Scale, ScaleRows, Only };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
@@ -137,6 +138,16 @@ internal static class BenchPostgresCommand
                         (r, ct) => OneTx(r, (c, _, x, t) => PostgresUpsertPeers.CopyCeilingAsync(c, x, t), ct), UpdatePath: false),
                 ]);
 
+                if (parse.GetValue(Only) is { } only)
+                {
+                    var keep = only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
+                    if (keep.FirstOrDefault(k => techniques.All(t => t.Key != k)) is { } unknown)
+                    {
+                        CommonOptions.Error.MarkupLine($"[red]--only: no technique '{Markup.Escape(unknown)}'; known: {Markup.Escape(string.Join(", ", techniques.Select(t => t.Key)))}[/]");
+                        return ExitCodes.InvalidConfig;
+                    }
+                    techniques.RemoveAll(t => !keep.Contains(t.Key));
+                }
                 var insertRows = Enumerable.Range(0, rows).Select(i => new BenchUser($"user{i}@example.com", $"name{i}", i % 1000, Regions[i % Regions.Length])).ToList();
                 var updateRows = insertRows.Select(u => u with { Name = "renamed" + u.Name }).ToList();
 
@@ -191,28 +202,31 @@ internal static class BenchPostgresCommand
                 var valuesKeys = handSingle.Where(k => k.StartsWith("values_", StringComparison.Ordinal)).ToList();
                 var handParallel = techniques.Where(t => t.Group == "hand_parallel").Select(t => t.Key).ToList();
                 List<double> Best(List<string> keys, bool update) => [.. BenchRatio.MaxPerRound([.. keys.Select(k => (IReadOnlyList<double>)(update ? updateRates : insertRates)[k])])!];
-                var derived = new Dictionary<string, (List<double> Insert, List<double> Update, string Of)>
-                {
-                    ["values_best"] = (Best(valuesKeys, false), Best(valuesKeys, true), string.Join(", ", valuesKeys)),
-                    ["best_hand_written"] = (Best(handSingle, false), Best(handSingle, true), string.Join(", ", handSingle)),
-                    ["best_hand_written_parallel"] = (Best(handParallel, false), Best(handParallel, true), string.Join(", ", handParallel)),
-                };
+                var derived = new Dictionary<string, (List<double> Insert, List<double> Update, string Of)>();
+                foreach (var (key, of) in new[] { ("values_best", valuesKeys), ("best_hand_written", handSingle), ("best_hand_written_parallel", handParallel) })
+                    if (of.Count > 0) derived[key] = (Best(of, false), Best(of, true), string.Join(", ", of));
+                bool Ran(string key) => derived.ContainsKey(key) || techniques.Any(t => t.Key == key);
                 List<double> Rounds(string key, bool update) => derived.TryGetValue(key, out var d) ? (update ? d.Update : d.Insert) : (update ? updateRates : insertRates)[key];
                 double Rate(string key, bool update) => Median(Rounds(key, update));
                 BenchRatio Vs(string ours, string theirs, bool update = false) => BenchRatio.Of(Rate(ours, update), Rate(theirs, update), Rounds(ours, update), Rounds(theirs, update));
                 var ratios = new Dictionary<string, BenchRatio>();
+                void Add(string name, string ours, string theirs, bool update, double? target = null)
+                {
+                    if (!Ran(ours) || !Ran(theirs)) return;
+                    ratios[name] = target is { } t ? Vs(ours, theirs, update).WithTarget(t) : Vs(ours, theirs, update);
+                }
                 foreach (var update in new[] { false, true })
                 {
                     var p = update ? "update_path_" : "";
-                    ratios[$"{p}upsert_vs_best_hand_written"] = Vs("polystore", "best_hand_written", update).WithTarget(0.95);
-                    ratios[$"{p}upsert_vs_linq2db"] = Vs("polystore", "linq2db", update).WithTarget(1.1);
-                    foreach (var k in handSingle.Append("values_best")) ratios[$"{p}upsert_vs_{k}"] = Vs("polystore", k, update);
-                    ratios[$"{p}upsert_vs_per_row"] = update ? Vs("polystore", "per_row", update) : Vs("polystore", "per_row", update).WithTarget(6);
-                    ratios[$"{p}parallel_vs_best_hand_written_parallel"] = Vs("polystore_parallel", "best_hand_written_parallel", update).WithTarget(0.95);
-                    ratios[$"{p}parallel_vs_best_hand_written"] = Vs("polystore_parallel", "best_hand_written", update);
-                    ratios[$"{p}parallel_vs_polystore_default"] = Vs("polystore_parallel", "polystore", update);
+                    Add($"{p}upsert_vs_best_hand_written", "polystore", "best_hand_written", update, 0.95);
+                    Add($"{p}upsert_vs_linq2db", "polystore", "linq2db", update, 1.1);
+                    foreach (var k in handSingle.Append("values_best")) Add($"{p}upsert_vs_{k}", "polystore", k, update);
+                    Add($"{p}upsert_vs_per_row", "polystore", "per_row", update, update ? null : 6);
+                    Add($"{p}parallel_vs_best_hand_written_parallel", "polystore_parallel", "best_hand_written_parallel", update, 0.95);
+                    Add($"{p}parallel_vs_best_hand_written", "polystore_parallel", "best_hand_written", update);
+                    Add($"{p}parallel_vs_polystore_default", "polystore_parallel", "polystore", update);
                 }
-                ratios["upsert_vs_copy_ceiling"] = Vs("polystore", "copy_ceiling");
+                Add("upsert_vs_copy_ceiling", "polystore", "copy_ceiling", false);
                 double Deepest(Func<PageFigure, double> ms) => paging.GroupBy(p => p.Key).Select(g => ms(g.First(p => p.Depth == 90)) / ms(g.First(p => p.Depth == 0))).Max();
                 ratios["keyset_deep_vs_first"] = new BenchRatio { Value = Deepest(p => p.KeysetMs) }.WithTarget(2, atMost: true);
                 ratios["offset_deep_vs_first"] = new BenchRatio { Value = Deepest(p => p.OffsetMs) };
