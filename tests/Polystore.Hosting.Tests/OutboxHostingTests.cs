@@ -13,11 +13,10 @@ public sealed class OutboxHostingTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    [Fact]
-    public async Task The_hosted_dispatcher_projects_commands_and_its_health_check_reports_the_backlog()
+    // A host with the user-profile projection's dispatcher on its own schema, the tables created.
+    private static async Task<(ServiceProvider Provider, UserCommandHandler Commands, PostgresJsonbReadModelStore<UserProfile> Store)> HostAsync(
+        string schema, Action<OutboxDispatcherHostingOptions> configure)
     {
-        var schema = TestServers.UniqueName("host");
-        var outbox = new OutboxStore(schema);
         var services = new ServiceCollection().AddLogging();
         var polystore = services.AddPolystore(TestServers.ConfigDirectory);
         services.AddSingleton(sp => new PostgresJsonbReadModelStore<UserProfile>(sp.GetRequiredService<NpgsqlDataSource>(), schema, "user_profiles"));
@@ -26,13 +25,23 @@ public sealed class OutboxHostingTests
         {
             o.Schema = schema;
             o.PollInterval = TimeSpan.FromMilliseconds(50);
+            configure(o);
         });
-        await using var provider = services.BuildServiceProvider();
-        var dataSource = provider.GetRequiredService<NpgsqlDataSource>();
-        var commands = new UserCommandHandler(dataSource, outbox);
+        var provider = services.BuildServiceProvider();
+        var commands = new UserCommandHandler(provider.GetRequiredService<NpgsqlDataSource>(), new OutboxStore(schema));
         await commands.EnsureCreatedAsync(Ct);
         var store = provider.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>();
         await store.EnsureCreatedAsync(Ct);
+        return (provider, commands, store);
+    }
+
+    [Fact]
+    public async Task The_hosted_dispatcher_projects_commands_and_its_health_check_reports_the_backlog()
+    {
+        var schema = TestServers.UniqueName("host");
+        var (provider, commands, store) = await HostAsync(schema, _ => { });
+        await using var disposesProvider = provider;
+        var dataSource = provider.GetRequiredService<NpgsqlDataSource>();
         try
         {
             var hosted = provider.GetServices<IHostedService>().ToList();
@@ -59,23 +68,13 @@ public sealed class OutboxHostingTests
     public async Task RetentionMaxAge_makes_the_host_prune_what_the_dispatcher_delivered()
     {
         var schema = TestServers.UniqueName("hostprune");
-        var outbox = new OutboxStore(schema);
-        var services = new ServiceCollection().AddLogging();
-        var polystore = services.AddPolystore(TestServers.ConfigDirectory);
-        services.AddSingleton(sp => new PostgresJsonbReadModelStore<UserProfile>(sp.GetRequiredService<NpgsqlDataSource>(), schema, "user_profiles"));
-        services.AddSingleton(sp => new UserProfileProjection(sp.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>()));
-        polystore.AddOutboxDispatcher<UserProfileProjection>(o =>
+        var (provider, commands, _) = await HostAsync(schema, o =>
         {
-            o.Schema = schema;
-            o.PollInterval = TimeSpan.FromMilliseconds(50);
             o.RetentionMaxAge = TimeSpan.Zero; // every delivered event
             o.RetentionInterval = TimeSpan.FromMilliseconds(100);
         });
-        await using var provider = services.BuildServiceProvider();
+        await using var disposesProvider = provider;
         var dataSource = provider.GetRequiredService<NpgsqlDataSource>();
-        var commands = new UserCommandHandler(dataSource, outbox);
-        await commands.EnsureCreatedAsync(Ct);
-        await provider.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>().EnsureCreatedAsync(Ct);
         var hosted = provider.GetServices<IHostedService>().ToList();
         Assert.Single(hosted, h => h.GetType().Name == "OutboxRetentionService");
         try
