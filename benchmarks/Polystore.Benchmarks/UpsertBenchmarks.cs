@@ -8,7 +8,7 @@ namespace Polystore.Benchmarks;
 /// <summary>
 /// Polystore's bulk upsert in its modes, insert path (empty table) and update path (same keys again).
 /// The side-by-side comparison with unnest, staging COPY, VALUES and per-row statements is
-/// <c>polystore bench postgres</c>; this is the micro view of Polystore alone.
+/// <c>./run bench postgres</c>; this is the micro view of Polystore alone.
 /// </summary>
 [SimpleJob(RunStrategy.Monitoring, warmupCount: 1, iterationCount: 5)]
 public class UpsertBenchmarks

@@ -18,7 +18,7 @@ internal static class CliFailure
     {
         var (code, what) = Classify(e);
         var message = Redactor.Redact($"{what}{FirstLine(e)}", secrets);
-        Console.Error.WriteLine($"polystore: {message}");
+        Console.Error.WriteLine($"{CliHost.Name}: {message}");
         if (verbose) Console.Error.WriteLine(Redactor.Redact(e.ToString(), secrets));
         else if (code == ExitCodes.Failure) Console.Error.WriteLine("(run again with --verbose for the stack trace)");
         return code;

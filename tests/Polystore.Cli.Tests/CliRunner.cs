@@ -2,7 +2,10 @@ using System.Diagnostics;
 
 namespace Polystore.Cli.Tests;
 
-/// <summary>Runs the real polystore executable, as a user would.</summary>
+/// <summary>
+/// Runs the real polystore executable, as a user would (or, through <see cref="RunExecutableAsync"/>, another one
+/// built beside the tests, such as polystore-bench).
+/// </summary>
 internal static class CliRunner
 {
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
@@ -10,10 +13,14 @@ internal static class CliRunner
     public static Task<Result> RunAsync(IReadOnlyDictionary<string, string?>? environment, params string[] args) =>
         RunAsync(environment, TestContext.Current.CancellationToken, args);
 
-    /// <summary>Runs the executable; when <paramref name="cancellationToken"/> fires, kills it and throws.</summary>
-    public static async Task<Result> RunAsync(IReadOnlyDictionary<string, string?>? environment, CancellationToken cancellationToken, params string[] args)
+    /// <summary>Runs polystore; when <paramref name="cancellationToken"/> fires, kills it and throws.</summary>
+    public static Task<Result> RunAsync(IReadOnlyDictionary<string, string?>? environment, CancellationToken cancellationToken, params string[] args) =>
+        RunExecutableAsync("polystore", environment, cancellationToken, args);
+
+    /// <summary>Runs <paramref name="assembly"/>.dll from the test output folder; when <paramref name="cancellationToken"/> fires, kills it and throws.</summary>
+    public static async Task<Result> RunExecutableAsync(string assembly, IReadOnlyDictionary<string, string?>? environment, CancellationToken cancellationToken, params string[] args)
     {
-        var dll = Path.Combine(AppContext.BaseDirectory, "polystore.dll");
+        var dll = Path.Combine(AppContext.BaseDirectory, assembly + ".dll");
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         info.ArgumentList.Add(dll);
         foreach (var arg in args) info.ArgumentList.Add(arg);

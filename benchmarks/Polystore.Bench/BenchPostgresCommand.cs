@@ -6,12 +6,13 @@ using NpgsqlTypes;
 using Polystore.Postgres;
 using Polystore.Postgres.BulkUpsert;
 using Polystore.Postgres.Querying;
+using Polystore.Cli;
 using Spectre.Console;
 
-namespace Polystore.Cli.Commands;
+namespace Polystore.Bench;
 
 /// <summary>
-/// <c>polystore bench postgres</c>: Polystore's bulk upsert against the known techniques (unnest, staging
+/// <c>polystore-bench postgres</c>: Polystore's bulk upsert against the known techniques (unnest, staging
 /// COPY, multi-row VALUES, per-row prepared, plain COPY ceiling) and keyset paging against OFFSET,
 /// side by side on the configured server in one run. Works in its own schema, dropped at the end.
 /// </summary>
@@ -131,38 +132,33 @@ internal static class BenchPostgresCommand
                 var paging = await PagingAsync(ds, pagingRows, repeat, json, cancellationToken);
 
                 double Rate(string key, bool update = false) { var u = upsert.First(x => x.T.Key == key); return update ? u.Update ?? double.NaN : u.Insert; }
+                // Every technique ran once per round, so round i of one over round i of another is a ratio too.
+                List<double> Rounds(string key, bool update = false) => (update ? updateRates : insertRates)[key];
+                BenchRatio Vs(string ours, string theirs, bool update = false) => BenchRatio.Of(Rate(ours, update), Rate(theirs, update), Rounds(ours, update), Rounds(theirs, update));
                 // "The best single-connection technique" is the better of the two usual hand-written ones
                 // (unnest, staging COPY); parallel against Polystore's own default is reported beside it.
-                var bestSingle = Math.Max(Rate("unnest"), Rate("staging_copy"));
-                var bestSingleUpdate = Math.Max(Rate("unnest", true), Rate("staging_copy", true));
-                var keysetDeep = paging.GroupBy(p => p.Key).Select(g => g.First(p => p.Depth == 90).KeysetMs / g.First(p => p.Depth == 0).KeysetMs).Max();
-                var ratios = new Dictionary<string, double>
+                BenchRatio VsBestSingle(string ours, bool update = false) => BenchRatio.Of(Rate(ours, update), Math.Max(Rate("unnest", update), Rate("staging_copy", update)),
+                    Rounds(ours, update), BenchRatio.MaxPerRound(Rounds("unnest", update), Rounds("staging_copy", update)));
+                double Deepest(Func<PageFigure, double> ms) => paging.GroupBy(p => p.Key).Select(g => ms(g.First(p => p.Depth == 90)) / ms(g.First(p => p.Depth == 0))).Max();
+                var ratios = new Dictionary<string, BenchRatio>
                 {
-                    ["upsert_vs_unnest"] = Rate("polystore") / Rate("unnest"),
-                    ["upsert_vs_staging_copy"] = Rate("polystore") / Rate("staging_copy"),
-                    ["upsert_vs_values"] = Rate("polystore") / Rate("values"),
-                    ["upsert_vs_per_row"] = Rate("polystore") / Rate("per_row"),
-                    ["upsert_vs_copy_ceiling"] = Rate("polystore") / Rate("copy_ceiling"),
-                    ["parallel_vs_best_single"] = Rate("polystore_parallel") / bestSingle,
-                    ["keyset_deep_vs_first"] = keysetDeep,
-                    ["update_path_upsert_vs_unnest"] = Rate("polystore", true) / Rate("unnest", true),
-                    ["update_path_upsert_vs_staging_copy"] = Rate("polystore", true) / Rate("staging_copy", true),
-                    ["update_path_upsert_vs_values"] = Rate("polystore", true) / Rate("values", true),
-                    ["update_path_upsert_vs_per_row"] = Rate("polystore", true) / Rate("per_row", true),
-                    ["update_path_parallel_vs_best_single"] = Rate("polystore_parallel", true) / bestSingleUpdate,
-                    ["parallel_vs_polystore_default"] = Rate("polystore_parallel") / Rate("polystore"),
-                    ["update_path_upsert_vs_best_of_unnest_and_staging_copy"] = Rate("polystore", true) / bestSingleUpdate,
-                    ["offset_deep_vs_first"] = paging.GroupBy(p => p.Key).Select(g => g.First(p => p.Depth == 90).OffsetMs / g.First(p => p.Depth == 0).OffsetMs).Max(),
+                    ["upsert_vs_unnest"] = Vs("polystore", "unnest"),
+                    ["upsert_vs_staging_copy"] = Vs("polystore", "staging_copy"),
+                    ["upsert_vs_values"] = Vs("polystore", "values").WithTarget(1.5),
+                    ["upsert_vs_per_row"] = Vs("polystore", "per_row").WithTarget(6),
+                    ["upsert_vs_copy_ceiling"] = Vs("polystore", "copy_ceiling"),
+                    ["parallel_vs_best_single"] = VsBestSingle("polystore_parallel").WithTarget(1.3),
+                    ["keyset_deep_vs_first"] = new BenchRatio { Value = Deepest(p => p.KeysetMs) }.WithTarget(2, atMost: true),
+                    ["update_path_upsert_vs_unnest"] = Vs("polystore", "unnest", true),
+                    ["update_path_upsert_vs_staging_copy"] = Vs("polystore", "staging_copy", true),
+                    ["update_path_upsert_vs_values"] = Vs("polystore", "values", true),
+                    ["update_path_upsert_vs_per_row"] = Vs("polystore", "per_row", true),
+                    ["update_path_parallel_vs_best_single"] = VsBestSingle("polystore_parallel", true),
+                    ["parallel_vs_polystore_default"] = Vs("polystore_parallel", "polystore"),
+                    ["update_path_upsert_vs_best_of_unnest_and_staging_copy"] = VsBestSingle("polystore", true),
+                    ["offset_deep_vs_first"] = new BenchRatio { Value = Deepest(p => p.OffsetMs) },
+                    ["upsert_vs_best_of_unnest_and_staging_copy"] = VsBestSingle("polystore").WithTarget(0.95),
                 };
-                var targets = new Dictionary<string, (double Target, bool AtMost)>
-                {
-                    ["upsert_vs_best_of_unnest_and_staging_copy"] = (0.95, false),
-                    ["upsert_vs_values"] = (1.5, false),
-                    ["upsert_vs_per_row"] = (6, false),
-                    ["parallel_vs_best_single"] = (1.3, false),
-                    ["keyset_deep_vs_first"] = (2, true),
-                };
-                ratios["upsert_vs_best_of_unnest_and_staging_copy"] = Rate("polystore") / Math.Max(Rate("unnest"), Rate("staging_copy"));
 
                 if (json)
                 {
@@ -172,8 +168,7 @@ internal static class BenchPostgresCommand
                         rows, paging_rows = pagingRows, repeat, checkpoint_before_each_run = settle,
                         upsert = upsert.Select(u => new { technique = u.T.Key, description = u.T.Name, rows = u.Rows, insert_rows_per_s = Math.Round(u.Insert), update_rows_per_s = u.Update is { } x ? Math.Round(x) : (double?)null }),
                         paging = paging.Select(p => new { key = p.Key, depth_percent = p.Depth, keyset_ms = Math.Round(p.KeysetMs, 3), offset_ms = Math.Round(p.OffsetMs, 3) }),
-                        ratios = ratios.ToDictionary(r => r.Key, r => Math.Round(r.Value, 3)),
-                        targets = targets.ToDictionary(t => t.Key, t => new { target = t.Value.Target, at_most = t.Value.AtMost, actual = Math.Round(ratios[t.Key], 3), met = t.Value.AtMost ? ratios[t.Key] <= t.Value.Target : ratios[t.Key] >= t.Value.Target }),
+                        ratios = ratios.ToDictionary(r => r.Key, r => r.Value.Rounded(3)),
                     });
                 }
                 else
@@ -186,10 +181,11 @@ internal static class BenchPostgresCommand
                     foreach (var p in paging) t2.AddRow(p.Key, $"{p.Depth}%", p.KeysetMs.ToString("0.000"), p.OffsetMs.ToString("0.000"));
                     AnsiConsole.Write(t2);
                     var t3 = new Table().Border(TableBorder.Rounded).AddColumns("Ratio", "Value", "Target");
-                    foreach (var r in ratios)
+                    foreach (var (name, r) in ratios)
                     {
-                        var target = targets.TryGetValue(r.Key, out var tg) ? (tg.AtMost ? r.Value <= tg.Target : r.Value >= tg.Target) ? $"[green]met ({(tg.AtMost ? "<=" : ">=")} {tg.Target})[/]" : $"[red]missed ({(tg.AtMost ? "<=" : ">=")} {tg.Target})[/]" : "";
-                        t3.AddRow(r.Key, r.Value.ToString("0.00"), target);
+                        var goal = r.Target is { } tg ? $"{(r.AtMost ? "<=" : ">=")} {tg}" : "";
+                        var target = r.Met switch { true => $"[green]met ({goal})[/]", false => $"[red]missed ({goal})[/]", null => "" };
+                        t3.AddRow(name, r.Value.ToString("0.00"), target);
                     }
                     AnsiConsole.Write(t3);
                 }

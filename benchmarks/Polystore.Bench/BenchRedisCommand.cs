@@ -10,6 +10,7 @@ using Polystore.Redis.Locking;
 using Polystore.Redis.RateLimiting;
 using RedLockNet.SERedis;
 using RedLockNet.SERedis.Configuration;
+using Polystore.Cli;
 using Spectre.Console;
 using StackExchange.Redis;
 using ZiggyCreatures.Caching.Fusion;
@@ -17,10 +18,10 @@ using ZiggyCreatures.Caching.Fusion.Serialization.SystemTextJson;
 using PeerSlidingWindow = RedisRateLimiting.RedisSlidingWindowRateLimiter<string>;
 using PeerSlidingWindowOptions = RedisRateLimiting.RedisSlidingWindowRateLimiterOptions;
 
-namespace Polystore.Cli.Commands;
+namespace Polystore.Bench;
 
 /// <summary>
-/// <c>polystore bench redis</c>: the limiter, the lock and the cache against RedisRateLimiting, the usual redis-py
+/// <c>polystore-bench redis</c>: the limiter, the lock and the cache against RedisRateLimiting, the usual redis-py
 /// Python, the redis-benchmark ceiling, RedLock.net, DistributedLock.Redis and FusionCache, in one run.
 /// </summary>
 internal static class BenchRedisCommand
@@ -39,7 +40,8 @@ internal static class BenchRedisCommand
 
     private static readonly Option<string[]> Only = new("--only") { Description = "Run only these areas: limiter, lock, cache (default all).", AllowMultipleArgumentsPerToken = true };
 
-    private sealed record Row(string Area, string Name, double PerSecond, string Unit, string Note = "");
+    /// <summary>One figure; <paramref name="Rounds"/> holds each interleaved round's figure when it has rounds (the figure is their median).</summary>
+    private sealed record Row(string Area, string Name, double PerSecond, string Unit, string Note = "", IReadOnlyList<double>? Rounds = null);
 
     public static Command Create()
     {
@@ -134,23 +136,24 @@ internal static class BenchRedisCommand
             });
             await CleanUpAsync(redis, prefix);
             rows.InsertRange(0, samples.Select(kv => new Row(kv.Key.Area, kv.Key.Name, Median(kv.Value), kv.Key.Unit,
-                $"median of {kv.Value.Count}: " + string.Join(" / ", kv.Value.Select(v => v.ToString("N0", CultureInfo.InvariantCulture))))));
+                $"median of {kv.Value.Count}: " + string.Join(" / ", kv.Value.Select(v => v.ToString("N0", CultureInfo.InvariantCulture))), kv.Value)));
 
-            double Get(string area, string name) => rows.FirstOrDefault(r => r.Area == area && r.Name == name)?.PerSecond ?? double.NaN;
-            var ours = Get("limiter", "polystore");
-            var lockOurs = Get("lock", "polystore");
-            var lockPeer = Math.Max(Get("lock", "redlock_net"), Get("lock", "distributed_lock_redis"));
-            var ratios = new List<(string Name, double Value, double Target)>
+            Row? Find(string area, string name) => rows.FirstOrDefault(r => r.Area == area && r.Name == name);
+            double Get(string area, string name) => Find(area, name)?.PerSecond ?? double.NaN;
+            BenchRatio Vs(string area, string ours, params string[] peers) => BenchRatio.Of(
+                Get(area, ours), peers.Max(p => Get(area, p)),
+                Find(area, ours)?.Rounds, BenchRatio.MaxPerRound([.. peers.Select(p => Find(area, p)?.Rounds)]));
+            var ratios = new Dictionary<string, BenchRatio>
             {
-                ("limiter_vs_redis_rate_limiting", ours / Get("limiter", "redis_rate_limiting"), 2),
-                ("limiter_vs_seed_python", ours / Get("limiter", "seed_python"), 5),
-                ("limiter_vs_ceiling", ours / Get("limiter", "ceiling_redis_benchmark"), 0.75),
-                ("lock_vs_faster_peer", lockOurs / lockPeer, 1.5),
-                ("cache_l1_vs_fusioncache", Get("cache_l1", "polystore") / Get("cache_l1", "fusioncache"), 1),
-                ("cache_l2_vs_fusioncache", Get("cache_l2", "polystore") / Get("cache_l2", "fusioncache"), 1.3),
+                ["limiter_vs_redis_rate_limiting"] = Vs("limiter", "polystore", "redis_rate_limiting").WithTarget(2),
+                ["limiter_vs_seed_python"] = Vs("limiter", "polystore", "seed_python").WithTarget(5),
+                ["limiter_vs_ceiling"] = Vs("limiter", "polystore", "ceiling_redis_benchmark").WithTarget(0.75),
+                ["lock_vs_faster_peer"] = Vs("lock", "polystore", "redlock_net", "distributed_lock_redis").WithTarget(1.5),
+                ["cache_l1_vs_fusioncache"] = Vs("cache_l1", "polystore", "fusioncache").WithTarget(1),
+                ["cache_l2_vs_fusioncache"] = Vs("cache_l2", "polystore", "fusioncache").WithTarget(1.3),
             };
             // With --only, the other areas were not measured: their ratios are NaN and are left out.
-            ratios.RemoveAll(r => !double.IsFinite(r.Value));
+            foreach (var name in ratios.Where(r => !double.IsFinite(r.Value.Value)).Select(r => r.Key).ToList()) ratios.Remove(name);
             var stampedeOurs = Get("cache_stampede", "polystore");
             var stampedeFusion = Get("cache_stampede", "fusioncache");
             if (json)
@@ -160,7 +163,7 @@ internal static class BenchRedisCommand
                     machine = new { cores = Environment.ProcessorCount, note = "shared with other builds while measuring" },
                     seconds_per_row = seconds.TotalSeconds,
                     rows = rows.Select(r => new { area = r.Area, name = r.Name, per_second = Round(r.PerSecond), unit = r.Unit, note = r.Note }),
-                    ratios = ratios.ToDictionary(r => r.Name, r => (object)new { value = Round(r.Value), target = r.Target, met = r.Value >= r.Target }),
+                    ratios = ratios.ToDictionary(r => r.Key, r => r.Value.Rounded(2)),
                     stampede_factory_calls = double.IsFinite(stampedeOurs)
                         ? (object)new { polystore = stampedeOurs, fusioncache = stampedeFusion, target = 1, met = stampedeOurs == 1 }
                         : null,
@@ -173,8 +176,8 @@ internal static class BenchRedisCommand
                     table.AddRow(r.Area, r.Name, double.IsNaN(r.PerSecond) ? "-" : r.PerSecond.ToString("N0", CultureInfo.InvariantCulture), r.Unit, Markup.Escape(r.Note));
                 AnsiConsole.Write(table);
                 var rt = new Table().Border(TableBorder.Rounded).AddColumns("Ratio", "Value", "Target", "Met");
-                foreach (var (name, value, target) in ratios)
-                    rt.AddRow(name, double.IsNaN(value) ? "-" : value.ToString("0.00", CultureInfo.InvariantCulture) + "x", target.ToString("0.##", CultureInfo.InvariantCulture) + "x", value >= target ? "[green]yes[/]" : "[red]no[/]");
+                foreach (var (name, r) in ratios)
+                    rt.AddRow(name, r.Value.ToString("0.00", CultureInfo.InvariantCulture) + "x", r.Target?.ToString("0.##", CultureInfo.InvariantCulture) + "x", r.Met == true ? "[green]yes[/]" : "[red]no[/]");
                 if (double.IsFinite(stampedeOurs)) rt.AddRow("stampede factory calls", $"{stampedeOurs} (FusionCache {stampedeFusion})", "1", stampedeOurs == 1 ? "[green]yes[/]" : "[red]no[/]");
                 AnsiConsole.Write(rt);
             }
@@ -422,8 +425,8 @@ internal static class BenchRedisCommand
         }
         return
         [
-            new("cache_l2", "polystore", Median(polystore), "hits/s", $"no L1, 64 callers over 1,000 keys; median of {rounds}"),
-            new("cache_l2", "fusioncache", Median(fusion), "hits/s", $"SkipMemoryCacheRead/Write, 64 callers over 1,000 keys; median of {rounds}"),
+            new("cache_l2", "polystore", Median(polystore), "hits/s", $"no L1, 64 callers over 1,000 keys; median of {rounds}", polystore),
+            new("cache_l2", "fusioncache", Median(fusion), "hits/s", $"SkipMemoryCacheRead/Write, 64 callers over 1,000 keys; median of {rounds}", fusion),
         ];
     }
 

@@ -1,9 +1,9 @@
 using System.Diagnostics;
 
-namespace Polystore.Cli.Commands;
+namespace Polystore.Bench;
 
 /// <summary>
-/// Starts this same polystore executable as a child (for kill tests). Its output is discarded;
+/// Starts this same executable (polystore-bench) as a child (for kill tests). Its output is discarded;
 /// set POLYSTORE_DEBUG_CHILDREN=1 to see its stderr, prefixed with its command.
 /// </summary>
 internal static class ChildProcess
