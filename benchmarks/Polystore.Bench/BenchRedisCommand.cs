@@ -47,7 +47,14 @@ internal static class BenchRedisCommand
     private static readonly Option<int> ScaleKeys = new("--scale-keys") { Description = "Largest key count of the scale area, in steps of 10 from 1,000 (default 1,000,000).", DefaultValueFactory = _ => 1_000_000 };
 
     /// <summary>One round of one row: a rate, failures (acquisitions refused), and latency percentiles when timed per call.</summary>
-    private sealed record Sample(double PerSecond, long Failed = 0, double P50Ms = double.NaN, double P99Ms = double.NaN, string Extra = "");
+    private sealed record Sample(double PerSecond, long Failed = 0, double P50Ms = double.NaN, double P99Ms = double.NaN, string Extra = "")
+    {
+        /// <summary>This process's CPU (every thread) per successful call, in µs.</summary>
+        public double ClientUs { get; init; } = double.NaN;
+
+        /// <summary>Redis's CPU (used_cpu_user + used_cpu_sys, primaries) per successful call, in µs.</summary>
+        public double RedisUs { get; init; } = double.NaN;
+    }
 
     /// <summary>A reported row: the medians of its rounds, and the rounds themselves.</summary>
     private sealed record Row(string Area, string Name, string Unit, string Note, IReadOnlyList<Sample> Samples)
@@ -64,6 +71,30 @@ internal static class BenchRedisCommand
         public long Failed => Samples.Sum(s => s.Failed);
 
         public IReadOnlyList<double> Rounds => [.. Samples.Select(s => s.PerSecond)];
+
+        public double ClientUs => Median(Samples.Select(s => s.ClientUs));
+
+        public double RedisUs => Median(Samples.Select(s => s.RedisUs));
+
+        /// <summary>Client and Redis CPU per call, per round (what the CPU ratios compare).</summary>
+        public IReadOnlyList<double> CpuRounds => [.. Samples.Select(s => s.ClientUs + s.RedisUs)];
+    }
+
+    /// <summary>The Redis whose CPU each measured loop reads (INFO cpu), set once per run.</summary>
+    private static IConnectionMultiplexer? s_cpuServer;
+
+    private static async Task<double> RedisCpuSecondsAsync()
+    {
+        if (s_cpuServer is null) return double.NaN;
+        double total = 0;
+        foreach (var server in s_cpuServer.GetServers().Where(s => !s.IsReplica && s.IsConnected))
+        {
+            var text = (string?)await server.ExecuteAsync("INFO", "cpu") ?? "";
+            foreach (var line in text.Split('\n'))
+                if (line.StartsWith("used_cpu_user:", StringComparison.Ordinal) || line.StartsWith("used_cpu_sys:", StringComparison.Ordinal))
+                    total += double.Parse(line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim(), CultureInfo.InvariantCulture);
+        }
+        return total;
     }
 
     public static Command Create()
@@ -106,6 +137,7 @@ internal static class BenchRedisCommand
             }
             var prefix = $"bench:{Guid.NewGuid():N}"[..18];
             var bench = new Bench(redis, (ConnectionMultiplexer)redis, options, prefix, seconds, ct);
+            s_cpuServer = redis;
             var rows = new List<Row>();
             try
             {
@@ -131,6 +163,17 @@ internal static class BenchRedisCommand
                 if (Find(area, ours) is not { } o || Find(area, peer) is not { } p) return null;
                 return BenchRatio.Of(o.P99Ms, p.P99Ms, [.. o.Samples.Select(s => s.P99Ms)], [.. p.Samples.Select(s => s.P99Ms)]);
             }
+            // CPU per call (client + Redis): the faster peer's over ours, so above 1 means Polystore spends less.
+            // Steadier than throughput on a shared machine, where each side's share of the cores decides its rate.
+            BenchRatio? CpuVs(string area, string ours, params string[] peers)
+            {
+                if (Find(area, ours) is not { } o || peers.Select(p => Find(area, p)).ToArray() is var found && found.Any(f => f is null)) return null;
+                var best = found.MinBy(f => f!.ClientUs + f.RedisUs)!;
+                IReadOnlyList<double>? perRound = found.All(f => f!.Samples.Count == o.Samples.Count)
+                    ? [.. Enumerable.Range(0, o.Samples.Count).Select(i => found.Min(f => f!.CpuRounds[i]))]
+                    : null;
+                return BenchRatio.Of(best.ClientUs + best.RedisUs, o.ClientUs + o.RedisUs, perRound, o.CpuRounds);
+            }
             var ratios = new Dictionary<string, BenchRatio?>();
             foreach (var n in LimiterCallerSteps)
             {
@@ -141,6 +184,10 @@ internal static class BenchRedisCommand
             ratios["limiter_64_callers_vs_ceiling"] = Vs("limiter", "polystore_64", "ceiling_redis_benchmark_batched");
             ratios["lock_vs_faster_peer"] = Vs("lock", "polystore", "redlock_net", "distributed_lock_redis")?.WithTarget(1.5);
             ratios["lock_autoextend_vs_faster_peer"] = Vs("lock", "polystore_autoextend", "redlock_net", "distributed_lock_redis")?.WithTarget(1.5);
+            ratios["lock_cpu_per_pair_faster_peer_over_polystore"] = CpuVs("lock", "polystore", "redlock_net", "distributed_lock_redis");
+            ratios["lock_autoextend_cpu_per_pair_faster_peer_over_polystore"] = CpuVs("lock", "polystore_autoextend", "redlock_net", "distributed_lock_redis");
+            foreach (var n in LimiterCallerSteps)
+                ratios[$"limiter_{n}_callers_cpu_per_decision_peer_over_polystore"] = CpuVs("limiter", $"polystore_{n}", $"redis_rate_limiting_{n}");
             ratios["cache_l1_vs_fusioncache"] = Vs("cache_l1", "polystore", "fusioncache")?.WithTarget(1);
             ratios["cache_l2_vs_fusioncache"] = Vs("cache_l2", "polystore", "fusioncache_l2_only")?.WithTarget(1.3);
             ratios["cache_recommended_vs_fusioncache"] = Vs("cache_recommended", "polystore", "fusioncache");
@@ -161,9 +208,10 @@ internal static class BenchRedisCommand
                     {
                         area = r.Area, name = r.Name, per_second = Round(r.PerSecond), unit = r.Unit,
                         p50_ms = Round(r.P50Ms, 3), p99_ms = Round(r.P99Ms, 3),
+                        client_cpu_us = Round(r.ClientUs, 1), redis_cpu_us = Round(r.RedisUs, 1),
                         failed = r.Samples.Any(s => s.Failed > 0) || r.Area == "lock" ? r.Failed : (long?)null,
                         note = r.FullNote,
-                        rounds = r.Samples.Select(s => new { per_second = Round(s.PerSecond), p50_ms = Round(s.P50Ms, 3), p99_ms = Round(s.P99Ms, 3), failed = r.Area == "lock" ? s.Failed : (long?)null, extra = s.Extra.Length > 0 ? s.Extra : null }),
+                        rounds = r.Samples.Select(s => new { per_second = Round(s.PerSecond), p50_ms = Round(s.P50Ms, 3), p99_ms = Round(s.P99Ms, 3), client_cpu_us = Round(s.ClientUs, 1), redis_cpu_us = Round(s.RedisUs, 1), failed = r.Area == "lock" ? s.Failed : (long?)null, extra = s.Extra.Length > 0 ? s.Extra : null }),
                     }),
                     ratios = measured.ToDictionary(r => r.Key, r => r.Value.Rounded(2)),
                     stampede_factory_calls = stampede.Ours is { } so
@@ -174,10 +222,10 @@ internal static class BenchRedisCommand
             else
             {
                 AnsiConsole.MarkupLine($"[grey]{Markup.Escape($"{Environment.ProcessorCount} cores, load average {LoadAverage()}, Redis {RedisVersion(redis)}; {string.Join(", ", versions.Select(v => $"{v.Key} {v.Value}"))}")}[/]");
-                var table = new Table().Border(TableBorder.Rounded).AddColumns("Area", "Implementation", "Figure", "Unit", "p50 ms", "p99 ms", "Failed", "Rounds", "Note");
+                var table = new Table().Border(TableBorder.Rounded).AddColumns("Area", "Implementation", "Figure", "Unit", "p50 ms", "p99 ms", "Client µs", "Redis µs", "Failed", "Rounds", "Note");
                 foreach (var r in rows)
                 {
-                    table.AddRow(r.Area, r.Name, Fmt(r.PerSecond), r.Unit, Fmt(r.P50Ms, "0.00"), Fmt(r.P99Ms, "0.00"),
+                    table.AddRow(r.Area, r.Name, Fmt(r.PerSecond), r.Unit, Fmt(r.P50Ms, "0.00"), Fmt(r.P99Ms, "0.00"), Fmt(r.ClientUs, "0.0"), Fmt(r.RedisUs, "0.0"),
                         r.Area == "lock" || r.Failed > 0 ? r.Failed.ToString("N0", CultureInfo.InvariantCulture) : "",
                         string.Join(" / ", r.Rounds.Select(v => Fmt(v))), Markup.Escape(r.FullNote));
                 }
@@ -256,6 +304,9 @@ internal static class BenchRedisCommand
 
         async Task<Sample> Loop(TimeSpan length, bool time)
         {
+            using var self = Process.GetCurrentProcess();
+            var redisCpu0 = await RedisCpuSecondsAsync();
+            var clientCpu0 = self.TotalProcessorTime;
             var end = Stopwatch.GetTimestamp() + (long)(length.TotalSeconds * Stopwatch.Frequency);
             var started = Stopwatch.GetTimestamp();
             var results = await Task.WhenAll(Enumerable.Range(0, callers).Select(_ => Task.Run(async () =>
@@ -273,13 +324,18 @@ internal static class BenchRedisCommand
                 return (ok, failed, latencies);
             })));
             var elapsed = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            self.Refresh();
+            var clientCpu = (self.TotalProcessorTime - clientCpu0).TotalMicroseconds;
+            var redisCpu = (await RedisCpuSecondsAsync() - redisCpu0) * 1e6;
+            var okTotal = Math.Max(1, results.Sum(r => r.ok));
             var perSecond = results.Sum(r => r.ok) / elapsed;
             var failedTotal = results.Sum(r => r.failed);
-            if (!time) return new Sample(perSecond, failedTotal);
+            var cpu = (Client: clientCpu / okTotal, Redis: redisCpu / okTotal);
+            if (!time) return new Sample(perSecond, failedTotal) { ClientUs = cpu.Client, RedisUs = cpu.Redis };
             var all = results.SelectMany(r => r.latencies!).ToArray();
             Array.Sort(all);
             double Pct(double p) => all.Length == 0 ? double.NaN : all[Math.Min(all.Length - 1, (int)(p * all.Length))] * 1000.0 / Stopwatch.Frequency;
-            return new Sample(perSecond, failedTotal, Pct(0.50), Pct(0.99));
+            return new Sample(perSecond, failedTotal, Pct(0.50), Pct(0.99)) { ClientUs = cpu.Client, RedisUs = cpu.Redis };
         }
     }
 
@@ -343,6 +399,7 @@ internal static class BenchRedisCommand
                     if (!_samples.TryGetValue(row.Name, out var list)) _samples[row.Name] = list = [];
                     list.Add(sample);
                     line.Add($"{row.Name} {Fmt(sample.PerSecond)}" + (double.IsFinite(sample.P99Ms) ? $" (p99 {sample.P99Ms:0.00} ms)" : "")
+                        + (double.IsFinite(sample.ClientUs) ? $" [cpu {sample.ClientUs:0.0}+{sample.RedisUs:0.0} us]" : "")
                         + (sample.Failed > 0 ? $" [{sample.Failed:N0} refused]" : ""));
                 }
                 CommonOptions.Error.MarkupLine(Markup.Escape($"{area} round {round}/{rounds}: {string.Join(", ", line)}"));
