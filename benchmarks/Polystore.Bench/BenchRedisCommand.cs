@@ -136,8 +136,12 @@ internal static class BenchRedisCommand
                 return ExitCodes.Unreachable;
             }
             var prefix = $"bench:{Guid.NewGuid():N}"[..18];
-            var bench = new Bench(redis, (ConnectionMultiplexer)redis, options, prefix, seconds, ct);
-            s_cpuServer = redis;
+            // INFO (cpu, commandstats, memory) is an admin command to StackExchange.Redis: read through a connection of its own.
+            var adminOptions = options.Clone();
+            adminOptions.AllowAdmin = true;
+            await using var admin = await ConnectionMultiplexer.ConnectAsync(adminOptions);
+            var bench = new Bench(redis, (ConnectionMultiplexer)redis, admin, options, prefix, seconds, ct);
+            s_cpuServer = admin;
             var rows = new List<Row>();
             try
             {
@@ -408,7 +412,7 @@ internal static class BenchRedisCommand
         }
     }
 
-    private sealed class Bench(IConnectionMultiplexer redis, ConnectionMultiplexer concrete, ConfigurationOptions options, string prefix, TimeSpan duration, CancellationToken ct)
+    private sealed class Bench(IConnectionMultiplexer redis, ConnectionMultiplexer concrete, IConnectionMultiplexer admin, ConfigurationOptions options, string prefix, TimeSpan duration, CancellationToken ct)
     {
         // ------------------------------------------------------------------ limiter
 
@@ -504,7 +508,7 @@ internal static class BenchRedisCommand
         private async Task<Dictionary<string, (long Calls, long Usec)>> CommandStatsAsync()
         {
             var stats = new Dictionary<string, (long Calls, long Usec)>();
-            foreach (var server in redis.GetServers().Where(s => !s.IsReplica && s.IsConnected))
+            foreach (var server in admin.GetServers().Where(s => !s.IsReplica && s.IsConnected))
             {
                 var text = (string?)await server.ExecuteAsync("INFO", "commandstats") ?? "";
                 foreach (var line in text.Split('\n'))
@@ -573,7 +577,7 @@ internal static class BenchRedisCommand
             // redis-benchmark takes the password only as -a; it is never printed (errors are redacted).
             if (options.Password is { Length: > 0 } pw) args.InsertRange(0, ["-a", pw]);
             // The script must be cached on the server: EVALSHA answers NOSCRIPT otherwise.
-            foreach (var server in redis.GetServers().Where(s => !s.IsReplica && s.IsConnected))
+            foreach (var server in admin.GetServers().Where(s => !s.IsReplica && s.IsConnected))
                 await server.ScriptLoadAsync(RedisSlidingWindowRateLimiter.Script.Source);
             var run = await RunAsync("redis-benchmark", args, new(), ct);
             var line = run.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => l.StartsWith("\"EVALSHA", StringComparison.Ordinal));
@@ -775,7 +779,7 @@ internal static class BenchRedisCommand
         private async Task<long> UsedMemoryAsync()
         {
             long total = 0;
-            foreach (var server in redis.GetServers().Where(s => !s.IsReplica && s.IsConnected))
+            foreach (var server in admin.GetServers().Where(s => !s.IsReplica && s.IsConnected))
             {
                 var text = (string?)await server.ExecuteAsync("INFO", "memory") ?? "";
                 var line = text.Split('\n').First(l => l.StartsWith("used_memory:", StringComparison.Ordinal));
