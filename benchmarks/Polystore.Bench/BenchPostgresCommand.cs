@@ -327,7 +327,9 @@ internal static class BenchPostgresCommand
         var score = new NpgsqlParameter<int> { NpgsqlDbType = NpgsqlDbType.Integer };
         var region = new NpgsqlParameter<string> { NpgsqlDbType = NpgsqlDbType.Text };
         cmd.Parameters.Add(email); cmd.Parameters.Add(name); cmd.Parameters.Add(score); cmd.Parameters.Add(region);
-        await cmd.PrepareAsync(ct);
+        // statement_cache_size: 0 (Max Auto Prepare = 0) says the server connection may change under us (PgBouncer in
+        // transaction mode): a statement prepared by name would stay behind on it and collide with the next client's.
+        if (new NpgsqlConnectionStringBuilder(ds.ConnectionString).MaxAutoPrepare > 0) await cmd.PrepareAsync(ct);
         foreach (var u in rows)
         {
             (email.TypedValue, name.TypedValue, score.TypedValue, region.TypedValue) = (u.Email, u.Name, u.Score, u.Region);

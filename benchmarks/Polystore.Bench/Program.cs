@@ -4,7 +4,7 @@ using Polystore.Cli;
 
 var root = new RootCommand("""
     polystore-bench: Polystore side by side with the known techniques and peer libraries, on the same servers,
-    in one run. Run it as ./run bench postgres|redis|integration [--json] (it starts the private servers).
+    in one run. Run it as ./run bench postgres|redis|integration|service [--json] (it starts the private servers).
 
     Exit codes: 0 ok, 1 unexpected failure, 2 invalid config or usage, 3 a store is unreachable.
     """)
@@ -13,5 +13,6 @@ var root = new RootCommand("""
     BenchPostgresCommand.Create(),
     BenchRedisCommand.Create(),
     BenchIntegrationCommand.Create(),
+    BenchServiceCommand.Create(),
 };
 return await CliHost.RunAsync(root, args);

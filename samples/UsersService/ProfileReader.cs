@@ -8,7 +8,7 @@ namespace Polystore.Samples.UsersService;
 /// Reads profiles through the Redis cache (whose version floor keeps a stale copy from being cached again after a
 /// newer one was projected), and straight from the read model while Redis is unreachable.
 /// </summary>
-internal sealed class ProfileReader(UsersApp users, ILogger<ProfileReader> logger)
+internal sealed class ProfileReader(UsersApp users, ILogger<ProfileReader> logger) : IProfileSource
 {
     public async Task<(UserProfile? Profile, bool FromCache)> GetAsync(long id, CancellationToken cancellationToken)
     {

@@ -150,7 +150,7 @@ internal static class UserEndpoints
         return TypedResults.Ok(ranked.Select(r => new RankedUserResponse(r.Row.UserId, r.Row.OrderCount, r.Row.OrderTotal, r.Rank, r.DenseRank, r.PercentRank)).ToList());
     }
 
-    private static async Task<IResult> ProfileAsync(string id, HttpContext context, ProfileReader profiles, CancellationToken cancellationToken)
+    private static async Task<IResult> ProfileAsync(string id, HttpContext context, IProfileSource profiles, CancellationToken cancellationToken)
     {
         var errors = new InputErrors();
         if (UserInput.ReadId(id, "id", errors) is not { } userId) return Problems.Validation(errors.ToDictionary());

@@ -2,7 +2,9 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Text;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Npgsql;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
@@ -49,7 +51,10 @@ internal static class UsersServiceApp
     }
 
     /// <summary>Registers the stores, the users domain, the dispatcher, rate limiting, health checks and OpenAPI, and maps the endpoints.</summary>
-    public static WebApplication Build(WebApplicationBuilder builder)
+    /// <param name="builder">The builder from <see cref="CreateBuilder"/>.</param>
+    /// <param name="addRateLimitPolicy">Adds the policy named <see cref="RateLimitPolicy"/> instead of Polystore's sliding
+    /// window (for a host that compares limiters); null for Polystore's.</param>
+    public static WebApplication Build(WebApplicationBuilder builder, Action<RateLimiterOptions, UsersServiceOptions>? addRateLimitPolicy = null)
     {
         var options = builder.Configuration.GetSection(UsersServiceOptions.Section).Get<UsersServiceOptions>() ?? new UsersServiceOptions();
         options.Validate();
@@ -72,7 +77,8 @@ internal static class UsersServiceApp
         services.AddUsersApp(schema, options.PostgresReadModel);
         services.AddSingleton(sp => new OrderStore(sp.GetRequiredService<NpgsqlDataSource>(), schema));
         services.AddSingleton(sp => new UserQueries(options, Signer(options, sp), sp.GetRequiredService<OrderStore>()));
-        services.AddSingleton<ProfileReader>();
+        // A host embedding the service may have registered its own profile source first.
+        services.TryAddSingleton<IProfileSource, ProfileReader>();
         // Before the dispatcher: hosted services start in registration order, and it needs the outbox tables.
         services.AddHostedService<SchemaInitializer>();
         services.AddSingleton(sp => sp.GetRequiredService<UsersApp>().Projection());
@@ -85,6 +91,11 @@ internal static class UsersServiceApp
         services.AddRateLimiter(limiter =>
         {
             limiter.RejectionStatusCode = StatusCodes.Status429TooManyRequests;
+            if (addRateLimitPolicy is not null)
+            {
+                addRateLimitPolicy(limiter, options);
+                return;
+            }
             limiter.AddPolystoreSlidingWindowPolicy(RateLimitPolicy, ClientPartition, new RedisSlidingWindowOptions
             {
                 PermitLimit = options.RateLimit.PermitLimit,

@@ -13,4 +13,6 @@ internal static class ExitCodes
     public const int Unreachable = 3;
     /// <summary><c>doctor</c> found at least one critical problem.</summary>
     public const int Critical = 4;
+    /// <summary>What the command was asked to act on does not exist (for example an event that is not a dead letter).</summary>
+    public const int NotFound = 5;
 }

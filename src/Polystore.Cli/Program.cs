@@ -9,7 +9,7 @@ var root = new RootCommand("""
     and redis.yaml. After './run up', commands find the private servers' config by themselves.
 
     Exit codes: 0 ok, 1 unexpected failure, 2 invalid config or usage, 3 a store is unreachable,
-    4 doctor found a critical problem.
+    4 doctor found a critical problem, 5 what was named does not exist.
     """)
 {
     ConfigCommand.Create(),

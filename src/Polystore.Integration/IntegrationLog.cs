@@ -42,8 +42,24 @@ internal static partial class IntegrationLog
     public static partial void OutboxTraceContextInvalid(this ILogger logger, long eventId);
 
     [LoggerMessage(EventId = 110, EventName = "OutboxSchemaUpgraded", Level = LogLevel.Information,
-        Message = "Added the trace context columns (trace_parent, trace_state) to {Schema}.outbox")]
+        Message = "Added the columns missing from {Schema}.outbox and its dead letters (tables made by an earlier version)")]
     public static partial void OutboxSchemaUpgraded(this ILogger logger, string schema);
+
+    [LoggerMessage(EventId = 111, EventName = "OutboxPruned", Level = LogLevel.Information,
+        Message = "Outbox retention removed {Deleted} delivered events from {Schema}.outbox in {Batches} batches ({Elapsed})")]
+    public static partial void OutboxPruned(this ILogger logger, long deleted, string schema, int batches, TimeSpan elapsed);
+
+    [LoggerMessage(EventId = 112, EventName = "OutboxPruneFailed", Level = LogLevel.Warning,
+        Message = "Outbox retention on {Schema}.outbox failed; trying again in {Interval}")]
+    public static partial void OutboxPruneFailed(this ILogger logger, Exception exception, string schema, TimeSpan interval);
+
+    [LoggerMessage(EventId = 113, EventName = "OutboxDeadLettersReplayed", Level = LogLevel.Information,
+        Message = "Replayed {Count} dead-lettered events of {Schema}.outbox to {Subscriber} (by {Actor})")]
+    public static partial void OutboxDeadLettersReplayed(this ILogger logger, int count, string schema, string subscriber, string actor);
+
+    [LoggerMessage(EventId = 114, EventName = "OutboxDeadLettersDropped", Level = LogLevel.Information,
+        Message = "Dropped {Count} dead-lettered events of {Schema}.outbox for {Subscriber} (by {Actor})")]
+    public static partial void OutboxDeadLettersDropped(this ILogger logger, int count, string schema, string subscriber, string actor);
 
     [LoggerMessage(EventId = 201, EventName = "TransactionRollbackFailed", Level = LogLevel.Warning,
         Message = "Rolling back the {Store} part of a multi-store transaction failed")]

@@ -24,6 +24,11 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     // (a bulk upsert, say) logs where the application's other messages go.
     private static readonly ConditionalWeakTable<NpgsqlDataSource, ILoggerFactory> LoggerFactories = new();
 
+    // The data sources each one was created with, so that code handed only an NpgsqlDataSource (an outbox dispatcher)
+    // finds the connection it may keep a session on.
+    private static readonly ConditionalWeakTable<NpgsqlDataSource, PostgresDataSources> Owners = new();
+    private readonly NpgsqlDataSource? _direct;
+
     /// <summary>
     /// The longest <see cref="OpenReadConnectionAsync"/> waits for a connection through the replicas before it reads
     /// from the primary instead. Npgsql gives each host its whole connect timeout (pool_timeout), so a black-holed or
@@ -31,9 +36,11 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     /// </summary>
     internal static readonly TimeSpan ReplicaOpenTimeout = TimeSpan.FromSeconds(2);
 
-    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, PostgresSettings settings, TimeSpan replicaRecheck, ILoggerFactory? loggerFactory)
+    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, NpgsqlDataSource? direct, PostgresSettings settings, TimeSpan replicaRecheck, ILoggerFactory? loggerFactory)
     {
         _root = root;
+        _direct = direct;
+        Session = direct ?? (settings.Connection.Pooler == PostgresPooler.PgBouncerTransaction ? null : primary);
         _replicaRecheck = replicaRecheck;
         Primary = primary;
         Reads = reads;
@@ -41,9 +48,11 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         _prePing = settings.Pool.PoolPrePing;
         _logger = loggerFactory?.CreateLogger(PostgresLog.DataSourcesCategory) ?? NullLogger.Instance;
         if (loggerFactory is not null)
-            foreach (var source in new[] { root, primary, reads }) LoggerFactories.AddOrUpdate(source, loggerFactory);
+            foreach (var source in new[] { root, primary, reads, direct }) if (source is not null) LoggerFactories.AddOrUpdate(source, loggerFactory);
+        foreach (var source in new[] { root, primary, reads, direct }) if (source is not null) Owners.AddOrUpdate(source, this);
         // Spans name the server: the configured primary for writes; reads spread over several servers name none.
-        if (!ReferenceEquals(primary, reads)) PostgresTelemetry.Describe(primary, settings.Connection.Database, settings.Connection.Host, settings.Connection.Port);
+        if (!ReferenceEquals(primary, reads) && settings.Connection.Hosts.Count == 0)
+            PostgresTelemetry.Describe(primary, settings.Connection.Database, settings.Connection.Host, settings.Connection.Port);
         _replicaProbes = new(() => [.. settings.Replication.ReadReplicas.Select(r => BuildProbe(settings, r.Host, r.Port, loggerFactory))]);
     }
 
@@ -55,6 +64,25 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
 
     /// <summary>Connections for reads: a standby when one is up (round robin), else the primary.</summary>
     public NpgsqlDataSource Reads { get; }
+
+    /// <summary>
+    /// Connections that keep their session: what LISTEN and session advisory locks need. The server itself
+    /// (<c>connection.direct</c>) when set; else <see cref="Primary"/>, unless <c>connection.pooler</c> is
+    /// <c>pgbouncer-transaction</c>: then null, since through transaction pooling a session's state stays on a server
+    /// connection other clients get next.
+    /// </summary>
+    public NpgsqlDataSource? Session { get; }
+
+    /// <summary>
+    /// The <see cref="Session"/> of the data sources <paramref name="dataSource"/> belongs to (null when those go
+    /// through PgBouncer in transaction mode without <c>connection.direct</c>); <paramref name="dataSource"/> itself
+    /// when it was not built by <see cref="Create"/>.
+    /// </summary>
+    public static NpgsqlDataSource? SessionSourceOf(NpgsqlDataSource dataSource)
+    {
+        ArgumentNullException.ThrowIfNull(dataSource);
+        return Owners.TryGetValue(dataSource, out var owner) ? owner.Session : dataSource;
+    }
 
     /// <summary>Builds the data sources; nothing connects until the first open.</summary>
     /// <param name="settings">postgresql.yaml.</param>
@@ -70,18 +98,34 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         builder.Name = settings.Connection.ApplicationName;
         if (loggerFactory is not null) builder.UseLoggerFactory(loggerFactory);
         configure?.Invoke(builder);
-        if (settings.Replication.ReadReplicas.Count == 0)
+        var direct = BuildDirect(settings, configure, loggerFactory);
+        var multiHost = PostgresDriverSettings.IsMultiHost(settings);
+        if (settings.Replication.ReadReplicas.Count == 0 && !multiHost)
         {
             var single = builder.Build();
-            return new PostgresDataSources(single, single, single, settings, TimeSpan.Zero, loggerFactory);
+            return new PostgresDataSources(single, single, single, direct, settings, TimeSpan.Zero, loggerFactory);
         }
         // Replicas that did not answer in time are skipped for as long as Npgsql keeps a failed host offline.
         var recheck = TimeSpan.FromSeconds(Math.Max(1, builder.ConnectionStringBuilder.HostRecheckSeconds));
         var multi = builder.BuildMultiHost();
-        return new PostgresDataSources(multi,
-            multi.WithTargetSession(TargetSessionAttributes.Primary),
+        // connection.hosts: writes go wherever target_session_attributes points (the primary by default), so after a
+        // failover new connections find the promoted server; reads go there too unless replicas are configured.
+        var primary = multi.WithTargetSession(multiHost ? PostgresDriverSettings.TargetSession(settings) : TargetSessionAttributes.Primary);
+        if (settings.Replication.ReadReplicas.Count == 0)
+            return new PostgresDataSources(multi, primary, primary, direct, settings, TimeSpan.Zero, loggerFactory);
+        return new PostgresDataSources(multi, primary,
             multi.WithTargetSession(TargetSessionAttributes.PreferStandby),
-            settings, recheck, loggerFactory);
+            direct, settings, recheck, loggerFactory);
+    }
+
+    private static NpgsqlDataSource? BuildDirect(PostgresSettings settings, Action<NpgsqlDataSourceBuilder>? configure, ILoggerFactory? loggerFactory)
+    {
+        if (PostgresDriverSettings.BuildDirect(settings) is not { } connectionString) return null;
+        var builder = new NpgsqlDataSourceBuilder(connectionString.ConnectionString) { Name = $"{settings.Connection.ApplicationName}-direct" };
+        if (loggerFactory is not null) builder.UseLoggerFactory(loggerFactory);
+        // The same type mappings as the pooled connections: a LISTEN session may run queries too.
+        configure?.Invoke(builder);
+        return builder.Build();
     }
 
     /// <summary>
@@ -215,6 +259,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     {
         if (_replicaProbes.IsValueCreated)
             foreach (var probe in _replicaProbes.Value) await probe.DisposeAsync().ConfigureAwait(false);
+        if (_direct is not null) await _direct.DisposeAsync().ConfigureAwait(false);
         await _root.DisposeAsync().ConfigureAwait(false);
     }
 
@@ -223,6 +268,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     {
         if (_replicaProbes.IsValueCreated)
             foreach (var probe in _replicaProbes.Value) probe.Dispose();
+        _direct?.Dispose();
         _root.Dispose();
     }
 }

@@ -20,7 +20,7 @@ public static class PostgresPing
         var settings = sources.Settings;
         var tasks = new List<Task<StorePing>>
         {
-            PingOneAsync(sources.Primary, settings, "primary", $"{settings.Connection.Host}:{settings.Connection.Port}", cancellationToken),
+            PingOneAsync(sources.Primary, settings, "primary", settings.Connection.Hosts.Count > 0 ? string.Join(',', settings.Connection.Hosts) : $"{settings.Connection.Host}:{settings.Connection.Port}", cancellationToken),
         };
         for (var i = 0; i < settings.Replication.ReadReplicas.Count; i++)
         {

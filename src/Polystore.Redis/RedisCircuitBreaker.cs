@@ -294,7 +294,7 @@ internal sealed class RedisCircuitBreaker
         }
         catch (Exception e) when (RedisErrors.IsUnavailable(e))
         {
-            Failed(e);
+            if (!RedisErrors.IsMigrating(e)) Failed(e); // a slot on the move is no outage: the cluster answers
             throw;
         }
         // The call completed as the operation timeout fired (its own timeout often fires at the same moment): its outcome stands.
@@ -315,7 +315,7 @@ internal sealed class RedisCircuitBreaker
         }
         catch (Exception e) when (RedisErrors.IsUnavailable(e))
         {
-            Failed(e);
+            if (!RedisErrors.IsMigrating(e)) Failed(e); // a slot on the move is no outage: the cluster answers
             throw;
         }
         // The call completed as the operation timeout fired: its outcome stands.

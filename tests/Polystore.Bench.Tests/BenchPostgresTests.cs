@@ -57,8 +57,10 @@ public sealed class BenchPostgresTests
         var entries = root.GetProperty("ratios").EnumerateObject().ToDictionary(r => r.Name, r => r.Value);
         var ratios = entries.ToDictionary(r => r.Key, r => r.Value.GetProperty("value").GetDouble());
         Assert.Equal(expected.Keys.Order(), ratios.Keys.Order());
-        // The figures are printed rounded (rates to whole rows/s, page times to microseconds, ratios to 3 decimals).
-        Assert.All(expected, e => Assert.True(Math.Abs(ratios[e.Key] - e.Value) <= 0.002 + 0.01 * e.Value, $"{e.Key}: printed {ratios[e.Key]}, its figures give {e.Value}"));
+        // The figures are printed rounded (rates to whole rows/s, page times to microseconds, ratios to 3 decimals): on a
+        // loaded machine a slow technique's rate is small, and its rounding alone moves a ratio by up to 1/rate.
+        var slowest = upsert.Values.SelectMany(u => new[] { "insert_rows_per_s", "update_rows_per_s" }.Select(p => u.TryGetProperty(p, out var r) ? r.GetDouble() : double.MaxValue)).Min();
+        Assert.All(expected, e => Assert.True(Math.Abs(ratios[e.Key] - e.Value) <= 0.002 + (e.Value * (0.01 + (1 / slowest))), $"{e.Key}: printed {ratios[e.Key]}, its figures give {e.Value}"));
 
         foreach (var (name, entry) in entries)
         {

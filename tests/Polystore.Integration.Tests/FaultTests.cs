@@ -45,6 +45,8 @@ public sealed class FaultTests(OutboxSchema schema) : IClassFixture<OutboxSchema
         Assert.Equal(0, (await monitor.GetStatusAsync(subscriber, Ct)).DeadLetters);
     }
 
+    // Not run through PgBouncer: it waits for a killed process's sessions to leave pg_stat_activity, and PgBouncer keeps its server connections (with the last client's application_name).
+    [Trait("Requires", "DirectPostgres")]
     [Fact]
     public async Task Dispatcher_processes_SIGKILLed_mid_stream_again_and_again_lose_and_duplicate_nothing()
     {
@@ -112,6 +114,8 @@ public sealed class FaultTests(OutboxSchema schema) : IClassFixture<OutboxSchema
 
     private Task<long> AppliedByAsync(string app) => schema.ScalarAsync($"SELECT count(*) FROM $schema.applied WHERE app = '{app}'");
 
+    // Not run through PgBouncer: a throwaway server of its own, restarted mid-run; no pooler is in its path.
+    [Trait("Requires", "DirectPostgres")]
     [Fact]
     public async Task A_postgres_restart_mid_run_loses_no_event_and_the_dispatcher_recovers_by_itself()
     {

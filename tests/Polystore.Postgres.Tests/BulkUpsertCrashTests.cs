@@ -18,6 +18,8 @@ public sealed class CrashingServer : IAsyncLifetime
 /// The server dies in the middle of a bulk upsert (<c>pg_ctl stop -m immediate</c>): the exception says how many
 /// rows are committed, and after crash recovery the table holds exactly those.
 /// </summary>
+// Not run through PgBouncer: a throwaway server of its own, stopped mid-load; no pooler is in its path.
+[Trait("Requires", "DirectPostgres")]
 public sealed class BulkUpsertCrashTests(CrashingServer crashing) : IClassFixture<CrashingServer>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;

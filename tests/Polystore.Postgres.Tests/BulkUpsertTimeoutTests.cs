@@ -10,6 +10,8 @@ namespace Polystore.Postgres.Tests;
 /// limit by default), not the connection's command_timeout; a timeout names the setting to raise. A statement is made
 /// long by a lock another session holds, released once the upsert has waited past the connection's 1-s timeout.
 /// </summary>
+// Not run through PgBouncer: finds the blocking session by NpgsqlConnection.ProcessID (PgBouncer's own cancel key there, not a server pid) and sets statement_timeout as a startup option, which PgBouncer 1.18 refuses.
+[Trait("Requires", "DirectPostgres")]
 public sealed class BulkUpsertTimeoutTests(SchemaFixture db) : IClassFixture<SchemaFixture>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;

@@ -7,6 +7,8 @@ using Polystore.Testing;
 namespace Polystore.Postgres.Tests;
 
 /// <summary>Provokes each condition the PostgreSQL checks look for, in a schema of its own, and asserts the finding.</summary>
+// Not run through PgBouncer: the doctor reads server-wide views (pg_stat_activity, pg_stat_statements, which it resets) and provokes sessions it then finds by backend pid; through transaction pooling those are PgBouncer's server connections.
+[Trait("Requires", "DirectPostgres")]
 public sealed class DoctorTests : IAsyncLifetime
 {
     private readonly string _schema = TestServers.UniqueName("doc");

@@ -14,7 +14,7 @@ public sealed class PoolExhaustionTests
         var c = TestServers.Postgres.Connection;
         return new PostgresSettings
         {
-            Connection = new() { Host = c.Host, Port = c.Port, Database = c.Database, User = c.User, Password = c.Password, Sslmode = PostgresSslMode.Disable, ApplicationName = TestServers.UniqueName("pool") },
+            Connection = new() { Host = c.Host, Port = c.Port, Database = c.Database, User = c.User, Password = c.Password, Sslmode = PostgresSslMode.Disable, ApplicationName = TestServers.UniqueName("pool"), Pooler = c.Pooler },
             Pool = new() { MinSize = 0, MaxSize = size, MaxOverflow = overflow, PoolTimeout = timeout },
         };
     }

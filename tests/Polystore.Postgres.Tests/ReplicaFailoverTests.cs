@@ -5,6 +5,8 @@ using Polystore.Testing;
 
 namespace Polystore.Postgres.Tests;
 
+// Not run through PgBouncer: a replica of its own, base-backed-up from the server itself, with no pooler in front.
+[Trait("Requires", "DirectPostgres")]
 public sealed class ReplicaFailoverTests(OwnReplica replica) : IClassFixture<OwnReplica>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;

@@ -13,6 +13,8 @@ namespace Polystore.Postgres.Tests;
 /// stopped one is refused at once and Npgsql skips it itself (<see cref="ReplicaFailoverTests"/>). No timing is
 /// asserted: each test checks where the reads went and prints how long they took.
 /// </summary>
+// Not run through PgBouncer: a replica of its own, base-backed-up from the server itself, with no pooler in front.
+[Trait("Requires", "DirectPostgres")]
 public sealed class ReplicaSkipTests(OwnReplica replica) : IClassFixture<OwnReplica>
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;

@@ -61,7 +61,7 @@ public sealed class RealServerTests
     }
 
     [Fact]
-    public async Task Cluster_ping_sees_three_primaries()
+    public async Task Cluster_ping_sees_three_primaries_and_their_replicas()
     {
         var cluster = TestServers.RedisCluster;
         Assert.NotNull(cluster);
@@ -69,6 +69,7 @@ public sealed class RealServerTests
         var pings = await RedisPing.PingAsync(multiplexer, TestContext.Current.CancellationToken);
         Assert.All(pings, p => Assert.True(p.Reachable, p.Error));
         Assert.Equal(3, pings.Count(p => p.Details == "cluster primary"));
+        Assert.Equal(3, pings.Count(p => p.Details == "cluster replica"));
     }
 
     [Fact]

@@ -34,6 +34,32 @@ public static class TestServers
         }
     }
 
+    /// <summary>
+    /// postgresql.yaml for the private PgBouncer (transaction pooling, with <c>connection.direct</c> to the primary),
+    /// or null when <c>./run up --pgbouncer</c> was not used.
+    /// </summary>
+    public static PostgresSettings? PgBouncer
+    {
+        get
+        {
+            var dir = Path.Combine(StateDirectory.Value, "config-pgbouncer");
+            return Directory.Exists(dir) ? PolystoreConfig.Load(dir).Postgres : null;
+        }
+    }
+
+    /// <summary>Whether the tests run through PgBouncer (the config folder in use says <c>pooler: pgbouncer-transaction</c>).</summary>
+    public static bool ThroughPgBouncer => Config.Postgres?.Connection.Pooler == PostgresPooler.PgBouncerTransaction;
+
+    /// <summary>redis.yaml of the private Sentinel setup (a primary, a replica, three sentinels), or null when <c>./run up --redis-sentinel</c> was not used.</summary>
+    public static RedisSettings? RedisSentinel
+    {
+        get
+        {
+            var dir = Path.Combine(StateDirectory.Value, "config-sentinel");
+            return Directory.Exists(dir) ? PolystoreConfig.Load(dir).Redis : null;
+        }
+    }
+
     /// <summary>mongodb.yaml when a MongoDB server is configured, else null.</summary>
     public static MongoSettings? Mongo => Config.Mongo;
 

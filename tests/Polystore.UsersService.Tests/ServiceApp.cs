@@ -41,8 +41,11 @@ public sealed class ServiceApp : IAsyncDisposable
 
     public UsersApp Users => Services.GetRequiredService<UsersApp>();
 
-    /// <summary>Starts an instance; <paramref name="settings"/> override the configuration (keys as in appsettings.json).</summary>
-    public static async Task<ServiceApp> StartAsync(string name, IReadOnlyDictionary<string, string?>? settings = null)
+    /// <summary>
+    /// Starts an instance; <paramref name="settings"/> override the configuration (keys as in appsettings.json), and
+    /// <paramref name="build"/> builds the app in place of <see cref="UsersServiceApp.Build"/> (a host embedding the service).
+    /// </summary>
+    public static async Task<ServiceApp> StartAsync(string name, IReadOnlyDictionary<string, string?>? settings = null, Func<WebApplicationBuilder, WebApplication>? build = null)
     {
         var schema = TestServers.UniqueName(name);
         var builder = UsersServiceApp.CreateBuilder([]);
@@ -64,7 +67,7 @@ public sealed class ServiceApp : IAsyncDisposable
         foreach (var (key, value) in settings ?? new Dictionary<string, string?>()) values[key] = value;
         builder.Configuration.AddInMemoryCollection(values);
         builder.Logging.ClearProviders();
-        var app = UsersServiceApp.Build(builder);
+        var app = build is null ? UsersServiceApp.Build(builder) : build(builder);
         await app.StartAsync(Ct);
         var address = app.Services.GetRequiredService<Microsoft.AspNetCore.Hosting.Server.IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
         return new ServiceApp(app, schema, new Uri(address));

@@ -11,6 +11,13 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
     {
         const string store = StoreNames.Postgres;
         Require(store, "connection.host", !string.IsNullOrWhiteSpace(s.Connection.Host), "must not be empty");
+        for (var i = 0; i < s.Connection.Hosts.Count; i++)
+        {
+            var error = PostgresHostEntry.Check(s.Connection.Hosts[i]);
+            Require(store, $"connection.hosts[{i}]", error is null, error ?? "");
+        }
+        Require(store, "connection.target_session_attributes", s.Connection.TargetSessionAttributes is null || s.Connection.Hosts.Count > 0,
+            "applies to connection.hosts only; list the servers there (or remove target_session_attributes)");
         Port(store, "connection.port", s.Connection.Port);
         Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database), "must not be empty");
         Require(store, "connection.user", !string.IsNullOrWhiteSpace(s.Connection.User), "must not be empty");
@@ -30,6 +37,18 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         Require(store, "pool.min_size", s.Pool.MinSize <= s.Pool.MaxSize, $"min_size ({s.Pool.MinSize}) is larger than max_size ({s.Pool.MaxSize})");
         AtLeast(store, "performance.statement_cache_size", s.Performance.StatementCacheSize, 0);
         AtLeast(store, "performance.prepared_statement_cache_size", s.Performance.PreparedStatementCacheSize, 0);
+        if (s.Connection.Direct is { } direct)
+        {
+            Require(store, "connection.direct.host", !string.IsNullOrWhiteSpace(direct.Host), "must not be empty (the PostgreSQL server behind the pooler)");
+            Port(store, "connection.direct.port", direct.Port);
+            Require(store, "connection.direct.host", !direct.Host.Contains(',', StringComparison.Ordinal), "must be one host");
+        }
+        if (s.Connection.Pooler == PostgresPooler.PgBouncerTransaction)
+        {
+            // Npgsql would prepare statements on one server connection and run them on another.
+            Require(store, "performance.statement_cache_size", s.Performance.StatementCacheSize == 0,
+                $"must be 0 when connection.pooler is pgbouncer-transaction (got {s.Performance.StatementCacheSize}): in transaction pooling a statement prepared on one server connection is not there on the next");
+        }
         for (var i = 0; i < s.Replication.ReadReplicas.Count; i++)
         {
             var replica = s.Replication.ReadReplicas[i];

@@ -32,6 +32,55 @@ public sealed class PostgresConnectionSettings
     public string ApplicationName { get; init; } = "polystore";
     /// <summary>Seconds a command may run before it is cancelled (0 = no limit).</summary>
     public int CommandTimeout { get; init; } = 30;
+    /// <summary>
+    /// The servers of a high-availability group, <c>host:port</c> each (<c>[address]:port</c> for IPv6; a bare host takes
+    /// <see cref="Port"/>), e.g. the hosts of pg_auto_failover's or Patroni's multi-host URI. When set it replaces
+    /// <see cref="Host"/>: each connection goes to whichever of them <see cref="TargetSessionAttributes"/> asks for, so
+    /// after a failover new connections find the new primary.
+    /// </summary>
+    public List<string> Hosts { get; init; } = [];
+    /// <summary>
+    /// Which of <see cref="Hosts"/> a connection goes to (libpq's <c>target_session_attrs</c>); <c>primary</c> when not set.
+    /// Only meaningful with <see cref="Hosts"/>.
+    /// </summary>
+    public PostgresTargetSession? TargetSessionAttributes { get; init; }
+    /// <summary>
+    /// What <see cref="Host"/> and <see cref="Port"/> reach: the server itself, or a connection pooler whose pooling
+    /// mode limits what a connection may rely on (declared, not detected: a pooler answers like a server).
+    /// </summary>
+    public PostgresPooler Pooler { get; init; } = PostgresPooler.None;
+    /// <summary>
+    /// The server itself, bypassing the pooler, for what needs a session of its own (LISTEN, session advisory locks);
+    /// unset = none. Database, user and password default to this section's.
+    /// </summary>
+    public PostgresDirectSettings? Direct { get; init; }
+}
+
+/// <summary>What <c>connection.host</c> reaches.</summary>
+public enum PostgresPooler
+{
+    /// <summary>The PostgreSQL server itself, or a pooler in session mode (one server connection per client connection).</summary>
+    [ConfigName("none")] None,
+    /// <summary>
+    /// PgBouncer in transaction pooling mode: each transaction may run on a different server connection, so nothing
+    /// may outlive a transaction (no prepared statements, session settings, LISTEN or session locks).
+    /// </summary>
+    [ConfigName("pgbouncer-transaction")] PgBouncerTransaction,
+}
+
+/// <summary><c>connection.direct:</c> the PostgreSQL server behind a pooler, reached without it.</summary>
+public sealed class PostgresDirectSettings
+{
+    /// <summary>The server's host name or address.</summary>
+    public string Host { get; init; } = "";
+    /// <summary>The server's port.</summary>
+    public int Port { get; init; } = 5432;
+    /// <summary>Database name on the server; unset = <c>connection.database</c> (a pooler may alias it).</summary>
+    public string? Database { get; init; }
+    /// <summary>Login role; unset = <c>connection.user</c>.</summary>
+    public string? User { get; init; }
+    /// <summary>Password; unset = <c>connection.password</c>. Never printed.</summary>
+    [Secret] public string? Password { get; init; }
 }
 
 /// <summary>libpq's sslmode values.</summary>

@@ -21,6 +21,9 @@ namespace Polystore.Integration.Outbox;
 /// <para><b>Concurrency.</b> Any number of dispatchers may run. One is elected leader with a session
 /// advisory lock (released by the server when its process dies); besides, every batch locks the
 /// subscriber's checkpoint row, so two dispatchers can never deliver the same batch twice.</para>
+/// <para><b>Behind PgBouncer.</b> The leader's lock and its LISTEN need a session of their own, which transaction
+/// pooling does not give: they go to <see cref="PostgresDataSources.Session"/> (<c>connection.direct</c>), the batches
+/// through the pooler. Without <c>connection.direct</c> there, <see cref="RunAsync"/> refuses to start.</para>
 /// <para><b>Failures.</b> A throwing subscriber makes the batch roll back; its events are then delivered
 /// one at a time, and the failing event is retried alone with exponential backoff and, after <see cref="OutboxDispatcherOptions.MaxAttempts"/>, moved to
 /// the dead-letter table so the events behind it keep flowing.</para>
@@ -32,6 +35,7 @@ public sealed class OutboxDispatcher
 {
     private static readonly TimeSpan FollowUpDelay = TimeSpan.FromMilliseconds(5);
     private readonly NpgsqlDataSource _dataSource;
+    private readonly NpgsqlDataSource? _sessionSource;
     private readonly OutboxStore _store;
     private readonly IOutboxSubscriber _subscriber;
     private readonly OutboxDispatcherOptions _options;
@@ -60,6 +64,7 @@ public sealed class OutboxDispatcher
         ArgumentNullException.ThrowIfNull(store);
         ArgumentNullException.ThrowIfNull(subscriber);
         _dataSource = dataSource;
+        _sessionSource = PostgresDataSources.SessionSourceOf(dataSource);
         _store = store;
         _subscriber = subscriber;
         _options = options ?? new OutboxDispatcherOptions();
@@ -80,8 +85,20 @@ public sealed class OutboxDispatcher
     /// Runs until cancelled: waits for leadership, then delivers events as NOTIFY wakes it (or the poll
     /// interval passes). Survives PostgreSQL restarts by reconnecting with backoff.
     /// </summary>
+    /// <exception cref="InvalidOperationException">
+    /// The data source goes through PgBouncer in transaction mode (<c>connection.pooler: pgbouncer-transaction</c>) and
+    /// <c>connection.direct</c> is not set.
+    /// </exception>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
+        // Refused rather than run degraded: through transaction pooling a session advisory lock stays on whichever
+        // server connection took it (held for good, or released by a stranger's reset) and a LISTEN hears nothing
+        // once its transaction ends, so there would be no leader and no wake-ups. Batches alone (ProcessAvailableAsync)
+        // need no session and work through the pooler.
+        if (_sessionSource is null)
+            throw new InvalidOperationException(
+                $"the outbox dispatcher for '{_subscriber.Name}' needs a session of its own for its leader lock and LISTEN, and PostgreSQL is reached through " +
+                "PgBouncer in transaction mode (connection.pooler: pgbouncer-transaction): set connection.direct (the server's host and port) in postgresql.yaml.");
         try
         {
             await RunLoopAsync(cancellationToken).ConfigureAwait(false);
@@ -118,7 +135,7 @@ public sealed class OutboxDispatcher
 
     private async Task LeadAsync(CancellationToken cancellationToken)
     {
-        var session = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        var session = await _sessionSource!.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (session.ConfigureAwait(false))
         {
             var leading = await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false);
@@ -355,8 +372,8 @@ public sealed class OutboxDispatcher
                 var command = new NpgsqlCommand(
                     $"""
                     WITH moved AS (
-                        INSERT INTO {_s}.outbox_dead_letters (name, event_id, tx_id, type, payload, attempts, last_error)
-                        SELECT $1, o.id, o.tx_id, o.type, o.payload, $3, $4 FROM {_s}.outbox o WHERE o.id = $2
+                        INSERT INTO {_s}.outbox_dead_letters (name, event_id, tx_id, type, payload, attempts, last_error, stream, aggregate_id, version, created_at)
+                        SELECT $1, o.id, o.tx_id, o.type, o.payload, $3, $4, o.stream, o.aggregate_id, o.version, o.created_at FROM {_s}.outbox o WHERE o.id = $2
                         ON CONFLICT DO NOTHING)
                     DELETE FROM {_s}.outbox_attempts WHERE name = $1 AND event_id = $2
                     """, connection, transaction);

@@ -35,6 +35,24 @@ public sealed class OutboxDispatcherHostingOptions
     /// <summary>The health check turns Unhealthy when the subscriber's backlog is older than this; default 5 min.</summary>
     public TimeSpan UnhealthyAfter { get; set; } = TimeSpan.FromMinutes(5);
 
+    /// <summary>
+    /// Turns on retention: the host also prunes delivered events older than this (see <see cref="OutboxRetention"/>).
+    /// Null (the default) keeps every event.
+    /// </summary>
+    public TimeSpan? RetentionMaxAge { get; set; }
+
+    /// <summary>Events deleted per retention transaction; default 5000.</summary>
+    public int RetentionBatchSize { get; set; } = RetentionDefaults.BatchSize;
+
+    /// <summary>How often retention runs; default 1 minute.</summary>
+    public TimeSpan RetentionInterval { get; set; } = RetentionDefaults.Interval;
+
+    private static readonly OutboxRetentionOptions RetentionDefaults = new();
+
+    internal OutboxRetentionOptions? Retention => RetentionMaxAge is { } age
+        ? new OutboxRetentionOptions { MaxAge = age, BatchSize = RetentionBatchSize, Interval = RetentionInterval }
+        : null;
+
     internal OutboxDispatcherOptions Dispatcher => new()
     {
         BatchSize = BatchSize,
@@ -50,6 +68,16 @@ public sealed class OutboxDispatcherHostingOptions
         if (!PostgresIdentifier.IsPlain(Schema))
             throw new ArgumentException($"{nameof(Schema)} '{Schema}' is not a valid schema name: use 1-{PostgresIdentifier.MaxLength} lower-case letters, digits and underscores, starting with a letter or underscore.", nameof(Schema));
         Dispatcher.Validate();
+        try
+        {
+            (Retention ?? new OutboxRetentionOptions { BatchSize = RetentionBatchSize, Interval = RetentionInterval }).Validate();
+        }
+        catch (ArgumentOutOfRangeException e)
+        {
+            // Name the hosting option, not the inner one.
+            var name = "Retention" + e.ParamName;
+            throw new ArgumentOutOfRangeException(name, e.ActualValue, e.Message.Split(" (Parameter", 2)[0].Replace(e.ParamName!, name, StringComparison.Ordinal));
+        }
         if (DegradedAfter <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(DegradedAfter), DegradedAfter, $"{nameof(DegradedAfter)} must be positive.");
         if (UnhealthyAfter < DegradedAfter)
             throw new ArgumentOutOfRangeException(nameof(UnhealthyAfter), UnhealthyAfter, $"{nameof(UnhealthyAfter)} must be at least {nameof(DegradedAfter)} ({DegradedAfter}).");

@@ -16,7 +16,8 @@ public static class OutboxPolystoreBuilderExtensions
     /// <typeparamref name="TSubscriber"/> as a hosted service for the application's lifetime (several instances of the
     /// application may run it: one leads), and adds a health check named <c>outbox:{schema}:{subscriber name}</c>,
     /// tagged "polystore" and "outbox", that turns Degraded past <see cref="OutboxDispatcherHostingOptions.DegradedAfter"/>
-    /// and Unhealthy past <see cref="OutboxDispatcherHostingOptions.UnhealthyAfter"/>.
+    /// and Unhealthy past <see cref="OutboxDispatcherHostingOptions.UnhealthyAfter"/>. With
+    /// <see cref="OutboxDispatcherHostingOptions.RetentionMaxAge"/> set, the host also runs <see cref="OutboxRetention"/> on its schedule.
     /// </summary>
     /// <remarks>
     /// The subscriber is one singleton: registered by the application beforehand (for one that needs arguments the
@@ -39,6 +40,11 @@ public static class OutboxPolystoreBuilderExtensions
         services.TryAddSingleton<TSubscriber>();
         services.AddSingleton<IHostedService>(sp => new OutboxDispatcherService(new OutboxDispatcher(sp.GetRequiredService<NpgsqlDataSource>(), store,
             sp.GetRequiredService<TSubscriber>(), dispatcherOptions, sp.GetService<ILoggerFactory>())));
+        if (options.Retention is { } retention)
+        {
+            services.AddSingleton<IHostedService>(sp => new OutboxRetentionService(new OutboxRetention(sp.GetRequiredService<NpgsqlDataSource>(), store,
+                retention, sp.GetService<TimeProvider>(), sp.GetService<ILoggerFactory>())));
+        }
         services.AddHealthChecks();
         // The check is named after the subscriber, known once the container has built it.
         services.AddOptions<HealthCheckServiceOptions>().Configure<TSubscriber>((health, subscriber) =>
@@ -47,6 +53,12 @@ public static class OutboxPolystoreBuilderExtensions
                 HealthStatus.Unhealthy, ["polystore", "outbox"])));
         return builder;
     }
+}
+
+/// <summary>Prunes the outbox on its schedule until the host stops.</summary>
+internal sealed class OutboxRetentionService(OutboxRetention retention) : BackgroundService
+{
+    protected override Task ExecuteAsync(CancellationToken stoppingToken) => retention.RunAsync(stoppingToken);
 }
 
 /// <summary>Runs one dispatcher until the host stops.</summary>

@@ -31,8 +31,9 @@ public sealed class OutboxStore
     public string Channel { get; }
 
     /// <summary>
-    /// Creates the schema and tables if missing (idempotent), and brings an outbox table made by an earlier version up to
-    /// date: it gains the nullable <c>trace_parent</c> and <c>trace_state</c> columns (logged once, as event 110).
+    /// Creates the schema and tables if missing (idempotent), and brings tables made by an earlier version up to
+    /// date: the outbox gains the nullable <c>trace_parent</c> and <c>trace_state</c> columns, the dead letters the event's
+    /// <c>stream</c>, <c>aggregate_id</c>, <c>version</c> and <c>created_at</c> (logged once, as event 110).
     /// </summary>
     public async Task EnsureCreatedAsync(NpgsqlDataSource dataSource, CancellationToken cancellationToken = default)
     {
@@ -73,7 +74,21 @@ public sealed class OutboxStore
                 attempts int NOT NULL,
                 last_error text NOT NULL,
                 failed_at timestamptz NOT NULL DEFAULT now(),
+                stream text,
+                aggregate_id text,
+                version bigint,
+                created_at timestamptz,
                 PRIMARY KEY (name, event_id));
+            -- Who replayed or dropped which dead letter, and when.
+            CREATE TABLE IF NOT EXISTS {s}.outbox_dead_letter_log (
+                name text NOT NULL,
+                event_id bigint NOT NULL,
+                action text NOT NULL,
+                actor text NOT NULL,
+                db_user text NOT NULL DEFAULT current_user,
+                type text NOT NULL,
+                at timestamptz NOT NULL DEFAULT now());
+            CREATE INDEX IF NOT EXISTS outbox_dead_letter_log_event ON {s}.outbox_dead_letter_log (name, event_id);
             """;
         var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false))
@@ -85,7 +100,7 @@ public sealed class OutboxStore
             await using (batch.ConfigureAwait(false))
             {
                 await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                var upgraded = await AddTraceContextColumnsAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
+                var upgraded = await AddMissingColumnsAsync(connection, transaction, cancellationToken).ConfigureAwait(false);
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 if (upgraded && PostgresDataSources.LoggerFactoryOf(dataSource) is { } loggerFactory)
                     loggerFactory.CreateLogger<OutboxStore>().OutboxSchemaUpgraded(Schema);
@@ -94,22 +109,41 @@ public sealed class OutboxStore
     }
 
     /// <summary>
-    /// Adds the trace context columns to an outbox table that predates them; false when they are there. Looked up
-    /// first, because ALTER TABLE locks the table (and so every append) even when it has nothing to add.
+    /// Adds the columns that tables made by earlier versions lack (the outbox's trace context, the dead letters' event
+    /// fields); false when they are there. Looked up first, because ALTER TABLE locks the table (and so every append)
+    /// even when it has nothing to add.
     /// </summary>
-    private async Task<bool> AddTraceContextColumnsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
+    private async Task<bool> AddMissingColumnsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, CancellationToken cancellationToken)
     {
         var check = new NpgsqlCommand(
-            "SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = $1::regclass AND attname IN ('trace_parent', 'trace_state') AND NOT attisdropped",
+            """
+            SELECT (SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = $1::regclass AND attname IN ('trace_parent', 'trace_state') AND NOT attisdropped),
+                   (SELECT count(*) FROM pg_catalog.pg_attribute WHERE attrelid = $2::regclass AND attname IN ('stream', 'aggregate_id', 'version', 'created_at') AND NOT attisdropped)
+            """,
             connection, transaction);
+        long outbox, deadLetters;
         await using (check.ConfigureAwait(false))
         {
             check.Parameters.Add(new NpgsqlParameter { Value = $"{QuotedSchema}.outbox" });
-            if ((long)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))! == 2) return false;
+            check.Parameters.Add(new NpgsqlParameter { Value = $"{QuotedSchema}.outbox_dead_letters" });
+            var reader = await check.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                (outbox, deadLetters) = (reader.GetInt64(0), reader.GetInt64(1));
+            }
         }
-        var alter = new NpgsqlCommand($"ALTER TABLE {QuotedSchema}.outbox ADD COLUMN IF NOT EXISTS trace_parent text, ADD COLUMN IF NOT EXISTS trace_state text", connection, transaction);
-        await using (alter.ConfigureAwait(false))
-            await alter.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        if (outbox == 2 && deadLetters == 4) return false;
+        var script = new List<string>();
+        if (outbox != 2) script.Add($"ALTER TABLE {QuotedSchema}.outbox ADD COLUMN IF NOT EXISTS trace_parent text, ADD COLUMN IF NOT EXISTS trace_state text");
+        if (deadLetters != 4)
+            script.Add($"ALTER TABLE {QuotedSchema}.outbox_dead_letters ADD COLUMN IF NOT EXISTS stream text, ADD COLUMN IF NOT EXISTS aggregate_id text, ADD COLUMN IF NOT EXISTS version bigint, ADD COLUMN IF NOT EXISTS created_at timestamptz");
+        foreach (var sql in script)
+        {
+            var alter = new NpgsqlCommand(sql, connection, transaction);
+            await using (alter.ConfigureAwait(false))
+                await alter.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
         return true;
     }
 

@@ -83,12 +83,12 @@ public static class ProjectionRebuilder
         return new RebuildReport($"{live.Schema}.{live.Table}", replayed, documents);
     }
 
-    private readonly record struct Position(ulong TxId, long EventId) : IComparable<Position>
+    internal readonly record struct Position(ulong TxId, long EventId) : IComparable<Position>
     {
         public int CompareTo(Position other) => TxId != other.TxId ? TxId.CompareTo(other.TxId) : EventId.CompareTo(other.EventId);
     }
 
-    private static async Task<Position> CheckpointAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, bool forUpdate, CancellationToken cancellationToken)
+    internal static async Task<Position> CheckpointAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, string schema, string name, bool forUpdate, CancellationToken cancellationToken)
     {
         var command = new NpgsqlCommand($"SELECT tx_id, event_id FROM {schema}.outbox_checkpoints WHERE name = $1{(forUpdate ? " FOR UPDATE" : "")}", connection, transaction);
         await using (command.ConfigureAwait(false))
@@ -100,7 +100,7 @@ public static class ProjectionRebuilder
         }
     }
 
-    private static NpgsqlBatchCommand Command(string sql, string name, ulong? txId = null, long? eventId = null)
+    internal static NpgsqlBatchCommand Command(string sql, string name, ulong? txId = null, long? eventId = null)
     {
         var command = new NpgsqlBatchCommand(sql);
         command.Parameters.Add(new NpgsqlParameter { Value = name });
@@ -109,13 +109,13 @@ public static class ProjectionRebuilder
         return command;
     }
 
-    private static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql, string? name, CancellationToken cancellationToken)
+    internal static async Task ExecuteAsync(NpgsqlDataSource dataSource, string sql, string? name, CancellationToken cancellationToken)
     {
         var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (connection.ConfigureAwait(false)) await ExecuteAsync(connection, null, sql, name, cancellationToken).ConfigureAwait(false);
     }
 
-    private static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, string? name, CancellationToken cancellationToken)
+    internal static async Task ExecuteAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string sql, string? name, CancellationToken cancellationToken)
     {
         var command = new NpgsqlCommand(sql, connection, transaction);
         await using (command.ConfigureAwait(false))

@@ -18,6 +18,10 @@ public sealed class PostgresDiagnosticOptions
     public TimeSpan LongRunningAfter { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>... and is critical past this (default 15 min).</summary>
     public TimeSpan LongRunningCritical { get; init; } = TimeSpan.FromMinutes(15);
+    /// <summary>A transaction holding the xmin horizon (it has a transaction id) open longer than this is reported (default 60 s): outbox delivery waits for it.</summary>
+    public TimeSpan XminHorizonAfter { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>... and is critical past this (default 10 min).</summary>
+    public TimeSpan XminHorizonCritical { get; init; } = TimeSpan.FromMinutes(10);
     /// <summary>A query waiting for a lock longer than this is critical (default 60 s); shorter waits are warnings.</summary>
     public TimeSpan BlockedCritical { get; init; } = TimeSpan.FromSeconds(60);
     /// <summary>Pool connections in use as a fraction of its maximum that is a warning (default 0.90).</summary>

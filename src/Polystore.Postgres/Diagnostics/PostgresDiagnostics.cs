@@ -41,6 +41,7 @@ public sealed class PostgresDiagnostics : IStoreDiagnostics
         Check("postgres.idle_in_transaction", PostgresActivityChecks.IdleInTransactionAsync),
         Check("postgres.pool", PostgresPoolCheck.RunAsync),
         Check("postgres.long_running", PostgresActivityChecks.LongRunningAsync),
+        Check("postgres.xmin_horizon", PostgresHorizonCheck.RunAsync),
         Check("postgres.blocked", PostgresActivityChecks.BlockedAsync),
         Check("postgres.slow_queries", PostgresStatementsCheck.RunAsync),
         Check("postgres.unused_indexes", PostgresIndexChecks.UnusedAsync),
@@ -136,7 +137,7 @@ internal sealed class PostgresContext : IAsyncDisposable
         Options = options;
         ApplicationPool = applicationPool;
         Secrets = [settings.Connection.Password];
-        _primary = new Lazy<NpgsqlDataSource>(() => Build(settings.Connection.Host, settings.Connection.Port));
+        _primary = new Lazy<NpgsqlDataSource>(() => settings.Connection.Hosts.Count == 0 ? Build(settings.Connection.Host, settings.Connection.Port) : BuildPrimaryOfHosts());
     }
 
     public PostgresSettings Settings { get; }
@@ -166,6 +167,19 @@ internal sealed class PostgresContext : IAsyncDisposable
 
     private NpgsqlDataSource Build(string host, int port) =>
         new NpgsqlDataSourceBuilder(ConnectionString(host, port)) { Name = PoolName }.Build();
+
+    /// <summary>connection.hosts: whichever of them is the primary now (Npgsql asks each server).</summary>
+    private NpgsqlDataSource BuildPrimaryOfHosts()
+    {
+        var b = new NpgsqlConnectionStringBuilder(ConnectionString(Settings.Connection.Host, Settings.Connection.Port))
+        {
+            Host = PostgresDriverSettings.Build(Settings).Host,
+        };
+        _hostsRoot = new NpgsqlDataSourceBuilder(b.ConnectionString) { Name = PoolName }.BuildMultiHost();
+        return _hostsRoot.WithTargetSession(TargetSessionAttributes.Primary);
+    }
+
+    private NpgsqlMultiHostDataSource? _hostsRoot;
 
     public ValueTask<NpgsqlConnection> OpenAsync(CancellationToken cancellationToken) => _primary.Value.OpenConnectionAsync(cancellationToken);
 
@@ -210,6 +224,7 @@ internal sealed class PostgresContext : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         if (_primary.IsValueCreated) await _primary.Value.DisposeAsync().ConfigureAwait(false);
+        if (_hostsRoot is not null) await _hostsRoot.DisposeAsync().ConfigureAwait(false);
         List<NpgsqlDataSource> replicas;
         lock (_gate) replicas = [.. _replicas];
         foreach (var r in replicas) await r.DisposeAsync().ConfigureAwait(false);

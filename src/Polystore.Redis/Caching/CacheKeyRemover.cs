@@ -5,8 +5,8 @@ namespace Polystore.Redis.Caching;
 
 /// <summary>
 /// Bulk deletion for <see cref="RedisTieredCache"/>: keys matching a glob are found with SCAN on every primary
-/// (never KEYS), the members of a tag set with SSCAN, and both are deleted with UNLINK in batches of
-/// <see cref="Batch"/>, split by hash slot in a cluster. Each round trip (a SCAN page, an UNLINK) is bounded by the
+/// (never KEYS; in a cluster, every node whose ROLE is master), the members of a tag set with SSCAN, and both are
+/// deleted with UNLINK in batches of <see cref="Batch"/>, split by hash slot in a cluster. Each round trip (a SCAN page, an UNLINK) is bounded by the
 /// operation timeout, and nothing starts while the circuit breaker is open.
 /// </summary>
 internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuitBreaker breaker)
@@ -32,9 +32,8 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuit
         var db = redis.GetDatabase();
         long removed = 0;
         // In a cluster every primary holds a share of the keyspace, so each one is scanned.
-        foreach (var server in redis.GetServers())
+        foreach (var server in await PrimariesAsync().ConfigureAwait(false))
         {
-            if (server.IsReplica || !server.IsConnected) continue;
             var batch = new List<RedisKey>(Batch);
             // KeysAsync pages with SCAN (never KEYS) on every Redis since 2.8.
             await foreach (var key in Bounded(server.KeysAsync(db.Database, pattern, Batch), cancellationToken).ConfigureAwait(false))
@@ -49,6 +48,29 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuit
             removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
         }
         return removed;
+    }
+
+    /// <summary>
+    /// The servers that hold keys now. In a cluster the client learns of a failover late (from MOVED replies and its
+    /// periodic refresh, and only once it reconnects after a crash), so each node's own ROLE decides: the replicas
+    /// promoted a moment ago are scanned, the masters demoted meanwhile are not.
+    /// </summary>
+    private async Task<IReadOnlyList<IServer>> PrimariesAsync()
+    {
+        var connected = redis.GetServers().Where(s => s.IsConnected).ToList();
+        if (!connected.Any(s => s.ServerType == ServerType.Cluster)) return [.. connected.Where(s => !s.IsReplica)];
+        var roles = await Task.WhenAll(connected.Select(async s =>
+        {
+            try
+            {
+                return (await breaker.RunAsync(s.RoleAsync()).ConfigureAwait(false)).Value == "master";
+            }
+            catch (Exception e) when (e is RedisException or TimeoutException)
+            {
+                return !s.IsReplica; // no answer: the client's last view of it
+            }
+        })).ConfigureAwait(false);
+        return [.. connected.Where((_, i) => roles[i])];
     }
 
     /// <summary>Unlinks every key listed in the set <paramref name="tagKey"/>, then the set; returns how many listed keys existed.</summary>

@@ -33,6 +33,22 @@ public sealed record RedisLockOptions
     /// </summary>
     public RedisCircuitBreakerOptions CircuitBreaker { get; init; } = new();
 
+    /// <summary>
+    /// Replicas that must acknowledge an acquire (Redis <c>WAIT</c>, in the same round trip) before its
+    /// <see cref="RedisLock.FencingToken"/> is handed out; 0 (default) = do not wait. With a primary and replicas
+    /// (Sentinel), an acquire the primary confirmed but had not yet replicated is lost in a failover, and the new
+    /// primary would hand out the same token again; with 1 (every replica, when there are several), a token handed
+    /// out is on a replica that a failover promotes, so tokens keep increasing across failovers and the lock itself
+    /// survives them. An acquire that is not acknowledged within <see cref="ReplicaWaitTimeout"/> is released and
+    /// throws a <see cref="StackExchange.Redis.RedisConnectionException"/>: the lock is unavailable while no replica
+    /// is in sync. Cost: the replica's acknowledgement on every acquire, and the connection's other commands wait
+    /// behind a WAIT that waits.
+    /// </summary>
+    public int WaitForReplicas { get; init; }
+
+    /// <summary>How long an acquire waits for <see cref="WaitForReplicas"/> (default 250 ms; below the circuit breaker's operation timeout).</summary>
+    public TimeSpan ReplicaWaitTimeout { get; init; } = TimeSpan.FromMilliseconds(250);
+
     internal TimeSpan Interval => ExtendInterval ?? Expiry / 3;
 
     internal RedisLockOptions Validated()
@@ -46,6 +62,11 @@ public sealed record RedisLockOptions
         RedisKeys.ValidatePrefix(KeyPrefix, nameof(KeyPrefix));
         ArgumentNullException.ThrowIfNull(CircuitBreaker, nameof(CircuitBreaker));
         CircuitBreaker.Validated(nameof(CircuitBreaker));
+        if (WaitForReplicas < 0) throw new ArgumentOutOfRangeException(nameof(WaitForReplicas), WaitForReplicas, $"{nameof(WaitForReplicas)} must not be negative.");
+        if (WaitForReplicas > 0 && (ReplicaWaitTimeout < TimeSpan.FromMilliseconds(1)
+            || (CircuitBreaker.OperationTimeout != Timeout.InfiniteTimeSpan && ReplicaWaitTimeout >= CircuitBreaker.OperationTimeout)))
+            throw new ArgumentOutOfRangeException(nameof(ReplicaWaitTimeout), ReplicaWaitTimeout,
+                $"{nameof(ReplicaWaitTimeout)} must be at least 1 ms and shorter than {nameof(CircuitBreaker)}.{nameof(RedisCircuitBreakerOptions.OperationTimeout)}.");
         return this with { };
     }
 }

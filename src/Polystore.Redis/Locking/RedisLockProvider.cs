@@ -6,13 +6,15 @@ using StackExchange.Redis;
 namespace Polystore.Redis.Locking;
 
 /// <summary>
-/// Single-instance Redis locks with fencing tokens (standalone or cluster; not Redlock across independent
-/// primaries). Acquire = SET NX PX + a random token + INCR of a per-resource fencing counter in one script.
+/// Single-instance Redis locks with fencing tokens (standalone, cluster or Sentinel; not Redlock across independent
+/// primaries). Acquire = SET NX PX + a random token + INCR of a per-resource fencing counter in one script; with
+/// <see cref="RedisLockOptions.WaitForReplicas"/>, also acknowledged by replicas before the token is handed out.
 /// </summary>
 public sealed class RedisLockProvider : IRedisLockProvider
 {
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _expiryMs;
+    private readonly long _waitMs;
     private readonly string _tagStart;
     private readonly ScriptBatcher _batcher; // acquires and releases of every caller, coalesced
     private const string Component = "lock";
@@ -27,6 +29,7 @@ public sealed class RedisLockProvider : IRedisLockProvider
         _redis = redis;
         Options = (options ?? new RedisLockOptions()).Validated();
         _expiryMs = (long)Math.Ceiling(Options.Expiry.TotalMilliseconds);
+        _waitMs = (long)Math.Ceiling(Options.ReplicaWaitTimeout.TotalMilliseconds);
         _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
         Breaker = RedisCircuitBreaker.For(redis, Options.CircuitBreaker, loggerFactory);
         _batcher = new ScriptBatcher(redis, LockScripts.AcquireOrRelease, [_expiryMs], resultsPerItem: 1, Breaker, Component);
@@ -86,7 +89,9 @@ public sealed class RedisLockProvider : IRedisLockProvider
             long result;
             try
             {
-                result = (long)(await _batcher.RunAsync(keys, [Acquire, token]).ConfigureAwait(false))[0];
+                result = Options.WaitForReplicas > 0
+                    ? await AcquireAcknowledgedAsync(resource, keys, token).ConfigureAwait(false)
+                    : (long)(await _batcher.RunAsync(keys, [Acquire, token]).ConfigureAwait(false))[0];
             }
             catch (Exception e) when (RedisErrors.IsUnavailable(e) && RedisErrors.MayHaveRun(e))
             {
@@ -107,6 +112,21 @@ public sealed class RedisLockProvider : IRedisLockProvider
             await Task.Delay(pause, cancellationToken).ConfigureAwait(false);
             backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, Options.MaxBackoff.Ticks));
         }
+    }
+
+    // The acquire script and WAIT on the primary, pipelined (see RedisLockOptions.WaitForReplicas). A token the
+    // replicas did not acknowledge may vanish in a failover and be handed out again, so it is never returned:
+    // the exception sends the caller's catch above to release the lock.
+    private async Task<long> AcquireAcknowledgedAsync(string resource, RedisKey[] keys, RedisValue token)
+    {
+        var wanted = Options.WaitForReplicas;
+        var (reply, acknowledged) = await Breaker.RunAsync(ReplicaWait.EvaluateAsync(
+            _redis, keys[0], LockScripts.AcquireOrRelease, keys, [_expiryMs, Acquire, token], wanted, _waitMs)).ConfigureAwait(false);
+        var result = (long)((RedisResult[])reply!)[0];
+        if (result > 0 && acknowledged < wanted)
+            throw ReplicaWait.NotAcknowledged(
+                $"the lock on '{resource}' was taken but {acknowledged} of {wanted} replicas acknowledged it within {_waitMs} ms, so its fencing token could not be made durable; the lock was released, not handed out");
+        return result;
     }
 
     /// <summary>Like <see cref="TryAcquireAsync"/> but throws <see cref="TimeoutException"/> when the wait runs out.</summary>

@@ -17,6 +17,7 @@ public sealed class RedisSlidingWindowRateLimiter
     private readonly IConnectionMultiplexer _redis;
     private readonly RedisValue _window;
     private readonly RedisValue _limit;
+    private readonly long _waitMs;
     private readonly string _tagStart;
     // Names this instance's entries (with the batch number and the position in the batch), so the permits of
     // a decision its caller never received can be given back. Random, so two processes never share names.
@@ -48,6 +49,7 @@ public sealed class RedisSlidingWindowRateLimiter
         _breaker = RedisCircuitBreaker.For(redis, Options.CircuitBreaker, loggerFactory);
         _window = (long)(Options.Window.Ticks / TimeSpan.TicksPerMicrosecond);
         _limit = Options.PermitLimit;
+        _waitMs = (long)Math.Ceiling(Options.ReplicaWaitTimeout.TotalMilliseconds);
         _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
         _instanceArg = _instance;
         _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot);
@@ -155,10 +157,23 @@ public sealed class RedisSlidingWindowRateLimiter
         RateLimitDecision[] decisions;
         try
         {
-            var result = (RedisResult[])(await _breaker.RunAsync(SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args)).ConfigureAwait(false))!;
+            RedisResult[] result;
+            long acknowledged = 0;
+            if (Options.WaitForReplicas > 0)
+            {
+                (var reply, acknowledged) = await _breaker.RunAsync(ReplicaWait.EvaluateAsync(
+                    _redis, keys[0], SlidingWindowScript.Script, keys, args, Options.WaitForReplicas, _waitMs)).ConfigureAwait(false);
+                result = (RedisResult[])reply!;
+            }
+            else result = (RedisResult[])(await _breaker.RunAsync(SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args)).ConfigureAwait(false))!;
             decisions = new RateLimitDecision[batch.Count];
             var at = 1;
             for (var i = 0; i < decisions.Length; i++) decisions[i] = Parse(result, ref at);
+            // Admissions the replicas did not acknowledge may vanish in a failover and be admitted again: answered
+            // as "unavailable" below, and their entries given back.
+            if (acknowledged < Options.WaitForReplicas && Array.Exists(decisions, d => d.Allowed))
+                throw ReplicaWait.NotAcknowledged(
+                    $"{acknowledged} of {Options.WaitForReplicas} replicas acknowledged the rate-limit admissions within {_waitMs} ms");
         }
         catch (Exception e)
         {
