@@ -28,7 +28,7 @@ public sealed class BenchRedisTests
             var key = (row.GetProperty("area").GetString()!, row.GetProperty("name").GetString()!);
             // A row that could not run here (no redis-py, no redis-benchmark) has no figure and says why.
             double? figure = row.TryGetProperty("per_second", out var f) && f.ValueKind == JsonValueKind.Number ? f.GetDouble() : null;
-            if (figure is null) Assert.Matches("^(skipped|failed): ", row.GetProperty("note").GetString());
+            if (figure is null) Assert.Matches("(skipped|failed): ", row.GetProperty("note").GetString());
             else Assert.True(figure > 0, $"{key}: {figure}");
             rows.Add(key, figure);
         }
