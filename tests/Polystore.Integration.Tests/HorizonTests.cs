@@ -10,7 +10,10 @@ public sealed class HorizonTests(OutboxSchema schema) : IClassFixture<OutboxSche
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
+    // The holder's pid and application_name are set and read in separate transactions of one session: through a
+    // transaction pooler each may land on a different server connection.
     [Fact]
+    [Trait("Requires", "DirectPostgres")]
     public async Task A_long_transaction_holding_back_delivery_is_named_by_the_health_check_and_the_doctor()
     {
         var application = TestServers.UniqueName("long_tx");

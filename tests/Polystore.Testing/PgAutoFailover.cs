@@ -77,7 +77,20 @@ public sealed class PgAutoFailover
     /// </summary>
     public async Task SetSynchronousAsync(string node, bool synchronous, CancellationToken cancellationToken)
     {
-        await RunAsync(cancellationToken, Ctl, "autoctl", "set", "node", "replication-quorum", synchronous ? "true" : "false", "--pgdata", Path.Combine(_home, node));
+        // pg_autoctl 2.0 sometimes fails this call on its own (a deadlock on the monitor while the node's keeper
+        // updates its row, or a garbled parameter): the setting is idempotent, so it is tried again.
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await RunAsync(cancellationToken, Ctl, "autoctl", "set", "node", "replication-quorum", synchronous ? "true" : "false", "--pgdata", Path.Combine(_home, node));
+                return;
+            }
+            catch (InvalidOperationException) when (attempt < 5)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken);
+            }
+        }
     }
 
     /// <summary>A crash of the whole node: SIGKILL to its pg_autoctl and to the Postgres it supervises (else pg_autoctl would restart Postgres in place).</summary>
