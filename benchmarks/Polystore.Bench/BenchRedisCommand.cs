@@ -213,9 +213,9 @@ internal static class BenchRedisCommand
                         area = r.Area, name = r.Name, per_second = Round(r.PerSecond), unit = r.Unit,
                         p50_ms = Round(r.P50Ms, 3), p99_ms = Round(r.P99Ms, 3),
                         client_cpu_us = Round(r.ClientUs, 1), redis_cpu_us = Round(r.RedisUs, 1),
-                        failed = r.Samples.Any(s => s.Failed > 0) || r.Area == "lock" ? r.Failed : (long?)null,
+                        failed = r.Samples.Any(s => s.Failed > 0) || r.Area is "lock" or "scale" ? r.Failed : (long?)null,
                         note = r.FullNote,
-                        rounds = r.Samples.Select(s => new { per_second = Round(s.PerSecond), p50_ms = Round(s.P50Ms, 3), p99_ms = Round(s.P99Ms, 3), client_cpu_us = Round(s.ClientUs, 1), redis_cpu_us = Round(s.RedisUs, 1), failed = r.Area == "lock" ? s.Failed : (long?)null, extra = s.Extra.Length > 0 ? s.Extra : null }),
+                        rounds = r.Samples.Select(s => new { per_second = Round(s.PerSecond), p50_ms = Round(s.P50Ms, 3), p99_ms = Round(s.P99Ms, 3), client_cpu_us = Round(s.ClientUs, 1), redis_cpu_us = Round(s.RedisUs, 1), failed = r.Area is "lock" or "scale" ? s.Failed : (long?)null, extra = s.Extra.Length > 0 ? s.Extra : null }),
                     }),
                     ratios = measured.ToDictionary(r => r.Key, r => r.Value.Rounded(2)),
                     stampede_factory_calls = stampede.Ours is { } so
@@ -230,7 +230,7 @@ internal static class BenchRedisCommand
                 foreach (var r in rows)
                 {
                     table.AddRow(r.Area, r.Name, Fmt(r.PerSecond), r.Unit, Fmt(r.P50Ms, "0.00"), Fmt(r.P99Ms, "0.00"), Fmt(r.ClientUs, "0.0"), Fmt(r.RedisUs, "0.0"),
-                        r.Area == "lock" || r.Failed > 0 ? r.Failed.ToString("N0", CultureInfo.InvariantCulture) : "",
+                        r.Area is "lock" or "scale" || r.Failed > 0 ? r.Failed.ToString("N0", CultureInfo.InvariantCulture) : "",
                         string.Join(" / ", r.Rounds.Select(v => Fmt(v))), Markup.Escape(r.FullNote));
                 }
                 AnsiConsole.Write(table);
@@ -643,14 +643,24 @@ internal static class BenchRedisCommand
         // FusionCache with Redis as L2, as its docs show (https://github.com/ZiggyCreatures/FusionCache/blob/main/docs/CacheLevels.md):
         // a RedisCache from Microsoft.Extensions.Caching.StackExchangeRedis over the same multiplexer and a serializer; and,
         // for its recommended multi-node setup, the Redis backplane too (https://github.com/ZiggyCreatures/FusionCache/blob/main/docs/Backplane.md).
-        private FusionCache Fusion(string name, bool backplane)
+        // Each FusionCache gets a multiplexer of its own (one, shared by its distributed cache and its backplane, as
+        // Polystore's cache uses one), never the bench's: RedisCache.Dispose disposes the multiplexer its factory
+        // returned, even one it did not create, which left every later row and the clean-up on a disposed connection.
+        private async Task<FusionCache> FusionAsync(string name, bool backplane, List<IConnectionMultiplexer> owned)
         {
+            var own = await ConnectionMultiplexer.ConnectAsync(options);
+            owned.Add(own);
             var fc = new FusionCache(new FusionCacheOptions { CacheName = prefix + ":" + name });
             fc.SetupDistributedCache(
-                new Microsoft.Extensions.Caching.StackExchangeRedis.RedisCache(new Microsoft.Extensions.Caching.StackExchangeRedis.RedisCacheOptions { ConnectionMultiplexerFactory = () => Task.FromResult(redis), InstanceName = prefix + ":" + name + ":" }),
+                new Microsoft.Extensions.Caching.StackExchangeRedis.RedisCache(new Microsoft.Extensions.Caching.StackExchangeRedis.RedisCacheOptions { ConnectionMultiplexerFactory = () => Task.FromResult<IConnectionMultiplexer>(own), InstanceName = prefix + ":" + name + ":" }),
                 new FusionCacheSystemTextJsonSerializer());
-            if (backplane) fc.SetupBackplane(new RedisBackplane(new RedisBackplaneOptions { ConnectionMultiplexerFactory = () => Task.FromResult(redis) }));
+            if (backplane) fc.SetupBackplane(new RedisBackplane(new RedisBackplaneOptions { ConnectionMultiplexerFactory = () => Task.FromResult<IConnectionMultiplexer>(own) }));
             return fc;
+        }
+
+        private static async Task DisposeAllAsync(List<IConnectionMultiplexer> owned)
+        {
+            foreach (var m in owned) await m.DisposeAsync();
         }
 
         private static readonly FusionCacheEntryOptions FusionDefaults = new() { Duration = TimeSpan.FromMinutes(10) };
@@ -663,9 +673,24 @@ internal static class BenchRedisCommand
             var items = KeyNames("item:");
             await using var oursL1 = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":pc", UseL1 = true, DefaultTtl = TimeSpan.FromMinutes(10), L1Ttl = TimeSpan.FromMinutes(10) });
             await using var oursL2 = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":pc2", DefaultTtl = TimeSpan.FromMinutes(10) });
-            using var fcL2 = Fusion("fc", backplane: false);
-            using var fcMemory = new FusionCache(new FusionCacheOptions { CacheName = prefix + ":fcm" });
-            using var fcRecommended = Fusion("fcr", backplane: true);
+            var owned = new List<IConnectionMultiplexer>();
+            try
+            {
+                using var fcL2 = await FusionAsync("fc", backplane: false, owned);
+                using var fcMemory = new FusionCache(new FusionCacheOptions { CacheName = prefix + ":fcm" });
+                using var fcRecommended = await FusionAsync("fcr", backplane: true, owned);
+                await CacheRowsAsync(rounds, rows, keys, items, oursL1, oursL2, fcL2, fcMemory, fcRecommended);
+            }
+            finally
+            {
+                await DisposeAllAsync(owned); // after the caches that used them
+            }
+            rows.AddRange(await StampedeAsync());
+            return rows;
+        }
+
+        private async Task CacheRowsAsync(int rounds, List<Row> rows, string[] keys, string[] items, RedisTieredCache oursL1, RedisTieredCache oursL2, FusionCache fcL2, FusionCache fcMemory, FusionCache fcRecommended)
+        {
             foreach (var k in keys)
             {
                 await oursL1.GetOrSetAsync(k, _ => Task.FromResult<string?>("value of " + k));
@@ -705,14 +730,25 @@ internal static class BenchRedisCommand
                     () => MeasureAsync(CacheCallers, duration, async () =>
                         await fcRecommended.GetOrSetAsync<string>(keys[Random.Shared.Next(Keys)], static (_, _) => Task.FromResult<string>(null!), default, FusionDefaults).ConfigureAwait(false) is not null))
                 .RunAsync(rounds, ct));
-            rows.AddRange(await StampedeAsync());
-            return rows;
         }
 
         private async Task<Row[]> StampedeAsync()
         {
             await using var ours = await RedisTieredCache.CreateAsync(redis, new RedisTieredCacheOptions { KeyPrefix = prefix + ":ps", UseL1 = true, DefaultTtl = TimeSpan.FromMinutes(10) });
-            using var fc = Fusion("fcs", backplane: true);
+            var owned = new List<IConnectionMultiplexer>();
+            try
+            {
+                using var fc = await FusionAsync("fcs", backplane: true, owned);
+                return await StampedeRowsAsync(ours, fc);
+            }
+            finally
+            {
+                await DisposeAllAsync(owned);
+            }
+        }
+
+        private static async Task<Row[]> StampedeRowsAsync(RedisTieredCache ours, FusionCache fc)
+        {
             var oursCalls = 0;
             var fusionCalls = 0;
             var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -739,7 +775,9 @@ internal static class BenchRedisCommand
         /// <summary>
         /// The limiter over 1,000, 10,000, ... keys: every key first gets one decision (so it exists), then decisions/s on
         /// random keys among them; memory per key is Redis's used_memory growth over the fill, divided by the keys.
-        /// A one-minute window keeps the keys alive while measured.
+        /// A one-minute window keeps the keys alive while measured. Every decision must come from Redis: the limiter
+        /// throws instead of answering from its failure mode, a decision without a server time is counted as failed,
+        /// and a step whose keys are not all in Redis after the fill, or whose measured loop sent no EVALSHA, has no figure.
         /// </summary>
         public async Task<List<Row>> ScaleAsync(int maxKeys)
         {
@@ -748,8 +786,29 @@ internal static class BenchRedisCommand
             {
                 var count = n;
                 var step = $"{prefix}:sc{n}";
-                var limiter = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = PermitLimit, Window = TimeSpan.FromMinutes(1), KeyPrefix = step });
+                var limiter = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions
+                {
+                    PermitLimit = PermitLimit, Window = TimeSpan.FromMinutes(1), KeyPrefix = step, OnRedisFailure = RedisFailureMode.Throw,
+                });
                 var names = KeyNames("s", count);
+                string? firstError = null;
+                long failed = 0;
+                // True only for a decision Redis took (a fallback has no server time; Throw makes failures exceptions).
+                async Task<bool> DecideAsync(string key)
+                {
+                    try
+                    {
+                        var d = await limiter.TryAcquireAsync(key).ConfigureAwait(false);
+                        if (d.ServerTimeMicroseconds > 0 && !d.IsFallback) return true;
+                        Interlocked.CompareExchange(ref firstError, "a decision answered without Redis", null);
+                    }
+                    catch (Exception e) when (e is RedisException or TimeoutException)
+                    {
+                        Interlocked.CompareExchange(ref firstError, e.Message.Split('\n')[0], null);
+                    }
+                    Interlocked.Increment(ref failed);
+                    return false;
+                }
                 var before = await UsedMemoryAsync();
                 var next = -1;
                 var fillStarted = Stopwatch.GetTimestamp();
@@ -757,23 +816,37 @@ internal static class BenchRedisCommand
                 {
                     int i;
                     while ((i = Interlocked.Increment(ref next)) < count)
-                        await limiter.TryAcquireAsync(names[i]).ConfigureAwait(false);
+                        await DecideAsync(names[i]).ConfigureAwait(false);
                 })));
                 var fillRate = count / Stopwatch.GetElapsedTime(fillStarted).TotalSeconds;
                 var after = await UsedMemoryAsync();
-                var sample = await MeasureAsync(64, duration, async () =>
-                {
-                    await limiter.TryAcquireAsync(names[Random.Shared.Next(count)]).ConfigureAwait(false);
-                    return true;
-                }, timed: true);
+                var fillFailed = Interlocked.Exchange(ref failed, 0);
+                var stored = await CountKeysAsync(step);
+                var callsBefore = (await CommandStatsAsync()).GetValueOrDefault("evalsha").Calls;
+                var sample = await MeasureAsync(64, duration, () => DecideAsync(names[Random.Shared.Next(count)]), timed: true);
+                var calls = (await CommandStatsAsync()).GetValueOrDefault("evalsha").Calls - callsBefore;
                 var perKey = (double)(after - before) / count;
-                rows.Add(new Row("scale", $"keys_{count}", "decisions/s",
-                    $"{count:N0} keys, 64 callers, random keys; {perKey:N0} bytes of Redis memory per key; first decision on every key at {fillRate:N0}/s",
-                    [sample with { Extra = $"{perKey:0} bytes/key" }]));
-                CommonOptions.Error.MarkupLine(Markup.Escape($"scale {count:N0} keys: {sample.PerSecond:N0} decisions/s (p99 {sample.P99Ms:0.00} ms), {perKey:N0} bytes/key"));
+                var note = $"{count:N0} keys, 64 callers, random keys, OnRedisFailure = Throw; {perKey:N0} bytes of Redis memory per key; "
+                    + $"first decision on every key at {fillRate:N0}/s ({stored:N0} keys in Redis after it, {fillFailed:N0} failed)";
+                string? invalid = null;
+                if (stored < count) invalid = $"failed: {stored:N0} of {count:N0} keys in Redis after the fill ({fillFailed:N0} decisions failed{(firstError is null ? "" : ": " + firstError)})";
+                else if (calls <= 0) invalid = "failed: no EVALSHA reached Redis during the measured loop";
+                var extra = invalid ?? $"{perKey:0} bytes/key, {calls:N0} EVALSHA calls" + (firstError is null ? "" : $", first failure: {firstError}");
+                rows.Add(new Row("scale", $"keys_{count}", "decisions/s", note,
+                    [invalid is null ? sample with { Extra = extra } : new Sample(double.NaN, sample.Failed + fillFailed, Extra: extra)]));
+                CommonOptions.Error.MarkupLine(Markup.Escape($"scale {count:N0} keys: {sample.PerSecond:N0} decisions/s (p99 {sample.P99Ms:0.00} ms, {sample.Failed:N0} failed), {perKey:N0} bytes/key, {stored:N0} keys stored, {calls:N0} EVALSHA{(invalid is null ? "" : "; " + invalid)}"));
                 await CleanUpAsync(redis, step);
             }
             return rows;
+        }
+
+        /// <summary>Keys under <paramref name="keyPrefix"/> on the primaries (SCAN; the limiter's keys are <c>{prefix:key}:log</c>).</summary>
+        private async Task<long> CountKeysAsync(string keyPrefix)
+        {
+            long total = 0;
+            foreach (var server in admin.GetServers().Where(s => !s.IsReplica && s.IsConnected))
+                await foreach (var _ in server.KeysAsync(options.DefaultDatabase ?? 0, "{" + keyPrefix + "*", 10_000)) total++;
+            return total;
         }
 
         private async Task<long> UsedMemoryAsync()
