@@ -70,6 +70,9 @@ public sealed class RedisSlidingWindowRateLimiter
     /// <summary>Decisions sent to Redis by this instance (for tests and benchmarks).</summary>
     internal long DecisionsSent => Interlocked.Read(ref _decisionsSent);
 
+    /// <summary>Script calls sent by this instance, each carrying one batch of decisions (for tests).</summary>
+    internal long BatchesSent => Interlocked.Read(ref _batches);
+
     /// <summary>Permits Redis gave back because their caller never received the decision (for tests).</summary>
     internal long PermitsGivenBack => Interlocked.Read(ref _permitsGivenBack);
 
