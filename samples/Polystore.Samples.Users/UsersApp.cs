@@ -14,14 +14,15 @@ namespace Polystore.Samples.Users;
 /// cached in Redis when Redis is registered. Owns no connection: the service provider disposes the clients.
 /// Register it with <see cref="UsersServiceCollectionExtensions.AddUsersApp"/>.
 /// </summary>
-public sealed class UsersApp
+public sealed class UsersApp : IAsyncDisposable
 {
     /// <summary>Wires the domain; nothing touches a server until <see cref="EnsureCreatedAsync"/> or a command.</summary>
     /// <param name="sources">The application's PostgreSQL data sources.</param>
     /// <param name="schema">The schema of the users table, the outbox and a JSONB read model.</param>
     /// <param name="mongo">The MongoDB database for the read model, or null to keep it in PostgreSQL.</param>
     /// <param name="redis">The multiplexer for the profile cache, or null for no cache.</param>
-    public UsersApp(PostgresDataSources sources, string schema, IMongoDatabase? mongo = null, IConnectionMultiplexer? redis = null)
+    /// <param name="profileCache">How the profile cache caches (Redis only, one hour, by default).</param>
+    public UsersApp(PostgresDataSources sources, string schema, IMongoDatabase? mongo = null, IConnectionMultiplexer? redis = null, ReadModelCacheOptions? profileCache = null)
     {
         ArgumentNullException.ThrowIfNull(sources);
         Sources = sources;
@@ -31,7 +32,7 @@ public sealed class UsersApp
             ? new MongoReadModelStore<UserProfile>(mongo, UserProfileProjection.DefaultName)
             : new PostgresJsonbReadModelStore<UserProfile>(sources.Primary, schema, UserProfileProjection.DefaultName);
         // Ids restart at 1 in every schema: the schema is part of the cache key.
-        Cache = redis is null ? null : new ReadModelCache<UserProfile>(redis.GetDatabase(), Store, $"profile:{schema}:");
+        Cache = redis is null ? null : new ReadModelCache<UserProfile>(redis.GetDatabase(), Store, $"profile:{schema}:", profileCache ?? new ReadModelCacheOptions());
         Commands = new UserCommandHandler(sources.Primary, Outbox);
         Queries = new UserQueryHandler(Store, Cache);
         Monitor = new OutboxMonitor(sources.Primary, Outbox);
@@ -75,4 +76,7 @@ public sealed class UsersApp
         await Commands.EnsureCreatedAsync(cancellationToken).ConfigureAwait(false);
         await Store.EnsureCreatedAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>Stops the profile cache's invalidation listener; the clients belong to the service provider.</summary>
+    public ValueTask DisposeAsync() => Cache?.DisposeAsync() ?? ValueTask.CompletedTask;
 }

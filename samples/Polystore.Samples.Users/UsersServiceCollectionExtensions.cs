@@ -1,5 +1,6 @@
 using Microsoft.Extensions.DependencyInjection;
 using MongoDB.Driver;
+using Polystore.Integration.Cqrs;
 using Polystore.Postgres;
 using StackExchange.Redis;
 
@@ -15,10 +16,12 @@ public static class UsersServiceCollectionExtensions
     /// <param name="services">The service collection, after <c>AddPolystore</c>.</param>
     /// <param name="schema">The PostgreSQL schema of the users table, the outbox and a JSONB read model.</param>
     /// <param name="postgresReadModel">Keep the read model in PostgreSQL even when MongoDB is registered.</param>
-    public static IServiceCollection AddUsersApp(this IServiceCollection services, string schema, bool postgresReadModel = false) =>
+    /// <param name="profileCache">How the profile cache caches (Redis only, one hour, by default).</param>
+    public static IServiceCollection AddUsersApp(this IServiceCollection services, string schema, bool postgresReadModel = false, ReadModelCacheOptions? profileCache = null) =>
         services.AddSingleton(sp => new UsersApp(
             sp.GetRequiredService<PostgresDataSources>(),
             schema,
             postgresReadModel ? null : sp.GetService<IMongoDatabase>(),
-            sp.GetService<IConnectionMultiplexer>()));
+            sp.GetService<IConnectionMultiplexer>(),
+            profileCache));
 }

@@ -10,6 +10,7 @@ using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
 using OpenTelemetry.Trace;
 using Polystore.AspNetCore;
+using Polystore.Integration.Cqrs;
 using Polystore.OpenTelemetry;
 using Polystore.Postgres.Querying;
 using Polystore.Redis.Locking;
@@ -74,7 +75,7 @@ internal static class UsersServiceApp
             .AddPostgres()
             .AddRedis()
             .AddRedisLocks(new RedisLockOptions { KeyPrefix = $"{schema}:lock", Expiry = options.Orders.LockExpiry });
-        services.AddUsersApp(schema, options.PostgresReadModel);
+        services.AddUsersApp(schema, options.PostgresReadModel, new ReadModelCacheOptions { LocalTtl = options.ProfileLocalCacheTtl });
         services.AddSingleton(sp => new OrderStore(sp.GetRequiredService<NpgsqlDataSource>(), schema));
         services.AddSingleton(sp => new UserQueries(options, Signer(options, sp), sp.GetRequiredService<OrderStore>()));
         // A host embedding the service may have registered its own profile source first.

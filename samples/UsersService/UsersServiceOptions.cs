@@ -26,6 +26,13 @@ internal sealed class UsersServiceOptions
     /// <summary>List pages and rankings read from the replicas (when configured), which may lag the primary slightly.</summary>
     public bool ReadFromReplicas { get; set; } = true;
 
+    /// <summary>
+    /// How long each instance keeps its own copy of a profile it read (zero turns copies off). A profile update drops the
+    /// copy in every instance as the projection invalidates Redis (over a Redis channel), so a copy is stale only for the
+    /// channel's delivery time; this bounds it when the connection to Redis was lost.
+    /// </summary>
+    public TimeSpan ProfileLocalCacheTtl { get; set; } = TimeSpan.FromSeconds(10);
+
     /// <summary>Rows per statement of a bulk upsert (memory per request follows it).</summary>
     public int BulkChunkSize { get; set; } = 5_000;
 
@@ -85,6 +92,7 @@ internal sealed class UsersServiceOptions
         if (RateLimit.Window < TimeSpan.FromMilliseconds(1)) throw new InvalidOperationException($"{Section}:RateLimit:Window must be positive.");
         if (Orders.LockExpiry < TimeSpan.FromMilliseconds(10)) throw new InvalidOperationException($"{Section}:Orders:LockExpiry must be at least 10 ms.");
         if (Orders.LockWait < TimeSpan.Zero) throw new InvalidOperationException($"{Section}:Orders:LockWait must not be negative.");
+        if (ProfileLocalCacheTtl < TimeSpan.Zero) throw new InvalidOperationException($"{Section}:{nameof(ProfileLocalCacheTtl)} must not be negative (zero turns local copies off).");
         if (OutboxPollInterval <= TimeSpan.Zero) throw new InvalidOperationException($"{Section}:{nameof(OutboxPollInterval)} must be positive.");
     }
 }

@@ -25,10 +25,13 @@ internal static class VersionedCache
         return 1
         """);
 
-    // Raise the floor (never lower it) and drop the cached value. KEYS as above; ARGV = version, floor TTL ms.
+    // Raise the floor (never lower it), drop the cached value, and tell every process's local copies in the same step
+    // (the publish is part of the script: no extra round trip, and no window between the two). KEYS as above;
+    // ARGV = version, floor TTL ms, channel, message.
     private static readonly RedisScript InvalidateScript = new("""
         local floor = tonumber(redis.call('GET', KEYS[2]) or '0')
         if tonumber(ARGV[1]) > floor then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
+        redis.call('PUBLISH', ARGV[3], ARGV[4])
         return redis.call('DEL', KEYS[1])
         """);
 
@@ -42,9 +45,10 @@ internal static class VersionedCache
         return (int)result == 1;
     }
 
-    public static Task InvalidateAsync(IDatabase cache, string prefix, string id, long version, TimeSpan floorTtl)
+    public static Task InvalidateAsync(IDatabase cache, string prefix, string id, long version, TimeSpan floorTtl, string channel)
     {
         var (key, floor) = Keys(prefix, id);
-        return InvalidateScript.EvaluateAsync(cache, [key, floor], [version, (long)floorTtl.TotalMilliseconds]);
+        var message = string.Concat("v|", version.ToString(System.Globalization.CultureInfo.InvariantCulture), "|", id);
+        return InvalidateScript.EvaluateAsync(cache, [key, floor], [version, (long)floorTtl.TotalMilliseconds, channel, message]);
     }
 }
