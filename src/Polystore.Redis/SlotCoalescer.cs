@@ -8,7 +8,7 @@ namespace Polystore.Redis;
 /// and go together in the next one. In a cluster (or before the topology is known) a batch is split by
 /// hash slot, because the keys of one script call must share a slot. At most <see cref="MaxInFlight"/>
 /// batches are on the wire at once, and a batch goes beside others in flight only when at least
-/// <see cref="MinConcurrentBatch"/> items wait (fewer wait for a reply and go together). A call made with
+/// minConcurrentBatch items wait (fewer wait for a reply and go together). A call made with
 /// nothing queued and nothing in flight is sent at once, alone. Shared by the rate limiter and <see cref="ScriptBatcher"/>.
 /// </summary>
 /// <remarks>
@@ -26,11 +26,15 @@ namespace Polystore.Redis;
 /// the coalescer runs that after the batch has left its in-flight slot.
 /// </param>
 /// <param name="slotOf">An item's hash slot.</param>
-internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T>, Task<Action>> send, Func<T, int> slotOf)
+/// <param name="minConcurrentBatch">
+/// The fewest waiting items that go as a batch beside others in flight (1 = any; the rate limiter uses
+/// <see cref="LimiterConcurrentBatch"/>, so a few callers share one call instead of one call each).
+/// </param>
+internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T>, Task<Action>> send, Func<T, int> slotOf, int minConcurrentBatch = 1)
 {
     public const int MaxInFlight = 4;
     public const int MaxBatch = 64;
-    public const int MinConcurrentBatch = 8;
+    public const int LimiterConcurrentBatch = 8;
     private static readonly TimeSpan StallCheck = TimeSpan.FromMilliseconds(2);
 
     [ThreadStatic] private static SlotCoalescer<T>? t_resuming; // set while this thread resumes callers of this coalescer
@@ -67,13 +71,13 @@ internal sealed class SlotCoalescer<T>(IConnectionMultiplexer redis, Func<List<T
     }
 
     // A slot for a new batch: always when none is in flight; beside batches in flight only for a batch of at least
-    // MinConcurrentBatch, so a few callers share one call (sent when the reply is in) instead of one call each.
+    // minConcurrentBatch, so a few callers can share one call (sent when the reply is in) instead of one call each.
     private bool TryTakeSlot()
     {
         while (true)
         {
             var running = Volatile.Read(ref _inFlight);
-            if (running >= MaxInFlight || (running > 0 && _queue.Count < MinConcurrentBatch)) return false;
+            if (running >= MaxInFlight || (running > 0 && minConcurrentBatch > 1 && _queue.Count < minConcurrentBatch)) return false;
             if (Interlocked.CompareExchange(ref _inFlight, running + 1, running) == running) return true;
         }
     }

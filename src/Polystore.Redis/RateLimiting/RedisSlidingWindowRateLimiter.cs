@@ -52,7 +52,7 @@ public sealed class RedisSlidingWindowRateLimiter
         _waitMs = (long)Math.Ceiling(Options.ReplicaWaitTimeout.TotalMilliseconds);
         _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
         _instanceArg = _instance;
-        _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot);
+        _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot, SlotCoalescer<Pending>.LimiterConcurrentBatch);
         _giveBack = new ScriptBatcher(redis, SlidingWindowScript.Release, [], resultsPerItem: 1, _breaker, Component);
     }
 
