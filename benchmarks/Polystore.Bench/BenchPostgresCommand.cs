@@ -12,42 +12,52 @@ using Spectre.Console;
 namespace Polystore.Bench;
 
 /// <summary>
-/// <c>polystore-bench postgres</c>: Polystore's bulk upsert against the known techniques (unnest, staging
-/// COPY, multi-row VALUES, per-row prepared, plain COPY ceiling) and keyset paging against OFFSET,
-/// side by side on the configured server in one run. Works in its own schema, dropped at the end.
+/// <c>polystore-bench postgres</c>: Polystore's bulk upsert against linq2db and the hand-written techniques
+/// (<see cref="PostgresUpsertPeers"/>), and keyset paging against OFFSET, side by side on the configured server in
+/// one run; or, with <c>--scale</c>, rows/s and peak client memory up to 10M streamed rows. Works in its own schema,
+/// dropped at the end.
 /// </summary>
 internal static class BenchPostgresCommand
 {
-    private const string Schema = "polystore_bench";
-    private const string Users = Schema + ".users";
-    private const string Conflict = "ON CONFLICT (email) DO UPDATE SET name = EXCLUDED.name, updated_at = now()";
+    private const string Schema = PostgresUpsertPeers.Schema;
+    private const string Users = PostgresUpsertPeers.Users;
 
     private static readonly Option<int> Rows = new("--rows") { Description = "Rows per upsert run (insert path, then update path). Default 100000.", DefaultValueFactory = _ => 100_000 };
     private static readonly Option<int> PagingRows = new("--paging-rows") { Description = "Rows in the paging table. Default 1000000.", DefaultValueFactory = _ => 1_000_000 };
-    private static readonly Option<int> Repeat = new("--repeat") { Description = "Runs per figure; the median is reported. Default 3.", DefaultValueFactory = _ => 3 };
+    private static readonly Option<int> Repeat = new("--repeat") { Description = "Rounds (every technique once per round, order rotated each round); the median is reported. Default 3.", DefaultValueFactory = _ => 3 };
     private static readonly Option<int> Parallelism = new("--parallelism")
     {
         // The private servers of ./run run on this machine, so its cores are the server's.
-        Description = "Connections for Polystore's parallel mode. Default: this machine's cores, 2 to 8.",
+        Description = "Connections for the parallel rows (Polystore's and the hand-written ones). Default: this machine's cores, 2 to 8.",
         DefaultValueFactory = _ => Math.Clamp(Environment.ProcessorCount, 2, 8),
     };
+    private static readonly Option<bool> Scale = new("--scale")
+    {
+        Description = "Instead of the comparison: rows/s and peak client memory (VmHWM) of Polystore's default and of hand-written COPY -> temp table -> MERGE " +
+            "at each size of --scale-rows, rows streamed from a generator. Takes minutes at 10M rows.",
+    };
+    private static readonly Option<string?> Only = new("--only") { Description = "Run only these techniques (comma-separated keys, e.g. polystore,copy_merge,unnest); ratios whose sides did not run are left out." };
+    private static readonly Option<string> ScaleRows = new("--scale-rows") { Description = "Sizes for --scale, comma-separated. Default 100000,1000000,10000000.", DefaultValueFactory = _ => "100000,1000000,10000000" };
 
-    private sealed record User(string Email, string Name, int Score, string Region);
-
-    private sealed record Technique(string Key, string Name, Func<NpgsqlDataSource, List<User>, CancellationToken, Task> Run, bool UpdatePath = true, int? RowCap = null);
+    /// <summary>A row of the comparison. <paramref name="Group"/>: polystore, peer (a library), hand (hand-written, one connection), hand_parallel, reference.</summary>
+    private sealed record Technique(string Key, string Name, string Group, string Note, Func<IReadOnlyList<BenchUser>, CancellationToken, Task> Run,
+        bool UpdatePath = true, int? RowCap = null, Func<CancellationToken, Task>? Prepare = null);
 
     public static Command Create()
     {
         var command = new Command("postgres", """
-            Upsert N rows (insert path into an empty table, then update path over the same keys) with Polystore's
-            default (one transaction) and parallel modes, unnest in batches of 10,000, binary COPY into an UNLOGGED
-            staging table + INSERT ... SELECT, multi-row VALUES at the parameter limit, one prepared statement per
-            row (on min(N, 10000) rows), and plain binary COPY (the ceiling); then keyset pages against OFFSET at
-            depth 0/10/50/90% on a single key and on (score DESC, id ASC) with its index.
-            Each timed run starts after a CHECKPOINT where the role may run one.
-            --json prints figures and a 'ratios' object. Uses schema polystore_bench, dropped afterwards.
+            Upsert N rows (insert path into an empty table, then update path over the same keys) with Polystore's default
+            (one transaction) and parallel modes, linq2db 6.5.1 (BulkCopy into a temp table + Merge), and hand-written
+            techniques: unnest in batches of 10,000; binary COPY into an UNLOGGED staging table + INSERT ... ON CONFLICT;
+            binary COPY into a temp table + MERGE; multi-row VALUES at 1,000, 4,000 and 16,383 rows per statement; unnest and
+            COPY + MERGE over the parallel mode's connections; one prepared statement per row (on min(N, 10000) rows); plain
+            binary COPY (the ceiling). Then keyset pages against OFFSET at depth 0/10/50/90%.
+            Every technique runs once per round, the order rotated each round; before each timed run the table is emptied
+            (insert path), VACUUM ANALYZEd and CHECKPOINTed alike for every row; autovacuum is off on the bench table.
+            --json prints each technique's rounds and a 'ratios' object with per-round ratios. --scale measures rows/s and
+            peak client memory from 100k to 10M streamed rows instead. Uses schema polystore_bench, dropped afterwards.
             """)
-        { Rows, PagingRows, Repeat, Parallelism };
+        { Rows, PagingRows, Repeat, Parallelism, Scale, ScaleRows, Only };
         command.SetAction(async (parse, cancellationToken) =>
         {
             var (config, _) = CommonOptions.LoadConfig(parse);
@@ -59,6 +69,20 @@ internal static class BenchPostgresCommand
             var parallelism = parse.GetValue(Parallelism);
             if (parallelism is < 1 or > 64) { CommonOptions.Error.MarkupLine("[red]--parallelism must be between 1 and 64[/]"); return ExitCodes.InvalidConfig; }
             if (rows < 1000 || pagingRows < 1000) { CommonOptions.Error.MarkupLine("[red]--rows and --paging-rows must be at least 1000[/]"); return ExitCodes.InvalidConfig; }
+            List<long>? scaleSizes = null;
+            if (parse.GetValue(Scale))
+            {
+                scaleSizes = [];
+                foreach (var part in parse.GetValue(ScaleRows)!.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                {
+                    if (!long.TryParse(part, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) || n < 1000)
+                    {
+                        CommonOptions.Error.MarkupLine($"[red]--scale-rows: '{Markup.Escape(part)}' is not a row count of at least 1000[/]");
+                        return ExitCodes.InvalidConfig;
+                    }
+                    scaleSizes.Add(n);
+                }
+            }
             var json = parse.GetValue(CommonOptions.Json);
 
             await using var services = CliServices.Build(config);
@@ -67,125 +91,193 @@ internal static class BenchPostgresCommand
             try
             {
                 await ExecAsync(ds, $"DROP SCHEMA IF EXISTS {Schema} CASCADE; CREATE SCHEMA {Schema}; " +
-                    $"CREATE TABLE {Users} (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL, score int NOT NULL, region text NOT NULL, updated_at timestamptz)", cancellationToken);
-                var insertRows = Enumerable.Range(0, rows).Select(i => new User($"user{i}@example.com", $"name{i}", i % 1000, Regions[i % Regions.Length])).ToList();
-                var updateRows = insertRows.Select(u => u with { Name = "renamed" + u.Name }).ToList();
+                    $"CREATE TABLE {Users} (id bigserial PRIMARY KEY, email text NOT NULL UNIQUE, name text NOT NULL, score int NOT NULL, region text NOT NULL, updated_at timestamptz); " +
+                    // No autovacuum pass may land inside one row's timed run; every row gets the same VACUUM ANALYZE instead.
+                    $"ALTER TABLE {Users} SET (autovacuum_enabled = off); " +
+                    PostgresUpsertPeers.CreateStaging, cancellationToken);
                 var serverVersion = await ScalarAsync<string>(ds, "SHOW server_version", cancellationToken);
                 // Every timed run starts after a CHECKPOINT, so no technique pays for the dirty pages or the WAL of the
-                // one before it (an update-path run writes ~0.5 GB of WAL per 1M rows: a checkpoint landing inside one
-                // technique's run at random was a large part of the run-to-run noise). Needs superuser or
-                // pg_checkpoint; without it the runs go on unsettled and the JSON says so.
+                // one before it. Needs superuser or pg_checkpoint; without it the runs go on unsettled and the JSON says so.
                 var settle = await TryCheckpointAsync(ds, cancellationToken);
+                var polystore = PostgresBulkUpsert.Into<BenchUser>(Users).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score).Column("region", u => u.Region)
+                    .OnConflict("email").Update("name").Set("updated_at = now()").Build();
+                if (scaleSizes is not null) return await ScaleAsync(ds, polystore, scaleSizes, serverVersion, settle, json, cancellationToken);
 
                 var chunk = Math.Max(5_000, rows / (parallelism * 2));
-                var polystore = PostgresBulkUpsert.Into<User>(Users).Column("email", u => u.Email).Column("name", u => u.Name).Column("score", u => u.Score).Column("region", u => u.Region)
-                    .OnConflict("email").Update("name").Set("updated_at = now()").Build();
+                var linq2db = PostgresUpsertPeers.Linq2DbOptions(ds);
+                Task OneTx(IReadOnlyList<BenchUser> r, Func<NpgsqlConnection, NpgsqlTransaction, IEnumerable<BenchUser>, CancellationToken, Task> body, CancellationToken ct) =>
+                    PostgresUpsertPeers.InTransactionAsync(ds, r, body, ct);
                 var techniques = new List<Technique>
                 {
-                    new("polystore", "Polystore default (one transaction)", (d, r, ct) => polystore.ExecuteAsync(d, r, cancellationToken: ct)),
-                    new("polystore_parallel", $"Polystore parallel ({parallelism} connections, chunks of {chunk:N0})",
-                        (d, r, ct) => polystore.ExecuteAsync(d, r, new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, Parallelism = parallelism, ChunkSize = chunk }, ct)),
-                    new("unnest", "unnest(arrays), batches of 10,000", UnnestAsync),
-                    new("staging_copy", "binary COPY to UNLOGGED staging + INSERT SELECT", StagingCopyAsync),
-                    new("values", $"multi-row VALUES, {ValuesBatch:N0} rows/statement", ValuesAsync),
-                    new("per_row", "one prepared statement per row", PerRowAsync, RowCap: 10_000),
-                    new("copy_ceiling", "plain binary COPY, no conflict handling (ceiling)", CopyCeilingAsync, UpdatePath: false),
+                    new("polystore", "Polystore default (one transaction)", "polystore", "PostgresBulkUpsert, default options: COPY into a temp table + MERGE (work_mem steered, cap 256 MB) above 10,000 rows",
+                        (r, ct) => polystore.ExecuteAsync(ds, r, cancellationToken: ct)),
+                    new("polystore_parallel", $"Polystore parallel ({parallelism} connections, chunks of {chunk:N0})", "polystore", "one transaction per chunk, not all-or-nothing",
+                        (r, ct) => polystore.ExecuteAsync(ds, r, new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, Parallelism = parallelism, ChunkSize = chunk }, ct)),
+                    new("linq2db", "linq2db 6.5.1: BulkCopy (ProviderSpecific) into a temp table + Merge", "peer",
+                        "as its docs show; connections from the same Npgsql pool as every row; default work_mem (its docs set none); its Merge sets updated_at = CURRENT_TIMESTAMP",
+                        (r, ct) => PostgresUpsertPeers.Linq2DbAsync(linq2db, r, ct)),
+                    new("unnest", "unnest(arrays), batches of 10,000", "hand", "one transaction",
+                        (r, ct) => OneTx(r, PostgresUpsertPeers.UnnestAsync, ct)),
+                    new("staging_copy", "binary COPY to UNLOGGED staging + INSERT ... ON CONFLICT", "hand", "staging table created once and emptied before each run, both untimed",
+                        (r, ct) => OneTx(r, PostgresUpsertPeers.StagingCopyAsync, ct), Prepare: ct => ExecAsync(ds, $"TRUNCATE {PostgresUpsertPeers.Staging}", ct)),
+                    new("copy_merge", "binary COPY to a temp table + MERGE", "hand", $"temp table ON COMMIT DROP created in the run (as Polystore does); SET LOCAL work_mem = '{PostgresUpsertPeers.MergeWorkMem}' (Polystore's cap)",
+                        (r, ct) => OneTx(r, PostgresUpsertPeers.CopyMergeAsync, ct)),
                 };
+                foreach (var size in PostgresUpsertPeers.ValuesBatches)
+                    techniques.Add(new($"values_{size}", $"multi-row VALUES, {size:N0} rows/statement", "hand", $"{size * 4:N0} positional parameters per statement",
+                        (r, ct) => OneTx(r, (c, tx, x, t) => PostgresUpsertPeers.ValuesAsync(c, tx, x, size, t), ct)));
+                techniques.AddRange(
+                [
+                    new("unnest_parallel", $"unnest over {parallelism} connections, chunks of {chunk:N0}", "hand_parallel", "same chunks and connections as Polystore parallel; one transaction per chunk",
+                        (r, ct) => PostgresUpsertPeers.ParallelAsync(ds, r, parallelism, chunk, PostgresUpsertPeers.UnnestAsync, ct)),
+                    new("copy_merge_parallel", $"COPY + MERGE over {parallelism} connections, chunks of {chunk:N0}", "hand_parallel", "same chunks and connections as Polystore parallel; one transaction per chunk",
+                        (r, ct) => PostgresUpsertPeers.ParallelAsync(ds, r, parallelism, chunk, PostgresUpsertPeers.CopyMergeAsync, ct)),
+                    new("per_row", "one prepared statement per row", "reference", "on min(N, 10,000) rows",
+                        (r, ct) => OneTx(r, (c, tx, x, t) => PostgresUpsertPeers.PerRowAsync(ds, c, tx, x, t), ct), RowCap: 10_000),
+                    new("copy_ceiling", "plain binary COPY, no conflict handling (ceiling)", "reference", "insert path only: no conflict handling",
+                        (r, ct) => OneTx(r, (c, _, x, t) => PostgresUpsertPeers.CopyCeilingAsync(c, x, t), ct), UpdatePath: false),
+                ]);
 
-                // Untimed warm-up: every technique once on a slice, so JIT tiering favours no one in round 1.
-                var warmRows = Math.Min(rows, 20_000);
-                foreach (var t in techniques)
+                if (parse.GetValue(Only) is { } only)
                 {
-                    Progress(json, $"warm-up: {t.Name}, {Math.Min(warmRows, t.RowCap ?? warmRows):N0} rows");
+                    var keep = only.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).ToHashSet(StringComparer.Ordinal);
+                    if (keep.FirstOrDefault(k => techniques.All(t => t.Key != k)) is { } unknown)
+                    {
+                        CommonOptions.Error.MarkupLine($"[red]--only: no technique '{Markup.Escape(unknown)}'; known: {Markup.Escape(string.Join(", ", techniques.Select(t => t.Key)))}[/]");
+                        return ExitCodes.InvalidConfig;
+                    }
+                    techniques.RemoveAll(t => !keep.Contains(t.Key));
+                }
+                var insertRows = Enumerable.Range(0, rows).Select(i => new BenchUser($"user{i}@example.com", $"name{i}", i % 1000, Regions[i % Regions.Length])).ToList();
+                var updateRows = insertRows.Select(u => u with { Name = "renamed" + u.Name }).ToList();
+
+                // Untimed warm-up: every technique twice on a slice, so JIT tiering favours no one in round 1 (with one
+                // pass, code called per row could still be waiting for its optimized version on a busy machine).
+                var warmRows = Math.Min(rows, 20_000);
+                foreach (var t in techniques.Concat(techniques))
+                {
+                    var n = Math.Min(warmRows, t.RowCap ?? warmRows);
+                    Progress(json, $"warm-up: {t.Name}, {n:N0} rows");
                     await ExecAsync(ds, $"TRUNCATE {Users} RESTART IDENTITY", cancellationToken);
-                    await t.Run(ds, insertRows.GetRange(0, Math.Min(warmRows, t.RowCap ?? warmRows)), cancellationToken);
-                    if (t.UpdatePath) await t.Run(ds, updateRows.GetRange(0, Math.Min(warmRows, t.RowCap ?? warmRows)), cancellationToken);
+                    if (t.Prepare is not null) await t.Prepare(cancellationToken);
+                    await t.Run(insertRows.GetRange(0, n), cancellationToken);
+                    if (!t.UpdatePath) continue;
+                    if (t.Prepare is not null) await t.Prepare(cancellationToken);
+                    await t.Run(updateRows.GetRange(0, n), cancellationToken);
                 }
 
-                // Round robin (every technique once per round) so drifting load on a shared machine hits all alike.
+                // Every technique once per round, the order rotated each round, so neither drifting load on a shared
+                // machine nor the position in the round favours any row.
                 var insertRates = techniques.ToDictionary(t => t.Key, _ => new List<double>());
                 var updateRates = techniques.ToDictionary(t => t.Key, _ => new List<double>());
+                var orders = new List<string[]>();
                 for (var i = 0; i < repeat; i++)
                 {
-                    foreach (var t in techniques)
+                    var order = techniques.Skip(i % techniques.Count).Concat(techniques.Take(i % techniques.Count)).ToList();
+                    orders.Add([.. order.Select(t => t.Key)]);
+                    foreach (var t in order)
                     {
                         var n = Math.Min(rows, t.RowCap ?? rows);
                         Progress(json, $"round {i + 1}/{repeat}: {t.Name}, {n:N0} rows");
                         await ExecAsync(ds, $"TRUNCATE {Users} RESTART IDENTITY", cancellationToken);
-                        await ExecAsync(ds, $"VACUUM ANALYZE {Users}", cancellationToken);
-                        if (settle) await ExecAsync(ds, "CHECKPOINT", cancellationToken);
+                        await SettleAsync(ds, settle, t, cancellationToken);
                         var ins = insertRows.GetRange(0, n);
-                        insertRates[t.Key].Add(n / await TimeAsync(() => t.Run(ds, ins, cancellationToken)));
+                        insertRates[t.Key].Add(n / await TimeAsync(() => t.Run(ins, cancellationToken)));
                         var count = await ScalarAsync<long>(ds, $"SELECT count(*) FROM {Users}", cancellationToken);
                         if (count != n) throw new InvalidOperationException($"{t.Key}: expected {n} rows after the insert path, found {count}");
                         if (!t.UpdatePath) continue;
-                        if (settle) await ExecAsync(ds, "CHECKPOINT", cancellationToken);
+                        await SettleAsync(ds, settle, t, cancellationToken);
                         var upd = updateRows.GetRange(0, n);
-                        updateRates[t.Key].Add(n / await TimeAsync(() => t.Run(ds, upd, cancellationToken)));
+                        updateRates[t.Key].Add(n / await TimeAsync(() => t.Run(upd, cancellationToken)));
                         var renamed = await ScalarAsync<long>(ds, $"SELECT count(*) FROM {Users} WHERE name LIKE 'renamed%' AND updated_at IS NOT NULL", cancellationToken);
                         if (renamed != n) throw new InvalidOperationException($"{t.Key}: expected {n} updated rows, found {renamed}");
                     }
                 }
-                var upsert = techniques.Select(t => (T: t, Insert: Median(insertRates[t.Key]), Update: t.UpdatePath ? Median(updateRates[t.Key]) : (double?)null, Rows: Math.Min(rows, t.RowCap ?? rows))).ToList();
                 await ExecAsync(ds, $"DROP TABLE {Users}", cancellationToken);
 
                 var paging = await PagingAsync(ds, pagingRows, repeat, json, cancellationToken);
 
-                double Rate(string key, bool update = false) { var u = upsert.First(x => x.T.Key == key); return update ? u.Update ?? double.NaN : u.Insert; }
-                // Every technique ran once per round, so round i of one over round i of another is a ratio too.
-                List<double> Rounds(string key, bool update = false) => (update ? updateRates : insertRates)[key];
+                // Derived per-round rows: the best VALUES batch size, the best hand-written single-connection technique,
+                // the best hand-written parallel one (each round's best, so a row's rounds stay aligned with the others').
+                var handSingle = techniques.Where(t => t.Group == "hand").Select(t => t.Key).ToList();
+                var valuesKeys = handSingle.Where(k => k.StartsWith("values_", StringComparison.Ordinal)).ToList();
+                var handParallel = techniques.Where(t => t.Group == "hand_parallel").Select(t => t.Key).ToList();
+                List<double> Best(List<string> keys, bool update) => [.. BenchRatio.MaxPerRound([.. keys.Select(k => (IReadOnlyList<double>)(update ? updateRates : insertRates)[k])])!];
+                var derived = new Dictionary<string, (List<double> Insert, List<double> Update, string Of)>();
+                foreach (var (key, of) in new[] { ("values_best", valuesKeys), ("best_hand_written", handSingle), ("best_hand_written_parallel", handParallel) })
+                    if (of.Count > 0) derived[key] = (Best(of, false), Best(of, true), string.Join(", ", of));
+                bool Ran(string key) => derived.ContainsKey(key) || techniques.Any(t => t.Key == key);
+                List<double> Rounds(string key, bool update) => derived.TryGetValue(key, out var d) ? (update ? d.Update : d.Insert) : (update ? updateRates : insertRates)[key];
+                double Rate(string key, bool update) => Median(Rounds(key, update));
                 BenchRatio Vs(string ours, string theirs, bool update = false) => BenchRatio.Of(Rate(ours, update), Rate(theirs, update), Rounds(ours, update), Rounds(theirs, update));
-                // "The best single-connection technique" is the better of the two usual hand-written ones
-                // (unnest, staging COPY); parallel against Polystore's own default is reported beside it.
-                BenchRatio VsBestSingle(string ours, bool update = false) => BenchRatio.Of(Rate(ours, update), Math.Max(Rate("unnest", update), Rate("staging_copy", update)),
-                    Rounds(ours, update), BenchRatio.MaxPerRound(Rounds("unnest", update), Rounds("staging_copy", update)));
-                double Deepest(Func<PageFigure, double> ms) => paging.GroupBy(p => p.Key).Select(g => ms(g.First(p => p.Depth == 90)) / ms(g.First(p => p.Depth == 0))).Max();
-                var ratios = new Dictionary<string, BenchRatio>
+                var ratios = new Dictionary<string, BenchRatio>();
+                void Add(string name, string ours, string theirs, bool update, double? target = null)
                 {
-                    ["upsert_vs_unnest"] = Vs("polystore", "unnest"),
-                    ["upsert_vs_staging_copy"] = Vs("polystore", "staging_copy"),
-                    ["upsert_vs_values"] = Vs("polystore", "values").WithTarget(1.5),
-                    ["upsert_vs_per_row"] = Vs("polystore", "per_row").WithTarget(6),
-                    ["upsert_vs_copy_ceiling"] = Vs("polystore", "copy_ceiling"),
-                    ["parallel_vs_best_single"] = VsBestSingle("polystore_parallel").WithTarget(1.3),
-                    ["keyset_deep_vs_first"] = new BenchRatio { Value = Deepest(p => p.KeysetMs) }.WithTarget(2, atMost: true),
-                    ["update_path_upsert_vs_unnest"] = Vs("polystore", "unnest", true),
-                    ["update_path_upsert_vs_staging_copy"] = Vs("polystore", "staging_copy", true),
-                    ["update_path_upsert_vs_values"] = Vs("polystore", "values", true),
-                    ["update_path_upsert_vs_per_row"] = Vs("polystore", "per_row", true),
-                    ["update_path_parallel_vs_best_single"] = VsBestSingle("polystore_parallel", true),
-                    ["parallel_vs_polystore_default"] = Vs("polystore_parallel", "polystore"),
-                    ["update_path_upsert_vs_best_of_unnest_and_staging_copy"] = VsBestSingle("polystore", true),
-                    ["offset_deep_vs_first"] = new BenchRatio { Value = Deepest(p => p.OffsetMs) },
-                    ["upsert_vs_best_of_unnest_and_staging_copy"] = VsBestSingle("polystore").WithTarget(0.95),
-                };
+                    if (!Ran(ours) || !Ran(theirs)) return;
+                    ratios[name] = target is { } t ? Vs(ours, theirs, update).WithTarget(t) : Vs(ours, theirs, update);
+                }
+                foreach (var update in new[] { false, true })
+                {
+                    var p = update ? "update_path_" : "";
+                    Add($"{p}upsert_vs_best_hand_written", "polystore", "best_hand_written", update, 0.95);
+                    Add($"{p}upsert_vs_linq2db", "polystore", "linq2db", update, 1.1);
+                    foreach (var k in handSingle.Append("values_best")) Add($"{p}upsert_vs_{k}", "polystore", k, update);
+                    Add($"{p}upsert_vs_per_row", "polystore", "per_row", update, update ? null : 6);
+                    Add($"{p}parallel_vs_best_hand_written_parallel", "polystore_parallel", "best_hand_written_parallel", update, 0.95);
+                    Add($"{p}parallel_vs_best_hand_written", "polystore_parallel", "best_hand_written", update);
+                    Add($"{p}parallel_vs_polystore_default", "polystore_parallel", "polystore", update);
+                }
+                Add("upsert_vs_copy_ceiling", "polystore", "copy_ceiling", false);
+                double Deepest(Func<PageFigure, double> ms) => paging.GroupBy(p => p.Key).Select(g => ms(g.First(p => p.Depth == 90)) / ms(g.First(p => p.Depth == 0))).Max();
+                ratios["keyset_deep_vs_first"] = new BenchRatio { Value = Deepest(p => p.KeysetMs) }.WithTarget(2, atMost: true);
+                ratios["offset_deep_vs_first"] = new BenchRatio { Value = Deepest(p => p.OffsetMs) };
 
+                var machine = new { cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription, postgresql = serverVersion, dotnet = Environment.Version.ToString(), npgsql = typeof(NpgsqlConnection).Assembly.GetName().Version?.ToString(), linq2db = typeof(LinqToDB.DataOptions).Assembly.GetName().Version?.ToString() };
                 if (json)
                 {
                     CommonOptions.WriteJson(new
                     {
-                        machine = new { cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription, postgresql = serverVersion, dotnet = Environment.Version.ToString() },
-                        rows, paging_rows = pagingRows, repeat, checkpoint_before_each_run = settle,
-                        upsert = upsert.Select(u => new { technique = u.T.Key, description = u.T.Name, rows = u.Rows, insert_rows_per_s = Math.Round(u.Insert), update_rows_per_s = u.Update is { } x ? Math.Round(x) : (double?)null }),
+                        machine,
+                        rows, paging_rows = pagingRows, repeat, parallelism, checkpoint_before_each_run = settle,
+                        round_orders = orders,
+                        upsert = techniques.Select(t => new
+                        {
+                            technique = t.Key, description = t.Name, group = t.Group, note = t.Note, rows = Math.Min(rows, t.RowCap ?? rows),
+                            insert_rows_per_s = Math.Round(Rate(t.Key, false)), update_rows_per_s = t.UpdatePath ? Math.Round(Rate(t.Key, true)) : (double?)null,
+                            insert_rounds = insertRates[t.Key].Select(x => Math.Round(x)), update_rounds = t.UpdatePath ? updateRates[t.Key].Select(x => Math.Round(x)) : null,
+                        }),
+                        derived = derived.Select(d => new
+                        {
+                            technique = d.Key, best_of_each_round_among = d.Value.Of,
+                            insert_rows_per_s = Math.Round(Median(d.Value.Insert)), update_rows_per_s = Math.Round(Median(d.Value.Update)),
+                            insert_rounds = d.Value.Insert.Select(x => Math.Round(x)), update_rounds = d.Value.Update.Select(x => Math.Round(x)),
+                        }),
                         paging = paging.Select(p => new { key = p.Key, depth_percent = p.Depth, keyset_ms = Math.Round(p.KeysetMs, 3), offset_ms = Math.Round(p.OffsetMs, 3) }),
                         ratios = ratios.ToDictionary(r => r.Key, r => r.Value.Rounded(3)),
                     });
                 }
                 else
                 {
-                    AnsiConsole.MarkupLine($"[bold]PostgreSQL {Markup.Escape(serverVersion)}[/], {Environment.ProcessorCount} cores, {rows:N0} rows per upsert run, median of {repeat}{(settle ? ", CHECKPOINT before each timed run" : ", no CHECKPOINT between runs (role lacks pg_checkpoint)")}");
-                    var t1 = new Table().Border(TableBorder.Rounded).AddColumns("Technique", "Rows", "Insert path rows/s", "Update path rows/s");
-                    foreach (var u in upsert) t1.AddRow(Markup.Escape(u.T.Name), u.Rows.ToString("N0"), u.Insert.ToString("N0"), u.Update?.ToString("N0") ?? "n/a");
+                    AnsiConsole.MarkupLine($"[bold]PostgreSQL {Markup.Escape(serverVersion)}[/], {Environment.ProcessorCount} cores, {rows:N0} rows per upsert run, {repeat} rounds (order rotated), medians" +
+                        $"{(settle ? "; VACUUM ANALYZE + CHECKPOINT before each timed run" : "; VACUUM ANALYZE before each timed run, no CHECKPOINT (role lacks pg_checkpoint)")}; autovacuum off on the table");
+                    var t1 = new Table().Border(TableBorder.Rounded).AddColumns("Technique", "Rows", "Insert rows/s", "Update rows/s", "Insert rounds", "Update rounds", "Note");
+                    static string R(IEnumerable<double> v) => string.Join(" ", v.Select(x => (x / 1000).ToString("0.0", System.Globalization.CultureInfo.InvariantCulture) + "k"));
+                    foreach (var t in techniques)
+                        t1.AddRow(Markup.Escape(t.Name), Math.Min(rows, t.RowCap ?? rows).ToString("N0"), Rate(t.Key, false).ToString("N0"), t.UpdatePath ? Rate(t.Key, true).ToString("N0") : "n/a",
+                            R(insertRates[t.Key]), t.UpdatePath ? R(updateRates[t.Key]) : "", Markup.Escape(t.Note));
+                    foreach (var (key, d) in derived)
+                        t1.AddRow($"[italic]{key} (each round's best)[/]", "", Median(d.Insert).ToString("N0"), Median(d.Update).ToString("N0"), R(d.Insert), R(d.Update), Markup.Escape("of " + d.Of));
                     AnsiConsole.Write(t1);
+                    AnsiConsole.MarkupLine("round orders: " + Markup.Escape(string.Join(" | ", orders.Select(o => string.Join(",", o)))));
                     var t2 = new Table().Border(TableBorder.Rounded).AddColumns("Key", "Depth", "Keyset page ms", "OFFSET page ms");
                     foreach (var p in paging) t2.AddRow(p.Key, $"{p.Depth}%", p.KeysetMs.ToString("0.000"), p.OffsetMs.ToString("0.000"));
                     AnsiConsole.Write(t2);
-                    var t3 = new Table().Border(TableBorder.Rounded).AddColumns("Ratio", "Value", "Target");
+                    var t3 = new Table().Border(TableBorder.Rounded).AddColumns("Ratio", "Value", "Rounds", "Target");
                     foreach (var (name, r) in ratios)
                     {
                         var goal = r.Target is { } tg ? $"{(r.AtMost ? "<=" : ">=")} {tg}" : "";
                         var target = r.Met switch { true => $"[green]met ({goal})[/]", false => $"[red]missed ({goal})[/]", null => "" };
-                        t3.AddRow(name, r.Value.ToString("0.00"), target);
+                        t3.AddRow(name, r.Value.ToString("0.00"), r.Rounds is null ? "" : string.Join(" ", r.Rounds.Select(x => x.ToString("0.00", System.Globalization.CultureInfo.InvariantCulture))), target);
                     }
                     AnsiConsole.Write(t3);
                 }
@@ -199,9 +291,105 @@ internal static class BenchPostgresCommand
         return command;
     }
 
-    private static readonly string[] Regions = ["eu", "us", "apac", "latam", "africa"];
+    /// <summary>The same settling before every timed run of every row: the row's own untimed preparation, VACUUM ANALYZE, CHECKPOINT.</summary>
+    private static async Task SettleAsync(NpgsqlDataSource ds, bool checkpoint, Technique t, CancellationToken ct)
+    {
+        if (t.Prepare is not null) await t.Prepare(ct);
+        await ExecAsync(ds, $"VACUUM ANALYZE {Users}", ct);
+        if (checkpoint) await ExecAsync(ds, "CHECKPOINT", ct);
+    }
 
-    private const int ValuesBatch = 65_535 / 4;
+    // ---- scale: rows/s and peak client memory, rows streamed ----
+
+    private sealed record ScaleFigure(string Technique, long Rows, string Path, double RowsPerSecond, long BaselineRssKb, long PeakRssKb);
+
+    /// <summary>
+    /// Polystore's default and hand-written COPY → temp table → MERGE at each size, insert path then update path, the
+    /// rows produced by a generator as they are sent (never held as a list). Peak RSS is the process's VmHWM, reset
+    /// before each run by writing 5 to /proc/self/clear_refs (where the kernel refuses, the peak since start is shown).
+    /// </summary>
+    private static async Task<int> ScaleAsync(NpgsqlDataSource ds, PostgresBulkUpsertDefinition<BenchUser> polystore, List<long> sizes, string serverVersion, bool settle, bool json, CancellationToken ct)
+    {
+        static IEnumerable<BenchUser> Generate(long n, string prefix)
+        {
+            for (long i = 0; i < n; i++) yield return new BenchUser($"user{i}@example.com", $"{prefix}name{i}", (int)(i % 1000), Regions[i % Regions.Length]);
+        }
+        var techniques = new (string Key, Func<IEnumerable<BenchUser>, Task> Run)[]
+        {
+            ("polystore", r => polystore.ExecuteAsync(ds, r, cancellationToken: ct)),
+            ("copy_merge", r => PostgresUpsertPeers.InTransactionAsync(ds, r, PostgresUpsertPeers.CopyMergeAsync, ct)),
+        };
+        // Untimed warm-up, as in the comparison: each technique twice on 20,000 rows, both paths.
+        foreach (var (key, run) in techniques.Concat(techniques))
+        {
+            Progress(json, $"scale warm-up: {key}");
+            await ExecAsync(ds, $"TRUNCATE {Users} RESTART IDENTITY", ct);
+            await run(Generate(Math.Min(20_000, sizes.Min()), ""));
+            await run(Generate(Math.Min(20_000, sizes.Min()), "renamed"));
+        }
+        var figures = new List<ScaleFigure>();
+        var resettable = true;
+        foreach (var n in sizes)
+        {
+            foreach (var (key, run) in techniques)
+            {
+                await ExecAsync(ds, $"TRUNCATE {Users} RESTART IDENTITY", ct);
+                foreach (var (path, prefix) in new[] { ("insert", ""), ("update", "renamed") })
+                {
+                    Progress(json, $"scale: {key}, {n:N0} rows, {path} path");
+                    await ExecAsync(ds, $"VACUUM ANALYZE {Users}", ct);
+                    if (settle) await ExecAsync(ds, "CHECKPOINT", ct);
+                    GC.Collect();
+                    GC.WaitForPendingFinalizers();
+                    resettable &= ResetPeakRss();
+                    var baseline = ProcStatusKb("VmRSS");
+                    var seconds = await TimeAsync(() => run(Generate(n, prefix)));
+                    figures.Add(new ScaleFigure(key, n, path, n / seconds, baseline, ProcStatusKb("VmHWM")));
+                }
+                var renamed = await ScalarAsync<long>(ds, $"SELECT count(*) FROM {Users} WHERE name LIKE 'renamed%' AND updated_at IS NOT NULL", ct);
+                if (renamed != n) throw new InvalidOperationException($"scale {key}: expected {n} updated rows, found {renamed}");
+            }
+        }
+        if (json)
+        {
+            CommonOptions.WriteJson(new
+            {
+                machine = new { cores = Environment.ProcessorCount, os = System.Runtime.InteropServices.RuntimeInformation.OSDescription, postgresql = serverVersion, dotnet = Environment.Version.ToString() },
+                peak_rss_reset_per_run = resettable,
+                scale = figures.Select(f => new { technique = f.Technique, rows = f.Rows, path = f.Path, rows_per_s = Math.Round(f.RowsPerSecond), baseline_rss_mb = f.BaselineRssKb / 1024, peak_rss_mb = f.PeakRssKb / 1024 }),
+            });
+            return ExitCodes.Ok;
+        }
+        AnsiConsole.MarkupLine($"[bold]PostgreSQL {Markup.Escape(serverVersion)}[/], {Environment.ProcessorCount} cores, rows streamed from a generator, one run each; " +
+            (resettable ? "peak RSS = VmHWM reset before each run" : "peak RSS = VmHWM since the process started (the kernel refused a reset)"));
+        var table = new Table().Border(TableBorder.Rounded).AddColumns("Technique", "Rows", "Path", "Rows/s", "RSS before (MB)", "Peak RSS (MB)");
+        foreach (var f in figures) table.AddRow(f.Technique, f.Rows.ToString("N0"), f.Path, f.RowsPerSecond.ToString("N0"), (f.BaselineRssKb / 1024).ToString("N0"), (f.PeakRssKb / 1024).ToString("N0"));
+        AnsiConsole.Write(table);
+        return ExitCodes.Ok;
+    }
+
+    private static bool ResetPeakRss()
+    {
+        try
+        {
+            File.WriteAllText("/proc/self/clear_refs", "5");
+            return true;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
+    private static long ProcStatusKb(string field)
+    {
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith(field + ":", StringComparison.Ordinal))
+                return long.Parse(line[(field.Length + 1)..].Trim().Split(' ')[0], System.Globalization.CultureInfo.InvariantCulture);
+        return Environment.OSVersion.Platform == PlatformID.Unix ? 0 : Process.GetCurrentProcess().PeakWorkingSet64 / 1024;
+    }
+
+    private static readonly string[] Regions = ["eu", "us", "apac", "latam", "africa"];
 
     private static void Progress(bool json, string message)
     {
@@ -245,105 +433,6 @@ internal static class BenchPostgresCommand
     {
         await using var cmd = ds.CreateCommand(sql);
         return (T)(await cmd.ExecuteScalarAsync(ct))!;
-    }
-
-    // ---- the known techniques, each written the way a careful engineer would by hand ----
-
-    private static async Task UnnestAsync(NpgsqlDataSource ds, List<User> rows, CancellationToken ct)
-    {
-        await using var c = await ds.OpenConnectionAsync(ct);
-        await using var tx = await c.BeginTransactionAsync(ct);
-        await using var cmd = new NpgsqlCommand($"INSERT INTO {Users} (email, name, score, region) SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[]) {Conflict}", c, tx);
-        for (var i = 0; i < rows.Count; i += 10_000)
-        {
-            var batch = rows.GetRange(i, Math.Min(10_000, rows.Count - i));
-            cmd.Parameters.Clear();
-            cmd.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = batch.Select(u => u.Email).ToArray() });
-            cmd.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = batch.Select(u => u.Name).ToArray() });
-            cmd.Parameters.Add(new NpgsqlParameter<int[]> { TypedValue = batch.Select(u => u.Score).ToArray() });
-            cmd.Parameters.Add(new NpgsqlParameter<string[]> { TypedValue = batch.Select(u => u.Region).ToArray() });
-            await cmd.ExecuteNonQueryAsync(ct);
-        }
-        await tx.CommitAsync(ct);
-    }
-
-    private static async Task WriteCopyAsync(NpgsqlConnection c, string copy, List<User> rows, CancellationToken ct)
-    {
-        await using var w = await c.BeginBinaryImportAsync(copy, ct);
-        foreach (var u in rows)
-        {
-            await w.StartRowAsync(ct);
-            await w.WriteAsync(u.Email, NpgsqlDbType.Text, ct);
-            await w.WriteAsync(u.Name, NpgsqlDbType.Text, ct);
-            await w.WriteAsync(u.Score, NpgsqlDbType.Integer, ct);
-            await w.WriteAsync(u.Region, NpgsqlDbType.Text, ct);
-        }
-        await w.CompleteAsync(ct);
-    }
-
-    private static async Task StagingCopyAsync(NpgsqlDataSource ds, List<User> rows, CancellationToken ct)
-    {
-        await using var c = await ds.OpenConnectionAsync(ct);
-        await using (var create = new NpgsqlCommand($"DROP TABLE IF EXISTS {Schema}.staging; CREATE UNLOGGED TABLE {Schema}.staging (email text, name text, score int, region text)", c))
-            await create.ExecuteNonQueryAsync(ct);
-        await using var tx = await c.BeginTransactionAsync(ct);
-        await WriteCopyAsync(c, $"COPY {Schema}.staging (email, name, score, region) FROM STDIN (FORMAT BINARY)", rows, ct);
-        await using (var merge = new NpgsqlCommand($"INSERT INTO {Users} (email, name, score, region) SELECT email, name, score, region FROM {Schema}.staging {Conflict}; DROP TABLE {Schema}.staging", c, tx))
-            await merge.ExecuteNonQueryAsync(ct);
-        await tx.CommitAsync(ct);
-    }
-
-    private static async Task ValuesAsync(NpgsqlDataSource ds, List<User> rows, CancellationToken ct)
-    {
-        await using var c = await ds.OpenConnectionAsync(ct);
-        await using var tx = await c.BeginTransactionAsync(ct);
-        for (var i = 0; i < rows.Count; i += ValuesBatch)
-        {
-            var batch = rows.GetRange(i, Math.Min(ValuesBatch, rows.Count - i));
-            var sql = new System.Text.StringBuilder($"INSERT INTO {Users} (email, name, score, region) VALUES ");
-            await using var cmd = new NpgsqlCommand { Connection = c, Transaction = tx };
-            for (var j = 0; j < batch.Count; j++)
-            {
-                var p = j * 4;
-                sql.Append(j == 0 ? "" : ",").Append("($").Append(p + 1).Append(",$").Append(p + 2).Append(",$").Append(p + 3).Append(",$").Append(p + 4).Append(')');
-                cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = batch[j].Email });
-                cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = batch[j].Name });
-                cmd.Parameters.Add(new NpgsqlParameter<int> { TypedValue = batch[j].Score });
-                cmd.Parameters.Add(new NpgsqlParameter<string> { TypedValue = batch[j].Region });
-            }
-            cmd.CommandText = sql.Append(' ').Append(Conflict).ToString();
-            await cmd.ExecuteNonQueryAsync(ct);
-        }
-        await tx.CommitAsync(ct);
-    }
-
-    private static async Task PerRowAsync(NpgsqlDataSource ds, List<User> rows, CancellationToken ct)
-    {
-        await using var c = await ds.OpenConnectionAsync(ct);
-        await using var tx = await c.BeginTransactionAsync(ct);
-        await using var cmd = new NpgsqlCommand($"INSERT INTO {Users} (email, name, score, region) VALUES ($1, $2, $3, $4) {Conflict}", c, tx);
-        var email = new NpgsqlParameter<string> { NpgsqlDbType = NpgsqlDbType.Text };
-        var name = new NpgsqlParameter<string> { NpgsqlDbType = NpgsqlDbType.Text };
-        var score = new NpgsqlParameter<int> { NpgsqlDbType = NpgsqlDbType.Integer };
-        var region = new NpgsqlParameter<string> { NpgsqlDbType = NpgsqlDbType.Text };
-        cmd.Parameters.Add(email); cmd.Parameters.Add(name); cmd.Parameters.Add(score); cmd.Parameters.Add(region);
-        // statement_cache_size: 0 (Max Auto Prepare = 0) says the server connection may change under us (PgBouncer in
-        // transaction mode): a statement prepared by name would stay behind on it and collide with the next client's.
-        if (new NpgsqlConnectionStringBuilder(ds.ConnectionString).MaxAutoPrepare > 0) await cmd.PrepareAsync(ct);
-        foreach (var u in rows)
-        {
-            (email.TypedValue, name.TypedValue, score.TypedValue, region.TypedValue) = (u.Email, u.Name, u.Score, u.Region);
-            await cmd.ExecuteNonQueryAsync(ct);
-        }
-        await tx.CommitAsync(ct);
-    }
-
-    private static async Task CopyCeilingAsync(NpgsqlDataSource ds, List<User> rows, CancellationToken ct)
-    {
-        await using var c = await ds.OpenConnectionAsync(ct);
-        await using var tx = await c.BeginTransactionAsync(ct);
-        await WriteCopyAsync(c, $"COPY {Users} (email, name, score, region) FROM STDIN (FORMAT BINARY)", rows, ct);
-        await tx.CommitAsync(ct);
     }
 
     // ---- keyset against OFFSET ----

@@ -49,6 +49,8 @@ public static class RedisDriverSettings
         {
             // With ServiceName set, the multiplexer asks these sentinels for the primary and follows failovers.
             options.ServiceName = settings.Sentinel.MasterName;
+            // One password for the sentinels and the servers (the validator refuses two different ones).
+            options.Password ??= settings.Sentinel.Password;
             foreach (var sentinel in settings.Sentinel.Sentinels) options.EndPoints.Add(sentinel.Host, sentinel.Port);
             options.DefaultDatabase = settings.Connection.Db;
         }

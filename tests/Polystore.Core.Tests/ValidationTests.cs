@@ -115,6 +115,24 @@ public sealed class ValidationTests
     }
 
     [Fact]
+    public void A_sentinel_password_different_from_the_servers_is_refused_without_showing_either()
+    {
+        var e = Fails(("redis.yaml", """
+            connection:
+              password: server-secret-1
+            sentinel:
+              enabled: true
+              master_name: main
+              sentinels: [{ host: 127.0.0.1, port: 26379 }]
+              password: sentinel-secret-2
+            """));
+        var error = Assert.Single(e.Errors);
+        Assert.Equal("sentinel.password", error.KeyPath);
+        Assert.Contains("one password", error.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("secret", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Yaml_syntax_errors_name_the_line()
     {
         var e = Fails(("redis.yaml", "connection:\n  url: redis://x:1\n   db: [\n"));

@@ -55,6 +55,53 @@ public sealed class OutboxHostingTests
         }
     }
 
+    [Fact]
+    public async Task RetentionMaxAge_makes_the_host_prune_what_the_dispatcher_delivered()
+    {
+        var schema = TestServers.UniqueName("hostprune");
+        var outbox = new OutboxStore(schema);
+        var services = new ServiceCollection().AddLogging();
+        var polystore = services.AddPolystore(TestServers.ConfigDirectory);
+        services.AddSingleton(sp => new PostgresJsonbReadModelStore<UserProfile>(sp.GetRequiredService<NpgsqlDataSource>(), schema, "user_profiles"));
+        services.AddSingleton(sp => new UserProfileProjection(sp.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>()));
+        polystore.AddOutboxDispatcher<UserProfileProjection>(o =>
+        {
+            o.Schema = schema;
+            o.PollInterval = TimeSpan.FromMilliseconds(50);
+            o.RetentionMaxAge = TimeSpan.Zero; // every delivered event
+            o.RetentionInterval = TimeSpan.FromMilliseconds(100);
+        });
+        await using var provider = services.BuildServiceProvider();
+        var dataSource = provider.GetRequiredService<NpgsqlDataSource>();
+        var commands = new UserCommandHandler(dataSource, outbox);
+        await commands.EnsureCreatedAsync(Ct);
+        await provider.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>().EnsureCreatedAsync(Ct);
+        var hosted = provider.GetServices<IHostedService>().ToList();
+        Assert.Single(hosted, h => h.GetType().Name == "OutboxRetentionService");
+        try
+        {
+            foreach (var service in hosted) await service.StartAsync(Ct);
+            for (var i = 0; i < 5; i++) await commands.CreateUserAsync(new CreateUser($"{Guid.NewGuid():N}@host.test", $"Pruned {i}", "eu"), Ct);
+            await using var count = dataSource.CreateCommand($"SELECT (SELECT count(*) FROM \"{schema}\".outbox), (SELECT count(*) FROM \"{schema}\".user_profiles)");
+            long events = -1, profiles = -1;
+            for (var i = 0; i < 600 && (events != 0 || profiles != 5); i++)
+            {
+                await Task.Delay(50, Ct);
+                await using var reader = await count.ExecuteReaderAsync(Ct);
+                await reader.ReadAsync(Ct);
+                (events, profiles) = (reader.GetInt64(0), reader.GetInt64(1));
+            }
+            foreach (var service in hosted) await service.StopAsync(Ct);
+            Assert.Equal((0L, 5L), (events, profiles)); // all five projected, then removed from the outbox
+        }
+        finally
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
+            await using var drop = new NpgsqlCommand($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE", connection);
+            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+    }
+
     public static TheoryData<string, Action<OutboxDispatcherHostingOptions>> BadOptions => new()
     {
         { nameof(OutboxDispatcherHostingOptions.Schema), o => o.Schema = "Bad-Schema" },

@@ -68,7 +68,7 @@ internal sealed class SentinelTopology : IAsyncDisposable
             {
                 if (await s.SentinelGetMasterAddressByNameAsync(MasterName) is IPEndPoint ep) votes.Add(ep.Port);
             }
-            catch (RedisException)
+            catch (Exception e) when (e is RedisException or TimeoutException)
             {
                 // that sentinel is not answering; the others decide
             }
@@ -137,7 +137,7 @@ internal sealed class SentinelTopology : IAsyncDisposable
             {
                 return await HealthyAsync();
             }
-            catch (RedisException)
+            catch (Exception e) when (e is RedisException or TimeoutException)
             {
                 return false;
             }
@@ -180,7 +180,7 @@ internal sealed class SentinelTopology : IAsyncDisposable
             return info is not null && info.Contains("role:slave", StringComparison.Ordinal) && info.Contains($"master_port:{primary}", StringComparison.Ordinal)
                 && info.Contains("master_link_status:up", StringComparison.Ordinal) && info.Contains("master_sync_in_progress:0", StringComparison.Ordinal);
         }
-        catch (RedisException)
+        catch (Exception e) when (e is RedisException or TimeoutException)
         {
             return false;
         }

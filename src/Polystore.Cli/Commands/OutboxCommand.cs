@@ -35,29 +35,17 @@ internal static class OutboxCommand
             Any number may run: one leads (advisory lock), the others wait and take over if it dies.
             It wakes on NOTIFY, polls as a safety net, and reconnects after a PostgreSQL restart.
             """);
-        run.SetAction(async (parse, cancellationToken) =>
+        run.SetAction((parse, cancellationToken) => WithUsersAppAsync(parse, cancellationToken, async users =>
         {
-            var (config, _) = CommonOptions.LoadConfig(parse);
-            if (config is null) return ExitCodes.InvalidConfig;
-            if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
-            await using var services = CliServices.Build(config, s => s.AddUsersApp(parse.GetValue(Schema)!, postgresReadModel: false));
-            var users = services.GetRequiredService<UsersApp>();
-            await users.EnsureCreatedAsync(cancellationToken);
             var dispatcher = users.Dispatcher(new OutboxDispatcherOptions { PollInterval = TimeSpan.FromMilliseconds(500) });
             CommonOptions.Error.MarkupLine($"[grey]dispatching {Markup.Escape(users.Outbox.Schema)}.outbox to {Markup.Escape(users.Store.Description)}; Ctrl+C stops[/]");
             await dispatcher.RunAsync(cancellationToken);
             return ExitCodes.Ok;
-        });
+        }));
 
         var status = new Command("status", "Show the projection's backlog: pending events, age of the oldest, checkpoint age, dead letters.");
-        status.SetAction(async (parse, cancellationToken) =>
+        status.SetAction((parse, cancellationToken) => WithUsersAppAsync(parse, cancellationToken, async users =>
         {
-            var (config, _) = CommonOptions.LoadConfig(parse);
-            if (config is null) return ExitCodes.InvalidConfig;
-            if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
-            await using var services = CliServices.Build(config, s => s.AddUsersApp(parse.GetValue(Schema)!, postgresReadModel: false));
-            var users = services.GetRequiredService<UsersApp>();
-            await users.EnsureCreatedAsync(cancellationToken);
             var s = await users.Monitor.GetStatusAsync(users.Projection().Name, cancellationToken);
             if (parse.GetValue(CommonOptions.Json))
             {
@@ -68,7 +56,7 @@ internal static class OutboxCommand
             table.AddRow(s.Subscriber, $"{s.Pending}", Seconds(s.OldestPendingAge), Seconds(s.CheckpointAge), $"{s.DeadLetters}");
             AnsiConsole.Write(table);
             return ExitCodes.Ok;
-        });
+        }));
         return new Command("outbox", "The transactional outbox: run the dispatcher, show its lag, prune delivered events, handle dead letters.")
         {
             Schema, run, status, CreatePrune(), OutboxDeadLettersCommand.Create(),
@@ -93,14 +81,8 @@ internal static class OutboxCommand
             Exit code 0 when done (also when nothing was old enough), 3 when PostgreSQL is unreachable.
             Example: polystore outbox prune --older-than 7d --batch-size 5000
             """) { olderThan, batchSize };
-        prune.SetAction(async (parse, cancellationToken) =>
+        prune.SetAction((parse, cancellationToken) => WithUsersAppAsync(parse, cancellationToken, async users =>
         {
-            var (config, _) = CommonOptions.LoadConfig(parse);
-            if (config is null) return ExitCodes.InvalidConfig;
-            if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
-            await using var services = CliServices.Build(config, s => s.AddUsersApp(parse.GetValue(Schema)!, postgresReadModel: false));
-            var users = services.GetRequiredService<UsersApp>();
-            await users.EnsureCreatedAsync(cancellationToken);
             var retention = new OutboxRetention(users.Sources.Primary, users.Outbox, new OutboxRetentionOptions { MaxAge = parse.GetValue(olderThan), BatchSize = parse.GetValue(batchSize) });
             var report = await retention.PruneAsync(cancellationToken);
             if (parse.GetValue(CommonOptions.Json))
@@ -119,8 +101,23 @@ internal static class OutboxCommand
             table.AddRow($"{report.Deleted:N0}", $"{report.Batches}", $"{report.Elapsed.TotalSeconds:0.000} s", Markup.Escape(report.SlowestSubscriber ?? "(no subscriber: nothing is pruned)"), $"{report.SlowestCheckpointEventId}");
             AnsiConsole.Write(table);
             return ExitCodes.Ok;
-        });
+        }));
         return prune;
+    }
+
+    /// <summary>
+    /// Loads the configuration, opens the users domain of <c>--schema</c> over it (tables created where missing) and runs
+    /// <paramref name="action"/>; an exit code instead when the configuration is unusable or has no PostgreSQL.
+    /// </summary>
+    internal static async Task<int> WithUsersAppAsync(ParseResult parse, CancellationToken cancellationToken, Func<UsersApp, Task<int>> action)
+    {
+        var (config, _) = CommonOptions.LoadConfig(parse);
+        if (config is null) return ExitCodes.InvalidConfig;
+        if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
+        await using var services = CliServices.Build(config, s => s.AddUsersApp(parse.GetValue(Schema)!, postgresReadModel: false));
+        var users = services.GetRequiredService<UsersApp>();
+        await users.EnsureCreatedAsync(cancellationToken);
+        return await action(users);
     }
 
     /// <summary>Reads 90s, 15m, 12h, 7d, 0, or a .NET time span (1.02:03:04); refuses negative and unreadable ones, naming the option.</summary>

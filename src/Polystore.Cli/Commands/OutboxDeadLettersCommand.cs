@@ -209,18 +209,13 @@ internal static class OutboxDeadLettersCommand
             if (named == every) result.AddError($"name the event ids to {command.Name}, or pass --all (not both)");
         });
 
-    private static async Task<int> WithDeadLettersAsync(ParseResult parse, CancellationToken cancellationToken, Func<OutboxDeadLetters, UsersApp, string, Task<int>> action)
-    {
-        var (config, _) = CommonOptions.LoadConfig(parse);
-        if (config is null) return ExitCodes.InvalidConfig;
-        if (config.Postgres is null) return CommonOptions.MissingStore("postgresql.yaml");
-        await using var services = CliServices.Build(config, s => s.AddUsersApp(parse.GetValue(OutboxCommand.Schema)!, postgresReadModel: false));
-        var users = services.GetRequiredService<UsersApp>();
-        await users.EnsureCreatedAsync(cancellationToken);
-        var letters = new OutboxDeadLetters(users.Sources.Primary, users.Outbox);
-        var actor = parse.GetResult(By) is null ? $"{Environment.UserName}@{Environment.MachineName}" : parse.GetValue(By)!;
-        return await action(letters, users, actor);
-    }
+    private static Task<int> WithDeadLettersAsync(ParseResult parse, CancellationToken cancellationToken, Func<OutboxDeadLetters, UsersApp, string, Task<int>> action) =>
+        OutboxCommand.WithUsersAppAsync(parse, cancellationToken, users =>
+        {
+            var letters = new OutboxDeadLetters(users.Sources.Primary, users.Outbox);
+            var actor = parse.GetResult(By) is null ? $"{Environment.UserName}@{Environment.MachineName}" : parse.GetValue(By)!;
+            return action(letters, users, actor);
+        });
 
     private static object Json(OutboxDeadLetter d) => new
     {

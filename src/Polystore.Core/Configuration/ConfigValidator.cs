@@ -114,12 +114,25 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         {
             Require(store, "sentinel.master_name", !string.IsNullOrWhiteSpace(s.Sentinel.MasterName), "is required when sentinel.enabled is true");
             Require(store, "sentinel.sentinels", s.Sentinel.Sentinels.Count > 0, "lists no sentinel; give at least one host and port");
+            // StackExchange.Redis authenticates to the sentinels and to the servers with one password.
+            var serverPassword = s.Connection.Password ?? UrlPassword(s.Connection.Url);
+            Require(store, "sentinel.password", s.Sentinel.Password is null || serverPassword is null || s.Sentinel.Password == serverPassword,
+                "differs from the servers' password (connection.password), but the Redis client sends one password to the sentinels and the servers: give the sentinels the servers' password, or leave sentinel.password unset");
         }
         for (var i = 0; i < s.Sentinel.Sentinels.Count; i++)
         {
             Require(store, $"sentinel.sentinels[{i}].host", !string.IsNullOrWhiteSpace(s.Sentinel.Sentinels[i].Host), "must not be empty");
             Port(store, $"sentinel.sentinels[{i}].port", s.Sentinel.Sentinels[i].Port);
         }
+    }
+
+    private static string? UrlPassword(string? url)
+    {
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri)) return null;
+        var colon = uri.UserInfo.IndexOf(':', StringComparison.Ordinal);
+        if (colon < 0) return null;
+        var password = Uri.UnescapeDataString(uri.UserInfo[(colon + 1)..]);
+        return password.Length == 0 ? null : password;
     }
 
     /// <summary>Seconds that still fit in an int once counted in milliseconds.</summary>

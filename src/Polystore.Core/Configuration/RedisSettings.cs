@@ -59,7 +59,10 @@ public sealed class RedisSentinelSettings
     public string? MasterName { get; init; }
     /// <summary>Sentinel endpoints.</summary>
     public List<RedisHost> Sentinels { get; init; } = [];
-    /// <summary>Password for the Sentinels themselves, if they require one.</summary>
+    /// <summary>
+    /// Password for the Sentinels themselves, if they require one. The Redis client sends one password to the sentinels
+    /// and the servers, so it must equal <c>connection.password</c> when both are set; alone, it is used for both.
+    /// </summary>
     [Secret] public string? Password { get; init; }
 }
 

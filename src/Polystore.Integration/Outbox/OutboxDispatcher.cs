@@ -122,7 +122,7 @@ public sealed class OutboxDispatcher
             {
                 break;
             }
-            catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+            catch (Exception e) when (OutboxOutage.Is(e))
             {
                 IsLeader = false;
                 var delay = Backoff(++_connectionFailures);
@@ -205,7 +205,7 @@ public sealed class OutboxDispatcher
             var batch = new NpgsqlBatch(session) { BatchCommands = { unlock, new NpgsqlBatchCommand($"UNLISTEN \"{_store.Channel}\"") }, Timeout = 5 };
             await using (batch.ConfigureAwait(false)) await batch.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+        catch (Exception e) when (OutboxOutage.Is(e))
         {
             _logger.OutboxLeadershipReleaseFailed(e, _subscriber.Name);
         }
@@ -244,7 +244,7 @@ public sealed class OutboxDispatcher
             var status = await _monitor.GetStatusAsync(_subscriber.Name, cancellationToken).ConfigureAwait(false);
             OutboxFigures.Set(this, new OutboxFigures(_store.Schema, _subscriber.Name, status.Pending, status.OldestPendingAge?.TotalSeconds ?? 0, Stopwatch.GetTimestamp()));
         }
-        catch (Exception e) when (!cancellationToken.IsCancellationRequested && e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+        catch (Exception e) when (!cancellationToken.IsCancellationRequested && OutboxOutage.Is(e))
         {
             // The batch that follows meets the same outage and handles it; the gauges keep the last figures.
             _logger.OutboxBacklogUnmeasured(e, _subscriber.Name);

@@ -110,7 +110,7 @@ public sealed class OutboxRetention
             {
                 break;
             }
-            catch (Exception e) when (e is NpgsqlException or IOException or TimeoutException or InvalidOperationException)
+            catch (Exception e) when (OutboxOutage.Is(e))
             {
                 _logger.OutboxPruneFailed(e, _store.Schema, _options.Interval);
             }

@@ -10,15 +10,33 @@ internal sealed class KeyTracker<T>(UpsertColumn<T>[] keys)
     public bool CertainlyUnique => _seen is not null;
 
     /// <summary>True when the rows' keys are proven unique.</summary>
-    public static bool Unique(UpsertColumn<T>[] keys, IEnumerable<T> rows)
+    /// <remarks>
+    /// Hashes into a pooled array, sorts it and looks for equal neighbours: no allocation per call, where a set of
+    /// 100k hashes put ~2 MB on the large object heap each call (and grew it about 17 times on the way).
+    /// </remarks>
+    public static bool Unique(UpsertColumn<T>[] keys, IReadOnlyCollection<T> rows)
     {
-        var tracker = new KeyTracker<T>(keys);
-        foreach (var row in rows)
+        var count = rows.Count;
+        if (count > Cap) return false;
+        var hashes = System.Buffers.ArrayPool<ulong>.Shared.Rent(Math.Max(count, 1));
+        try
         {
-            tracker.Add(UpsertRows.NotNull(row));
-            if (!tracker.CertainlyUnique) return false;
+            var n = 0;
+            foreach (var row in rows)
+            {
+                if (n == hashes.Length) return false;
+                hashes[n++] = Hash(keys, UpsertRows.NotNull(row));
+            }
+            var span = hashes.AsSpan(0, n);
+            span.Sort();
+            for (var i = 1; i < span.Length; i++)
+                if (span[i] == span[i - 1]) return false;
+            return true;
         }
-        return true;
+        finally
+        {
+            System.Buffers.ArrayPool<ulong>.Shared.Return(hashes);
+        }
     }
 
     public void Add(T row)

@@ -9,6 +9,32 @@ internal sealed class ListRows<T>(IEnumerator<T> inner, CancellationToken cancel
     /// <summary>Whether <see cref="InMemory"/> was proven to have unique keys (null: not checked yet).</summary>
     public bool? KeysUnique { get; set; }
 
+    /// <summary>The key proof started early (see <see cref="StartKeyProof"/>), and the key columns it hashed.</summary>
+    private (Task<bool> Proof, UpsertColumn<T>[] Keys)? _early;
+
+    /// <summary>
+    /// Starts proving the keys unique on the thread pool, so the hashing overlaps the round trips that come before
+    /// the COPY (catalog check, BEGIN, staging table) instead of following them.
+    /// </summary>
+    public void StartKeyProof(UpsertColumn<T>[] keys)
+    {
+        if (InMemory is not { } all || KeysUnique is not null || _early is not null) return;
+        _early = (Task.Run(() => KeyTracker<T>.Unique(keys, all)), keys);
+    }
+
+    /// <summary>Whether <see cref="InMemory"/> has unique <paramref name="keys"/>: the early proof when it hashed the same columns, else hashed now.</summary>
+    public async ValueTask<bool> KeysUniqueAsync(UpsertColumn<T>[] keys)
+    {
+        if (KeysUnique is { } known) return known;
+        if (_early is { } early)
+        {
+            _early = null;
+            var proven = await early.Proof.ConfigureAwait(false);
+            if (early.Keys.AsSpan().SequenceEqual(keys)) return (KeysUnique = proven).Value;
+        }
+        return (KeysUnique = KeyTracker<T>.Unique(keys, InMemory!)).Value;
+    }
+
     public T Current => inner.Current;
 
     public ValueTask<bool> MoveNextAsync()

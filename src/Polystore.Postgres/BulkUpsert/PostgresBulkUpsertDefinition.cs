@@ -166,6 +166,18 @@ public sealed class PostgresBulkUpsertDefinition<T>
         }
     }
 
+    /// <summary>
+    /// For a collection in memory too large for the unnest path, starts proving its conflict keys unique while the
+    /// connection opens and the catalog is checked. The key columns are taken by name here; the staged COPY uses the
+    /// proof only if the catalog check maps the same columns, and hashes again otherwise.
+    /// </summary>
+    internal void StartKeyProof(IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options)
+    {
+        if (rows is not ListRows<T> { InMemory: { } all } list || all.Count <= options.UnnestThreshold) return;
+        var keys = Columns.Where(c => ConflictColumns.Contains(c.Name, StringComparer.OrdinalIgnoreCase)).ToArray();
+        if (keys.Length == ConflictColumns.Count) list.StartKeyProof(keys);
+    }
+
     private Activity? StartActivity(PostgresBulkUpsertMode? mode, NpgsqlDataSource? dataSource, NpgsqlConnection? connection)
     {
         var activity = PostgresTelemetry.Start("bulk_upsert", TableName, dataSource, connection);

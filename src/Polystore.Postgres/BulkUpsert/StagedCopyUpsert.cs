@@ -16,11 +16,21 @@ internal static class StagedCopyUpsert<T>
     public static async Task<(long Received, long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
         List<T> head, IAsyncEnumerator<T> rows, bool more, PostgresBulkUpsertOptions options, long limit, CancellationToken cancellationToken)
     {
-        await UpsertStatementRunner<T>.ExecuteAsync(connection, transaction, plan.CreateStaging, options, cancellationToken).ConfigureAwait(false);
         long received = 0;
         // A batch already in memory is hashed before it is sent: when its keys are proven unique, the rows
-        // need no ordinal (it only orders duplicates), which makes the COPY about a fifth lighter.
-        var provenUnique = rows is ListRows<T> { InMemory: { } all } list && (list.KeysUnique ??= KeyTracker<T>.Unique(plan.KeyColumns, all));
+        // need no ordinal (it only orders duplicates), which makes the COPY about a fifth lighter. The hashing
+        // overlaps the round trips before the COPY: started early by the caller where it can, else here while the
+        // server creates the staging table (the command is on the wire before the first await).
+        var create = UpsertStatementRunner<T>.ExecuteAsync(connection, transaction, plan.CreateStaging, options, cancellationToken);
+        bool provenUnique;
+        try
+        {
+            provenUnique = rows is ListRows<T> { InMemory: not null } list && await list.KeysUniqueAsync(plan.KeyColumns).ConfigureAwait(false);
+        }
+        finally
+        {
+            await create.ConfigureAwait(false);
+        }
         var keys = provenUnique ? null : new KeyTracker<T>(plan.KeyColumns);
         var importer = await connection.BeginBinaryImportAsync(provenUnique ? plan.CopyWithoutOrdinal : plan.Copy, cancellationToken).ConfigureAwait(false);
         await using (importer.ConfigureAwait(false))
