@@ -58,26 +58,22 @@ public sealed class RedisScript
         var pause = FirstRetryPause;
         while (true)
         {
+            // One method (one state machine) for both fallbacks: this is every script call's path.
             try
             {
-                return await EvaluateOnceAsync(db, keys, args).ConfigureAwait(false);
+                try
+                {
+                    return await db.ScriptEvaluateAsync(Sha1, keys, args).ConfigureAwait(false);
+                }
+                catch (RedisServerException e) when (IsNoScript(e))
+                {
+                    return await db.ScriptEvaluateAsync(Source, keys, args).ConfigureAwait(false);
+                }
             }
             catch (RedisServerException e) when (IsTryAgain(e) && Retry(ref started, ref pause, out var wait))
             {
                 await Task.Delay(wait).ConfigureAwait(false);
             }
-        }
-    }
-
-    private async Task<RedisResult> EvaluateOnceAsync(IDatabaseAsync db, RedisKey[] keys, RedisValue[] args)
-    {
-        try
-        {
-            return await db.ScriptEvaluateAsync(Sha1, keys, args).ConfigureAwait(false);
-        }
-        catch (RedisServerException e) when (IsNoScript(e))
-        {
-            return await db.ScriptEvaluateAsync(Source, keys, args).ConfigureAwait(false);
         }
     }
 

@@ -78,8 +78,11 @@ public sealed class CircuitBreakerTests
         listener.Start();
 
         await paused.PauseAsync();
-        // Three decisions on the wire (three script calls): the operation timeout ends each, and the third failure opens the breaker.
-        var calls = Enumerable.Range(0, 3).Select(i => limiter.TryAcquireAsync("k" + i, 1, ct).AsTask()).ToArray();
+        // Three decisions on the wire (three script calls, from three limiters of the same options: they share the
+        // connection's breaker, and one limiter would queue the second and third behind the first): the operation
+        // timeout ends each, and the third failure opens the breaker.
+        var others = Enumerable.Range(0, 2).Select(_ => new RedisSlidingWindowRateLimiter(paused.Client, limiter.Options, logs)).ToArray();
+        var calls = new[] { limiter, others[0], others[1] }.Select((l, i) => l.TryAcquireAsync("k" + i, 1, ct).AsTask()).ToArray();
         Assert.DoesNotContain(calls, c => c.IsCompleted);
         time.Advance(TimeSpan.FromSeconds(1));
         foreach (var call in calls) Assert.Equal((true, true), Pick(await Poll.WithinAsync(call, "a timed-out decision")));

@@ -194,6 +194,56 @@ public sealed class LockTests
         Assert.False(await held.ReleaseAsync(ct));
     }
 
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Many_auto_extended_locks_stay_held_past_their_expiry_and_none_is_extended_after_release(string kind)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var redis = RedisServers.Get(kind);
+        // One provider's scheduler extends all of them; a lease of 3 s extended every 100 ms.
+        var locks = Provider(redis, expiry: TimeSpan.FromSeconds(3), autoExtend: true, interval: TimeSpan.FromMilliseconds(100));
+        const int count = 200;
+        var held = await Task.WhenAll(Enumerable.Range(0, count).Select(i => Task.Run(async () => await locks.AcquireAsync($"many{i}", TimeSpan.Zero, ct), ct)));
+        foreach (var h in held) Assert.False(h.LostToken.IsCancellationRequested); // armed: a lapse would cancel it
+
+        // 35 extensions, 100 ms apart at least, take a lock past its 3 s expiry: without them every lease would have lapsed.
+        await Poll.UntilAsync(() => held.All(h => h.AutoExtensions >= 35), "35 extensions of every lock", ct, TimeSpan.FromSeconds(120));
+        Assert.All(held, h => Assert.True(h.IsHeld, $"{h.Resource} was lost while held"));
+        var other = Provider(redis);
+        for (var i = 0; i < count; i++) Assert.Null(await other.TryAcquireAsync($"many{i}", TimeSpan.Zero, ct));
+
+        // Release half (awaited and fire-and-forget, at once) while the scheduler keeps extending the other half.
+        var released = held.Where((_, i) => i % 2 == 0).ToArray();
+        var kept = held.Where((_, i) => i % 2 == 1).ToArray();
+        await Task.WhenAll(released.Select((h, j) => Task.Run(async () =>
+        {
+            if (j % 2 == 0) Assert.True(await h.ReleaseAsync(ct), $"{h.Resource} had lapsed before its release");
+            else await h.DisposeAsync();
+        }, ct)));
+        // Once the kept locks have been extended twice more, any extension already on its way at a release has come back.
+        await ExtendedAgainAsync(kept, 2, ct);
+        var afterRelease = released.Select(h => h.AutoExtensions).ToArray();
+        await ExtendedAgainAsync(kept, 5, ct);
+        Assert.Equal(afterRelease, released.Select(h => h.AutoExtensions).ToArray());
+        foreach (var h in released)
+        {
+            await using var next = await other.TryAcquireAsync(h.Resource, TimeSpan.FromSeconds(5), ct);
+            Assert.NotNull(next);
+        }
+
+        // Every kept lease is still this holder's: its compare-and-delete succeeds.
+        Assert.All(kept, h => Assert.True(h.IsHeld, $"{h.Resource} was lost while held"));
+        await Task.WhenAll(kept.Select(h => Task.Run(async () => Assert.True(await h.ReleaseAsync(ct), $"{h.Resource} had lapsed before its release"), ct)));
+        Assert.Equal(0, locks.Extender.Count);
+    }
+
+    private static Task ExtendedAgainAsync(RedisLock[] locks, int times, CancellationToken ct)
+    {
+        var from = locks.Select(h => h.AutoExtensions).ToArray();
+        return Poll.UntilAsync(() => locks.Select((h, i) => h.AutoExtensions >= from[i] + times).All(x => x), $"{times} more extensions of every held lock", ct, TimeSpan.FromSeconds(60));
+    }
+
     [Fact]
     public async Task A_waiting_acquire_that_is_cancelled_throws_and_never_takes_the_lock()
     {

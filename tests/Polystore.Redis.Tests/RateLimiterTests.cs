@@ -156,6 +156,64 @@ public sealed class RateLimiterTests
         Assert.All(await all, n => Assert.Equal(40, n));
     }
 
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task A_lone_caller_sends_each_decision_at_once_even_when_it_blocks_on_the_next(string kind)
+    {
+        // With nobody else waiting, every decision is a batch of one sent at once: nothing holds the caller's next
+        // call back, so one that blocks on it (sync over async) right after being resumed still gets it.
+        var limiter = Limiter(RedisServers.Get(kind), limit: 1_000_000, TimeSpan.FromMinutes(1));
+        var (batches, decisions) = (limiter.BatchesSent, limiter.DecisionsSent);
+        var run = Task.Run(async () =>
+        {
+            var admitted = 0;
+            for (var i = 0; i < 100; i++)
+            {
+                if ((await limiter.TryAcquireAsync($"lone{i % 5}").ConfigureAwait(false)).Allowed) admitted++;
+                if (limiter.TryAcquireAsync($"lone{(i + 1) % 5}").AsTask().GetAwaiter().GetResult().Allowed) admitted++;
+            }
+            return admitted;
+        });
+        var finished = await Task.WhenAny(run, Task.Delay(TimeSpan.FromMinutes(1), TestContext.Current.CancellationToken));
+        Assert.True(finished == run, "a lone caller blocking right after a decision never got its next one");
+        Assert.Equal(200, await run);
+        Assert.Equal(200, limiter.DecisionsSent - decisions);
+        Assert.Equal(200, limiter.BatchesSent - batches);
+    }
+
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task Lone_sends_and_batches_mixed_admit_exactly_the_limit_and_send_every_decision_once(string kind)
+    {
+        // Callers that pause at random alternate between the path of a lone call (sent at once, a batch of one) and
+        // the queue (batched behind the calls in flight): every decision is sent exactly once, and a window that
+        // outlasts the test admits exactly the limit.
+        var ct = TestContext.Current.CancellationToken;
+        const int limit = 500;
+        var limiter = Limiter(RedisServers.Get(kind), limit, TimeSpan.FromMinutes(1));
+        var decisions = limiter.DecisionsSent;
+        var admitted = 0;
+        var denied = 0;
+        await Task.WhenAll(Enumerable.Range(0, 32).Select(c => Task.Run(async () =>
+        {
+            for (var i = 0; i < 40; i++)
+            {
+                if (Random.Shared.Next(4) == 0) await Task.Delay(Random.Shared.Next(3), ct);
+                var d = await limiter.TryAcquireAsync("mixed", 1, ct);
+                Assert.False(d.IsFallback);
+                if (d.Allowed) Interlocked.Increment(ref admitted);
+                else Interlocked.Increment(ref denied);
+            }
+        }, ct)));
+        Assert.Equal(32 * 40, admitted + denied);
+        Assert.Equal(limit, admitted);
+        Assert.Equal(32 * 40, limiter.DecisionsSent - decisions);
+        // Entries are scored with server time (> 0); the member of extra weight, if any, has a negative score.
+        Assert.Equal(limit, await RedisServers.Get(kind).GetDatabase().SortedSetLengthAsync(RedisSlidingWindowRateLimiter.LogKey(_prefix, "mixed"), 0, double.PositiveInfinity, Exclude.Start));
+    }
+
     [Fact]
     public async Task The_log_key_always_outlives_its_newest_entry_by_a_window()
     {
@@ -431,6 +489,7 @@ public sealed class RateLimiterTests
         var limiter = Limiter(redis, 5, TimeSpan.FromMinutes(1));
         RateLimiter adapter = limiter.ForKey("paused");
         Assert.True((await limiter.TryAcquireAsync("paused", 1, ct)).Allowed);
+        var sentBefore = limiter.DecisionsSent;
         var adminServer = admin.GetServers().Single();
         await adminServer.ExecuteAsync("CLIENT", "PAUSE", "30000", "WRITE");
         try
@@ -448,9 +507,11 @@ public sealed class RateLimiterTests
         {
             await adminServer.ExecuteAsync("CLIENT", "UNPAUSE");
         }
-        // Both decisions had been sent: Redis takes them once it runs again, and as nobody received them their
-        // permits are given back.
-        await Poll.UntilAsync(() => limiter.PermitsGivenBack == 2, "the cancelled calls' permits to be given back", ct);
+        // The first call went at once (nothing was in flight); the second waited in the queue behind it, so
+        // cancelling it there sent nothing. Redis takes the one sent once it runs again, and as nobody received
+        // it, its permit is given back.
+        await Poll.UntilAsync(() => limiter.PermitsGivenBack == 1, "the cancelled call's permit to be given back", ct);
+        Assert.Equal(1, limiter.DecisionsSent - sentBefore);
         var log = RedisSlidingWindowRateLimiter.LogKey(_prefix, "paused");
         Assert.Equal(1, await admin.GetDatabase().SortedSetLengthAsync(log));
         Assert.Equal(4, (await limiter.TryAcquireAsync("paused", 0, ct)).Remaining);

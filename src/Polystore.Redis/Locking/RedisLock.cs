@@ -15,8 +15,7 @@ public sealed class RedisLock : IRedisLock
     private readonly RedisKey[] _keys; // lock, fence
     private readonly RedisValue _token;
     private readonly long _acquiredAt;
-    private readonly CancellationTokenSource? _stop;
-    private readonly Task? _extender;
+    private readonly LockExtensionScheduler? _extender; // the provider's, with AutoExtend
     private CancellationTokenSource? _lost; // created on first use of LostToken: most holders never ask
     private long _deadline; // Stopwatch timestamp after which the lease must be assumed gone
     private int _lostFlag;
@@ -35,10 +34,22 @@ public sealed class RedisLock : IRedisLock
         ScheduleLoss(attemptStart);
         if (provider.Options.AutoExtend)
         {
-            _stop = new CancellationTokenSource();
-            _extender = ExtendLoopAsync(_stop.Token);
+            _extender = provider.Extender;
+            _extender.Schedule(this);
         }
     }
+
+    // The extension scheduler's bookkeeping (see LockExtensionScheduler), guarded by its lock: a place in its
+    // list ordered by due time, and whether this lock is in it or must never be put back.
+    internal RedisLock? ExtensionPrev;
+    internal RedisLock? ExtensionNext;
+    internal long ExtensionDue;
+    internal bool ExtensionScheduled;
+    internal bool ExtensionStopped;
+    private int _autoExtensions;
+
+    /// <summary>Extensions the scheduler made (for tests).</summary>
+    internal int AutoExtensions => Volatile.Read(ref _autoExtensions);
 
     /// <summary>The lock_hold span, while someone listens; it ends when the lock is released.</summary>
     internal Activity? Hold { get; set; }
@@ -85,11 +96,9 @@ public sealed class RedisLock : IRedisLock
     public async ValueTask<bool> ReleaseAsync(CancellationToken cancellationToken = default)
     {
         if (Interlocked.Exchange(ref _released, 1) != 0) return false;
-        if (_stop is not null)
-        {
-            await _stop.CancelAsync().ConfigureAwait(false);
-            await _extender!.ConfigureAwait(false);
-        }
+        // No extension is scheduled after this; one already sent reaches Redis before the release (same
+        // connection, sent first), and one not yet sent is refused there (compare-and-PEXPIRE).
+        _extender?.Remove(this);
         LockTelemetry.EndHold(Hold, "release");
         using var activity = RedisTelemetry.Start("lock_release", _provider.Options.KeyPrefix);
         try
@@ -118,16 +127,12 @@ public sealed class RedisLock : IRedisLock
     /// holder's lock, and if it is lost with the connection the lease simply runs out. Not waiting for the
     /// reply halves the round trips of an acquire/release pair.
     /// </summary>
-    public async ValueTask DisposeAsync()
+    public ValueTask DisposeAsync()
     {
         try
         {
-            if (Interlocked.Exchange(ref _released, 1) != 0) return;
-            if (_stop is not null)
-            {
-                await _stop.CancelAsync().ConfigureAwait(false);
-                await _extender!.ConfigureAwait(false);
-            }
+            if (Interlocked.Exchange(ref _released, 1) != 0) return default;
+            _extender?.Remove(this);
             LockTelemetry.EndHold(Hold, "dispose");
             _provider.ReleaseInBackground(_keys, _token);
         }
@@ -137,9 +142,9 @@ public sealed class RedisLock : IRedisLock
         }
         finally
         {
-            _stop?.Dispose();
             Interlocked.Exchange(ref _lost, null)?.Dispose();
         }
+        return default;
     }
 
     private void ScheduleLoss(long from)
@@ -180,29 +185,25 @@ public sealed class RedisLock : IRedisLock
         }
     }
 
-    private async Task ExtendLoopAsync(CancellationToken stop)
+    /// <summary>One scheduled extension (the scheduler calls it when due); schedules the next one unless it must stop.</summary>
+    internal async Task ExtendScheduledAsync()
     {
         var options = _provider.Options;
-        using var timer = new PeriodicTimer(options.Interval);
+        if (options.MaxHoldTime is { } cap && Stopwatch.GetElapsedTime(_acquiredAt) + options.Expiry > cap)
+            return; // cap reached: stop extending; the loss fires when the current lease ends
         try
         {
-            while (await timer.WaitForNextTickAsync(stop).ConfigureAwait(false))
-            {
-                if (options.MaxHoldTime is { } cap && Stopwatch.GetElapsedTime(_acquiredAt) + options.Expiry > cap)
-                    return; // cap reached: stop extending; the loss fires when the current lease ends
-                try
-                {
-                    if (!await ExtendAsync().ConfigureAwait(false)) return;
-                }
-                catch (Exception e) when (RedisErrors.IsUnavailable(e))
-                {
-                    // Keep trying until the lease runs out; LostToken fires if Redis stays away.
-                }
-            }
+            if (!await ExtendAsync().ConfigureAwait(false)) return; // refused or released
+            Interlocked.Increment(ref _autoExtensions);
         }
-        catch (OperationCanceledException)
+        catch (Exception e) when (RedisErrors.IsUnavailable(e))
         {
-            // released
+            // Keep trying until the lease runs out; LostToken fires if Redis stays away.
         }
+        catch (Exception)
+        {
+            return; // not a passing outage: stop extending, and the lease runs out
+        }
+        _extender!.Schedule(this);
     }
 }

@@ -142,6 +142,11 @@ public sealed class RedisLockProvider : IRedisLockProvider
 
     internal RedisValue ExpiryMs => _expiryMs;
 
+    /// <summary>Extends this provider's auto-extended locks from one timer; created with the first of them.</summary>
+    internal LockExtensionScheduler Extender => LazyInitializer.EnsureInitialized(ref _extender, () => new LockExtensionScheduler(Options.Interval));
+
+    private LockExtensionScheduler? _extender;
+
     /// <summary>The connection's circuit breaker (shared with the other components of this connection).</summary>
     internal RedisCircuitBreaker Breaker { get; }
 

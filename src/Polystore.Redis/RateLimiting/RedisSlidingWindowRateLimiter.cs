@@ -52,7 +52,7 @@ public sealed class RedisSlidingWindowRateLimiter
         _waitMs = (long)Math.Ceiling(Options.ReplicaWaitTimeout.TotalMilliseconds);
         _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
         _instanceArg = _instance;
-        _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot);
+        _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot, SlotCoalescer<Pending>.LimiterConcurrentBatch);
         _giveBack = new ScriptBatcher(redis, SlidingWindowScript.Release, [], resultsPerItem: 1, _breaker, Component);
     }
 
@@ -69,6 +69,9 @@ public sealed class RedisSlidingWindowRateLimiter
 
     /// <summary>Decisions sent to Redis by this instance (for tests and benchmarks).</summary>
     internal long DecisionsSent => Interlocked.Read(ref _decisionsSent);
+
+    /// <summary>Script calls sent by this instance, each carrying one batch of decisions (for tests).</summary>
+    internal long BatchesSent => Interlocked.Read(ref _batches);
 
     /// <summary>Permits Redis gave back because their caller never received the decision (for tests).</summary>
     internal long PermitsGivenBack => Interlocked.Read(ref _permitsGivenBack);
