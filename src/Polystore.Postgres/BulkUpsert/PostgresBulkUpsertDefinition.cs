@@ -146,7 +146,7 @@ public sealed class PostgresBulkUpsertDefinition<T>
             {
                 try
                 {
-                    var (received, inserted, updated, technique) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, enumerator, options, long.MaxValue, cancellationToken).ConfigureAwait(false);
+                    var (received, inserted, updated, technique) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, enumerator, options, long.MaxValue, UpsertFirstTrip.None, cancellationToken).ConfigureAwait(false);
                     // Counted now: the caller owns the commit.
                     PostgresTelemetry.RecordRows(TableName, technique, received, inserted, updated);
                     var result = new PostgresBulkUpsertResult(received, inserted, updated, 0, watch.Elapsed);
@@ -155,6 +155,7 @@ public sealed class PostgresBulkUpsertDefinition<T>
                 }
                 catch (Exception e)
                 {
+                    UpsertTableCache.ForgetOnSchemaError(plan.Info.Key, e);
                     throw UpsertFailure.Create(null, plan.Table.DisplayName, new UpsertProgress(TableName), e, options, cancellationToken);
                 }
             }

@@ -63,6 +63,15 @@ internal sealed class PostgresBulkUpsertPlan<T>
     }
 
     public TableSchema Table { get; }
+
+    /// <summary>The catalog facts the plan was built from.</summary>
+    public required UpsertTableInfo Info { get; init; }
+
+    /// <summary>
+    /// True when those facts come from the cache unchecked: the first batch of the call must carry
+    /// <see cref="UpsertTableCache.CheckCommand"/>, and a failure of it means the plan is stale (see <see cref="UpsertFirstTrip"/>).
+    /// </summary>
+    public bool CheckFirst { get; init; }
     public IReadOnlyList<(UpsertColumn<T> Map, ColumnSchema Column)> Columns { get; }
     public UpsertColumn<T>[] KeyColumns { get; }
 
