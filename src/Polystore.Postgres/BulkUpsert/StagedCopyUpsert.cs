@@ -38,6 +38,7 @@ internal static class StagedCopyUpsert<T>
         }
         trip.FirstBatchDone();
         var keys = provenUnique ? null : new KeyTracker<T>(plan.KeyColumns);
+        bool certainlyUnique;
         var importer = await connection.BeginBinaryImportAsync(provenUnique ? plan.CopyWithoutOrdinal : plan.Copy, cancellationToken).ConfigureAwait(false);
         await using (importer.ConfigureAwait(false))
         {
@@ -55,9 +56,18 @@ internal static class StagedCopyUpsert<T>
                 await WriteRowAsync(importer, plan, row, keys is null ? null : received + 1, cancellationToken).ConfigureAwait(false);
                 received++;
             }
-            await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+            // The hashes are sorted while the server finishes the COPY.
+            var unique = keys is null ? Task.FromResult(true) : Task.Run(keys.Finish, CancellationToken.None);
+            try
+            {
+                await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                certainlyUnique = await unique.ConfigureAwait(false);
+            }
         }
-        var (inserted, updated) = await ApplyAsync(connection, transaction, plan, keys?.CertainlyUnique ?? true, (received, options.MergeHashMemoryBytes), options, trip, cancellationToken).ConfigureAwait(false);
+        var (inserted, updated) = await ApplyAsync(connection, transaction, plan, certainlyUnique, (received, options.MergeHashMemoryBytes), options, trip, cancellationToken).ConfigureAwait(false);
         return (received, inserted, updated);
     }
 
@@ -75,8 +85,9 @@ internal static class StagedCopyUpsert<T>
         await importer.StartRowAsync(CancellationToken.None).ConfigureAwait(false);
         if (ordinal is { } o) await importer.WriteAsync(o, NpgsqlDbType.Bigint, CancellationToken.None).ConfigureAwait(false);
         var columns = plan.Columns;
+        var dbTypes = plan.CopyDbTypes;
         for (var i = 0; i < columns.Count; i++)
-            await columns[i].Map.WriteAsync(importer, row, columns[i].Column.WriteTypeName, CancellationToken.None).ConfigureAwait(false);
+            await columns[i].Map.WriteAsync(importer, row, columns[i].Column.WriteTypeName, dbTypes[i], CancellationToken.None).ConfigureAwait(false);
     }
 
     // De-duplicating (DISTINCT ON, last one wins) needs a sort of the whole batch, so it is paid only when
