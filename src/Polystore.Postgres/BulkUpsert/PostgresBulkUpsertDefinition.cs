@@ -4,8 +4,9 @@ using Npgsql;
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
-/// A reusable bulk upsert (build it once with <see cref="PostgresBulkUpsert.Into{T}"/>). Each call first checks
-/// the table, columns, types and conflict target against the catalog; then a batch of up to
+/// A reusable bulk upsert (build it once with <see cref="PostgresBulkUpsert.Into{T}"/>). Each call checks the table,
+/// columns, types and conflict target against the catalog (read once per table, then confirmed by a fingerprint check
+/// sent with the call's first statement, and read again when the table changed); then a batch of up to
 /// <see cref="PostgresBulkUpsertOptions.UnnestThreshold"/> rows goes as arrays through <c>unnest</c> in one round
 /// trip, and a larger one streams with binary COPY into a temporary table (ON COMMIT DROP). One statement applies
 /// the batch: on PostgreSQL 15+, for a plain table without triggers or rules and SET expressions that need no
