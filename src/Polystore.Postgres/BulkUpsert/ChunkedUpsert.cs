@@ -23,15 +23,17 @@ internal static class ChunkedUpsert<T>
                     var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
                     await using (transaction.ConfigureAwait(false))
                     {
-                        var batch = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, rows, options, options.ChunkSize, cancellationToken).ConfigureAwait(false);
+                        var trip = new UpsertFirstTrip(null, wantTransactionId: true);
+                        var batch = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, rows, options, options.ChunkSize, trip, cancellationToken).ConfigureAwait(false);
                         if (batch.Received == 0) break;
-                        await UpsertCommit.CommitAsync(connection, transaction, progress, batch, options, cancellationToken).ConfigureAwait(false);
+                        await UpsertCommit.CommitAsync(connection, transaction, progress, batch, options, trip.TransactionId, cancellationToken).ConfigureAwait(false);
                         if (batch.Received < options.ChunkSize) break;
                     }
                 }
             }
             catch (Exception e)
             {
+                UpsertTableCache.ForgetOnSchemaError(plan.Info.Key, e);
                 throw await UpsertFailure.CreateAsync(dataSource, PostgresBulkUpsertMode.Chunked, plan.Table.DisplayName, progress, e, options, cancellationToken).ConfigureAwait(false);
             }
             return (progress.RowsCommitted, progress.Inserted, progress.Updated, progress.Commits);

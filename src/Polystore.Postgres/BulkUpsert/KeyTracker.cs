@@ -1,13 +1,38 @@
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>Remembers 64-bit hashes of conflict keys (up to a cap) to prove a batch has no duplicates.</summary>
+/// <remarks>
+/// While streaming, hashes are appended to a pooled array and sorted once at the end: a hash set took a cache miss
+/// per row (its buckets are visited at random), which on 1M streamed rows more than doubled the COPY's time.
+/// Memory stays bounded: at most <see cref="Cap"/> hashes (16 MB), past which the batch is not proven unique.
+/// </remarks>
 internal sealed class KeyTracker<T>(UpsertColumn<T>[] keys)
 {
     private const int Cap = 2_000_000;
-    private HashSet<ulong>? _seen = [];
+    private ulong[]? _hashes = System.Buffers.ArrayPool<ulong>.Shared.Rent(16 * 1024);
+    private int _count;
 
-    /// <summary>True when no two rows can share a key (no hash collision, under the cap).</summary>
-    public bool CertainlyUnique => _seen is not null;
+    /// <summary>
+    /// True when no two rows added can share a key (no hash collision, under the cap). Call once, after the last
+    /// <see cref="Add"/>; it returns the array to the pool.
+    /// </summary>
+    public bool Finish()
+    {
+        if (_hashes is not { } hashes) return false;
+        _hashes = null;
+        try
+        {
+            var span = hashes.AsSpan(0, _count);
+            span.Sort();
+            for (var i = 1; i < span.Length; i++)
+                if (span[i] == span[i - 1]) return false;
+            return true;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<ulong>.Shared.Return(hashes);
+        }
+    }
 
     /// <summary>True when the rows' keys are proven unique.</summary>
     /// <remarks>
@@ -41,8 +66,22 @@ internal sealed class KeyTracker<T>(UpsertColumn<T>[] keys)
 
     public void Add(T row)
     {
-        if (_seen is null) return;
-        if (!_seen.Add(Hash(keys, row)) || _seen.Count > Cap) _seen = null;
+        if (_hashes is not { } hashes) return;
+        if (_count == hashes.Length)
+        {
+            if (_count >= Cap)
+            {
+                // Past the cap: not proven unique (the server checks), and the memory goes back now.
+                _hashes = null;
+                System.Buffers.ArrayPool<ulong>.Shared.Return(hashes);
+                return;
+            }
+            var grown = System.Buffers.ArrayPool<ulong>.Shared.Rent(Math.Min(_count * 2, Cap));
+            hashes.AsSpan(0, _count).CopyTo(grown);
+            System.Buffers.ArrayPool<ulong>.Shared.Return(hashes);
+            _hashes = hashes = grown;
+        }
+        hashes[_count++] = Hash(keys, row);
     }
 
     /// <summary>A 64-bit hash of the row's conflict key (equal keys, equal hashes).</summary>

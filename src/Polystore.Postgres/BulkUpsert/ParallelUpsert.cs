@@ -80,8 +80,9 @@ internal static class ParallelUpsert<T>
                         try
                         {
                             var list = new ListRows<T>(chunk.GetEnumerator(), default, chunk);
-                            var (_, i, u, technique) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, list, chunkOptions, long.MaxValue, failed.Token).ConfigureAwait(false);
-                            await UpsertCommit.CommitAsync(connection, transaction, progress, (chunk.Count, i, u, technique), options, failed.Token).ConfigureAwait(false);
+                            var trip = new UpsertFirstTrip(null, wantTransactionId: true);
+                            var (_, i, u, technique) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, list, chunkOptions, long.MaxValue, trip, failed.Token).ConfigureAwait(false);
+                            await UpsertCommit.CommitAsync(connection, transaction, progress, (chunk.Count, i, u, technique), options, trip.TransactionId, failed.Token).ConfigureAwait(false);
                             break;
                         }
                         // Lanes never share a conflict key, but another unique index or a trigger can still make two
@@ -126,6 +127,7 @@ internal static class ParallelUpsert<T>
             await failed.CancelAsync().ConfigureAwait(false);
             foreach (var lane in lanes) lane.Writer.TryComplete();
             var cause = await FirstFailureAsync(workers).ConfigureAwait(false) ?? e;
+            UpsertTableCache.ForgetOnSchemaError(plan.Info.Key, cause);
             throw await UpsertFailure.CreateAsync(dataSource, PostgresBulkUpsertMode.Parallel, plan.Table.DisplayName, progress, cause, options, cancellationToken).ConfigureAwait(false);
         }
         return (received, progress.Inserted, progress.Updated, progress.Commits);

@@ -4,8 +4,9 @@ using Npgsql;
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
-/// A reusable bulk upsert (build it once with <see cref="PostgresBulkUpsert.Into{T}"/>). Each call first checks
-/// the table, columns, types and conflict target against the catalog; then a batch of up to
+/// A reusable bulk upsert (build it once with <see cref="PostgresBulkUpsert.Into{T}"/>). Each call checks the table,
+/// columns, types and conflict target against the catalog (read once per table, then confirmed by a fingerprint check
+/// sent with the call's first statement, and read again when the table changed); then a batch of up to
 /// <see cref="PostgresBulkUpsertOptions.UnnestThreshold"/> rows goes as arrays through <c>unnest</c> in one round
 /// trip, and a larger one streams with binary COPY into a temporary table (ON COMMIT DROP). One statement applies
 /// the batch: on PostgreSQL 15+, for a plain table without triggers or rules and SET expressions that need no
@@ -146,7 +147,7 @@ public sealed class PostgresBulkUpsertDefinition<T>
             {
                 try
                 {
-                    var (received, inserted, updated, technique) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, enumerator, options, long.MaxValue, cancellationToken).ConfigureAwait(false);
+                    var (received, inserted, updated, technique) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, enumerator, options, long.MaxValue, UpsertFirstTrip.None, cancellationToken).ConfigureAwait(false);
                     // Counted now: the caller owns the commit.
                     PostgresTelemetry.RecordRows(TableName, technique, received, inserted, updated);
                     var result = new PostgresBulkUpsertResult(received, inserted, updated, 0, watch.Elapsed);
@@ -155,6 +156,7 @@ public sealed class PostgresBulkUpsertDefinition<T>
                 }
                 catch (Exception e)
                 {
+                    UpsertTableCache.ForgetOnSchemaError(plan.Info.Key, e);
                     throw UpsertFailure.Create(null, plan.Table.DisplayName, new UpsertProgress(TableName), e, options, cancellationToken);
                 }
             }

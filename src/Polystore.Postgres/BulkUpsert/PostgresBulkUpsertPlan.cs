@@ -1,3 +1,4 @@
+using NpgsqlTypes;
 using Polystore.Postgres.Schema;
 
 namespace Polystore.Postgres.BulkUpsert;
@@ -15,6 +16,7 @@ internal sealed class PostgresBulkUpsertPlan<T>
         Table = table;
         CountFromStats = countFromStats;
         Columns = columns;
+        CopyDbTypes = columns.Select(c => WellKnown.TryGetValue(c.Column.WriteTypeName, out var t) ? t : (NpgsqlDbType?)null).ToArray();
         HasArrayColumn = columns.Any(c => c.Column.WriteTypeName.EndsWith("[]", StringComparison.Ordinal));
         KeyColumns = columns.Where(c => conflict.Any(k => k.Name == c.Column.Name)).Select(c => c.Map).ToArray();
         var quoted = columns.Select(c => PostgresIdentifier.Quote(c.Column.Name)).ToList();
@@ -62,7 +64,28 @@ internal sealed class PostgresBulkUpsertPlan<T>
         UpsertFromArraysDeduplicated = For(LastWins($"unnest({parameters}) WITH ORDINALITY AS a({cols}, {OrdinalColumn})"));
     }
 
+    // Built-in types written by NpgsqlDbType in COPY: measured faster per value than resolving the type by its name.
+    private static readonly Dictionary<string, NpgsqlDbType> WellKnown = new(StringComparer.Ordinal)
+    {
+        ["text"] = NpgsqlDbType.Text, ["varchar"] = NpgsqlDbType.Varchar, ["int2"] = NpgsqlDbType.Smallint, ["int4"] = NpgsqlDbType.Integer,
+        ["int8"] = NpgsqlDbType.Bigint, ["bool"] = NpgsqlDbType.Boolean, ["float4"] = NpgsqlDbType.Real, ["float8"] = NpgsqlDbType.Double,
+        ["numeric"] = NpgsqlDbType.Numeric, ["uuid"] = NpgsqlDbType.Uuid, ["timestamptz"] = NpgsqlDbType.TimestampTz,
+        ["timestamp"] = NpgsqlDbType.Timestamp, ["date"] = NpgsqlDbType.Date, ["bytea"] = NpgsqlDbType.Bytea, ["jsonb"] = NpgsqlDbType.Jsonb,
+    };
+
     public TableSchema Table { get; }
+
+    /// <summary>Per mapped column, its type as <see cref="NpgsqlDbType"/> for COPY where it is a common built-in one, else null (written by name).</summary>
+    public NpgsqlDbType?[] CopyDbTypes { get; }
+
+    /// <summary>The catalog facts the plan was built from.</summary>
+    public required UpsertTableInfo Info { get; init; }
+
+    /// <summary>
+    /// True when those facts come from the cache unchecked: the first batch of the call must carry
+    /// <see cref="UpsertTableCache.CheckCommand"/>, and a failure of it means the plan is stale (see <see cref="UpsertFirstTrip"/>).
+    /// </summary>
+    public bool CheckFirst { get; init; }
     public IReadOnlyList<(UpsertColumn<T> Map, ColumnSchema Column)> Columns { get; }
     public UpsertColumn<T>[] KeyColumns { get; }
 

@@ -14,14 +14,19 @@ internal static class StagedCopyUpsert<T>
     /// up to <paramref name="limit"/> rows in all, and applies them.
     /// </summary>
     public static async Task<(long Received, long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        List<T> head, IAsyncEnumerator<T> rows, bool more, PostgresBulkUpsertOptions options, long limit, CancellationToken cancellationToken)
+        List<T> head, IAsyncEnumerator<T> rows, bool more, PostgresBulkUpsertOptions options, long limit, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         long received = 0;
         // A batch already in memory is hashed before it is sent: when its keys are proven unique, the rows
         // need no ordinal (it only orders duplicates), which makes the COPY about a fifth lighter. The hashing
         // overlaps the round trips before the COPY: started early by the caller where it can, else here while the
         // server creates the staging table (the command is on the wire before the first await).
-        var create = UpsertStatementRunner<T>.ExecuteAsync(connection, transaction, plan.CreateStaging, options, cancellationToken);
+        // The CREATE locks the table (ACCESS SHARE, to the end of the transaction) before a cached plan's check reads
+        // the catalog: what the check sees cannot change before the rows are applied.
+        var createBatch = new NpgsqlBatch(connection, transaction) { Timeout = options.CommandTimeoutSeconds };
+        createBatch.BatchCommands.Add(new NpgsqlBatchCommand(plan.CreateStaging));
+        trip.AddCheck(createBatch);
+        var create = RunAndDisposeAsync(createBatch, cancellationToken);
         bool provenUnique;
         try
         {
@@ -31,7 +36,9 @@ internal static class StagedCopyUpsert<T>
         {
             await create.ConfigureAwait(false);
         }
+        trip.FirstBatchDone();
         var keys = provenUnique ? null : new KeyTracker<T>(plan.KeyColumns);
+        bool certainlyUnique;
         var importer = await connection.BeginBinaryImportAsync(provenUnique ? plan.CopyWithoutOrdinal : plan.Copy, cancellationToken).ConfigureAwait(false);
         await using (importer.ConfigureAwait(false))
         {
@@ -49,10 +56,25 @@ internal static class StagedCopyUpsert<T>
                 await WriteRowAsync(importer, plan, row, keys is null ? null : received + 1, cancellationToken).ConfigureAwait(false);
                 received++;
             }
-            await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+            // The hashes are sorted while the server finishes the COPY.
+            var unique = keys is null ? Task.FromResult(true) : Task.Run(keys.Finish, CancellationToken.None);
+            try
+            {
+                await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                certainlyUnique = await unique.ConfigureAwait(false);
+            }
         }
-        var (inserted, updated) = await ApplyAsync(connection, transaction, plan, keys?.CertainlyUnique ?? true, (received, options.MergeHashMemoryBytes), options, cancellationToken).ConfigureAwait(false);
+        var (inserted, updated) = await ApplyAsync(connection, transaction, plan, certainlyUnique, (received, options.MergeHashMemoryBytes), options, trip, cancellationToken).ConfigureAwait(false);
         return (received, inserted, updated);
+    }
+
+    private static async Task RunAndDisposeAsync(NpgsqlBatch batch, CancellationToken cancellationToken)
+    {
+        await using (batch.ConfigureAwait(false))
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
     // The token is checked once per row rather than handed to every value write: Npgsql registers a
@@ -63,8 +85,9 @@ internal static class StagedCopyUpsert<T>
         await importer.StartRowAsync(CancellationToken.None).ConfigureAwait(false);
         if (ordinal is { } o) await importer.WriteAsync(o, NpgsqlDbType.Bigint, CancellationToken.None).ConfigureAwait(false);
         var columns = plan.Columns;
+        var dbTypes = plan.CopyDbTypes;
         for (var i = 0; i < columns.Count; i++)
-            await columns[i].Map.WriteAsync(importer, row, columns[i].Column.WriteTypeName, CancellationToken.None).ConfigureAwait(false);
+            await columns[i].Map.WriteAsync(importer, row, columns[i].Column.WriteTypeName, dbTypes[i], CancellationToken.None).ConfigureAwait(false);
     }
 
     // De-duplicating (DISTINCT ON, last one wins) needs a sort of the whole batch, so it is paid only when
@@ -72,7 +95,7 @@ internal static class StagedCopyUpsert<T>
     // collision (or past the tracking cap) does a server-side hash aggregate decide: on 100k rows that check
     // costs ~0.13 s, the sort ~0.5 s, and a savepoint + retry on error 21000 more than both.
     private static async Task<(long Inserted, long Updated)> ApplyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        bool certainlyUnique, (long Rows, long MemoryCap) hash, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+        bool certainlyUnique, (long Rows, long MemoryCap) hash, PostgresBulkUpsertOptions options, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         var duplicates = plan.DoNothing;
         if (!duplicates && !certainlyUnique)
@@ -82,6 +105,6 @@ internal static class StagedCopyUpsert<T>
                 duplicates = (bool)(await check.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
         return await UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, duplicates ? plan.UpsertFromStagingDeduplicated : plan.UpsertFromStaging, null,
-            hash.MemoryCap > 0 ? hash : null, options, cancellationToken).ConfigureAwait(false);
+            hash.MemoryCap > 0 ? hash : null, options, trip, cancellationToken).ConfigureAwait(false);
     }
 }

@@ -1,4 +1,5 @@
 using Npgsql;
+using NpgsqlTypes;
 
 namespace Polystore.Postgres.BulkUpsert;
 
@@ -7,10 +8,11 @@ internal sealed class TypedUpsertColumn<T, TValue>(string name, Func<T, TValue> 
 {
     public override Type ValueType => typeof(TValue);
 
-    public override Task WriteAsync(NpgsqlBinaryImporter importer, T row, string dataTypeName, CancellationToken cancellationToken)
+    public override Task WriteAsync(NpgsqlBinaryImporter importer, T row, string dataTypeName, NpgsqlDbType? dbType, CancellationToken cancellationToken)
     {
         var value = getter(row);
-        return value is null ? importer.WriteNullAsync(cancellationToken) : importer.WriteAsync(value, dataTypeName, cancellationToken);
+        if (value is null) return importer.WriteNullAsync(cancellationToken);
+        return dbType is { } known ? importer.WriteAsync(value, known, cancellationToken) : importer.WriteAsync(value, dataTypeName, cancellationToken);
     }
 
     public override ulong Hash(T row) => getter(row) switch

@@ -6,7 +6,7 @@ namespace Polystore.Postgres.BulkUpsert;
 internal static class UnnestUpsert<T>
 {
     public static Task<(long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        List<T> rows, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+        List<T> rows, PostgresBulkUpsertOptions options, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         // Callers stage such tables; an array parameter of arrays would overflow Npgsql's stack, so never let one through.
         if (plan.HasArrayColumn) throw new InvalidOperationException($"bulk upsert into {plan.Table.DisplayName}: a table with an array column must be staged with COPY.");
@@ -22,6 +22,6 @@ internal static class UnnestUpsert<T>
                 ? throw new InvalidOperationException($"bulk upsert into {plan.Table.DisplayName}: array column \"{column.Name}\" must be staged with COPY.")
                 : column.WriteTypeName));
         }
-        return UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, sql, parameters, null, options, cancellationToken);
+        return UpsertStatementRunner<T>.RunAsync(connection, transaction, plan, sql, parameters, null, options, trip, cancellationToken);
     }
 }

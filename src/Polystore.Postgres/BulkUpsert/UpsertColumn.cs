@@ -1,4 +1,5 @@
 using Npgsql;
+using NpgsqlTypes;
 
 namespace Polystore.Postgres.BulkUpsert;
 
@@ -9,7 +10,8 @@ internal abstract class UpsertColumn<T>(string name)
 
     public abstract Type ValueType { get; }
 
-    public abstract Task WriteAsync(NpgsqlBinaryImporter importer, T row, string dataTypeName, CancellationToken cancellationToken);
+    /// <summary>Writes the row's value as <paramref name="dbType"/> when the column's type has one, else by <paramref name="dataTypeName"/>.</summary>
+    public abstract Task WriteAsync(NpgsqlBinaryImporter importer, T row, string dataTypeName, NpgsqlDbType? dbType, CancellationToken cancellationToken);
 
     /// <summary>A 64-bit hash of this column's value (strings: XxHash3; others: their own hash code).</summary>
     public abstract ulong Hash(T row);

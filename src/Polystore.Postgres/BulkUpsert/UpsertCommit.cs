@@ -16,12 +16,15 @@ internal static class UpsertCommit
 
     /// <summary>Commits and records the batch in <paramref name="progress"/>; throws <see cref="CommitInDoubtException"/> (after recording it) when the outcome is unknown.</summary>
     public static async Task CommitAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, UpsertProgress progress,
-        (long Rows, long Inserted, long Updated, UpsertTechniques Technique) batch, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+        (long Rows, long Inserted, long Updated, UpsertTechniques Technique) batch, PostgresBulkUpsertOptions options, string? transactionId, CancellationToken cancellationToken)
     {
-        var id = new NpgsqlCommand(CurrentTransactionId(connection), connection, transaction) { CommandTimeout = options.CommandTimeoutSeconds };
-        string transactionId;
-        await using (id.ConfigureAwait(false))
-            transactionId = (string)(await id.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        // Usually read already, in the batch that applied the rows; asked here only when no batch could carry it.
+        if (transactionId is null)
+        {
+            var id = new NpgsqlCommand(CurrentTransactionId(connection), connection, transaction) { CommandTimeout = options.CommandTimeoutSeconds };
+            await using (id.ConfigureAwait(false))
+                transactionId = (string)(await id.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+        }
         try
         {
             // Not cancellable: a COMMIT cut off by a cancellation would leave the outcome unknown.
@@ -98,7 +101,7 @@ internal static class UpsertCommit
     public static string StatusQuery(InDoubtCommit commit) => $"SELECT pg_xact_status('{commit.TransactionId}')";
 
     // pg_current_xact_id and pg_xact_status (xid8) exist from PostgreSQL 13; txid_current and txid_status before.
-    private static string CurrentTransactionId(NpgsqlConnection connection) => connection.PostgreSqlVersion.Major >= 13
+    public static string CurrentTransactionId(NpgsqlConnection connection) => connection.PostgreSqlVersion.Major >= 13
         ? "SELECT pg_catalog.pg_current_xact_id()::text" : "SELECT pg_catalog.txid_current()::text";
 
     private static string TransactionStatus(NpgsqlConnection connection) => connection.PostgreSqlVersion.Major >= 13

@@ -1,19 +1,54 @@
 using Npgsql;
-using NpgsqlTypes;
 using Polystore.Postgres.Schema;
 
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>
-/// Checks a bulk upsert's table, columns, types and conflict target against the catalog and builds its
-/// <see cref="PostgresBulkUpsertPlan{T}"/>; throws <see cref="PostgresSchemaException"/> before any row is sent.
+/// Checks a bulk upsert's table, columns, types and conflict target against the catalog (read once and kept in
+/// <see cref="UpsertTableCache"/>) and builds its <see cref="PostgresBulkUpsertPlan{T}"/>; throws
+/// <see cref="PostgresSchemaException"/> before any row is sent.
 /// </summary>
 internal static class UpsertPlanResolver
 {
+    /// <summary>A plan whose catalog facts are known to be current: a cached entry is checked first (one round trip), else the catalog is read.</summary>
+    public static Task<PostgresBulkUpsertPlan<T>> ResolveAsync<T>(PostgresBulkUpsertDefinition<T> definition, NpgsqlConnection connection, NpgsqlTransaction? transaction,
+        CancellationToken cancellationToken) => ResolveAsync(definition, connection, transaction, checkLater: false, cancellationToken);
+
+    /// <summary>
+    /// With <paramref name="checkLater"/>, a cached entry is used as it is and the plan says so
+    /// (<see cref="PostgresBulkUpsertPlan{T}.CheckFirst"/>): its first batch must carry the check and the caller retry
+    /// with <see cref="ReloadAsync"/> when that check fails.
+    /// </summary>
     public static async Task<PostgresBulkUpsertPlan<T>> ResolveAsync<T>(PostgresBulkUpsertDefinition<T> definition, NpgsqlConnection connection, NpgsqlTransaction? transaction,
+        bool checkLater, CancellationToken cancellationToken)
+    {
+        var key = UpsertTableCache.KeyOf(connection, definition.TableName);
+        if (UpsertTableCache.TryGet(key, out var cached))
+        {
+            if (checkLater)
+            {
+                // A cached entry that misses a column added since would fail here: only a fresh read may refuse.
+                try { return Build(definition, cached, connection, checkFirst: true); }
+                catch (PostgresSchemaException) { return await ReloadAsync(definition, connection, transaction, cancellationToken).ConfigureAwait(false); }
+            }
+            if (await UpsertTableCache.StillMatchesAsync(connection, transaction, cached, cancellationToken).ConfigureAwait(false))
+                return Build(definition, cached, connection, checkFirst: false);
+        }
+        return await ReloadAsync(definition, connection, transaction, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Reads the catalog afresh (one round trip) and builds the plan.</summary>
+    public static async Task<PostgresBulkUpsertPlan<T>> ReloadAsync<T>(PostgresBulkUpsertDefinition<T> definition, NpgsqlConnection connection, NpgsqlTransaction? transaction,
         CancellationToken cancellationToken)
     {
-        var table = await TableSchema.LoadAsync(connection, definition.TableName, transaction, cancellationToken).ConfigureAwait(false);
+        var key = UpsertTableCache.KeyOf(connection, definition.TableName);
+        var info = await UpsertTableCache.LoadAsync(connection, transaction, key, definition.TableName, cancellationToken).ConfigureAwait(false);
+        return Build(definition, info, connection, checkFirst: false);
+    }
+
+    private static PostgresBulkUpsertPlan<T> Build<T>(PostgresBulkUpsertDefinition<T> definition, UpsertTableInfo info, NpgsqlConnection connection, bool checkFirst)
+    {
+        var table = info.Table;
         var columns = new List<(UpsertColumn<T>, ColumnSchema)>();
         foreach (var map in definition.Columns)
         {
@@ -30,13 +65,10 @@ internal static class UpsertPlanResolver
             throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: no unique index or primary key on exactly ({string.Join(", ", conflict.Select(c => c.Name))}); ON CONFLICT needs one. Create it, e.g. CREATE UNIQUE INDEX ON {table.QualifiedName} ({string.Join(", ", conflict.Select(c => PostgresIdentifier.Quote(c.Name)))}).");
         var update = definition.UpdateColumns.Select(c => table.Column(c, "update column")).ToList();
         var set = definition.SetExpressions.Select(s => (s, table.Column(s.Column, "SET expression column"))).ToList();
-        // A trigger (other than a foreign key's own checks on another table) or a rule could write the table
-        // too, and a partitioned table keeps its counters per partition: those count with RETURNING instead.
-        var countable = await Sql.QueryAsync(connection, transaction, """
-            SELECT c.relkind = 'r' AND NOT c.relhasrules AND pg_catalog.current_setting('track_counts')::bool
-              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND (NOT g.tgisinternal OR g.tgconstrrelid = c.oid))
-            FROM pg_catalog.pg_class c WHERE c.oid = $1
-            """, [new NpgsqlParameter<uint> { TypedValue = table.Oid, NpgsqlDbType = NpgsqlDbType.Oid }], r => r.GetBoolean(0), cancellationToken).ConfigureAwait(false);
-        return new PostgresBulkUpsertPlan<T>(table, columns, conflict, update, set, countable is [true], mergeAvailable: connection.PostgreSqlVersion.Major >= 15);
+        return new PostgresBulkUpsertPlan<T>(table, columns, conflict, update, set, info.Countable, mergeAvailable: connection.PostgreSqlVersion.Major >= 15)
+        {
+            Info = info,
+            CheckFirst = checkFirst,
+        };
     }
 }

@@ -15,14 +15,27 @@ internal static class UpsertStatementRunner<T>
 
     /// <summary>Runs <paramref name="sql"/> in its best form; <paramref name="mergeHash"/> (rows, memory cap) steers a MERGE's join, null leaves the planner alone.</summary>
     public static async Task<(long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap)? mergeHash, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+        UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap)? mergeHash, PostgresBulkUpsertOptions options, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         var timeout = options.CommandTimeoutSeconds;
-        if (!plan.CountFromStats) return await CountWithReturningAsync(connection, transaction, sql.Returning, parameters, timeout, cancellationToken).ConfigureAwait(false);
-        if (sql.Merge is null) return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, parameters, savepoint: false, null, timeout, cancellationToken).ConfigureAwait(false);
+        if (!plan.CountFromStats)
+        {
+            if (trip.CheckPending)
+            {
+                var check = new NpgsqlBatch(connection, transaction) { Timeout = timeout };
+                await using (check.ConfigureAwait(false))
+                {
+                    trip.AddCheck(check);
+                    await check.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    trip.FirstBatchDone();
+                }
+            }
+            return await CountWithReturningAsync(connection, transaction, sql.Returning, parameters, timeout, cancellationToken).ConfigureAwait(false);
+        }
+        if (sql.Merge is null) return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, parameters, savepoint: false, null, timeout, trip, cancellationToken).ConfigureAwait(false);
         try
         {
-            return await CountFromStatsAsync(connection, transaction, plan, sql.Merge, parameters, savepoint: true, mergeHash, timeout, cancellationToken).ConfigureAwait(false);
+            return await CountFromStatsAsync(connection, transaction, plan, sql.Merge, parameters, savepoint: true, mergeHash, timeout, trip, cancellationToken).ConfigureAwait(false);
         }
         catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.UniqueViolation or PostgresErrorCodes.CardinalityViolation or PostgresErrorCodes.SerializationFailure)
         {
@@ -30,7 +43,7 @@ internal static class UpsertStatementRunner<T>
             // settle each row. The counters are read afresh, because the rolled-back attempt stays counted in them.
             options.Logger.BulkUpsertMergeFallback(plan.Table.DisplayName, e.SqlState);
             await ExecuteAsync(connection, transaction, $"ROLLBACK TO SAVEPOINT {MergeSavepoint}; RELEASE SAVEPOINT {MergeSavepoint}", options, cancellationToken).ConfigureAwait(false);
-            return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, CloneParameters(parameters), savepoint: false, null, timeout, cancellationToken).ConfigureAwait(false);
+            return await CountFromStatsAsync(connection, transaction, plan, sql.Plain, CloneParameters(parameters), savepoint: false, null, timeout, trip, cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -47,11 +60,13 @@ internal static class UpsertStatementRunner<T>
     /// are the backend's own, pending until the transaction ends, so concurrent sessions cannot disturb the difference.
     /// </summary>
     private static async Task<(long Inserted, long Updated)> CountFromStatsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap)? mergeHash, int timeout, CancellationToken cancellationToken)
+        string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap)? mergeHash, int timeout, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch(connection, transaction) { Timeout = timeout };
         await using (batch.ConfigureAwait(false))
         {
+            // A cached plan's check goes first: when it fails, nothing after it runs.
+            trip.AddCheck(batch);
             if (savepoint) batch.BatchCommands.Add(new NpgsqlBatchCommand($"SAVEPOINT {MergeSavepoint}"));
             if (mergeHash is { } hash)
             {
@@ -67,18 +82,24 @@ internal static class UpsertStatementRunner<T>
             batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));
             if (mergeHash is not null) batch.BatchCommands.Add(new NpgsqlBatchCommand(MergeJoinSteering.Restore));
             if (savepoint) batch.BatchCommands.Add(new NpgsqlBatchCommand($"RELEASE SAVEPOINT {MergeSavepoint}"));
+            trip.AddTransactionId(batch, connection);
             var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
             await using (reader.ConfigureAwait(false))
             {
-                // Only the counter statements return two columns (the steering ones return one or three).
+                // Only the counter statements return two columns (the steering ones and the check return one or three).
                 var counters = new List<(long, long)>(2);
+                string? transactionId = null;
                 do
                 {
                     if (reader.FieldCount == 2 && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
                         counters.Add((reader.GetInt64(0), reader.GetInt64(1)));
+                    else if (reader.FieldCount == 1 && reader.GetName(0) == UpsertFirstTrip.TransactionIdColumn && await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        transactionId = reader.GetString(0);
                 }
                 while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
                 if (counters.Count != 2) throw new InvalidOperationException($"bulk upsert: expected two counter rows, read {counters.Count}.");
+                trip.TransactionId ??= transactionId;
+                trip.FirstBatchDone();
                 return (counters[1].Item1 - counters[0].Item1, counters[1].Item2 - counters[0].Item2);
             }
         }

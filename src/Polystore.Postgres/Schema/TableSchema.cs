@@ -11,7 +11,7 @@ internal sealed class TableSchema
 {
     private readonly Dictionary<string, ColumnSchema> _columns;
 
-    private TableSchema(string schema, string name, uint oid, List<ColumnSchema> columns, List<short[]> uniqueKeys)
+    internal TableSchema(string schema, string name, uint oid, List<ColumnSchema> columns, List<short[]> uniqueKeys)
     {
         Schema = schema;
         Name = name;

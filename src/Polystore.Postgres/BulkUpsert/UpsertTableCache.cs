@@ -1,0 +1,169 @@
+using System.Collections.Concurrent;
+using Npgsql;
+using NpgsqlTypes;
+using Polystore.Postgres.Schema;
+
+namespace Polystore.Postgres.BulkUpsert;
+
+/// <summary>What a bulk upsert reads from the catalog about its table, with the fingerprint it was read under.</summary>
+internal sealed record UpsertTableInfo(string Key, TableSchema Table, bool Countable, string Fingerprint, string? Schema, string Name);
+
+/// <summary>
+/// The catalog facts a bulk upsert needs (table, columns, types, unique indexes, whether counts can come from the
+/// table counters), read in one round trip and kept per server, database, role and table name. A cached entry is
+/// never trusted blindly: every call sends a check with its first statements that resolves the name again on that
+/// connection (its search_path) and compares a fingerprint of those facts, and fails that statement when anything
+/// differs, before any row is written; the caller then forgets the entry, reads the catalog again and retries.
+/// Only failing on errors would not do: a column changed to a type of the same binary width (int to real,
+/// timestamp to timestamptz) takes binary COPY data silently, and a table dropped and created again, or a new
+/// trigger, would only make the counts wrong.
+/// </summary>
+internal static class UpsertTableCache
+{
+    // Bounded: past this many tables the whole cache is dropped (a re-read costs one round trip per table).
+    private const int MaxEntries = 1024;
+    private static readonly ConcurrentDictionary<string, UpsertTableInfo> Entries = new(StringComparer.Ordinal);
+
+    // SQLSTATEs that say a statement met a table other than the one the plan was built for.
+    private static readonly HashSet<string> SchemaChanged =
+    [
+        PostgresErrorCodes.UndefinedColumn, PostgresErrorCodes.UndefinedTable, PostgresErrorCodes.DatatypeMismatch,
+        PostgresErrorCodes.FeatureNotSupported, PostgresErrorCodes.InvalidBinaryRepresentation, PostgresErrorCodes.InvalidColumnReference,
+        PostgresErrorCodes.WrongObjectType, PostgresErrorCodes.CannotCoerce,
+    ];
+
+    // The table as the name resolves on this connection ($1 name, $2 schema or null).
+    private const string Resolve = """
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND (($2::text IS NULL AND n.nspname = ANY (pg_catalog.current_schemas(true))) OR n.nspname = $2)
+        ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)
+        LIMIT 1
+        """;
+
+    private const string ResolvedOid = $"(SELECT c.oid {Resolve})";
+
+    // Everything below is read from these catalog rows: any change to them changes the fingerprint.
+    private const string Fingerprint = """
+        pg_catalog.md5(pg_catalog.concat_ws('|', c.oid, c.relkind, c.relhasrules, pg_catalog.current_setting('track_counts'),
+          (SELECT pg_catalog.string_agg(pg_catalog.concat_ws(',', a.attnum, a.attname, a.atttypid, a.atttypmod, a.attnotnull, a.attgenerated, a.attidentity), ';' ORDER BY a.attnum)
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+          (SELECT pg_catalog.string_agg(i.indexrelid::text || ':' || i.indkey::text || ':' || i.indisvalid, ';' ORDER BY i.indexrelid)
+             FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique),
+          (SELECT pg_catalog.string_agg(g.oid::text || ':' || g.tgisinternal || ':' || g.tgconstrrelid, ';' ORDER BY g.oid)
+             FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid)))
+        """;
+
+    private const string FindTable = $"SELECT c.oid, n.nspname, c.relname, {Fingerprint} {Resolve}";
+
+    // Domains are written as their base type; arrays as element[] (the names Npgsql resolves).
+    private const string FindColumns = $"""
+        SELECT a.attname, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod),
+               CASE WHEN b.typcategory = 'A' THEN be.typname || '[]' ELSE
+                    CASE WHEN bn.nspname = 'pg_catalog' THEN b.typname ELSE bn.nspname || '.' || b.typname END END,
+               a.attnotnull, a.attgenerated <> '', a.attidentity = 'a'
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+        JOIN pg_catalog.pg_namespace bn ON bn.oid = b.typnamespace
+        LEFT JOIN pg_catalog.pg_type be ON be.oid = b.typelem AND b.typcategory = 'A'
+        WHERE a.attrelid = {ResolvedOid} AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum
+        """;
+
+    private const string FindUnique = $"""
+        SELECT i.indkey::int2[] FROM pg_catalog.pg_index i
+        WHERE i.indrelid = {ResolvedOid} AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
+        """;
+
+    // A trigger (other than a foreign key's own checks on another table) or a rule could write the table
+    // too, and a partitioned table keeps its counters per partition: those count with RETURNING instead.
+    private const string FindCountable = $"""
+        SELECT c.relkind = 'r' AND NOT c.relhasrules AND pg_catalog.current_setting('track_counts')::bool
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND (NOT g.tgisinternal OR g.tgconstrrelid = c.oid))
+        FROM pg_catalog.pg_class c WHERE c.oid = {ResolvedOid}
+        """;
+
+    // Null when the name resolves to nothing; false when it resolves to a table with another fingerprint.
+    private const string Matches = $"COALESCE((SELECT {Fingerprint} {Resolve}) = $3, false)";
+
+    /// <summary>True when the entry still describes the table (one row, one column); leaves the transaction usable either way.</summary>
+    private const string CheckQuietly = $"SELECT {Matches}";
+
+    /// <summary>Fails (division by zero) when the entry no longer describes the table; meant to ride in a batch that must not go on then.</summary>
+    private const string CheckOrFail = $"SELECT 1 / ({Matches})::int";
+
+    public static string KeyOf(NpgsqlConnection connection, string table) =>
+        $"{connection.Host}\n{connection.Port}\n{connection.Database}\n{connection.UserName}\n{table}";
+
+    public static bool TryGet(string key, out UpsertTableInfo info) => Entries.TryGetValue(key, out info!);
+
+    public static void Forget(string key) => Entries.TryRemove(key, out _);
+
+    /// <summary>True when the error says a statement met a table other than the one its plan was built for.</summary>
+    public static bool IsSchemaError(PostgresException e) => SchemaChanged.Contains(e.SqlState);
+
+    /// <summary>Forgets the entry when <paramref name="e"/> (or its cause) says a statement met a changed table.</summary>
+    public static void ForgetOnSchemaError(string key, Exception e)
+    {
+        for (var x = e; x is not null; x = x.InnerException)
+        {
+            if (x is PostgresException p && SchemaChanged.Contains(p.SqlState)) Forget(key);
+        }
+    }
+
+    /// <summary>Reads the catalog in one round trip and caches the result.</summary>
+    public static async Task<UpsertTableInfo> LoadAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, string key, string tableName, CancellationToken cancellationToken)
+    {
+        var (schema, name) = TableSchema.ParseName(TableSchema.CheckName(tableName, "table"));
+        var batch = new NpgsqlBatch(connection, transaction);
+        await using (batch.ConfigureAwait(false))
+        {
+            foreach (var sql in new[] { FindTable, FindColumns, FindUnique, FindCountable })
+                batch.BatchCommands.Add(new NpgsqlBatchCommand(sql) { Parameters = { NameParameter(name), SchemaParameter(schema) } });
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                (uint Oid, string Schema, string Name, string Fingerprint)? found = null;
+                if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    found = (reader.GetFieldValue<uint>(0), reader.GetString(1), reader.GetString(2), reader.GetString(3));
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var columns = new List<ColumnSchema>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                    columns.Add(new ColumnSchema(reader.GetString(0), reader.GetInt16(1), reader.GetString(2), reader.GetString(3), reader.GetBoolean(4), reader.GetBoolean(5), reader.GetBoolean(6)));
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var unique = new List<short[]>();
+                while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) unique.Add(reader.GetFieldValue<short[]>(0));
+                await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
+                var countable = await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && reader.GetBoolean(0);
+                if (found is not { } f)
+                {
+                    Forget(key);
+                    throw new PostgresSchemaException($"table \"{TableSchema.Printable(tableName)}\" was not found in the catalog ({(schema is null ? "searched the search_path" : $"schema \"{TableSchema.Printable(schema)}\"")}); names are matched exactly as stored, usually lower case.");
+                }
+                var info = new UpsertTableInfo(key, new TableSchema(f.Schema, f.Name, f.Oid, columns, unique), countable, f.Fingerprint, schema, name);
+                if (Entries.Count >= MaxEntries) Entries.Clear();
+                Entries[key] = info;
+                return info;
+            }
+        }
+    }
+
+    /// <summary>Asks, in a round trip of its own, whether the entry still describes the table (the transaction stays usable).</summary>
+    public static async Task<bool> StillMatchesAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, UpsertTableInfo info, CancellationToken cancellationToken)
+    {
+        var command = new NpgsqlCommand(CheckQuietly, connection, transaction) { Parameters = { NameParameter(info.Name), SchemaParameter(info.Schema), FingerprintParameter(info.Fingerprint) } };
+        await using (command.ConfigureAwait(false))
+            return (bool)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <summary>The check that fails its batch when the entry no longer describes the table.</summary>
+    public static NpgsqlBatchCommand CheckCommand(UpsertTableInfo info) =>
+        new(CheckOrFail) { Parameters = { NameParameter(info.Name), SchemaParameter(info.Schema), FingerprintParameter(info.Fingerprint) } };
+
+    private static NpgsqlParameter<string> NameParameter(string name) => new() { TypedValue = name, NpgsqlDbType = NpgsqlDbType.Text };
+
+    private static NpgsqlParameter SchemaParameter(string? schema) => new() { Value = (object?)schema ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text };
+
+    private static NpgsqlParameter<string> FingerprintParameter(string fingerprint) => new() { TypedValue = fingerprint, NpgsqlDbType = NpgsqlDbType.Text };
+}

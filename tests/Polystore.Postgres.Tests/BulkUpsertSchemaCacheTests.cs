@@ -1,0 +1,169 @@
+using Npgsql;
+using Polystore.Postgres.BulkUpsert;
+using Polystore.Postgres.Schema;
+
+namespace Polystore.Postgres.Tests;
+
+/// <summary>
+/// The catalog facts of a bulk upsert are read once per table and checked on every call: a table changed between
+/// two calls (column added, dropped, retyped, index dropped, table re-created, another search_path) is upserted
+/// correctly or refused with the same clear error as on a first call, never written with stale facts.
+/// </summary>
+public sealed class BulkUpsertSchemaCacheTests(SchemaFixture db) : IClassFixture<SchemaFixture>
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+
+    private sealed record Item(string Key, string Name, int Score);
+
+    private async Task<string> CreateTableAsync(string? name = null)
+    {
+        var table = $"{db.Schema}.{name ?? "t_" + Guid.NewGuid().ToString("N")[..10]}";
+        await db.ExecAsync($"CREATE TABLE {table} (id bigserial PRIMARY KEY, key text NOT NULL UNIQUE, name text NOT NULL, score int NOT NULL DEFAULT 0)");
+        return table;
+    }
+
+    private static PostgresBulkUpsertDefinition<Item> Upsert(string table) => PostgresBulkUpsert.Into<Item>(table)
+        .Column("key", i => i.Key).Column("name", i => i.Name).Column("score", i => i.Score).OnConflict("key").Build();
+
+    private static List<Item> Items(int from, int count, string name = "n") =>
+        Enumerable.Range(from, count).Select(i => new Item($"k{i}", $"{name}{i}", i)).ToList();
+
+    // Unnest path (one batch of arrays) and staged path (COPY), where the check rides with different statements.
+    public static TheoryData<int> Thresholds => [10_000, 0];
+
+    private static PostgresBulkUpsertOptions Options(int threshold) => new() { UnnestThreshold = threshold };
+
+    [Theory]
+    [MemberData(nameof(Thresholds))]
+    public async Task A_column_added_between_two_calls_is_written_by_the_next_definition_that_maps_it(int threshold)
+    {
+        var table = await CreateTableAsync();
+        await Upsert(table).ExecuteAsync(db.Primary, Items(0, 50), Options(threshold), Ct);
+        await db.ExecAsync($"ALTER TABLE {table} ADD COLUMN tag text NOT NULL DEFAULT 'none'");
+
+        // The definition without the new column still works (the server fills the default).
+        var same = await Upsert(table).ExecuteAsync(db.Primary, Items(25, 50, "m"), Options(threshold), Ct);
+        Assert.Equal((25L, 25L), (same.Inserted, same.Updated));
+        var tagged = PostgresBulkUpsert.Into<Item>(table).Column("key", i => i.Key).Column("name", i => i.Name).Column("tag", i => "t" + i.Score).OnConflict("key").Build();
+        var result = await tagged.ExecuteAsync(db.Primary, Items(0, 100, "x"), Options(threshold), Ct);
+        Assert.Equal((25L, 75L), (result.Inserted, result.Updated));
+        Assert.Equal(100L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE tag = 't' || substr(key, 2) AND name LIKE 'x%'"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Thresholds))]
+    public async Task A_column_dropped_between_two_calls_gives_the_clear_error_and_writes_nothing(int threshold)
+    {
+        var table = await CreateTableAsync();
+        await Upsert(table).ExecuteAsync(db.Primary, Items(0, 50), Options(threshold), Ct);
+        await db.ExecAsync($"ALTER TABLE {table} DROP COLUMN score");
+
+        var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => Upsert(table).ExecuteAsync(db.Primary, Items(0, 100, "m"), Options(threshold), Ct));
+        Assert.Contains("no column \"score\"", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'm%'"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Thresholds))]
+    public async Task A_column_retyped_between_two_calls_is_written_with_its_new_type(int threshold)
+    {
+        var table = await CreateTableAsync();
+        var upsert = Upsert(table);
+        await upsert.ExecuteAsync(db.Primary, Items(0, 50), Options(threshold), Ct);
+        // int4 to int8: binary COPY with the old type would send 4 bytes where 8 are read.
+        await db.ExecAsync($"ALTER TABLE {table} ALTER COLUMN score TYPE bigint");
+        var result = await upsert.ExecuteAsync(db.Primary, Items(0, 60, "m"), Options(threshold), Ct);
+        Assert.Equal((10L, 50L), (result.Inserted, result.Updated));
+        Assert.Equal(Enumerable.Range(0, 60).Sum(i => (long)i), await db.ScalarAsync<decimal>($"SELECT sum(score) FROM {table}"));
+
+        // int8 to float4... via int4 to real: the same binary width, which COPY would take silently as other values.
+        await db.ExecAsync($"ALTER TABLE {table} ALTER COLUMN score TYPE real");
+        var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => upsert.ExecuteAsync(db.Primary, Items(0, 60, "z"), Options(threshold), Ct));
+        Assert.Contains("column \"score\"", e.Message, StringComparison.Ordinal);
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'z%'"));
+    }
+
+    [Fact]
+    public async Task The_unique_index_dropped_between_two_calls_gives_the_clear_error()
+    {
+        var table = await CreateTableAsync();
+        await Upsert(table).ExecuteAsync(db.Primary, Items(0, 50), cancellationToken: Ct);
+        var constraint = await db.ScalarAsync<string>($"SELECT conname::text FROM pg_constraint WHERE conrelid = '{table}'::regclass AND contype = 'u'");
+        await db.ExecAsync($"ALTER TABLE {table} DROP CONSTRAINT {constraint}");
+        var e = await Assert.ThrowsAsync<PostgresSchemaException>(() => Upsert(table).ExecuteAsync(db.Primary, Items(0, 50), cancellationToken: Ct));
+        Assert.Contains("no unique index", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [MemberData(nameof(Thresholds))]
+    public async Task A_table_dropped_and_created_again_with_a_trigger_is_counted_right(int threshold)
+    {
+        var table = await CreateTableAsync();
+        await Upsert(table).ExecuteAsync(db.Primary, Items(0, 50), Options(threshold), Ct);
+        await db.ExecAsync($"DROP TABLE {table}");
+        await db.ExecAsync($"CREATE TABLE {table} (key text PRIMARY KEY, name text NOT NULL, score bigint NOT NULL)");
+        await db.ExecAsync($"INSERT INTO {table} SELECT 'k' || i, 'old', i FROM generate_series(0, 9) i");
+        // A trigger that writes the table too: counts must come from RETURNING now, not the table counters.
+        await db.ExecAsync($"""
+            CREATE FUNCTION {db.Schema}.audit_{table[(db.Schema.Length + 1)..]}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN IF NEW.key LIKE 'k1%' AND NEW.name <> 'echo' THEN INSERT INTO {table} VALUES ('echo' || NEW.key, 'echo', 0) ON CONFLICT DO NOTHING; END IF; RETURN NEW; END $$;
+            CREATE TRIGGER audit AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {db.Schema}.audit_{table[(db.Schema.Length + 1)..]}();
+            """);
+        var result = await Upsert(table).ExecuteAsync(db.Primary, Items(0, 30, "m"), Options(threshold), Ct);
+        Assert.Equal((20L, 10L), (result.Inserted, result.Updated));
+        Assert.Equal(30L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'm%'"));
+    }
+
+    [Fact]
+    public async Task The_same_name_on_two_search_paths_reaches_each_connections_own_table()
+    {
+        var other = db.Schema + "_b";
+        await db.ExecAsync($"DROP SCHEMA IF EXISTS {other} CASCADE; CREATE SCHEMA {other}");
+        try
+        {
+            await CreateTableAsync("same");
+            await db.ExecAsync($"CREATE TABLE {other}.same (key text PRIMARY KEY, name text NOT NULL, score int NOT NULL)");
+            var upsert = Upsert("same");
+            foreach (var (schema, n) in new[] { (db.Schema, 5), (other, 7), (db.Schema, 11) })
+            {
+                await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+                await using (var set = new NpgsqlCommand($"SET search_path = {schema}", connection)) await set.ExecuteNonQueryAsync(Ct);
+                await using var tx = await connection.BeginTransactionAsync(Ct);
+                await upsert.ExecuteAsync(connection, tx, Items(0, n), cancellationToken: Ct);
+                await tx.CommitAsync(Ct);
+            }
+            Assert.Equal(11L, await db.ScalarAsync<long>($"SELECT count(*) FROM {db.Schema}.same"));
+            Assert.Equal(7L, await db.ScalarAsync<long>($"SELECT count(*) FROM {other}.same"));
+        }
+        finally
+        {
+            await db.ExecAsync($"DROP SCHEMA IF EXISTS {other} CASCADE");
+        }
+    }
+
+    [Fact]
+    public async Task Concurrent_calls_on_many_tables_each_write_their_own_table()
+    {
+        var tables = new List<string>();
+        for (var t = 0; t < 12; t++) tables.Add(await CreateTableAsync());
+        // Every table upserted by four callers at once, twice (cold cache, then warm), on both paths; one table is
+        // altered between the rounds while the others run.
+        for (var round = 0; round < 2; round++)
+        {
+            var calls = tables.SelectMany(table => Enumerable.Range(0, 4).Select(async c =>
+            {
+                // Callers never share a key: overlapping atomic batches could deadlock, which is not what this tests.
+                var rows = Items(c * 10_000, c % 2 == 0 ? 50 : 3_000, $"r{round}c{c}_");
+                var result = await Upsert(table).ExecuteAsync(db.Primary, rows, Options(c % 2 == 0 ? 10_000 : 0), Ct);
+                Assert.Equal(rows.Count, result.RowsReceived);
+                Assert.Equal(rows.Count, result.Inserted + result.Updated);
+            })).ToList();
+            if (round == 1) calls.Add(db.ExecAsync($"ALTER TABLE {tables[0]} ADD COLUMN extra int"));
+            await Task.WhenAll(calls);
+        }
+        foreach (var table in tables)
+        {
+            Assert.Equal(2L * 50 + 2 * 3_000, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
+        }
+    }
+}
