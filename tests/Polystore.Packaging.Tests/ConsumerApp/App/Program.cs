@@ -78,7 +78,7 @@ await using (var create = app.Services.GetRequiredService<NpgsqlDataSource>().Cr
     await create.ExecuteNonQueryAsync();
 
 // <snippet:bulk-upsert>
-// Built once: table and columns are checked against pg_catalog on first use; values always travel as parameters.
+// Built once: table and columns are read from pg_catalog on first use and re-checked with each call's first statement; values always travel as parameters.
 var upsert = PostgresBulkUpsert.Into<Item>($"{schema}.items")
     .Column("id", i => i.Id).Column("name", i => i.Name).Column("score", i => i.Score)
     .OnConflict("id")                   // an existing id is updated; a repeated id in one request: the last one wins
