@@ -12,7 +12,9 @@ namespace Polystore.Redis.Tests.Contract;
 /// itself during a test) and a <see cref="FakeTimeProvider"/> as the adapters' clock (idle time, and the waits of
 /// 0-permit acquires). Passing the window removes the key's entries from Redis and moves that clock on by a window.
 /// </summary>
-internal sealed class RedisSubject(IConnectionMultiplexer redis) : ILimiterSubject
+/// <param name="redis">The connection.</param>
+/// <param name="operationTimeout">How long a decision may wait for Redis before the failure mode answers (1 s by default).</param>
+internal sealed class RedisSubject(IConnectionMultiplexer redis, TimeSpan? operationTimeout = null) : ILimiterSubject
 {
     public static readonly TimeSpan Window = TimeSpan.FromMinutes(1);
 
@@ -33,7 +35,9 @@ internal sealed class RedisSubject(IConnectionMultiplexer redis) : ILimiterSubje
 
     private RedisSlidingWindowRateLimiter Core(int permitLimit, string prefix)
     {
-        var core = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = permitLimit, Window = Window, KeyPrefix = prefix, TimeProvider = Time });
+        var options = new RedisSlidingWindowOptions { PermitLimit = permitLimit, Window = Window, KeyPrefix = prefix, TimeProvider = Time };
+        if (operationTimeout is { } timeout) options = options with { CircuitBreaker = new RedisCircuitBreakerOptions { OperationTimeout = timeout } };
+        var core = new RedisSlidingWindowRateLimiter(redis, options);
         _cores.Add(core);
         return core;
     }
