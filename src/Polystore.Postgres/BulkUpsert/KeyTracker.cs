@@ -22,11 +22,7 @@ internal sealed class KeyTracker<T>(UpsertColumn<T>[] keys)
         _hashes = null;
         try
         {
-            var span = hashes.AsSpan(0, _count);
-            span.Sort();
-            for (var i = 1; i < span.Length; i++)
-                if (span[i] == span[i - 1]) return false;
-            return true;
+            return AllDistinct(hashes.AsSpan(0, _count));
         }
         finally
         {
@@ -52,16 +48,21 @@ internal sealed class KeyTracker<T>(UpsertColumn<T>[] keys)
                 if (n == hashes.Length) return false;
                 hashes[n++] = Hash(keys, UpsertRows.NotNull(row));
             }
-            var span = hashes.AsSpan(0, n);
-            span.Sort();
-            for (var i = 1; i < span.Length; i++)
-                if (span[i] == span[i - 1]) return false;
-            return true;
+            return AllDistinct(hashes.AsSpan(0, n));
         }
         finally
         {
             System.Buffers.ArrayPool<ulong>.Shared.Return(hashes);
         }
+    }
+
+    // Sorted, equal hashes are neighbours: one pass finds any.
+    private static bool AllDistinct(Span<ulong> hashes)
+    {
+        hashes.Sort();
+        for (var i = 1; i < hashes.Length; i++)
+            if (hashes[i] == hashes[i - 1]) return false;
+        return true;
     }
 
     public void Add(T row)
