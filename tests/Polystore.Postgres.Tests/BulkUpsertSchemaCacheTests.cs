@@ -126,9 +126,10 @@ public sealed class BulkUpsertSchemaCacheTests(SchemaFixture db) : IClassFixture
             var upsert = Upsert("same");
             foreach (var (schema, n) in new[] { (db.Schema, 5), (other, 7), (db.Schema, 11) })
             {
+                // SET LOCAL inside the transaction: a session-level SET would not survive PgBouncer's transaction pooling.
                 await using var connection = await db.Primary.OpenConnectionAsync(Ct);
-                await using (var set = new NpgsqlCommand($"SET search_path = {schema}", connection)) await set.ExecuteNonQueryAsync(Ct);
                 await using var tx = await connection.BeginTransactionAsync(Ct);
+                await using (var set = new NpgsqlCommand($"SET LOCAL search_path = {schema}", connection, tx)) await set.ExecuteNonQueryAsync(Ct);
                 await upsert.ExecuteAsync(connection, tx, Items(0, n), cancellationToken: Ct);
                 await tx.CommitAsync(Ct);
             }
