@@ -421,7 +421,12 @@ internal static class BenchRedisCommand
         public async Task<List<Row>> LimiterAsync(int rounds)
         {
             var area = new Interleaved("limiter");
-            var polystore = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions { PermitLimit = PermitLimit, Window = LimiterWindow, KeyPrefix = prefix + ":rl" });
+            // Every decision goes to Redis, as the peer's do: denials are not remembered in the process (RememberDenialsFor
+            // = 0), so these rows compare the Redis path alone; the service bench shows what remembering them is worth.
+            var polystore = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions
+            {
+                PermitLimit = PermitLimit, Window = LimiterWindow, KeyPrefix = prefix + ":rl", RememberDenialsFor = TimeSpan.Zero,
+            });
             var keys = KeyNames("k");
             // RedisRateLimiting as its README shows (https://github.com/cristipufu/aspnetcore-redis-rate-limiting#readme):
             // a sliding-window limiter per partition key, built as (key, options) with PermitLimit, Window and the
@@ -789,6 +794,7 @@ internal static class BenchRedisCommand
                 var limiter = new RedisSlidingWindowRateLimiter(redis, new RedisSlidingWindowOptions
                 {
                     PermitLimit = PermitLimit, Window = TimeSpan.FromMinutes(1), KeyPrefix = step, OnRedisFailure = RedisFailureMode.Throw,
+                    RememberDenialsFor = TimeSpan.Zero, // every decision is a script call: these rows measure Redis
                 });
                 var names = KeyNames("s", count);
                 string? firstError = null;

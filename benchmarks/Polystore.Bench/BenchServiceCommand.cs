@@ -55,10 +55,12 @@ internal static class BenchServiceCommand
         ("fusion_cache", "fusion", "FusionCache 2.9.0: memory L1 + Redis L2 + Redis backplane"),
     ];
 
-    private static readonly (string Name, string Setting, string Setup)[] LimiterRows =
+    private static readonly (string Name, string Setting, string Setup, string[] Extra)[] LimiterRows =
     [
-        ("polystore", "polystore", "AddPolystoreSlidingWindowPolicy, what the service ships"),
-        ("redis_rate_limiting", "redis-rate-limiting", "RedisRateLimiting.AspNetCore 1.2.1 sliding window, per-key partitions"),
+        ("polystore", "polystore", "AddPolystoreSlidingWindowPolicy, what the service ships (a key over its limit is denied in the process until its window frees a request, at most 1 s)", []),
+        // The same limiter asking Redis on every request: what the remembered denials are worth, shown beside it.
+        ("polystore_always_ask", "polystore", "the same with RememberDenialsFor = 0: every request is a script call", ["--UsersService:RateLimit:RememberDenialsFor=00:00:00"]),
+        ("redis_rate_limiting", "redis-rate-limiting", "RedisRateLimiting.AspNetCore 1.2.1 sliding window, per-key partitions", []),
     ];
 
     public static Command Create()
@@ -69,8 +71,9 @@ internal static class BenchServiceCommand
               profile  GET /users/{id}/profile over pre-created, projected users with four profile caches:
                        Polystore's, uncached, IDistributedCache over Redis, FusionCache L1+L2 (the API's rate
                        limiter off, so the rows differ in the cache only);
-              limiter  the same endpoint behind Polystore's limiter and RedisRateLimiting's (same limit, window and
-                       per-key partitions, 4 keys), and per key the admitted requests against the limit.
+              limiter  the same endpoint behind Polystore's limiter (as shipped, and asking Redis on every request)
+                       and RedisRateLimiting's (same limit, window and per-key partitions, 4 keys), and per key the
+                       admitted requests against the limit.
             --json prints rows, rounds and a 'ratios' object with the targets.
             """) { Seconds, Rounds, Connections, Users, PermitLimit, Host };
         cmd.SetAction(async (parse, ct) =>
@@ -144,7 +147,10 @@ internal static class BenchServiceCommand
             // No target: FusionCache's recommended setup also answers from memory, the like-for-like in-process peer.
             ["cached_vs_fusion_cache_rps"] = Finite(BenchRatio.Of(P("polystore").Rps, P("fusion_cache").Rps, Rps(P("polystore")), Rps(P("fusion_cache"))).Rounded(2)),
             ["limiter_vs_redis_rate_limiting_rps"] = Finite(BenchRatio.Of(L("polystore").Rps, L("redis_rate_limiting").Rps, Rps(L("polystore")), Rps(L("redis_rate_limiting"))).WithTarget(1.5).Rounded(2)),
+            // No target: the limiter asking Redis on every request, as the peer does.
+            ["limiter_always_ask_vs_redis_rate_limiting_rps"] = Finite(BenchRatio.Of(L("polystore_always_ask").Rps, L("redis_rate_limiting").Rps, Rps(L("polystore_always_ask")), Rps(L("redis_rate_limiting"))).Rounded(2)),
             ["limiter_exact_polystore"] = exact["polystore"],
+            ["limiter_exact_polystore_always_ask"] = exact["polystore_always_ask"],
             ["limiter_exact_redis_rate_limiting"] = exact["redis_rate_limiting"],
         };
         if (json)
@@ -268,7 +274,7 @@ internal static class BenchServiceCommand
             try
             {
                 status.Status("limiter: starting the service hosts");
-                foreach (var (name, setting, _) in LimiterRows)
+                foreach (var (name, setting, _, extra) in LimiterRows)
                 {
                     hosts.Add(await HostProcess.StartAsync(hostDll, name,
                     [
@@ -276,6 +282,7 @@ internal static class BenchServiceCommand
                         $"--UsersService:RateLimit:PermitLimit={permitLimit}", $"--UsersService:RateLimit:Window={LimiterWindow:c}",
                         // As the peer behaves: a Redis failure is an error (counted as other), not a fail-open admission.
                         "--UsersService:RateLimit:OnRedisFailure=Throw",
+                        .. extra,
                     ], ct));
                 }
                 var idFile = Path.Combine(work, "ids.txt");

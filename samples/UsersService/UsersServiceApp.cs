@@ -103,6 +103,7 @@ internal static class UsersServiceApp
                 Window = options.RateLimit.Window,
                 KeyPrefix = $"{schema}:rl",
                 OnRedisFailure = options.RateLimit.OnRedisFailure,
+                RememberDenialsFor = options.RateLimit.RememberDenialsFor,
             });
         });
 

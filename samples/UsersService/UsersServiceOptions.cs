@@ -64,6 +64,12 @@ internal sealed class UsersServiceOptions
         /// FailClosed answers 429.
         /// </summary>
         public RedisFailureMode OnRedisFailure { get; set; } = RedisFailureMode.FailOpen;
+
+        /// <summary>
+        /// How long a client found over its limit is answered 429 without asking Redis (never past the moment its
+        /// window frees a request); 00:00:00 asks Redis on every request.
+        /// </summary>
+        public TimeSpan RememberDenialsFor { get; set; } = TimeSpan.FromSeconds(1);
     }
 
     internal sealed class OrderLockOptions
@@ -90,6 +96,7 @@ internal sealed class UsersServiceOptions
         if (BulkChunkSize is < 1 or > 100_000) throw new InvalidOperationException($"{Section}:{nameof(BulkChunkSize)} must be between 1 and 100,000 (it is {BulkChunkSize}).");
         if (RateLimit.PermitLimit < 1) throw new InvalidOperationException($"{Section}:RateLimit:PermitLimit must be at least 1.");
         if (RateLimit.Window < TimeSpan.FromMilliseconds(1)) throw new InvalidOperationException($"{Section}:RateLimit:Window must be positive.");
+        if (RateLimit.RememberDenialsFor < TimeSpan.Zero) throw new InvalidOperationException($"{Section}:RateLimit:RememberDenialsFor must not be negative (00:00:00 turns it off).");
         if (Orders.LockExpiry < TimeSpan.FromMilliseconds(10)) throw new InvalidOperationException($"{Section}:Orders:LockExpiry must be at least 10 ms.");
         if (Orders.LockWait < TimeSpan.Zero) throw new InvalidOperationException($"{Section}:Orders:LockWait must not be negative.");
         if (ProfileLocalCacheTtl < TimeSpan.Zero) throw new InvalidOperationException($"{Section}:{nameof(ProfileLocalCacheTtl)} must not be negative (zero turns local copies off).");

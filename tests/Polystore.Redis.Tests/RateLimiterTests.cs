@@ -11,8 +11,12 @@ public sealed class RateLimiterTests
 {
     private readonly string _prefix = TestServers.UniqueName("rl");
 
-    private RedisSlidingWindowRateLimiter Limiter(IConnectionMultiplexer redis, int limit, TimeSpan window, RedisFailureMode mode = RedisFailureMode.FailClosed) =>
-        new(redis, new RedisSlidingWindowOptions { PermitLimit = limit, Window = window, KeyPrefix = _prefix, OnRedisFailure = mode });
+    private RedisSlidingWindowRateLimiter Limiter(IConnectionMultiplexer redis, int limit, TimeSpan window, RedisFailureMode mode = RedisFailureMode.FailClosed, bool rememberDenials = true) =>
+        new(redis, new RedisSlidingWindowOptions
+        {
+            PermitLimit = limit, Window = window, KeyPrefix = _prefix, OnRedisFailure = mode,
+            RememberDenialsFor = rememberDenials ? new RedisSlidingWindowOptions().RememberDenialsFor : TimeSpan.Zero,
+        });
 
     /// <summary>For every admitted timestamp t: admitted entries in (t - window, t] never exceed the limit.</summary>
     private static void AssertNeverOverLimit(IEnumerable<long> admittedMicros, long windowMicros, int limit)
@@ -192,7 +196,8 @@ public sealed class RateLimiterTests
         // outlasts the test admits exactly the limit.
         var ct = TestContext.Current.CancellationToken;
         const int limit = 500;
-        var limiter = Limiter(RedisServers.Get(kind), limit, TimeSpan.FromMinutes(1));
+        // Denials are not remembered here: every call must reach the batching under test.
+        var limiter = Limiter(RedisServers.Get(kind), limit, TimeSpan.FromMinutes(1), rememberDenials: false);
         var decisions = limiter.DecisionsSent;
         var admitted = 0;
         var denied = 0;

@@ -41,6 +41,18 @@ public sealed record RedisSlidingWindowOptions
     /// <summary>How long a batch waits for <see cref="WaitForReplicas"/> (default 250 ms; below the circuit breaker's operation timeout).</summary>
     public TimeSpan ReplicaWaitTimeout { get; init; } = TimeSpan.FromMilliseconds(250);
 
+    /// <summary>
+    /// How long, at most, a denial is remembered in this process so that later calls for the same key and weight
+    /// are denied without a round trip (default 1 s; <see cref="TimeSpan.Zero"/> asks Redis every time). A denial is
+    /// never remembered past its RetryAfter (when the entry that frees the permits leaves the window), so this
+    /// never admits more than the limit: a sliding log only frees permits as entries leave, or when permits are
+    /// given back (a give-back by this process forgets the key at once). What it can miss, for at most this long,
+    /// is a give-back by another process or a key deleted by hand: a call denied that Redis would have admitted.
+    /// It keeps a key that is over its limit (a client retrying in a loop, an abusive one) from costing Redis a
+    /// script call per request. Up to 65,536 keys are remembered.
+    /// </summary>
+    public TimeSpan RememberDenialsFor { get; init; } = TimeSpan.FromSeconds(1);
+
     internal RedisSlidingWindowOptions Validated()
     {
         if (PermitLimit < 1) throw new ArgumentOutOfRangeException(nameof(PermitLimit), PermitLimit, $"{nameof(PermitLimit)} must be at least 1.");
@@ -50,6 +62,7 @@ public sealed record RedisSlidingWindowOptions
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
         ArgumentNullException.ThrowIfNull(CircuitBreaker, nameof(CircuitBreaker));
         CircuitBreaker.Validated(nameof(CircuitBreaker));
+        if (RememberDenialsFor < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(RememberDenialsFor), RememberDenialsFor, $"{nameof(RememberDenialsFor)} must not be negative (TimeSpan.Zero turns it off).");
         if (WaitForReplicas < 0) throw new ArgumentOutOfRangeException(nameof(WaitForReplicas), WaitForReplicas, $"{nameof(WaitForReplicas)} must not be negative.");
         if (WaitForReplicas > 0 && (ReplicaWaitTimeout < TimeSpan.FromMilliseconds(1)
             || (CircuitBreaker.OperationTimeout != Timeout.InfiniteTimeSpan && ReplicaWaitTimeout >= CircuitBreaker.OperationTimeout)))

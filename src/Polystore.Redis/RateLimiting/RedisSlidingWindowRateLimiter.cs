@@ -35,6 +35,7 @@ public sealed class RedisSlidingWindowRateLimiter
     private readonly SlotCoalescer<Pending> _coalescer;
     private readonly ScriptBatcher _giveBack;
     private readonly RedisCircuitBreaker _breaker;
+    private readonly RememberedDenials _denials;
 
     /// <summary>Creates a limiter over <paramref name="redis"/>.</summary>
     /// <param name="redis">The application's connection.</param>
@@ -52,6 +53,7 @@ public sealed class RedisSlidingWindowRateLimiter
         _waitMs = (long)Math.Ceiling(Options.ReplicaWaitTimeout.TotalMilliseconds);
         _tagStart = RedisKeys.TagStart(Options.KeyPrefix);
         _instanceArg = _instance;
+        _denials = new RememberedDenials(Options.RememberDenialsFor);
         _coalescer = new SlotCoalescer<Pending>(redis, SendAsync, p => p.Slot, SlotCoalescer<Pending>.LimiterConcurrentBatch);
         _giveBack = new ScriptBatcher(redis, SlidingWindowScript.Release, [], resultsPerItem: 1, _breaker, Component);
     }
@@ -73,6 +75,12 @@ public sealed class RedisSlidingWindowRateLimiter
     /// <summary>Script calls sent by this instance, each carrying one batch of decisions (for tests).</summary>
     internal long BatchesSent => Interlocked.Read(ref _batches);
 
+    /// <summary>Decisions answered from a remembered denial, without a round trip (for tests and benchmarks).</summary>
+    internal long DecisionsAnsweredLocally => _denials.Answered;
+
+    /// <summary>Keys with a remembered denial (for tests).</summary>
+    internal int RememberedDenialCount => _denials.Count;
+
     /// <summary>Permits Redis gave back because their caller never received the decision (for tests).</summary>
     internal long PermitsGivenBack => Interlocked.Read(ref _permitsGivenBack);
 
@@ -90,6 +98,9 @@ public sealed class RedisSlidingWindowRateLimiter
     /// retried while Redis does not answer, for at most a window (then the entries have left anyway), for at
     /// most 65,536 entries at a time; past that, the permits stay taken until they leave the window. Each
     /// permit given back is counted in <see cref="RedisMetrics.RateLimitGivenBack"/> (when Redis confirms it).
+    /// <para>A denial is remembered for the key and weight until the permits it waits for are free, at most
+    /// <see cref="RedisSlidingWindowOptions.RememberDenialsFor"/>: calls in that time are denied at once, without a
+    /// round trip and whether or not Redis answers.</para>
     /// <para>While the connection's circuit breaker is open (see <see cref="RedisSlidingWindowOptions.CircuitBreaker"/>) the
     /// call does not reach Redis: it answers at once as <see cref="RedisSlidingWindowOptions.OnRedisFailure"/> says, and
     /// with <see cref="RedisFailureMode.Throw"/> fails with a <see cref="RedisConnectionException"/> that says the breaker is open.</para>
@@ -122,10 +133,12 @@ public sealed class RedisSlidingWindowRateLimiter
     {
         Validate(key, permits);
         if (cancellationToken.IsCancellationRequested) return ValueTask.FromCanceled<RateLimitDecision>(cancellationToken);
+        // A key known to be full is denied here, also while Redis is unreachable: that is knowledge, not a guess.
+        if (_denials.Enabled && _denials.TryAnswer(key, permits, out var remembered)) return new ValueTask<RateLimitDecision>(remembered);
         if (_breaker.IsOpen) return ShortCircuited();
         RedisKey log = RedisKeys.Key(_tagStart, key, LogSuffix);
         // The slot only matters when batches must be split per slot (cluster, or not known yet).
-        var pending = new Pending(log, permits, _coalescer.KnownStandalone ? 0 : _redis.HashSlot(log));
+        var pending = new Pending(key, log, permits, _coalescer.KnownStandalone ? 0 : _redis.HashSlot(log));
         if (cancellationToken.CanBeCanceled)
         {
             pending.Registration = cancellationToken.UnsafeRegister(static (p, ct) => ((Pending)p!).TrySetCanceled(ct), pending);
@@ -157,6 +170,7 @@ public sealed class RedisSlidingWindowRateLimiter
         args[batch.Count + 2] = _instanceArg;
         args[batch.Count + 3] = number;
         Interlocked.Add(ref _decisionsSent, batch.Count);
+        var sentAt = System.Diagnostics.Stopwatch.GetTimestamp();
         RateLimitDecision[] decisions;
         try
         {
@@ -216,6 +230,8 @@ public sealed class RedisSlidingWindowRateLimiter
             for (var i = 0; i < decisions.Length; i++)
             {
                 var p = batch[i];
+                // Remembered before the caller resumes, so its next call already finds it.
+                if (_denials.Enabled && !decisions[i].Allowed) _denials.Remember(p.Key, p.Permits, decisions[i], sentAt);
                 if (p.TrySetResult(decisions[i])) p.Registration.Unregister();
                 else if (decisions[i].Allowed && p.Permits > 0) (giveBack ??= []).Add(i); // cancelled while on the wire
             }
@@ -243,16 +259,16 @@ public sealed class RedisSlidingWindowRateLimiter
             if (decisions is not null)
             {
                 var byPosition = NamedByPosition(entries!, admitted!, i);
-                if (!Start(p.Log, byPosition ? positionName : batchName, reason)) return;
+                if (!Start(p, byPosition ? positionName : batchName, reason)) return;
                 continue;
             }
             // Which decisions were admitted is unknown: the name by position is this decision's if it was; the
             // batch's name may be that of any decision admitted on this key with this weight, so it goes only
             // when all of them go.
-            if (!Start(p.Log, positionName, reason)) return;
+            if (!Start(p, positionName, reason)) return;
             var all = true;
             for (var j = 0; j < batch.Count && all; j++) all = batch[j].Log != p.Log || batch[j].Permits != p.Permits || givenBack.Contains(j);
-            if (all && !Start(p.Log, batchName, reason)) return;
+            if (all && !Start(p, batchName, reason)) return;
         }
     }
 
@@ -280,7 +296,7 @@ public sealed class RedisSlidingWindowRateLimiter
         return false;
     }
 
-    private bool Start(RedisKey log, string entry, string reason)
+    private bool Start(Pending p, string entry, string reason)
     {
         // Bounded: past this many, an entry nobody received just leaves with the window.
         if (Interlocked.Increment(ref _givingBack) > MaxGivingBack)
@@ -288,11 +304,11 @@ public sealed class RedisSlidingWindowRateLimiter
             Interlocked.Decrement(ref _givingBack);
             return false;
         }
-        _ = GiveBackAsync(log, entry, reason);
+        _ = GiveBackAsync(p.Key, p.Log, entry, reason);
         return true;
     }
 
-    private async Task GiveBackAsync(RedisKey log, string entry, string reason)
+    private async Task GiveBackAsync(string key, RedisKey log, string entry, string reason)
     {
         // Most entries to give back come from a stalled or unreachable Redis, so the call is retried until Redis
         // answers, but not past a window: by then the entry has left anyway. It goes out after the decision on the
@@ -307,6 +323,8 @@ public sealed class RedisSlidingWindowRateLimiter
                 {
                     var permits = (long)(await _giveBack.RunAsync([log], [entry]).ConfigureAwait(false))[0];
                     if (permits == 0) return;
+                    // Room was made: a denial remembered since must not outlive it.
+                    _denials.Forget(key);
                     Interlocked.Add(ref _permitsGivenBack, permits);
                     RedisMetrics.RateLimitGivenBackCounter.Add(permits, new KeyValuePair<string, object?>("reason", reason));
                     return;
@@ -330,8 +348,10 @@ public sealed class RedisSlidingWindowRateLimiter
 
     // Completed by SlotCoalescer, which resumes a batch's callers one after the other on the reply's thread,
     // or by the caller's token (then the decision, if already sent, is given back when it comes in).
-    private sealed class Pending(RedisKey log, int permits, int slot) : TaskCompletionSource<RateLimitDecision>
+    private sealed class Pending(string key, RedisKey log, int permits, int slot) : TaskCompletionSource<RateLimitDecision>
     {
+        public string Key { get; } = key;
+
         public RedisKey Log { get; } = log;
 
         public int Permits { get; } = permits;
