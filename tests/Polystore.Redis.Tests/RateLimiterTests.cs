@@ -19,7 +19,7 @@ public sealed class RateLimiterTests
         });
 
     /// <summary>For every admitted timestamp t: admitted entries in (t - window, t] never exceed the limit.</summary>
-    private static void AssertNeverOverLimit(IEnumerable<long> admittedMicros, long windowMicros, int limit)
+    internal static void AssertNeverOverLimit(IEnumerable<long> admittedMicros, long windowMicros, int limit)
     {
         var sorted = admittedMicros.Order().ToArray();
         var start = 0;
