@@ -56,9 +56,8 @@ internal sealed class RememberedDenials(TimeSpan maxAge)
         if (decision.Allowed || decision.IsFallback || permits == 0 || decision.RetryAfter <= TimeSpan.Zero) return;
         var wait = (long)(decision.RetryAfter.TotalSeconds * Stopwatch.Frequency);
         var denial = new Denial(permits, decision.Remaining, sentAt + Math.Min(wait, _maxAgeTicks), sentAt, decision.Reset, decision.ServerTimeMicroseconds);
-        var added = false;
-        _byKey.AddOrUpdate(key, (_, d) => { added = true; return d; }, (_, _, d) => d, denial);
-        if (added && Interlocked.Increment(ref _count) > Capacity) Sweep();
+        if (!_byKey.TryAdd(key, denial)) _byKey[key] = denial;
+        else if (Interlocked.Increment(ref _count) > Capacity) Sweep();
     }
 
     /// <summary>Forgets <paramref name="key"/> (permits were given back on it).</summary>
