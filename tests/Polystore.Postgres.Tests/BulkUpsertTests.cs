@@ -58,6 +58,37 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal("last", await db.ScalarAsync<string>($"SELECT name FROM {table} WHERE email = 'u0@example.com'"));
     }
 
+    [Fact]
+    public async Task Duplicates_found_after_an_unnumbered_copy_are_staged_again_and_the_last_one_wins()
+    {
+        // Inside the caller's transaction no proof is started before the COPY, so a collection in memory is always
+        // sent without ordinals first; its repeated keys then make it go again, numbered.
+        var table = await CreateUsersAsync();
+        await Upsert(table).ExecuteAsync(db.Primary, Users(0, 100, "pre"), cancellationToken: Ct);
+        var rows = Users(0, 6_000, "old").Concat(Users(0, 6_000, "new")).Append(new UserRow("u0@example.com", "last", 7)).ToList();
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        await using var tx = await connection.BeginTransactionAsync(Ct);
+        var result = await Upsert(table).ExecuteAsync(connection, tx, new SyncRows<UserRow>(rows), cancellationToken: Ct);
+        await tx.CommitAsync(Ct);
+        Assert.Equal((12_001L, 5_900L, 100L, 6_001L), (result.RowsReceived, result.Inserted, result.Updated, result.Skipped));
+        Assert.Equal(5_999L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'new%'"));
+        Assert.Equal("last", await db.ScalarAsync<string>($"SELECT name FROM {table} WHERE email = 'u0@example.com'"));
+        Assert.Equal(100L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE version = 1"));
+    }
+
+    [Fact]
+    public async Task A_collection_with_unique_keys_upserts_inside_the_callers_transaction()
+    {
+        var table = await CreateUsersAsync();
+        await Upsert(table).ExecuteAsync(db.Primary, Users(0, 5_000, "pre"), cancellationToken: Ct);
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        await using var tx = await connection.BeginTransactionAsync(Ct);
+        var result = await Upsert(table).ExecuteAsync(connection, tx, new SyncRows<UserRow>(Users(0, 20_000, "m").ToList()), cancellationToken: Ct);
+        await tx.CommitAsync(Ct);
+        Assert.Equal((20_000L, 15_000L, 5_000L), (result.RowsReceived, result.Inserted, result.Updated));
+        Assert.Equal(20_000L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'm%'"));
+    }
+
     [Theory]
     [InlineData(10_000)]  // unnest path
     [InlineData(0)]       // COPY path

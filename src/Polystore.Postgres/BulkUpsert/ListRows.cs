@@ -35,12 +35,28 @@ internal sealed class ListRows<T>(IEnumerator<T> inner, CancellationToken cancel
         return (KeysUnique = KeyTracker<T>.Unique(keys, InMemory!)).Value;
     }
 
+    /// <summary>
+    /// Whether <see cref="InMemory"/> has unique <paramref name="keys"/>, when that is known without waiting: proven
+    /// before, or by an early proof of the same columns that has finished. Null while it is not.
+    /// </summary>
+    public bool? KeysUniqueIfKnown(UpsertColumn<T>[] keys)
+    {
+        if (KeysUnique is { } known) return known;
+        if (_early is { Proof.IsCompletedSuccessfully: true } early && early.Keys.AsSpan().SequenceEqual(keys)) return early.Proof.Result;
+        return null;
+    }
+
+    /// <summary>How many rows <see cref="MoveNextAsync"/> has handed out (equal to a batch's size: the batch began at the first row).</summary>
+    public long Read { get; private set; }
+
     public T Current => inner.Current;
 
     public ValueTask<bool> MoveNextAsync()
     {
         cancellationToken.ThrowIfCancellationRequested();
-        return ValueTask.FromResult(inner.MoveNext());
+        if (!inner.MoveNext()) return ValueTask.FromResult(false);
+        Read++;
+        return ValueTask.FromResult(true);
     }
 
     public ValueTask DisposeAsync()

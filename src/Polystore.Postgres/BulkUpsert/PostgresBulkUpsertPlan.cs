@@ -28,6 +28,7 @@ internal sealed class PostgresBulkUpsertPlan<T>
         var action = DoNothing ? "DO NOTHING" : "DO UPDATE SET " + string.Join(", ", assignments);
         var staging = PostgresIdentifier.Quote($"polystore_upsert_{Interlocked.Increment(ref _stagingCounter)}");
         CreateStaging = $"CREATE TEMP TABLE {staging} ON COMMIT DROP AS SELECT 0::int8 AS {OrdinalColumn}, {cols} FROM {table.QualifiedName} WITH NO DATA";
+        TruncateStaging = $"TRUNCATE {staging}";
         Copy = $"COPY {staging} ({OrdinalColumn}, {cols}) FROM STDIN (FORMAT BINARY)";
         CopyWithoutOrdinal = $"COPY {staging} ({cols}) FROM STDIN (FORMAT BINARY)";
 
@@ -94,6 +95,7 @@ internal sealed class PostgresBulkUpsertPlan<T>
     public bool DoNothing { get; }
     public string CreateStaging { get; }
     public string Copy { get; }
+    public string TruncateStaging { get; }
     public string CopyWithoutOrdinal { get; }
     public UpsertSql UpsertFromStaging { get; }
     public UpsertSql UpsertFromStagingDeduplicated { get; }

@@ -17,29 +17,38 @@ internal static class StagedCopyUpsert<T>
         List<T> head, IAsyncEnumerator<T> rows, bool more, PostgresBulkUpsertOptions options, long limit, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         long received = 0;
-        // A batch already in memory is hashed before it is sent: when its keys are proven unique, the rows
-        // need no ordinal (it only orders duplicates), which makes the COPY about a fifth lighter. The hashing
-        // overlaps the round trips before the COPY: started early by the caller where it can, else here while the
-        // server creates the staging table (the command is on the wire before the first await).
+        // A batch in memory is hashed apart from the COPY: when its keys are proven unique, the rows need no ordinal
+        // (it only orders duplicates), which makes the COPY about a fifth lighter. A batch that is the whole collection
+        // does not wait for an unfinished proof: it goes without ordinals at once while the proof runs beside the COPY,
+        // and if a key turns out to repeat it is staged again, numbered, from the collection. Waiting cost 5-40 ms
+        // (median 9) of ~450 ms for 100k rows. Any other batch in memory waits for its proof, which overlaps the
+        // round trip that creates the staging table (the command is on the wire before the first await).
         // The CREATE locks the table (ACCESS SHARE, to the end of the transaction) before a cached plan's check reads
         // the catalog: what the check sees cannot change before the rows are applied.
         var createBatch = new NpgsqlBatch(connection, transaction) { Timeout = options.CommandTimeoutSeconds };
         createBatch.BatchCommands.Add(new NpgsqlBatchCommand(plan.CreateStaging));
         trip.AddCheck(createBatch);
         var create = RunAndDisposeAsync(createBatch, cancellationToken);
-        bool provenUnique;
+        var list = rows is ListRows<T> { InMemory: { Count: > 0 } all } l && all.Count <= limit && l.Read == head.Count ? l : null;
+        bool? provenUnique;
         try
         {
-            provenUnique = rows is ListRows<T> { InMemory: not null } list && await list.KeysUniqueAsync(plan.KeyColumns).ConfigureAwait(false);
+            if (list is not null)
+            {
+                provenUnique = list.KeysUniqueIfKnown(plan.KeyColumns);
+                if (provenUnique is null) list.StartKeyProof(plan.KeyColumns);
+            }
+            else provenUnique = rows is ListRows<T> { InMemory: not null } other && await other.KeysUniqueAsync(plan.KeyColumns).ConfigureAwait(false);
         }
         finally
         {
             await create.ConfigureAwait(false);
         }
         trip.FirstBatchDone();
-        var keys = provenUnique ? null : new KeyTracker<T>(plan.KeyColumns);
+        var withoutOrdinal = provenUnique != false;
+        var keys = withoutOrdinal ? null : new KeyTracker<T>(plan.KeyColumns);
         bool certainlyUnique;
-        var importer = await connection.BeginBinaryImportAsync(provenUnique ? plan.CopyWithoutOrdinal : plan.Copy, cancellationToken).ConfigureAwait(false);
+        var importer = await connection.BeginBinaryImportAsync(withoutOrdinal ? plan.CopyWithoutOrdinal : plan.Copy, cancellationToken).ConfigureAwait(false);
         await using (importer.ConfigureAwait(false))
         {
             importer.Timeout = options.CopyTimeout;
@@ -67,8 +76,29 @@ internal static class StagedCopyUpsert<T>
                 certainlyUnique = await unique.ConfigureAwait(false);
             }
         }
+        if (provenUnique is null && !await list!.KeysUniqueAsync(plan.KeyColumns).ConfigureAwait(false))
+        {
+            // A key repeats: the rows go again, numbered, so that the last of them wins.
+            await UpsertStatementRunner<T>.ExecuteAsync(connection, transaction, plan.TruncateStaging, options, cancellationToken).ConfigureAwait(false);
+            await RestageNumberedAsync(connection, plan, list.InMemory!, options, cancellationToken).ConfigureAwait(false);
+            certainlyUnique = false;
+        }
         var (inserted, updated) = await ApplyAsync(connection, transaction, plan, certainlyUnique, (received, options.MergeHashMemoryBytes), options, trip, cancellationToken).ConfigureAwait(false);
         return (received, inserted, updated);
+    }
+
+    private static async Task RestageNumberedAsync(NpgsqlConnection connection, PostgresBulkUpsertPlan<T> plan, IReadOnlyCollection<T> rows,
+        PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+    {
+        var importer = await connection.BeginBinaryImportAsync(plan.Copy, cancellationToken).ConfigureAwait(false);
+        await using (importer.ConfigureAwait(false))
+        {
+            importer.Timeout = options.CopyTimeout;
+            long ordinal = 0;
+            foreach (var row in rows)
+                await WriteRowAsync(importer, plan, UpsertRows.NotNull(row), ++ordinal, cancellationToken).ConfigureAwait(false);
+            await importer.CompleteAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     private static async Task RunAndDisposeAsync(NpgsqlBatch batch, CancellationToken cancellationToken)
