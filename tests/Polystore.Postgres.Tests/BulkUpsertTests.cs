@@ -421,7 +421,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     [InlineData(100_000, 256L << 20, 64, "hash")]       // batch as large as the table: work_mem for a one-pass hash
     [InlineData(25_000, 256L << 20, 64, "hash")]        // a quarter of the table still hashes it
     [InlineData(100_000, 256L << 20, 1 << 20, "hash")]  // work_mem is never lowered
-    [InlineData(100_000, 1L << 20, 64, "probe")]        // the hash would not fit under the cap: index probes
+    [InlineData(100_000, 1L << 20, 64, "planner")]      // the hash would not fit under the cap: the planner's own join
     [InlineData(10_000, 256L << 20, 64, "probe")]       // a tenth of the table: index probes
     public async Task A_staged_merge_hashes_the_table_in_one_pass_or_probes_its_index(long rows, long cap, int workMemKb, string expected)
     {
@@ -438,14 +438,38 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
             connection, tx).ExecuteReaderAsync(Ct);
         Assert.True(await now.ReadAsync(Ct));
         var (bytes, multiplier, hashJoin, mergeJoin) = (now.GetInt64(0), now.GetDouble(1), now.GetString(2), now.GetString(3));
-        if (expected == "probe")
+        if (expected != "hash")
         {
-            Assert.Equal((workMemKb * 1024L, "off", "off"), (bytes, hashJoin, mergeJoin));
+            Assert.Equal((workMemKb * 1024L, expected == "probe" ? "off" : "on", expected == "probe" ? "off" : "on"), (bytes, hashJoin, mergeJoin));
             return;
         }
         Assert.Equal(("on", "on"), (hashJoin, mergeJoin));
         if (workMemKb * 1024L * multiplier > 100_000 * 100.0) Assert.Equal(workMemKb * 1024L, bytes);
         else Assert.InRange(bytes * multiplier, 100_000 * 70.0, 100_000 * 100.0); // ~64 bytes + the e-mail (~18) per table row
+    }
+
+    [Fact]
+    public async Task A_batch_whose_hash_does_not_fit_into_an_empty_table_is_never_a_nested_loop()
+    {
+        // With hash and merge joins off, a table the planner believes empty is joined by a nested loop over a
+        // sequential scan of the table the MERGE is filling: quadratic (a 10M-row batch ran for minutes). The steering
+        // leaves such a batch to the planner, whose join is linear.
+        var table = await CreateUsersAsync();
+        await db.ExecAsync($"ANALYZE {table}");
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        var plan = await UpsertPlanResolver.ResolveAsync(Upsert(table), connection, null, Ct);
+        await using var tx = await connection.BeginTransactionAsync(Ct);
+        await new NpgsqlCommand(plan.CreateStaging, connection, tx).ExecuteNonQueryAsync(Ct);
+        var staging = plan.Copy.Split(' ')[1];
+        await new NpgsqlCommand($"INSERT INTO {staging} (email, name) SELECT 'u' || i || '@example.com', 'n' FROM generate_series(1, 50000) i; ANALYZE {staging}", connection, tx).ExecuteNonQueryAsync(Ct);
+        await using (var steer = new NpgsqlBatch(connection, tx) { BatchCommands = { MergeJoinSteering.Steer(plan.SteerMerge, 50_000, 1L << 20, plan.KeyNames) } })
+            await steer.ExecuteNonQueryAsync(Ct);
+        var explained = (string)(await new NpgsqlCommand("EXPLAIN (FORMAT JSON) " + plan.UpsertFromStaging.Merge, connection, tx).ExecuteScalarAsync(Ct))!;
+        Assert.DoesNotContain("Nested Loop", explained);
+        await tx.RollbackAsync(Ct);
+        // And through the API, with a hash cap the batch cannot fit under: every row lands, counted.
+        var result = await Upsert(table).ExecuteAsync(db.Primary, Users(0, 30_000), new PostgresBulkUpsertOptions { MergeHashMemoryBytes = 1L << 20 }, Ct);
+        Assert.Equal((30_000L, 0L), (result.Inserted, result.Updated));
     }
 
     [Theory]
