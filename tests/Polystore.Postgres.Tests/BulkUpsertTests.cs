@@ -421,7 +421,8 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     [InlineData(100_000, 256L << 20, 64, "hash")]       // batch as large as the table: work_mem for a one-pass hash
     [InlineData(25_000, 256L << 20, 64, "hash")]        // a quarter of the table still hashes it
     [InlineData(100_000, 256L << 20, 1 << 20, "hash")]  // work_mem is never lowered
-    [InlineData(100_000, 1L << 20, 64, "planner")]      // the hash would not fit under the cap: the planner's own join
+    [InlineData(100_000, 1L << 20, 64, "probe")]        // the hash would not fit under the cap: index probes
+    [InlineData(500_000, 1L << 20, 64, "planner")]      // five times the table and no room for its hash: the planner's own join
     [InlineData(10_000, 256L << 20, 64, "probe")]       // a tenth of the table: index probes
     public async Task A_staged_merge_hashes_the_table_in_one_pass_or_probes_its_index(long rows, long cap, int workMemKb, string expected)
     {
@@ -453,7 +454,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     {
         // With hash and merge joins off, a table the planner believes empty is joined by a nested loop over a
         // sequential scan of the table the MERGE is filling: quadratic (a 10M-row batch ran for minutes). The steering
-        // leaves such a batch to the planner, whose join is linear.
+        // leaves a batch far larger than the table to the planner, which hashes the small table.
         var table = await CreateUsersAsync();
         await db.ExecAsync($"ANALYZE {table}");
         await using var connection = await db.Primary.OpenConnectionAsync(Ct);

@@ -56,9 +56,10 @@ public sealed record PostgresBulkUpsertOptions
     /// <summary>
     /// How the MERGE of a staged batch (more than <see cref="UnnestThreshold"/> rows) joins the table, set for that
     /// statement only and restored right after: a batch of at least a quarter of the table hashes the table in one
-    /// pass, with <c>work_mem</c> raised (never lowered) as far as this many bytes of hash (a larger hash is left to the
-    /// planner); a smaller batch is joined by probing the conflict key's unique index. Measured on a 1M-row table
-    /// (see the README). 0 leaves the planner's settings alone. Default 256 MiB.
+    /// pass, with <c>work_mem</c> raised (never lowered) as far as this many bytes of hash; any other batch, or a table
+    /// whose hash would not fit, is joined by probing the conflict key's unique index, except a batch more than four
+    /// times the table, which is left to the planner. Measured on a 1M-row table (see the README). 0 leaves the
+    /// planner's settings alone. Default 256 MiB.
     /// </summary>
     public long MergeHashMemoryBytes { get; init; } = 256L * 1024 * 1024;
 
