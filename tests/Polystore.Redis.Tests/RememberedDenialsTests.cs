@@ -103,6 +103,37 @@ public sealed class RememberedDenialsTests
     }
 
     [Fact]
+    public async Task A_permit_given_back_by_this_process_makes_it_ask_Redis_again()
+    {
+        // Weight 2 is denied and remembered with 2 of 3 permits taken. A call of weight 1 is cancelled while Redis is
+        // paused; Redis admits it once running again, and as nobody received it, its permit is given back: the room
+        // that makes may fit the remembered weight, so the next call of weight 2 must go to Redis, not to memory.
+        var ct = TestContext.Current.CancellationToken;
+        await using var paused = await PausableRedis.StartAsync(timeoutSeconds: 60);
+        var limiter = Limiter(paused.Client, 3, TimeSpan.FromMinutes(1), remember: TimeSpan.FromMinutes(1));
+        Assert.True((await limiter.TryAcquireAsync("k", 2, ct)).Allowed);
+        Assert.False((await limiter.TryAcquireAsync("k", 2, ct)).Allowed);
+        Assert.False((await limiter.TryAcquireAsync("k", 2, ct)).Allowed);
+        Assert.Equal(1, limiter.DecisionsAnsweredLocally);
+        await paused.PauseAsync();
+        try
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            var cancelled = limiter.TryAcquireAsync("k", 1, cts.Token).AsTask();
+            await cts.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Poll.WithinAsync(cancelled, "the cancelled call"));
+        }
+        finally
+        {
+            await paused.ResumeAsync();
+        }
+        await Poll.UntilAsync(() => limiter.PermitsGivenBack == 1, "the cancelled call's permit to be given back", ct);
+        var sent = limiter.DecisionsSent;
+        Assert.False((await limiter.TryAcquireAsync("k", 2, ct)).Allowed); // 2 taken + 2 > 3, as Redis says
+        Assert.Equal((sent + 1, 1L), (limiter.DecisionsSent, limiter.DecisionsAnsweredLocally));
+    }
+
+    [Fact]
     public async Task Turned_off_every_decision_goes_to_Redis()
     {
         var ct = TestContext.Current.CancellationToken;

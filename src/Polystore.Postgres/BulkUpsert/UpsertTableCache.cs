@@ -32,16 +32,8 @@ internal static class UpsertTableCache
         PostgresErrorCodes.WrongObjectType, PostgresErrorCodes.CannotCoerce,
     ];
 
-    // The table as the name resolves on this connection ($1 name, $2 schema or null).
-    private const string Resolve = """
-        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-          AND (($2::text IS NULL AND n.nspname = ANY (pg_catalog.current_schemas(true))) OR n.nspname = $2)
-        ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)
-        LIMIT 1
-        """;
-
-    private const string ResolvedOid = $"(SELECT c.oid {Resolve})";
+    // The table as the name resolves on this connection ($1 name, $2 schema or null), as TableSchema finds it.
+    private const string ResolvedOid = $"(SELECT c.oid {TableSchema.ResolveName})";
 
     // Everything below is read from these catalog rows: any change to them changes the fingerprint.
     private const string Fingerprint = """
@@ -54,27 +46,11 @@ internal static class UpsertTableCache
              FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid)))
         """;
 
-    private const string FindTable = $"SELECT c.oid, n.nspname, c.relname, {Fingerprint} {Resolve}";
+    private const string FindTable = $"SELECT c.oid, n.nspname, c.relname, {Fingerprint} {TableSchema.ResolveName}";
 
-    // Domains are written as their base type; arrays as element[] (the names Npgsql resolves).
-    private const string FindColumns = $"""
-        SELECT a.attname, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod),
-               CASE WHEN b.typcategory = 'A' THEN be.typname || '[]' ELSE
-                    CASE WHEN bn.nspname = 'pg_catalog' THEN b.typname ELSE bn.nspname || '.' || b.typname END END,
-               a.attnotnull, a.attgenerated <> '', a.attidentity = 'a'
-        FROM pg_catalog.pg_attribute a
-        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-        JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-        JOIN pg_catalog.pg_namespace bn ON bn.oid = b.typnamespace
-        LEFT JOIN pg_catalog.pg_type be ON be.oid = b.typelem AND b.typcategory = 'A'
-        WHERE a.attrelid = {ResolvedOid} AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY a.attnum
-        """;
+    private static readonly string FindColumns = TableSchema.ColumnsOf(ResolvedOid);
 
-    private const string FindUnique = $"""
-        SELECT i.indkey::int2[] FROM pg_catalog.pg_index i
-        WHERE i.indrelid = {ResolvedOid} AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
-        """;
+    private static readonly string FindUnique = TableSchema.UniqueIndexesOf(ResolvedOid);
 
     // A trigger (other than a foreign key's own checks on another table) or a rule could write the table
     // too, and a partitioned table keeps its counters per partition: those count with RETURNING instead.
@@ -85,7 +61,7 @@ internal static class UpsertTableCache
         """;
 
     // Null when the name resolves to nothing; false when it resolves to a table with another fingerprint.
-    private const string Matches = $"COALESCE((SELECT {Fingerprint} {Resolve}) = $3, false)";
+    private const string Matches = $"COALESCE((SELECT {Fingerprint} {TableSchema.ResolveName}) = $3, false)";
 
     /// <summary>True when the entry still describes the table (one row, one column); leaves the transaction usable either way.</summary>
     private const string CheckQuietly = $"SELECT {Matches}";
@@ -130,7 +106,7 @@ internal static class UpsertTableCache
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 var columns = new List<ColumnSchema>();
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                    columns.Add(new ColumnSchema(reader.GetString(0), reader.GetInt16(1), reader.GetString(2), reader.GetString(3), reader.GetBoolean(4), reader.GetBoolean(5), reader.GetBoolean(6)));
+                    columns.Add(TableSchema.ReadColumn(reader));
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
                 var unique = new List<short[]>();
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) unique.Add(reader.GetFieldValue<short[]>(0));
@@ -139,7 +115,7 @@ internal static class UpsertTableCache
                 if (found is not { } f)
                 {
                     Forget(key);
-                    throw new PostgresSchemaException($"table \"{TableSchema.Printable(tableName)}\" was not found in the catalog ({(schema is null ? "searched the search_path" : $"schema \"{TableSchema.Printable(schema)}\"")}); names are matched exactly as stored, usually lower case.");
+                    throw TableSchema.NotFound(tableName, schema);
                 }
                 var info = new UpsertTableInfo(key, new TableSchema(f.Schema, f.Name, f.Oid, columns, unique), countable, f.Fingerprint, schema, name);
                 if (Entries.Count >= MaxEntries) Entries.Clear();

@@ -106,46 +106,58 @@ internal sealed class TableSchema
     {
         var (schema, name) = ParseName(CheckName(table, nameof(table)));
 
-        const string findTable = """
-            SELECT c.oid, n.nspname, c.relname
-            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
-              AND (($2::text IS NULL AND n.nspname = ANY (pg_catalog.current_schemas(true))) OR n.nspname = $2)
-            ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)
-            LIMIT 1
-            """;
-        var found = await Sql.QueryAsync(connection, transaction, findTable,
+        var found = await Sql.QueryAsync(connection, transaction, $"SELECT c.oid, n.nspname, c.relname {ResolveName}",
             [new NpgsqlParameter<string> { TypedValue = name }, new NpgsqlParameter { Value = (object?)schema ?? DBNull.Value, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text }],
             r => (Oid: r.GetFieldValue<uint>(0), Schema: r.GetString(1), Name: r.GetString(2)), cancellationToken).ConfigureAwait(false);
-        if (found.Count == 0)
-            throw new PostgresSchemaException($"table \"{Printable(table)}\" was not found in the catalog ({(schema is null ? "searched the search_path" : $"schema \"{Printable(schema)}\"")}); names are matched exactly as stored, usually lower case.");
+        if (found.Count == 0) throw NotFound(table, schema);
         var (oid, foundSchema, foundName) = found[0];
 
-        // Domains are written as their base type; arrays as element[] (the names Npgsql resolves).
-        const string findColumns = """
-            SELECT a.attname, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod),
-                   CASE WHEN b.typcategory = 'A' THEN be.typname || '[]' ELSE
-                        CASE WHEN bn.nspname = 'pg_catalog' THEN b.typname ELSE bn.nspname || '.' || b.typname END END,
-                   a.attnotnull, a.attgenerated <> '', a.attidentity = 'a'
-            FROM pg_catalog.pg_attribute a
-            JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-            JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-            JOIN pg_catalog.pg_namespace bn ON bn.oid = b.typnamespace
-            LEFT JOIN pg_catalog.pg_type be ON be.oid = b.typelem AND b.typcategory = 'A'
-            WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
-            ORDER BY a.attnum
-            """;
-        var columns = await Sql.QueryAsync(connection, transaction, findColumns, [OidParameter(oid)],
-            r => new ColumnSchema(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetBoolean(4), r.GetBoolean(5), r.GetBoolean(6)),
-            cancellationToken).ConfigureAwait(false);
-
-        const string findUnique = """
-            SELECT i.indkey::int2[] FROM pg_catalog.pg_index i
-            WHERE i.indrelid = $1 AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
-            """;
-        var unique = await Sql.QueryAsync(connection, transaction, findUnique, [OidParameter(oid)], r => r.GetFieldValue<short[]>(0), cancellationToken).ConfigureAwait(false);
+        var columns = await Sql.QueryAsync(connection, transaction, ColumnsOf("$1"), [OidParameter(oid)], ReadColumn, cancellationToken).ConfigureAwait(false);
+        var unique = await Sql.QueryAsync(connection, transaction, UniqueIndexesOf("$1"), [OidParameter(oid)], r => r.GetFieldValue<short[]>(0), cancellationToken).ConfigureAwait(false);
         return new TableSchema(foundSchema, foundName, oid, columns, unique);
     }
+
+    /// <summary>The error for a name that resolves to no table (<paramref name="schema"/> as the caller gave it, or null).</summary>
+    internal static PostgresSchemaException NotFound(string table, string? schema) =>
+        new($"table \"{Printable(table)}\" was not found in the catalog ({(schema is null ? "searched the search_path" : $"schema \"{Printable(schema)}\"")}); names are matched exactly as stored, usually lower case.");
+
+    /// <summary>
+    /// The table a name resolves to on the connection, as <see cref="LoadAsync"/> finds it: the FROM clause onward over
+    /// <c>c</c> (pg_class) and <c>n</c> (pg_namespace), one row at most; <c>$1</c> the name, <c>$2</c> the schema or null.
+    /// </summary>
+    internal const string ResolveName = """
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+          AND (($2::text IS NULL AND n.nspname = ANY (pg_catalog.current_schemas(true))) OR n.nspname = $2)
+        ORDER BY pg_catalog.array_position(pg_catalog.current_schemas(true), n.nspname)
+        LIMIT 1
+        """;
+
+    /// <summary>The columns of the table whose oid is <paramref name="oid"/> (an SQL expression), read by <see cref="ReadColumn"/>.</summary>
+    /// <remarks>Domains are written as their base type; arrays as element[] (the names Npgsql resolves).</remarks>
+    internal static string ColumnsOf(string oid) => $"""
+        SELECT a.attname, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod),
+               CASE WHEN b.typcategory = 'A' THEN be.typname || '[]' ELSE
+                    CASE WHEN bn.nspname = 'pg_catalog' THEN b.typname ELSE bn.nspname || '.' || b.typname END END,
+               a.attnotnull, a.attgenerated <> '', a.attidentity = 'a'
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+        JOIN pg_catalog.pg_namespace bn ON bn.oid = b.typnamespace
+        LEFT JOIN pg_catalog.pg_type be ON be.oid = b.typelem AND b.typcategory = 'A'
+        WHERE a.attrelid = {oid} AND a.attnum > 0 AND NOT a.attisdropped
+        ORDER BY a.attnum
+        """;
+
+    /// <summary>One row of <see cref="ColumnsOf"/>.</summary>
+    internal static ColumnSchema ReadColumn(NpgsqlDataReader r) =>
+        new(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetBoolean(4), r.GetBoolean(5), r.GetBoolean(6));
+
+    /// <summary>The unique indexes an ON CONFLICT can use (plain columns, no predicate, valid) of the table whose oid is <paramref name="oid"/>: one int2[] of column numbers each.</summary>
+    internal static string UniqueIndexesOf(string oid) => $"""
+        SELECT i.indkey::int2[] FROM pg_catalog.pg_index i
+        WHERE i.indrelid = {oid} AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
+        """;
 
     private static NpgsqlParameter<uint> OidParameter(uint oid) => new() { TypedValue = oid, NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Oid };
 }
