@@ -42,4 +42,8 @@ internal static partial class PostgresLog
     [LoggerMessage(EventId = 1105, EventName = "BulkUpsertCommitUnsettled", Level = LogLevel.Error,
         Message = "Bulk upsert transaction {TransactionId} ({Rows} rows) stays in doubt: the server could not be asked how its COMMIT ended; run {StatusQuery} once it is back")]
     public static partial void BulkUpsertCommitUnsettled(this ILogger logger, string transactionId, long rows, string statusQuery);
+
+    [LoggerMessage(EventId = 1106, EventName = "BulkUpsertRetried", Level = LogLevel.Warning,
+        Message = "Bulk upsert into {Table}: the transaction lost a lock conflict with another session (SQLSTATE {SqlState}, attempt {Attempt}) and was rolled back; running it again")]
+    public static partial void BulkUpsertRetried(this ILogger logger, string table, string sqlState, int attempt);
 }

@@ -258,4 +258,21 @@ public sealed class BulkUpsertFailureTests(SchemaFixture db) : IClassFixture<Sch
         await AssertCommittedAsync(mode, table, e.RowsCommitted, e.RowsInDoubt);
         Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE email = 'u12000@example.com'"));
     }
+
+    [Fact]
+    public async Task A_callers_transaction_that_already_failed_is_reported_before_a_row_is_read()
+    {
+        // The catalog read is the first statement the upsert sends, so the server's refusal comes before any row.
+        var table = await CreateUsersAsync();
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        await using var transaction = await connection.BeginTransactionAsync(Ct);
+        await using (var fail = new NpgsqlCommand("SELECT 1 / 0", connection, transaction))
+            await Assert.ThrowsAsync<PostgresException>(() => fail.ExecuteScalarAsync(Ct));
+        var read = 0;
+        var e = await Assert.ThrowsAsync<PostgresBulkUpsertException>(() =>
+            Upsert(table).ExecuteAsync(connection, transaction, Users(0, 10).Select(u => { read++; return u; }), cancellationToken: Ct));
+        Assert.Equal(PostgresErrorCodes.InFailedSqlTransaction, Assert.IsType<PostgresException>(e.InnerException).SqlState);
+        Assert.Contains("inside the caller's transaction", e.Message, StringComparison.Ordinal);
+        Assert.Equal((0, 0L), (read, e.RowsCommitted));
+    }
 }

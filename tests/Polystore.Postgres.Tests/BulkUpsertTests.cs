@@ -77,6 +77,30 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
     }
 
     [Fact]
+    public async Task A_collection_with_a_text_key_is_inserted_in_key_order_and_its_last_duplicate_still_wins()
+    {
+        // 12,000 rows in a shuffled order, one key repeated at the far end: the rows go to the table in key order
+        // (the ids the MERGE hands out follow it), and the repeated key still ends with the caller's last row.
+        var table = await CreateUsersAsync();
+        var rows = Users(0, 12_000).OrderBy(u => u.Email.GetHashCode()).ToList();
+        var result = await Upsert(table).ExecuteAsync(db.Primary, rows, cancellationToken: Ct);
+        Assert.Equal((12_000L, 12_000L), (result.RowsReceived, result.Inserted));
+        await using (var read = db.Primary.CreateCommand($"SELECT email FROM {table} ORDER BY id"))
+        await using (var reader = await read.ExecuteReaderAsync(Ct))
+        {
+            var inOrder = new List<string>();
+            while (await reader.ReadAsync(Ct)) inOrder.Add(reader.GetString(0));
+            Assert.Equal(rows.Select(u => u.Email).Order(StringComparer.Ordinal), inOrder);
+        }
+
+        var again = rows.Select(u => u with { Name = "again" }).Append(rows[0] with { Name = "last" }).Reverse().Append(rows[0] with { Name = "final" }).ToList();
+        var second = await Upsert(table).ExecuteAsync(db.Primary, again, cancellationToken: Ct);
+        Assert.Equal((12_002L, 0L, 12_000L, 2L), (second.RowsReceived, second.Inserted, second.Updated, second.Skipped));
+        Assert.Equal("final", await db.ScalarAsync<string>($"SELECT name FROM {table} WHERE email = '{rows[0].Email}'"));
+        Assert.Equal(11_999L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name = 'again'"));
+    }
+
+    [Fact]
     public async Task A_collection_with_unique_keys_upserts_inside_the_callers_transaction()
     {
         var table = await CreateUsersAsync();
@@ -241,19 +265,42 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal(30_000L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
     }
 
-    [Fact]
-    public async Task Parallel_mode_keeps_the_last_row_of_a_key_across_chunks()
+    [Theory]
+    [InlineData(500, 100, false)]     // dealt to connections by key hash
+    [InlineData(5_000, 1_000, false)] // a collection of 40,000 rows with a text key, mostly new: dealt by key range
+    [InlineData(5_000, 1_000, true)]  // the same into a table already as big as the batch: keys repeat, so never contiguous chunks
+    public async Task Parallel_mode_keeps_the_last_row_of_a_key_across_chunks(int keys, int chunk, bool tableFull)
     {
         var table = await CreateUsersAsync();
-        // 500 keys, each 8 times in turn (row i has key i % 500): every key's rows land in several chunks of 100.
-        var rows = Enumerable.Range(0, 4_000).Select(i => new UserRow($"u{i % 500}@example.com", $"v{i}", i % 1000)).ToList();
-        var options = new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, ChunkSize = 100, Parallelism = 4 };
+        if (tableFull) await db.ExecAsync($"INSERT INTO {table} (email, name) SELECT 'p' || i || '@prefill.example', 'pre' FROM generate_series(1, {keys * 8}) i; ANALYZE {table}");
+        // Every key 8 times in turn (row i has key i % keys): every key's rows land in several chunks.
+        var rows = Enumerable.Range(0, keys * 8).Select(i => new UserRow($"u{i % keys}@example.com", $"v{i}", i % 1000)).ToList();
+        var options = new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, ChunkSize = chunk, Parallelism = 4 };
         var result = await Upsert(table).ExecuteAsync(db.Primary, rows, options, Ct);
-        Assert.Equal((4_000L, 500L), (result.RowsReceived, result.Inserted));
-        Assert.Equal(4_000L, result.Inserted + result.Updated + result.Skipped);
-        // Key k's last row is row 3,500 + k, and each counted write happened exactly once.
-        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name <> 'v' || (3500 + substring(email from 'u([0-9]+)@')::int)"));
-        Assert.Equal(result.Inserted + result.Updated, await db.ScalarAsync<long>($"SELECT sum(version + 1) FROM {table}"));
+        Assert.Equal((keys * 8L, (long)keys), (result.RowsReceived, result.Inserted));
+        Assert.Equal(keys * 8L, result.Inserted + result.Updated + result.Skipped);
+        // Key k's last row is row 7 * keys + k, and each counted write happened exactly once.
+        Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE email LIKE 'u%' AND name <> 'v' || ({7 * keys} + substring(email from 'u([0-9]+)@')::int)"));
+        Assert.Equal(result.Inserted + result.Updated, await db.ScalarAsync<long>($"SELECT sum(version + 1) FROM {table} WHERE email LIKE 'u%'"));
+    }
+
+    [Theory]
+    [InlineData(false, false, "range")]     // mostly new rows: by key range, and the keys are proven once for every chunk
+    [InlineData(true, false, "contiguous")] // updates of a full table with unique keys: contiguous chunks
+    [InlineData(true, true, "hash")]        // the same with a repeated key: by key hash, so a key's rows stay on one connection
+    public async Task Parallel_mode_deals_a_collection_by_what_the_batch_is(bool tableFull, bool repeatKey, string dealing)
+    {
+        var table = await CreateUsersAsync();
+        if (tableFull) await db.ExecAsync($"INSERT INTO {table} (email, name) SELECT 'u' || i || '@example.com', 'pre' FROM generate_series(0, 19999) i");
+        var rows = Users(0, 20_000).ToList();
+        if (repeatKey) rows[^1] = rows[0];
+        await using var connection = await db.Primary.OpenConnectionAsync(Ct);
+        var plan = await UpsertPlanResolver.ResolveAsync(Upsert(table), connection, null, Ct);
+        await using var enumerator = new SyncRows<UserRow>(rows).GetAsyncEnumerator(Ct);
+        var (bounds, contiguous, unique) = await ParallelUpsert<UserRow>.DealingAsync(connection, plan, enumerator, 4, Ct);
+        Assert.Equal(dealing, contiguous ? "contiguous" : bounds is not null ? "range" : "hash");
+        Assert.Equal(!repeatKey, unique);
+        if (bounds is not null) Assert.Equal(3, bounds.Length);
     }
 
     [Fact]

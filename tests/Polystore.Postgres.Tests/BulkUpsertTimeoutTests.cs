@@ -31,15 +31,34 @@ public sealed class BulkUpsertTimeoutTests(SchemaFixture db) : IClassFixture<Sch
         return timeout is { } t ? options with { CommandTimeout = t } : options;
     }
 
-    /// <summary>The private server with command_timeout = 1 s, one host.</summary>
-    private static PostgresDataSources OneSecondCommandTimeout(Action<NpgsqlDataSourceBuilder>? configure = null)
+    /// <summary>
+    /// The private server with command_timeout = 1 s, one host, with a connection opened once: the first one of a data
+    /// source reads the server's types, and a stalled machine can stretch that past the short timeouts under test.
+    /// </summary>
+    private static async Task<PostgresDataSources> OneSecondCommandTimeoutAsync(Action<NpgsqlDataSourceBuilder>? configure = null)
     {
         var c = TestServers.Postgres.Connection;
-        return PostgresDataSources.Create(new PostgresSettings
+        var sources = PostgresDataSources.Create(new PostgresSettings
         {
             Connection = new() { Host = c.Host, Port = c.Port, Database = c.Database, User = c.User, Password = c.Password, Sslmode = PostgresSslMode.Disable, CommandTimeout = 1 },
             Pool = new() { MaxSize = 10 },
         }, configure);
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await using var first = await sources.OpenConnectionAsync(Ct);
+                return sources;
+            }
+            catch (NpgsqlException) when (attempt < 5)
+            {
+            }
+            catch
+            {
+                await sources.DisposeAsync();
+                throw;
+            }
+        }
     }
 
     private async Task<string> CreateUsersAsync()
@@ -77,7 +96,7 @@ public sealed class BulkUpsertTimeoutTests(SchemaFixture db) : IClassFixture<Sch
     public async Task A_statement_longer_than_the_connections_command_timeout_completes(string path)
     {
         var table = await CreateUsersAsync();
-        await using var sources = OneSecondCommandTimeout();
+        await using var sources = await OneSecondCommandTimeoutAsync();
         await using var blocker = await db.Primary.OpenConnectionAsync(Ct);
         await using var hold = await blocker.BeginTransactionAsync(Ct);
         await using (var lockTable = new NpgsqlCommand($"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE", blocker, hold))
@@ -98,7 +117,7 @@ public sealed class BulkUpsertTimeoutTests(SchemaFixture db) : IClassFixture<Sch
         // Chunk 3 updates a row another session holds locked; chunks 1 and 2 commit first in chunked mode.
         var table = await CreateUsersAsync();
         await db.ExecAsync($"INSERT INTO {table} (email, name) VALUES ('u1200@example.com', 'before')");
-        await using var sources = OneSecondCommandTimeout();
+        await using var sources = await OneSecondCommandTimeoutAsync();
         await using var blocker = await db.Primary.OpenConnectionAsync(Ct);
         await using var hold = await blocker.BeginTransactionAsync(Ct);
         await using (var lockRow = new NpgsqlCommand($"SELECT 1 FROM {table} WHERE email = 'u1200@example.com' FOR UPDATE", blocker, hold))
@@ -117,7 +136,7 @@ public sealed class BulkUpsertTimeoutTests(SchemaFixture db) : IClassFixture<Sch
     public async Task The_servers_statement_timeout_is_named_when_it_ends_a_statement(string path)
     {
         var table = await CreateUsersAsync();
-        await using var sources = OneSecondCommandTimeout(b => b.ConnectionStringBuilder.Options = "-c statement_timeout=500");
+        await using var sources = await OneSecondCommandTimeoutAsync(b => b.ConnectionStringBuilder.Options = "-c statement_timeout=500");
         await using var blocker = await db.Primary.OpenConnectionAsync(Ct);
         await using var hold = await blocker.BeginTransactionAsync(Ct);
         await using (var lockTable = new NpgsqlCommand($"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE", blocker, hold))

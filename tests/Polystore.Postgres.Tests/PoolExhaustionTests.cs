@@ -76,8 +76,15 @@ public sealed class PoolExhaustionTests
     {
         // Every lane's connection is opened before the first row is read, so the error comes with nothing written.
         await using var sources = PostgresDataSources.Create(SmallPool(2, 0, 1));
+        // The pool's two connections are made first, and idle when the upsert asks: it must find the pool full, not
+        // meet the 1 s connect timeout on a loaded machine.
+        var warm = new[] { await OpenWithinAttemptsAsync(sources), await OpenWithinAttemptsAsync(sources) };
+        foreach (var c in warm) await c.DisposeAsync();
+        // The table is made, counted and dropped through a pool of its own: the small pool's 1 s connect timeout is
+        // for the upsert, and on a loaded machine a new connection can take longer.
+        await using var setup = PostgresDataSources.Create(TestServers.Postgres);
         var table = TestServers.UniqueName("pool_upsert");
-        await using (var create = sources.Primary.CreateCommand($"CREATE TABLE {table} (email text PRIMARY KEY)"))
+        await using (var create = setup.Primary.CreateCommand($"CREATE TABLE {table} (email text PRIMARY KEY)"))
             await create.ExecuteNonQueryAsync(Ct);
         try
         {
@@ -86,12 +93,12 @@ public sealed class PoolExhaustionTests
             var options = new PostgresBulkUpsertOptions { Mode = PostgresBulkUpsertMode.Parallel, Parallelism = 4, ChunkSize = 1_000 };
             var e = await Assert.ThrowsAsync<PostgresPoolExhaustedException>(() => upsert.ExecuteAsync(sources.Primary, rows, options, Ct));
             Assert.Equal(2, e.MaxPoolSize);
-            await using var count = sources.Primary.CreateCommand($"SELECT count(*) FROM {table}");
+            await using var count = setup.Primary.CreateCommand($"SELECT count(*) FROM {table}");
             Assert.Equal(0L, (long)(await count.ExecuteScalarAsync(Ct))!);
         }
         finally
         {
-            await using var drop = sources.Primary.CreateCommand($"DROP TABLE {table}");
+            await using var drop = setup.Primary.CreateCommand($"DROP TABLE {table}");
             await drop.ExecuteNonQueryAsync(Ct);
         }
     }

@@ -46,11 +46,22 @@ internal static class MergeJoinSteering
         "FROM (SELECT $1::float8 AS rows, t.reltuples, GREATEST(t.reltuples, $1::float8) * (64 + COALESCE((SELECT sum(st.avg_width) " +
         "FROM pg_catalog.pg_stats st WHERE st.schemaname = t.nspname AND st.tablename = t.relname AND st.attname = ANY($3::text[])), " +
         "32 * cardinality($3::text[]))) AS need " +
-        // The table's rows now, estimated as the planner does: the density at the last VACUUM/ANALYZE times its
-        // current size (a table filled since a TRUNCATE still says 0 rows in reltuples); 60 rows a page if never analyzed.
-        "FROM (SELECT n.nspname, c.relname, pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::float8 " +
-        "* CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples / c.relpages ELSE 60 END AS reltuples " +
+        $"FROM (SELECT n.nspname, c.relname, {RowsNow} AS reltuples " +
         $"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = {tableOid}::oid) t) x";
+
+    /// <summary>
+    /// The table's rows now, as <see cref="For"/> estimates them, and how closely the rows are stored in the order of
+    /// column $1 (pg_stats' correlation, null before an ANALYZE): one row, two float8 columns.
+    /// </summary>
+    public static string RowsNowOf(uint tableOid) =>
+        $"SELECT {RowsNow}, (SELECT st.correlation::float8 FROM pg_catalog.pg_stats st WHERE st.schemaname = n.nspname AND st.tablename = c.relname " +
+        "AND st.attname = $1::text) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
+        $"WHERE c.oid = {tableOid}::oid";
+
+    // The rows of pg_class row c now, estimated as the planner does: the density at the last VACUUM/ANALYZE times its
+    // current size (a table filled since a TRUNCATE still says 0 rows in reltuples); 60 rows a page if never analyzed.
+    private const string RowsNow = "pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::float8 " +
+        "* CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples / c.relpages ELSE 60 END";
 
     /// <summary>The steering statement of <see cref="For"/> with its parameters (one row, one column).</summary>
     public static NpgsqlBatchCommand Steer(string steerSql, long rows, long memoryCap, string[] keyNames) => new(steerSql)

@@ -7,7 +7,8 @@ namespace Polystore.Postgres.BulkUpsert;
 /// <summary>
 /// <see cref="PostgresBulkUpsertMode.Parallel"/>: chunks of <see cref="PostgresBulkUpsertOptions.ChunkSize"/> rows, each
 /// committed on its own, over <see cref="PostgresBulkUpsertOptions.Parallelism"/> connections. Each connection is a lane
-/// fed through a bounded channel, and each row goes to the lane its conflict key hashes to. Chunks always go through
+/// fed through a bounded channel, and each row goes to the lane its conflict key hashes to (a collection in memory may
+/// be dealt by key range or in contiguous chunks instead, see <see cref="DealingAsync"/>). Chunks always go through
 /// the staged COPY path. Every connection is opened before the first row is read; a failing lane cancels the others at once.
 /// </summary>
 internal static class ParallelUpsert<T>
@@ -20,7 +21,8 @@ internal static class ParallelUpsert<T>
         var connections = await OpenAllAsync(dataSource, options.Parallelism, cancellationToken).ConfigureAwait(false);
         try
         {
-            var plan = await UpsertPlanResolver.ResolveAsync(definition, connections[0], null, cancellationToken).ConfigureAwait(false);
+            var plan = await UpsertFailure.PlanAsync(UpsertPlanResolver.ResolveAsync(definition, connections[0], null, cancellationToken),
+                PostgresBulkUpsertMode.Parallel, definition.TableName, progress, options, cancellationToken).ConfigureAwait(false);
             return await RunLanesAsync(dataSource, plan, connections, rows, options, progress, cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -47,12 +49,14 @@ internal static class ParallelUpsert<T>
         NpgsqlConnection[] connections, IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, UpsertProgress progress, CancellationToken cancellationToken)
     {
         using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        // One lane per connection, and each row goes to the lane its conflict key hashes to: a key's rows are then
-        // upserted in input order on one connection, so the last row still wins across chunks, and no two
-        // connections ever lock the same key (no deadlocks between chunks on it).
+        // One lane per connection, and each row goes to the lane its conflict key hashes to (or whose key range holds
+        // it): a key's rows are then upserted in input order on one connection, so the last row still wins across
+        // chunks, and no two connections ever lock the same key (no deadlocks between chunks on it). Contiguous chunks
+        // are dealt only when no key repeats, which gives the same guarantees.
         var lanes = connections.Select(_ => Channel.CreateBounded<List<T>>(new BoundedChannelOptions(1) { SingleWriter = true, SingleReader = true })).ToArray();
         var chunkOptions = options with { UnnestThreshold = 0 };
         long received = 0;
+        var uniqueKeys = false; // the whole collection's keys proven unique; set before the first chunk is written to a lane
 
         async Task WorkerAsync(NpgsqlConnection connection, Channel<List<T>> lane)
         {
@@ -79,7 +83,7 @@ internal static class ParallelUpsert<T>
                     {
                         try
                         {
-                            var list = new ListRows<T>(chunk.GetEnumerator(), default, chunk);
+                            var list = new ListRows<T>(chunk.GetEnumerator(), default, chunk) { KeysUnique = uniqueKeys ? true : null };
                             var trip = new UpsertFirstTrip(null, wantTransactionId: true);
                             var (_, i, u, technique) = await TransactionUpsert<T>.RunAsync(connection, transaction, plan, list, chunkOptions, long.MaxValue, trip, failed.Token).ConfigureAwait(false);
                             await UpsertCommit.CommitAsync(connection, transaction, progress, (chunk.Count, i, u, technique), options, trip.TransactionId, failed.Token).ConfigureAwait(false);
@@ -87,7 +91,7 @@ internal static class ParallelUpsert<T>
                         }
                         // Lanes never share a conflict key, but another unique index or a trigger can still make two
                         // chunks lock rows in opposite order: retry the loser.
-                        catch (PostgresException e) when (attempt < 5 && e.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure)
+                        catch (PostgresException e) when (attempt < LockConflict.MaxAttempts && LockConflict.Lost(e))
                         {
                             options.Logger.BulkUpsertChunkRetried(plan.Table.DisplayName, chunk.Count, e.SqlState, attempt);
                             await transaction.RollbackAsync(failed.Token).ConfigureAwait(false);
@@ -102,10 +106,13 @@ internal static class ParallelUpsert<T>
         {
             // Chunks grow as rows come (not allocated at ChunkSize up front: a huge ChunkSize must not cost memory by itself).
             var filling = lanes.Select(_ => new List<T>()).ToArray();
+            (var bounds, var contiguous, uniqueKeys) = await DealingAsync(connections[0], plan, rows, lanes.Length, failed.Token).ConfigureAwait(false);
             while (await rows.MoveNextAsync().ConfigureAwait(false))
             {
                 var row = UpsertRows.NotNull(rows.Current);
-                var lane = Lane(KeyTracker<T>.Hash(plan.KeyColumns, row), lanes.Length);
+                var lane = contiguous ? (int)(received / options.ChunkSize % lanes.Length)
+                    : bounds is null ? Lane(KeyTracker<T>.Hash(plan.KeyColumns, row), lanes.Length)
+                    : KeyOrder.RangeOf(bounds, plan.KeyColumns[0].Text(row));
                 filling[lane].Add(row);
                 received++;
                 if (filling[lane].Count == options.ChunkSize)
@@ -131,6 +138,39 @@ internal static class ParallelUpsert<T>
             throw await UpsertFailure.CreateAsync(dataSource, PostgresBulkUpsertMode.Parallel, plan.Table.DisplayName, progress, cause, options, cancellationToken).ConfigureAwait(false);
         }
         return (received, progress.Inserted, progress.Updated, progress.Commits);
+    }
+
+    /// <summary>
+    /// How a collection in memory (at least <see cref="KeyOrder.MinRows"/> rows) is dealt instead of by key hash. Mostly
+    /// new rows with one text key: by key range, so each connection writes its own part of the key's index instead of
+    /// all of them writing all over it. Mostly updates whose keys are proven unique: in contiguous chunks of the
+    /// caller's order, dealt in turn (no key can be in two chunks), so each connection updates the rows the caller
+    /// listed together, which a table filled in that order stores together (dealt by key, both connections updated
+    /// pages all over the table). Anything else (a stream, repeated keys): by key hash. Whether the collection's keys are
+    /// unique is proven once here, so that no chunk proves its own again.
+    /// </summary>
+    internal static async Task<(UInt128[]? Bounds, bool Contiguous, bool UniqueKeys)> DealingAsync(NpgsqlConnection connection, PostgresBulkUpsertPlan<T> plan,
+        IAsyncEnumerator<T> rows, int lanes, CancellationToken cancellationToken)
+    {
+        if (rows is not ListRows<T> { InMemory: { Count: >= KeyOrder.MinRows } all }) return (null, false, false);
+        var unique = Task.Run(() => KeyTracker<T>.Unique(plan.KeyColumns, all), CancellationToken.None);
+        double tableRows;
+        var size = new NpgsqlCommand(plan.TableRowsNow, connection) { Parameters = { new() { Value = plan.KeyNames[0] } } };
+        await using (size.ConfigureAwait(false))
+        {
+            try
+            {
+                tableRows = Convert.ToDouble(await size.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) ?? double.PositiveInfinity);
+            }
+            finally
+            {
+                await unique.ConfigureAwait(false); // never left running over the caller's collection
+            }
+        }
+        var uniqueKeys = await unique.ConfigureAwait(false);
+        if (KeyOrder.Worth(all.Count, tableRows, correlation: null))
+            return (KeyOrder.Applies(plan.KeyColumns) ? KeyOrder.RangeBounds(plan.KeyColumns[0], all, lanes) : null, false, uniqueKeys);
+        return (null, uniqueKeys, uniqueKeys);
     }
 
     // The key hash's bits mixed (MurmurHash3's finalizer) first: an integer key's hash is near its value.

@@ -98,8 +98,9 @@ public sealed class PostgresBulkUpsertDefinition<T>
 
     /// <summary>
     /// Upserts inside the caller's transaction (for example with an outbox row): nothing is committed
-    /// here, and a failure (a <see cref="PostgresBulkUpsertException"/>, or <see cref="PostgresBulkUpsertCanceledException"/>
-    /// on cancellation, once rows are being read) leaves the transaction for the caller to roll back.
+    /// here, and a failure (a <see cref="PostgresBulkUpsertException"/> from the server's first answer on, or
+    /// <see cref="PostgresBulkUpsertCanceledException"/> on cancellation once rows are being read) leaves the transaction
+    /// for the caller to roll back.
     /// </summary>
     /// <param name="connection">The caller's open connection.</param>
     /// <param name="transaction">The caller's transaction on <paramref name="connection"/>.</param>
@@ -141,7 +142,8 @@ public sealed class PostgresBulkUpsertDefinition<T>
         using var activity = StartActivity(null, null, connection);
         try
         {
-            var plan = await UpsertPlanResolver.ResolveAsync(this, connection, transaction, cancellationToken).ConfigureAwait(false);
+            var plan = await UpsertFailure.PlanAsync(UpsertPlanResolver.ResolveAsync(this, connection, transaction, cancellationToken),
+                null, TableName, new UpsertProgress(TableName), options, cancellationToken).ConfigureAwait(false);
             var enumerator = rows.GetAsyncEnumerator(cancellationToken);
             await using (enumerator.ConfigureAwait(false))
             {

@@ -58,6 +58,7 @@ internal sealed class PostgresBulkUpsertPlan<T>
         TransactionCounters = $"SELECT pg_catalog.pg_stat_get_xact_tuples_inserted({table.Oid}::oid) - pg_catalog.pg_stat_get_xact_tuples_deleted({table.Oid}::oid), " +
             $"pg_catalog.pg_stat_get_xact_tuples_updated({table.Oid}::oid)";
         SteerMerge = MergeJoinSteering.For(table.Oid);
+        TableRowsNow = MergeJoinSteering.RowsNowOf(table.Oid);
         KeyNames = conflict.Select(c => c.Name).ToArray();
         HasDuplicates = $"SELECT EXISTS (SELECT 1 FROM {staging} GROUP BY {keys} HAVING count(*) > 1)";
         var parameters = string.Join(", ", columns.Select((_, i) => $"${i + 1}"));
@@ -115,6 +116,9 @@ internal sealed class PostgresBulkUpsertPlan<T>
 
     /// <summary>Sets (transaction-local) how a staged batch's MERGE joins the table: see <see cref="MergeJoinSteering"/>.</summary>
     public string SteerMerge { get; }
+
+    /// <summary>The table's estimated rows now and the first key column's physical correlation: see <see cref="MergeJoinSteering.RowsNowOf"/>.</summary>
+    public string TableRowsNow { get; }
 
     /// <summary>The conflict columns' catalog names (parameter $3 of <see cref="SteerMerge"/>).</summary>
     public string[] KeyNames { get; }

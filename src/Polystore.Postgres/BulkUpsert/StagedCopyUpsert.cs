@@ -16,7 +16,6 @@ internal static class StagedCopyUpsert<T>
     public static async Task<(long Received, long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
         List<T> head, IAsyncEnumerator<T> rows, bool more, PostgresBulkUpsertOptions options, long limit, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
-        long received = 0;
         // A batch in memory is hashed apart from the COPY: when its keys are proven unique, the rows need no ordinal
         // (it only orders duplicates), which makes the COPY about a fifth lighter. A batch that is the whole collection
         // does not wait for an unfinished proof: it goes without ordinals at once while the proof runs beside the COPY,
@@ -25,12 +24,21 @@ internal static class StagedCopyUpsert<T>
         // round trip that creates the staging table (the command is on the wire before the first await).
         // The CREATE locks the table (ACCESS SHARE, to the end of the transaction) before a cached plan's check reads
         // the catalog: what the check sees cannot change before the rows are applied.
+        var list = rows is ListRows<T> { InMemory: { Count: > 0 } all } l && all.Count <= limit && l.Read == head.Count ? l : null;
+        // The whole collection with one text key may go in key order (see KeyOrder): the CREATE's round trip also
+        // brings back the table's size and key correlation, which decide. The sort starts beside it only where the
+        // table's last batch was ordered, so a run of update batches spends no core on a sort it drops.
+        var orderable = list is { InMemory.Count: >= KeyOrder.MinRows } && KeyOrder.Applies(plan.KeyColumns);
+        var early = orderable && KeyOrder.WantedLastTime(plan.Info.Key);
+        var unwanted = early ? new CancellationTokenSource() : null; // not disposed: an unwanted sort may still read its token
         var createBatch = new NpgsqlBatch(connection, transaction) { Timeout = options.CommandTimeoutSeconds };
         createBatch.BatchCommands.Add(new NpgsqlBatchCommand(plan.CreateStaging));
         trip.AddCheck(createBatch);
-        var create = RunAndDisposeAsync(createBatch, cancellationToken);
-        var list = rows is ListRows<T> { InMemory: { Count: > 0 } all } l && all.Count <= limit && l.Read == head.Count ? l : null;
+        if (orderable) createBatch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TableRowsNow) { Parameters = { new() { Value = plan.KeyNames[0] } } });
+        var create = CreateAsync(createBatch, orderable, cancellationToken);
+        var ordering = early ? Task.Run(() => KeyOrder.Sort(plan.KeyColumns[0], list!.InMemory!, unwanted!.Token), CancellationToken.None) : null;
         bool? provenUnique;
+        T[]? ordered = null;
         try
         {
             if (list is not null)
@@ -42,8 +50,36 @@ internal static class StagedCopyUpsert<T>
         }
         finally
         {
-            await create.ConfigureAwait(false);
+            var wanted = false;
+            try
+            {
+                var (tableRows, correlation) = await create.ConfigureAwait(false);
+                // Known duplicates go numbered in the caller's order: an ordered copy would go unused.
+                wanted = orderable && list!.KeysUniqueIfKnown(plan.KeyColumns) != false && KeyOrder.Worth(list.InMemory!.Count, tableRows, correlation);
+                if (orderable) KeyOrder.Remember(plan.Info.Key, wanted);
+            }
+            finally
+            {
+                // An unwanted sort is not waited for: it stops at its next check and keeps nothing.
+                if (wanted) ordered = await (ordering ?? Task.Run(() => KeyOrder.Sort(plan.KeyColumns[0], list!.InMemory!, CancellationToken.None))).ConfigureAwait(false);
+                else unwanted?.Cancel();
+            }
         }
+        try
+        {
+            return await CopyAndApplyAsync(connection, transaction, plan, head, rows, more, options, limit, trip, list, provenUnique, ordered, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (ordered is not null) KeyOrder.Return(ordered, list!.InMemory!.Count);
+        }
+    }
+
+    private static async Task<(long Received, long Inserted, long Updated)> CopyAndApplyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction,
+        PostgresBulkUpsertPlan<T> plan, List<T> head, IAsyncEnumerator<T> rows, bool more, PostgresBulkUpsertOptions options, long limit,
+        UpsertFirstTrip trip, ListRows<T>? list, bool? provenUnique, T[]? ordered, CancellationToken cancellationToken)
+    {
+        long received = 0;
         trip.FirstBatchDone();
         var withoutOrdinal = provenUnique != false;
         var keys = withoutOrdinal ? null : new KeyTracker<T>(plan.KeyColumns);
@@ -52,6 +88,19 @@ internal static class StagedCopyUpsert<T>
         await using (importer.ConfigureAwait(false))
         {
             importer.Timeout = options.CopyTimeout;
+            if (ordered is not null && keys is null)
+            {
+                // The whole collection, in key order (unnumbered: numbers follow the caller's order, for duplicates);
+                // the enumerator is only walked to its end.
+                var count = list!.InMemory!.Count;
+                for (var i = 0; i < count; i++)
+                {
+                    await WriteRowAsync(importer, plan, ordered[i], null, cancellationToken).ConfigureAwait(false);
+                    received++;
+                }
+                head = [];
+                while (more && await rows.MoveNextAsync().ConfigureAwait(false)) { }
+            }
             foreach (var row in head)
             {
                 keys?.Add(row);
@@ -101,10 +150,31 @@ internal static class StagedCopyUpsert<T>
         }
     }
 
-    private static async Task RunAndDisposeAsync(NpgsqlBatch batch, CancellationToken cancellationToken)
+    // Runs the batch that creates the staging table; with readTable, its last statement is TableRowsNow, whose values
+    // it returns (else: +infinity rows, no correlation, no reason to order).
+    private static async Task<(double Rows, double? Correlation)> CreateAsync(NpgsqlBatch batch, bool readTable, CancellationToken cancellationToken)
     {
         await using (batch.ConfigureAwait(false))
-            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        {
+            (double, double?) table = (double.PositiveInfinity, null);
+            if (!readTable)
+            {
+                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                return table;
+            }
+            var reader = await batch.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            await using (reader.ConfigureAwait(false))
+            {
+                do
+                {
+                    while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+                        if (reader.FieldCount == 2 && !reader.IsDBNull(0))
+                            table = (reader.GetDouble(0), reader.IsDBNull(1) ? null : reader.GetDouble(1));
+                }
+                while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
+            }
+            return table;
+        }
     }
 
     // The token is checked once per row rather than handed to every value write: Npgsql registers a

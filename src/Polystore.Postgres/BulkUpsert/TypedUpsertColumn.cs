@@ -23,6 +23,8 @@ internal sealed class TypedUpsertColumn<T, TValue>(string name, Func<T, TValue> 
         var v => (ulong)(uint)EqualityComparer<TValue>.Default.GetHashCode(v),
     };
 
+    public override string? Text(T row) => typeof(TValue) == typeof(string) ? (string?)(object?)getter(row) : null;
+
     public override IValueBuffer<T> CreateBuffer(int capacity) => new Buffer(getter, capacity);
 
     private sealed class Buffer(Func<T, TValue> getter, int capacity) : IValueBuffer<T>

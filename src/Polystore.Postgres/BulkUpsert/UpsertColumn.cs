@@ -16,6 +16,9 @@ internal abstract class UpsertColumn<T>(string name)
     /// <summary>A 64-bit hash of this column's value (strings: XxHash3; others: their own hash code).</summary>
     public abstract ulong Hash(T row);
 
+    /// <summary>The row's value when this column is read as a string (null otherwise, or when the value is null).</summary>
+    public abstract string? Text(T row);
+
     /// <summary>Buffers values into a typed array (for the unnest path of small batches).</summary>
     public abstract IValueBuffer<T> CreateBuffer(int capacity);
 }

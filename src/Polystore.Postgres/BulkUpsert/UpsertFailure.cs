@@ -17,6 +17,25 @@ internal static class UpsertFailure
         return Create(mode, table, progress, cause, options, cancellationToken);
     }
 
+    /// <summary>
+    /// The plan of a call that has written nothing yet (<paramref name="mode"/> null: in the caller's transaction). The
+    /// server failing the catalog read (its statement_timeout, a lost connection) becomes the mode's exception, naming
+    /// the cause as any later failure would; a <see cref="Schema.PostgresSchemaException"/> or
+    /// <see cref="PostgresPoolExhaustedException"/> says what to fix and passes as it is.
+    /// </summary>
+    public static async Task<PostgresBulkUpsertPlan<T>> PlanAsync<T>(Task<PostgresBulkUpsertPlan<T>> resolving, PostgresBulkUpsertMode? mode, string table,
+        UpsertProgress progress, PostgresBulkUpsertOptions options, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await resolving.ConfigureAwait(false);
+        }
+        catch (NpgsqlException e) when (e is not PostgresPoolExhaustedException)
+        {
+            throw Create(mode, table, progress, e, options, cancellationToken);
+        }
+    }
+
     /// <summary>The exception for a failure in <paramref name="mode"/>; null is the caller's own transaction, where nothing is committed.</summary>
     public static Exception Create(PostgresBulkUpsertMode? mode, string table, UpsertProgress progress, Exception cause, PostgresBulkUpsertOptions options,
         CancellationToken cancellationToken)
