@@ -25,6 +25,7 @@ public sealed class CacheTests
             Serializer = serializer ?? new SystemTextJsonCacheSerializer(),
             TimeProvider = time ?? TimeProvider.System,
             L1Ttl = l1Ttl ?? TimeSpan.FromSeconds(30),
+            CircuitBreaker = RedisServers.PatientBreaker,
         }, TestContext.Current.CancellationToken);
 
     // A fake clock that starts at the real time, so entries written with it look normal in Redis.

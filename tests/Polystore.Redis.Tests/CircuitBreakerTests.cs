@@ -111,7 +111,8 @@ public sealed class CircuitBreakerTests
         await paused.ResumeAsync();
         Assert.True((await limiter.TryAcquireAsync("k", 1, ct)).IsFallback);
         time.Advance(TimeSpan.FromSeconds(10));
-        await Poll.UntilAsync(() => breaker.State == RedisCircuitBreaker.Closed, "the probe to close the breaker", ct);
+        // The state changes under the breaker's lock; its log entry is written just after, outside it.
+        await Poll.UntilAsync(() => breaker.State == RedisCircuitBreaker.Closed && logs.Count("RedisCircuitClosed") == 1, "the probe to close the breaker", ct);
         Assert.False((await limiter.TryAcquireAsync("k", 1, ct)).IsFallback);
         await using (var held = await locks.AcquireAsync("r", TimeSpan.Zero, ct)) Assert.True(held.FencingToken >= 1);
         Assert.True(Assert.Single(await RedisPing.PingAsync(paused.Client, ct)).Reachable);

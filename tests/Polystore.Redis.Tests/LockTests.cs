@@ -16,6 +16,7 @@ public sealed class LockTests
             AutoExtend = autoExtend,
             ExtendInterval = interval,
             MaxHoldTime = maxHold,
+            CircuitBreaker = RedisServers.PatientBreaker,
         });
 
     private static async Task WaitForLossAsync(RedisLock held)

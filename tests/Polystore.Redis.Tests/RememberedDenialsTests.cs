@@ -18,13 +18,15 @@ public sealed class RememberedDenialsTests
         {
             PermitLimit = limit, Window = window, KeyPrefix = _prefix, OnRedisFailure = mode,
             RememberDenialsFor = remember ?? new RedisSlidingWindowOptions().RememberDenialsFor,
+            CircuitBreaker = RedisServers.PatientBreaker,
         });
 
     [Fact]
     public async Task A_denial_is_answered_locally_until_the_window_frees_a_permit_then_Redis_admits_again()
     {
         var ct = TestContext.Current.CancellationToken;
-        var limiter = Limiter(RedisServers.Standalone, 2, TimeSpan.FromMilliseconds(500), remember: TimeSpan.FromMinutes(1));
+        // A window long enough that a stalled test machine cannot let the first permit expire before the third call.
+        var limiter = Limiter(RedisServers.Standalone, 2, TimeSpan.FromSeconds(3), remember: TimeSpan.FromMinutes(1));
         Assert.True((await limiter.TryAcquireAsync("k", 1, ct)).Allowed);
         Assert.True((await limiter.TryAcquireAsync("k", 1, ct)).Allowed);
         var denied = await limiter.TryAcquireAsync("k", 1, ct);

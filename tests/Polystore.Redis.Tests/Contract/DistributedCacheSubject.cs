@@ -40,6 +40,7 @@ internal sealed class DistributedCacheSubject : IAsyncDisposable
             UseL1 = kind == "polystore-l1",
             FailSafe = true,
             TimeProvider = time,
+            CircuitBreaker = RedisServers.PatientBreaker,
         });
         return new(new RedisDistributedCache(tiered), time, tiered);
     }

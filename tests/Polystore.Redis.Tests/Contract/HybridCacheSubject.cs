@@ -34,7 +34,7 @@ internal sealed class HybridCacheSubject : IAsyncDisposable
         var time = new FakeTimeProvider(DateTimeOffset.UtcNow);
         var services = new ServiceCollection().AddSingleton<TimeProvider>(time);
         services.AddMemoryCache(o => o.Clock = new FakeSystemClock(time));
-        var options = new RedisTieredCacheOptions { KeyPrefix = TestServers.UniqueName("hybrid"), UseL1 = kind == "polystore-l1", TimeProvider = time };
+        var options = new RedisTieredCacheOptions { KeyPrefix = TestServers.UniqueName("hybrid"), UseL1 = kind == "polystore-l1", TimeProvider = time, CircuitBreaker = RedisServers.PatientBreaker };
         services.AddSingleton(RedisServers.Standalone);
         switch (kind)
         {

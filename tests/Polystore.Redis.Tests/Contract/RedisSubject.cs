@@ -35,7 +35,7 @@ internal sealed class RedisSubject(IConnectionMultiplexer redis, TimeSpan? opera
 
     private RedisSlidingWindowRateLimiter Core(int permitLimit, string prefix)
     {
-        var options = new RedisSlidingWindowOptions { PermitLimit = permitLimit, Window = Window, KeyPrefix = prefix, TimeProvider = Time };
+        var options = new RedisSlidingWindowOptions { PermitLimit = permitLimit, Window = Window, KeyPrefix = prefix, TimeProvider = Time, CircuitBreaker = RedisServers.PatientBreaker };
         if (operationTimeout is { } timeout) options = options with { CircuitBreaker = new RedisCircuitBreakerOptions { OperationTimeout = timeout } };
         var core = new RedisSlidingWindowRateLimiter(redis, options);
         _cores.Add(core);
