@@ -11,7 +11,8 @@ namespace Polystore.Cli.Tests;
 public sealed class ConfigCorpusTests
 {
     private const string Secret = "corpus-S3cret-pw";
-    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(20);
+    // Catches a hang, not a slow start: with the whole suite running in parallel on 2 cores, a config check has taken over 20 s.
+    private static readonly TimeSpan Guard = TimeSpan.FromSeconds(90);
 
     private sealed record Case(string Name, Action<string> Write);
 
