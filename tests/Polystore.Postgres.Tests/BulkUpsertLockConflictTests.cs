@@ -65,8 +65,8 @@ public sealed class BulkUpsertLockConflictTests(SchemaFixture db) : IClassFixtur
             Assert.Equal((4L, 2L, 2L), (result.RowsReceived, result.Inserted, result.Updated));
             Assert.Equal(mode == "chunked" ? 2 : 1, result.Commits);
             Assert.Equal("a=upsert,b=upsert,c=upsert,d=upsert", await db.ScalarAsync<string>(names));
-            // Usually one retry. On a loaded machine the retry can take "a" again before the other session, woken by
-            // the rollback, does, and lose a second deadlock: each retry then names its own attempt, in order.
+            // Usually one retry: its pause lets the other session, woken by the rollback, take "a" first. On a loaded
+            // machine it may not have yet, and the retry loses a second deadlock: each retry names its attempt, in order.
             var retries = Retries().Select(l => l.Message).ToList();
             Assert.InRange(retries.Count, 1, LockConflict.MaxAttempts - 1);
             for (var i = 0; i < retries.Count; i++)

@@ -95,6 +95,7 @@ internal static class ParallelUpsert<T>
                         {
                             options.Logger.BulkUpsertChunkRetried(plan.Table.DisplayName, chunk.Count, e.SqlState, attempt);
                             await transaction.RollbackAsync(failed.Token).ConfigureAwait(false);
+                            await LockConflict.BackOffAsync(attempt, failed.Token).ConfigureAwait(false);
                         }
                     }
                 }

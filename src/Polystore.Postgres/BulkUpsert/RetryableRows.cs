@@ -15,6 +15,14 @@ internal static class LockConflict
 
     public static bool Lost(Exception e) =>
         e is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure };
+
+    /// <summary>
+    /// A short random pause before the <paramref name="attempt"/>th retry: the session that won the conflict gets to
+    /// finish first (run at once, the retry can take the contested row again before the winner, woken by the rollback,
+    /// does, and lose again), and two losers do not meet again in step. 5-20 ms, doubling per retry: 300 ms at most in all.
+    /// </summary>
+    public static Task BackOffAsync(int attempt, CancellationToken cancellationToken) =>
+        Task.Delay(TimeSpan.FromMilliseconds(Random.Shared.Next(5, 21) << (attempt - 1)), cancellationToken);
 }
 
 /// <summary>
@@ -58,6 +66,7 @@ internal sealed class RetryableRows<T> : IAsyncDisposable
     public async ValueTask RewindAsync(Exception error, int attempt, PostgresBulkUpsertOptions options, string table)
     {
         options.Logger.BulkUpsertRetried(table, ((PostgresException)error).SqlState, attempt);
+        await LockConflict.BackOffAsync(attempt, _cancellationToken).ConfigureAwait(false);
         if (_collection is not null)
         {
             // InMemory stays the whole collection: what was proven of its keys holds for any part of it.
