@@ -70,6 +70,10 @@ public sealed class CursorSigner
         {
             throw new InvalidCursorException("the page cursor is malformed (it must be passed back exactly as it was returned).", e);
         }
+        // Only the text this signer writes passes: the last base64 character of each part carries bits no byte uses,
+        // so a cursor changed only there would decode to the same bytes (and the same signature) and be accepted.
+        if (!IsBase64Url(body, cursor.AsSpan(0, dot)) || !IsBase64Url(mac, cursor.AsSpan(dot + 1)))
+            throw new InvalidCursorException("the page cursor is malformed (it must be passed back exactly as it was returned).");
         if (!CryptographicOperations.FixedTimeEquals(mac, HMACSHA256.HashData(_key, body)))
             throw new InvalidCursorException("the page cursor's signature does not match: it was changed, forged, or signed with another key (for example before a restart).");
         try
@@ -83,6 +87,8 @@ public sealed class CursorSigner
     }
 
     private static string Base64Url(byte[] bytes) => Convert.ToBase64String(bytes).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+
+    private static bool IsBase64Url(byte[] bytes, ReadOnlySpan<char> text) => text.SequenceEqual(Base64Url(bytes));
 
     private static byte[] FromBase64Url(string text)
     {
