@@ -72,9 +72,8 @@ public sealed class CursorSigner
         }
         // Only the text this signer writes passes: the last base64 character of each part carries bits no byte uses,
         // so a cursor changed only there would decode to the same bytes (and the same signature) and be accepted.
-        if (!IsBase64Url(body, cursor.AsSpan(0, dot)) || !IsBase64Url(mac, cursor.AsSpan(dot + 1)))
-            throw new InvalidCursorException("the page cursor is malformed (it must be passed back exactly as it was returned).");
-        if (!CryptographicOperations.FixedTimeEquals(mac, HMACSHA256.HashData(_key, body)))
+        if (!CryptographicOperations.FixedTimeEquals(mac, HMACSHA256.HashData(_key, body))
+            || !IsBase64Url(body, cursor.AsSpan(0, dot)) || !IsBase64Url(mac, cursor.AsSpan(dot + 1)))
             throw new InvalidCursorException("the page cursor's signature does not match: it was changed, forged, or signed with another key (for example before a restart).");
         try
         {
