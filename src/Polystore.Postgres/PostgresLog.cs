@@ -28,7 +28,7 @@ internal static partial class PostgresLog
     public static partial void BulkUpsertMergeFallback(this ILogger logger, string table, string sqlState);
 
     [LoggerMessage(EventId = 1102, EventName = "BulkUpsertChunkRetried", Level = LogLevel.Warning,
-        Message = "Parallel bulk upsert into {Table}: a chunk of {Rows} rows lost a lock conflict with another chunk (SQLSTATE {SqlState}, attempt {Attempt}); retrying it")]
+        Message = "Parallel bulk upsert into {Table}: a chunk of {Rows} rows lost a lock conflict with another chunk or session (SQLSTATE {SqlState}, attempt {Attempt}); retrying it")]
     public static partial void BulkUpsertChunkRetried(this ILogger logger, string table, int rows, string sqlState, int attempt);
 
     [LoggerMessage(EventId = 1103, EventName = "BulkUpsertCommitInDoubt", Level = LogLevel.Warning,

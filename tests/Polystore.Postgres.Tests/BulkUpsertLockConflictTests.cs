@@ -23,6 +23,7 @@ public sealed class BulkUpsertLockConflictTests(SchemaFixture db) : IClassFixtur
     [InlineData("atomic", "stream", 1, false)] // read past UnnestThreshold: the stream cannot be read again
     [InlineData("chunked", "collection", 10_000, true)] // the second chunk deadlocks: the first stays committed
     [InlineData("chunked", "stream", 10_000, true)]
+    [InlineData("parallel", "collection", 10_000, true)] // one connection, one chunk of the four rows
     public async Task A_transaction_that_loses_a_deadlock_runs_again_when_its_rows_can_be_read_again(string mode, string source, int unnestThreshold, bool retried)
     {
         // The trigger makes the statement INSERT ... ON CONFLICT counted with RETURNING, which locks the rows in the
@@ -41,6 +42,7 @@ public sealed class BulkUpsertLockConflictTests(SchemaFixture db) : IClassFixtur
         var logs = new LogCapture();
         var options = new PostgresBulkUpsertOptions { UnnestThreshold = unnestThreshold, LoggerFactory = logs };
         if (mode == "chunked") options = options with { Mode = PostgresBulkUpsertMode.Chunked, ChunkSize = 2 };
+        if (mode == "parallel") options = options with { Mode = PostgresBulkUpsertMode.Parallel, Parallelism = 1, ChunkSize = 4 };
 
         await using var other = await db.Primary.OpenConnectionAsync(Ct);
         await using var hold = await other.BeginTransactionAsync(Ct);
@@ -58,7 +60,7 @@ public sealed class BulkUpsertLockConflictTests(SchemaFixture db) : IClassFixtur
         await hold.CommitAsync(Ct);
 
         var names = $"SELECT string_agg(email || '=' || name, ',' ORDER BY email) FROM {table}";
-        IEnumerable<CapturedLog> Retries() => logs.Logs.Where(l => l.EventId.Name == "BulkUpsertRetried");
+        IEnumerable<CapturedLog> Retries() => logs.Logs.Where(l => l.EventId.Name is "BulkUpsertRetried" or "BulkUpsertChunkRetried");
         if (retried)
         {
             var result = await run;
