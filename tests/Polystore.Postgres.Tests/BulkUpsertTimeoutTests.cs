@@ -43,21 +43,15 @@ public sealed class BulkUpsertTimeoutTests(SchemaFixture db) : IClassFixture<Sch
             Connection = new() { Host = c.Host, Port = c.Port, Database = c.Database, User = c.User, Password = c.Password, Sslmode = PostgresSslMode.Disable, CommandTimeout = 1 },
             Pool = new() { MaxSize = 10 },
         }, configure);
-        for (var attempt = 1; ; attempt++)
+        try
         {
-            try
-            {
-                await using var first = await sources.OpenConnectionAsync(Ct);
-                return sources;
-            }
-            catch (NpgsqlException) when (attempt < 5)
-            {
-            }
-            catch
-            {
-                await sources.DisposeAsync();
-                throw;
-            }
+            await using var first = await SlowConnect.OpenAsync(sources, Ct);
+            return sources;
+        }
+        catch
+        {
+            await sources.DisposeAsync();
+            throw;
         }
     }
 

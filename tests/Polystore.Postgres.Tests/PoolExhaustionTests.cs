@@ -19,28 +19,12 @@ public sealed class PoolExhaustionTests
         };
     }
 
-    // The 1 s pool timeout is also the connect timeout: on a loaded machine a new physical connection can take longer,
-    // which is not what these tests are about, so filling the pool may take a few attempts.
-    private static async Task<NpgsqlConnection> OpenWithinAttemptsAsync(PostgresDataSources sources)
-    {
-        for (var attempt = 1; ; attempt++)
-        {
-            try
-            {
-                return await sources.OpenConnectionAsync(Ct);
-            }
-            catch (NpgsqlException e) when (e.InnerException is TimeoutException && attempt < 10)
-            {
-            }
-        }
-    }
-
     [Fact]
     public async Task Holding_every_connection_gives_a_clear_error_naming_pool_size_and_timeout()
     {
         await using var sources = PostgresDataSources.Create(SmallPool(2, 1, 1));
         var held = new List<NpgsqlConnection>();
-        for (var i = 0; i < 3; i++) held.Add(await OpenWithinAttemptsAsync(sources));
+        for (var i = 0; i < 3; i++) held.Add(await SlowConnect.OpenAsync(sources, Ct));
         try
         {
             var e = await Assert.ThrowsAsync<PostgresPoolExhaustedException>(() => sources.OpenConnectionAsync(Ct).AsTask());
@@ -78,7 +62,7 @@ public sealed class PoolExhaustionTests
         await using var sources = PostgresDataSources.Create(SmallPool(2, 0, 1));
         // The pool's two connections are made first, and idle when the upsert asks: it must find the pool full, not
         // meet the 1 s connect timeout on a loaded machine.
-        var warm = new[] { await OpenWithinAttemptsAsync(sources), await OpenWithinAttemptsAsync(sources) };
+        var warm = new[] { await SlowConnect.OpenAsync(sources, Ct), await SlowConnect.OpenAsync(sources, Ct) };
         foreach (var c in warm) await c.DisposeAsync();
         // The table is made, counted and dropped through a pool of its own: the small pool's 1 s connect timeout is
         // for the upsert, and on a loaded machine a new connection can take longer.
