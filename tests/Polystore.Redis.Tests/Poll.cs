@@ -5,14 +5,18 @@ namespace Polystore.Redis.Tests;
 /// <summary>Waits for observable state with a bound; never a bare sleep.</summary>
 internal static class Poll
 {
-    /// <summary>Checks <paramref name="condition"/> every few milliseconds until it holds; fails naming <paramref name="what"/> after <paramref name="bound"/> (default 10 s).</summary>
-    public static async Task UntilAsync(Func<Task<bool>> condition, string what, CancellationToken ct, TimeSpan? bound = null)
+    /// <summary>
+    /// Checks <paramref name="condition"/> every few milliseconds until it holds; fails naming <paramref name="what"/> after
+    /// <paramref name="bound"/> (default 10 s), with what <paramref name="state"/> then says when given.
+    /// </summary>
+    public static async Task UntilAsync(Func<Task<bool>> condition, string what, CancellationToken ct, TimeSpan? bound = null, Func<Task<string>>? state = null)
     {
         var limit = bound ?? TimeSpan.FromSeconds(10);
         var sw = Stopwatch.StartNew();
         while (!await condition())
         {
-            if (sw.Elapsed > limit) Assert.Fail($"timed out after {limit.TotalSeconds:0.#} s waiting for {what}");
+            if (sw.Elapsed > limit)
+                Assert.Fail($"timed out after {limit.TotalSeconds:0.#} s waiting for {what}{(state is null ? "" : ": " + await state())}");
             await Task.Delay(10, ct);
         }
     }
