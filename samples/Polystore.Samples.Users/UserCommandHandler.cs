@@ -77,11 +77,20 @@ public sealed class UserCommandHandler
     /// <exception cref="KeyNotFoundException">No user has <see cref="UpdateUser.Id"/>.</exception>
     public async Task<long> UpdateUserAsync(UpdateUser command, CancellationToken cancellationToken = default)
     {
+        var profile = await UpdateUserProfileAsync(command, cancellationToken).ConfigureAwait(false);
+        return profile?.Version ?? throw new KeyNotFoundException($"no user with id {command.Id}");
+    }
+
+    /// <summary>
+    /// Updates a user whatever its version (If-Match: *), bumping its version and appending <c>user.updated</c>
+    /// atomically; returns the new row, or null when there is no such user.
+    /// </summary>
+    public async Task<UserProfile?> UpdateUserProfileAsync(UpdateUser command, CancellationToken cancellationToken = default)
+    {
         ArgumentNullException.ThrowIfNull(command);
-        var profile = await ExecuteAsync(
+        return await ExecuteAsync(
             $"UPDATE {_users} SET name = coalesce($3, name), region = coalesce($4, region), version = version + 1, updated_at = now() WHERE id = $2 RETURNING *",
             UserUpdated, [command.Id, command.Name, command.Region], cancellationToken).ConfigureAwait(false);
-        return profile?.Version ?? throw new KeyNotFoundException($"no user with id {command.Id}");
     }
 
     /// <summary>

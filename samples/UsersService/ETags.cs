@@ -21,7 +21,9 @@ internal static class ETags
         foreach (var tag in tags.Where(t => !t.IsWeak))
         {
             var value = tag.Tag.Value;
-            if (value is { Length: > 2 } && long.TryParse(value.AsSpan(1, value.Length - 2), NumberStyles.None, CultureInfo.InvariantCulture, out var version))
+            // Strong comparison is character by character: "0001" is not the tag "1".
+            if (value is { Length: > 2 } && long.TryParse(value.AsSpan(1, value.Length - 2), NumberStyles.None, CultureInfo.InvariantCulture, out var version)
+                && value == Of(version))
                 versions.Add(version);
         }
         return (false, versions);

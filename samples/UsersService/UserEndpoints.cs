@@ -74,23 +74,31 @@ internal static class UserEndpoints
 
         var (any, versions) = ETags.ParseIfMatch(ifMatch);
         var update = new UpdateUser(userId, change.Name, change.Region);
-        long? current = null;
-        if (any || versions.Count != 1)
+        // '*' matches whatever version the user is at: one update, no version check (RFC 9110 13.1.1).
+        var updated = any ? await users.Commands.UpdateUserProfileAsync(update, cancellationToken) : null;
+        if (any && updated is null) return Problems.NotFound($"no user with id {userId}.");
+        for (var attempt = 1; updated is null; attempt++)
         {
-            // '*' or several tags: find the current version first and update only from it.
+            long? current = null;
+            if (versions.Count != 1)
+            {
+                // Several tags: find the current version first and update only from it.
+                current = await users.Commands.GetVersionAsync(userId, cancellationToken);
+                if (current is null) return Problems.NotFound($"no user with id {userId}.");
+                if (!versions.Contains(current.Value)) return Stale(context, userId, current.Value);
+            }
+            updated = await users.Commands.TryUpdateUserAsync(update, current ?? versions[0], cancellationToken);
+            if (updated is not null) break;
             current = await users.Commands.GetVersionAsync(userId, cancellationToken);
             if (current is null) return Problems.NotFound($"no user with id {userId}.");
-            if (!any && !versions.Contains(current.Value)) return Stale(context, userId, current.Value);
-        }
-        var updated = await users.Commands.TryUpdateUserAsync(update, current ?? versions[0], cancellationToken);
-        if (updated is null)
-        {
-            current = await users.Commands.GetVersionAsync(userId, cancellationToken);
-            return current is null ? Problems.NotFound($"no user with id {userId}.") : Stale(context, userId, current.Value);
+            // Another write came between the read and the update, to a version the tags still name: go again.
+            if (!versions.Contains(current.Value) || attempt == MaxIfMatchAttempts) return Stale(context, userId, current.Value);
         }
         context.Response.Headers.ETag = ETags.Of(updated.Version);
         return TypedResults.Ok(UserResponse.From(updated));
     }
+
+    private const int MaxIfMatchAttempts = 3;
 
     private static IResult Stale(HttpContext context, long userId, long current)
     {

@@ -75,8 +75,13 @@ internal static partial class UserInput
         var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
         foreach (var property in body.EnumerateObject())
         {
-            var name = known.FirstOrDefault(k => string.Equals(k, property.Name, StringComparison.OrdinalIgnoreCase));
-            if (name is null) errors.Add(Path(at, property.Name), $"is not a known field (expected {string.Join(", ", known)}).");
+            if (Decoded(property) is not { } given)
+            {
+                errors.Add(at.Length == 0 ? RequestJson.BodyField : at, $"has a field name that {NotText}");
+                continue;
+            }
+            var name = known.FirstOrDefault(k => string.Equals(k, given, StringComparison.OrdinalIgnoreCase));
+            if (name is null) errors.Add(Path(at, given), $"is not a known field (expected {string.Join(", ", known)}).");
             else if (!fields.TryAdd(name, property.Value)) errors.Add(Path(at, name), "is given more than once.");
         }
         return fields;
@@ -95,13 +100,33 @@ internal static partial class UserInput
             errors.Add(field, $"must be a string, not {Describe(value.ValueKind)}.");
             return null;
         }
-        var text = value.GetString()!;
+        if (Decoded(value) is not { } text)
+        {
+            errors.Add(field, NotText);
+            return null;
+        }
         if (text.Length == 0 || string.IsNullOrWhiteSpace(text)) errors.Add(field, "must not be empty.");
         else if (text.Length > maxLength) errors.Add(field, $"must be at most {maxLength} characters (it has {text.Length}).");
         else if (text.Any(char.IsControl)) errors.Add(field, "must not contain control characters.");
         else if (problem(text) is { } message) errors.Add(field, message);
         else return text;
         return null;
+    }
+
+    // The parser checks a string's text only when it is read: invalid UTF-8 and unpaired surrogate escapes (\ud800)
+    // throw then, and are answered as a bad field instead of reaching the 500 handler.
+    private const string NotText = "is not valid text (invalid UTF-8, or an unpaired surrogate escape such as \\ud800).";
+
+    private static string? Decoded(JsonProperty property)
+    {
+        try { return property.Name; }
+        catch (InvalidOperationException) { return null; }
+    }
+
+    private static string? Decoded(JsonElement value)
+    {
+        try { return value.GetString(); }
+        catch (InvalidOperationException) { return null; }
     }
 
     private static string? EmailProblem(string email) => EmailPattern().IsMatch(email) ? null : "must be an e-mail address (local@domain, no spaces).";

@@ -9,12 +9,23 @@ namespace Polystore.Cli;
 /// <summary>Options every command accepts, and how each command finds and loads its configuration.</summary>
 internal static class CommonOptions
 {
-    public static readonly Option<string?> Dir = new("--dir")
+    public static readonly Option<string?> Dir = NonEmpty(new("--dir")
     {
         Description = "Config folder with postgresql.yaml, mongodb.yaml, redis.yaml. Default: $POLYSTORE_CONFIG_DIR, else the folder './run up' wrote while its servers run, else ./config.",
         Recursive = true,
         HelpName = "DIR",
-    };
+    });
+
+    // An empty --dir (an unset variable in a script) must not fall back to another folder, and so other servers.
+    private static Option<string?> NonEmpty(Option<string?> option)
+    {
+        option.Validators.Add(result =>
+        {
+            if (result.Tokens.Count > 0 && string.IsNullOrWhiteSpace(result.Tokens[0].Value))
+                result.AddError($"{option.Name} is empty; give a config folder (or leave {option.Name} out to use the default)");
+        });
+        return option;
+    }
 
     public static readonly Option<bool> Json = new("--json")
     {

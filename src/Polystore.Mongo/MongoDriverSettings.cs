@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using MongoDB.Driver;
 using MongoDB.Driver.Core.Configuration;
+using Polystore.Core;
 using Polystore.Core.Configuration;
 
 namespace Polystore.Mongo;
@@ -17,7 +18,16 @@ public static class MongoDriverSettings
     public static MongoClientSettings Build(MongoSettings settings, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        var client = MongoClientSettings.FromConnectionString(settings.Connection.Uri);
+        MongoClientSettings client;
+        try
+        {
+            client = MongoClientSettings.FromConnectionString(settings.Connection.Uri);
+        }
+        catch (Exception e) when (e is MongoConfigurationException or FormatException or ArgumentException or NotSupportedException)
+        {
+            // A URI the driver refuses (an unknown auth mechanism, a bad escape) is a config error, named as one.
+            throw new ConfigException($"mongodb.yaml connection.uri: the MongoDB driver refused it: {Redactor.RedactConnectionString(e.Message)}", e);
+        }
         client.MaxConnectionPoolSize = settings.Pool.MaxPoolSize;
         client.MinConnectionPoolSize = settings.Pool.MinPoolSize;
         if (settings.Pool.MaxIdleTimeMs > 0) client.MaxConnectionIdleTime = TimeSpan.FromMilliseconds(settings.Pool.MaxIdleTimeMs);

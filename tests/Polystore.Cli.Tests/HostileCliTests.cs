@@ -58,6 +58,12 @@ public sealed class HostileCliTests : IDisposable
         { ["outbox", "status", "--schema", "x\"; DROP TABLE t; --"], "--schema" },
         { ["outbox", "status", "--schema", ""], "--schema" },
         { ["outbox", "run", "--schema", "a b"], "--schema" },
+        { ["postgres", "page", "--size", "5000"], "--size must be between 1 and 1,000" },
+        { ["postgres", "page", "--cursor", "garbage"], "the page cursor is malformed" },
+        { ["outbox", "prune", "--older-than", "99999999999d"], "--older-than" },
+        { ["outbox", "prune", "--older-than", "Infinityd"], "--older-than" },
+        { ["outbox", "prune", "--older-than", "36501d"], "--older-than" },
+        { ["ping", "--dir", ""], "--dir is empty" },
         { ["ping", "--no-such-option"], "--no-such-option" },
         { ["no-such-command"], "no-such-command" },
     };

@@ -32,7 +32,7 @@ public sealed class PostgresCommandTests
             Assert.Equal(ids.Skip(3), r.RootElement[0].GetProperty("items").EnumerateArray().Select(i => i.GetProperty("id").GetInt64()));
 
         var forged = await CliRunner.RunAsync(Env, "postgres", "page", "--cursor", cursor[..^3] + "xyz");
-        Assert.Equal(1, forged.ExitCode);
+        Assert.Equal(2, forged.ExitCode); // a usage error: the cursor is not one this command gave out
         Assert.Contains("signature does not match", forged.Stderr, StringComparison.Ordinal);
 
         var rank = await CliRunner.RunAsync(Env, "postgres", "rank", "--top", "3", "--json");

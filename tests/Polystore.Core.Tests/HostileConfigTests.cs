@@ -174,6 +174,11 @@ public sealed class SecretMaskingTests
     [InlineData("redis//:PW@host", "***")]
     [InlineData("mongodb:/u:PW@host", "***")]
     [InlineData("redis://host:6379", "redis://host:6379")]
+    [InlineData("mongodb://h1:27017,h2,[::1]:27018/db", "mongodb://h1:27017,h2,[::1]:27018/db")]
+    [InlineData("redis://:PW", "redis://***")]
+    [InlineData("mongodb://admin:PW", "mongodb://***")]
+    [InlineData("postgresql://user:PW/db?sslmode=require", "postgresql://***/db?sslmode=require")]
+    [InlineData("redis://[::1]:PW", "redis://***")]
     public void Secret_urls_are_masked_by_structure(string template, string expected)
     {
         Assert.Equal(expected, Redactor.MaskSecretUrl(template.Replace("PW", Password, StringComparison.Ordinal)));
@@ -220,6 +225,29 @@ public sealed class SecretMaskingTests
         Assert.Contains("environment variable", error.Message, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("POLYSTORE__POSTGRES__POOL__MAX_SIZE", "hunter22-secret")]
+    [InlineData("POLYSTORE__POSTGRES__CONNECTION__SSLMODE", "hunter22-secret")]
+    [InlineData("POLYSTORE_POSTGRES_URL", "postgresql://u:pw@h/db?sslmode=hunter22-secret")]
+    [InlineData("POLYSTORE_POSTGRES_URL", "postgresql://user:hunter22-secret/db")]
+    [InlineData("POLYSTORE_REDIS_URL", "redis://:hunter22-secret")]
+    [InlineData("POLYSTORE_MONGO_URL", "mongodb://admin:hunter22-secret")]
+    public void A_bad_value_from_an_override_variable_is_not_quoted(string variable, string value)
+    {
+        using var folder = new ConfigFolder(("postgresql.yaml", "connection:\n  host: h\n"), ("mongodb.yaml", "connection:\n  database: d\n"), ("redis.yaml", "connection:\n  db: 0\n"));
+        var e = Assert.Throws<ConfigException>(() => PolystoreConfig.Load(folder.Path, new Dictionary<string, string> { [variable] = value }));
+        Assert.DoesNotContain("hunter22", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_write_concern_drawn_from_a_variable_is_not_quoted()
+    {
+        using var folder = new ConfigFolder(("mongodb.yaml", "connection:\n  database: d\nreplication:\n  write_concern:\n    w: ${WC}\n"));
+        var e = Assert.Throws<ConfigException>(() => PolystoreConfig.Load(folder.Path, new Dictionary<string, string> { ["WC"] = "hunter22-secret" }));
+        Assert.Equal("replication.write_concern.w", Assert.Single(e.Errors).KeyPath);
+        Assert.DoesNotContain("hunter22", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void The_config_lists_its_secrets_for_masking_elsewhere()
     {
@@ -240,6 +268,14 @@ public sealed class DriverLimitTests
     [InlineData("redis.yaml", "connection:\n  url: redis://127.0.0.1:6379/abc\n", "connection.url", "database number")]
     [InlineData("redis.yaml", "pool:\n  socket_timeout: 1e12\n", "pool.socket_timeout", "2,147,483")]
     [InlineData("redis.yaml", "pool:\n  connection_timeout: .inf\n", "pool.connection_timeout", "")]
+    [InlineData("redis.yaml", "connection:\n  url: redis://127.0.0.1:0\n", "connection.url", "redis://host:port")]
+    [InlineData("postgresql.yaml", "connection:\n  database: \"poly\\0store\"\n", "connection.database", "NUL")]
+    [InlineData("postgresql.yaml", "connection:\n  application_name: \"a\\0b\"\n", "connection.application_name", "NUL")]
+    [InlineData("mongodb.yaml", "connection:\n  uri: \"mongodb://u:p@127.0.0.1:99999/\"\n  database: d\n", "connection.uri", "1-65535")]
+    [InlineData("mongodb.yaml", "connection:\n  uri: \"mongodb://u:p@/\"\n  database: d\n", "connection.uri", "no host")]
+    [InlineData("mongodb.yaml", "connection:\n  uri: \"mongodb://h1,,h2/\"\n  database: d\n", "connection.uri", "empty or malformed host")]
+    [InlineData("mongodb.yaml", "connection:\n  uri: \"mongodb+srv://u:p@h:5/\"\n  database: d\n", "connection.uri", "cannot have a port")]
+    [InlineData("mongodb.yaml", "connection:\n  uri: \"mongodb+srv://h1,h2/\"\n  database: d\n", "connection.uri", "one host")]
     public void A_value_the_driver_would_reject_later_is_a_config_error_now(string file, string yaml, string key, string mentions)
     {
         using var folder = new ConfigFolder((file, yaml));

@@ -99,6 +99,9 @@ public sealed class RetentionTests(OutboxSchema schema) : IClassFixture<OutboxSc
         var hour = new OutboxRetention(schema.DataSource, schema.Store, new OutboxRetentionOptions { MaxAge = TimeSpan.FromHours(1), BatchSize = 2 });
         Assert.Equal(0, (await hour.PruneAsync(Ct)).Deleted);
         Assert.Equal(mine, await schema.ScalarAsync("SELECT count(*) FROM $schema.outbox WHERE type = 'ager'"));
+        // An age older than the calendar keeps everything (and does not overflow the cutoff).
+        var forever = new OutboxRetention(schema.DataSource, schema.Store, new OutboxRetentionOptions { MaxAge = TimeSpan.MaxValue });
+        Assert.Equal(0, (await forever.PruneAsync(Ct)).Deleted);
 
         // A subscriber whose checkpoint is still at the start holds everything back, and is named.
         await schema.ExecAsync("INSERT INTO $schema.outbox_checkpoints (name) VALUES ('stuck')");

@@ -28,6 +28,17 @@ public sealed class ClientMappingTests
         Assert.Equal(("majority", TimeSpan.FromSeconds(5), true), (c.WriteConcern.W.ToString(), c.WriteConcern.WTimeout, c.WriteConcern.Journal));
     }
 
+    [Theory]
+    [InlineData("mongodb://u:hunter22@h/?authMechanism=BOGUS", "BOGUS")]
+    [InlineData("mongodb://u:hunter22@h/?x=%zz", "escape")]
+    public void A_uri_the_driver_refuses_is_a_config_error_that_hides_the_password(string uri, string mentions)
+    {
+        var e = Assert.Throws<ConfigException>(() => MongoDriverSettings.Build(new MongoSettings { Connection = new MongoConnectionSettings { Uri = uri } }));
+        Assert.StartsWith("mongodb.yaml connection.uri: the MongoDB driver refused it: ", e.Message, StringComparison.Ordinal);
+        Assert.Contains(mentions, e.Message, StringComparison.Ordinal);
+        Assert.DoesNotContain("hunter22", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void Numeric_w_maps_to_a_count()
     {

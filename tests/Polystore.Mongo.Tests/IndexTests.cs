@@ -208,6 +208,48 @@ public sealed class IndexYamlTests
         Assert.StartsWith("idx.yaml:", Assert.Single(e.Errors).ToString(), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(50_000)] // a 100 KB file that overflowed the stack of the tree loader
+    [InlineData(40)]
+    public void Deep_nesting_is_refused_at_its_position_without_a_stack_overflow(int depth)
+    {
+        var e = Assert.Throws<ConfigException>(() => IndexYaml.Parse("users: " + new string('[', depth) + new string(']', depth), "idx.yaml"));
+        Assert.Equal("idx.yaml:1:39: nested more than 32 levels deep; an indexes file is never this deep", Assert.Single(e.Errors).ToString());
+    }
+
+    [Theory]
+    [InlineData("base: &b { keys: { a: 1 } }\nusers:\n  - *b\n", "anchors and aliases")]
+    [InlineData("? [a, b]\n: - keys: { x: 1 }\n", "collection names must be plain names")]
+    [InlineData("users:\n  - ? [k]\n    : 1\n", "keys must be plain names")]
+    [InlineData("users:\n  - keys: { ? [f] : 1 }\n", "field names must be plain names")]
+    [InlineData("users: []\n---\nusers: []\n", "one YAML document")]
+    public void Odd_shapes_are_errors_not_crashes(string yaml, string message)
+    {
+        var e = Assert.Throws<ConfigException>(() => IndexYaml.Parse(yaml, "idx.yaml"));
+        Assert.Contains(message, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Load_reads_only_regular_files_within_the_size_limit()
+    {
+        var folder = Directory.CreateTempSubdirectory("polystore-idx-");
+        try
+        {
+            var big = Path.Combine(folder.FullName, "big.yaml");
+            File.WriteAllText(big, "users:\n" + string.Concat(Enumerable.Repeat("  - keys: { a: 1 }\n", 70_000)));
+            Assert.Contains("larger than 1024 KiB", Assert.Throws<ConfigException>(() => IndexYaml.Load(big)).Message, StringComparison.Ordinal);
+            Assert.Contains("does not exist", Assert.Throws<ConfigException>(() => IndexYaml.Load(Path.Combine(folder.FullName, "none.yaml"))).Message, StringComparison.Ordinal);
+            Assert.Contains("is a directory", Assert.Throws<ConfigException>(() => IndexYaml.Load(folder.FullName)).Message, StringComparison.Ordinal);
+            var fifo = Path.Combine(folder.FullName, "fifo.yaml");
+            if (OperatingSystem.IsLinux() && System.Diagnostics.Process.Start("mkfifo", fifo) is { } mkfifo && mkfifo.WaitForExit(10_000) && mkfifo.ExitCode == 0)
+                Assert.Contains("not a regular file", Assert.Throws<ConfigException>(() => IndexYaml.Load(fifo)).Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
     [Fact]
     public void Sample_config_indexes_yaml_loads()
     {

@@ -142,6 +142,71 @@ public sealed class CacheTests
         await Assert.ThrowsAsync<InvalidOperationException>(async () => await strict.GetOrSetAsync("strict", sourceDown, ttl, ct));
     }
 
+    [Fact]
+    public async Task Fail_safe_serves_an_l1_copy_no_longer_than_fail_safe_max_age_past_its_ttl()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var time = Clock();
+        var ttl = new CacheEntryOptions { Ttl = TimeSpan.FromMinutes(1) };
+        var db = RedisServers.Standalone.GetDatabase();
+        Func<CancellationToken, Task<string?>> sourceDown = _ => throw new InvalidOperationException("source down");
+        await using var cache = await Cache(RedisServers.Standalone, l1: true, failSafe: true, jitter: 0, time: time); // FailSafeMaxAge: 1 h
+        Assert.Equal("v1", await cache.GetOrSetAsync("l1fs", _ => Task.FromResult<string?>("v1"), ttl, ct));
+        await db.KeyDeleteAsync(cache.RedisKeyOf("l1fs")); // only the L1 copy is left
+        time.Advance(TimeSpan.FromMinutes(30));
+        Assert.Equal("v1", await cache.GetOrSetAsync("l1fs", sourceDown, ttl, ct)); // 29 min past its TTL: served
+
+        Assert.Equal("v2", await cache.GetOrSetAsync("l1fs2", _ => Task.FromResult<string?>("v2"), ttl, ct));
+        await db.KeyDeleteAsync(cache.RedisKeyOf("l1fs2"));
+        time.Advance(TimeSpan.FromMinutes(62));
+        await Assert.ThrowsAsync<InvalidOperationException>(async () => await cache.GetOrSetAsync("l1fs2", sourceDown, ttl, ct)); // 61 min past: not
+    }
+
+    [Fact]
+    public async Task A_change_cancelled_after_it_reached_redis_still_reaches_every_l1_copy()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        await using var redisB = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(TestServers.Redis));
+        await using var a = await Cache(RedisServers.Standalone, l1: true);
+        await using var b = await Cache(redisB, l1: true);
+        foreach (var key in new[] { "wt", "rm" })
+        {
+            Assert.Equal("v1", await a.GetOrSetAsync(key, _ => Task.FromResult<string?>("v1"), cancellationToken: ct));
+            Assert.Equal("v1", await b.GetOrSetAsync(key, _ => Task.FromResult<string?>("never"), cancellationToken: ct));
+        }
+
+        // The caller gives up while its source write runs; the write succeeds, so the cache must follow it.
+        using var giveUp = new CancellationTokenSource();
+        var result = await a.WriteThroughAsync("wt", _ => { giveUp.Cancel(); return Task.FromResult("v2"); }, cancellationToken: giveUp.Token);
+        Assert.True(result.Cached);
+        Assert.Equal("v2", (await a.TryGetAsync<string>("wt", ct)).Value);
+        await Poll.UntilAsync(async () => (await b.TryGetAsync<string>("wt", ct)).Value == "v2", "B to see the write-through", ct);
+
+        // A removal or a set whose token is already cancelled changes nothing anywhere.
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => b.RemoveAsync("rm", new CancellationToken(canceled: true)));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => b.SetAsync("rm", "v3", cancellationToken: new CancellationToken(canceled: true)));
+        Assert.Equal("v1", (await a.TryGetAsync<string>("rm", ct)).Value);
+        Assert.Equal("v1", (await b.TryGetAsync<string>("rm", ct)).Value);
+        Assert.True(await RedisServers.Standalone.GetDatabase().KeyExistsAsync(a.RedisKeyOf("rm")));
+    }
+
+    [Fact]
+    public async Task The_hybrid_adapter_keeps_a_null_for_the_entry_expiration_not_negative_ttl()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var time = Clock();
+        await using var tiered = await Cache(RedisServers.Standalone, negative: TimeSpan.FromMinutes(1), jitter: 0, time: time);
+        var hybrid = new RedisHybridCache(tiered);
+        var options = new Microsoft.Extensions.Caching.Hybrid.HybridCacheEntryOptions { Expiration = TimeSpan.FromMinutes(10) };
+        var calls = 0;
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Null(await hybrid.GetOrCreateAsync<string?>("nil", _ => { calls++; return ValueTask.FromResult<string?>(null); }, options, cancellationToken: ct));
+            time.Advance(TimeSpan.FromMinutes(2)); // past NegativeTtl, within the entry's expiration
+        }
+        Assert.Equal(1, calls);
+    }
+
     private sealed class Utf8Serializer : ICacheSerializer
     {
         public void Serialize<T>(T value, IBufferWriter<byte> destination)

@@ -95,6 +95,22 @@ public sealed class LockTests
     }
 
     [Fact]
+    public async Task A_cancelled_release_leaves_the_lock_held_and_dispose_still_releases_it()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Standalone);
+        var held = await locks.AcquireAsync("cancelled-release", TimeSpan.Zero, ct);
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await held.ReleaseAsync(new CancellationToken(canceled: true)));
+        Assert.True(held.IsHeld);
+        Assert.Null(await locks.TryAcquireAsync("cancelled-release", TimeSpan.Zero, ct));
+        await held.DisposeAsync();
+        // The release queued by dispose reaches Redis before this acquire (same queue), so the lock is free at once.
+        var next = await locks.TryAcquireAsync("cancelled-release", TimeSpan.Zero, ct);
+        Assert.NotNull(next);
+        Assert.True(await next.ReleaseAsync(ct));
+    }
+
+    [Fact]
     public async Task An_expired_holder_can_neither_release_nor_extend()
     {
         var ct = TestContext.Current.CancellationToken;

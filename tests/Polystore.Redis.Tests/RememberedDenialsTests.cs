@@ -22,6 +22,21 @@ public sealed class RememberedDenialsTests
         });
 
     [Fact]
+    public async Task A_denial_answered_from_memory_still_says_how_long_the_wait_in_redis_is()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        // The memory (20 s) ends long before the permit frees up (10 min): its answers must still tell the real wait.
+        var limiter = Limiter(RedisServers.Standalone, 1, TimeSpan.FromMinutes(10), remember: TimeSpan.FromSeconds(20));
+        Assert.True((await limiter.TryAcquireAsync("wait", 1, ct)).Allowed);
+        var denied = await limiter.TryAcquireAsync("wait", 1, ct);
+        Assert.False(denied.Allowed);
+        var local = await limiter.TryAcquireAsync("wait", 1, ct);
+        Assert.Equal(1, limiter.DecisionsAnsweredLocally);
+        Assert.False(local.Allowed);
+        Assert.True(local.RetryAfter > TimeSpan.FromMinutes(5) && local.RetryAfter <= denied.RetryAfter, $"retry-after {local.RetryAfter} from memory, {denied.RetryAfter} from Redis");
+    }
+
+    [Fact]
     public async Task A_denial_is_answered_locally_until_the_window_frees_a_permit_then_Redis_admits_again()
     {
         var ct = TestContext.Current.CancellationToken;

@@ -132,6 +132,7 @@ public sealed class UserCommandTests(UserCommandTests.Fixture fixture) : IClassF
 
     [Theory]
     [InlineData("W/\"1\"")] // weak tags never match If-Match
+    [InlineData("\"0001\"")] // strong comparison is character by character
     [InlineData("\"v1\"")]
     [InlineData("\"7\", \"8\"")]
     public async Task Patch_with_an_If_Match_naming_no_current_version_is_a_412(string ifMatch)
@@ -154,6 +155,37 @@ public sealed class UserCommandTests(UserCommandTests.Fixture fixture) : IClassF
 
         Assert.Equal(HttpStatusCode.OK, star.StatusCode);
         Assert.Equal(new EntityTagHeaderValue("\"3\""), star.Headers.ETag);
+    }
+
+    [Fact]
+    public async Task Concurrent_patches_with_a_star_all_apply()
+    {
+        var id = await App.CreateUserAsync(Email());
+
+        var responses = await Task.WhenAll(Enumerable.Range(0, 16).Select(i => PatchAsync($"/users/{id}", $"{{\"name\":\"n{i}\"}}", "*")));
+
+        Assert.All(responses, r => Assert.Equal(HttpStatusCode.OK, r.StatusCode));
+        Assert.Equal(17, await App.ScalarAsync<long>("SELECT version FROM {schema}.users WHERE id = $1", id));
+        Assert.Equal(16, await App.ScalarAsync<long>("SELECT count(*) FROM {schema}.outbox WHERE aggregate_id = $1 AND type = 'user.updated'", id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        foreach (var r in responses) r.Dispose();
+    }
+
+    [Theory]
+    [InlineData("{\"email\":\"s@y.test\",\"name\":\"A\\ud800B\",\"region\":\"eu\"}", "name")] // an unpaired surrogate escape
+    [InlineData("{\"email\":\"s@y.test\",\"name\":\"A\",\"region\":\"eu\",\"\\udc00\":1}", "body")] // in a field name
+    public async Task Text_that_is_not_valid_unicode_is_a_400_naming_the_field(string json, string field)
+    {
+        using var response = await App.PostJsonAsync("/users", json);
+        Assert.Contains("not valid text", await ServiceApp.AssertFieldErrorAsync(response, field), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Bytes_that_are_not_utf8_are_a_400_naming_the_field()
+    {
+        using var content = new ByteArrayContent([.. "{\"email\":\"u@x.test\",\"name\":\"A"u8, 0xFF, .. "\",\"region\":\"eu\"}"u8]);
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        using var response = await App.Client.PostAsync("/users", content, Ct);
+        Assert.Contains("not valid text", await ServiceApp.AssertFieldErrorAsync(response, "name"), StringComparison.Ordinal);
     }
 
     [Fact]

@@ -121,13 +121,17 @@ internal static class OutboxCommand
     }
 
     /// <summary>Reads 90s, 15m, 12h, 7d, 0, or a .NET time span (1.02:03:04); refuses negative and unreadable ones, naming the option.</summary>
+    // A hundred years: far past any retention, and far from TimeSpan's and DateTimeOffset's limits.
+    private const int MaxDurationDays = 36_500;
+
     internal static TimeSpan ParseDuration(ArgumentResult result)
     {
         var name = (result.Parent as OptionResult)?.Option.Name ?? "duration";
         var text = result.Tokens.Count == 1 ? result.Tokens[0].Value.Trim() : "";
         TimeSpan? value = null;
         if (text == "0") value = TimeSpan.Zero;
-        else if (text.Length > 1 && double.TryParse(text[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var n) && n >= 0)
+        else if (text.Length > 1 && double.TryParse(text[..^1], NumberStyles.Float, CultureInfo.InvariantCulture, out var n) && n >= 0 && double.IsFinite(n)
+                 && n <= MaxDurationDays * (char.ToLowerInvariant(text[^1]) switch { 's' => 86_400.0, 'm' => 1_440.0, 'h' => 24.0, _ => 1.0 }))
         {
             value = char.ToLowerInvariant(text[^1]) switch
             {
@@ -138,9 +142,9 @@ internal static class OutboxCommand
                 _ => null,
             };
         }
-        if (value is null && TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var span) && span >= TimeSpan.Zero) value = span;
+        if (value is null && TimeSpan.TryParse(text, CultureInfo.InvariantCulture, out var span) && span >= TimeSpan.Zero && span.TotalDays <= MaxDurationDays) value = span;
         if (value is { } v) return v;
-        result.AddError($"{name} must be a duration such as 90s, 15m, 12h or 7d (not negative); got '{text}'");
+        result.AddError($"{name} must be a duration such as 90s, 15m, 12h or 7d, from 0 to {MaxDurationDays:N0}d; got '{text}'");
         return default;
     }
 

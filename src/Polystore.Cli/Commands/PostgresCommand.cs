@@ -17,7 +17,9 @@ internal static class PostgresCommand
     private const string Table = "polystore_demo.users";
 
     private static readonly Option<int> Users = new Option<int>("--users") { Description = "Users to upsert (1 to 10,000,000). Default 100000.", DefaultValueFactory = _ => 100_000 }.InRange(1, 10_000_000);
-    private static readonly Option<int> Size = new Option<int>("--size") { Description = "Rows per page (1 to 10,000). Default 5.", DefaultValueFactory = _ => 5 }.InRange(1, 10_000);
+    private const int MaxPageSize = 1000;
+
+    private static readonly Option<int> Size = new Option<int>("--size") { Description = "Rows per page (1 to 1,000). Default 5.", DefaultValueFactory = _ => 5 }.InRange(1, MaxPageSize);
     private static readonly Option<int> Pages = new Option<int>("--pages") { Description = "Pages to fetch (1 to 1,000), each following the previous page's cursor. Default 2.", DefaultValueFactory = _ => 2 }.InRange(1, 1_000);
     private static readonly Option<string?> Cursor = new("--cursor") { Description = "Continue from a cursor printed by an earlier page." };
     private static readonly Option<string?> Region = new("--region") { Description = "Only users of this region." };
@@ -61,7 +63,7 @@ internal static class PostgresCommand
         var page = new Command("page", "Keyset pages over the users by score DESC, id ASC (index: (score DESC, id), or (region, score DESC, id) with --region).") { Size, Pages, Cursor, Region };
         page.SetAction((parse, ct) => WithSources(parse, async (ds, pg) =>
         {
-            var q = KeysetQuery.From(Table).Select("id", "name", "score", "region").OrderBy("score", SortDirection.Descending).ThenBy("id").MaxPageSize(1000).SignCursorsWith(Signer(pg));
+            var q = KeysetQuery.From(Table).Select("id", "name", "score", "region").OrderBy("score", SortDirection.Descending).ThenBy("id").MaxPageSize(MaxPageSize).SignCursorsWith(Signer(pg));
             if (parse.GetValue(Region) is { } region) q.Where(Filter.Equal("region", region));
             var query = q.Build();
             var cursor = parse.GetValue(Cursor);
@@ -138,7 +140,12 @@ internal static class PostgresCommand
         catch (Exception e) when (e is Polystore.Postgres.Schema.PostgresSchemaException or InvalidCursorException or PostgresBulkUpsertException or PostgresPoolExhaustedException)
         {
             CommonOptions.Error.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
-            return e is PostgresPoolExhaustedException ? ExitCodes.Unreachable : ExitCodes.Failure;
+            return e switch
+            {
+                PostgresPoolExhaustedException => ExitCodes.Unreachable,
+                InvalidCursorException => ExitCodes.InvalidConfig, // a --cursor that is not one this command gave out: a usage error
+                _ => ExitCodes.Failure,
+            };
         }
     }
 }

@@ -15,6 +15,7 @@ internal static class ConfigLoader
         if (!System.IO.Directory.Exists(directory))
         {
             var anyEnvironment = new[] { StoreNames.Postgres, StoreNames.Mongo, StoreNames.Redis }.Any(s => EnvironmentOverrides.Configures(s, environment));
+            if (File.Exists(directory)) throw new ConfigException($"config folder '{directory}' is a file, not a folder");
             if (!anyEnvironment) throw new ConfigException(MissingFolder(directory));
         }
 

@@ -21,6 +21,11 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         Port(store, "connection.port", s.Connection.Port);
         Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database), "must not be empty");
         Require(store, "connection.user", !string.IsNullOrWhiteSpace(s.Connection.User), "must not be empty");
+        // Npgsql refuses a NUL in a connection string value only when it connects.
+        NoNul(store, "connection.host", s.Connection.Host);
+        NoNul(store, "connection.database", s.Connection.Database);
+        NoNul(store, "connection.user", s.Connection.User);
+        NoNul(store, "connection.application_name", s.Connection.ApplicationName);
         AtLeast(store, "connection.command_timeout", s.Connection.CommandTimeout, 0);
         // Npgsql counts the command timeout in milliseconds in an int.
         AtMost(store, "connection.command_timeout", s.Connection.CommandTimeout, MaxSecondsInMilliseconds, "Npgsql's largest command timeout");
@@ -62,6 +67,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         const string store = StoreNames.Mongo;
         var uriOk = s.Connection.Uri.StartsWith("mongodb://", StringComparison.Ordinal) || s.Connection.Uri.StartsWith("mongodb+srv://", StringComparison.Ordinal);
         Require(store, "connection.uri", uriOk, $"must start with mongodb:// or mongodb+srv://; got {Redactor.MaskSecretUrl(s.Connection.Uri)}");
+        if (uriOk && MongoHostsProblem(s.Connection.Uri) is { } hosts) Require(store, "connection.uri", false, hosts);
         Require(store, "connection.database", !string.IsNullOrWhiteSpace(s.Connection.Database) && s.Connection.Database.IndexOfAny(['/', '\\', '.', ' ', '"', '$']) < 0,
             "must be a database name without / \\ . space \" or $");
         AtLeast(store, "pool.max_pool_size", s.Pool.MaxPoolSize, 1);
@@ -71,7 +77,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         AtLeast(store, "pool.wait_queue_timeout_ms", s.Pool.WaitQueueTimeoutMs, 0);
         var w = s.Replication.WriteConcern.W;
         Require(store, "replication.write_concern.w", w is null || w == "majority" || int.TryParse(w, out var n) && n >= 0,
-            $"'{w}' is not valid here; expected one of: majority, or a number of members (0, 1, 2, ...)");
+            "must be majority or a number of members (0, 1, 2, ...)"); // the value is not quoted: it may come from a variable
         if (s.Replication.WriteConcern.Wtimeout is { } wtimeout) AtLeast(store, "replication.write_concern.wtimeout", wtimeout, 0);
         Require(store, "replication.write_concern.j", !(w == "0" && s.Replication.WriteConcern.J == true), "j: true contradicts w: 0 (unacknowledged writes cannot wait for the journal)");
         if (s.Sharding.Enabled)
@@ -83,7 +89,7 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
     public void Validate(RedisSettings s)
     {
         const string store = StoreNames.Redis;
-        var urlOk = Uri.TryCreate(s.Connection.Url, UriKind.Absolute, out var url) && url.Scheme is "redis" or "rediss";
+        var urlOk = Uri.TryCreate(s.Connection.Url, UriKind.Absolute, out var url) && url.Scheme is "redis" or "rediss" && url.Port != 0;
         Require(store, "connection.url", urlOk, $"must look like redis://host:port or rediss://host:port; got {Redactor.MaskSecretUrl(s.Connection.Url)}");
         if (urlOk && url!.AbsolutePath.Trim('/') is { Length: > 0 } database)
             Require(store, "connection.url", int.TryParse(database, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out _),
@@ -143,6 +149,37 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
 
     private void AtMost(string store, string key, int value, int maximum, string what) =>
         Require(store, key, value <= maximum, $"{value:N0} is too large; must be at most {maximum:N0} ({what})");
+
+    private void NoNul(string store, string key, string? value) => Require(store, key, value is null || !value.Contains('\0', StringComparison.Ordinal), "contains a NUL character");
+
+    /// <summary>
+    /// What is wrong with the host list of a mongodb:// or mongodb+srv:// URI (the driver refuses these only when it
+    /// connects), or null. The URI's text is never quoted: it may hold a password.
+    /// </summary>
+    internal static string? MongoHostsProblem(string uri)
+    {
+        var srv = uri.StartsWith("mongodb+srv://", StringComparison.Ordinal);
+        var start = uri.IndexOf("://", StringComparison.Ordinal) + 3;
+        var end = uri.IndexOfAny(['/', '?'], start);
+        var authority = end < 0 ? uri[start..] : uri[start..end];
+        var hosts = authority[(authority.LastIndexOf('@') + 1)..];
+        if (hosts.Length == 0) return "names no host; give host:port after the credentials (mongodb://user:password@host:27017)";
+        var list = hosts.Split(',');
+        if (srv && list.Length > 1) return "a mongodb+srv:// URI names one host (its DNS SRV record lists the servers)";
+        foreach (var host in list)
+        {
+            var close = host.StartsWith('[') ? host.IndexOf(']', StringComparison.Ordinal) : -1;
+            var colon = host.IndexOf(':', Math.Max(close, 0));
+            var name = colon < 0 ? host : host[..colon];
+            if (name.Length == 0 || (host.StartsWith('[') && close < 0)) return "has an empty or malformed host in its host list";
+            if (colon < 0) continue;
+            if (srv) return "a mongodb+srv:// host cannot have a port (the SRV record gives the ports)";
+            var port = host[(colon + 1)..];
+            if (!int.TryParse(port, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var number) || number is < 1 or > 65535)
+                return "has a host whose port is not a TCP port (1-65535)";
+        }
+        return null;
+    }
 
     private void Port(string store, string key, int port) => Require(store, key, port is > 0 and <= 65535, $"{port} is not a TCP port (1-65535)");
 

@@ -50,7 +50,11 @@ internal static class EnvironmentOverrides
             return;
         }
         Set(connection, "host", uri.Host, source);
-        if (!uri.IsDefaultPort && uri.Port > 0) Set(connection, "port", uri.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), source);
+        if (!uri.IsDefaultPort)
+        {
+            if (uri.Port < 1) errors.Add(new ConfigError(source, "", $"{variable}: the port must be between 1 and 65535"));
+            else Set(connection, "port", uri.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), source);
+        }
         if (uri.AbsolutePath.Trim('/') is { Length: > 0 } database) Set(connection, "database", Uri.UnescapeDataString(database), source);
         if (uri.UserInfo.Length > 0)
         {
@@ -108,5 +112,7 @@ internal static class EnvironmentOverrides
         return created;
     }
 
-    private static void Set(ConfigMap map, string key, string value, ConfigSource source) => map.Set(key, new ConfigScalar(value, source));
+    // Marked as from a variable, so no error ever quotes it (it may be a secret).
+    private static void Set(ConfigMap map, string key, string value, ConfigSource source) =>
+        map.Set(key, new ConfigScalar(value, source) { FromVariable = true });
 }

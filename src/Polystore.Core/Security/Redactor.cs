@@ -14,14 +14,48 @@ public static partial class Redactor
     /// <summary>
     /// A secret-bearing URL as it may be shown: by structure, not by guessing where a password ends. Everything
     /// between <c>://</c> and the last <c>@</c> (user and password, whatever they contain) becomes <see cref="Mask"/>;
-    /// a value that is not <c>scheme://...</c> at all is masked whole, since where its secret is cannot be known.
+    /// without an <c>@</c>, a host part that is not host[:port] (a password whose host was left out) is masked; a
+    /// value that is not <c>scheme://...</c> at all is masked whole, since where its secret is cannot be known.
     /// </summary>
     public static string MaskSecretUrl(string? value)
     {
         if (string.IsNullOrEmpty(value)) return value ?? "";
-        if (UserInfo(value) is not var (start, end)) return IsUrl(value) ? value : Mask;
-        return $"{value[..start]}{Mask}@{value[(end + 1)..]}";
+        if (UserInfo(value) is var (start, end)) return $"{value[..start]}{Mask}@{value[(end + 1)..]}";
+        if (!IsUrl(value)) return Mask;
+        // No '@': the authority should be host[:port] (or a list of them). Anything else after a colon may be a
+        // password whose host was left out ("redis://:secret", "mongodb://admin:secret"), so the authority is hidden.
+        var hostStart = value.IndexOf("://", StringComparison.Ordinal) + 3;
+        var hostEnd = value.IndexOfAny(['/', '?', '#'], hostStart);
+        if (hostEnd < 0) hostEnd = value.Length;
+        return HostsOnly(value.AsSpan(hostStart, hostEnd - hostStart)) ? value : $"{value[..hostStart]}{Mask}{value[hostEnd..]}";
     }
+
+    // host, host:port, [v6], [v6]:port, comma-separated; a port is digits only.
+    private static bool HostsOnly(ReadOnlySpan<char> authority)
+    {
+        foreach (var range in authority.Split(','))
+        {
+            var host = authority[range];
+            if (host.StartsWith('['))
+            {
+                var close = host.IndexOf(']');
+                if (close < 0) return false;
+                host = host[(close + 1)..];
+                if (host.IsEmpty) continue;
+                if (host[0] != ':') return false;
+                host = host[1..];
+                if (host.IsEmpty || host.ContainsAnyExcept(Digits)) return false;
+                continue;
+            }
+            var colon = host.IndexOf(':');
+            if (colon < 0) continue;
+            var port = host[(colon + 1)..];
+            if (port.IsEmpty || port.ContainsAnyExcept(Digits)) return false;
+        }
+        return true;
+    }
+
+    private static readonly System.Buffers.SearchValues<char> Digits = System.Buffers.SearchValues.Create("0123456789");
 
     /// <summary>The password inside a <c>scheme://user:password@host</c> value (found by the same structure), or null.</summary>
     public static string? UrlPassword(string? value)

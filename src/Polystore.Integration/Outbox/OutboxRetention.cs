@@ -78,7 +78,9 @@ public sealed class OutboxRetention
     public async Task<OutboxPruneReport> PruneAsync(CancellationToken cancellationToken = default)
     {
         var started = Stopwatch.GetTimestamp();
-        var cutoff = _time.GetUtcNow() - _options.MaxAge;
+        var now = _time.GetUtcNow();
+        // An age older than the calendar (MaxAge = TimeSpan.MaxValue) keeps everything: the cutoff is the earliest time.
+        var cutoff = _options.MaxAge < now - DateTimeOffset.MinValue ? now - _options.MaxAge : DateTimeOffset.MinValue;
         long deleted = 0;
         var batches = 0;
         (ulong TxId, long Id) after = (0, 0);

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Polystore.Core.Configuration;
 using YamlDotNet.Core;
+using YamlDotNet.Core.Events;
 using YamlDotNet.RepresentationModel;
 
 namespace Polystore.Mongo;
@@ -23,8 +24,20 @@ public static class IndexYaml
 {
     private static readonly string[] EntryKeys = ["keys", "name", "unique", "sparse", "expire_after_seconds"];
 
-    /// <summary>Reads and validates <paramref name="path"/>; throws <see cref="ConfigException"/> listing every problem.</summary>
-    public static IReadOnlyList<IndexDeclaration> Load(string path) => Parse(File.ReadAllText(path), Path.GetFileName(path));
+    /// <summary>
+    /// Reads and validates <paramref name="path"/>; throws <see cref="ConfigException"/> listing every problem. Read as
+    /// config files are: a regular file only (a FIFO is never opened), at most 1 MiB of UTF-8.
+    /// </summary>
+    public static IReadOnlyList<IndexDeclaration> Load(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        var fileName = Path.GetFileName(path);
+        var errors = new List<ConfigError>();
+        var text = ConfigFileReader.Read(path, fileName, errors);
+        if (errors.Count > 0) throw new ConfigException(errors);
+        if (text is null) throw new ConfigException([new ConfigError(new ConfigSource(fileName, 0, 0), "", $"{fileName} does not exist")]);
+        return Parse(text, fileName);
+    }
 
     /// <summary>Parses and validates YAML text; <paramref name="fileName"/> is used in messages.</summary>
     public static IReadOnlyList<IndexDeclaration> Parse(string yaml, string fileName = "indexes.yaml")
@@ -35,6 +48,9 @@ public static class IndexYaml
         var stream = new YamlStream();
         try
         {
+            // The event pass first: it refuses what would make loading the tree costly (deep nesting, aliases, size)
+            // before the tree is built.
+            if (Hostile(yaml, fileName) is { } refused) throw new ConfigException([refused]);
             stream.Load(new StringReader(yaml));
         }
         catch (YamlException e)
@@ -47,7 +63,11 @@ public static class IndexYaml
 
         foreach (var (collectionNode, indexesNode) in root.Children)
         {
-            var collection = ((YamlScalarNode)collectionNode).Value ?? "";
+            if (collectionNode is not YamlScalarNode { Value: { } collection })
+            {
+                errors.Add(Error(fileName, collectionNode, "", "collection names must be plain names"));
+                continue;
+            }
             if (indexesNode is not YamlSequenceNode list)
             {
                 errors.Add(Error(fileName, indexesNode, collection, "expected a list of indexes"));
@@ -85,14 +105,22 @@ public static class IndexYaml
         long? ttl = null;
         foreach (var (keyNode, valueNode) in entry.Children)
         {
-            var key = ((YamlScalarNode)keyNode).Value ?? "";
+            if (keyNode is not YamlScalarNode { Value: { } key })
+            {
+                errors.Add(Error(file, keyNode, path, "keys must be plain names"));
+                continue;
+            }
             var at = $"{path}.{key}";
             switch (key)
             {
                 case "keys" when valueNode is YamlMappingNode keys:
                     foreach (var (fieldNode, kindNode) in keys.Children)
                     {
-                        var field = ((YamlScalarNode)fieldNode).Value ?? "";
+                        if (fieldNode is not YamlScalarNode { Value: { } field })
+                        {
+                            errors.Add(Error(file, fieldNode, at, "field names must be plain names"));
+                            continue;
+                        }
                         IndexKind? kind = (kindNode as YamlScalarNode)?.Value switch
                         {
                             "1" => IndexKind.Ascending,
@@ -148,6 +176,34 @@ public static class IndexYaml
 
     private static ConfigError Error(string file, YamlNode node, string keyPath, string message) =>
         new(new ConfigSource(file, (int)node.Start.Line, (int)node.Start.Column), keyPath, message);
+
+    // The limits of config files (YamlConfigReader): nesting, number of values, one document, no anchors or aliases.
+    private static ConfigError? Hostile(string yaml, string fileName)
+    {
+        var parser = new Parser(new StringReader(yaml));
+        int depth = 0, nodes = 0, documents = 0;
+        while (parser.MoveNext())
+        {
+            var current = parser.Current!;
+            var at = new ConfigSource(fileName, (int)current.Start.Line, (int)current.Start.Column);
+            switch (current)
+            {
+                case DocumentStart when ++documents > 1:
+                    return new ConfigError(at, "", "an indexes file holds one YAML document; remove the second '---' document");
+                case AnchorAlias:
+                case NodeEvent { Anchor.IsEmpty: false }:
+                    return new ConfigError(at, "", "anchors and aliases (&name, *name) are not supported; write the value out");
+                case MappingStart or SequenceStart when ++depth > YamlConfigReader.MaxDepth:
+                    return new ConfigError(at, "", $"nested more than {YamlConfigReader.MaxDepth} levels deep; an indexes file is never this deep");
+                case MappingEnd or SequenceEnd:
+                    depth--;
+                    break;
+            }
+            if (current is (YamlDotNet.Core.Events.Scalar or MappingStart or SequenceStart) && ++nodes > YamlConfigReader.MaxNodes)
+                return new ConfigError(at, "", $"the file holds more than {YamlConfigReader.MaxNodes:N0} values; refused");
+        }
+        return null;
+    }
 
     private static Exception Inner(Exception e) => e.InnerException is YamlException inner ? Inner(inner) : e;
 }

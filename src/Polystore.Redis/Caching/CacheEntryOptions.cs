@@ -11,4 +11,7 @@ public sealed record CacheEntryOptions
 
     /// <summary>The TTL exactly as given: no jitter, and no fail-safe extension of the Redis TTL (for expirations a caller relies on).</summary>
     internal bool ExactTtl { get; init; }
+
+    /// <summary>A null value is stored for <see cref="Ttl"/> like any value, not for <see cref="RedisTieredCacheOptions.NegativeTtl"/> (HybridCache's rule).</summary>
+    internal bool NullAsValue { get; init; }
 }

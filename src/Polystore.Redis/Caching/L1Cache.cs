@@ -17,6 +17,7 @@ internal sealed class L1Cache(RedisTieredCacheOptions options, CacheClock clock)
     private readonly long _ttlMs = (long)options.L1Ttl.TotalMilliseconds;
     private readonly int _maxEntries = options.L1MaxEntries;
     private readonly bool _keepStale = options.FailSafe;
+    private readonly long _failSafeMaxAgeMs = (long)options.FailSafeMaxAge.TotalMilliseconds;
     private int _count; // kept by hand: ConcurrentDictionary.Count takes every lock
 
     /// <summary>The clock reading <see cref="L1Entry.FreshUntil"/> is compared with.</summary>
@@ -35,8 +36,11 @@ internal sealed class L1Cache(RedisTieredCacheOptions options, CacheClock clock)
     {
         var left = logicalExpiryUnixMs - clock.UnixMs;
         var freshFor = Math.Min(left, _ttlMs);
-        if (freshFor <= 0 && !_keepStale) return;
-        var entry = new L1Entry(value, missing, clock.TickMs + freshFor, tags?.ToArray());
+        // Served by fail-safe no longer than FailSafeMaxAge past the entry's logical expiry, as its Redis copy is.
+        var staleFor = _keepStale ? left + _failSafeMaxAgeMs : freshFor;
+        if (freshFor <= 0 && staleFor <= 0) return;
+        var now = clock.TickMs;
+        var entry = new L1Entry(value, missing, now + freshFor, now + staleFor, tags?.ToArray());
         if (_entries.TryAdd(key, entry))
         {
             if (Interlocked.Increment(ref _count) > _maxEntries) Trim();

@@ -90,7 +90,7 @@ public sealed class RedisHybridCache : HybridCache
         else await _cache.RemoveByTagAsync(tag, cancellationToken).ConfigureAwait(false);
     }
 
-    private CacheEntryOptions? Entry(HybridCacheEntryOptions? options, IEnumerable<string>? tags)
+    private CacheEntryOptions Entry(HybridCacheEntryOptions? options, IEnumerable<string>? tags)
     {
         var flags = options?.Flags ?? HybridCacheEntryFlags.None;
         if ((flags & DistributedFlags) != 0)
@@ -109,8 +109,11 @@ public sealed class RedisHybridCache : HybridCache
                 (list ??= []).Add(tag);
             }
         }
-        return options?.Expiration is null && list is null ? null : new CacheEntryOptions { Ttl = options?.Expiration, Tags = list };
+        // A null is a value here (as in the default HybridCache): stored for the entry's expiration, never NegativeTtl.
+        return options?.Expiration is null && list is null ? NullAsValue : new CacheEntryOptions { Ttl = options?.Expiration, Tags = list, NullAsValue = true };
     }
+
+    private static readonly CacheEntryOptions NullAsValue = new() { NullAsValue = true };
 
     // The rules of the default HybridCache: such keys are served by the factory and never stored.
     private static bool IsCacheable(string? key) =>

@@ -94,7 +94,7 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
                 if (CacheTelemetry.Observed) CacheTelemetry.L1Hit(_options.KeyPrefix);
                 return new ValueTask<T?>(l1.Missing ? default : (T?)l1.Value);
             }
-            stale = l1;
+            if (l1.StaleUntil > _l1.Now) stale = l1;
         }
         return new ValueTask<T?>(SlowGetOrSetAsync(key, factory, entry, stale, cancellationToken));
     }
@@ -164,7 +164,9 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
         }
         try
         {
-            await WriteAsync(key, value, missing: value is null, entry, cancellationToken).ConfigureAwait(false);
+            // The source has changed: the cache follows it even if the caller gives up now (a cancelled cache write
+            // would leave every copy on the old value).
+            await WriteAsync(key, value, missing: value is null, entry, CancellationToken.None).ConfigureAwait(false);
             activity?.SetTag("polystore.cache.stored", true);
             return new WriteThroughResult<T>(value, true, null);
         }
@@ -176,12 +178,16 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
         }
     }
 
-    /// <summary>Removes one key everywhere (Redis, this L1, other instances' L1).</summary>
+    /// <summary>
+    /// Removes one key everywhere (Redis, this L1, other instances' L1). The token is looked at before anything is
+    /// sent: once the removal has gone to Redis it is finished everywhere (within the operation timeout).
+    /// </summary>
     public async Task<bool> RemoveAsync(string key, CancellationToken cancellationToken = default)
     {
         RedisKeys.ValidateName(key, nameof(key));
+        cancellationToken.ThrowIfCancellationRequested();
         _l1?.Drop(key);
-        var removed = (long)await _l2.UnlinkAsync(key, cancellationToken).ConfigureAwait(false) == 1;
+        var removed = (long)await _l2.UnlinkAsync(key, CancellationToken.None).ConfigureAwait(false) == 1;
         if (_invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
         return removed;
     }
@@ -322,20 +328,23 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
         return new CachedValue(value, missing, CacheTelemetry.Factory);
     }
 
+    // The token is looked at before anything is sent: a write that reached Redis goes on to L1 and to the other
+    // instances, or their copies would disagree with Redis (bounded by the breaker's operation timeout).
     private async Task WriteAsync<T>(string key, T? value, bool missing, CacheEntryOptions? entry, CancellationToken cancellationToken, bool broadcast = true)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         _subscription?.Ensure();
         var ttl = Ttl(entry, missing);
         var logicalExpiry = _clock.UnixMs + (long)ttl.TotalMilliseconds;
         var physical = _options.FailSafe && entry?.ExactTtl != true ? ttl + _options.FailSafeMaxAge : ttl;
-        await _l2.WriteAsync(key, value, missing, logicalExpiry, physical, entry?.Tags, cancellationToken).ConfigureAwait(false);
+        await _l2.WriteAsync(key, value, missing, logicalExpiry, physical, entry?.Tags, CancellationToken.None).ConfigureAwait(false);
         _l1?.Set(key, value, missing, logicalExpiry, entry?.Tags);
         if (broadcast && _invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
     }
 
     private TimeSpan Ttl(CacheEntryOptions? entry, bool missing)
     {
-        var ttl = missing && _options.NegativeTtl is { } negative ? negative : entry?.Ttl ?? _options.DefaultTtl;
+        var ttl = missing && entry?.NullAsValue != true && _options.NegativeTtl is { } negative ? negative : entry?.Ttl ?? _options.DefaultTtl;
         if (ttl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(entry), ttl, "the entry TTL must be positive.");
         // Jitter spreads the expiry of entries written together, so they are not all refetched at once.
         return _options.JitterFraction == 0 || entry?.ExactTtl == true ? ttl : ttl + (ttl * (Random.Shared.NextDouble() * _options.JitterFraction));

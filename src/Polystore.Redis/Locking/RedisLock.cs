@@ -95,6 +95,8 @@ public sealed class RedisLock : IRedisLock
     /// <summary>Releases the lock if this holder still owns it; false when it had already expired or moved on.</summary>
     public async ValueTask<bool> ReleaseAsync(CancellationToken cancellationToken = default)
     {
+        // Before the handle counts as released: a release cancelled here leaves the lock held, and DisposeAsync releases it.
+        cancellationToken.ThrowIfCancellationRequested();
         if (Interlocked.Exchange(ref _released, 1) != 0) return false;
         // No extension is scheduled after this; one already sent reaches Redis before the release (same
         // connection, sent first), and one not yet sent is refused there (compare-and-PEXPIRE).
@@ -103,7 +105,6 @@ public sealed class RedisLock : IRedisLock
         using var activity = RedisTelemetry.Start("lock_release", _provider.Options.KeyPrefix);
         try
         {
-            cancellationToken.ThrowIfCancellationRequested();
             var released = await _provider.ReleaseAsync(_keys, _token).ConfigureAwait(false);
             if (activity is { IsAllDataRequested: true })
             {

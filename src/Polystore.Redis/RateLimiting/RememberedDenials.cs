@@ -44,7 +44,8 @@ internal sealed class RememberedDenials(TimeSpan maxAge)
         var elapsed = Stopwatch.GetElapsedTime(denial.SentAt, now);
         // The window only filled further since: what was left then is at most what is left now, and the reset
         // (when the newest entry leaves) is at least what it was.
-        decision = new RateLimitDecision(false, denial.Remaining, Stopwatch.GetElapsedTime(now, denial.Until),
+        // RetryAfter is Redis's wait counted down, not the memory's end: the memory may end sooner (RememberDenialsFor).
+        decision = new RateLimitDecision(false, denial.Remaining, Stopwatch.GetElapsedTime(now, denial.RetryAt),
             denial.Reset > elapsed ? denial.Reset - elapsed : TimeSpan.Zero, denial.ServerTime + (long)elapsed.TotalMicroseconds);
         Interlocked.Increment(ref _answered);
         return true;
@@ -55,7 +56,7 @@ internal sealed class RememberedDenials(TimeSpan maxAge)
     {
         if (decision.Allowed || decision.IsFallback || permits == 0 || decision.RetryAfter <= TimeSpan.Zero) return;
         var wait = (long)(decision.RetryAfter.TotalSeconds * Stopwatch.Frequency);
-        var denial = new Denial(permits, decision.Remaining, sentAt + Math.Min(wait, _maxAgeTicks), sentAt, decision.Reset, decision.ServerTimeMicroseconds);
+        var denial = new Denial(permits, decision.Remaining, sentAt + Math.Min(wait, _maxAgeTicks), sentAt + wait, sentAt, decision.Reset, decision.ServerTimeMicroseconds);
         if (!_byKey.TryAdd(key, denial)) _byKey[key] = denial;
         else if (Interlocked.Increment(ref _count) > Capacity) Sweep();
     }
@@ -84,5 +85,6 @@ internal sealed class RememberedDenials(TimeSpan maxAge)
         }
     }
 
-    private sealed record Denial(int Permits, long Remaining, long Until, long SentAt, TimeSpan Reset, long ServerTime);
+    // Until: when this memory ends; RetryAt: when the permits Redis waited for are free (both Stopwatch timestamps).
+    private sealed record Denial(int Permits, long Remaining, long Until, long RetryAt, long SentAt, TimeSpan Reset, long ServerTime);
 }
