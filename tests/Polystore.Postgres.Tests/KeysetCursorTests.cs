@@ -48,6 +48,37 @@ public sealed class KeysetCursorTests(SchemaFixture db) : IClassFixture<SchemaFi
         return pages.Sum(p => p.Items.Count);
     }
 
+    [Fact]
+    public async Task Cursors_created_for_time_and_interval_keys_start_exactly_after_them()
+    {
+        var table = $"{db.Schema}.t_{Guid.NewGuid():N}"[..(db.Schema.Length + 12)];
+        await db.ExecAsync($"CREATE TABLE {table} (id int PRIMARY KEY, at time NOT NULL UNIQUE, span interval NOT NULL UNIQUE)");
+        await db.ExecAsync($"INSERT INTO {table} VALUES (1, '10:11:05', '1 day 00:00:05'), (2, '10:11:10', '1 day 02:00:01'), (3, '10:11:13', '1 day 02:00:03'), (4, '10:12:00', '2 days'), (5, '11:00:00', '3 days')");
+        static int Id(NpgsqlDataReader r) => r.GetInt32(0);
+
+        var byTime = KeysetQuery.From(table).Select("id").OrderBy("at").Build();
+        var afterTime = await byTime.PageAsync(db.Primary, byTime.CreateCursor(true, new TimeOnly(10, 11, 12)), 10, Id, Ct);
+        Assert.Equal([3, 4, 5], afterTime.Items);
+
+        var bySpan = KeysetQuery.From(table).Select("id").OrderBy("span").Build();
+        var afterSpan = await bySpan.PageAsync(db.Primary, bySpan.CreateCursor(true, new TimeSpan(1, 2, 0, 2)), 10, Id, Ct);
+        Assert.Equal([3, 4, 5], afterSpan.Items);
+    }
+
+    [Fact]
+    public async Task A_cursor_is_refused_by_a_query_whose_filter_differs_only_below_the_second()
+    {
+        var table = $"{db.Schema}.f_{Guid.NewGuid():N}"[..(db.Schema.Length + 12)];
+        await db.ExecAsync($"CREATE TABLE {table} (id int PRIMARY KEY, at timestamptz NOT NULL)");
+        await db.ExecAsync($"INSERT INTO {table} SELECT g, '2026-01-01T00:00:00Z'::timestamptz + g * interval '1 ms' FROM generate_series(1, 1000) g");
+        var t = new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        KeysetQueryDefinition Since(DateTime since) => KeysetQuery.From(table).Select("id").OrderBy("id").Where(new Filter("at", FilterOperator.Greater, since)).Build();
+        var a = Since(t.AddMilliseconds(100));
+        var b = Since(t.AddMilliseconds(900));
+        var page = await a.PageAsync(db.Primary, null, 5, r => r.GetInt32(0), Ct);
+        await Assert.ThrowsAsync<InvalidCursorException>(() => b.PageAsync(db.Primary, page.NextCursor, 5, r => r.GetInt32(0), Ct));
+    }
+
     public static TheoryData<string, string> LongKeys => new()
     {
         { "3,100 ASCII characters", new string('x', 3_096) },

@@ -55,8 +55,10 @@ internal sealed class PostgresBulkUpsertPlan<T>
         UpsertFromStaging = For($"{staging} s");
         UpsertFromStagingDeduplicated = For(LastWins(staging));
         // The oid comes from the catalog (a number), so it is inlined rather than bound.
-        TransactionCounters = $"SELECT pg_catalog.pg_stat_get_xact_tuples_inserted({table.Oid}::oid) - pg_catalog.pg_stat_get_xact_tuples_deleted({table.Oid}::oid), " +
-            $"pg_catalog.pg_stat_get_xact_tuples_updated({table.Oid}::oid)";
+        // A partitioned table keeps its counters on its partitions (pg_partition_tree is empty for a plain table).
+        TransactionCounters = "SELECT coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_inserted(p.relid) - pg_catalog.pg_stat_get_xact_tuples_deleted(p.relid)), 0)::int8, " +
+            "coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_updated(p.relid)), 0)::int8 " +
+            $"FROM (SELECT {table.Oid}::oid AS relid UNION ALL SELECT t.relid FROM pg_catalog.pg_partition_tree({table.Oid}::oid) t WHERE t.isleaf) p";
         SteerMerge = MergeJoinSteering.For(table.Oid);
         TableRowsNow = MergeJoinSteering.RowsNowOf(table.Oid);
         KeyNames = conflict.Select(c => c.Name).ToArray();

@@ -63,6 +63,8 @@ internal static class UpsertPlanResolver
         var conflict = definition.ConflictColumns.Select(c => table.Column(c, "conflict column")).ToList();
         if (!table.HasUniqueIndexOn(conflict))
             throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: no unique index or primary key on exactly ({string.Join(", ", conflict.Select(c => c.Name))}); ON CONFLICT needs one. Create it, e.g. CREATE UNIQUE INDEX ON {table.QualifiedName} ({string.Join(", ", conflict.Select(c => PostgresIdentifier.Quote(c.Name)))}).");
+        if (info.Partitioned && !info.Countable)
+            throw new PostgresSchemaException($"bulk upsert into {table.DisplayName}: a partitioned table with triggers or rules (on it or a partition) is not supported: its inserted and updated rows cannot be counted apart (PostgreSQL refuses RETURNING xmax on a partitioned table, and the triggers make its counters unsafe).");
         var update = definition.UpdateColumns.Select(c => table.Column(c, "update column")).ToList();
         var set = definition.SetExpressions.Select(s => (s, table.Column(s.Column, "SET expression column"))).ToList();
         return new PostgresBulkUpsertPlan<T>(table, columns, conflict, update, set, info.Countable, mergeAvailable: connection.PostgreSqlVersion.Major >= 15)

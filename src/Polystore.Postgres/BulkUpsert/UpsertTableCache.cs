@@ -6,7 +6,11 @@ using Polystore.Postgres.Schema;
 namespace Polystore.Postgres.BulkUpsert;
 
 /// <summary>What a bulk upsert reads from the catalog about its table, with the fingerprint it was read under.</summary>
-internal sealed record UpsertTableInfo(string Key, TableSchema Table, bool Countable, string Fingerprint, string? Schema, string Name);
+internal sealed record UpsertTableInfo(string Key, TableSchema Table, bool Countable, string Fingerprint, string? Schema, string Name)
+{
+    /// <summary>A partitioned table: its counts come from its partitions' counters, never from RETURNING xmax (refused there).</summary>
+    public bool Partitioned { get; init; }
+}
 
 /// <summary>
 /// The catalog facts a bulk upsert needs (table, columns, types, unique indexes, whether counts can come from the
@@ -43,7 +47,10 @@ internal static class UpsertTableCache
           (SELECT pg_catalog.string_agg(i.indexrelid::text || ':' || i.indkey::text || ':' || i.indisvalid, ';' ORDER BY i.indexrelid)
              FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisunique),
           (SELECT pg_catalog.string_agg(g.oid::text || ':' || g.tgisinternal || ':' || g.tgconstrrelid, ';' ORDER BY g.oid)
-             FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid)))
+             FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid),
+          (SELECT pg_catalog.string_agg(p.relid::text || ':' || pc.relhasrules || ':' || coalesce(
+               (SELECT pg_catalog.string_agg(g.oid::text || ':' || g.tgisinternal || ':' || g.tgconstrrelid, ',' ORDER BY g.oid) FROM pg_catalog.pg_trigger g WHERE g.tgrelid = p.relid), ''), ';' ORDER BY p.relid)
+             FROM pg_catalog.pg_partition_tree(c.oid) p JOIN pg_catalog.pg_class pc ON pc.oid = p.relid)))
         """;
 
     private const string FindTable = $"SELECT c.oid, n.nspname, c.relname, {Fingerprint} {TableSchema.ResolveName}";
@@ -53,10 +60,14 @@ internal static class UpsertTableCache
     private static readonly string FindUnique = TableSchema.UniqueIndexesOf(ResolvedOid);
 
     // A trigger (other than a foreign key's own checks on another table) or a rule could write the table
-    // too, and a partitioned table keeps its counters per partition: those count with RETURNING instead.
+    // too: those count with RETURNING instead. A partitioned table counts as the sum of its partitions' counters
+    // (PostgreSQL refuses RETURNING xmax there), so its partitions are held to the same rules.
+    private const string Tree = "SELECT c.oid UNION ALL SELECT t.relid FROM pg_catalog.pg_partition_tree(c.oid) t";
     private const string FindCountable = $"""
-        SELECT c.relkind = 'r' AND NOT c.relhasrules AND pg_catalog.current_setting('track_counts')::bool
-          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid = c.oid AND (NOT g.tgisinternal OR g.tgconstrrelid = c.oid))
+        SELECT c.relkind IN ('r', 'p') AND pg_catalog.current_setting('track_counts')::bool
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class r WHERE r.oid IN ({Tree}) AND r.relhasrules)
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g WHERE g.tgrelid IN ({Tree}) AND (NOT g.tgisinternal OR g.tgconstrrelid IN ({Tree})))
+          , c.relkind = 'p'
         FROM pg_catalog.pg_class c WHERE c.oid = {ResolvedOid}
         """;
 
@@ -111,13 +122,15 @@ internal static class UpsertTableCache
                 var unique = new List<short[]>();
                 while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) unique.Add(reader.GetFieldValue<short[]>(0));
                 await reader.NextResultAsync(cancellationToken).ConfigureAwait(false);
-                var countable = await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && reader.GetBoolean(0);
+                var hasKind = await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+                var countable = hasKind && reader.GetBoolean(0);
+                var partitioned = hasKind && reader.GetBoolean(1);
                 if (found is not { } f)
                 {
                     Forget(key);
                     throw TableSchema.NotFound(tableName, schema);
                 }
-                var info = new UpsertTableInfo(key, new TableSchema(f.Schema, f.Name, f.Oid, columns, unique), countable, f.Fingerprint, schema, name);
+                var info = new UpsertTableInfo(key, new TableSchema(f.Schema, f.Name, f.Oid, columns, unique), countable, f.Fingerprint, schema, name) { Partitioned = partitioned };
                 if (Entries.Count >= MaxEntries) Entries.Clear();
                 Entries[key] = info;
                 return info;

@@ -55,5 +55,13 @@ public sealed record Filter(string Column, FilterOperator Operator, object? Valu
 
     /// <summary>Stable text for the cursor's query fingerprint.</summary>
     internal string Describe() =>
-        $"{Column}\u0001{Operator}\u0001{(Value is Array a ? string.Join("\u0002", a.Cast<object?>().Select(v => Convert.ToString(v, System.Globalization.CultureInfo.InvariantCulture))) : Convert.ToString(Value, System.Globalization.CultureInfo.InvariantCulture))}";
+        $"{Column}\u0001{Operator}\u0001{(Value is Array a ? string.Join("\u0002", a.Cast<object?>().Select(Text)) : Text(Value))}";
+
+    // Exact text (a DateTime's fraction included), so two filters that differ only there never share cursors.
+    private static string Text(object? value) => value switch
+    {
+        null => "",
+        byte[] bytes => Convert.ToBase64String(bytes),
+        _ => InvariantText.Of(value),
+    };
 }

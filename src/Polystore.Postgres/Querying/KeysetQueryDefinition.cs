@@ -153,14 +153,7 @@ public sealed class KeysetQueryDefinition
     {
         ArgumentNullException.ThrowIfNull(keyValues);
         if (keyValues.Length != _keys.Length) throw new ArgumentException($"give one value per sort key ({_keys.Length}).", nameof(keyValues));
-        var text = keyValues.Select(v => v switch
-        {
-            null => throw new ArgumentException("key values cannot be null.", nameof(keyValues)),
-            DateTime d => d.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
-            DateTimeOffset d => d.ToString("O", System.Globalization.CultureInfo.InvariantCulture),
-            IFormattable f => f.ToString(null, System.Globalization.CultureInfo.InvariantCulture),
-            _ => v.ToString() ?? "",
-        }).ToArray();
+        var text = keyValues.Select(v => v is null ? throw new ArgumentException("key values cannot be null.", nameof(keyValues)) : InvariantText.Of(v)).ToArray();
         if (KeyBytes(text) is var bytes && bytes > MaxKeyBytes)
             throw new ArgumentException($"the key values take {bytes:N0} bytes as UTF-8 text, more than MaxKeyBytes ({MaxKeyBytes:N0}); raise it with KeysetQueryBuilder.MaxKeyBytes.", nameof(keyValues));
         return _signer.Sign(new CursorPayload(1, _fingerprint, after, text));

@@ -153,9 +153,14 @@ internal sealed class TableSchema
     internal static ColumnSchema ReadColumn(NpgsqlDataReader r) =>
         new(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetBoolean(4), r.GetBoolean(5), r.GetBoolean(6));
 
-    /// <summary>The unique indexes an ON CONFLICT can use (plain columns, no predicate, valid) of the table whose oid is <paramref name="oid"/>: one int2[] of column numbers each.</summary>
+    /// <summary>
+    /// The unique indexes an ON CONFLICT can use (plain columns, no predicate, valid) of the table whose oid is
+    /// <paramref name="oid"/>: one int2[] of column numbers each, its key columns only (INCLUDE columns are not part of
+    /// the key: indkey lists them after the first indnkeyatts).
+    /// </summary>
     internal static string UniqueIndexesOf(string oid) => $"""
-        SELECT i.indkey::int2[] FROM pg_catalog.pg_index i
+        SELECT (SELECT pg_catalog.array_agg(k ORDER BY o) FROM pg_catalog.unnest(i.indkey::int2[]) WITH ORDINALITY u(k, o) WHERE o <= i.indnkeyatts)
+        FROM pg_catalog.pg_index i
         WHERE i.indrelid = {oid} AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL AND i.indisvalid
         """;
 

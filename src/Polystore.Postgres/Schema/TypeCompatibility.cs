@@ -9,7 +9,7 @@ internal static class TypeCompatibility
 {
     private static readonly Dictionary<Type, string[]> Known = new()
     {
-        [typeof(string)] = ["text", "varchar", "bpchar", "name", "citext", "json", "jsonb", "xml", "char"],
+        [typeof(string)] = ["text", "varchar", "bpchar", "name", "citext", "json", "jsonb", "xml"],
         [typeof(char)] = ["text", "varchar", "bpchar", "char"],
         [typeof(bool)] = ["bool"],
         [typeof(short)] = ["int2", "int4", "int8", "numeric"],
