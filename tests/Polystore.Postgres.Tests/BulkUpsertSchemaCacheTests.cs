@@ -58,6 +58,38 @@ public sealed class BulkUpsertSchemaCacheTests(SchemaFixture db) : IClassFixture
         Assert.Equal(90, await db.ScalarAsync<long>($"SELECT count(*) FROM {table}"));
     }
 
+    private sealed record Reading(int Device, DateTime At, string Label, decimal Amount, int Value);
+
+    [Theory]
+    [MemberData(nameof(Thresholds))]
+    public async Task Keys_postgresql_calls_equal_but_dotnet_does_not_resolve_last_row_wins(int threshold)
+    {
+        var table = $"{db.Schema}.eq_{Guid.NewGuid():N}"[..^22];
+        await db.ExecAsync($"CREATE COLLATION IF NOT EXISTS {db.Schema}.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)");
+        await db.ExecAsync($"CREATE TABLE {table} (device int, at timestamptz, label text COLLATE {db.Schema}.ci, amount numeric(10,2), v int NOT NULL, PRIMARY KEY (device, at))");
+        await db.ExecAsync($"CREATE UNIQUE INDEX ON {table} (label)");
+        await db.ExecAsync($"CREATE UNIQUE INDEX ON {table} (amount)");
+        var t0 = new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        PostgresBulkUpsertDefinition<Reading> On(params string[] keys) => PostgresBulkUpsert.Into<Reading>(table)
+            .Column("device", r => r.Device).Column("at", r => r.At).Column("label", r => r.Label).Column("amount", r => r.Amount).Column("v", r => r.Value)
+            .OnConflict(keys).Build();
+
+        // 100 ns apart: one microsecond in PostgreSQL.
+        var times = await On("device", "at").ExecuteAsync(db.Primary, [new Reading(1, t0, "a", 1m, 10), new Reading(1, t0.AddTicks(1), "b", 2m, 20)], Options(threshold), Ct);
+        Assert.Equal((1L, 0L), (times.Inserted, times.Updated));
+        Assert.Equal(20, await db.ScalarAsync<int>($"SELECT v FROM {table}"));
+        await db.ExecAsync($"TRUNCATE {table}");
+        // Equal under a case-blind collation.
+        var labels = await On("label").ExecuteAsync(db.Primary, [new Reading(1, t0, "Alice", 1m, 10), new Reading(2, t0, "alice", 2m, 20)], Options(threshold), Ct);
+        Assert.Equal(1L, labels.Inserted);
+        Assert.Equal(20, await db.ScalarAsync<int>($"SELECT v FROM {table}"));
+        await db.ExecAsync($"TRUNCATE {table}");
+        // Equal once rounded to the column's scale.
+        var amounts = await On("amount").ExecuteAsync(db.Primary, [new Reading(1, t0, "a", 1.001m, 10), new Reading(2, t0, "b", 1.004m, 20)], Options(threshold), Ct);
+        Assert.Equal(1L, amounts.Inserted);
+        Assert.Equal(20, await db.ScalarAsync<int>($"SELECT v FROM {table}"));
+    }
+
     [Fact]
     public async Task A_key_with_included_columns_is_a_key_over_its_key_columns_only()
     {

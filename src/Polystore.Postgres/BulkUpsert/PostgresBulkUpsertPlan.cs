@@ -18,7 +18,8 @@ internal sealed class PostgresBulkUpsertPlan<T>
         Columns = columns;
         CopyDbTypes = columns.Select(c => WellKnown.TryGetValue(c.Column.WriteTypeName, out var t) ? t : (NpgsqlDbType?)null).ToArray();
         HasArrayColumn = columns.Any(c => c.Column.WriteTypeName.EndsWith("[]", StringComparison.Ordinal));
-        KeyColumns = columns.Where(c => conflict.Any(k => k.Name == c.Column.Name)).Select(c => c.Map).ToArray();
+        KeyColumns = columns.Where(c => conflict.Any(k => k.Name == c.Column.Name))
+            .Select(c => ProvableKey(c.Map.ValueType, c.Column) ? c.Map : new UnprovenKeyColumn<T>(c.Map)).ToArray();
         var quoted = columns.Select(c => PostgresIdentifier.Quote(c.Column.Name)).ToList();
         var cols = string.Join(", ", quoted);
         var keys = string.Join(", ", conflict.Select(c => PostgresIdentifier.Quote(c.Name)));
@@ -68,6 +69,26 @@ internal sealed class PostgresBulkUpsertPlan<T>
         UpsertFromArraysDeduplicated = For(LastWins($"unnest({parameters}) WITH ORDINALITY AS a({cols}, {OrdinalColumn})"));
     }
 
+    /// <summary>
+    /// Whether two values of this key column are equal in PostgreSQL exactly when they are equal in .NET, so a batch
+    /// can be proven free of duplicate keys in process. Not so for a timestamp (PostgreSQL keeps microseconds, .NET
+    /// ticks), numeric (rounded to the column's scale), char(n) (padding), citext or a nondeterministic collation
+    /// (case- or accent-blind): such keys are never proven unique here, and the server removes duplicates.
+    /// </summary>
+    internal static bool ProvableKey(Type clrType, ColumnSchema column)
+    {
+        var type = Nullable.GetUnderlyingType(clrType) ?? clrType;
+        return column.WriteTypeName switch
+        {
+            "int2" or "int4" or "int8" => type == typeof(short) || type == typeof(int) || type == typeof(long) || type == typeof(byte) || type == typeof(sbyte) || type == typeof(ushort) || type == typeof(uint),
+            "text" or "varchar" => type == typeof(string) && column.DeterministicCollation,
+            "uuid" => type == typeof(Guid),
+            "bool" => type == typeof(bool),
+            "date" => type == typeof(DateOnly),
+            _ => false,
+        };
+    }
+
     // Built-in types written by NpgsqlDbType in COPY: measured faster per value than resolving the type by its name.
     private static readonly Dictionary<string, NpgsqlDbType> WellKnown = new(StringComparer.Ordinal)
     {
@@ -95,6 +116,9 @@ internal sealed class PostgresBulkUpsertPlan<T>
 
     /// <summary>True when a mapped column is an array: such batches are always staged with COPY (unnest would flatten them).</summary>
     public bool HasArrayColumn { get; }
+
+    /// <summary>True when a key column cannot be proven duplicate-free in process (see <see cref="ProvableKey"/>): such batches are always staged.</summary>
+    public bool HasUnprovenKey => KeyColumns.Any(k => k is UnprovenKeyColumn<T>);
     public bool DoNothing { get; }
     public string CreateStaging { get; }
     public string Copy { get; }

@@ -14,8 +14,10 @@ internal static class TransactionUpsert<T>
         IAsyncEnumerator<T> rows, PostgresBulkUpsertOptions options, long limit, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         // Small batches: one round trip with arrays beats creating a temp table and a COPY. An array column cannot
-        // go through unnest (it would flatten the arrays), so such a table is always staged.
-        var threshold = plan.HasArrayColumn ? 0 : options.UnnestThreshold;
+        // go through unnest (it would flatten the arrays), so such a table is always staged; so is a key that only the
+        // table's own types compare right (numeric(p,s), char(n), a nondeterministic collation: unnest's arrays have
+        // the plain types, so its de-duplication would miss keys the table calls equal).
+        var threshold = plan.HasArrayColumn || plan.HasUnprovenKey ? 0 : options.UnnestThreshold;
         var head = new List<T>((int)Math.Min(threshold + 1L, 4096));
         var more = true;
         while (head.Count <= threshold && head.Count < limit && (more = await rows.MoveNextAsync().ConfigureAwait(false)))

@@ -139,8 +139,9 @@ internal sealed class TableSchema
         SELECT a.attname, a.attnum, pg_catalog.format_type(a.atttypid, a.atttypmod),
                CASE WHEN b.typcategory = 'A' THEN be.typname || '[]' ELSE
                     CASE WHEN bn.nspname = 'pg_catalog' THEN b.typname ELSE bn.nspname || '.' || b.typname END END,
-               a.attnotnull, a.attgenerated <> '', a.attidentity = 'a'
+               a.attnotnull, a.attgenerated <> '', a.attidentity = 'a', coalesce(co.collisdeterministic, true)
         FROM pg_catalog.pg_attribute a
+        LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
         JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
         JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
         JOIN pg_catalog.pg_namespace bn ON bn.oid = b.typnamespace
@@ -151,7 +152,7 @@ internal sealed class TableSchema
 
     /// <summary>One row of <see cref="ColumnsOf"/>.</summary>
     internal static ColumnSchema ReadColumn(NpgsqlDataReader r) =>
-        new(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetBoolean(4), r.GetBoolean(5), r.GetBoolean(6));
+        new(r.GetString(0), r.GetInt16(1), r.GetString(2), r.GetString(3), r.GetBoolean(4), r.GetBoolean(5), r.GetBoolean(6)) { DeterministicCollation = r.GetBoolean(7) };
 
     /// <summary>
     /// The unique indexes an ON CONFLICT can use (plain columns, no predicate, valid) of the table whose oid is
