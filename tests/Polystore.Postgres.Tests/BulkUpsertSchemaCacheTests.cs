@@ -161,6 +161,23 @@ public sealed class BulkUpsertSchemaCacheTests(SchemaFixture db) : IClassFixture
         Assert.Equal(0L, await db.ScalarAsync<long>($"SELECT count(*) FROM {table} WHERE name LIKE 'z%'"));
     }
 
+    private sealed record Stamp(string Key, DateTime At);
+
+    [Theory]
+    [MemberData(nameof(Thresholds))]
+    public async Task A_value_refused_for_the_old_column_type_is_written_once_the_column_is_retyped(int threshold)
+    {
+        var table = $"{db.Schema}.ts_{Guid.NewGuid():N}"[..^22];
+        await db.ExecAsync($"CREATE TABLE {table} (key text PRIMARY KEY, at timestamp NOT NULL)");
+        var upsert = PostgresBulkUpsert.Into<Stamp>(table).Column("key", s => s.Key).Column("at", s => s.At).OnConflict("key").Build();
+        var rows = new[] { new Stamp("a", new DateTime(2026, 1, 1, 0, 0, 0, DateTimeKind.Utc)) };
+        // Npgsql refuses a UTC DateTime for timestamp without time zone, before anything is sent.
+        await Assert.ThrowsAsync<PostgresBulkUpsertException>(() => upsert.ExecuteAsync(db.Primary, rows, Options(threshold), Ct));
+        await db.ExecAsync($"ALTER TABLE {table} ALTER COLUMN at TYPE timestamptz");
+        // The refused write forgot the cached plan (it may name an old type): the next call reads the catalog again.
+        Assert.Equal(1, (await upsert.ExecuteAsync(db.Primary, rows, Options(threshold), Ct)).Inserted);
+    }
+
     [Fact]
     public async Task The_unique_index_dropped_between_two_calls_gives_the_clear_error()
     {

@@ -90,12 +90,17 @@ internal static class UpsertTableCache
     /// <summary>True when the error says a statement met a table other than the one its plan was built for.</summary>
     public static bool IsSchemaError(PostgresException e) => SchemaChanged.Contains(e.SqlState);
 
-    /// <summary>Forgets the entry when <paramref name="e"/> (or its cause) says a statement met a changed table.</summary>
+    /// <summary>
+    /// Forgets the entry when <paramref name="e"/> (or its cause) says a statement met a changed table, or Npgsql refused
+    /// to write a value for a column type the entry names (the column may have been retyped since: the next call reads
+    /// the catalog again instead of failing the same way until the process restarts).
+    /// </summary>
     public static void ForgetOnSchemaError(string key, Exception e)
     {
         for (var x = e; x is not null; x = x.InnerException)
         {
             if (x is PostgresException p && SchemaChanged.Contains(p.SqlState)) Forget(key);
+            else if (x is InvalidCastException or NotSupportedException or ArgumentException) Forget(key);
         }
     }
 
