@@ -13,7 +13,8 @@ internal static class OrderEndpoints
             .WithSummary("Places an order under the user's lock; the lock's fencing token guards the write against a holder whose lease ran out.")
             .Accepts<PlaceOrderRequest>("application/json")
             .Produces<OrderResponse>(StatusCodes.Status201Created).ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         api.MapGet("/users/{id}/orders", TotalsAsync).WithTags("Orders").WithName("GetUserOrderTotals")
             .WithSummary("The user's number of orders and their total.")
             .Produces<OrderTotalsResponse>().ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound);

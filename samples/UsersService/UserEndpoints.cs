@@ -1,3 +1,4 @@
+using Microsoft.OpenApi;
 using System.Globalization;
 using Microsoft.AspNetCore.Http.Features;
 using Npgsql;
@@ -26,17 +27,21 @@ internal static class UserEndpoints
             .WithSummary("Changes a user's name and/or region; If-Match must carry the version (ETag) the change is based on.")
             .Accepts<PatchUserRequest>(Json, MergePatchJson)
             .Produces<UserResponse>().ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status412PreconditionFailed).ProducesProblem(StatusCodes.Status428PreconditionRequired);
+            .ProducesProblem(StatusCodes.Status412PreconditionFailed).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status428PreconditionRequired);
         api.MapPost("/users:bulk", BulkAsync).WithTags("Users").WithName("BulkUpsertUsers")
             .WithSummary("Inserts or updates users by e-mail from a JSON array or an NDJSON stream of any length, all or nothing.")
             .Accepts<CreateUserRequest[]>(BulkInput.Json, BulkInput.Ndjson)
             .Produces<BulkUpsertResponse>().ProducesValidationProblem().ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
         users.MapGet("", ListAsync).WithName("ListUsers")
             .WithSummary("A page of users in id order; pass 'next' back as 'after'. Cursors are signed: a changed one is refused with 400.")
-            .Produces<UserPageResponse>().ProducesValidationProblem();
+            .Produces<UserPageResponse>().ProducesValidationProblem()
+            .WithQuery("limit", JsonSchemaType.Integer, $"Users per page, 1 to {UserQueries.MaxPageSize} (default {DefaultPageSize}).")
+            .WithQuery("after", JsonSchemaType.String, "The 'next' cursor of the previous page, exactly as returned.");
         users.MapGet("/ranked", RankedAsync).WithName("RankUsers")
             .WithSummary("The users with the highest order totals (RANK, DENSE_RANK, PERCENT_RANK).")
-            .Produces<RankedUserResponse[]>().ProducesValidationProblem();
+            .Produces<RankedUserResponse[]>().ProducesValidationProblem()
+            .WithQuery("top", JsonSchemaType.Integer, $"How many ranks to return, 1 to {UserQueries.MaxPageSize} (default {DefaultTop}).");
         users.MapGet("/{id}/profile", ProfileAsync).WithName("GetUserProfile")
             .WithSummary("The user's profile from the read model, through the Redis cache; ETag is the version. It follows a write within the projection lag.")
             .Produces<UserResponse>().Produces(StatusCodes.Status304NotModified).ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound);

@@ -116,7 +116,10 @@ internal static class UsersServiceApp
         app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false, ResponseWriter = HealthResponse.WriteAsync });
         app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("polystore"), ResponseWriter = HealthResponse.WriteAsync });
 
-        var api = app.MapGroup("").RequireRateLimiting(RateLimitPolicy);
+        // Every endpoint may answer 429 (its rate limit), 413 (a body over the limit) and 503 (a store unavailable).
+        var api = app.MapGroup("").RequireRateLimiting(RateLimitPolicy)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge).ProducesProblem(StatusCodes.Status429TooManyRequests)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         UserEndpoints.Map(api);
         OrderEndpoints.Map(api);
         AnalyticsEndpoints.Map(api);

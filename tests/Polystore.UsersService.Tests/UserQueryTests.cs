@@ -179,6 +179,16 @@ public sealed class UserQueryTests(UserQueryTests.Fixture fixture) : IClassFixtu
         Assert.True(paths.GetProperty("/users/{id}/orders").TryGetProperty("get", out _));
         Assert.True(paths.GetProperty("/orders").TryGetProperty("post", out _));
         Assert.True(paths.GetProperty("/analytics/regions").TryGetProperty("get", out _));
+
+        // What the handlers read and answer is documented too: query parameters, 415 where a body is read, and the
+        // 429 / 413 / 503 every endpoint may answer.
+        static IEnumerable<string> Parameters(JsonElement operation) => operation.GetProperty("parameters").EnumerateArray().Select(p => p.GetProperty("name").GetString()!);
+        Assert.Equal(["after", "limit"], Parameters(paths.GetProperty("/users").GetProperty("get")).Order());
+        Assert.Contains("top", Parameters(paths.GetProperty("/users/ranked").GetProperty("get")));
+        foreach (var (path, method) in new[] { ("/users/{id}", "patch"), ("/orders", "post") })
+            Assert.True(paths.GetProperty(path).GetProperty(method).GetProperty("responses").TryGetProperty("415", out _), $"{method} {path}: 415");
+        var responses = paths.GetProperty("/users/{id}/profile").GetProperty("get").GetProperty("responses");
+        foreach (var status in new[] { "413", "429", "503" }) Assert.True(responses.TryGetProperty(status, out _), status);
     }
 
     private static string Pad(string s) => s.PadRight(s.Length + (4 - s.Length % 4) % 4, '=');
