@@ -30,25 +30,41 @@ internal static class OrderEndpoints
         var errors = new InputErrors();
         if (UserInput.ReadOrder(body, errors) is not { } order) return Problems.Validation(errors.ToDictionary());
 
-        IRedisLock? held;
-        try
+        for (var attempt = 1; ; attempt++)
         {
-            held = await locks.TryAcquireAsync(LockResource(order.UserId), options.Orders.LockWait, cancellationToken);
-        }
-        catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
-        {
-            return Problems.Unavailable(context, "the order lock cannot be taken while Redis is unreachable; nothing was written.");
-        }
-        if (held is null)
-            return Problems.Unavailable(context, $"other orders of user {order.UserId} kept its lock for {options.Orders.LockWait.TotalSeconds:0.###} s; nothing was written.");
-        await using (held)
-        {
-            var outcome = await orders.PlaceAsync(order.UserId, order.Amount, held.FencingToken, cancellationToken);
+            IRedisLock? held;
+            try
+            {
+                held = await locks.TryAcquireAsync(LockResource(order.UserId), options.Orders.LockWait, cancellationToken);
+            }
+            catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
+            {
+                return Problems.Unavailable(context, "the order lock cannot be taken while Redis is unreachable; nothing was written.");
+            }
+            if (held is null)
+                return Problems.Unavailable(context, $"other orders of user {order.UserId} kept its lock for {options.Orders.LockWait.TotalSeconds:0.###} s; nothing was written.");
+            OrderOutcome outcome;
+            await using (held)
+                outcome = await orders.PlaceAsync(order.UserId, order.Amount, held.FencingToken, cancellationToken);
             if (outcome.Order is { } placed)
                 return TypedResults.Created($"/users/{order.UserId.ToString(CultureInfo.InvariantCulture)}/orders", placed);
-            if (outcome.IsStale)
-                return Problems.Conflict($"the lock on user {order.UserId}'s orders was lost before the write (fencing token {held.FencingToken} is not the newest); nothing was written, retry the order.");
-            return Problems.NotFound($"no user with id {order.UserId}.");
+            if (!outcome.IsStale) return Problems.NotFound($"no user with id {order.UserId}.");
+            // PostgreSQL has seen a token at least as large. Either this lock's lease ran out and a newer holder wrote,
+            // or Redis lost its counter (a restart without persistence, a failover that lost its last increments) and
+            // hands out tokens again from 1: raised to what PostgreSQL holds, the next acquire's token is newer.
+            if (attempt == 1 && outcome.CurrentFence is { } fence)
+            {
+                try
+                {
+                    await locks.RaiseFencingTokenAsync(LockResource(order.UserId), fence, cancellationToken);
+                    continue;
+                }
+                catch (Exception e) when (e is RedisConnectionException or RedisTimeoutException)
+                {
+                    // Answered as stale below: the client's retry will try again.
+                }
+            }
+            return Problems.Conflict($"the lock on user {order.UserId}'s orders was lost before the write (fencing token {held.FencingToken} is not the newest); nothing was written, retry the order.");
         }
     }
 

@@ -95,6 +95,21 @@ public sealed class LockTests
     }
 
     [Fact]
+    public async Task The_fencing_counter_can_be_raised_never_lowered()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Standalone);
+        var first = await locks.AcquireAsync("raised", TimeSpan.Zero, ct);
+        await first.DisposeAsync();
+        Assert.Equal(100, await locks.RaiseFencingTokenAsync("raised", 100, ct));
+        Assert.Equal(100, await locks.RaiseFencingTokenAsync("raised", 7, ct));
+        var next = await locks.AcquireAsync("raised", TimeSpan.FromSeconds(10), ct);
+        Assert.Equal(101, next.FencingToken);
+        await next.DisposeAsync();
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await locks.RaiseFencingTokenAsync("raised", -1, ct));
+    }
+
+    [Fact]
     public async Task A_cancelled_release_leaves_the_lock_held_and_dispose_still_releases_it()
     {
         var ct = TestContext.Current.CancellationToken;

@@ -73,6 +73,24 @@ public sealed class OrderTests(OrderTests.Fixture fixture) : IClassFixture<Order
         await stale.DisposeAsync();
     }
 
+    [Fact]
+    public async Task Orders_go_on_after_redis_lost_the_fencing_counter()
+    {
+        var userId = await App.CreateUserAsync($"{Guid.NewGuid():N}@orders.test");
+        for (var i = 0; i < 5; i++)
+            using (var response = await OrderAsync(userId, 1m)) Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        // What a restart without persistence does to the counter: PostgreSQL has seen token 5, Redis starts again at 1.
+        var redis = App.Services.GetRequiredService<IConnectionMultiplexer>();
+        var lockKeys = new RedisLockProvider(redis, new RedisLockOptions { KeyPrefix = $"{App.Schema}:lock" });
+        Assert.True(await redis.GetDatabase().KeyDeleteAsync($"{{{App.Schema}:lock:{OrderEndpoints.LockResource(userId)}}}:fence"));
+
+        // The first order after it raises the counter to PostgreSQL's and goes through; so do the next ones.
+        for (var i = 0; i < 3; i++)
+            using (var response = await OrderAsync(userId, 1m)) Assert.Equal(HttpStatusCode.Created, response.StatusCode);
+        Assert.Equal((8, 8m), await TotalsAsync(userId));
+        Assert.True(await lockKeys.RaiseFencingTokenAsync(OrderEndpoints.LockResource(userId), 0, Ct) >= 8); // never lowered
+    }
+
     [Theory]
     [InlineData("{\"userId\":1}", "amount")]
     [InlineData("{\"userId\":1,\"amount\":0}", "amount")]

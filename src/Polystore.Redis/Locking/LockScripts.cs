@@ -30,6 +30,17 @@ internal static class LockScripts
         return out
         """);
 
+    // Raises the fencing counter KEYS[1] to at least ARGV[1] (never lowers it); returns the counter after.
+    public static readonly RedisScript RaiseFence = new("""
+        local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+        local wanted = tonumber(ARGV[1])
+        if current < wanted then
+          redis.call('SET', KEYS[1], ARGV[1])
+          return wanted
+        end
+        return current
+        """);
+
     // Compare-and-PEXPIRE: only the holder of the token may extend.
     public static readonly RedisScript Extend = new("""
         if redis.call('GET', KEYS[1]) == ARGV[1] then

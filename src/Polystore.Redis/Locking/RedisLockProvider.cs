@@ -134,6 +134,16 @@ public sealed class RedisLockProvider : IRedisLockProvider
         await TryAcquireAsync(resource, waitTimeout, cancellationToken).ConfigureAwait(false)
         ?? throw new TimeoutException($"lock '{resource}' was still held by another owner after {waitTimeout.TotalMilliseconds:0} ms");
 
+    /// <inheritdoc />
+    public async ValueTask<long> RaiseFencingTokenAsync(string resource, long atLeast, CancellationToken cancellationToken = default)
+    {
+        RedisKeys.ValidateName(resource, nameof(resource));
+        ArgumentOutOfRangeException.ThrowIfNegative(atLeast);
+        cancellationToken.ThrowIfCancellationRequested();
+        var fence = RedisKeys.Key(_tagStart, resource, ":fence");
+        return (long)(await Breaker.RunAsync(LockScripts.RaiseFence.EvaluateAsync(_redis.GetDatabase(), [fence], [atLeast]), cancellationToken).ConfigureAwait(false))!;
+    }
+
     async ValueTask<IRedisLock?> IRedisLockProvider.TryAcquireAsync(string resource, TimeSpan waitTimeout, CancellationToken cancellationToken) =>
         await TryAcquireAsync(resource, waitTimeout, cancellationToken).ConfigureAwait(false);
 
