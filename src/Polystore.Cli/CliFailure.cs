@@ -14,11 +14,12 @@ namespace Polystore.Cli;
 /// </summary>
 internal static class CliFailure
 {
-    public static int Report(Exception e, bool verbose, IEnumerable<string?> secrets)
+    public static int Report(Exception e, bool verbose, IEnumerable<string?> secrets, bool json = false)
     {
         var (code, what) = Classify(e);
         var message = Redactor.Redact($"{what}{FirstLine(e)}", secrets);
         Console.Error.WriteLine($"{CliHost.Name}: {message}");
+        CommonOptions.WriteJsonError(json, code, message);
         if (verbose) Console.Error.WriteLine(Redactor.Redact(e.ToString(), secrets));
         else if (code == ExitCodes.Failure) Console.Error.WriteLine("(run again with --verbose for the stack trace)");
         return code;

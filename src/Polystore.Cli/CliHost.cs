@@ -27,12 +27,13 @@ internal static class CliHost
         catch (Exception e)
         {
             // A validator's own bug must not print a stack trace either.
-            return CliFailure.Report(e, args.Contains("--verbose"), []);
+            return CliFailure.Report(e, args.Contains("--verbose"), [], args.Contains("--json"));
         }
         if (parse.Errors.Count > 0)
         {
             foreach (var error in parse.Errors) Console.Error.WriteLine(error.Message);
             Console.Error.WriteLine($"Run '{Name} --help' for usage.");
+            CommonOptions.WriteJsonError(args.Contains("--json"), ExitCodes.InvalidConfig, string.Join("; ", parse.Errors.Select(x => x.Message)));
             return ExitCodes.InvalidConfig;
         }
         try
@@ -47,7 +48,7 @@ internal static class CliHost
         }
         catch (Exception e)
         {
-            return CliFailure.Report(e, parse.GetValue(CommonOptions.Verbose), CommonOptions.LoadedSecrets);
+            return CliFailure.Report(e, parse.GetValue(CommonOptions.Verbose), CommonOptions.LoadedSecrets, parse.GetValue(CommonOptions.Json));
         }
     }
 }

@@ -139,6 +139,23 @@ internal static class CommonOptions
 
     public static void WriteJson<T>(T value) => Console.Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
 
+    /// <summary>
+    /// A command that ends in failure: the message on stderr and, with --json, <c>{"error": {"exit_code", "message"}}</c>
+    /// on stdout, so a script reading stdout gets JSON whatever happened. Returns <paramref name="exitCode"/>.
+    /// </summary>
+    public static int Fail(bool json, int exitCode, string message)
+    {
+        Error.MarkupLine($"[red]{Markup.Escape(message)}[/]");
+        WriteJsonError(json, exitCode, message);
+        return exitCode;
+    }
+
+    /// <summary>With --json, the error object on stdout (the message is already on stderr).</summary>
+    public static void WriteJsonError(bool json, int exitCode, string message)
+    {
+        if (json) WriteJson(new { error = new { exit_code = exitCode, message } });
+    }
+
     /// <summary>Diagnostics and errors go to stderr so that stdout stays clean for --json.</summary>
     public static readonly IAnsiConsole Error = CreateError();
 

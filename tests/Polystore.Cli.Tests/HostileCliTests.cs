@@ -102,6 +102,24 @@ public sealed class HostileCliTests : IDisposable
     }
 
     [Theory]
+    [InlineData("postgres", "page")] // (ping --json reports each store's failure in its own JSON)
+    [InlineData("outbox", "status")]
+    [InlineData("doctor", "explain", "SELECT 1")]
+    public async Task With_json_a_failure_still_prints_json_on_stdout(params string[] args)
+    {
+        var result = await CliRunner.RunAsync(Env(_downDir), [.. args, "--json"]);
+        using var json = System.Text.Json.JsonDocument.Parse(result.Stdout);
+        var error = json.RootElement.GetProperty("error");
+        Assert.Equal(result.ExitCode, error.GetProperty("exit_code").GetInt32());
+        Assert.Equal(3, result.ExitCode);
+        Assert.DoesNotContain(Password, error.GetProperty("message").GetString()!, StringComparison.Ordinal);
+
+        var usage = await CliRunner.RunAsync(Env(TestServers.ConfigDirectory), "postgres", "page", "--size", "0", "--json");
+        using var usageJson = System.Text.Json.JsonDocument.Parse(usage.Stdout);
+        Assert.Equal(2, usageJson.RootElement.GetProperty("error").GetProperty("exit_code").GetInt32());
+    }
+
+    [Theory]
     [MemberData(nameof(StoreCommands))]
     public async Task A_black_holed_store_exits_3_without_a_trace_or_its_password(string[] args, int expected)
     {

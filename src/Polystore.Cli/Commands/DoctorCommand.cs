@@ -180,28 +180,23 @@ internal static class DoctorCommand
             }
             catch (ArgumentException e)
             {
-                CommonOptions.Error.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
-                return ExitCodes.InvalidConfig;
+                return CommonOptions.Fail(parse.GetValue(CommonOptions.Json), ExitCodes.InvalidConfig, e.Message);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.SyntaxError && e.MessageText.Contains("multiple commands", StringComparison.Ordinal))
             {
-                CommonOptions.Error.MarkupLine("[red]explain takes exactly one statement; the server found more than one[/]");
-                return ExitCodes.InvalidConfig;
+                return CommonOptions.Fail(parse.GetValue(CommonOptions.Json), ExitCodes.InvalidConfig, "explain takes exactly one statement; the server found more than one");
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ReadOnlySqlTransaction)
             {
-                CommonOptions.Error.MarkupLine("[red]the statement writes and the transaction is read-only; pass --allow-writes to measure it (it is still rolled back)[/]");
-                return ExitCodes.InvalidConfig;
+                return CommonOptions.Fail(parse.GetValue(CommonOptions.Json), ExitCodes.InvalidConfig, "the statement writes and the transaction is read-only; pass --allow-writes to measure it (it is still rolled back)");
             }
             catch (PostgresException e)
             {
-                CommonOptions.Error.MarkupLine($"[red]PostgreSQL refused the statement:[/] {Markup.Escape(Redactor.Redact($"{e.SqlState}: {e.MessageText}", config.Secrets()))}");
-                return ExitCodes.Failure;
+                return CommonOptions.Fail(parse.GetValue(CommonOptions.Json), ExitCodes.Failure, $"PostgreSQL refused the statement: {Redactor.Redact($"{e.SqlState}: {e.MessageText}", config.Secrets())}");
             }
             catch (NpgsqlException e)
             {
-                CommonOptions.Error.MarkupLine($"[red]could not reach PostgreSQL:[/] {Markup.Escape(Redactor.Redact(e.Message, config.Secrets()))}");
-                return ExitCodes.Unreachable;
+                return CommonOptions.Fail(parse.GetValue(CommonOptions.Json), ExitCodes.Unreachable, $"could not reach PostgreSQL: {Redactor.Redact(e.Message, config.Secrets())}");
             }
         });
         return explain;

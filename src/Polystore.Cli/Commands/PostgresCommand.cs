@@ -139,13 +139,12 @@ internal static class PostgresCommand
         }
         catch (Exception e) when (e is Polystore.Postgres.Schema.PostgresSchemaException or InvalidCursorException or PostgresBulkUpsertException or PostgresPoolExhaustedException)
         {
-            CommonOptions.Error.MarkupLine($"[red]{Markup.Escape(e.Message)}[/]");
-            return e switch
+            return CommonOptions.Fail(parse.GetValue(CommonOptions.Json), e switch
             {
                 PostgresPoolExhaustedException => ExitCodes.Unreachable,
                 InvalidCursorException => ExitCodes.InvalidConfig, // a --cursor that is not one this command gave out: a usage error
                 _ => ExitCodes.Failure,
-            };
+            }, e.Message);
         }
     }
 }
