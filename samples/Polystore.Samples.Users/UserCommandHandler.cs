@@ -107,6 +107,25 @@ public sealed class UserCommandHandler
             UserUpdated, [command.Id, command.Name, command.Region, expectedVersion], cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>A user as PostgreSQL holds it now (the primary: no projection lag), or null when there is no such user.</summary>
+    public async Task<UserProfile?> GetUserAsync(long id, CancellationToken cancellationToken = default)
+    {
+        var connection = await _dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using (connection.ConfigureAwait(false))
+        {
+            var command = new NpgsqlCommand($"SELECT id, email, name, region, version, created_at FROM {_users} WHERE id = $1", connection) { Parameters = { new() { Value = id } } };
+            await using (command.ConfigureAwait(false))
+            {
+                var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+                await using (reader.ConfigureAwait(false))
+                {
+                    if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
+                    return new UserProfile(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5));
+                }
+            }
+        }
+    }
+
     /// <summary>A user's current version in PostgreSQL, or null when there is no such user.</summary>
     public async Task<long?> GetVersionAsync(long id, CancellationToken cancellationToken = default)
     {

@@ -23,6 +23,9 @@ internal static class UserEndpoints
             .Accepts<CreateUserRequest>(Json)
             .Produces<UserResponse>(StatusCodes.Status201Created).ProducesValidationProblem()
             .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
+        users.MapGet("/{id}", GetAsync).WithName("GetUser")
+            .WithSummary("The user as PostgreSQL holds it now (no projection lag); ETag is the version, for If-Match.")
+            .Produces<UserResponse>().Produces(StatusCodes.Status304NotModified).ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound);
         users.MapPatch("/{id}", PatchAsync).WithName("UpdateUser")
             .WithSummary("Changes a user's name and/or region; If-Match must carry the version (ETag) the change is based on.")
             .Accepts<PatchUserRequest>(Json, MergePatchJson)
@@ -66,13 +69,23 @@ internal static class UserEndpoints
         return TypedResults.Created($"/users/{created.Id.ToString(CultureInfo.InvariantCulture)}", UserResponse.From(created));
     }
 
+    private static async Task<IResult> GetAsync(string id, HttpContext context, UsersApp users, CancellationToken cancellationToken)
+    {
+        var errors = new InputErrors();
+        if (UserInput.ReadId(id, "id", errors) is not { } userId) return Problems.Validation(errors.ToDictionary());
+        if (await users.Commands.GetUserAsync(userId, cancellationToken) is not { } user) return Problems.NotFound($"no user with id {userId}.");
+        context.Response.Headers.ETag = ETags.Of(user.Version);
+        if (ETags.NoneMatch(context.Request.Headers.IfNoneMatch, user.Version)) return TypedResults.StatusCode(StatusCodes.Status304NotModified);
+        return TypedResults.Ok(UserResponse.From(user));
+    }
+
     private static async Task<IResult> PatchAsync(string id, HttpContext context, UsersApp users, CancellationToken cancellationToken)
     {
         var errors = new InputErrors();
         if (UserInput.ReadId(id, "id", errors) is not { } userId) return Problems.Validation(errors.ToDictionary());
         var ifMatch = context.Request.Headers.IfMatch;
         if (ifMatch.Count == 0)
-            return Problems.PreconditionRequired("send If-Match with the user's ETag (its version, from GET /users/{id}/profile or the last write) so a concurrent change is not overwritten.");
+            return Problems.PreconditionRequired("send If-Match with the user's ETag (its version, from GET /users/{id} or the last write) so a concurrent change is not overwritten.");
         var (body, problem) = await RequestJson.ReadAsync(context.Request, cancellationToken, Json, MergePatchJson);
         if (problem is not null) return problem;
         if (UserInput.ReadPatch(body, errors) is not { } change) return Problems.Validation(errors.ToDictionary());

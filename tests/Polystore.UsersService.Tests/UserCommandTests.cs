@@ -42,6 +42,14 @@ public sealed class UserCommandTests(UserCommandTests.Fixture fixture) : IClassF
         Assert.Equal(1, user.GetProperty("version").GetInt64());
         Assert.Equal(1, await App.ScalarAsync<long>("SELECT count(*) FROM {schema}.users WHERE email = $1", email));
         Assert.Equal(1, await App.ScalarAsync<long>("SELECT count(*) FROM {schema}.outbox WHERE aggregate_id = $1 AND type = 'user.created' AND version = 1", id.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+
+        // The Location can be read at once, with the ETag a PATCH needs (from PostgreSQL: no projection lag).
+        using var read = await App.Client.GetAsync(response.Headers.Location, Ct);
+        Assert.Equal(HttpStatusCode.OK, read.StatusCode);
+        Assert.Equal(new EntityTagHeaderValue("\"1\""), read.Headers.ETag);
+        Assert.Equal(email, (await ServiceApp.ReadAsync(read)).GetProperty("email").GetString());
+        using var missing = await App.Client.GetAsync("/users/987654321", Ct);
+        await ServiceApp.AssertProblemAsync(missing, 404);
     }
 
     [Fact]
@@ -216,7 +224,7 @@ public sealed class UserCommandTests(UserCommandTests.Fixture fixture) : IClassF
     public async Task Unknown_routes_and_methods_answer_ProblemDetails()
     {
         using (var unknown = await App.Client.GetAsync("/nothing-here", Ct)) await ServiceApp.AssertProblemAsync(unknown, 404);
-        using var method = await App.Client.DeleteAsync("/users/1", Ct);
+        using var method = await App.Client.DeleteAsync("/users/1", Ct); // no DELETE on a user
         await ServiceApp.AssertProblemAsync(method, 405);
     }
 }

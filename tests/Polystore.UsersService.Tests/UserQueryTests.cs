@@ -173,6 +173,7 @@ public sealed class UserQueryTests(UserQueryTests.Fixture fixture) : IClassFixtu
         Assert.True(paths.GetProperty("/users").TryGetProperty("post", out _));
         Assert.True(paths.GetProperty("/users").TryGetProperty("get", out _));
         Assert.True(paths.GetProperty("/users/{id}").TryGetProperty("patch", out _));
+        Assert.True(paths.GetProperty("/users/{id}").TryGetProperty("get", out _));
         Assert.True(paths.GetProperty("/users:bulk").TryGetProperty("post", out _));
         Assert.True(paths.GetProperty("/users/ranked").TryGetProperty("get", out _));
         Assert.True(paths.GetProperty("/users/{id}/profile").TryGetProperty("get", out _));
