@@ -36,7 +36,7 @@ internal static class BulkInput
                 }
                 catch (JsonException e)
                 {
-                    throw Invalid(index == 0 ? RequestJson.BodyField : $"[{index}]", RequestJson.Describe(e) + (index == 0 ? " A JSON array of users is expected." : ""));
+                    throw Invalid(index == 0 ? RequestJson.BodyField : $"[{index}]", RequestJson.Describe(e, withPath: false) + (index == 0 ? " A JSON array of users is expected." : ""));
                 }
                 if (!more) yield break;
                 yield return Row(elements.Current, $"[{index}]");

@@ -32,9 +32,12 @@ internal static class RequestJson
         MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
         && mediaTypes.Any(m => type.MediaType.Equals(m, StringComparison.OrdinalIgnoreCase));
 
-    /// <summary>A JSON error without the parser's exception text beyond its position.</summary>
-    public static string Describe(JsonException e) =>
+    /// <summary>
+    /// A JSON error without the parser's exception text beyond its position. <paramref name="withPath"/>: false where
+    /// the parser's path is not the document's (the elements of a streamed array restart it at each one).
+    /// </summary>
+    public static string Describe(JsonException e, bool withPath = true) =>
         e.LineNumber is { } line
-            ? $"is not valid JSON (line {line + 1}, byte {e.BytePositionInLine + 1}{(string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "" : $", at {e.Path}")})."
+            ? $"is not valid JSON (line {line + 1}, byte {e.BytePositionInLine + 1}{(!withPath || string.IsNullOrEmpty(e.Path) || e.Path == "$" ? "" : $", at {e.Path}")})."
             : "is not valid JSON.";
 }

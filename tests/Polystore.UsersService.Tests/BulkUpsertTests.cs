@@ -93,7 +93,8 @@ public sealed class BulkUpsertTests(BulkUpsertTests.Fixture fixture) : IClassFix
     {
         using var response = await App.PostJsonAsync("/users:bulk", body, mediaType);
 
-        await ServiceApp.AssertFieldErrorAsync(response, field);
+        var message = await ServiceApp.AssertFieldErrorAsync(response, field);
+        Assert.DoesNotContain("$[0]", message, StringComparison.Ordinal); // a streamed element's parser path is not the document's
         Assert.Equal(0, await App.ScalarAsync<long>("SELECT count(*) FROM {schema}.users WHERE email = 'm1@bulk.test'"));
     }
 
