@@ -120,7 +120,7 @@ public sealed class UserCommandHandler
                 await using (reader.ConfigureAwait(false))
                 {
                     if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
-                    return new UserProfile(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5));
+                    return ReadProfile(reader);
                 }
             }
         }
@@ -279,9 +279,13 @@ public sealed class UserCommandHandler
                 await using (reader.ConfigureAwait(false))
                 {
                     if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false)) return null;
-                    return new UserProfile(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5));
+                    return ReadProfile(reader);
                 }
             }
         }
     }
+
+    // id, email, name, region, version, created_at: the columns both queries select, in that order.
+    private static UserProfile ReadProfile(NpgsqlDataReader reader) =>
+        new(reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetInt64(4), reader.GetFieldValue<DateTimeOffset>(5));
 }
