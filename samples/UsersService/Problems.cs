@@ -30,6 +30,20 @@ internal static class Problems
             statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type.",
             extensions: new Dictionary<string, object?> { ["field"] = "Content-Type" });
 
+    /// <summary>
+    /// Gives the 415 that routing answers itself (a Content-Type no endpoint accepts, before any handler runs) the shape
+    /// of the handlers' own: a detail and the field, not only the generic title.
+    /// </summary>
+    public static void CompleteUnsupportedMediaType(ProblemDetailsContext context)
+    {
+        var problem = context.ProblemDetails;
+        if (problem.Status != StatusCodes.Status415UnsupportedMediaType || problem.Detail is not null) return;
+        var given = context.HttpContext.Request.ContentType;
+        problem.Title = "Unsupported media type.";
+        problem.Detail = $"send the body in a media type this endpoint accepts (see /openapi/v1.json); Content-Type was {(string.IsNullOrEmpty(given) ? "missing" : $"'{given}'")}.";
+        problem.Extensions["field"] = "Content-Type";
+    }
+
     /// <summary>503 with Retry-After: a store or lock is not available now; the same request may succeed later.</summary>
     public static IResult Unavailable(HttpContext context, string detail, int retryAfterSeconds = 1)
     {

@@ -65,7 +65,7 @@ internal static class UsersServiceApp
 
         // Small bodies everywhere but the bulk endpoint, which streams and lifts the limit for itself.
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Limits.MaxRequestBodySize = 1024 * 1024);
-        services.AddProblemDetails();
+        services.AddProblemDetails(o => o.CustomizeProblemDetails = Problems.CompleteUnsupportedMediaType);
         services.AddExceptionHandler<ServiceExceptionHandler>();
         services.AddOpenApi();
         AddTelemetry(builder);

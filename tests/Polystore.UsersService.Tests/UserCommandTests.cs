@@ -165,6 +165,22 @@ public sealed class UserCommandTests(UserCommandTests.Fixture fixture) : IClassF
         Assert.Equal(new EntityTagHeaderValue("\"3\""), star.Headers.ETag);
     }
 
+    [Theory]
+    [InlineData("text/plain")] // answered by routing before the handler (no endpoint accepts it)
+    [InlineData(null)]         // answered by the handler
+    public async Task A_body_in_another_media_type_is_a_415_of_one_shape(string? mediaType)
+    {
+        var id = await App.CreateUserAsync(Email());
+        var request = new HttpRequestMessage(HttpMethod.Patch, $"/users/{id}") { Content = new ByteArrayContent("{\"name\":\"X\"}"u8.ToArray()) };
+        if (mediaType is not null) request.Content.Headers.ContentType = new MediaTypeHeaderValue(mediaType);
+        request.Headers.TryAddWithoutValidation("If-Match", "\"1\"");
+        using var response = await App.Client.SendAsync(request, Ct);
+
+        var problem = await ServiceApp.AssertProblemAsync(response, 415);
+        Assert.Equal("Content-Type", problem.GetProperty("field").GetString());
+        Assert.Contains("Content-Type was", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Concurrent_patches_with_a_star_all_apply()
     {
