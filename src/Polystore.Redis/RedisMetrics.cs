@@ -50,6 +50,13 @@ public static class RedisMetrics
     /// <summary>Counter of cache reads that joined a load of their key already in progress instead of starting one (unit <c>{call}</c>; tag <c>prefix</c>).</summary>
     public const string CacheStampedeMerges = "polystore.redis.cache.stampede_merges";
 
+    /// <summary>
+    /// Counter of factory results served but not stored (unit <c>{call}</c>; tags <c>reason</c> = changed | slow, and
+    /// <c>prefix</c>): the key was written or removed while the factory ran (changed), or the factory found the key absent
+    /// and ran longer than <see cref="Caching.RedisTieredCacheOptions.TombstoneTtl"/> (slow).
+    /// </summary>
+    public const string CacheFillsDiscarded = "polystore.redis.cache.fills_discarded";
+
     /// <summary>Counter of rate-limit decisions (unit <c>{decision}</c>; tags <c>outcome</c> = allowed | denied, and <c>prefix</c>), fallback decisions included.</summary>
     public const string RateLimitDecisions = "polystore.redis.ratelimit.decisions";
 
@@ -71,6 +78,8 @@ public static class RedisMetrics
     internal static readonly Counter<long> CacheFactoryCallCounter = Meter.CreateCounter<long>(CacheFactoryCalls, "{call}", "Cache factory runs.");
 
     internal static readonly Counter<long> CacheStampedeMergeCounter = Meter.CreateCounter<long>(CacheStampedeMerges, "{call}", "Cache reads that joined a load already in progress.");
+
+    internal static readonly Counter<long> CacheFillDiscardCounter = Meter.CreateCounter<long>(CacheFillsDiscarded, "{call}", "Factory results served but not cached: their key changed while the factory ran.");
 
     internal static readonly Counter<long> RateLimitDecisionCounter = Meter.CreateCounter<long>(RateLimitDecisions, "{decision}", "Rate-limit decisions.");
 

@@ -28,6 +28,13 @@ public sealed class CacheTests
             CircuitBreaker = RedisServers.PatientBreaker,
         }, TestContext.Current.CancellationToken);
 
+    // A removal leaves a tombstone (kind byte 3) in place of the entry, for fills racing it to see.
+    private static async Task AssertTombstoneAsync(RedisTieredCache cache, string key)
+    {
+        var raw = (byte[]?)await RedisServers.Standalone.GetDatabase().StringGetAsync(cache.RedisKeyOf(key));
+        Assert.True(raw is [3, ..], $"{key} should hold a tombstone");
+    }
+
     // A fake clock that starts at the real time, so entries written with it look normal in Redis.
     private static FakeTimeProvider Clock() => new(DateTimeOffset.UtcNow);
 
@@ -245,7 +252,7 @@ public sealed class CacheTests
             cache.WriteThroughAsync<string>("u1", _ => throw new InvalidOperationException("constraint violated"), cancellationToken: ct));
         Assert.Equal("constraint violated", e.Message);
         Assert.Equal((false, null), await cache.TryGetAsync<string>("u1", ct));
-        Assert.False(await RedisServers.Standalone.GetDatabase().KeyExistsAsync(cache.RedisKeyOf("u1")));
+        await AssertTombstoneAsync(cache, "u1");
 
         // Cache set fails after the source write: the source value stands and is returned, the old entry is gone.
         await cache.SetAsync("u2", "old", cancellationToken: ct);
@@ -479,6 +486,158 @@ public sealed class CacheTests
         Assert.False(await RedisServers.Standalone.GetDatabase().KeyExistsAsync(cache.RedisKeyOf("x")));
         Assert.Equal("v", await cache.GetOrSetAsync("x", _ => Task.FromResult<string?>("v"), cancellationToken: ct));
         Assert.Equal(2, cache.FactoryCalls);
+    }
+
+    [Theory]
+    [InlineData("remove", false, false)]
+    [InlineData("remove", true, false)]
+    [InlineData("remove", false, true)]
+    [InlineData("write-through", false, false)]
+    [InlineData("write-through", true, true)]
+    [InlineData("set", false, true)]
+    public async Task A_factory_that_ran_across_a_change_of_its_key_serves_its_result_but_does_not_cache_it(string change, bool l1, bool startStale)
+    {
+        // The classic cache-aside race: the factory reads the source, the source changes and the key is invalidated
+        // (or written through), then the factory returns. Storing what it read would keep the old value until its TTL.
+        var ct = TestContext.Current.CancellationToken;
+        var clock = Clock();
+        await using var cache = await Cache(RedisServers.Standalone, l1, failSafe: startStale, time: clock);
+        if (startStale)
+        {
+            await cache.SetAsync("k", "v0", cancellationToken: ct);
+            clock.Advance(TimeSpan.FromMinutes(6)); // past the default TTL: kept by fail-safe, no longer fresh
+        }
+        var source = "v1";
+        var reading = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var fill = cache.GetOrSetAsync<string>("k", async _ =>
+        {
+            var read = source;
+            reading.SetResult();
+            await release.Task;
+            return read;
+        }, cancellationToken: ct).AsTask();
+        await Poll.WithinAsync(reading.Task, "the factory to read the source");
+
+        source = "v2";
+        switch (change)
+        {
+            case "remove":
+                Assert.Equal(startStale, await cache.RemoveAsync("k", ct));
+                break;
+            case "write-through":
+                Assert.True((await cache.WriteThroughAsync("k", _ => Task.FromResult(source), cancellationToken: ct)).Cached);
+                break;
+            default:
+                await cache.SetAsync("k", source, cancellationToken: ct);
+                break;
+        }
+        release.SetResult();
+
+        Assert.Equal("v1", await Poll.WithinAsync(fill, "the fill")); // its callers get what it read
+        var expected = change == "remove" ? (false, null) : (true, "v2");
+        Assert.Equal(expected, await cache.TryGetAsync<string>("k", ct));
+        Assert.Equal("v2", await cache.GetOrSetAsync<string>("k", _ => Task.FromResult<string?>(source), cancellationToken: ct));
+        Assert.Equal((true, "v2"), await cache.TryGetAsync<string>("k", ct));
+    }
+
+    [Fact]
+    public async Task A_factory_that_found_its_key_absent_and_outlived_the_tombstones_stores_nothing()
+    {
+        // A removal of an absent key shows only through its tombstone; past TombstoneTtl it may be gone, so the
+        // fill cannot prove that nothing changed and keeps its result out of the cache.
+        var ct = TestContext.Current.CancellationToken;
+        var clock = Clock();
+        await using var cache = await RedisTieredCache.CreateAsync(RedisServers.Standalone, new RedisTieredCacheOptions
+        {
+            KeyPrefix = _prefix, TimeProvider = clock, TombstoneTtl = TimeSpan.FromSeconds(10), CircuitBreaker = RedisServers.PatientBreaker,
+        }, ct);
+
+        Assert.Equal("slow", await cache.GetOrSetAsync<string>("slow", _ => { clock.Advance(TimeSpan.FromSeconds(11)); return Task.FromResult<string?>("slow"); }, cancellationToken: ct));
+        Assert.Equal((false, null), await cache.TryGetAsync<string>("slow", ct));
+        Assert.Equal("quick", await cache.GetOrSetAsync<string>("quick", _ => { clock.Advance(TimeSpan.FromSeconds(9)); return Task.FromResult<string?>("quick"); }, cancellationToken: ct));
+        Assert.Equal((true, "quick"), await cache.TryGetAsync<string>("quick", ct));
+    }
+
+    [Theory]
+    [InlineData("standalone", false)]
+    [InlineData("standalone", true)]
+    [InlineData("cluster", false)]
+    public async Task Under_concurrent_writes_and_removals_the_cache_ends_on_the_last_written_version(string kind, bool l1)
+    {
+        // Two instances (as two processes) share the cache. Writers bump a key's version in the "source" and then
+        // invalidate it (remove, or write through); readers fill it through factories that take a moment. However the
+        // fills interleave with the changes, once the writers stop every cached copy, in Redis and in each L1, is the
+        // last version. Changes of one key are serialized with their cache step, as write-through needs (two
+        // write-throughs of a key can reach Redis in the other order than they reached the source).
+        var ct = TestContext.Current.CancellationToken;
+        var redis = RedisServers.Get(kind);
+        await using var a = await Cache(redis, l1);
+        await using var b = await Cache(redis, l1);
+        RedisTieredCache[] caches = [a, b];
+        const int keys = 6;
+        var versions = new long[keys];
+        var changing = Enumerable.Range(0, keys).Select(_ => new SemaphoreSlim(1)).ToArray();
+        var writing = 4;
+        var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            try
+            {
+                for (var i = 0; i < 150; i++)
+                {
+                    var k = Random.Shared.Next(keys);
+                    var cache = caches[(w + i) % 2];
+                    await changing[k].WaitAsync(ct);
+                    try
+                    {
+                        if (i % 3 == 0)
+                            await cache.WriteThroughAsync($"v:{k}", _ => Task.FromResult(Interlocked.Increment(ref versions[k])), cancellationToken: ct);
+                        else
+                        {
+                            Interlocked.Increment(ref versions[k]);
+                            await cache.RemoveAsync($"v:{k}", ct);
+                        }
+                    }
+                    finally
+                    {
+                        changing[k].Release();
+                    }
+                    await Task.Delay(Random.Shared.Next(2), ct);
+                }
+            }
+            finally
+            {
+                Interlocked.Decrement(ref writing);
+            }
+        }, ct)).ToArray();
+        var readers = Enumerable.Range(0, 12).Select(r => Task.Run(async () =>
+        {
+            while (Volatile.Read(ref writing) > 0)
+            {
+                var k = Random.Shared.Next(keys);
+                await caches[r % 2].GetOrSetAsync<long>($"v:{k}", async _ =>
+                {
+                    var read = Volatile.Read(ref versions[k]);
+                    await Task.Delay(Random.Shared.Next(3), CancellationToken.None);
+                    return read;
+                }, cancellationToken: ct);
+                await Task.Delay(1, ct); // an L1 hit completes synchronously: without a pause a reader never yields its thread
+            }
+        }, ct)).ToArray();
+        await Poll.WithinAsync(Task.WhenAll(writers.Concat(readers)), "the writers and readers", TimeSpan.FromMinutes(2));
+
+        for (var k = 0; k < keys; k++)
+        {
+            var (found, cached) = await a.TryGetAsync<long>($"v:{k}", ct);
+            Assert.True(!found || cached == versions[k], $"key v:{k}: cached version {cached}, last written {versions[k]}");
+            // Each L1 copy, once the other instance's broadcasts have arrived, agrees with Redis.
+            foreach (var cache in caches)
+            {
+                var key = $"v:{k}";
+                await Poll.UntilAsync(async () => await cache.GetOrSetAsync<long>(key, _ => Task.FromResult(Volatile.Read(ref versions[k])), cancellationToken: ct) == versions[k],
+                    $"{key} to read {versions[k]}", ct);
+            }
+        }
     }
 
     [Fact]

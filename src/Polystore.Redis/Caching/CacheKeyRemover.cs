@@ -6,11 +6,14 @@ namespace Polystore.Redis.Caching;
 /// <summary>
 /// Bulk deletion for <see cref="RedisTieredCache"/>: keys matching a glob are found with SCAN on every primary
 /// (never KEYS; in a cluster, every node whose ROLE is master), the members of a tag set with SSCAN, and both are
-/// deleted with UNLINK in batches of <see cref="Batch"/>, split by hash slot in a cluster. Each round trip (a SCAN page, an UNLINK) is bounded by the
+/// replaced with tombstones (see <see cref="L2Cache.RemoveAsync(string)"/>) in batches of <see cref="Batch"/>, split by
+/// hash slot in a cluster. Each round trip (a SCAN page, an UNLINK) is bounded by the
 /// operation timeout, and nothing starts while the circuit breaker is open.
 /// </summary>
-internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuitBreaker breaker)
+internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, L2Cache l2)
 {
+    private readonly RedisCircuitBreaker _breaker = l2.Breaker;
+
     private const int Batch = 500;
 
     /// <summary><paramref name="literal"/> with the Redis glob characters escaped, to match itself only.</summary>
@@ -25,10 +28,10 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuit
         return sb.ToString();
     }
 
-    /// <summary>Unlinks every key matching the glob <paramref name="pattern"/>; returns how many existed.</summary>
+    /// <summary>Removes every entry whose key matches the glob <paramref name="pattern"/>; returns how many there were.</summary>
     public async Task<long> RemoveMatchingAsync(string pattern, CancellationToken cancellationToken)
     {
-        if (breaker.IsOpen) throw breaker.ShortCircuit(L2Cache.Component, "nothing was removed");
+        if (_breaker.IsOpen) throw _breaker.ShortCircuit(L2Cache.Component, "nothing was removed");
         var db = redis.GetDatabase();
         long removed = 0;
         // In a cluster every primary holds a share of the keyspace, so each one is scanned.
@@ -41,11 +44,11 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuit
                 batch.Add(key);
                 if (batch.Count == Batch)
                 {
-                    removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
+                    removed += await RemoveAsync(db, batch).ConfigureAwait(false);
                     batch.Clear();
                 }
             }
-            removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
+            removed += await RemoveAsync(db, batch).ConfigureAwait(false);
         }
         return removed;
     }
@@ -63,7 +66,7 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuit
         {
             try
             {
-                return (await breaker.RunAsync(s.RoleAsync()).ConfigureAwait(false)).Value == "master";
+                return (await _breaker.RunAsync(s.RoleAsync()).ConfigureAwait(false)).Value == "master";
             }
             catch (Exception e) when (e is RedisException or TimeoutException)
             {
@@ -73,10 +76,10 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuit
         return [.. connected.Where((_, i) => roles[i])];
     }
 
-    /// <summary>Unlinks every key listed in the set <paramref name="tagKey"/>, then the set; returns how many listed keys existed.</summary>
+    /// <summary>Removes every entry listed in the set <paramref name="tagKey"/>, then unlinks the set; returns how many listed entries there were.</summary>
     public async Task<long> RemoveTaggedAsync(RedisKey tagKey, CancellationToken cancellationToken)
     {
-        if (breaker.IsOpen) throw breaker.ShortCircuit(L2Cache.Component, "nothing was removed");
+        if (_breaker.IsOpen) throw _breaker.ShortCircuit(L2Cache.Component, "nothing was removed");
         var db = redis.GetDatabase();
         var batch = new List<RedisKey>(Batch);
         long removed = 0;
@@ -85,12 +88,12 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuit
             batch.Add((RedisKey)(byte[])member!);
             if (batch.Count == Batch)
             {
-                removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
+                removed += await RemoveAsync(db, batch).ConfigureAwait(false);
                 batch.Clear();
             }
         }
-        removed += await UnlinkAsync(db, batch).ConfigureAwait(false);
-        await breaker.RunAsync(db.ExecuteAsync("UNLINK", tagKey), cancellationToken).ConfigureAwait(false);
+        removed += await RemoveAsync(db, batch).ConfigureAwait(false);
+        await _breaker.RunAsync(db.ExecuteAsync("UNLINK", tagKey), cancellationToken).ConfigureAwait(false);
         return removed;
     }
 
@@ -112,7 +115,7 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuit
                 else
                 {
                     pending = true;
-                    more = await breaker.RunAsync(next.AsTask(), cancellationToken).ConfigureAwait(false);
+                    more = await _breaker.RunAsync(next.AsTask(), cancellationToken).ConfigureAwait(false);
                     pending = false;
                 }
                 if (!more) yield break;
@@ -125,15 +128,16 @@ internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, RedisCircuit
         }
     }
 
-    private async Task<long> UnlinkAsync(IDatabaseAsync db, List<RedisKey> keys)
+    private async Task<long> RemoveAsync(IDatabaseAsync db, List<RedisKey> keys)
     {
         if (keys.Count == 0) return 0;
-        // Multi-key UNLINK must stay inside one slot in a cluster: group the batch by slot.
+        // A multi-key script must stay inside one slot in a cluster: group the batch by slot.
         var groups = redis.GetServers().Any(s => s.ServerType == ServerType.Cluster)
-            ? keys.GroupBy(k => redis.HashSlot(k)).Select(g => g.Cast<object>().ToArray())
-            : [keys.Cast<object>().ToArray()];
-        var tasks = groups.Select(g => db.ExecuteAsync("UNLINK", g)).ToArray();
-        await breaker.RunAsync(Task.WhenAll(tasks)).ConfigureAwait(false);
+            ? keys.GroupBy(k => redis.HashSlot(k)).Select(g => g.ToArray())
+            : [keys.ToArray()];
+        var tombstone = CacheEntryFormat.Tombstone();
+        var tasks = groups.Select(g => l2.RemoveAsync(db, g, tombstone)).ToArray();
+        await _breaker.RunAsync(Task.WhenAll(tasks)).ConfigureAwait(false);
         return tasks.Sum(t => (long)t.Result);
     }
 }

@@ -43,6 +43,12 @@ internal static class CacheTelemetry
         if (RedisMetrics.CacheFactoryCallCounter.Enabled) RedisMetrics.CacheFactoryCallCounter.Add(1, Prefix(prefix));
     }
 
+    /// <summary>A factory result not cached: <paramref name="reason"/> = changed | slow (see <see cref="RedisMetrics.CacheFillsDiscarded"/>).</summary>
+    public static void FillDiscarded(string prefix, string reason)
+    {
+        if (RedisMetrics.CacheFillDiscardCounter.Enabled) RedisMetrics.CacheFillDiscardCounter.Add(1, new("reason", reason), Prefix(prefix));
+    }
+
     private static KeyValuePair<string, object?> Level(string level) => new("level", level);
 
     private static KeyValuePair<string, object?> Prefix(string prefix) => new("prefix", prefix);

@@ -19,6 +19,7 @@ internal sealed class L1Cache(RedisTieredCacheOptions options, CacheClock clock)
     private readonly bool _keepStale = options.FailSafe;
     private readonly long _failSafeMaxAgeMs = (long)options.FailSafeMaxAge.TotalMilliseconds;
     private int _count; // kept by hand: ConcurrentDictionary.Count takes every lock
+    private long _invalidations;
 
     /// <summary>The clock reading <see cref="L1Entry.FreshUntil"/> is compared with.</summary>
     public long Now
@@ -26,6 +27,12 @@ internal sealed class L1Cache(RedisTieredCacheOptions options, CacheClock clock)
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         get => clock.TickMs;
     }
+
+    /// <summary>
+    /// Counts invalidations (drops of any kind, local or heard from another instance); read it before reading Redis
+    /// and hand it to <see cref="SetUnlessInvalidated"/>.
+    /// </summary>
+    public long Invalidations => Volatile.Read(ref _invalidations);
 
     /// <summary>The copy of <paramref name="key"/>, fresh or not.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -51,38 +58,60 @@ internal sealed class L1Cache(RedisTieredCacheOptions options, CacheClock clock)
         }
     }
 
+    /// <summary>
+    /// <see cref="Set"/> for a value read from Redis (or loaded) since <paramref name="invalidationsBefore"/> was read
+    /// from <see cref="Invalidations"/>: an invalidation heard meanwhile may be about this very value, arrived before
+    /// the copy existed to be dropped, so no copy is kept. Checked after storing too, as an invalidation can land
+    /// between the check and the store.
+    /// </summary>
+    public void SetUnlessInvalidated(long invalidationsBefore, string key, object? value, bool missing, long logicalExpiryUnixMs, IReadOnlyList<string>? tags)
+    {
+        if (Invalidations != invalidationsBefore) return;
+        Set(key, value, missing, logicalExpiryUnixMs, tags);
+        if (Invalidations != invalidationsBefore) Evict(key);
+    }
+
     public void Drop(string key)
     {
-        if (_entries.TryRemove(key, out _)) Interlocked.Decrement(ref _count);
+        Interlocked.Increment(ref _invalidations);
+        Evict(key);
     }
 
     public void DropPrefix(string keyPrefix)
     {
+        Interlocked.Increment(ref _invalidations);
         foreach (var k in _entries.Keys)
-            if (k.StartsWith(keyPrefix, StringComparison.Ordinal)) Drop(k);
+            if (k.StartsWith(keyPrefix, StringComparison.Ordinal)) Evict(k);
     }
 
     public void DropTagged(string tag)
     {
+        Interlocked.Increment(ref _invalidations);
         foreach (var (k, e) in _entries)
-            if (e.Tags is { } tags && Array.IndexOf(tags, tag) >= 0) Drop(k);
+            if (e.Tags is { } tags && Array.IndexOf(tags, tag) >= 0) Evict(k);
     }
 
     public void Clear()
     {
-        foreach (var k in _entries.Keys) Drop(k);
+        Interlocked.Increment(ref _invalidations);
+        foreach (var k in _entries.Keys) Evict(k);
+    }
+
+    private void Evict(string key)
+    {
+        if (_entries.TryRemove(key, out _)) Interlocked.Decrement(ref _count);
     }
 
     private void Trim()
     {
         var now = clock.TickMs;
         foreach (var (k, e) in _entries)
-            if (e.FreshUntil <= now) Drop(k);
+            if (e.FreshUntil <= now) Evict(k);
         var excess = Volatile.Read(ref _count) - (_maxEntries * 9 / 10);
         foreach (var k in _entries.Keys)
         {
             if (excess-- <= 0) break;
-            Drop(k);
+            Evict(k);
         }
     }
 }

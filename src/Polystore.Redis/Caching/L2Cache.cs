@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Security.Cryptography;
 using StackExchange.Redis;
 
 namespace Polystore.Redis.Caching;
@@ -22,6 +23,25 @@ internal sealed class L2Cache
         return 1
         """);
 
+    // A key an entry was never written to, or whose entry expired, reads as absent ("").
+    private static readonly RedisScript FillScript = new("""
+        local current = redis.call('GET', KEYS[1])
+        if (current and redis.sha1hex(current) or '') ~= ARGV[1] then return 0 end
+        redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+        return 1
+        """);
+
+    // Counts the keys that held an entry (kind 1 or 2), not those holding a tombstone already or nothing.
+    private static readonly RedisScript RemoveScript = new("""
+        local held = 0
+        for _, key in ipairs(KEYS) do
+          local kind = redis.call('GETRANGE', key, 0, 0)
+          if kind == '\1' or kind == '\2' then held = held + 1 end
+          redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+        end
+        return held
+        """);
+
     private const string EntrySpace = ":e:";
     private const string TagSpace = ":t:";
 
@@ -32,6 +52,7 @@ internal sealed class L2Cache
     private readonly CacheClock _clock;
     private readonly bool _throwOnRedisErrors;
     private readonly RedisCircuitBreaker _breaker;
+    private readonly long _tombstoneTtlMs;
 
     public L2Cache(IConnectionMultiplexer redis, RedisTieredCacheOptions options, CacheClock clock, RedisCircuitBreaker breaker)
     {
@@ -42,6 +63,7 @@ internal sealed class L2Cache
         _serializer = options.Serializer;
         _clock = clock;
         _throwOnRedisErrors = options.ThrowOnRedisErrors;
+        _tombstoneTtlMs = (long)Math.Ceiling(options.TombstoneTtl.TotalMilliseconds);
     }
 
     /// <summary>"prefix:e:" - every entry key starts with it, and no other key does.</summary>
@@ -56,9 +78,10 @@ internal sealed class L2Cache
 
     /// <summary>
     /// Reads <paramref name="key"/>; Redis being unavailable (or the circuit breaker open, then without a round trip)
-    /// reads as no entry unless errors are to be thrown.
+    /// reads as no entry unless errors are to be thrown. With <paramref name="forFill"/>, a read that finds no fresh
+    /// entry says what the key held (<see cref="L2Read.Seen"/>), for <see cref="FillAsync{T}"/>.
     /// </summary>
-    public async Task<L2Read> ReadAsync<T>(string key, CancellationToken cancellationToken)
+    public async Task<L2Read> ReadAsync<T>(string key, CancellationToken cancellationToken, bool forFill = false)
     {
         if (_breaker.IsOpen)
         {
@@ -77,9 +100,13 @@ internal sealed class L2Cache
             RedisMetrics.RecordCacheFallback("get");
             return default;
         }
-        if (lease is null) return default;
+        if (lease is null) return forFill ? default(L2Read) with { Seen = "" } : default;
         using (lease)
-            return CacheEntryFormat.Read<T>(lease.Span, _serializer, _clock.UnixMs);
+        {
+            var read = CacheEntryFormat.Read<T>(lease.Span, _serializer, _clock.UnixMs);
+            // Hashed only on the way to the factory: a hit pays nothing for it.
+            return forFill && !read.Fresh ? read with { Seen = Convert.ToHexStringLower(SHA1.HashData(lease.Span)) } : read;
+        }
     }
 
     /// <summary>
@@ -103,10 +130,47 @@ internal sealed class L2Cache
         return _breaker.RunAsync(Task.WhenAll(all), cancellationToken);
     }
 
-    /// <summary>UNLINKs <paramref name="key"/>; the reply is 1 when it existed. An open circuit breaker fails it at once.</summary>
-    public Task<RedisResult> UnlinkAsync(string key, CancellationToken cancellationToken) => _breaker.IsOpen
+    /// <summary>
+    /// Stores a factory's result only if the key still holds what the read before the factory saw
+    /// (<paramref name="seen"/>, see <see cref="L2Read.Seen"/>): a write or removal since then (a removal leaves a
+    /// tombstone) means the factory may have read the source before that change, and its result is not stored.
+    /// Tags are added either way (a tag set listing a key it does not hold costs nothing). True when stored.
+    /// </summary>
+    public async Task<bool> FillAsync<T>(string key, T? value, bool missing, long logicalExpiryUnixMs, TimeSpan physicalTtl, IReadOnlyList<string>? tags, string seen)
+    {
+        if (_breaker.IsOpen) throw _breaker.ShortCircuit(Component);
+        var buffer = new ArrayBufferWriter<byte>(256);
+        CacheEntryFormat.Write(buffer, value, missing, logicalExpiryUnixMs, _serializer);
+        var db = _redis.GetDatabase();
+        RedisKey redisKey = _keyPrefix + key;
+        var ms = (long)Math.Ceiling(physicalTtl.TotalMilliseconds);
+        var fill = FillScript.EvaluateAsync(db, [redisKey], [seen, buffer.WrittenMemory, ms]);
+        if (tags is { Count: > 0 })
+        {
+            var all = new Task[tags.Count + 1];
+            all[0] = fill;
+            for (var i = 0; i < tags.Count; i++)
+                all[i + 1] = TagScript.EvaluateAsync(db, [_tagPrefix + tags[i]], [(byte[])redisKey!, ms]);
+            await _breaker.RunAsync(Task.WhenAll(all)).ConfigureAwait(false);
+            return (long)fill.Result == 1;
+        }
+        return (long)await _breaker.RunAsync(fill).ConfigureAwait(false) == 1;
+    }
+
+    /// <summary>
+    /// Replaces <paramref name="key"/> with a tombstone that lives <see cref="RedisTieredCacheOptions.TombstoneTtl"/>
+    /// (see <see cref="FillAsync{T}"/>); the reply is 1 when the key held an entry. An open circuit breaker fails it at once.
+    /// </summary>
+    public Task<RedisResult> RemoveAsync(string key) => _breaker.IsOpen
         ? Task.FromException<RedisResult>(_breaker.ShortCircuit(Component))
-        : _breaker.RunAsync(_redis.GetDatabase().ExecuteAsync("UNLINK", (RedisKey)(_keyPrefix + key)), cancellationToken);
+        : _breaker.RunAsync(RemoveScript.EvaluateAsync(_redis.GetDatabase(), [(RedisKey)(_keyPrefix + key)], [CacheEntryFormat.Tombstone(), _tombstoneTtlMs]));
+
+    /// <summary>
+    /// Replaces each of <paramref name="keys"/> (all in one hash slot in a cluster) with a tombstone; returns how
+    /// many held an entry.
+    /// </summary>
+    public Task<RedisResult> RemoveAsync(IDatabaseAsync db, RedisKey[] keys, byte[] tombstone) =>
+        RemoveScript.EvaluateAsync(db, keys, [tombstone, _tombstoneTtlMs]);
 
     internal const string Component = "cache";
 }

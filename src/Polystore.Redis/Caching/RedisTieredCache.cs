@@ -25,6 +25,7 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
     private readonly CacheInvalidationChannel? _invalidation;
     private readonly InvalidationSubscription? _subscription;
     private readonly CacheKeyRemover _remover;
+    private readonly long _tombstoneTtlMs;
     private long _factoryCalls;
 
     /// <summary>
@@ -41,9 +42,10 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
         Redis = redis;
         _options = options;
         _clock = new CacheClock(options.TimeProvider);
+        _tombstoneTtlMs = (long)options.TombstoneTtl.TotalMilliseconds;
         var breaker = RedisCircuitBreaker.For(redis, options.CircuitBreaker, loggerFactory);
         _l2 = new L2Cache(redis, options, _clock, breaker);
-        _remover = new CacheKeyRemover(redis, breaker);
+        _remover = new CacheKeyRemover(redis, _l2);
         if (options.UseL1)
         {
             _l1 = new L1Cache(options, _clock);
@@ -179,20 +181,25 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
     }
 
     /// <summary>
-    /// Removes one key everywhere (Redis, this L1, other instances' L1). The token is looked at before anything is
-    /// sent: once the removal has gone to Redis it is finished everywhere (within the operation timeout).
+    /// Removes one key everywhere (Redis, this L1, other instances' L1), leaving a tombstone in Redis for
+    /// <see cref="RedisTieredCacheOptions.TombstoneTtl"/> so that a factory running meanwhile does not store what it
+    /// read. The token is looked at before anything is sent: once the removal has gone to Redis it is finished
+    /// everywhere (within the operation timeout). True when the key held an entry.
     /// </summary>
     public async Task<bool> RemoveAsync(string key, CancellationToken cancellationToken = default)
     {
         RedisKeys.ValidateName(key, nameof(key));
         cancellationToken.ThrowIfCancellationRequested();
         _l1?.Drop(key);
-        var removed = (long)await _l2.UnlinkAsync(key, CancellationToken.None).ConfigureAwait(false) == 1;
+        var removed = (long)await _l2.RemoveAsync(key).ConfigureAwait(false) == 1;
         if (_invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
         return removed;
     }
 
-    /// <summary>Removes every entry whose key starts with <paramref name="keyPrefix"/>: SCAN on every primary, UNLINK in batches.</summary>
+    /// <summary>
+    /// Removes every entry whose key starts with <paramref name="keyPrefix"/>: SCAN on every primary, tombstones in
+    /// batches. A factory that found its key absent and runs meanwhile may still store its result (no key to mark).
+    /// </summary>
     public async Task<long> RemoveByPrefixAsync(string keyPrefix, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(keyPrefix);
@@ -215,7 +222,7 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
         return removed;
     }
 
-    /// <summary>Removes every entry stored with <paramref name="tag"/> (the tag set is read with SSCAN and unlinked in batches).</summary>
+    /// <summary>Removes every entry stored with <paramref name="tag"/> (the tag set is read with SSCAN, its entries replaced by tombstones in batches).</summary>
     public async Task<long> RemoveByTagAsync(string tag, CancellationToken cancellationToken = default)
     {
         RedisKeys.ValidateName(tag, nameof(tag));
@@ -284,10 +291,12 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
     {
         // Inside the flight the key is read again from Redis: a caller that arrives after an earlier flight
         // finished finds the value there instead of running the factory a second time.
-        var read = await _l2.ReadAsync<T>(key, CancellationToken.None).ConfigureAwait(false);
+        var readAt = _clock.TickMs;
+        var invalidations = _l1?.Invalidations ?? 0;
+        var read = await _l2.ReadAsync<T>(key, CancellationToken.None, forFill: true).ConfigureAwait(false);
         if (read.Fresh)
         {
-            _l1?.Set(key, read.Value, read.Missing, read.LogicalExpiry, entry?.Tags);
+            _l1?.SetUnlessInvalidated(invalidations, key, read.Value, read.Missing, read.LogicalExpiry, entry?.Tags);
             return new CachedValue(read.Value, read.Missing);
         }
         T? value;
@@ -304,33 +313,54 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
             return read.Stale ? new CachedValue(read.Value, read.Missing, CacheTelemetry.Stale) : new CachedValue(staleL1!.Value, staleL1.Missing, CacheTelemetry.Stale);
         }
         var missing = value is null;
-        if ((!missing || _options.NegativeTtl is not null) && _l2.Breaker.IsOpen && !_options.ThrowOnRedisErrors)
-        {
-            // Redis is known to be away: keep the value in L1 without building an exception for it.
-            _l2.Breaker.CountShortCircuit(L2Cache.Component);
-            RedisMetrics.RecordCacheFallback("set");
-            _l1?.Set(key, value, missing, _clock.UnixMs + (long)Ttl(entry, missing).TotalMilliseconds, entry?.Tags);
-        }
-        else if (!missing || _options.NegativeTtl is not null)
-        {
-            try
-            {
-                // A fill after a miss broadcasts nothing: no other instance can hold a fresher L1 copy of a key
-                // that Redis did not have, and a broadcast racing with their own fill would only cost them a miss.
-                await WriteAsync(key, value, missing, entry, CancellationToken.None, broadcast: false).ConfigureAwait(false);
-            }
-            catch (Exception e) when (RedisErrors.IsUnavailable(e) && !_options.ThrowOnRedisErrors)
-            {
-                RedisMetrics.RecordCacheFallback("set");
-                _l1?.Set(key, value, missing, _clock.UnixMs + (long)Ttl(entry, missing).TotalMilliseconds, entry?.Tags);
-            }
-        }
+        if (!missing || _options.NegativeTtl is not null) await FillAsync(key, value, missing, entry, read.Seen, readAt, invalidations).ConfigureAwait(false);
         return new CachedValue(value, missing, CacheTelemetry.Factory);
+    }
+
+    /// <summary>
+    /// Stores a factory's result where no write or removal of its key came between the read before the factory and
+    /// now (see <see cref="L2Cache.FillAsync{T}"/>), or in L1 alone when Redis is away. A fill broadcasts nothing: no
+    /// other instance can hold a fresher L1 copy of a key that Redis did not have, and a broadcast racing with their own
+    /// fill would only cost them a miss.
+    /// </summary>
+    private async Task FillAsync<T>(string key, T? value, bool missing, CacheEntryOptions? entry, string? seen, long readAt, long invalidations)
+    {
+        var ttl = Ttl(entry, missing);
+        var logicalExpiry = _clock.UnixMs + (long)ttl.TotalMilliseconds;
+        if (seen is null || (_l2.Breaker.IsOpen && !_options.ThrowOnRedisErrors))
+        {
+            // Redis did not answer the read or is known to be away: keep the value in L1 without building an exception.
+            if (_l2.Breaker.IsOpen) _l2.Breaker.CountShortCircuit(L2Cache.Component);
+            RedisMetrics.RecordCacheFallback("set");
+            _l1?.SetUnlessInvalidated(invalidations, key, value, missing, logicalExpiry, entry?.Tags);
+            return;
+        }
+        // A removal of a key that was absent shows only through its tombstone, so only as long as that lives.
+        if (seen.Length == 0 && _clock.TickMs - readAt >= _tombstoneTtlMs)
+        {
+            CacheTelemetry.FillDiscarded(_options.KeyPrefix, "slow");
+            return;
+        }
+        _subscription?.Ensure();
+        var physical = _options.FailSafe && entry?.ExactTtl != true ? ttl + _options.FailSafeMaxAge : ttl;
+        try
+        {
+            if (!await _l2.FillAsync(key, value, missing, logicalExpiry, physical, entry?.Tags, seen).ConfigureAwait(false))
+            {
+                CacheTelemetry.FillDiscarded(_options.KeyPrefix, "changed");
+                return;
+            }
+        }
+        catch (Exception e) when (RedisErrors.IsUnavailable(e) && !_options.ThrowOnRedisErrors)
+        {
+            RedisMetrics.RecordCacheFallback("set");
+        }
+        _l1?.SetUnlessInvalidated(invalidations, key, value, missing, logicalExpiry, entry?.Tags);
     }
 
     // The token is looked at before anything is sent: a write that reached Redis goes on to L1 and to the other
     // instances, or their copies would disagree with Redis (bounded by the breaker's operation timeout).
-    private async Task WriteAsync<T>(string key, T? value, bool missing, CacheEntryOptions? entry, CancellationToken cancellationToken, bool broadcast = true)
+    private async Task WriteAsync<T>(string key, T? value, bool missing, CacheEntryOptions? entry, CancellationToken cancellationToken)
     {
         cancellationToken.ThrowIfCancellationRequested();
         _subscription?.Ensure();
@@ -339,7 +369,7 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
         var physical = _options.FailSafe && entry?.ExactTtl != true ? ttl + _options.FailSafeMaxAge : ttl;
         await _l2.WriteAsync(key, value, missing, logicalExpiry, physical, entry?.Tags, CancellationToken.None).ConfigureAwait(false);
         _l1?.Set(key, value, missing, logicalExpiry, entry?.Tags);
-        if (broadcast && _invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
+        if (_invalidation is not null) await _invalidation.PublishKeyAsync(key).ConfigureAwait(false);
     }
 
     private TimeSpan Ttl(CacheEntryOptions? entry, bool missing)

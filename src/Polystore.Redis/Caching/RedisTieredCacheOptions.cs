@@ -40,6 +40,16 @@ public sealed record RedisTieredCacheOptions
     /// <summary>Most L1 entries; above it expired entries are dropped first, then arbitrary ones.</summary>
     public int L1MaxEntries { get; init; } = 100_000;
 
+    /// <summary>
+    /// How long a removed key keeps a tombstone (a 9-byte value, about 70 bytes of Redis memory with its key) in place
+    /// of its entry. A factory's result is stored only if its key still holds what the read before the factory found:
+    /// a removal meanwhile means the factory may have read the source before the change being invalidated, so its
+    /// result is served to its callers but not cached. The tombstone is what lets a fill see a removal of a key that
+    /// was absent; a fill that found its key absent and whose factory ran longer than this stores nothing.
+    /// Set it above your slowest factory.
+    /// </summary>
+    public TimeSpan TombstoneTtl { get; init; } = TimeSpan.FromMinutes(1);
+
     /// <summary>Value serializer; System.Text.Json by default.</summary>
     public ICacheSerializer Serializer { get; init; } = new SystemTextJsonCacheSerializer();
 
@@ -66,6 +76,7 @@ public sealed record RedisTieredCacheOptions
         if (NegativeTtl is { } n && n <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(NegativeTtl), n, $"{nameof(NegativeTtl)} must be positive.");
         if (FailSafeMaxAge <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(FailSafeMaxAge), FailSafeMaxAge, $"{nameof(FailSafeMaxAge)} must be positive.");
         if (L1Ttl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(L1Ttl), L1Ttl, $"{nameof(L1Ttl)} must be positive.");
+        if (TombstoneTtl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(TombstoneTtl), TombstoneTtl, $"{nameof(TombstoneTtl)} must be positive.");
         if (L1MaxEntries < 1) throw new ArgumentOutOfRangeException(nameof(L1MaxEntries), L1MaxEntries, $"{nameof(L1MaxEntries)} must be at least 1.");
         ArgumentNullException.ThrowIfNull(Serializer, nameof(Serializer));
         ArgumentNullException.ThrowIfNull(TimeProvider, nameof(TimeProvider));
