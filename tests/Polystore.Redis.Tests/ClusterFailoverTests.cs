@@ -232,6 +232,9 @@ public sealed class ClusterFailoverTests
             left.AddRange(await admin.ScanAsync(m.Port, CacheKeyRemover.EscapeGlob(cache.RedisKeyOf("p:")) + "*"));
             left.AddRange(await admin.ScanAsync(m.Port, CacheKeyRemover.EscapeGlob(cache.RedisKeyOf("t:")) + "*"));
         }
+        // A removed entry leaves a tombstone (kind byte 3) behind, for fills racing the removal to see.
+        var values = await Task.WhenAll(left.Select(k => app.GetDatabase().StringGetAsync(k)));
+        left = [.. left.Where((_, i) => values[i] is { HasValue: true } v && ((byte[])v!)[0] != 3)];
         await admin.RestoreAsync();
 
         ChaosReport.Record(new ChaosRow("redis-cluster-failover-invalidation",

@@ -88,6 +88,27 @@ public sealed class RedisTelemetryTests : IDisposable
     }
 
     [Fact]
+    public async Task A_fill_not_cached_because_its_key_was_removed_meanwhile_is_counted()
+    {
+        await using var cache = await RedisTieredCache.CreateAsync(RedisServers.Standalone, new RedisTieredCacheOptions { KeyPrefix = _prefix }, Ct);
+        var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var fill = cache.GetOrSetAsync<User>("raced", async _ =>
+        {
+            entered.SetResult();
+            await release.Task;
+            return new User(8, "Old");
+        }, cancellationToken: Ct).AsTask();
+        await entered.Task.WaitAsync(Ct);
+        await cache.RemoveAsync("raced", Ct);
+        release.SetResult();
+        await fill;
+
+        Assert.Equal(1, Count(RedisMetrics.CacheFillsDiscarded, "reason", "changed"));
+        Assert.All(_metrics.Of(RedisMetrics.CacheFillsDiscarded, "prefix", _prefix), m => Assert.Equal("{call}", m.Unit));
+    }
+
+    [Fact]
     public async Task A_failing_factory_ends_the_read_spans_in_error()
     {
         await using var cache = await RedisTieredCache.CreateAsync(RedisServers.Standalone, new RedisTieredCacheOptions { KeyPrefix = _prefix }, Ct);
