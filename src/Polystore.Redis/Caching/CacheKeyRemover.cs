@@ -7,7 +7,7 @@ namespace Polystore.Redis.Caching;
 /// Bulk deletion for <see cref="RedisTieredCache"/>: keys matching a glob are found with SCAN on every primary
 /// (never KEYS; in a cluster, every node whose ROLE is master), the members of a tag set with SSCAN, and both are
 /// replaced with tombstones (see <see cref="L2Cache.RemoveAsync(string)"/>) in batches of <see cref="Batch"/>, split by
-/// hash slot in a cluster. Each round trip (a SCAN page, an UNLINK) is bounded by the
+/// hash slot in a cluster. Each round trip (a SCAN page, a batch of tombstones) is bounded by the
 /// operation timeout, and nothing starts while the circuit breaker is open.
 /// </summary>
 internal sealed class CacheKeyRemover(IConnectionMultiplexer redis, L2Cache l2)

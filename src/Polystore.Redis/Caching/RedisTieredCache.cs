@@ -5,8 +5,9 @@ namespace Polystore.Redis.Caching;
 
 /// <summary>
 /// Cache-aside and write-through over Redis (L2) with an optional in-process L1: per-key stampede protection,
-/// TTL jitter, negative caching, fail-safe, tag and prefix invalidation (SCAN + UNLINK, never KEYS), and L1
-/// invalidations that reach every instance through Redis pub/sub.
+/// TTL jitter, negative caching, fail-safe, tag and prefix invalidation (SCAN, never KEYS), fills that do not cache
+/// what a factory read before a concurrent write or removal of its key, and L1 invalidations that reach every
+/// instance through Redis pub/sub.
 /// </summary>
 /// <remarks>
 /// While the connection's circuit breaker is open (see <see cref="RedisTieredCacheOptions.CircuitBreaker"/>) nothing
