@@ -96,15 +96,23 @@ internal static class CommonOptions
         }
     }
 
-    public static void PrintConfigErrors(ConfigException e, ConfigLocation location, bool json)
+    public static void PrintConfigErrors(ConfigException e, ConfigLocation location, bool json) =>
+        PrintErrors(e, json, "Invalid configuration", location.Directory, $" (found by {location.Reason})", "directory");
+
+    /// <summary>Reports the problems of a file named on the command line (not the config folder), such as <c>--indexes</c>.</summary>
+    public static void PrintFileErrors(ConfigException e, string what, string file, bool json) =>
+        PrintErrors(e, json, $"Invalid {what}", file, "", "file");
+
+    // originKey names the JSON property that holds origin: "directory" for the config folder, "file" for a file.
+    private static void PrintErrors(ConfigException e, bool json, string title, string origin, string originNote, string originKey)
     {
         if (json)
         {
-            WriteJson(new
+            WriteJson(new Dictionary<string, object>
             {
-                valid = false,
-                directory = location.Directory,
-                errors = e.Errors.Select(x => new
+                ["valid"] = false,
+                [originKey] = origin,
+                ["errors"] = e.Errors.Select(x => new
                 {
                     file = x.Source.File,
                     line = x.Source.Line,
@@ -117,7 +125,7 @@ internal static class CommonOptions
             return;
         }
         var console = Error;
-        console.MarkupLine($"[red bold]Invalid configuration[/] in [bold]{Markup.Escape(location.Directory)}[/] (found by {Markup.Escape(location.Reason)}): {e.Errors.Count} problem{(e.Errors.Count == 1 ? "" : "s")}");
+        console.MarkupLine($"[red bold]{Markup.Escape(title)}[/] in [bold]{Markup.Escape(origin)}[/]{Markup.Escape(originNote)}: {e.Errors.Count} problem{(e.Errors.Count == 1 ? "" : "s")}");
         // One compiler-style line per problem: readable, greppable, and never wrapped mid-key.
         foreach (var error in e.Errors)
         {

@@ -45,6 +45,14 @@ public sealed class MongoCommandTests
         var result = await CliRunner.RunAsync(null, "mongo", "--dir", TestServers.ConfigDirectory, "--indexes", file, "--dry-run");
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("indexes.yaml:2:20: users[0].keys.email: must be 1, -1, 2dsphere or hashed", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"Invalid index declarations in {file}: 1 problem", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("Invalid configuration", result.Stderr, StringComparison.Ordinal); // the config folder is fine
+
+        var json = await CliRunner.RunAsync(null, "mongo", "--dir", TestServers.ConfigDirectory, "--indexes", file, "--dry-run", "--json");
+        Assert.Equal(2, json.ExitCode);
+        using var doc = JsonDocument.Parse(json.Stdout);
+        Assert.Equal(file, doc.RootElement.GetProperty("file").GetString());
+        Assert.Equal("users[0].keys.email", doc.RootElement.GetProperty("errors")[0].GetProperty("key").GetString());
     }
 
     [Fact]

@@ -77,15 +77,15 @@ internal static class MongoCommand
                 return ExitCodes.InvalidConfig;
             }
             Demo demo;
+            var indexFile = parse.GetValue(Indexes);
             try
             {
-                var indexFile = parse.GetValue(Indexes);
                 demo = new Demo(prefix, userCount, batchSize,
                     indexFile is null ? UserIndexes.Declarations(prefix + "users") : IndexYaml.Load(indexFile));
             }
-            catch (ConfigException e)
+            catch (ConfigException e) when (indexFile is not null)
             {
-                CommonOptions.PrintConfigErrors(e, location, parse.GetValue(CommonOptions.Json));
+                CommonOptions.PrintFileErrors(e, "index declarations", Path.GetFullPath(indexFile), parse.GetValue(CommonOptions.Json));
                 return ExitCodes.InvalidConfig;
             }
             catch (Exception e) when (e is ArgumentException or IOException)
