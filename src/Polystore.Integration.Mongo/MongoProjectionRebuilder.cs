@@ -52,52 +52,70 @@ public static class MongoProjectionRebuilder
         var stagingSubscriber = $"{liveSubscriber}@rebuild";
         var s = outbox.QuotedSchema;
 
-        // A fresh new version: empty collection, checkpoint at the start of history.
+        long replayed;
         try
         {
-            await database.RunCommandAsync<BsonDocument>(plan.DropStaging, cancellationToken: cancellationToken).ConfigureAwait(false);
-        }
-        catch (MongoCommandException e) when (e.Code == 26)
-        {
-            // NamespaceNotFound (servers before 7.0): nothing to drop.
-        }
-        var staging = new MongoReadModelStore<T>(database, plan.Staging, json);
-        await ProjectionRebuilder.ExecuteAsync(dataSource, $"DELETE FROM {s}.outbox_checkpoints WHERE name = $1", stagingSubscriber, cancellationToken).ConfigureAwait(false);
-        var dispatcher = new OutboxDispatcher(dataSource, outbox, createProjection(staging, stagingSubscriber), new OutboxDispatcherOptions { BatchSize = 1000 });
-        long replayed = await dispatcher.ProcessAvailableAsync(cancellationToken).ConfigureAwait(false);
-
-        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
-        {
-            await ProjectionRebuilder.ExecuteAsync(connection, null, $"INSERT INTO {s}.outbox_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", liveSubscriber, cancellationToken).ConfigureAwait(false);
-            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await using (transaction.ConfigureAwait(false))
+            // A fresh new version: empty collection, checkpoint at the start of history.
+            try
             {
-                var liveAt = await ProjectionRebuilder.CheckpointAsync(connection, transaction, s, liveSubscriber, forUpdate: true, cancellationToken).ConfigureAwait(false);
-                // Catch the new version up to the live one; the live dispatcher waits on our lock meanwhile.
-                for (var i = 0; ; i++)
-                {
-                    var stagingAt = await ProjectionRebuilder.CheckpointAsync(connection, transaction, s, stagingSubscriber, forUpdate: false, cancellationToken).ConfigureAwait(false);
-                    if (stagingAt.CompareTo(liveAt) >= 0) break;
-                    if (i == 1000) throw new TimeoutException("the rebuilt projection could not catch up with the live checkpoint");
-                    var delivered = await dispatcher.ProcessAvailableAsync(cancellationToken).ConfigureAwait(false);
-                    replayed += delivered;
-                    if (delivered == 0) await Task.Delay(10, cancellationToken).ConfigureAwait(false);
-                }
-                var finalAt = await ProjectionRebuilder.CheckpointAsync(connection, transaction, s, stagingSubscriber, forUpdate: false, cancellationToken).ConfigureAwait(false);
-                // renameCollection runs against the admin database; dropTarget replaces the live collection in one step.
-                await database.Client.GetDatabase("admin").RunCommandAsync<BsonDocument>(plan.Swap, cancellationToken: CancellationToken.None).ConfigureAwait(false);
-                var checkpoints = new NpgsqlBatch(connection, transaction)
-                {
-                    BatchCommands =
-                    {
-                        ProjectionRebuilder.Command($"UPDATE {s}.outbox_checkpoints SET tx_id = $2, event_id = $3, updated_at = now() WHERE name = $1", liveSubscriber, finalAt.TxId, finalAt.EventId),
-                        ProjectionRebuilder.Command($"DELETE FROM {s}.outbox_checkpoints WHERE name = $1", stagingSubscriber),
-                    },
-                };
-                await using (checkpoints.ConfigureAwait(false)) await checkpoints.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
-                await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+                await database.RunCommandAsync<BsonDocument>(plan.DropStaging, cancellationToken: cancellationToken).ConfigureAwait(false);
             }
+            catch (MongoCommandException e) when (e.Code == 26)
+            {
+                // NamespaceNotFound (servers before 7.0): nothing to drop.
+            }
+            var staging = new MongoReadModelStore<T>(database, plan.Staging, json);
+            await ProjectionRebuilder.ExecuteAsync(dataSource, $"DELETE FROM {s}.outbox_checkpoints WHERE name = $1", stagingSubscriber, cancellationToken).ConfigureAwait(false);
+            var dispatcher = new OutboxDispatcher(dataSource, outbox, createProjection(staging, stagingSubscriber), new OutboxDispatcherOptions { BatchSize = 1000 });
+            replayed = await dispatcher.ProcessAvailableAsync(cancellationToken).ConfigureAwait(false);
+
+            var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
+            {
+                await ProjectionRebuilder.ExecuteAsync(connection, null, $"INSERT INTO {s}.outbox_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", liveSubscriber, cancellationToken).ConfigureAwait(false);
+                var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await using (transaction.ConfigureAwait(false))
+                {
+                    var liveAt = await ProjectionRebuilder.CheckpointAsync(connection, transaction, s, liveSubscriber, forUpdate: true, cancellationToken).ConfigureAwait(false);
+                    // Catch the new version up to the live one; the live dispatcher waits on our lock meanwhile.
+                    for (var i = 0; ; i++)
+                    {
+                        var stagingAt = await ProjectionRebuilder.CheckpointAsync(connection, transaction, s, stagingSubscriber, forUpdate: false, cancellationToken).ConfigureAwait(false);
+                        if (stagingAt.CompareTo(liveAt) >= 0) break;
+                        if (i == 1000) throw new TimeoutException("the rebuilt projection could not catch up with the live checkpoint");
+                        var delivered = await dispatcher.ProcessAvailableAsync(cancellationToken).ConfigureAwait(false);
+                        replayed += delivered;
+                        if (delivered == 0) await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+                    }
+                    var finalAt = await ProjectionRebuilder.CheckpointAsync(connection, transaction, s, stagingSubscriber, forUpdate: false, cancellationToken).ConfigureAwait(false);
+                    // renameCollection runs against the admin database; dropTarget replaces the live collection in one step.
+                    await database.Client.GetDatabase("admin").RunCommandAsync<BsonDocument>(plan.Swap, cancellationToken: CancellationToken.None).ConfigureAwait(false);
+                    var checkpoints = new NpgsqlBatch(connection, transaction)
+                    {
+                        BatchCommands =
+                        {
+                            ProjectionRebuilder.Command($"UPDATE {s}.outbox_checkpoints SET tx_id = $2, event_id = $3, updated_at = now() WHERE name = $1", liveSubscriber, finalAt.TxId, finalAt.EventId),
+                            ProjectionRebuilder.Command($"DELETE FROM {s}.outbox_checkpoints WHERE name = $1", stagingSubscriber),
+                        },
+                    };
+                    await using (checkpoints.ConfigureAwait(false)) await checkpoints.ExecuteNonQueryAsync(CancellationToken.None).ConfigureAwait(false);
+                    await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+                }
+            }
+        }
+        catch
+        {
+            // A rebuild that fails or is cancelled leaves nothing behind: its checkpoint would hold outbox retention back.
+            await ProjectionRebuilder.ForgetCheckpointQuietlyAsync(dataSource, s, stagingSubscriber).ConfigureAwait(false);
+            try
+            {
+                await database.RunCommandAsync<BsonDocument>(plan.DropStaging, cancellationToken: CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (MongoException)
+            {
+                // Absent (renamed by a swap that went through), or the server is away: the next rebuild drops it first.
+            }
+            throw;
         }
         var live = new MongoReadModelStore<T>(database, collection, json);
         var documents = (await live.GetVersionsAsync(cancellationToken).ConfigureAwait(false)).Count;

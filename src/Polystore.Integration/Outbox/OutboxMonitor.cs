@@ -1,4 +1,4 @@
-using System.Text.RegularExpressions;
+using System.Text;
 using Npgsql;
 
 namespace Polystore.Integration.Outbox;
@@ -82,11 +82,70 @@ public sealed class OutboxMonitor(NpgsqlDataSource dataSource, OutboxStore store
         }
     }
 
-    /// <summary>Masks string literals (they may carry secrets or personal data) and cuts the text to 120 characters.</summary>
+    /// <summary>
+    /// Masks string literals (they may carry secrets or personal data): standard <c>'…'</c>, escape <c>E'…'</c>
+    /// (backslashes escape) and dollar-quoted <c>$tag$…$tag$</c>, an unterminated one to the end; collapses white space and
+    /// cuts the text to 120 characters.
+    /// </summary>
     internal static string MaskQuery(string query)
     {
-        var masked = Regex.Replace(query, @"'(?:[^']|'')*'?", "'…'", RegexOptions.None, TimeSpan.FromSeconds(1));
-        masked = Regex.Replace(masked, @"\s+", " ", RegexOptions.None, TimeSpan.FromSeconds(1)).Trim();
-        return masked.Length <= 120 ? masked : masked[..119] + "…";
+        const int limit = 120;
+        var masked = new StringBuilder(limit + 8);
+        var i = 0;
+        while (i < query.Length && masked.Length <= limit)
+        {
+            var c = query[i];
+            if (c == '\'')
+            {
+                var escapes = i > 0 && query[i - 1] is 'E' or 'e' && (i == 1 || !IsIdentifierChar(query[i - 2]));
+                i = AfterQuoted(query, i + 1, escapes);
+                masked.Append("'…'");
+            }
+            else if (c == '$' && (i == 0 || !IsIdentifierChar(query[i - 1])) && DollarTag(query, i) is { } tag)
+            {
+                var end = query.IndexOf(tag, i + tag.Length, StringComparison.Ordinal);
+                i = end < 0 ? query.Length : end + tag.Length;
+                masked.Append("'…'");
+            }
+            else if (char.IsWhiteSpace(c))
+            {
+                if (masked.Length > 0 && masked[^1] != ' ') masked.Append(' ');
+                i++;
+            }
+            else
+            {
+                masked.Append(c);
+                i++;
+            }
+        }
+        var text = masked.ToString().Trim();
+        return text.Length <= limit && i >= query.Length ? text : text[..Math.Min(text.Length, limit - 1)] + "…";
     }
+
+    // The index after the quote that closes a literal opened just before start ('' is a quote inside it, and so is \'
+    // in an escape string); the end of the text when it is not closed.
+    private static int AfterQuoted(string query, int start, bool backslashEscapes)
+    {
+        for (var j = start; j < query.Length; j++)
+        {
+            if (backslashEscapes && query[j] == '\\') j++;
+            else if (query[j] == '\'')
+            {
+                if (j + 1 < query.Length && query[j + 1] == '\'') j++;
+                else return j + 1;
+            }
+        }
+        return query.Length;
+    }
+
+    // "$$" or "$tag$" starting at i (a tag is an identifier without '$'); null for anything else, such as a $1 parameter.
+    private static string? DollarTag(string query, int i)
+    {
+        var j = i + 1;
+        if (j < query.Length && (char.IsAsciiLetter(query[j]) || query[j] == '_' || query[j] > 127))
+            while (j < query.Length && (char.IsAsciiLetterOrDigit(query[j]) || query[j] == '_' || query[j] > 127)) j++;
+        return j < query.Length && query[j] == '$' ? query[i..(j + 1)] : null;
+    }
+
+    private static bool IsIdentifierChar(char c) => char.IsAsciiLetterOrDigit(c) || c is '_' or '$' || c > 127;
 }

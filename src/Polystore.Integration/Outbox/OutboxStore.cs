@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using NpgsqlTypes;
@@ -19,7 +21,7 @@ public sealed class OutboxStore
     {
         Schema = schema;
         QuotedSchema = PostgresIdentifier.QuotePlain(schema, nameof(schema));
-        Channel = $"{schema}_outbox";
+        Channel = ChannelFor(schema);
     }
 
     /// <summary>The schema name.</summary>
@@ -27,8 +29,18 @@ public sealed class OutboxStore
 
     internal string QuotedSchema { get; }
 
-    /// <summary>The LISTEN/NOTIFY channel that wakes dispatchers on commit.</summary>
+    /// <summary>The LISTEN/NOTIFY channel that wakes dispatchers on commit: <c>{schema}_outbox</c>, or for a schema name too long for that, its first 47 characters, a hash of the whole name and <c>_outbox</c>.</summary>
     public string Channel { get; }
+
+    // Channel names are identifiers (63 bytes at most; pg_notify refuses longer ones and LISTEN would cut them).
+    // The hash keeps two long schema names with the same beginning on channels of their own.
+    private static string ChannelFor(string schema)
+    {
+        const string suffix = "_outbox";
+        if (schema.Length + suffix.Length <= PostgresIdentifier.MaxLength) return schema + suffix;
+        var hash = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(schema)))[..8];
+        return $"{schema[..(PostgresIdentifier.MaxLength - suffix.Length - 9)]}_{hash}{suffix}";
+    }
 
     /// <summary>
     /// Creates the schema and tables if missing (idempotent), and brings tables made by an earlier version up to

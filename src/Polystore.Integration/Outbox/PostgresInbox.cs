@@ -95,10 +95,14 @@ public sealed class PostgresInbox
         }
     }
 
+    private static readonly TimeSpan OlderThanAnyMark = TimeSpan.FromDays(365.25 * 4000);
+
     /// <summary>Forgets marks older than <paramref name="olderThan"/> (in batches of 10000); returns how many.</summary>
     public async Task<long> PruneAsync(TimeSpan olderThan, CancellationToken cancellationToken = default)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(olderThan, TimeSpan.Zero);
+        // No mark is older than the calendar, and now() minus such an age is out of PostgreSQL's range.
+        if (olderThan > OlderThanAnyMark) return 0;
         long total = 0;
         while (true)
         {

@@ -51,9 +51,15 @@ public sealed class RedisStreamConsumer
         }
     }
 
+    /// <summary>The stream malformed entries are moved to: this consumer's stream key followed by <c>:malformed</c>.</summary>
+    public string MalformedStreamKey => $"{_stream}:malformed";
+
     /// <summary>
     /// Handles one batch: entries abandoned by other consumers first, else new ones; acknowledges them after
-    /// <paramref name="handle"/> returns. Returns how many entries were handled (0 when there was nothing).
+    /// <paramref name="handle"/> returns. Returns how many entries were taken (0 when there was nothing). An entry not
+    /// written by <see cref="RedisStreamRelay"/> (a field missing or not a number) is never handed to
+    /// <paramref name="handle"/>: it is copied to <see cref="MalformedStreamKey"/> with its id in a <c>source_id</c>
+    /// field and acknowledged, so one foreign entry cannot stop the group.
     /// </summary>
     /// <param name="handle">Handles the batch; throwing (or cancellation) leaves its entries pending, to be claimed again.</param>
     /// <param name="cancellationToken">Checked before the acknowledgement: a cancelled batch is not acknowledged.</param>
@@ -66,18 +72,29 @@ public sealed class RedisStreamConsumer
         if (entries.Length == 0)
             entries = await _redis.StreamReadGroupAsync(_stream, _group, _consumer, StreamPosition.NewMessages, _batchSize).ConfigureAwait(false);
         if (entries.Length == 0) return 0;
-        var events = entries.Select(ToEvent).ToList();
-        await handle(events, cancellationToken).ConfigureAwait(false);
+        var events = new List<RelayedEvent>(entries.Length);
+        foreach (var entry in entries)
+        {
+            if (TryParse(entry) is { } relayed) events.Add(relayed);
+            else await SetAsideAsync(entry).ConfigureAwait(false);
+        }
+        if (events.Count > 0) await handle(events, cancellationToken).ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
         await _redis.StreamAcknowledgeAsync(_stream, _group, entries.Select(e => e.Id).ToArray()).ConfigureAwait(false);
         return entries.Length;
     }
 
-    private static RelayedEvent ToEvent(StreamEntry entry)
+    // Copied before the batch is acknowledged: a crash in between copies it again on the next claim, never loses it.
+    private Task SetAsideAsync(StreamEntry entry) =>
+        _redis.StreamAddAsync(MalformedStreamKey, [new NameValueEntry("source_id", entry.Id), .. entry.Values], maxLength: 10_000, useApproximateMaxLength: true);
+
+    private static RelayedEvent? TryParse(StreamEntry entry)
     {
-        string Field(string name) => entry[name] is { IsNull: false } value ? value.ToString()
-            : throw new InvalidDataException($"stream entry {entry.Id} has no '{name}' field: it was not written by RedisStreamRelay");
-        return new RelayedEvent(entry.Id.ToString(), long.Parse(Field("event_id"), CultureInfo.InvariantCulture), Field("type"), Field("stream"),
-            Field("aggregate_id"), long.Parse(Field("version"), CultureInfo.InvariantCulture), Field("payload"));
+        string? Field(string name) => entry[name] is { IsNull: false } value ? value.ToString() : null;
+        if (Field("event_id") is not { } id || !long.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out var eventId)
+            || Field("version") is not { } v || !long.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var version)
+            || Field("type") is not { } type || Field("stream") is not { } stream || Field("aggregate_id") is not { } aggregate || Field("payload") is not { } payload)
+            return null;
+        return new RelayedEvent(entry.Id.ToString(), eventId, type, stream, aggregate, version, payload);
     }
 }

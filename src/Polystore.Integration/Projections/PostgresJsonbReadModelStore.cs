@@ -15,6 +15,9 @@ public sealed class PostgresJsonbReadModelStore<T> : IPostgresReadModelStore<T>
 {
     private readonly NpgsqlDataSource _dataSource;
     private readonly JsonSerializerOptions _json;
+
+    /// <summary>How documents are serialized (a rebuild writes its new table the same way).</summary>
+    internal JsonSerializerOptions JsonOptions => _json;
     private readonly string _table;
 
     /// <summary>Creates the store over <c>schema.table</c> (plain lower-case identifiers).</summary>

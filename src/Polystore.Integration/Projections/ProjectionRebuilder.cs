@@ -21,7 +21,7 @@ public static class ProjectionRebuilder
     /// <param name="live">The live read-model table.</param>
     /// <param name="liveSubscriber">The live subscriber's name (its checkpoint is carried over).</param>
     /// <param name="createProjection">Makes the projection for a store and a subscriber name (the same code as the live one).</param>
-    /// <param name="cancellationToken">Cancels the rebuild before the swap; the live table is untouched then.</param>
+    /// <param name="cancellationToken">Cancels the rebuild before the swap; the live table is untouched then, and the staging table and checkpoint are removed.</param>
     public static async Task<RebuildReport> RebuildAsync<T>(
         NpgsqlDataSource dataSource,
         OutboxStore outbox,
@@ -32,55 +32,95 @@ public static class ProjectionRebuilder
     {
         var stagingTable = $"{live.Table}__rebuild";
         if (stagingTable.Length > 63) throw new ArgumentException($"table name '{live.Table}' is too long to rebuild beside itself", nameof(live));
-        var staging = new PostgresJsonbReadModelStore<T>(dataSource, live.Schema, stagingTable);
+        var staging = new PostgresJsonbReadModelStore<T>(dataSource, live.Schema, stagingTable, live.JsonOptions);
         var stagingSubscriber = $"{liveSubscriber}@rebuild";
         var s = outbox.QuotedSchema;
         var quotedLive = $"{PostgresIdentifier.QuotePlain(live.Schema, "schema")}.{PostgresIdentifier.QuotePlain(live.Table, "table")}";
         var quotedStaging = $"{PostgresIdentifier.QuotePlain(live.Schema, "schema")}.{PostgresIdentifier.QuotePlain(stagingTable, "table")}";
 
-        // A fresh new version: empty table, checkpoint at the start of history.
-        await ExecuteAsync(dataSource, $"DROP TABLE IF EXISTS {quotedStaging}", null, cancellationToken).ConfigureAwait(false);
-        await staging.EnsureCreatedAsync(cancellationToken).ConfigureAwait(false);
-        await ExecuteAsync(dataSource, $"DELETE FROM {s}.outbox_checkpoints WHERE name = $1", stagingSubscriber, cancellationToken).ConfigureAwait(false);
-        var dispatcher = new OutboxDispatcher(dataSource, outbox, createProjection(staging, stagingSubscriber), new OutboxDispatcherOptions { BatchSize = 1000 });
-        long replayed = await dispatcher.ProcessAvailableAsync(cancellationToken).ConfigureAwait(false);
-
-        var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using (connection.ConfigureAwait(false))
+        long replayed;
+        try
         {
-            // Make sure the live checkpoint row exists, so it can be locked.
-            await ExecuteAsync(connection, null, $"INSERT INTO {s}.outbox_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", liveSubscriber, cancellationToken).ConfigureAwait(false);
-            var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await using (transaction.ConfigureAwait(false))
+            // A fresh new version: empty table, checkpoint at the start of history.
+            await ExecuteAsync(dataSource, $"DROP TABLE IF EXISTS {quotedStaging}", null, cancellationToken).ConfigureAwait(false);
+            await staging.EnsureCreatedAsync(cancellationToken).ConfigureAwait(false);
+            await ExecuteAsync(dataSource, $"DELETE FROM {s}.outbox_checkpoints WHERE name = $1", stagingSubscriber, cancellationToken).ConfigureAwait(false);
+            var dispatcher = new OutboxDispatcher(dataSource, outbox, createProjection(staging, stagingSubscriber), new OutboxDispatcherOptions { BatchSize = 1000 });
+            replayed = await dispatcher.ProcessAvailableAsync(cancellationToken).ConfigureAwait(false);
+
+            var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using (connection.ConfigureAwait(false))
             {
-                var liveAt = await CheckpointAsync(connection, transaction, s, liveSubscriber, forUpdate: true, cancellationToken).ConfigureAwait(false);
-                // Catch the new version up to the live one; the live dispatcher waits on our lock meanwhile.
-                for (var i = 0; ; i++)
+                // Make sure the live checkpoint row exists, so it can be locked.
+                await ExecuteAsync(connection, null, $"INSERT INTO {s}.outbox_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING", liveSubscriber, cancellationToken).ConfigureAwait(false);
+                var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await using (transaction.ConfigureAwait(false))
                 {
-                    var stagingAt = await CheckpointAsync(connection, transaction, s, stagingSubscriber, forUpdate: false, cancellationToken).ConfigureAwait(false);
-                    if (stagingAt.CompareTo(liveAt) >= 0) break;
-                    if (i == 1000) throw new TimeoutException("the rebuilt projection could not catch up with the live checkpoint");
-                    var delivered = await dispatcher.ProcessAvailableAsync(cancellationToken).ConfigureAwait(false);
-                    replayed += delivered;
-                    if (delivered == 0) await Task.Delay(10, cancellationToken).ConfigureAwait(false);
-                }
-                var finalAt = await CheckpointAsync(connection, transaction, s, stagingSubscriber, forUpdate: false, cancellationToken).ConfigureAwait(false);
-                var swap = new NpgsqlBatch(connection, transaction)
-                {
-                    BatchCommands =
+                    var liveAt = await CheckpointAsync(connection, transaction, s, liveSubscriber, forUpdate: true, cancellationToken).ConfigureAwait(false);
+                    // Catch the new version up to the live one; the live dispatcher waits on our lock meanwhile.
+                    for (var i = 0; ; i++)
                     {
-                        new NpgsqlBatchCommand($"DROP TABLE {quotedLive}"),
-                        new NpgsqlBatchCommand($"ALTER TABLE {quotedStaging} RENAME TO {PostgresIdentifier.QuotePlain(live.Table, "table")}"),
-                        Command($"UPDATE {s}.outbox_checkpoints SET tx_id = $2, event_id = $3, updated_at = now() WHERE name = $1", liveSubscriber, finalAt.TxId, finalAt.EventId),
-                        Command($"DELETE FROM {s}.outbox_checkpoints WHERE name = $1", stagingSubscriber),
-                    },
-                };
-                await using (swap.ConfigureAwait(false)) await swap.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                        var stagingAt = await CheckpointAsync(connection, transaction, s, stagingSubscriber, forUpdate: false, cancellationToken).ConfigureAwait(false);
+                        if (stagingAt.CompareTo(liveAt) >= 0) break;
+                        if (i == 1000) throw new TimeoutException("the rebuilt projection could not catch up with the live checkpoint");
+                        var delivered = await dispatcher.ProcessAvailableAsync(cancellationToken).ConfigureAwait(false);
+                        replayed += delivered;
+                        if (delivered == 0) await Task.Delay(10, cancellationToken).ConfigureAwait(false);
+                    }
+                    var finalAt = await CheckpointAsync(connection, transaction, s, stagingSubscriber, forUpdate: false, cancellationToken).ConfigureAwait(false);
+                    var swap = new NpgsqlBatch(connection, transaction)
+                    {
+                        BatchCommands =
+                        {
+                            new NpgsqlBatchCommand($"DROP TABLE {quotedLive}"),
+                            new NpgsqlBatchCommand($"ALTER TABLE {quotedStaging} RENAME TO {PostgresIdentifier.QuotePlain(live.Table, "table")}"),
+                            Command($"UPDATE {s}.outbox_checkpoints SET tx_id = $2, event_id = $3, updated_at = now() WHERE name = $1", liveSubscriber, finalAt.TxId, finalAt.EventId),
+                            Command($"DELETE FROM {s}.outbox_checkpoints WHERE name = $1", stagingSubscriber),
+                        },
+                    };
+                    await using (swap.ConfigureAwait(false)) await swap.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
             }
+        }
+        catch
+        {
+            // A rebuild that does not reach its swap leaves nothing behind: its checkpoint would hold outbox retention
+            // back for good, and its table would only be dropped by the next rebuild.
+            await CleanUpAsync(dataSource, quotedStaging, s, stagingSubscriber).ConfigureAwait(false);
+            throw;
         }
         var documents = (await live.GetVersionsAsync(cancellationToken).ConfigureAwait(false)).Count;
         return new RebuildReport($"{live.Schema}.{live.Table}", replayed, documents);
+    }
+
+    private static async Task CleanUpAsync(NpgsqlDataSource dataSource, string quotedStaging, string schema, string stagingSubscriber)
+    {
+        await ForgetCheckpointQuietlyAsync(dataSource, schema, stagingSubscriber).ConfigureAwait(false);
+        try
+        {
+            await ExecuteAsync(dataSource, $"DROP TABLE IF EXISTS {quotedStaging}", null, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            // The next rebuild starts by dropping it.
+        }
+    }
+
+    /// <summary>
+    /// Deletes a rebuild's checkpoint after it failed: left behind, it would hold outbox retention back for good. The
+    /// database being away leaves it to the next rebuild, which starts by deleting it; the caller's error is what counts.
+    /// </summary>
+    internal static async Task ForgetCheckpointQuietlyAsync(NpgsqlDataSource dataSource, string schema, string name)
+    {
+        try
+        {
+            await ExecuteAsync(dataSource, $"DELETE FROM {schema}.outbox_checkpoints WHERE name = $1", name, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is NpgsqlException or TimeoutException or InvalidOperationException)
+        {
+            // See above.
+        }
     }
 
     internal readonly record struct Position(ulong TxId, long EventId) : IComparable<Position>

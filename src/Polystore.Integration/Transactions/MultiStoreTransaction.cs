@@ -14,6 +14,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
     private readonly List<ITransactionParticipant> _participants = [];
     private ITransaction? _redisTransaction;
     private bool _completed;
+    private bool _postgresCommitted;
 
     internal MultiStoreTransaction(NpgsqlConnection connection, NpgsqlTransaction transaction, IDatabase? redis, ILogger logger)
     {
@@ -76,15 +77,18 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
             await RollbackAsync().ConfigureAwait(false);
             throw;
         }
+        _postgresCommitted = true;
         committed.Add(StoreNames.Postgres);
+        // From here on the unit is partly committed: the others commit whatever the caller's token does (each bounded
+        // by its store's own timeouts), and any failure, of whatever type, is reported as a partial commit.
         foreach (var participant in _participants)
         {
             try
             {
-                await participant.CommitAsync(cancellationToken).ConfigureAwait(false);
+                await participant.CommitAsync(CancellationToken.None).ConfigureAwait(false);
                 committed.Add(participant.Store);
             }
-            catch (Exception e) when (e is TimeoutException or InvalidOperationException || participant.IsStoreFailure(e))
+            catch (Exception e) when (!IsFatal(e))
             {
                 // What PostgreSQL (and the stores before this one) committed stays; the later ones never commit.
                 foreach (var later in _participants.SkipWhile(p => p != participant).Skip(1)) await AbortAsync(later).ConfigureAwait(false);
@@ -96,19 +100,21 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
         if (_redisTransaction is not null)
         {
             string? failure = null;
+            Exception? cause = null;
             try
             {
                 if (!await _redisTransaction.ExecuteAsync().ConfigureAwait(false)) failure = "a condition (WATCH) no longer held; the queued commands were discarded";
             }
-            catch (Exception e) when (e is RedisException or TimeoutException)
+            catch (Exception e) when (!IsFatal(e))
             {
                 failure = Redactor.RedactConnectionString(e.Message);
+                cause = e;
             }
             if (failure is not null)
             {
                 var (run, failed) = await CompensateAsync().ConfigureAwait(false);
                 _completed = true;
-                throw new PartialCommitException(new CommitReport(committed, StoreNames.Redis, failure, run, failed));
+                throw new PartialCommitException(new CommitReport(committed, StoreNames.Redis, failure, run, failed), cause);
             }
             committed.Add(StoreNames.Redis);
         }
@@ -116,13 +122,18 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
         return new CommitReport(committed, null, null, [], []);
     }
 
+    private static bool IsFatal(Exception e) => e is OutOfMemoryException or StackOverflowException or AccessViolationException;
+
     internal async Task RollbackAsync()
     {
         if (_completed) return;
         _completed = true;
         // Best effort: the work's own exception is what the caller sees; these only go to the log.
-        try { await PostgresTransaction.RollbackAsync().ConfigureAwait(false); }
-        catch (Exception e) when (e is NpgsqlException or IOException) { _logger.TransactionRollbackFailed(e, StoreNames.Postgres); }
+        if (!_postgresCommitted)
+        {
+            try { await PostgresTransaction.RollbackAsync().ConfigureAwait(false); }
+            catch (Exception e) when (e is NpgsqlException or IOException) { _logger.TransactionRollbackFailed(e, StoreNames.Postgres); }
+        }
         foreach (var participant in _participants) await AbortAsync(participant).ConfigureAwait(false);
         await CompensateAsync().ConfigureAwait(false);
     }
@@ -145,8 +156,9 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
                 await undo(CancellationToken.None).ConfigureAwait(false);
                 run.Add(description);
             }
-            catch (Exception e) when (e is RedisException or TimeoutException or InvalidOperationException or NpgsqlException || _participants.Any(p => p.IsStoreFailure(e)))
+            catch (Exception e) when (!IsFatal(e))
             {
+                // One undo failing (a store, an external API) must not stop the others, nor hide the partial commit.
                 _logger.TransactionCompensationFailed(e, description);
                 failed.Add($"{description}: {Redactor.RedactConnectionString(e.Message)}");
             }
