@@ -146,8 +146,14 @@ public sealed class MongoAggregation<TOutput>
             case "$merge" when value is BsonDocument merge && merge.TryGetValue("into", out var into) && into.IsString:
                 MongoNames.ValidateCollection(into.AsString, $"stage {index}: $merge.into");
                 break;
+            case "$merge" when value is BsonDocument merge && merge.TryGetValue("into", out var into) && into is BsonDocument intoNamespace:
+                MongoNames.ValidateNamespace(intoNamespace, $"stage {index}: $merge.into");
+                break;
             case "$out" when value.IsString:
                 MongoNames.ValidateCollection(value.AsString, $"stage {index}: $out");
+                break;
+            case "$out" when value is BsonDocument outNamespace:
+                MongoNames.ValidateNamespace(outNamespace, $"stage {index}: $out");
                 break;
         }
         return null;

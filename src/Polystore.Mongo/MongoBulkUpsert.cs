@@ -212,6 +212,10 @@ public static class MongoBulkUpsert
             var where = $"items[{i}] (_id {Show(item.Id)})";
             if (item.Id is null || item.Id.IsBsonNull) problems.Add($"items[{i}]: _id is null");
             else if (item.Id.IsBsonArray) problems.Add($"{where}: _id cannot be an array");
+            // The _id becomes the filter { _id: value }: a regex, or a document the server reads as operators, would
+            // match other documents, and the upsert would overwrite them.
+            else if (item.Id is BsonRegularExpression or BsonUndefined) problems.Add($"{where}: _id cannot be a {item.Id.BsonType}: the filter would match other documents");
+            else if (item.Id is BsonDocument idDocument) CheckIdDocument(idDocument, where, problems);
             if (item.Data is null) { problems.Add($"{where}: data is null"); continue; }
             if (item.Data.ElementCount == 0) problems.Add($"{where}: data is empty: nothing to $set");
             foreach (var element in item.Data)
@@ -240,11 +244,21 @@ public static class MongoBulkUpsert
         if (name.Length == 0) problems.Add($"{path}: has an empty field name");
         else if (name.Split('.').Any(part => part.StartsWith('$'))) problems.Add($"{full}: field name starts with '$'");
         else if (name.Contains('\0', StringComparison.Ordinal)) problems.Add($"{path}: field name contains a NUL character");
+        CheckChildren(value, full, problems);
+    }
+
+    // Documents at any depth, arrays of arrays included.
+    private static void CheckChildren(BsonValue value, string path, List<string> problems)
+    {
         if (value is BsonDocument doc)
-            foreach (var child in doc) CheckNames(child.Name, child.Value, full, problems);
+            foreach (var child in doc) CheckNames(child.Name, child.Value, path, problems);
         else if (value is BsonArray array)
-            foreach (var entry in array.OfType<BsonDocument>())
-                foreach (var child in entry) CheckNames(child.Name, child.Value, full + "[]", problems);
+            foreach (var entry in array) CheckChildren(entry, path + "[]", problems);
+    }
+
+    private static void CheckIdDocument(BsonDocument id, string where, List<string> problems)
+    {
+        foreach (var element in id) CheckNames(element.Name, element.Value, $"{where}: _id", problems);
     }
 
     private static string Show(BsonValue? value) => value is null ? "null" : value.ToJson();

@@ -9,7 +9,10 @@ namespace Polystore.Mongo;
 /// <summary>The one place where mongodb.yaml becomes <see cref="MongoClientSettings"/>.</summary>
 public static class MongoDriverSettings
 {
-    /// <summary>Driver settings for <paramref name="settings"/>; YAML keys win over options inside the URI.</summary>
+    /// <summary>
+    /// Driver settings for <paramref name="settings"/>: the URI's options, then each YAML key that is set (a pool or
+    /// read preference key at its default leaves the URI's option in place).
+    /// </summary>
     /// <param name="settings">mongodb.yaml.</param>
     /// <param name="loggerFactory">
     /// Where the driver's own structured log lines go (<see cref="MongoClientSettings.LoggingSettings"/>: connections,
@@ -28,19 +31,26 @@ public static class MongoDriverSettings
             // A URI the driver refuses (an unknown auth mechanism, a bad escape) is a config error, named as one.
             throw new ConfigException($"mongodb.yaml connection.uri: the MongoDB driver refused it: {Redactor.RedactConnectionString(e.Message)}", e);
         }
-        client.MaxConnectionPoolSize = settings.Pool.MaxPoolSize;
-        client.MinConnectionPoolSize = settings.Pool.MinPoolSize;
-        if (settings.Pool.MaxIdleTimeMs > 0) client.MaxConnectionIdleTime = TimeSpan.FromMilliseconds(settings.Pool.MaxIdleTimeMs);
-        client.WaitQueueTimeout = TimeSpan.FromMilliseconds(settings.Pool.WaitQueueTimeoutMs);
+        // A YAML key at its default leaves the URI's option (or the driver's default, the same value) in place; a key
+        // set to anything else wins. So an option written only in the URI, or in POLYSTORE_MONGO_URL, is kept.
+        var pool = settings.Pool;
+        var defaults = new MongoPoolSettings();
+        if (pool.MaxPoolSize != defaults.MaxPoolSize) client.MaxConnectionPoolSize = pool.MaxPoolSize;
+        if (pool.MinPoolSize != defaults.MinPoolSize) client.MinConnectionPoolSize = pool.MinPoolSize;
+        if (pool.MaxIdleTimeMs > 0) client.MaxConnectionIdleTime = TimeSpan.FromMilliseconds(pool.MaxIdleTimeMs);
+        if (pool.WaitQueueTimeoutMs != defaults.WaitQueueTimeoutMs) client.WaitQueueTimeout = TimeSpan.FromMilliseconds(pool.WaitQueueTimeoutMs);
         if (settings.Replication.ReplicaSet is { Length: > 0 } replicaSet) client.ReplicaSetName = replicaSet;
-        client.ReadPreference = new ReadPreference(settings.Replication.ReadPreference switch
+        if (settings.Replication.ReadPreference != MongoReadPreference.Primary)
         {
-            MongoReadPreference.Primary => ReadPreferenceMode.Primary,
-            MongoReadPreference.PrimaryPreferred => ReadPreferenceMode.PrimaryPreferred,
-            MongoReadPreference.Secondary => ReadPreferenceMode.Secondary,
-            MongoReadPreference.SecondaryPreferred => ReadPreferenceMode.SecondaryPreferred,
-            _ => ReadPreferenceMode.Nearest,
-        });
+            // With keeps the URI's tag sets and max staleness.
+            client.ReadPreference = client.ReadPreference.With(settings.Replication.ReadPreference switch
+            {
+                MongoReadPreference.PrimaryPreferred => ReadPreferenceMode.PrimaryPreferred,
+                MongoReadPreference.Secondary => ReadPreferenceMode.Secondary,
+                MongoReadPreference.SecondaryPreferred => ReadPreferenceMode.SecondaryPreferred,
+                _ => ReadPreferenceMode.Nearest,
+            });
+        }
         var wc = settings.Replication.WriteConcern;
         if (wc.W is not null || wc.J is not null || wc.Wtimeout is not null)
         {
@@ -50,7 +60,8 @@ public static class MongoDriverSettings
                 "majority" => WriteConcern.WMajority.W,
                 _ => new WriteConcern.WCount(int.Parse(wc.W, System.Globalization.CultureInfo.InvariantCulture)),
             };
-            client.WriteConcern = new WriteConcern(
+            // Only the keys YAML sets replace the URI's (w=majority&wtimeoutMS=5000 in the URI plus j: true keeps all three).
+            client.WriteConcern = client.WriteConcern.With(
                 w: w is null ? default(Optional<WriteConcern.WValue?>) : w,
                 wTimeout: wc.Wtimeout is { } ms ? TimeSpan.FromMilliseconds(ms) : default(Optional<TimeSpan?>),
                 journal: wc.J is { } j ? j : default(Optional<bool?>));

@@ -29,7 +29,7 @@ public sealed class MongoPoolSettings
     public int MaxPoolSize { get; init; } = 100;
     /// <summary>Connections kept open per server.</summary>
     public int MinPoolSize { get; init; }
-    /// <summary>Milliseconds an idle connection lives (0 = forever).</summary>
+    /// <summary>Milliseconds an idle connection lives (0 = the URI's maxIdleTimeMS, else the driver's 10 minutes).</summary>
     public int MaxIdleTimeMs { get; init; }
     /// <summary>Milliseconds to wait for a free connection.</summary>
     public int WaitQueueTimeoutMs { get; init; } = 120_000;

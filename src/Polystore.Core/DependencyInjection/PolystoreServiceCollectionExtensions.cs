@@ -40,7 +40,8 @@ public static class PolystoreServiceCollectionExtensions
     {
         ArgumentNullException.ThrowIfNull(section);
         return services.AddPolystore(() => PolystoreConfig.Load(section),
-            store => section.GetSection(ConfigurationTree.SectionKey(store)).Exists(), healthCheckTimeout);
+            // As the loader decides: a child named after the store, even an empty one ("Redis": {}, every default).
+            store => section.GetChildren().Any(child => ConfigBinder.NormalizeKey(child.Key) == store), healthCheckTimeout);
     }
 
     /// <summary>Registers an already loaded <paramref name="config"/>; add the stores to the returned builder.</summary>

@@ -72,7 +72,7 @@ public sealed record IndexDeclaration
         var spec = new BsonDocument { { "key", KeyDocument }, { "name", EffectiveName } };
         if (Unique) spec.Add("unique", true);
         if (Sparse) spec.Add("sparse", true);
-        if (ExpireAfterSeconds is { } ttl) spec.Add("expireAfterSeconds", ttl <= int.MaxValue ? new BsonInt32((int)ttl) : new BsonInt64(ttl));
+        if (ExpireAfterSeconds is { } ttl) spec.Add("expireAfterSeconds", new BsonInt32(checked((int)ttl)));
         return spec;
     }
 
@@ -93,7 +93,8 @@ public sealed record IndexDeclaration
         if (Unique && Keys.Any(k => k.Kind == IndexKind.Hashed)) problems.Add("a hashed index cannot be unique");
         if (ExpireAfterSeconds is { } ttl)
         {
-            if (ttl < 0) problems.Add("expire_after_seconds must be 0 or more");
+            // The server's range: 0..2147483647 (a 32-bit integer).
+            if (ttl is < 0 or > int.MaxValue) problems.Add($"expire_after_seconds must be 0..{int.MaxValue}");
             if (Keys.Count != 1 || Keys[0].Kind is not (IndexKind.Ascending or IndexKind.Descending))
                 problems.Add("a TTL index (expire_after_seconds) must have exactly one ascending or descending field");
             else if (Keys[0].Field == "_id") problems.Add("a TTL index cannot be on _id");

@@ -104,19 +104,30 @@ public static class MongoIndexes
     {
         var result = new List<IndexDiff>();
         var claimed = new HashSet<string>(StringComparer.Ordinal) { "_id_" };
-        foreach (var declaration in declarations.Where(d => d.Collection == collection))
+        var mine = declarations.Where(d => d.Collection == collection).ToList();
+        static string NameOf(BsonDocument index) => index.GetValue("name", "").ToString()!;
+        // Names first: an index that a declaration names is that declaration's, whatever its key. Then, for a
+        // declaration whose name is not on the server, the same key under another name (creating it would fail with
+        // IndexOptionsConflict), among the indexes no declaration has taken or names; so no index is matched twice.
+        var matches = mine.Select(d => existing.FirstOrDefault(e => NameOf(e) == d.EffectiveName)).ToArray();
+        foreach (var match in matches) if (match is not null) claimed.Add(NameOf(match));
+        var declaredNames = mine.Select(d => d.EffectiveName).ToHashSet(StringComparer.Ordinal);
+        for (var i = 0; i < mine.Count; i++)
         {
-            var spec = declaration.ToSpec();
-            var name = declaration.EffectiveName;
-            // The same name, else the same key under another name (creating it would fail with IndexOptionsConflict).
-            var match = existing.FirstOrDefault(e => e.GetValue("name", "").ToString() == name)
-                ?? existing.FirstOrDefault(e => e.GetValue("name", "").ToString() != "_id_" && KeysEqual(e.GetValue("key", new BsonDocument()), spec["key"]));
-            if (match is null)
+            if (matches[i] is not null) continue;
+            var key = mine[i].ToSpec()["key"];
+            matches[i] = existing.FirstOrDefault(e => !claimed.Contains(NameOf(e)) && !declaredNames.Contains(NameOf(e)) && KeysEqual(e.GetValue("key", new BsonDocument()), key));
+            if (matches[i] is { } match) claimed.Add(NameOf(match));
+        }
+        for (var i = 0; i < mine.Count; i++)
+        {
+            var spec = mine[i].ToSpec();
+            var name = mine[i].EffectiveName;
+            if (matches[i] is not { } match)
             {
                 result.Add(new IndexDiff(collection, name, IndexState.Missing, [], spec, null));
                 continue;
             }
-            claimed.Add(match["name"].ToString()!);
             var differences = Compare(spec, match);
             result.Add(new IndexDiff(collection, name, differences.Count == 0 ? IndexState.Matches : IndexState.Differs, differences, spec, match));
         }

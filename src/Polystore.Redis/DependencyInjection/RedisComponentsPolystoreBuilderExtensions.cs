@@ -41,13 +41,15 @@ public static class RedisComponentsPolystoreBuilderExtensions
     /// Registers one <see cref="RedisSlidingWindowRateLimiter"/> (singleton, over the registered multiplexer): take
     /// <c>ForKey(key)</c> for a <see cref="RateLimiter"/> or <c>Partitioned(selector)</c> for a
     /// <see cref="PartitionedRateLimiter{TResource}"/>, or hand it to ASP.NET Core's middleware with
-    /// <c>AddPolystoreSlidingWindowPolicy</c> (Polystore.AspNetCore).
+    /// <c>AddPolystoreSlidingWindowPolicy</c> (Polystore.AspNetCore). The options are validated here, so a bad value
+    /// throws at registration.
     /// </summary>
     public static PolystoreBuilder AddRedisRateLimiter(this PolystoreBuilder builder, RedisSlidingWindowOptions options)
     {
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(options);
-        builder.AddRedis().Services.TryAddSingleton(sp => new RedisSlidingWindowRateLimiter(sp.GetRequiredService<IConnectionMultiplexer>(), options, sp.GetService<ILoggerFactory>()));
+        var validated = options.Validated();
+        builder.AddRedis().Services.TryAddSingleton(sp => new RedisSlidingWindowRateLimiter(sp.GetRequiredService<IConnectionMultiplexer>(), validated, sp.GetService<ILoggerFactory>()));
         return builder;
     }
 
