@@ -33,7 +33,7 @@ internal sealed class SlidingWindowPolicy : IRateLimiterPolicy<string>
         _options = options;
         _policyHeader = string.Create(CultureInfo.InvariantCulture, $"\"{name}\";q={options.PermitLimit};w={Seconds(options.Window)}");
         var keyStart = name + ":";
-        _createPartition = partition => _limiter!.ForKey(keyStart + partition);
+        _createPartition = partition => _limiter!.ForKey(keyStart + RedisKeyText(partition));
         OnRejected = RejectAsync;
     }
 
@@ -44,6 +44,26 @@ internal sealed class SlidingWindowPolicy : IRateLimiterPolicy<string>
         if (Volatile.Read(ref _limiter) is null) CreateLimiter(httpContext.RequestServices);
         // Requests without a partition key share one partition: leaving the key out must not escape the limit.
         return RateLimitPartition.Get(_partitionBy(httpContext) ?? "", _createPartition);
+    }
+
+    /// <summary>
+    /// A partition key as Redis key text. A key from request data may hold a lone surrogate (a JSON "\\ud800" escape),
+    /// which has no UTF-8 form and which the limiter refuses; such a key is written with backslash escapes ("\\" and
+    /// "\\uD800"), and so is any key holding a backslash, so two different keys never meet in one window.
+    /// </summary>
+    internal static string RedisKeyText(string partition)
+    {
+        if (partition.AsSpan().IndexOf('\\') < 0 && partition.AsSpan().IndexOfAnyInRange('\uD800', '\uDFFF') < 0) return partition;
+        var text = new System.Text.StringBuilder(partition.Length + 8);
+        for (var i = 0; i < partition.Length; i++)
+        {
+            var c = partition[i];
+            if (c == '\\') text.Append("\\\\");
+            else if (char.IsHighSurrogate(c) && i + 1 < partition.Length && char.IsLowSurrogate(partition[i + 1])) text.Append(c).Append(partition[++i]);
+            else if (char.IsSurrogate(c)) text.Append(CultureInfo.InvariantCulture, $"\\u{(int)c:X4}");
+            else text.Append(c);
+        }
+        return text.ToString();
     }
 
     private void CreateLimiter(IServiceProvider services)

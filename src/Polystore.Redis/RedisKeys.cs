@@ -26,5 +26,23 @@ internal static class RedisKeys
     public static void ValidateName(string name, string parameter)
     {
         if (string.IsNullOrEmpty(name)) throw new ArgumentException($"{parameter} must not be empty.", parameter);
+        ValidateUtf16(name, parameter);
+    }
+
+    /// <summary>
+    /// Refuses a name with a lone surrogate: it has no UTF-8 form, so it would reach Redis as U+FFFD, and two
+    /// different names ("a\uD800", "a\uDBFF") would share one key. Costs one vectorized scan for the usual name.
+    /// </summary>
+    public static void ValidateUtf16(string name, string parameter)
+    {
+        var span = name.AsSpan();
+        var at = span.IndexOfAnyInRange('\uD800', '\uDFFF');
+        if (at < 0) return;
+        for (var i = at; i < span.Length; i++)
+        {
+            if (!char.IsSurrogate(span[i])) continue;
+            if (char.IsHighSurrogate(span[i]) && i + 1 < span.Length && char.IsLowSurrogate(span[i + 1])) { i++; continue; }
+            throw new ArgumentException($"{parameter} has a lone surrogate (U+{(int)span[i]:X4}) at index {i}: it is not valid text, and two such names would share one Redis key.", parameter);
+        }
     }
 }

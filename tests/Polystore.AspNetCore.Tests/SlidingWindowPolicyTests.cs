@@ -146,4 +146,14 @@ public sealed class SlidingWindowPolicyTests
         Assert.Contains("IConnectionMultiplexer", e.Message, StringComparison.Ordinal);
         Assert.Contains(Policy, e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Partition_keys_become_redis_key_text_one_to_one()
+    {
+        // (Not theory data: the test runner's serialization would mangle the lone surrogates.)
+        Assert.Equal("alice", SlidingWindowPolicy.RedisKeyText("alice"));
+        Assert.Equal("\uD83D\uDE00", SlidingWindowPolicy.RedisKeyText("\uD83D\uDE00")); // a surrogate pair is text like any other
+        Assert.Equal("a\\uD800", SlidingWindowPolicy.RedisKeyText("a\uD800"));           // a lone one (a JSON escape) has no UTF-8 form
+        Assert.Equal("a\\\\uD800", SlidingWindowPolicy.RedisKeyText("a\\uD800"));       // so a backslash is escaped too, or the two would meet
+    }
 }

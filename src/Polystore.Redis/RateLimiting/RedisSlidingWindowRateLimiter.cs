@@ -172,6 +172,8 @@ public sealed class RedisSlidingWindowRateLimiter
         Interlocked.Add(ref _decisionsSent, batch.Count);
         var sentAt = System.Diagnostics.Stopwatch.GetTimestamp();
         RateLimitDecision[] decisions;
+        bool[]? wrongType = null;
+        RedisConnectionException? unacknowledged = null;
         try
         {
             RedisResult[] result;
@@ -185,11 +187,17 @@ public sealed class RedisSlidingWindowRateLimiter
             else result = (RedisResult[])(await _breaker.RunAsync(SlidingWindowScript.Script.EvaluateAsync(_redis.GetDatabase(), keys, args)).ConfigureAwait(false))!;
             decisions = new RateLimitDecision[batch.Count];
             var at = 1;
-            for (var i = 0; i < decisions.Length; i++) decisions[i] = Parse(result, ref at);
-            // Admissions the replicas did not acknowledge may vanish in a failover and be admitted again: answered
-            // as "unavailable" below, and their entries given back.
-            if (acknowledged < Options.WaitForReplicas && Array.Exists(decisions, d => d.Allowed))
-                throw ReplicaWait.NotAcknowledged(
+            for (var i = 0; i < decisions.Length; i++)
+            {
+                if ((long)result[at] == WrongTypeFlag)
+                {
+                    (wrongType ??= new bool[batch.Count])[i] = true;
+                    at += 4;
+                }
+                else decisions[i] = Parse(result, ref at);
+            }
+            if (acknowledged < Options.WaitForReplicas)
+                unacknowledged = ReplicaWait.NotAcknowledged(
                     $"{acknowledged} of {Options.WaitForReplicas} replicas acknowledged the rate-limit admissions within {_waitMs} ms");
         }
         catch (Exception e)
@@ -226,16 +234,46 @@ public sealed class RedisSlidingWindowRateLimiter
         }
         return () =>
         {
-            List<int>? giveBack = null;
+            List<int>? cancelled = null;
+            List<int>? notAcknowledged = null;
             for (var i = 0; i < decisions.Length; i++)
             {
                 var p = batch[i];
-                // Remembered before the caller resumes, so its next call already finds it.
-                if (_denials.Enabled && !decisions[i].Allowed) _denials.Remember(p.Key, p.Permits, decisions[i], sentAt);
-                if (p.TrySetResult(decisions[i])) p.Registration.Unregister();
-                else if (decisions[i].Allowed && p.Permits > 0) (giveBack ??= []).Add(i); // cancelled while on the wire
+                var decision = decisions[i];
+                if (wrongType?[i] == true)
+                {
+                    // Only this key is broken: the others of the batch were decided as usual.
+                    p.TrySetException(new RedisServerException(RedisErrorKind.WrongType, CommandFlags.None,
+                        $"WRONGTYPE the rate-limit log {p.Log} holds a value that is not a sorted set (something else wrote it); no decision was taken"));
+                    p.Registration.Unregister();
+                }
+                else if (unacknowledged is not null && decision.Allowed && p.Permits > 0)
+                {
+                    // An admission the replicas did not acknowledge may vanish in a failover and be admitted again:
+                    // answered as Redis being unavailable, its entry given back. Denials and looks wrote nothing to lose.
+                    var admitted = false;
+                    try
+                    {
+                        var fallback = Fallback(unacknowledged);
+                        admitted = p.TrySetResult(fallback) && fallback.Allowed;
+                    }
+                    catch (Exception thrown)
+                    {
+                        p.TrySetException(thrown);
+                    }
+                    p.Registration.Unregister();
+                    if (!admitted) (notAcknowledged ??= []).Add(i);
+                }
+                else
+                {
+                    // Remembered before the caller resumes, so its next call already finds it.
+                    if (_denials.Enabled && !decision.Allowed) _denials.Remember(p.Key, p.Permits, decision, sentAt);
+                    if (p.TrySetResult(decision)) p.Registration.Unregister();
+                    else if (decision.Allowed && p.Permits > 0) (cancelled ??= []).Add(i); // cancelled while on the wire
+                }
             }
-            GiveBack(batch, giveBack, decisions, "cancelled");
+            GiveBack(batch, cancelled, decisions, "cancelled");
+            GiveBack(batch, notAcknowledged, decisions, "failed");
         };
     }
 
@@ -411,9 +449,13 @@ public sealed class RedisSlidingWindowRateLimiter
     {
         // Any string is a key, the empty one included: the hash tag around it keeps each key its own.
         ArgumentNullException.ThrowIfNull(key);
+        RedisKeys.ValidateUtf16(key, nameof(key));
         if (permits < 0 || permits > Options.PermitLimit)
             throw new ArgumentOutOfRangeException(nameof(permits), permits, $"permits must be between 0 and the permit limit {Options.PermitLimit}.");
     }
+
+    // The script's flag for a log key that holds another type than a sorted set.
+    private const long WrongTypeFlag = -3;
 
     /// <summary>Reads the decision starting at <paramref name="at"/> (see <see cref="SlidingWindowScript"/>) and moves past it.</summary>
     private RateLimitDecision Parse(RedisResult[] r, ref int at)

@@ -11,7 +11,8 @@ internal static class SlidingWindowScript
     // ARGV[1] = window in µs, ARGV[2] = limit; optional ARGV[#KEYS+3], ARGV[#KEYS+4] = the caller's instance
     // id and batch number, which name the entries (without them the server time does).
     // Returns { server time µs, then per decision either one value: remaining (>= 0) when the permits were
-    // taken, or four: flag (-1 denied, -2 look-only and free), remaining, retry-after µs, reset µs }.
+    // taken, or four: flag (-1 denied, -2 look-only and free, -3 the key holds another type), remaining,
+    // retry-after µs, reset µs }.
     //
     // The log is a sorted set: one member per admitted decision, scored with the server time. Its name is
     // "<id>" (the batch's), "<id>*<permits>" for several permits, or, when an earlier decision of the batch on
@@ -53,87 +54,97 @@ internal static class SlidingWindowScript
         for d = 1, #KEYS do
           local log = KEYS[d]
           local permits = tonumber(ARGV[2 + d])
-          local extra = false
-          if redis.call('ZCOUNT', log, '-inf', '(0') > 0 then extra = redis.call('ZSCORE', log, '#') end
-          local count
-          if extra then
-            extra = -tonumber(extra)
-            local gone = redis.call('ZRANGEBYSCORE', log, '0', cutoff)
-            if #gone > 0 then
-              for i = 1, #gone do
-                local star = string.find(gone[i], '*', 1, true)
-                if star then extra = extra + 1 - tonumber(string.sub(gone[i], star + 1)) end
-              end
-              redis.call('ZREMRANGEBYSCORE', log, '0', cutoff)
-              if extra > 0 then redis.call('ZADD', log, 'XX', -extra, '#') else redis.call('ZREM', log, '#') extra = false end
-            end
-            count = redis.call('ZCARD', log)
-            if extra then count = count - 1 + extra end
+          local weighted = redis.pcall('ZCOUNT', log, '-inf', '(0')
+          if type(weighted) == 'table' then
+            -- not a sorted set (something else wrote the key): this decision fails, the others are taken
+            out[n + 1] = -3
+            out[n + 2] = 0
+            out[n + 3] = 0
+            out[n + 4] = 0
+            n = n + 4
           else
-            redis.call('ZREMRANGEBYSCORE', log, '-inf', cutoff)
-            count = redis.call('ZCARD', log)
-          end
-          if permits > 0 and count + permits <= limit then
-            local member = id
-            if permits > 1 then member = id .. '*' .. permits end
-            if redis.call('ZADD', log, 'NX', nowText, member) == 0 then
-              -- an earlier decision of this batch on this key has that name: this one is named by its position
-              local name = id .. '.' .. d
-              member = name
-              if permits > 1 then member = name .. '*' .. permits end
-              while redis.call('ZADD', log, 'NX', nowText, member) == 0 do
-                name = name .. '+'
+            local extra = false
+            if weighted > 0 then extra = redis.call('ZSCORE', log, '#') end
+            local count
+            if extra then
+              extra = -tonumber(extra)
+              local gone = redis.call('ZRANGEBYSCORE', log, '0', cutoff)
+              if #gone > 0 then
+                for i = 1, #gone do
+                  local star = string.find(gone[i], '*', 1, true)
+                  if star then extra = extra + 1 - tonumber(string.sub(gone[i], star + 1)) end
+                end
+                redis.call('ZREMRANGEBYSCORE', log, '0', cutoff)
+                if extra > 0 then redis.call('ZADD', log, 'XX', -extra, '#') else redis.call('ZREM', log, '#') extra = false end
+              end
+              count = redis.call('ZCARD', log)
+              if extra then count = count - 1 + extra end
+            else
+              redis.call('ZREMRANGEBYSCORE', log, '-inf', cutoff)
+              count = redis.call('ZCARD', log)
+            end
+            if permits > 0 and count + permits <= limit then
+              local member = id
+              if permits > 1 then member = id .. '*' .. permits end
+              if redis.call('ZADD', log, 'NX', nowText, member) == 0 then
+                -- an earlier decision of this batch on this key has that name: this one is named by its position
+                local name = id .. '.' .. d
                 member = name
                 if permits > 1 then member = name .. '*' .. permits end
+                while redis.call('ZADD', log, 'NX', nowText, member) == 0 do
+                  name = name .. '+'
+                  member = name
+                  if permits > 1 then member = name .. '*' .. permits end
+                end
               end
-            end
-            if permits > 1 then
-              extra = (extra or 0) + permits - 1
-              redis.call('ZADD', log, -extra, '#')
-            end
-            redis.call('PEXPIREAT', log, expireAt)
-            n = n + 1
-            out[n] = limit - count - permits
-          else
-            local flag = -1
-            if permits == 0 and count < limit then flag = -2 end
-            local retry = 0
-            local reset = 0
-            if count > 0 then
-              if flag == -1 then
-                -- permits that must leave the window before this request fits
-                local need = count + math.max(permits, 1) - limit
-                local at = need - 1
-                if extra then
-                  at = nil
-                  local walk = redis.call('ZRANGE', log, 1, 64, 'WITHSCORES')
-                  local freed = 0
-                  for i = 1, #walk, 2 do
-                    local star = string.find(walk[i], '*', 1, true)
-                    if star then freed = freed + tonumber(string.sub(walk[i], star + 1)) else freed = freed + 1 end
-                    if freed >= need then
-                      retry = tonumber(walk[i + 1]) + window - now
-                      break
+              if permits > 1 then
+                extra = (extra or 0) + permits - 1
+                redis.call('ZADD', log, -extra, '#')
+              end
+              redis.call('PEXPIREAT', log, expireAt)
+              n = n + 1
+              out[n] = limit - count - permits
+            else
+              local flag = -1
+              if permits == 0 and count < limit then flag = -2 end
+              local retry = 0
+              local reset = 0
+              if count > 0 then
+                if flag == -1 then
+                  -- permits that must leave the window before this request fits
+                  local need = count + math.max(permits, 1) - limit
+                  local at = need - 1
+                  if extra then
+                    at = nil
+                    local walk = redis.call('ZRANGE', log, 1, 64, 'WITHSCORES')
+                    local freed = 0
+                    for i = 1, #walk, 2 do
+                      local star = string.find(walk[i], '*', 1, true)
+                      if star then freed = freed + tonumber(string.sub(walk[i], star + 1)) else freed = freed + 1 end
+                      if freed >= need then
+                        retry = tonumber(walk[i + 1]) + window - now
+                        break
+                      end
                     end
+                    if freed < need then at = 64 + need - freed end
                   end
-                  if freed < need then at = 64 + need - freed end
+                  if at then
+                    local e = redis.call('ZRANGE', log, at, at, 'WITHSCORES')
+                    if not e[2] then e = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES') end
+                    if e[2] then retry = tonumber(e[2]) + window - now end
+                  end
                 end
-                if at then
-                  local e = redis.call('ZRANGE', log, at, at, 'WITHSCORES')
-                  if not e[2] then e = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES') end
-                  if e[2] then retry = tonumber(e[2]) + window - now end
-                end
+                local newest = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
+                if newest[2] then reset = tonumber(newest[2]) + window - now end
               end
-              local newest = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
-              if newest[2] then reset = tonumber(newest[2]) + window - now end
+              local remaining = limit - count
+              if remaining < 0 then remaining = 0 end
+              out[n + 1] = flag
+              out[n + 2] = remaining
+              out[n + 3] = retry
+              out[n + 4] = reset
+              n = n + 4
             end
-            local remaining = limit - count
-            if remaining < 0 then remaining = 0 end
-            out[n + 1] = flag
-            out[n + 2] = remaining
-            out[n + 3] = retry
-            out[n + 4] = reset
-            n = n + 4
           end
         end
         return out
