@@ -34,19 +34,23 @@ public static class RedisPing
             var why = open.Describe();
             return [.. ordered.Select(s => new StorePing(StoreNames.Redis, Format(s.EndPoint), false, null, null, why, $"{Role(s)}, circuit breaker open"))];
         }
-        return await Task.WhenAll(ordered.Select(s => PingOneAsync(multiplexer, s, cancellationToken))).ConfigureAwait(false);
+        return await Task.WhenAll(ordered.Select(s => PingOneAsync(s, cancellationToken))).ConfigureAwait(false);
     }
 
-    private static async Task<StorePing> PingOneAsync(IConnectionMultiplexer multiplexer, IServer server, CancellationToken cancellationToken)
+    private static async Task<StorePing> PingOneAsync(IServer server, CancellationToken cancellationToken)
     {
         var endpoint = Format(server.EndPoint);
         var role = Role(server);
-        if (!server.IsConnected)
-            return new StorePing(StoreNames.Redis, endpoint, false, null, null, $"not connected to {endpoint} ({multiplexer.GetStatus().Split('\n', 2)[0].Trim()})", role);
         try
         {
+            // A server not connected is pinged too: the client's answer says why it is down (refused, timed out...).
             var roundTrip = await server.PingAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
             return new StorePing(StoreNames.Redis, endpoint, true, server.Version.ToString(), roundTrip, null, role);
+        }
+        catch (RedisConnectionException e) when (!server.IsConnected)
+        {
+            var cause = e.InnerException is { } inner ? $": {inner.Message.Split('\n', 2)[0].Trim()}" : "";
+            return new StorePing(StoreNames.Redis, endpoint, false, null, null, $"not connected to {endpoint} ({e.FailureType}{cause})", role);
         }
         catch (Exception e) when (e is RedisException or TimeoutException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {

@@ -55,29 +55,36 @@ internal static class DoctorCommand
         var json = parse.GetValue(CommonOptions.Json);
         var timeout = parse.GetValue(Timeout);
 
+        var htmlPath = parse.GetValue(Html) is { Length: > 0 } html ? Path.GetFullPath(html) : null;
+        // A folder that is not there fails before minutes of checks, not after.
+        if (htmlPath is not null && (Directory.Exists(htmlPath) || !Directory.Exists(Path.GetDirectoryName(htmlPath))))
+            return CommonOptions.Fail(json, ExitCodes.InvalidConfig, $"--html: cannot write {htmlPath}: {(Directory.Exists(htmlPath) ? "it is a folder" : "its folder does not exist")}");
+
         await using var services = CliServices.Build(config);
         var doctor = services.GetRequiredService<PolystoreDoctor>();
         var report = await RunWithProgressAsync(doctor, new PolystoreDoctorOptions { CheckTimeout = TimeSpan.FromSeconds(timeout) }, json, cancellationToken);
         var exitCode = report.HasCritical ? ExitCodes.Critical : ExitCodes.Ok;
         var at = DateTimeOffset.UtcNow;
 
-        if (parse.GetValue(Html) is { Length: > 0 } htmlPath)
+        string? htmlFailure = null;
+        if (htmlPath is not null)
         {
-            var full = Path.GetFullPath(htmlPath);
             try
             {
-                await File.WriteAllTextAsync(full, DoctorReport.Html(report, exitCode, at, location.Directory), cancellationToken);
+                await File.WriteAllTextAsync(htmlPath, DoctorReport.Html(report, exitCode, at, location.Directory), cancellationToken);
+                CommonOptions.Error.MarkupLine($"HTML report written to [bold]{Markup.Escape(htmlPath)}[/]");
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
-                CommonOptions.Error.MarkupLine($"[red]--html: could not write {Markup.Escape(full)}: {Markup.Escape(e.Message)}[/]");
-                return ExitCodes.InvalidConfig;
+                htmlFailure = $"--html: could not write {htmlPath}: {e.Message}";
             }
-            CommonOptions.Error.MarkupLine($"HTML report written to [bold]{Markup.Escape(full)}[/]");
         }
+        // The report is printed even when the HTML copy failed: the checks ran, and their findings are the point.
         if (json) CommonOptions.WriteJson(DoctorReport.Json(report, exitCode, at));
         else WriteTables(report, parse.GetValue(Summary), exitCode);
-        return exitCode;
+        if (htmlFailure is null) return exitCode;
+        CommonOptions.Error.MarkupLine($"[red]{Markup.Escape(htmlFailure)}[/]");
+        return ExitCodes.InvalidConfig;
     }
 
     private static async Task<DiagnosticReport> RunWithProgressAsync(PolystoreDoctor doctor, PolystoreDoctorOptions options, bool json, CancellationToken ct)

@@ -123,7 +123,7 @@ public static class DiagnosticRunner
         }
         catch (Exception e) when (!cancellationToken.IsCancellationRequested)
         {
-            var message = Redactor.Redact(FirstLine(e), secrets);
+            var message = FirstLine(e, secrets);
             var finding = new Finding(check.Store, check.Name, Severity.Warning,
                 $"{check.Name} could not run: {message}",
                 new Dictionary<string, string> { ["error"] = e.GetType().Name },
@@ -138,9 +138,10 @@ public static class DiagnosticRunner
 
     private static bool IsTimeout(Exception e) => e.InnerException is TimeoutException or OperationCanceledException;
 
-    private static string FirstLine(Exception e)
+    // Redacted before it is cut: a secret cut in two would no longer match, and its first half would show.
+    private static string FirstLine(Exception e, IEnumerable<string?> secrets)
     {
-        var message = e.Message.Split('\n', 2)[0].Trim();
+        var message = Redactor.Redact(e.Message.Split('\n', 2)[0].Trim(), secrets);
         return message.Length > 300 ? message[..300] + "…" : message;
     }
 }

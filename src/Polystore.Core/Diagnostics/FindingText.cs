@@ -29,6 +29,9 @@ public static class FindingText
     public static string Snippet(string? text, IEnumerable<string?> secrets, int max = 200)
     {
         if (string.IsNullOrEmpty(text)) return "";
+        // Masked before it is cut: a secret that straddled the cut would no longer match, and its first part would
+        // show. (Only the first 64 KiB can reach the cut, even past collapsed white space, for any sane max.)
+        text = Redactor.Redact(text.Length > 65_536 ? text[..65_536] : text, secrets);
         var sb = new StringBuilder(Math.Min(text.Length, max + 1));
         var lastSpace = false;
         foreach (var ch in text)
@@ -39,9 +42,15 @@ public static class FindingText
             lastSpace = space;
             if (sb.Length > max) break;
         }
-        var line = Redactor.Redact(sb.ToString().Trim(), secrets);
+        var line = sb.ToString().Trim();
         return line.Length > max ? line[..max] + "…" : line;
     }
+
+    /// <summary>
+    /// <paramref name="value"/> as one shell word in single quotes (a quote inside written as <c>'\''</c>), so a key or
+    /// name pasted into a remedy's command line is passed as is, never split or run.
+    /// </summary>
+    public static string ShellQuote(string value) => "'" + value.Replace("'", "'\\''", StringComparison.Ordinal) + "'";
 
     /// <summary>Builds an evidence dictionary from name/value pairs, skipping null values.</summary>
     public static IReadOnlyDictionary<string, string> Evidence(params (string Name, object? Value)[] pairs)

@@ -28,7 +28,7 @@ public sealed class PolystoreDoctor(PolystoreConfig config, IEnumerable<IStoreDo
         var diagnostics = new List<IStoreDiagnostics>();
         try
         {
-            var pings = await Task.WhenAll(StoreNames.All.Select(store => PingAsync(store, cancellationToken))).ConfigureAwait(false);
+            var pings = await Task.WhenAll(StoreNames.All.Select(store => PingAsync(store, options.CheckTimeout, cancellationToken))).ConfigureAwait(false);
             foreach (var (store, doctor, primary) in pings)
             {
                 if (doctor is null || primary is null) preFindings.Add(StoreFindings.NotConfigured(store, _config.Directory));
@@ -56,12 +56,24 @@ public sealed class PolystoreDoctor(PolystoreConfig config, IEnumerable<IStoreDo
         }
     }
 
-    private async Task<(string Store, IStoreDoctor? Doctor, StorePing? Primary)> PingAsync(string store, CancellationToken cancellationToken)
+    // Bounded like a check: the ping goes through the application's pool, whose own timeout (pool_timeout, up to
+    // 1024 s) would otherwise hold the whole report on a server that accepts connections and never answers.
+    private async Task<(string Store, IStoreDoctor? Doctor, StorePing? Primary)> PingAsync(string store, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var doctor = _stores.FirstOrDefault(s => s.Store == store);
         if (doctor is null) return (store, null, null);
-        var results = await doctor.PingAsync(cancellationToken).ConfigureAwait(false);
-        return (store, doctor, results.Count == 0 ? null : results[0]);
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        bounded.CancelAfter(timeout);
+        try
+        {
+            var results = await doctor.PingAsync(bounded.Token).WaitAsync(bounded.Token).ConfigureAwait(false);
+            return (store, doctor, results.Count == 0 ? null : results[0]);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            var seconds = timeout.TotalSeconds.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture);
+            return (store, doctor, new StorePing(store, "the configured endpoint", false, null, null, $"no answer within {seconds} s (the doctor's --timeout)", null));
+        }
     }
 
     /// <summary>Reports on the caller's thread (unlike <see cref="Progress{T}"/>, which posts to a captured context).</summary>

@@ -127,7 +127,7 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
                     $"Operation {opid} ({op.GetValue("op", "?")} on {op.GetValue("ns", "?")}) has run for {secs} s",
                     Evidence(("opid", opid), ("op", op.GetValue("op", "").ToString()), ("ns", op.GetValue("ns", "").ToString()), ("secs_running", secs),
                         ("client", op.GetValue("client", "").ToString()), ("plan_summary", op.GetValue("planSummary", "").ToString()), ("command", command)),
-                    $"db.killOp({opid})   // then explain it: db.getSiblingDB(...).getCollection(...).find(...).explain(\"executionStats\")");
+                    KillOpRemedy(op["opid"]));
             }).ToList();
     }
 
@@ -216,6 +216,10 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
             severity == Severity.Info ? null
                 : $"db.adminCommand({{ replSetResizeOplog: 1, size: {(target is { } t ? Num(t) : "<MB>")} }})   // on every member; size in MB")];
     }
+
+    // A mongos names an operation "shard:number", a string; a mongod by a number.
+    internal static string KillOpRemedy(BsonValue opid) =>
+        $"db.killOp({(opid.IsString ? Js(opid.AsString) : opid.ToString())})   // then explain it: db.getSiblingDB(...).getCollection(...).find(...).explain(\"executionStats\")";
 
     private static string Js(string value) => "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
 

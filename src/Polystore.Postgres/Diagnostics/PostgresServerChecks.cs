@@ -31,7 +31,7 @@ internal static class PostgresServerChecks
             """, r => (Schema: r.GetString(0), Name: r.GetString(1), Type: r.GetString(2), Max: r.Long(3), Last: r.LongOrNull(4), Inc: r.Long(5),
                 Visible: r.Bool(6), Table: r.Str(7), Column: r.Str(8), ColumnType: r.Str(9)),
             ct, ctx.SchemaParameter()).ConfigureAwait(false);
-        var findings = new List<Finding>();
+        var found = new List<(double Ratio, Finding Finding)>();
         var hidden = rows.Where(s => !s.Visible).ToList();
         foreach (var s in rows.Where(s => s.Visible && s.Last is not null && s.Inc > 0))
         {
@@ -43,13 +43,14 @@ internal static class PostgresServerChecks
             var remedy = narrowColumn
                 ? $"ALTER TABLE {PostgresIdentifier.Qualified(s.Schema, s.Table!)} ALTER COLUMN {PostgresIdentifier.Quote(s.Column!)} TYPE bigint;  -- rewrites the table under an exclusive lock: plan a window\nALTER SEQUENCE {PostgresIdentifier.Qualified(s.Schema, s.Name)} AS bigint;"
                 : $"ALTER SEQUENCE {PostgresIdentifier.Qualified(s.Schema, s.Name)} AS bigint MAXVALUE 9223372036854775807;";
-            findings.Add(ctx.Finding("postgres.sequences", ratio >= ctx.Options.SequenceCritical ? Severity.Critical : Severity.Warning,
+            found.Add((ratio, ctx.Finding("postgres.sequences", ratio >= ctx.Options.SequenceCritical ? Severity.Critical : Severity.Warning,
                 $"Sequence {s.Schema}.{s.Name} is {Percent(ratio)} of the way to {(narrowColumn ? $"its column {s.Table}.{s.Column} ({s.ColumnType}) overflowing" : "its maximum")}",
                 Evidence(("schema", s.Schema), ("sequence", s.Name), ("last_value", s.Last), ("limit", limit), ("used", Percent(ratio)), ("sequence_type", s.Type),
                     ("column", s.Table is null ? null : $"{s.Table}.{s.Column}"), ("column_type", s.ColumnType)),
-                remedy));
+                remedy)));
         }
-        findings = [.. findings.OrderByDescending(f => f.Severity).Take(ctx.Limit)];
+        // The worst first, so a capped list keeps them.
+        List<Finding> findings = [.. found.OrderByDescending(f => f.Ratio).Take(ctx.Limit).Select(f => f.Finding)];
         if (hidden.Count > 0)
         {
             var role = (await ctx.QueryAsync("SELECT current_user", r => r.GetString(0), ct).ConfigureAwait(false))[0];

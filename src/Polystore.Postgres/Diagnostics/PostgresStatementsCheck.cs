@@ -16,21 +16,21 @@ internal static class PostgresStatementsCheck
         await using (connection.ConfigureAwait(false))
         {
             var state = (await PostgresContext.QueryAsync(connection, """
-                SELECT current_setting('shared_preload_libraries'), current_database(), current_user,
+                SELECT (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries'), current_database(), current_user,
                        (SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements')
-                """, r => (Preload: r.GetString(0), Db: r.GetString(1), User: r.GetString(2), Schema: r.Str(3)), ct).ConfigureAwait(false))[0];
-            var preloaded = state.Preload.Split(',').Any(l => l.Trim().Trim('"') == "pg_stat_statements");
-            if (!preloaded)
+                """, r => (Preload: r.Str(0), Db: r.GetString(1), User: r.GetString(2), Schema: r.Str(3)), ct).ConfigureAwait(false))[0];
+            // Null: pg_settings hides the setting from a role without pg_read_all_settings; the view itself then tells.
+            if (state.Preload is { } preload && !preload.Split(',').Any(l => l.Trim().Trim('"') == "pg_stat_statements"))
             {
-                var libs = string.Join(", ", state.Preload.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Append("pg_stat_statements"));
+                var libs = string.Join(", ", preload.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Append("pg_stat_statements"));
                 return [ctx.Finding(Check, Severity.Info, "Slow queries not visible: pg_stat_statements is not preloaded",
-                    Evidence(("shared_preload_libraries", state.Preload.Length == 0 ? "(empty)" : state.Preload)),
+                    Evidence(("shared_preload_libraries", preload.Length == 0 ? "(empty)" : preload)),
                     $"ALTER SYSTEM SET shared_preload_libraries = {PostgresLiteral.Quote(libs)};  -- then restart PostgreSQL, and in database {PostgresIdentifier.Quote(state.Db)}: CREATE EXTENSION pg_stat_statements;")];
             }
             if (state.Schema is null)
             {
                 return [ctx.Finding(Check, Severity.Info, $"Slow queries not visible: pg_stat_statements is preloaded but the extension is not created in database {state.Db}",
-                    Evidence(("database", state.Db), ("shared_preload_libraries", state.Preload)),
+                    Evidence(("database", state.Db), ("shared_preload_libraries", state.Preload ?? "(not readable by this role)")),
                     $"CREATE EXTENSION pg_stat_statements;  -- as a superuser (or the database owner), connected to {PostgresIdentifier.Quote(state.Db)}")];
             }
             List<(long Calls, double Total, double Mean, long Rows, long Hit, long Read, string? Query, string? Role)> rows;
@@ -47,6 +47,13 @@ internal static class PostgresStatementsCheck
                 hidden = (await PostgresContext.QueryAsync(connection, $"""
                     SELECT count(*)::int FROM {PostgresIdentifier.Quote(state.Schema)}.pg_stat_statements WHERE query = '{Hidden}'
                     """, r => r.GetInt32(0), ct).ConfigureAwait(false))[0];
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.ObjectNotInPrerequisiteState)
+            {
+                // Created but not preloaded, seen by a role that may not read shared_preload_libraries.
+                return [ctx.Finding(Check, Severity.Info, $"Slow queries not visible: {e.MessageText}",
+                    Evidence(("database", state.Db), ("sqlstate", e.SqlState)),
+                    "ALTER SYSTEM SET shared_preload_libraries = '<the current list>, pg_stat_statements';  -- as a superuser, then restart PostgreSQL")];
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.InsufficientPrivilege)
             {

@@ -97,7 +97,20 @@ internal static class RedisChecks
             $"{noTtl.Count} of {keys.Count} sampled keys have no TTL ({Percent(ratio)}){(prefixes.Count > 0 ? $"; most under '{top}'" : "")}",
             evidence,
             noTtl.Count == 0 ? null
-                : $"Write them with a TTL (SET key value EX 3600). For the existing keys under one prefix:\n{c.Cli} --scan --pattern '{top}*' | xargs -I{{}} {c.Cli} EXPIRE {{}} 86400 NX")];
+                : $"Write them with a TTL (SET key value EX 3600). For the existing keys under one prefix:\n{c.Cli} --scan --pattern {ShellQuote(prefixes.Count > 0 ? GlobEscape(top) + "*" : "*")} | xargs -d '\\n' -I{{}} {c.Cli} EXPIRE {{}} 86400 NX")];
+    }
+
+    // The prefix matched literally by SCAN's MATCH (its glob characters escaped); xargs -d '\n' then passes each key
+    // whole, without reading quotes or spaces in it.
+    private static string GlobEscape(string literal)
+    {
+        var escaped = new System.Text.StringBuilder(literal.Length + 4);
+        foreach (var ch in literal)
+        {
+            if (ch is '*' or '?' or '[' or ']' or '\\') escaped.Append('\\');
+            escaped.Append(ch);
+        }
+        return escaped.ToString();
     }
 
     private static string Prefix(string key)
@@ -144,7 +157,8 @@ internal static class RedisChecks
     private static string Advice(CommandTrace e, string cli)
     {
         var name = e.Arguments.Length > 0 ? e.Arguments[0].ToString().ToUpperInvariant() : "";
-        var key = e.Arguments.Length > 1 ? e.Arguments[1].ToString() : "<key>";
+        // The key is data (anyone who can write one chooses its name): quoted as one shell word, never run.
+        var key = e.Arguments.Length > 1 ? ShellQuote(e.Arguments[1].ToString()) : "<key>";
         return name switch
         {
             "KEYS" => "Replace KEYS with SCAN (cursor, MATCH, COUNT) in the application: KEYS blocks the server for the whole keyspace",
