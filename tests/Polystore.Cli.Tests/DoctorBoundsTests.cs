@@ -13,7 +13,7 @@ public sealed class DoctorBoundsTests : IDisposable
     {
         _hole.Start(); // accepts (in the kernel) and never answers
         var port = ((IPEndPoint)_hole.LocalEndpoint).Port;
-        // pool_timeout is the application's wait for a connection (valid up to 1024 s); the doctor's --timeout is 3 s.
+        // pool_timeout is the application's wait for a connection (valid up to 1024 s); the doctor's ping waits --timeout, at least 5 s.
         File.WriteAllText(Path.Combine(_dir, "postgresql.yaml"),
             $"connection:\n  host: 127.0.0.1\n  port: {port}\n  password: hole-pw\npool:\n  pool_timeout: 40\n");
     }
@@ -26,7 +26,7 @@ public sealed class DoctorBoundsTests : IDisposable
         Assert.Equal(4, result.ExitCode);
         using var report = System.Text.Json.JsonDocument.Parse(result.Stdout);
         var reachable = report.RootElement.GetProperty("findings").EnumerateArray().Single(f => f.GetProperty("check").GetString() == "postgres.reachable");
-        Assert.Contains("no answer within 3 s", reachable.GetProperty("title").GetString(), StringComparison.Ordinal);
+        Assert.Contains("no answer within 5 s", reachable.GetProperty("title").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]

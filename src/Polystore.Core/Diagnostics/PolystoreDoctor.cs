@@ -28,7 +28,10 @@ public sealed class PolystoreDoctor(PolystoreConfig config, IEnumerable<IStoreDo
         var diagnostics = new List<IStoreDiagnostics>();
         try
         {
-            var pings = await Task.WhenAll(StoreNames.All.Select(store => PingAsync(store, options.CheckTimeout, cancellationToken))).ConfigureAwait(false);
+            // A ping waits as long as a check may run, and at least 5 s: a tiny --timeout is about the checks, and must
+            // not call a store that takes a second to connect unreachable.
+            var pingTimeout = options.CheckTimeout > MinPingTimeout ? options.CheckTimeout : MinPingTimeout;
+            var pings = await Task.WhenAll(StoreNames.All.Select(store => PingAsync(store, pingTimeout, cancellationToken))).ConfigureAwait(false);
             foreach (var (store, doctor, primary) in pings)
             {
                 if (doctor is null || primary is null) preFindings.Add(StoreFindings.NotConfigured(store, _config.Directory));
@@ -56,6 +59,8 @@ public sealed class PolystoreDoctor(PolystoreConfig config, IEnumerable<IStoreDo
         }
     }
 
+    private static readonly TimeSpan MinPingTimeout = TimeSpan.FromSeconds(5);
+
     // Bounded like a check: the ping goes through the application's pool, whose own timeout (pool_timeout, up to
     // 1024 s) would otherwise hold the whole report on a server that accepts connections and never answers.
     private async Task<(string Store, IStoreDoctor? Doctor, StorePing? Primary)> PingAsync(string store, TimeSpan timeout, CancellationToken cancellationToken)
@@ -72,7 +77,7 @@ public sealed class PolystoreDoctor(PolystoreConfig config, IEnumerable<IStoreDo
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             var seconds = timeout.TotalSeconds.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture);
-            return (store, doctor, new StorePing(store, "the configured endpoint", false, null, null, $"no answer within {seconds} s (the doctor's --timeout)", null));
+            return (store, doctor, new StorePing(store, "the configured endpoint", false, null, null, $"no answer within {seconds} s", null));
         }
     }
 
