@@ -127,6 +127,19 @@ public sealed class DoctorIndexAndSequenceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_descending_sequence_near_its_minimum_is_reported()
+    {
+        await ExecAsync($"CREATE TABLE {T("down")} (id integer)");
+        await ExecAsync($"CREATE SEQUENCE {T("down_seq")} AS integer INCREMENT BY -1 MAXVALUE -1 OWNED BY {T("down")}.id; SELECT setval('{_schema}.down_seq', -2000000000);"); // 93 % of -2^31
+        await using var doctor = Doctor();
+
+        var f = Assert.Single(await RunAsync(doctor, "postgres.sequences"));
+
+        Assert.Equal((Severity.Critical, "down_seq", "-2147483648"), (f.Severity, f.Evidence["sequence"], f.Evidence["limit"]));
+        Assert.Contains("ALTER COLUMN \"id\" TYPE bigint", f.Remedy, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Sequences_keep_the_worst_when_capped()
     {
         // Both are warnings (75 % .. 90 %); with room for one finding, the worst (89 %) must be kept.

@@ -16,7 +16,7 @@ internal static class PostgresServerChecks
         var rows = await ctx.QueryAsync("""
             SELECT s.schemaname, s.sequencename, s.data_type::text, s.max_value, s.last_value, s.increment_by,
                    has_sequence_privilege(c.oid, 'SELECT') OR has_sequence_privilege(c.oid, 'USAGE'),
-                   o.tab, o.col, o.coltype
+                   o.tab, o.col, o.coltype, s.min_value
             FROM pg_sequences s
             JOIN pg_namespace n ON n.nspname = s.schemaname
             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename
@@ -29,22 +29,28 @@ internal static class PostgresServerChecks
                 LIMIT 1) o ON true
             WHERE ($1::text[] IS NULL OR s.schemaname = ANY($1))
             """, r => (Schema: r.GetString(0), Name: r.GetString(1), Type: r.GetString(2), Max: r.Long(3), Last: r.LongOrNull(4), Inc: r.Long(5),
-                Visible: r.Bool(6), Table: r.Str(7), Column: r.Str(8), ColumnType: r.Str(9)),
+                Visible: r.Bool(6), Table: r.Str(7), Column: r.Str(8), ColumnType: r.Str(9), Min: r.Long(10)),
             ct, ctx.SchemaParameter()).ConfigureAwait(false);
         var found = new List<(double Ratio, Finding Finding)>();
         var hidden = rows.Where(s => !s.Visible).ToList();
-        foreach (var s in rows.Where(s => s.Visible && s.Last is not null && s.Inc > 0))
+        foreach (var s in rows.Where(s => s.Visible && s.Last is not null && s.Inc != 0))
         {
-            var columnLimit = s.ColumnType switch { "smallint" => short.MaxValue, "integer" => int.MaxValue, _ => long.MaxValue };
-            var limit = Math.Min(s.Max, columnLimit);
+            // A descending sequence runs towards the larger (closer to zero) of its min_value and its column's minimum.
+            var descending = s.Inc < 0;
+            var columnLimit = descending
+                ? s.ColumnType switch { "smallint" => short.MinValue, "integer" => int.MinValue, _ => long.MinValue }
+                : s.ColumnType switch { "smallint" => short.MaxValue, "integer" => int.MaxValue, _ => long.MaxValue };
+            var limit = descending ? Math.Max(s.Min, columnLimit) : Math.Min(s.Max, columnLimit);
             var ratio = (double)s.Last!.Value / limit;
             if (ratio < ctx.Options.SequenceWarning) continue;
-            var narrowColumn = columnLimit < long.MaxValue && s.Table is not null; // widening the column (and sequence) is the fix
+            var narrowColumn = columnLimit is > long.MinValue and < long.MaxValue && s.Table is not null; // widening the column (and sequence) is the fix
             var remedy = narrowColumn
                 ? $"ALTER TABLE {PostgresIdentifier.Qualified(s.Schema, s.Table!)} ALTER COLUMN {PostgresIdentifier.Quote(s.Column!)} TYPE bigint;  -- rewrites the table under an exclusive lock: plan a window\nALTER SEQUENCE {PostgresIdentifier.Qualified(s.Schema, s.Name)} AS bigint;"
-                : $"ALTER SEQUENCE {PostgresIdentifier.Qualified(s.Schema, s.Name)} AS bigint MAXVALUE 9223372036854775807;";
+                : descending
+                    ? $"ALTER SEQUENCE {PostgresIdentifier.Qualified(s.Schema, s.Name)} AS bigint MINVALUE -9223372036854775808;"
+                    : $"ALTER SEQUENCE {PostgresIdentifier.Qualified(s.Schema, s.Name)} AS bigint MAXVALUE 9223372036854775807;";
             found.Add((ratio, ctx.Finding("postgres.sequences", ratio >= ctx.Options.SequenceCritical ? Severity.Critical : Severity.Warning,
-                $"Sequence {s.Schema}.{s.Name} is {Percent(ratio)} of the way to {(narrowColumn ? $"its column {s.Table}.{s.Column} ({s.ColumnType}) overflowing" : "its maximum")}",
+                $"Sequence {s.Schema}.{s.Name} is {Percent(ratio)} of the way to {(narrowColumn ? $"its column {s.Table}.{s.Column} ({s.ColumnType}) overflowing" : descending ? "its minimum" : "its maximum")}",
                 Evidence(("schema", s.Schema), ("sequence", s.Name), ("last_value", s.Last), ("limit", limit), ("used", Percent(ratio)), ("sequence_type", s.Type),
                     ("column", s.Table is null ? null : $"{s.Table}.{s.Column}"), ("column_type", s.ColumnType)),
                 remedy)));
