@@ -181,4 +181,27 @@ public sealed class RememberedDenialsTests
         denials.Remember("old", 1, denial, at - (long)(60 * System.Diagnostics.Stopwatch.Frequency));
         Assert.False(denials.TryAnswer("old", 1, out _));
     }
+
+    [Fact]
+    public async Task Concurrent_remembers_and_forgets_keep_the_count_equal_to_the_keys_held()
+    {
+        // The count bounds the memory (65,536 keys): it must never drift from the keys actually held.
+        var denials = new RememberedDenials(TimeSpan.FromMinutes(1));
+        var denied = new RateLimitDecision(false, 0, TimeSpan.FromSeconds(30), TimeSpan.FromSeconds(30), 0);
+        var keys = Enumerable.Range(0, 8).Select(i => $"k{i}").ToArray();
+        await Task.WhenAll(Enumerable.Range(0, 8).Select(t => Task.Run(() =>
+        {
+            for (var i = 0; i < 20_000; i++)
+            {
+                var key = keys[(t + i) % keys.Length];
+                if ((i & 1) == 0) denials.Remember(key, 1, denied, System.Diagnostics.Stopwatch.GetTimestamp());
+                else denials.Forget(key);
+            }
+        }, TestContext.Current.CancellationToken)));
+
+        var held = keys.Count(k => denials.TryAnswer(k, 1, out _));
+        Assert.Equal(held, denials.Count);
+        foreach (var key in keys) denials.Forget(key);
+        Assert.Equal(0, denials.Count);
+    }
 }

@@ -48,13 +48,16 @@ internal sealed class L1Cache(RedisTieredCacheOptions options, CacheClock clock)
         if (freshFor <= 0 && staleFor <= 0) return;
         var now = clock.TickMs;
         var entry = new L1Entry(value, missing, now + freshFor, now + staleFor, tags?.ToArray());
-        if (_entries.TryAdd(key, entry))
+        // Add or replace, counting only what was added (a drop between a failed add and a plain set would re-add the
+        // key uncounted, and the bound would drift).
+        while (true)
         {
-            if (Interlocked.Increment(ref _count) > _maxEntries) Trim();
-        }
-        else
-        {
-            _entries[key] = entry;
+            if (_entries.TryAdd(key, entry))
+            {
+                if (Interlocked.Increment(ref _count) > _maxEntries) Trim();
+                return;
+            }
+            if (_entries.TryGetValue(key, out var old) && _entries.TryUpdate(key, entry, old)) return;
         }
     }
 

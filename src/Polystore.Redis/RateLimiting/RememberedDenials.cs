@@ -57,8 +57,17 @@ internal sealed class RememberedDenials(TimeSpan maxAge)
         if (decision.Allowed || decision.IsFallback || permits == 0 || decision.RetryAfter <= TimeSpan.Zero) return;
         var wait = (long)(decision.RetryAfter.TotalSeconds * Stopwatch.Frequency);
         var denial = new Denial(permits, decision.Remaining, sentAt + Math.Min(wait, _maxAgeTicks), sentAt + wait, sentAt, decision.Reset, decision.ServerTimeMicroseconds);
-        if (!_byKey.TryAdd(key, denial)) _byKey[key] = denial;
-        else if (Interlocked.Increment(ref _count) > Capacity) Sweep();
+        // Add or replace, counting only what was added: a Forget between a failed add and a plain set would re-add the
+        // key uncounted, and the count would drift below the entries it bounds.
+        while (true)
+        {
+            if (_byKey.TryAdd(key, denial))
+            {
+                if (Interlocked.Increment(ref _count) > Capacity) Sweep();
+                return;
+            }
+            if (_byKey.TryGetValue(key, out var old) && _byKey.TryUpdate(key, denial, old)) return;
+        }
     }
 
     /// <summary>Forgets <paramref name="key"/> (permits were given back on it).</summary>
