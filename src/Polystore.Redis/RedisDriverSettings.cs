@@ -41,8 +41,11 @@ public static class RedisDriverSettings
             {
                 var nodeUri = new Uri(node);
                 options.EndPoints.Add(nodeUri.Host, nodeUri.Port);
-                var (_, nodePassword) = UserInfo(nodeUri);
+                var (nodeUser, nodePassword) = UserInfo(nodeUri);
+                options.User ??= nodeUser;
                 options.Password ??= nodePassword;
+                // A cluster configured by its nodes alone is on TLS when they say rediss.
+                if (nodeUri.Scheme == "rediss") options.Ssl = true;
             }
         }
         else if (settings.Sentinel.Enabled)
@@ -52,20 +55,25 @@ public static class RedisDriverSettings
             // One password for the sentinels and the servers (the validator refuses two different ones).
             options.Password ??= settings.Sentinel.Password;
             foreach (var sentinel in settings.Sentinel.Sentinels) options.EndPoints.Add(sentinel.Host, sentinel.Port);
-            options.DefaultDatabase = settings.Connection.Db;
+            options.DefaultDatabase = Database(settings, url);
         }
         else
         {
             options.EndPoints.Add(url.Host, url.IsDefaultPort || url.Port <= 0 ? 6379 : url.Port);
-            var pathDb = url.AbsolutePath.Trim('/');
-            options.DefaultDatabase = settings.Connection.Db != 0 || pathDb.Length == 0
-                ? settings.Connection.Db
-                : int.Parse(pathDb, CultureInfo.InvariantCulture);
+            options.DefaultDatabase = Database(settings, url);
         }
         return options;
     }
 
-    private static int Milliseconds(double seconds) => (int)Math.Round(seconds * 1000);
+    // connection.db, else the URL's path (/N), as in standalone mode.
+    private static int Database(RedisSettings settings, Uri url)
+    {
+        var pathDb = url.AbsolutePath.Trim('/');
+        return settings.Connection.Db != 0 || pathDb.Length == 0 ? settings.Connection.Db : int.Parse(pathDb, CultureInfo.InvariantCulture);
+    }
+
+    // At least 1 ms: a positive timeout under half a millisecond must not become 0 (which means something else).
+    private static int Milliseconds(double seconds) => Math.Max(1, (int)Math.Round(seconds * 1000));
 
     private static (string? User, string? Password) UserInfo(Uri url)
     {

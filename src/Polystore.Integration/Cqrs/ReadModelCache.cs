@@ -45,8 +45,9 @@ public sealed class ReadModelCache<T> : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(store);
         ArgumentException.ThrowIfNullOrEmpty(prefix);
         ArgumentNullException.ThrowIfNull(options);
-        if (options.Ttl <= TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(options), options.Ttl, "Ttl must be positive");
-        if (options.LocalTtl < TimeSpan.Zero) throw new ArgumentOutOfRangeException(nameof(options), options.LocalTtl, "LocalTtl must not be negative");
+        // Bounded so the floor's lifetime (1.2 x Ttl) and local expiry times stay far from overflow.
+        if (options.Ttl <= TimeSpan.Zero || options.Ttl > MaxTtl) throw new ArgumentOutOfRangeException(nameof(options), options.Ttl, "Ttl must be positive and at most 3650 days");
+        if (options.LocalTtl < TimeSpan.Zero || options.LocalTtl > MaxTtl) throw new ArgumentOutOfRangeException(nameof(options), options.LocalTtl, "LocalTtl must be 0..3650 days");
         if (options.LocalCapacity < 1) throw new ArgumentOutOfRangeException(nameof(options), options.LocalCapacity, "LocalCapacity must be at least 1");
         _redis = redis;
         _store = store;
@@ -61,6 +62,8 @@ public sealed class ReadModelCache<T> : IAsyncDisposable
             _localChannel = new ReadModelInvalidationChannel<T>(redis.Multiplexer, prefix, _local, time);
         }
     }
+
+    private static readonly TimeSpan MaxTtl = TimeSpan.FromDays(3650);
 
     /// <summary>The key prefix.</summary>
     public string Prefix { get; }

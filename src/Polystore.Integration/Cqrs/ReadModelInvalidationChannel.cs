@@ -18,6 +18,7 @@ internal sealed class ReadModelInvalidationChannel<T> : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly object _gate = new();
     private bool _subscribed;
+    private bool _disposed;
     private string? _probe; // the nonce of the probe in flight
     private long _probeSentAt;
 
@@ -44,7 +45,7 @@ internal sealed class ReadModelInvalidationChannel<T> : IAsyncDisposable
         bool subscribe;
         lock (_gate)
         {
-            if (_probe is not null && _time.GetElapsedTime(_probeSentAt) < ProbeRetry) return;
+            if (_disposed || (_probe is not null && _time.GetElapsedTime(_probeSentAt) < ProbeRetry)) return;
             nonce = Guid.NewGuid().ToString("N");
             _probe = nonce;
             _probeSentAt = _time.GetTimestamp();
@@ -61,7 +62,18 @@ internal sealed class ReadModelInvalidationChannel<T> : IAsyncDisposable
             if (subscribe)
             {
                 await subscriber.SubscribeAsync(Channel, OnMessage).ConfigureAwait(false);
-                lock (_gate) _subscribed = true;
+                bool disposed;
+                lock (_gate)
+                {
+                    disposed = _disposed;
+                    _subscribed = !disposed;
+                }
+                if (disposed)
+                {
+                    // Disposed while subscribing: the subscription made since must not outlive it.
+                    await subscriber.UnsubscribeAsync(Channel, OnMessage).ConfigureAwait(false);
+                    return;
+                }
             }
             await subscriber.PublishAsync(Channel, "p|" + nonce).ConfigureAwait(false);
         }
@@ -77,12 +89,14 @@ internal sealed class ReadModelInvalidationChannel<T> : IAsyncDisposable
         if (text is null || text.Length < 2) return;
         if (text[0] == 'p')
         {
+            // Under the gate, as every change of Listening: a connection failure or a disposal that lands meanwhile must
+            // not be undone by this probe coming back.
             lock (_gate)
             {
-                if (_probe != text[2..]) return; // another process's probe, or one from before a reconnect
+                if (_disposed || _probe != text[2..]) return; // another process's probe, or one from before a reconnect
                 _probe = null;
+                _copies.Listening = true;
             }
-            _copies.Listening = true;
             return;
         }
         var parts = text.Split('|', 3);
@@ -93,17 +107,25 @@ internal sealed class ReadModelInvalidationChannel<T> : IAsyncDisposable
     // Messages published while the connection was down are lost: stop keeping copies until a new probe comes back.
     private void OnConnectionChanged(object? sender, ConnectionFailedEventArgs e)
     {
-        lock (_gate) _probe = null;
-        _copies.Listening = false;
+        lock (_gate)
+        {
+            _probe = null;
+            _copies.Listening = false;
+        }
     }
 
     public async ValueTask DisposeAsync()
     {
         _redis.ConnectionFailed -= OnConnectionChanged;
         _redis.ConnectionRestored -= OnConnectionChanged;
-        _copies.Listening = false;
         bool subscribed;
-        lock (_gate) subscribed = _subscribed;
+        lock (_gate)
+        {
+            _disposed = true;
+            _probe = null;
+            _copies.Listening = false;
+            subscribed = _subscribed;
+        }
         if (!subscribed) return;
         try
         {
