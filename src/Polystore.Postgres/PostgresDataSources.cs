@@ -13,6 +13,7 @@ namespace Polystore.Postgres;
 public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
 {
     private readonly NpgsqlDataSource _root;
+    private readonly NpgsqlDataSource? _writesRoot;
     private readonly bool _prePing;
     private readonly Lazy<IReadOnlyList<NpgsqlDataSource>> _replicaProbes;
     private readonly ILogger _logger;
@@ -36,9 +37,11 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     /// </summary>
     internal static readonly TimeSpan ReplicaOpenTimeout = TimeSpan.FromSeconds(2);
 
-    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, NpgsqlDataSource? direct, PostgresSettings settings, TimeSpan replicaRecheck, ILoggerFactory? loggerFactory)
+    private PostgresDataSources(NpgsqlDataSource root, NpgsqlDataSource primary, NpgsqlDataSource reads, NpgsqlDataSource? direct, PostgresSettings settings, TimeSpan replicaRecheck,
+        ILoggerFactory? loggerFactory, NpgsqlDataSource? writesRoot = null)
     {
         _root = root;
+        _writesRoot = writesRoot;
         _direct = direct;
         Session = direct ?? (settings.Connection.Pooler == PostgresPooler.PgBouncerTransaction ? null : primary);
         _replicaRecheck = replicaRecheck;
@@ -48,8 +51,8 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         _prePing = settings.Pool.PoolPrePing;
         _logger = loggerFactory?.CreateLogger(PostgresLog.DataSourcesCategory) ?? NullLogger.Instance;
         if (loggerFactory is not null)
-            foreach (var source in new[] { root, primary, reads, direct }) if (source is not null) LoggerFactories.AddOrUpdate(source, loggerFactory);
-        foreach (var source in new[] { root, primary, reads, direct }) if (source is not null) Owners.AddOrUpdate(source, this);
+            foreach (var source in new[] { root, writesRoot, primary, reads, direct }) if (source is not null) LoggerFactories.AddOrUpdate(source, loggerFactory);
+        foreach (var source in new[] { root, writesRoot, primary, reads, direct }) if (source is not null) Owners.AddOrUpdate(source, this);
         // Spans name the server: the configured primary for writes; reads spread over several servers name none.
         if (!ReferenceEquals(primary, reads) && settings.Connection.Hosts.Count == 0)
             PostgresTelemetry.Describe(primary, settings.Connection.Database, settings.Connection.Host, settings.Connection.Port);
@@ -94,10 +97,15 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
     public static PostgresDataSources Create(PostgresSettings settings, Action<NpgsqlDataSourceBuilder>? configure = null, ILoggerFactory? loggerFactory = null)
     {
         ArgumentNullException.ThrowIfNull(settings);
-        var builder = new NpgsqlDataSourceBuilder(PostgresDriverSettings.Build(settings).ConnectionString);
-        builder.Name = settings.Connection.ApplicationName;
-        if (loggerFactory is not null) builder.UseLoggerFactory(loggerFactory);
-        configure?.Invoke(builder);
+        NpgsqlDataSourceBuilder NewBuilder(string name, bool? loadBalance = null)
+        {
+            var b = new NpgsqlDataSourceBuilder(PostgresDriverSettings.Build(settings).ConnectionString) { Name = name };
+            if (loadBalance is { } balance) b.ConnectionStringBuilder.LoadBalanceHosts = balance;
+            if (loggerFactory is not null) b.UseLoggerFactory(loggerFactory);
+            configure?.Invoke(b);
+            return b;
+        }
+        var builder = NewBuilder(settings.Connection.ApplicationName);
         var direct = BuildDirect(settings, configure, loggerFactory);
         var multiHost = PostgresDriverSettings.IsMultiHost(settings);
         if (settings.Replication.ReadReplicas.Count == 0 && !multiHost)
@@ -113,9 +121,18 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         var primary = multi.WithTargetSession(multiHost ? PostgresDriverSettings.TargetSession(settings) : TargetSessionAttributes.Primary);
         if (settings.Replication.ReadReplicas.Count == 0)
             return new PostgresDataSources(multi, primary, primary, direct, settings, TimeSpan.Zero, loggerFactory);
+        NpgsqlMultiHostDataSource? writes = null;
+        if (builder.ConnectionStringBuilder.LoadBalanceHosts)
+        {
+            // Load balancing moves the first host tried on every open, a write's too: a cold open of Primary would then
+            // start at a replica, and wait out the connect timeout when that replica hangs. Writes get a source of their
+            // own that tries the hosts in order (the primary first); reads keep the round robin.
+            writes = NewBuilder($"{settings.Connection.ApplicationName}-writes", loadBalance: false).BuildMultiHost();
+            primary = writes.WithTargetSession(TargetSessionAttributes.Primary);
+        }
         return new PostgresDataSources(multi, primary,
             multi.WithTargetSession(TargetSessionAttributes.PreferStandby),
-            direct, settings, recheck, loggerFactory);
+            direct, settings, recheck, loggerFactory, writes);
     }
 
     private static NpgsqlDataSource? BuildDirect(PostgresSettings settings, Action<NpgsqlDataSourceBuilder>? configure, ILoggerFactory? loggerFactory)
@@ -252,6 +269,12 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
             await connection.DisposeAsync().ConfigureAwait(false);
             return await PostgresPool.OpenAsync(source, cancellationToken).ConfigureAwait(false);
         }
+        catch
+        {
+            // Cancelled (or anything else) during the ping: the connection goes back to the pool, not astray.
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
     }
 
     /// <inheritdoc />
@@ -260,6 +283,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         if (_replicaProbes.IsValueCreated)
             foreach (var probe in _replicaProbes.Value) await probe.DisposeAsync().ConfigureAwait(false);
         if (_direct is not null) await _direct.DisposeAsync().ConfigureAwait(false);
+        if (_writesRoot is not null) await _writesRoot.DisposeAsync().ConfigureAwait(false);
         await _root.DisposeAsync().ConfigureAwait(false);
     }
 
@@ -269,6 +293,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         if (_replicaProbes.IsValueCreated)
             foreach (var probe in _replicaProbes.Value) probe.Dispose();
         _direct?.Dispose();
+        _writesRoot?.Dispose();
         _root.Dispose();
     }
 }

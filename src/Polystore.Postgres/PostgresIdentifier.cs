@@ -39,6 +39,7 @@ public static partial class PostgresIdentifier
         return $"\"{identifier}\"";
     }
 
-    [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}$")]
+    // \z, not $: a .NET $ also matches before a final newline, and "name\n" would pass.
+    [GeneratedRegex("^[a-z_][a-z0-9_]{0,62}\\z")]
     private static partial Regex PlainPattern();
 }

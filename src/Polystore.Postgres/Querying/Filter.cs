@@ -27,13 +27,17 @@ public sealed record Filter(string Column, FilterOperator Operator, object? Valu
         var name = PostgresIdentifier.Quote(column.Name);
         if (Operator is FilterOperator.IsNull or FilterOperator.IsNotNull)
             return $"{name} {(Operator == FilterOperator.IsNull ? "IS NULL" : "IS NOT NULL")}";
-        if (Value is null) throw new ArgumentException($"filter on \"{column.Name}\": {Operator} needs a value (use IsNull for NULL).");
+        if (Value is null or DBNull) throw new ArgumentException($"filter on \"{column.Name}\": {Operator} needs a value (use IsNull for NULL).");
         var problem = Operator == FilterOperator.In
-            ? Value is Array a && a.GetType() != typeof(byte[]) ? TypeCompatibility.Check(a.GetType().GetElementType()!, column) : $"{nameof(FilterOperator.In)} needs an array of values"
-            : TypeCompatibility.Check(Value.GetType(), column);
+            ? Value is Array a && a.GetType() != typeof(byte[]) ? TypeCompatibility.Check(a.GetType().GetElementType()!, column, comparison: true) : $"{nameof(FilterOperator.In)} needs an array of values"
+            : TypeCompatibility.Check(Value.GetType(), column, comparison: true);
         if (problem is not null) throw new PostgresSchemaException($"filter on {table.DisplayName}.\"{column.Name}\": {problem}.");
         parameters.Add(new NpgsqlParameter { Value = Value });
-        var p = $"${parameters.Count}";
+        // A type from an extension (citext) compares by its own operators only when the value is of that type too:
+        // text would turn citext = text into a case-sensitive text comparison.
+        var p = TypeCompatibility.ExtensionType(column) is { } cast
+            ? $"${parameters.Count}::{cast}{(Operator == FilterOperator.In ? "[]" : "")}"
+            : $"${parameters.Count}";
         return Operator switch
         {
             FilterOperator.Equal => $"{name} = {p}",

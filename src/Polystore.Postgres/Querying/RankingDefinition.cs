@@ -51,7 +51,9 @@ public sealed class RankingDefinition
             var table = await TableSchema.LoadAsync(connection, _table, null, cancellationToken).ConfigureAwait(false);
             var select = _select.Length == 0 ? table.Columns.ToList() : _select.Select(c => table.Column(c, "selected column")).ToList();
             var partition = _partition.Select(c => table.Column(c, "partition column")).ToList();
-            var order = _order.Select(o => PostgresIdentifier.Quote(table.Column(o.Column, "rank order column").Name) + (o.Direction == SortDirection.Descending ? " DESC" : " ASC"));
+            // Rows without a value rank last either way (PostgreSQL's DESC would put them first: a "top 10 by score"
+            // must not start with rows that have no score).
+            var order = _order.Select(o => PostgresIdentifier.Quote(table.Column(o.Column, "rank order column").Name) + (o.Direction == SortDirection.Descending ? " DESC NULLS LAST" : " ASC NULLS LAST"));
             var command = new NpgsqlCommand { Connection = connection };
             await using (command.ConfigureAwait(false))
             {
