@@ -237,16 +237,29 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         {
             // Nothing came through the replicas in time (or they failed): the primary serves this read and the next
             // ones. An open still under way is closed when it completes.
-            if (!open.IsCompleted) _ = open.ContinueWith(static t =>
-            {
-                if (t.IsCompletedSuccessfully) t.Result.Dispose();
-                else _ = t.Exception;
-            }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+            CloseWhenOpened(open);
             var skip = (long)(_replicaRecheck.TotalSeconds * TimeProvider.System.TimestampFrequency);
             Volatile.Write(ref _replicasSkippedUntil, TimeProvider.System.GetTimestamp() + skip);
             _logger.ReadReplicasSkipped(e, ReplicaOpenTimeout, _replicaRecheck);
             return null;
         }
+        catch
+        {
+            // The caller gave up: an open that still completes must go back to the pool, not astray.
+            CloseWhenOpened(open);
+            throw;
+        }
+    }
+
+    private static void CloseWhenOpened(Task<NpgsqlConnection> open)
+    {
+        if (open.IsCompletedSuccessfully) open.Result.Dispose();
+        else if (open.IsFaulted) _ = open.Exception;
+        else if (!open.IsCompleted) _ = open.ContinueWith(static t =>
+        {
+            if (t.IsCompletedSuccessfully) t.Result.Dispose();
+            else _ = t.Exception;
+        }, CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
     }
 
     private async ValueTask<NpgsqlConnection> OpenAsync(NpgsqlDataSource source, CancellationToken cancellationToken)
