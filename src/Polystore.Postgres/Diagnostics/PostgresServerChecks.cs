@@ -86,7 +86,7 @@ internal static class PostgresServerChecks
                 $"Database {d.Db}: oldest unfrozen transaction id is {d.Age} transactions old ({Percent(ratio)} of the 2^31 wraparound limit)",
                 Evidence(("database", d.Db), ("age_datfrozenxid", d.Age), ("of_wraparound_limit", Percent(ratio)), ("autovacuum_freeze_max_age", d.FreezeMax)),
                 severity == Severity.Info ? null
-                    : $"psql -d {PostgresIdentifier.Quote(d.Db)} -c 'VACUUM (FREEZE, VERBOSE);'  -- and look for what holds back the xmin horizon: long transactions, prepared transactions (pg_prepared_xacts), stale replication slots"));
+                    : $"psql -d {ShellQuote(d.Db)} -c 'VACUUM (FREEZE, VERBOSE);'  -- and look for what holds back the xmin horizon: long transactions, prepared transactions (pg_prepared_xacts), stale replication slots"));
         }
         return findings;
     }
