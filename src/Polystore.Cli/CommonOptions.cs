@@ -11,7 +11,7 @@ internal static class CommonOptions
 {
     public static readonly Option<string?> Dir = NonEmpty(new("--dir")
     {
-        Description = "Config folder with postgresql.yaml, mongodb.yaml, redis.yaml. Default: $POLYSTORE_CONFIG_DIR, else the folder './run up' wrote while its servers run, else ./config.",
+        Description = "Config folder with postgresql.yaml, mongodb.yaml, redis.yaml. Default: $POLYSTORE_CONFIG_DIR, else ./config (in a Polystore checkout, the config of the servers its ./run up started).",
         Recursive = true,
         HelpName = "DIR",
     });

@@ -22,7 +22,7 @@ public sealed class MongoCommandTests
         Assert.Equal(3, plan["bulk_upsert"]["batches"].AsInt32);
         Assert.Equal(BsonDocument.Parse("""{ "_id": 1 }"""), plan["bulk_upsert"]["first_models"][0]["updateOne"]["filter"]);
         Assert.Equal(BsonDocument.Parse("""{ "$indexStats": { } }"""), plan["index_stats"][0]["pipeline"][0]);
-        if (TestServers.Mongo is null) Assert.Contains("POLYSTORE_TEST_MONGO", result.Stderr, StringComparison.Ordinal);
+        if (TestServers.Mongo is null) Assert.Contains("POLYSTORE_MONGO_URL", result.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]

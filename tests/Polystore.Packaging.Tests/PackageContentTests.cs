@@ -53,8 +53,9 @@ public sealed class PackageContentTests(PackedFeed feed)
     {
         foreach (var id in feed.Packages.Keys)
         {
+            // Exactly ([1.0.0], not "1.0.0 or later"): the packages share internals, so versions must not mix.
             var polystoreDependencies = Dependencies(id).Where(d => feed.Packages.ContainsKey(d.Id)).ToList();
-            Assert.All(polystoreDependencies, d => Assert.Equal(feed.Version, d.Version));
+            Assert.All(polystoreDependencies, d => Assert.Equal($"[{feed.Version}]", d.Version));
         }
         // The tool carries everything it runs: it depends on no package.
         Assert.Empty(Dependencies("Polystore.Cli"));
@@ -104,7 +105,7 @@ public sealed class PackageContentTests(PackedFeed feed)
 
     private List<(string Id, string Version)> Dependencies(string id) =>
         feed.Nuspec(id).Descendants().Where(e => e.Name.LocalName == "dependency")
-            .Select(e => ((string)e.Attribute("id")!, ((string?)e.Attribute("version") ?? "").Trim('[', ']'))).ToList();
+            .Select(e => ((string)e.Attribute("id")!, (string?)e.Attribute("version") ?? "")).ToList();
 
     private string Entry(string id, string path)
     {

@@ -7,7 +7,7 @@ internal static class DemoCommand
 {
     public static Command Create(params Command[] subcommands)
     {
-        var demo = new Command("demo", "Short walkthroughs of each area on the configured servers (used by ./run demo).");
+        var demo = new Command("demo", "Short walkthroughs of each area on the configured servers.");
         foreach (var sub in subcommands) demo.Subcommands.Add(sub);
         return demo;
     }

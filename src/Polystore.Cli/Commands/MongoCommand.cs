@@ -47,8 +47,8 @@ internal static class MongoCommand
     };
 
     private const string Hint =
-        "No MongoDB server is configured. To run this against one: './run down', then 'POLYSTORE_TEST_MONGO=mongodb://host:port ./run demo' " +
-        "(./run up writes mongodb.yaml into the private config), or put a mongodb.yaml in the config folder (see config/mongodb.yaml).";
+        "No MongoDB server is configured: put a mongodb.yaml in the config folder (connection.uri, connection.database) " +
+        "or set POLYSTORE_MONGO_URL=mongodb://host:port/database, then run this again.";
 
     public static Command Create()
     {
