@@ -327,6 +327,10 @@ public sealed class OutboxDispatcher
             else
                 _logger.OutboxTraceContextInvalid(outboxEvent.Id);
         }
+        // A batch holds events of many commands: its span is a root of its own, linked to each, whatever activity the
+        // caller runs under (StartActivity takes Activity.Current as the parent when given no context). Clearing it
+        // here touches only the delivering async method's flow: the caller's activity is current again when it returns.
+        Activity.Current = null;
         var activity = IntegrationTelemetry.Source.StartActivity($"outbox_dispatch {_subscriber.Name}", ActivityKind.Consumer, parentContext: default, links: links);
         if (activity is not { IsAllDataRequested: true }) return activity;
         activity.SetTag("db.system.name", "postgresql");

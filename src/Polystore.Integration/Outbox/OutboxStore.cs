@@ -197,10 +197,24 @@ public sealed class OutboxStore
         return activity;
     }
 
+    /// <summary>
+    /// The trace context stored with the events: the append span when it is recorded, else the nearest recorded
+    /// activity above it (the caller's), else a remote caller's context. A context naming a span nobody recorded would
+    /// give the dispatch span a link to nothing. Only W3C ids can be stored (the hierarchical format has no trace id).
+    /// </summary>
+    private static (string? Parent, string? State) TraceContext()
+    {
+        for (var activity = Activity.Current; activity is { IdFormat: ActivityIdFormat.W3C }; activity = activity.Parent)
+        {
+            if (activity.Recorded) return (activity.Id, activity.TraceStateString);
+            if (activity.Parent is null && activity.ParentId is { } remote) return (remote, activity.TraceStateString);
+        }
+        return (null, null);
+    }
+
     private async Task InsertAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, IReadOnlyList<OutboxMessage> messages, CancellationToken cancellationToken)
     {
-        // Only a W3C id can be stored as a traceparent (the hierarchical format has no trace id to link to).
-        var current = Activity.Current is { IdFormat: ActivityIdFormat.W3C } a ? a : null;
+        var (traceParent, traceState) = TraceContext();
         var batch = new NpgsqlBatch(connection, transaction);
         await using (batch.ConfigureAwait(false))
         {
@@ -212,8 +226,8 @@ public sealed class OutboxStore
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.Version).ToArray() });
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.Type).ToArray() });
             insert.Parameters.Add(new NpgsqlParameter { Value = messages.Select(m => m.PayloadJson).ToArray(), NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Jsonb });
-            insert.Parameters.Add(new NpgsqlParameter { Value = (object?)current?.Id ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
-            insert.Parameters.Add(new NpgsqlParameter { Value = (object?)current?.TraceStateString ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+            insert.Parameters.Add(new NpgsqlParameter { Value = (object?)traceParent ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
+            insert.Parameters.Add(new NpgsqlParameter { Value = (object?)traceState ?? DBNull.Value, NpgsqlDbType = NpgsqlDbType.Text });
             // NOTIFY takes a cluster-wide lock at commit, which serializes every notifying commit. So
             // only one in-flight transaction at a time notifies: whoever gets the transaction-scoped
             // try-lock. A commit that skipped it is picked up by the dispatcher's follow-up read after

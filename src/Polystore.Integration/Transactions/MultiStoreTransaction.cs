@@ -94,7 +94,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
                 foreach (var later in _participants.SkipWhile(p => p != participant).Skip(1)) await AbortAsync(later).ConfigureAwait(false);
                 var (run, failed) = await CompensateAsync().ConfigureAwait(false);
                 _completed = true;
-                throw new PartialCommitException(new CommitReport(committed, participant.Store, Redactor.RedactUrl(e.Message.Split('\n')[0]), run, failed), e);
+                throw new PartialCommitException(new CommitReport(committed, participant.Store, Redactor.RedactConnectionString(e.Message.Split('\n')[0]), run, failed), e);
             }
         }
         if (_redisTransaction is not null)

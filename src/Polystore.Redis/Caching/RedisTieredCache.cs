@@ -112,7 +112,16 @@ public sealed class RedisTieredCache : IRedisTieredCache, IAsyncDisposable
             return (!l1.Missing, l1.Missing ? default : (T?)l1.Value);
         }
         using var activity = RedisTelemetry.Start("cache_get", _options.KeyPrefix);
-        var read = await _l2.ReadAsync<T>(key, cancellationToken).ConfigureAwait(false);
+        L2Read read;
+        try
+        {
+            read = await _l2.ReadAsync<T>(key, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            RedisTelemetry.Fail(activity, e);
+            throw;
+        }
         CacheTelemetry.Served(activity, _options.KeyPrefix, _l1 is not null, read.Fresh ? CacheTelemetry.L2 : CacheTelemetry.None, merged: false);
         return read is { Fresh: true, Missing: false } ? (true, (T?)read.Value) : (false, default);
     }

@@ -65,7 +65,14 @@ public sealed class RedisLock : IRedisLock
     {
         get
         {
-            var cts = LazyInitializer.EnsureInitialized(ref _lost, () => new CancellationTokenSource());
+            var cts = LazyInitializer.EnsureInitialized(ref _lost, () =>
+            {
+                var created = new CancellationTokenSource();
+                // The timer Arm sets ends the lease without any call: a loss all the same, counted and marked on the
+                // hold span like the others (MarkLost does nothing when it already ran, or after release).
+                created.Token.UnsafeRegister(static holder => ((RedisLock)holder!).MarkLost("expired"), this);
+                return created;
+            });
             Arm(cts);
             return cts.Token;
         }
