@@ -17,6 +17,7 @@ public sealed class RedisLock : IRedisLock
     private readonly long _acquiredAt;
     private readonly LockExtensionScheduler? _extender; // the provider's, with AutoExtend
     private CancellationTokenSource? _lost; // created on first use of LostToken: most holders never ask
+    private Timer? _expiry; // fires MarkLost("expired") when the lease runs out; armed with _lost
     private long _deadline; // Stopwatch timestamp after which the lease must be assumed gone
     private int _lostFlag;
     private int _released;
@@ -65,14 +66,7 @@ public sealed class RedisLock : IRedisLock
     {
         get
         {
-            var cts = LazyInitializer.EnsureInitialized(ref _lost, () =>
-            {
-                var created = new CancellationTokenSource();
-                // The timer Arm sets ends the lease without any call: a loss all the same, counted and marked on the
-                // hold span like the others (MarkLost does nothing when it already ran, or after release).
-                created.Token.UnsafeRegister(static holder => ((RedisLock)holder!).MarkLost("expired"), this);
-                return created;
-            });
+            var cts = LazyInitializer.EnsureInitialized(ref _lost, () => new CancellationTokenSource());
             Arm(cts);
             return cts.Token;
         }
@@ -105,6 +99,7 @@ public sealed class RedisLock : IRedisLock
         // Before the handle counts as released: a release cancelled here leaves the lock held, and DisposeAsync releases it.
         cancellationToken.ThrowIfCancellationRequested();
         if (Interlocked.Exchange(ref _released, 1) != 0) return false;
+        Interlocked.Exchange(ref _expiry, null)?.Dispose();
         // No extension is scheduled after this; one already sent reaches Redis before the release (same
         // connection, sent first), and one not yet sent is refused there (compare-and-PEXPIRE).
         _extender?.Remove(this);
@@ -150,6 +145,7 @@ public sealed class RedisLock : IRedisLock
         }
         finally
         {
+            Interlocked.Exchange(ref _expiry, null)?.Dispose();
             Interlocked.Exchange(ref _lost, null)?.Dispose();
         }
         return default;
@@ -170,7 +166,19 @@ public sealed class RedisLock : IRedisLock
             {
                 var left = Stopwatch.GetElapsedTime(Stopwatch.GetTimestamp(), Interlocked.Read(ref _deadline));
                 if (left <= TimeSpan.Zero) MarkLost("expired");
-                else cts.CancelAfter(left);
+                else
+                {
+                    // A timer of its own rather than CancelAfter: the loss is counted and marked on the hold span before
+                    // the token fires, so the holder's callbacks (which may release at once) never get ahead of it.
+                    var timer = Volatile.Read(ref _expiry);
+                    if (timer is null)
+                    {
+                        var created = new Timer(static holder => ((RedisLock)holder!).MarkLost("expired"), this, Timeout.Infinite, Timeout.Infinite);
+                        timer = Interlocked.CompareExchange(ref _expiry, created, null) ?? created;
+                        if (!ReferenceEquals(timer, created)) created.Dispose();
+                    }
+                    timer.Change(left, Timeout.InfiniteTimeSpan);
+                }
             }
         }
         catch (ObjectDisposedException)
