@@ -588,7 +588,9 @@ public sealed class RateLimiterTests
         var before = limiter.DecisionsSent;
         using var free = await Poll.WithinAsync(adapter.AcquireAsync(0, ct).AsTask(), "the 0-permit call to see the free permit");
         Assert.True(free.IsAcquired);
-        Assert.InRange(limiter.DecisionsSent - before, 1, 3);
+        // A look, then one more once the permit is due; a loaded machine may wake a moment early and look once or twice
+        // more. Hammering would be hundreds.
+        Assert.InRange(limiter.DecisionsSent - before, 1, 4);
     }
 
     [Fact]
