@@ -7,7 +7,6 @@ using Polystore.Testing;
 
 namespace Polystore.Postgres.Tests;
 
-/// <summary>Audit repros for Polystore.Postgres (data sources, settings, identifiers, rankings, filters, telemetry).</summary>
 /// <summary>Data sources, identifiers, rankings and filters at their edges (each test reproduced a bug, but the last).</summary>
 public sealed class PostgresEdgeTests(SchemaFixture db) : IClassFixture<SchemaFixture>, IDisposable
 {

@@ -7,7 +7,7 @@ namespace Polystore.Redis.Tests;
 /// <summary>Decisions that must stay exact when one key, one decision or one key's text is unusual (each test reproduced a bug).</summary>
 public sealed class RateLimiterEdgeTests
 {
-    private readonly string _prefix = TestServers.UniqueName("audit_rl");
+    private readonly string _prefix = TestServers.UniqueName("rl_edge");
 
     /// <summary>
     /// One key whose log exists with another type (WRONGTYPE in the script) makes the whole batch fail: callers of
