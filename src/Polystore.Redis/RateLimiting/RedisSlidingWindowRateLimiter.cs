@@ -214,18 +214,7 @@ public sealed class RedisSlidingWindowRateLimiter
                     var p = batch[i];
                     var admitted = false;
                     if (!unavailable) p.TrySetException(e);
-                    else
-                    {
-                        try
-                        {
-                            var fallback = Fallback(e);
-                            admitted = p.TrySetResult(fallback) && fallback.Allowed;
-                        }
-                        catch (Exception thrown)
-                        {
-                            p.TrySetException(thrown);
-                        }
-                    }
+                    else admitted = AnswerWithFallback(p, e);
                     p.Registration.Unregister();
                     if (mayHaveRun && !admitted && p.Permits > 0) (giveBack ??= []).Add(i);
                 }
@@ -251,16 +240,7 @@ public sealed class RedisSlidingWindowRateLimiter
                 {
                     // An admission the replicas did not acknowledge may vanish in a failover and be admitted again:
                     // answered as Redis being unavailable, its entry given back. Denials and looks wrote nothing to lose.
-                    var admitted = false;
-                    try
-                    {
-                        var fallback = Fallback(unacknowledged);
-                        admitted = p.TrySetResult(fallback) && fallback.Allowed;
-                    }
-                    catch (Exception thrown)
-                    {
-                        p.TrySetException(thrown);
-                    }
+                    var admitted = AnswerWithFallback(p, unacknowledged);
                     p.Registration.Unregister();
                     if (!admitted) (notAcknowledged ??= []).Add(i);
                 }
@@ -452,6 +432,21 @@ public sealed class RedisSlidingWindowRateLimiter
         RedisKeys.ValidateUtf16(key, nameof(key));
         if (permits < 0 || permits > Options.PermitLimit)
             throw new ArgumentOutOfRangeException(nameof(permits), permits, $"permits must be between 0 and the permit limit {Options.PermitLimit}.");
+    }
+
+    // Answers p by the failure mode (Throw answers with the exception); true when that admitted it.
+    private bool AnswerWithFallback(Pending p, Exception cause)
+    {
+        try
+        {
+            var fallback = Fallback(cause);
+            return p.TrySetResult(fallback) && fallback.Allowed;
+        }
+        catch (Exception thrown)
+        {
+            p.TrySetException(thrown);
+            return false;
+        }
     }
 
     // The script's flag for a log key that holds another type than a sorted set.
