@@ -36,7 +36,20 @@ public sealed class DoctorTests
             Assert.Equal(("60", "50", "83.3%"), (f.Evidence["sampled_keys"], f.Evidence["without_ttl"], f.Evidence["without_ttl_fraction"]));
             Assert.Equal("50", f.Evidence["prefix." + prefix]);
             Assert.Contains($"--scan --pattern '{prefix}*'", f.Remedy, StringComparison.Ordinal);
-            Assert.Contains("--askpass", f.Remedy, StringComparison.Ordinal);
+            Assert.DoesNotContain("--askpass", f.Remedy, StringComparison.Ordinal); // under xargs it would read an empty password
+
+            // The remedy runs as printed: bash asks for the password once (here on stdin) and every key gets its TTL.
+            var remedy = f.Remedy!.Split('\n')[^1];
+            Assert.StartsWith("( read -rsp 'Redis password: ' REDISCLI_AUTH", remedy, StringComparison.Ordinal);
+            var run = Process.Start(new ProcessStartInfo("bash", ["-c", remedy]) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true })!;
+            await run.StandardInput.WriteLineAsync(TestServers.Redis.Connection.Password);
+            run.StandardInput.Close();
+            var (stdout, stderr) = (run.StandardOutput.ReadToEndAsync(Ct), run.StandardError.ReadToEndAsync(Ct));
+            await run.WaitForExitAsync(Ct);
+            Assert.True(run.ExitCode == 0, await stderr);
+            Assert.DoesNotContain("NOAUTH", await stdout, StringComparison.Ordinal);
+            var ttls = await Task.WhenAll(Enumerable.Range(0, 50).Select(i => db.KeyTimeToLiveAsync(prefix + i)));
+            Assert.All(ttls, ttl => Assert.NotNull(ttl));
 
             // The sample is bounded: never more keys than asked for, whatever the keyspace holds.
             await using var bounded = new RedisDiagnostics(TestServers.Redis, new RedisDiagnosticOptions { ScanPattern = prefix + "*", TtlSampleSize = 25 });

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Net;
 using Polystore.Core.Diagnostics;
 using StackExchange.Redis;
 using static Polystore.Core.Diagnostics.FindingText;
@@ -97,7 +98,8 @@ internal static class RedisChecks
             $"{noTtl.Count} of {keys.Count} sampled keys have no TTL ({Percent(ratio)}){(prefixes.Count > 0 ? $"; most under '{top}'" : "")}",
             evidence,
             noTtl.Count == 0 ? null
-                : $"Write them with a TTL (SET key value EX 3600). For the existing keys under one prefix:\n{c.Cli} --scan --pattern {ShellQuote(prefixes.Count > 0 ? GlobEscape(top) + "*" : "*")} | xargs -d '\\n' -I{{}} {c.Cli} EXPIRE {{}} 86400 NX")];
+                : $"Write them with a TTL (SET key value EX 3600). For the existing keys under one prefix (bash):\n" +
+                  c.Doctor.AskingPasswordOnce($"{c.CliWithoutPrompt} --scan --pattern {ShellQuote(prefixes.Count > 0 ? GlobEscape(top) + "*" : "*")} | xargs -d '\\n' -I{{}} {c.CliWithoutPrompt} EXPIRE {{}} 86400 NX"))];
     }
 
     // The prefix matched literally by SCAN's MATCH (its glob characters escaped); xargs -d '\n' then passes each key
@@ -244,5 +246,115 @@ internal static class RedisChecks
         }
         catch (IOException) { return null; }
         catch (UnauthorizedAccessException) { return null; }
+    }
+}
+
+/// <summary>
+/// <c>redis.servers</c>, once for the whole deployment: every server the connection knows is reachable and, in a
+/// cluster, every slot is served. The per-primary checks only see the primaries that answer, so without this a
+/// dead primary (and the keys of its slots) would go unreported.
+/// </summary>
+internal static class RedisServersCheck
+{
+    public const string Name = "redis.servers";
+    private const int AllSlots = 16384;
+
+    public static async Task<IReadOnlyList<Finding>> RunAsync(RedisDiagnostics doctor, IConnectionMultiplexer muxer, bool cluster, CancellationToken ct)
+    {
+        var servers = muxer.GetServers();
+        var up = servers.Where(s => s.IsConnected).ToList();
+        var findings = new List<Finding>();
+        foreach (var down in servers.Where(s => !s.IsConnected))
+        {
+            var endpoint = RedisDiagnostics.Format(down.EndPoint);
+            findings.Add(doctor.Finding(Name, Severity.Critical, $"Redis server {endpoint} does not answer",
+                Evidence(("endpoint", endpoint), ("connected_servers", up.Count), ("known_servers", servers.Length)),
+                $"{doctor.Cli(down.EndPoint)} PING   -- then the server's log and service (systemctl status redis-server)"));
+        }
+        if (cluster && up.FirstOrDefault(s => !s.IsReplica) is { } live)
+            findings.AddRange(await ClusterAsync(doctor, live, ct).ConfigureAwait(false));
+        if (findings.Count == 0)
+            findings.Add(doctor.Finding(Name, Severity.Info,
+                $"All {servers.Length} Redis servers answer ({up.Count(s => !s.IsReplica)} primaries, {up.Count(s => s.IsReplica)} replicas)",
+                Evidence(("known_servers", servers.Length)), null));
+        return findings;
+    }
+
+    // CLUSTER INFO says whether every slot is served; CLUSTER NODES says which nodes the cluster itself marks failed
+    // (a failed primary still holding slots means those keys cannot be read or written).
+    private static async Task<IReadOnlyList<Finding>> ClusterAsync(RedisDiagnostics doctor, IServer live, CancellationToken ct)
+    {
+        var info = Fields(await TextAsync(live, "INFO", ct).ConfigureAwait(false));
+        var nodes = (await TextAsync(live, "NODES", ct).ConfigureAwait(false))
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(line => line.Split(' '))
+            .Where(f => f.Length >= 8)
+            .ToList();
+        var liveEndpoint = RedisDiagnostics.Format(live.EndPoint);
+        var cli = doctor.Cli(live.EndPoint);
+        var check = $"{cli} --cluster check {liveEndpoint}";
+        var findings = new List<Finding>();
+        foreach (var node in nodes)
+        {
+            var flags = node[2].Split(',');
+            if (!flags.Contains("fail") && !flags.Contains("fail?")) continue;
+            var address = node[1].Split('@')[0];
+            var primary = flags.Contains("master");
+            var slots = node.Length > 8 ? string.Join(' ', node[8..]) : "";
+            var serving = primary && slots.Length > 0;
+            var replica = nodes.FirstOrDefault(n => n[3] == node[0] && !n[2].Split(',').Any(f => f is "fail" or "fail?"));
+            var promote = replica is null
+                ? "it has no live replica to promote"
+                : $"or promote its replica: {doctor.Cli(ParseEndPoint(replica[1]))} CLUSTER FAILOVER FORCE";
+            findings.Add(doctor.Finding(Name, serving ? Severity.Critical : Severity.Warning,
+                serving
+                    ? $"Cluster primary {address} is marked {node[2]} and still holds slots {slots}: their keys cannot be read or written"
+                    : $"Cluster node {address} ({(primary ? "primary without slots" : "replica")}) is marked {node[2]}: one copy less",
+                Evidence(("node", address), ("node_id", node[0]), ("flags", node[2]), ("slots", slots.Length > 0 ? slots : "none")),
+                serving
+                    ? $"{check}\nStart {address} again ({promote})\n{cli} --cluster fix {liveEndpoint}   -- only once it is gone for good: gives its slots to live primaries (their keys are lost)"
+                    : $"{check}\nStart {address} again, or remove it: {cli} --cluster del-node {liveEndpoint} {node[0]}"));
+        }
+        var state = info.GetValueOrDefault("cluster_state", "unknown");
+        if (state != "ok")
+        {
+            var served = long.TryParse(info.GetValueOrDefault("cluster_slots_ok"), CultureInfo.InvariantCulture, out var ok) ? ok : 0;
+            findings.Insert(0, doctor.Finding(Name, Severity.Critical,
+                $"Cluster state is {state}: {Num(AllSlots - served)} of {Num(AllSlots)} slots are not served, and with cluster-require-full-coverage on (the default) the cluster refuses every command while it is",
+                Evidence(("cluster_state", state), ("cluster_slots_assigned", info.GetValueOrDefault("cluster_slots_assigned")),
+                    ("cluster_slots_ok", info.GetValueOrDefault("cluster_slots_ok")), ("cluster_slots_pfail", info.GetValueOrDefault("cluster_slots_pfail")),
+                    ("cluster_slots_fail", info.GetValueOrDefault("cluster_slots_fail")), ("cluster_known_nodes", info.GetValueOrDefault("cluster_known_nodes")),
+                    ("asked", liveEndpoint)),
+                check));
+        }
+        return findings;
+    }
+
+    // CLUSTER replies are verbatim strings: over RESP3 they come prefixed with their format ("txt:").
+    private static async Task<string> TextAsync(IServer server, string subcommand, CancellationToken ct)
+    {
+        var text = (string?)await server.ExecuteAsync("CLUSTER", subcommand).WaitAsync(ct).ConfigureAwait(false) ?? "";
+        return text.StartsWith("txt:", StringComparison.Ordinal) ? text[4..] : text;
+    }
+
+    // "host:port" or "[v6]:port" of CLUSTER NODES (the cluster bus port after '@' already cut off).
+    private static EndPoint ParseEndPoint(string address)
+    {
+        address = address.Split('@')[0].Split(',')[0];
+        var colon = address.LastIndexOf(':');
+        var host = address[..colon].Trim('[', ']');
+        var port = int.Parse(address[(colon + 1)..], CultureInfo.InvariantCulture);
+        return IPAddress.TryParse(host, out var ip) ? new IPEndPoint(ip, port) : new DnsEndPoint(host, port);
+    }
+
+    private static Dictionary<string, string> Fields(string raw)
+    {
+        var fields = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var line in raw.Split('\n'))
+        {
+            var colon = line.IndexOf(':', StringComparison.Ordinal);
+            if (colon > 0) fields[line[..colon]] = line[(colon + 1)..].Trim();
+        }
+        return fields;
     }
 }

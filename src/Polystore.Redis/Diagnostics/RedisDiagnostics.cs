@@ -65,6 +65,8 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
         Check("redis.clients", RedisChecks.ClientsAsync),
         Check("redis.hit_ratio", RedisChecks.HitRatioAsync),
         Check("redis.tcp_backlog", RedisChecks.TcpBacklogAsync),
+        new(Store, RedisServersCheck.Name, async ct =>
+            await RedisServersCheck.RunAsync(this, await ConnectAsync(ct).ConfigureAwait(false), _settings.Cluster.Enabled, ct).ConfigureAwait(false)),
     ];
 
     private DiagnosticCheck Check(string name, Func<RedisCheckContext, CancellationToken, Task<IReadOnlyList<Finding>>> run) =>
@@ -90,8 +92,21 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
 
     internal int Database => _database;
 
+    /// <summary>
+    /// <paramref name="commands"/> (built with <c>askPass: false</c>) in a bash subshell that asks for the password once
+    /// and hands it to them through REDISCLI_AUTH, never on a command line; the variable ends with the subshell.
+    /// Unchanged when the server needs no password.
+    /// </summary>
+    internal string AskingPasswordOnce(string commands) =>
+        HasPassword ? $"( read -rsp 'Redis password: ' REDISCLI_AUTH && export REDISCLI_AUTH && {commands} )" : commands;
+
     /// <summary><c>redis-cli -h HOST -p PORT [--user U] [--askpass]</c>: the password is asked for, never printed.</summary>
-    internal string Cli(EndPoint endPoint)
+    /// <param name="endPoint">The server.</param>
+    /// <param name="askPass">
+    /// False for a command run many times or without a terminal (under xargs, whose children read /dev/null, --askpass
+    /// gets an empty password): it then takes the password from REDISCLI_AUTH, which <see cref="AskingPasswordOnce"/> sets.
+    /// </param>
+    internal string Cli(EndPoint endPoint, bool askPass = true)
     {
         var (host, port) = endPoint switch
         {
@@ -101,7 +116,7 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
         };
         var cli = $"redis-cli -h {host} -p {port}";
         if (_user is { Length: > 0 }) cli += $" --user {_user}";
-        if (HasPassword) cli += " --askpass";
+        if (HasPassword && askPass) cli += " --askpass";
         if (_database != 0) cli += $" -n {_database}";
         if (_settings.Cluster.Enabled) cli += " -c"; // follow MOVED redirections for key commands
         return cli;
@@ -128,6 +143,7 @@ internal sealed record RedisCheckContext(RedisDiagnostics Doctor, IConnectionMul
 {
     public string Endpoint => RedisDiagnostics.Format(Server.EndPoint);
     public string Cli => Doctor.Cli(Server.EndPoint);
+    public string CliWithoutPrompt => Doctor.Cli(Server.EndPoint, askPass: false); // the password from REDISCLI_AUTH
     public RedisDiagnosticOptions Options => Doctor.Options;
 
     public async Task<Dictionary<string, string>> InfoAsync(string section)
