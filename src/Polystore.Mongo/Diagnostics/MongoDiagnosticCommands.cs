@@ -35,6 +35,22 @@ internal static class MongoDiagnosticCommands
     /// <summary><c>{ replSetGetStatus: 1 }</c>, run on admin.</summary>
     public static BsonDocument ReplSetGetStatus() => new("replSetGetStatus", 1);
 
+    /// <summary><c>{ replSetGetConfig: 1 }</c>, run on admin: which members are delayed on purpose.</summary>
+    public static BsonDocument ReplSetGetConfig() => new("replSetGetConfig", 1);
+
+    /// <summary>
+    /// A sharded collection's shard key, on the config database:
+    /// <c>{ find: "collections", filter: { _id: "db.collection" }, projection: { key: 1 }, limit: 1, singleBatch: true }</c>.
+    /// </summary>
+    public static BsonDocument ShardKey(string ns) => new()
+    {
+        { "find", "collections" },
+        { "filter", new BsonDocument("_id", ns) },
+        { "projection", new BsonDocument("key", 1) },
+        { "limit", 1 },
+        { "singleBatch", true },
+    };
+
     /// <summary>
     /// The oldest (<paramref name="newest"/> false) or newest oplog entry's timestamp, on the local database:
     /// <c>{ find: "oplog.rs", filter: {}, sort: { $natural: 1 | -1 }, projection: { ts: 1, _id: 0 }, limit: 1, singleBatch: true }</c>.

@@ -78,21 +78,13 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
             var collections = await db.RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.ListCollections(), cancellationToken: ct).ConfigureAwait(false);
             foreach (var c in collections["cursor"]["firstBatch"].AsBsonArray.Select(x => x["name"].AsString).Where(n => !n.StartsWith("system.", StringComparison.Ordinal)))
             {
-                var stats = await db.RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.IndexStats(c), cancellationToken: ct).ConfigureAwait(false);
-                foreach (var index in stats["cursor"]["firstBatch"].AsBsonArray.Select(x => x.AsBsonDocument))
-                {
-                    var name = index["name"].AsString;
-                    var ops = index["accesses"]["ops"].ToInt64();
-                    if (name == "_id_" || ops > 0) continue;
-                    var since = index["accesses"]["since"].ToUniversalTime();
-                    var unique = index.TryGetValue("spec", out var spec) && spec.AsBsonDocument.GetValue("unique", false).ToBoolean();
-                    if (unique) continue; // a unique index enforces a rule even when no query reads it
-                    findings.Add(F("mongo.unused_indexes", Severity.Warning,
-                        $"Index {name} on {dbName}.{c} has not been used since {since:yyyy-MM-dd HH:mm}Z",
-                        Evidence(("database", dbName), ("collection", c), ("index", name), ("accesses.ops", ops), ("since", since), ("host", index.GetValue("host", "").ToString())),
-                        $"db.getSiblingDB({Js(dbName)}).getCollection({Js(c)}).hideIndex({Js(name)})   // watch for a while; then: .dropIndex({Js(name)})  (usage is counted per member and since its restart)"));
-                    if (findings.Count >= _options.MaxFindingsPerCheck) return findings;
-                }
+                var stats = (await db.RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.IndexStats(c), cancellationToken: ct).ConfigureAwait(false))
+                    ["cursor"]["firstBatch"].AsBsonArray.Select(x => x.AsBsonDocument).ToList();
+                // Through a mongos each entry names its shard: the collection may be sharded, and its shard key's index
+                // serves chunk moves and routing that $indexStats never counts.
+                var shardKey = stats.Any(x => x.Contains("shard")) ? await ShardKeyAsync(dbName, c, ct).ConfigureAwait(false) : null;
+                findings.AddRange(JudgeIndexUsage(dbName, c, stats, shardKey));
+                if (findings.Count >= _options.MaxFindingsPerCheck) return [.. findings.Take(_options.MaxFindingsPerCheck)];
             }
         }
         catch (MongoCommandException e) when (e.Code == Unauthorized)
@@ -101,6 +93,53 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
         }
         return findings;
     }
+
+    private async Task<BsonDocument?> ShardKeyAsync(string dbName, string collection, CancellationToken ct)
+    {
+        try
+        {
+            var reply = await Client.GetDatabase("config").RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.ShardKey($"{dbName}.{collection}"), cancellationToken: ct).ConfigureAwait(false);
+            return reply["cursor"]["firstBatch"].AsBsonArray.Select(x => x.AsBsonDocument.GetValue("key", BsonNull.Value)).OfType<BsonDocument>().FirstOrDefault();
+        }
+        catch (MongoCommandException)
+        {
+            return null; // not allowed to read config: judged without it
+        }
+    }
+
+    /// <summary>
+    /// The unused-index findings of one collection's <c>$indexStats</c> entries. Not flagged, though no query reads
+    /// them: <c>_id_</c>, unique indexes (they enforce a rule), TTL indexes (the TTL monitor's deletes are not counted
+    /// as accesses) and the index that starts with the shard key (chunk moves and routing need it).
+    /// </summary>
+    internal IReadOnlyList<Finding> JudgeIndexUsage(string dbName, string collection, IReadOnlyList<BsonDocument> stats, BsonDocument? shardKey)
+    {
+        var findings = new List<Finding>();
+        // A sharded collection lists an index once per shard: it is unused only when no shard used it.
+        foreach (var entries in stats.GroupBy(x => x["name"].AsString))
+        {
+            var name = entries.Key;
+            var index = entries.First();
+            var ops = entries.Sum(x => x["accesses"]["ops"].ToInt64());
+            if (name == "_id_" || ops > 0) continue;
+            var spec = index.GetValue("spec", new BsonDocument()).AsBsonDocument;
+            if (spec.GetValue("unique", false).ToBoolean() || spec.Contains("expireAfterSeconds")) continue;
+            var key = index.GetValue("key", spec.GetValue("key", new BsonDocument())).AsBsonDocument;
+            if (shardKey is not null && StartsWith(key, shardKey)) continue;
+            var since = entries.Min(x => x["accesses"]["since"].ToUniversalTime());
+            findings.Add(F("mongo.unused_indexes", Severity.Warning,
+                $"Index {name} on {dbName}.{collection} has not been used since {since:yyyy-MM-dd HH:mm}Z",
+                Evidence(("database", dbName), ("collection", collection), ("index", name), ("accesses.ops", ops), ("since", since),
+                    ("host", string.Join(", ", entries.Select(x => x.GetValue("host", "").ToString()).Distinct()))),
+                $"db.getSiblingDB({Js(dbName)}).getCollection({Js(collection)}).hideIndex({Js(name)})   // watch for a while; then: .dropIndex({Js(name)})  (usage is counted per member and since its restart)"));
+        }
+        return findings;
+    }
+
+    // The index key begins with the shard key's fields, in order, with the same directions (or "hashed").
+    private static bool StartsWith(BsonDocument key, BsonDocument shardKey) =>
+        shardKey.ElementCount > 0 && shardKey.ElementCount <= key.ElementCount
+        && shardKey.Elements.Zip(key.Elements).All(pair => pair.First.Name == pair.Second.Name && pair.First.Value.Equals(pair.Second.Value));
 
     private async Task<IReadOnlyList<Finding>> SlowOperationsAsync(CancellationToken ct)
     {
@@ -148,6 +187,27 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
         {
             return [CouldNotSee("mongo.replica_set", "replica set status", e)];
         }
+        BsonDocument? config = null;
+        try
+        {
+            config = (await Client.GetDatabase("admin").RunCommandAsync<BsonDocument>(MongoDiagnosticCommands.ReplSetGetConfig(), cancellationToken: ct).ConfigureAwait(false))
+                .GetValue("config", BsonNull.Value) as BsonDocument;
+        }
+        catch (MongoCommandException) { /* without the config, every member's lag is judged as unintended */ }
+        return JudgeReplicaSet(status, config);
+    }
+
+    /// <summary>
+    /// The findings of <c>replSetGetStatus</c>. <paramref name="config"/> (<c>replSetGetConfig</c>'s <c>config</c>) tells
+    /// which members are delayed on purpose (<c>secondaryDelaySecs</c>, <c>slaveDelay</c> before 5.0): only their lag
+    /// beyond the delay counts.
+    /// </summary>
+    internal IReadOnlyList<Finding> JudgeReplicaSet(BsonDocument status, BsonDocument? config)
+    {
+        var delays = (config?.GetValue("members", new BsonArray()).AsBsonArray ?? [])
+            .Select(m => m.AsBsonDocument)
+            .Where(m => m.Contains("host"))
+            .ToDictionary(m => m["host"].AsString, m => TimeSpan.FromSeconds(m.GetValue("secondaryDelaySecs", m.GetValue("slaveDelay", 0)).ToDouble()), StringComparer.OrdinalIgnoreCase);
         var set = status["set"].AsString;
         var members = status["members"].AsBsonArray.Select(m => m.AsBsonDocument).ToList();
         var primary = members.FirstOrDefault(m => m["stateStr"].AsString == "PRIMARY");
@@ -165,14 +225,16 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
             var state = m["stateStr"].AsString;
             var health = m.GetValue("health", 1).ToDouble();
             var optime = m.GetValue("optimeDate", BsonNull.Value) is BsonDateTime o ? o.ToUniversalTime() : (DateTime?)null;
-            var lag = primaryOptime is { } pt && optime is { } ot && state == "SECONDARY" ? pt - ot : TimeSpan.Zero;
+            var behind = primaryOptime is { } pt && optime is { } ot && state == "SECONDARY" ? pt - ot : TimeSpan.Zero;
+            var delay = delays.GetValueOrDefault(name);
+            var lag = behind > delay ? behind - delay : TimeSpan.Zero; // a delayed member is judged on what it lags beyond its delay
             var severity = health < 1 ? Severity.Critical
                 : state is not ("PRIMARY" or "SECONDARY" or "ARBITER") ? Severity.Warning
                 : lag >= _options.ReplicationLagCritical ? Severity.Critical
                 : lag >= _options.ReplicationLagWarning ? Severity.Warning : Severity.Info;
             findings.Add(F("mongo.replica_set", severity,
-                health < 1 ? $"Member {name} of {set} is down" : $"Member {name} of {set} is {state}{(state == "SECONDARY" ? $", {lag.TotalSeconds:0} s behind the primary" : "")}",
-                Evidence(("set", set), ("member", name), ("state", state), ("health", health), ("lag_s", state == "SECONDARY" ? lag : null),
+                health < 1 ? $"Member {name} of {set} is down" : $"Member {name} of {set} is {state}{(state == "SECONDARY" ? $", {behind.TotalSeconds:0} s behind the primary{(delay > TimeSpan.Zero ? $" (delayed {delay.TotalSeconds:0} s on purpose)" : "")}" : "")}",
+                Evidence(("set", set), ("member", name), ("state", state), ("health", health), ("lag_s", state == "SECONDARY" ? behind : null), ("secondary_delay_s", delay > TimeSpan.Zero ? delay : null),
                     ("last_heartbeat_message", m.GetValue("lastHeartbeatMessage", "").ToString())),
                 severity == Severity.Info ? null
                     : health < 1 ? $"Start mongod on {name}, then rs.status() until it is SECONDARY"
