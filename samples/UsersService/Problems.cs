@@ -23,6 +23,7 @@ internal static class Problems
 
     public static IResult PreconditionRequired(string detail) =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status428PreconditionRequired, title: "If-Match is required.",
+            type: "https://www.rfc-editor.org/rfc/rfc6585#section-3", // ASP.NET Core maps no type for 428
             extensions: new Dictionary<string, object?> { ["field"] = "If-Match" });
 
     public static IResult UnsupportedMediaType(string? given, string[] expected) =>

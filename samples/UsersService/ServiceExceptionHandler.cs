@@ -22,6 +22,7 @@ internal sealed class ServiceExceptionHandler(IProblemDetailsService problems, I
         }
         var (status, title, detail) = exception switch
         {
+            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } bad => (bad.StatusCode, "Request body too large.", bad.Message),
             BadHttpRequestException bad => (bad.StatusCode, "Bad request.", bad.Message),
             RedisConnectionException or RedisTimeoutException => (StatusCodes.Status503ServiceUnavailable, "Redis is unavailable.", "Redis did not answer; nothing was written. Retry shortly."),
             PostgresPoolExhaustedException => (StatusCodes.Status503ServiceUnavailable, "Too busy.", "every PostgreSQL connection is in use; nothing was written. Retry shortly."),

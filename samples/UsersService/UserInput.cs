@@ -49,7 +49,8 @@ internal static partial class UserInput
         else if (u.ValueKind != JsonValueKind.Number || !u.TryGetInt64(out var id) || id < 1) errors.Add("userId", "must be a positive integer.");
         else userId = id;
         if (!fields.TryGetValue("amount", out var a)) errors.Add("amount", "is required.");
-        else if (a.ValueKind != JsonValueKind.Number || !a.TryGetDecimal(out var value)) errors.Add("amount", "must be a number.");
+        else if (a.ValueKind != JsonValueKind.Number) errors.Add("amount", "must be a number.");
+        else if (!a.TryGetDecimal(out var value)) errors.Add("amount", $"must be above 0 and at most {MaxAmount.ToString("N0", CultureInfo.InvariantCulture)} (it is out of range).");
         else if (value <= 0 || value > MaxAmount) errors.Add("amount", $"must be above 0 and at most {MaxAmount.ToString("N0", CultureInfo.InvariantCulture)}.");
         else if (decimal.Round(value, 2) != value) errors.Add("amount", "must have at most 2 decimal places.");
         else amount = value;

@@ -96,6 +96,7 @@ public sealed class OrderTests(OrderTests.Fixture fixture) : IClassFixture<Order
     [InlineData("{\"userId\":1,\"amount\":0}", "amount")]
     [InlineData("{\"userId\":1,\"amount\":1.005}", "amount")]
     [InlineData("{\"userId\":1,\"amount\":\"5\"}", "amount")]
+    [InlineData("{\"userId\":1,\"amount\":1e400}", "amount")]
     [InlineData("{\"userId\":-1,\"amount\":5}", "userId")]
     [InlineData("{\"userId\":1.5,\"amount\":5}", "userId")]
     [InlineData("{\"amount\":5}", "userId")]

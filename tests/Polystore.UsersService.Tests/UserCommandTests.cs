@@ -104,7 +104,9 @@ public sealed class UserCommandTests(UserCommandTests.Fixture fixture) : IClassF
 
         var huge = JsonSerializer.Serialize(new { email = Email(), name = new string('x', 2 * 1024 * 1024), region = "eu" });
         using var large = await App.PostJsonAsync("/users", huge);
-        await ServiceApp.AssertProblemAsync(large, 413);
+        var tooLarge = await ServiceApp.AssertProblemAsync(large, 413);
+        Assert.Equal("Request body too large.", tooLarge.GetProperty("title").GetString());
+        Assert.Contains("1048576 bytes", tooLarge.GetProperty("detail").GetString(), StringComparison.Ordinal);
     }
 
     [Fact]
@@ -219,7 +221,9 @@ public sealed class UserCommandTests(UserCommandTests.Fixture fixture) : IClassF
 
         using var response = await PatchAsync($"/users/{id}", "{\"name\":\"X\"}", null);
 
-        Assert.Equal("If-Match", (await ServiceApp.AssertProblemAsync(response, 428)).GetProperty("field").GetString());
+        var problem = await ServiceApp.AssertProblemAsync(response, 428);
+        Assert.Equal("If-Match", problem.GetProperty("field").GetString());
+        Assert.Equal("https://www.rfc-editor.org/rfc/rfc6585#section-3", problem.GetProperty("type").GetString());
         Assert.Equal(1, await App.ScalarAsync<long>("SELECT version FROM {schema}.users WHERE id = $1", id));
     }
 
