@@ -60,6 +60,14 @@ public sealed class DoctorClusterTests
         }
     }
 
+    [Fact]
+    public async Task A_standalone_server_that_answers_is_one_info_line()
+    {
+        await using var doctor = new RedisDiagnostics(TestServers.Redis);
+        var ok = Assert.Single(await RunAsync(doctor));
+        Assert.Equal((Severity.Info, "The Redis server answers"), (ok.Severity, ok.Title));
+    }
+
     private static async Task<IReadOnlyList<Finding>> RunAsync(RedisDiagnostics doctor) =>
         await doctor.Checks.Single(c => c.Name == "redis.servers").Run(Ct);
 

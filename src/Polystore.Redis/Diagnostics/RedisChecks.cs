@@ -275,7 +275,8 @@ internal static class RedisServersCheck
             findings.AddRange(await ClusterAsync(doctor, live, ct).ConfigureAwait(false));
         if (findings.Count == 0)
             findings.Add(doctor.Finding(Name, Severity.Info,
-                $"All {servers.Length} Redis servers answer ({up.Count(s => !s.IsReplica)} primaries, {up.Count(s => s.IsReplica)} replicas)",
+                servers.Length == 1 ? "The Redis server answers"
+                    : $"All {servers.Length} Redis servers answer ({Count(up.Count(s => !s.IsReplica), "primary", "primaries")}, {Count(up.Count(s => s.IsReplica), "replica", "replicas")})",
                 Evidence(("known_servers", servers.Length)), null));
         return findings;
     }
@@ -329,6 +330,8 @@ internal static class RedisServersCheck
         }
         return findings;
     }
+
+    private static string Count(int n, string one, string many) => $"{Num(n)} {(n == 1 ? one : many)}";
 
     // CLUSTER replies are verbatim strings: over RESP3 they come prefixed with their format ("txt:").
     private static async Task<string> TextAsync(IServer server, string subcommand, CancellationToken ct)
