@@ -102,6 +102,9 @@ public static partial class Redactor
     [GeneratedRegex(@"(?<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\s]+@")]
     private static partial Regex UrlPassword();
 
-    [GeneratedRegex(@"(?<key>(?i:password|pwd|pass|passwd|sentinelPassword|requirepass))\s*=\s*(""[^""]*""|'[^']*'|[^;,\s]*)")]
+    // The key is a whole name: any name ending in "password" (Password, sentinelPassword, ssl_password, "SSL Password"),
+    // or pwd/passwd/pass/requirepass standing alone or after a separator (db_pass); "bypass" or "compass" is no key.
+    // A match starts only where a name starts, so a long run of name characters is scanned once, not once per character.
+    [GeneratedRegex(@"(?<key>(?<![\w.\-])[\w.\-]*?(?i:password|(?<![a-zA-Z0-9])(?:pwd|passwd|pass|requirepass)))\s*=\s*(""[^""]*""|'[^']*'|[^;,\s]*)")]
     private static partial Regex KeyValuePassword();
 }
