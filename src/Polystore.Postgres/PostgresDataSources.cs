@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
+using Polystore.Core;
 using Polystore.Core.Configuration;
 
 namespace Polystore.Postgres;
@@ -240,7 +241,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
             CloseWhenOpened(open);
             var skip = (long)(_replicaRecheck.TotalSeconds * TimeProvider.System.TimestampFrequency);
             Volatile.Write(ref _replicasSkippedUntil, TimeProvider.System.GetTimestamp() + skip);
-            _logger.ReadReplicasSkipped(e, ReplicaOpenTimeout, _replicaRecheck);
+            _logger.ReadReplicasSkipped(Redactor.Redact(e, [Settings.Connection.Password]), ReplicaOpenTimeout, _replicaRecheck);
             return null;
         }
         catch
@@ -277,7 +278,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         catch (NpgsqlException e) when (!cancellationToken.IsCancellationRequested)
         {
             // The server restarted or the socket died while pooled: drop every pooled connection, retry once.
-            _logger.PrePingFailed(e, connection.Host, connection.Port);
+            _logger.PrePingFailed(Redactor.Redact(e, [Settings.Connection.Password]), connection.Host, connection.Port);
             NpgsqlConnection.ClearPool(connection);
             await connection.DisposeAsync().ConfigureAwait(false);
             return await PostgresPool.OpenAsync(source, cancellationToken).ConfigureAwait(false);

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Npgsql;
 using Polystore.Integration.Outbox;
+using Polystore.Integration.Transactions;
 using Polystore.Postgres;
 using Polystore.Testing;
 
@@ -85,6 +86,84 @@ public sealed class IntegrationLoggingTests
         {
             await ExecAsync(sources, $"DROP SCHEMA IF EXISTS \"{store.Schema}\" CASCADE");
         }
+    }
+
+    // What PostgreSQL itself says when a value that holds a connection string does not cast: the value, quoted.
+    private const string Secret = "hunter2pw";
+    private const string Leaky = $"Host=db;Password={Secret};Username=app redis://app:{Secret}@cache:6379";
+
+    private static async Task FailQuotingTheSecretAsync(NpgsqlConnection connection, NpgsqlTransaction? transaction, CancellationToken cancellationToken)
+    {
+        await using var cast = new NpgsqlCommand("SELECT $1::text::int", connection, transaction);
+        cast.Parameters.AddWithValue(Leaky);
+        await cast.ExecuteScalarAsync(cancellationToken);
+    }
+
+    private static void AssertNoSecretIn(IReadOnlyList<CapturedLog> logs)
+    {
+        foreach (var log in logs)
+            Assert.DoesNotContain(Secret, $"{log.Message} {log.Exception?.Message} {log.Exception} {log.Exception?.StackTrace} {log.Exception?.InnerException}", StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_subscriber_failure_that_quotes_a_password_is_logged_with_the_password_hidden()
+    {
+        var logs = new LogCapture();
+        await using var sources = PostgresDataSources.Create(TestServers.Postgres, loggerFactory: logs);
+        var store = new OutboxStore(TestServers.UniqueName("leaky"));
+        await store.EnsureCreatedAsync(sources.Primary, Ct);
+        try
+        {
+            await using (var connection = await sources.Primary.OpenConnectionAsync(Ct))
+            await using (var transaction = await connection.BeginTransactionAsync(Ct))
+            {
+                await store.AppendAsync(transaction, [new OutboxMessage("s", "a", 1, "t", "{}"), new OutboxMessage("s", "a", 2, "t", "{}")], Ct);
+                await transaction.CommitAsync(Ct);
+            }
+            var options = new OutboxDispatcherOptions { MaxAttempts = 2, RetryBaseDelay = TimeSpan.Zero, RetryMaxDelay = TimeSpan.Zero };
+            var dispatcher = new OutboxDispatcher(sources.Primary, store, new Leaking(), options);
+            var monitor = new OutboxMonitor(sources.Primary, store);
+            await Delivery.UntilAsync(dispatcher, async () => (await monitor.GetStatusAsync("leaking", Ct)).DeadLetters == 2, Ct);
+
+            var failures = logs.Logs.Where(l => l.EventId.Id is 103 or 104 or 105).ToList();
+            Assert.Equal([103, 104, 105], failures.Select(l => l.EventId.Id).Distinct().Order());
+            Assert.All(failures, l => Assert.Contains("Password=***", l.Exception!.Message, StringComparison.Ordinal));
+            Assert.All(failures, l => Assert.StartsWith("Npgsql.PostgresException", l.Exception!.ToString(), StringComparison.Ordinal));
+            AssertNoSecretIn(logs.Logs);
+        }
+        finally
+        {
+            await ExecAsync(sources, $"DROP SCHEMA IF EXISTS \"{store.Schema}\" CASCADE");
+        }
+    }
+
+    [Fact]
+    public async Task A_compensation_failure_that_quotes_a_password_is_logged_with_the_password_hidden()
+    {
+        var logs = new LogCapture();
+        await using var sources = PostgresDataSources.Create(TestServers.Postgres, loggerFactory: logs);
+        var manager = new TransactionManager(sources.Primary, logger: logs.CreateLogger("tx"));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => manager.ExecuteAsync(tx =>
+        {
+            tx.AddCompensation("undo", async cancellationToken =>
+            {
+                await using var connection = await sources.Primary.OpenConnectionAsync(cancellationToken);
+                await FailQuotingTheSecretAsync(connection, null, cancellationToken);
+            });
+            throw new InvalidOperationException("the work failed");
+        }, Ct));
+
+        var failed = Assert.Single(logs.Logs, l => l.EventId.Id == 202);
+        Assert.Contains("Password=***", failed.Exception!.Message, StringComparison.Ordinal);
+        AssertNoSecretIn(logs.Logs);
+    }
+
+    private sealed class Leaking : IOutboxSubscriber
+    {
+        public string Name => "leaking";
+
+        public Task HandleAsync(OutboxEvent outboxEvent, OutboxContext context, CancellationToken cancellationToken) =>
+            FailQuotingTheSecretAsync(context.Connection, context.Transaction, cancellationToken);
     }
 
     private static async Task ExecAsync(PostgresDataSources sources, string sql)

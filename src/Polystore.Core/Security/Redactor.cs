@@ -99,6 +99,26 @@ public static partial class Redactor
         return RedactConnectionString(text);
     }
 
+    /// <summary>
+    /// <paramref name="exception"/> as it may be logged or recorded on a span: itself when its text
+    /// (<see cref="Exception.ToString"/>, inner exceptions and stack trace included) holds no secret; else a stand-in whose
+    /// <see cref="Exception.Message"/>, <see cref="Exception.StackTrace"/> and <c>ToString()</c> are the original's with the
+    /// secrets hidden (as <see cref="Redact(string, IEnumerable{string})"/> does), whose text still starts with the original
+    /// type's name, and whose inner exception is redacted the same way.
+    /// </summary>
+    public static Exception Redact(Exception exception, IEnumerable<string?>? secrets = null)
+    {
+        ArgumentNullException.ThrowIfNull(exception);
+        if (exception is RedactedException) return exception;
+        string?[] known = secrets is null ? [] : [.. secrets];
+        var text = exception.ToString();
+        var clean = Redact(text, known);
+        if (clean == text) return exception;
+        var inner = exception.InnerException is { } i ? Redact(i, known) : null;
+        var stackTrace = exception.StackTrace is { } trace ? Redact(trace, known) : null;
+        return new RedactedException(exception, Redact(exception.Message, known), clean, stackTrace, inner);
+    }
+
     [GeneratedRegex(@"(?<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\s]+@")]
     private static partial Regex UrlPassword();
 

@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using NpgsqlTypes;
+using Polystore.Core;
 using Polystore.Postgres;
 
 namespace Polystore.Integration.Outbox;
@@ -168,7 +169,7 @@ public sealed class OutboxDeadLetters
             foreach (var action in context.AfterCommitActions)
             {
                 try { await action(cancellationToken).ConfigureAwait(false); }
-                catch (Exception e) when (!cancellationToken.IsCancellationRequested) { _logger.OutboxAfterCommitFailed(e, subscriber.Name); }
+                catch (Exception e) when (!cancellationToken.IsCancellationRequested) { _logger.OutboxAfterCommitFailed(Redactor.Redact(e), subscriber.Name); }
             }
             return true;
         }

@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using NpgsqlTypes;
+using Polystore.Core;
 using Polystore.Postgres;
 
 namespace Polystore.Integration.Outbox;
@@ -126,7 +127,7 @@ public sealed class OutboxDispatcher
             {
                 IsLeader = false;
                 var delay = Backoff(++_connectionFailures);
-                _logger.OutboxConnectionLost(e, _subscriber.Name, delay);
+                _logger.OutboxConnectionLost(Redactor.Redact(e), _subscriber.Name, delay);
                 await DelayAsync(delay, cancellationToken).ConfigureAwait(false);
             }
         }
@@ -207,7 +208,7 @@ public sealed class OutboxDispatcher
         }
         catch (Exception e) when (OutboxOutage.Is(e))
         {
-            _logger.OutboxLeadershipReleaseFailed(e, _subscriber.Name);
+            _logger.OutboxLeadershipReleaseFailed(Redactor.Redact(e), _subscriber.Name);
         }
     }
 
@@ -247,7 +248,7 @@ public sealed class OutboxDispatcher
         catch (Exception e) when (!cancellationToken.IsCancellationRequested && OutboxOutage.Is(e))
         {
             // The batch that follows meets the same outage and handles it; the gauges keep the last figures.
-            _logger.OutboxBacklogUnmeasured(e, _subscriber.Name);
+            _logger.OutboxBacklogUnmeasured(Redactor.Redact(e), _subscriber.Name);
         }
     }
 
@@ -283,7 +284,7 @@ public sealed class OutboxDispatcher
                     // Which event failed is unknown: deliver this batch's events one at a time, so the
                     // good ones pass and attempts count against the one that fails on its own.
                     (_oneAtATime, _failedEventId) = (true, events[^1].Id);
-                    _logger.OutboxBatchFailed(e, _subscriber.Name, events[^1].Id);
+                    _logger.OutboxBatchFailed(Redactor.Redact(e), _subscriber.Name, events[^1].Id);
                     return new BatchResult(0, true, null);
                 }
                 catch (Exception e)
@@ -361,7 +362,7 @@ public sealed class OutboxDispatcher
         if (attempts < _options.MaxAttempts)
         {
             var delay = Backoff(attempts);
-            _logger.OutboxEventFailed(error, _subscriber.Name, failed.Id, attempts, _options.MaxAttempts, delay);
+            _logger.OutboxEventFailed(Redactor.Redact(error), _subscriber.Name, failed.Id, attempts, _options.MaxAttempts, delay);
             return new BatchResult(0, true, delay);
         }
 
@@ -392,7 +393,7 @@ public sealed class OutboxDispatcher
                 await SaveCheckpointAsync(connection, transaction, failed.TransactionId, failed.Id, cancellationToken).ConfigureAwait(false);
                 IntegrationTelemetry.DeadLetters.Add(1, _tags);
                 activity?.SetTag("polystore.outbox.dead_lettered", true);
-                _logger.OutboxEventDeadLettered(error, failed.Id, _store.Schema, _subscriber.Name, attempts);
+                _logger.OutboxEventDeadLettered(Redactor.Redact(error), failed.Id, _store.Schema, _subscriber.Name, attempts);
             }
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -496,7 +497,7 @@ public sealed class OutboxDispatcher
             catch (Exception e) when (!cancellationToken.IsCancellationRequested)
             {
                 IntegrationTelemetry.AfterCommit.Add(1, _tags);
-                _logger.OutboxAfterCommitFailed(e, _subscriber.Name);
+                _logger.OutboxAfterCommitFailed(Redactor.Redact(e), _subscriber.Name);
             }
         }
     }

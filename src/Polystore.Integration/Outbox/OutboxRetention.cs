@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using NpgsqlTypes;
+using Polystore.Core;
 using Polystore.Postgres;
 
 namespace Polystore.Integration.Outbox;
@@ -114,7 +115,7 @@ public sealed class OutboxRetention
             }
             catch (Exception e) when (OutboxOutage.Is(e))
             {
-                _logger.OutboxPruneFailed(e, _store.Schema, _options.Interval);
+                _logger.OutboxPruneFailed(Redactor.Redact(e), _store.Schema, _options.Interval);
             }
             try
             {

@@ -132,7 +132,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
         if (!_postgresCommitted)
         {
             try { await PostgresTransaction.RollbackAsync().ConfigureAwait(false); }
-            catch (Exception e) when (e is NpgsqlException or IOException) { _logger.TransactionRollbackFailed(e, StoreNames.Postgres); }
+            catch (Exception e) when (e is NpgsqlException or IOException) { _logger.TransactionRollbackFailed(Redactor.Redact(e), StoreNames.Postgres); }
         }
         foreach (var participant in _participants) await AbortAsync(participant).ConfigureAwait(false);
         await CompensateAsync().ConfigureAwait(false);
@@ -141,7 +141,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
     private async Task AbortAsync(ITransactionParticipant participant)
     {
         try { await participant.AbortAsync().ConfigureAwait(false); }
-        catch (Exception e) when (e is TimeoutException || participant.IsStoreFailure(e)) { _logger.TransactionRollbackFailed(e, participant.Store); }
+        catch (Exception e) when (e is TimeoutException || participant.IsStoreFailure(e)) { _logger.TransactionRollbackFailed(Redactor.Redact(e), participant.Store); }
     }
 
     private async Task<(List<string> Run, List<string> Failed)> CompensateAsync()
@@ -159,7 +159,7 @@ public sealed class MultiStoreTransaction : IAsyncDisposable
             catch (Exception e) when (!IsFatal(e))
             {
                 // One undo failing (a store, an external API) must not stop the others, nor hide the partial commit.
-                _logger.TransactionCompensationFailed(e, description);
+                _logger.TransactionCompensationFailed(Redactor.Redact(e), description);
                 failed.Add($"{description}: {Redactor.RedactConnectionString(e.Message)}");
             }
         }

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using Npgsql;
+using Polystore.Core;
 
 namespace Polystore.Postgres.BulkUpsert;
 
@@ -35,7 +36,7 @@ internal static class UpsertCommit
         catch (Exception e) when (e is not PostgresException { InvariantSeverity: "ERROR" })
         {
             var commit = new InDoubtCommit(transactionId, batch.Rows, batch.Inserted, batch.Updated, batch.Technique);
-            options.Logger.BulkUpsertCommitInDoubt(e, transactionId, batch.Rows);
+            options.Logger.BulkUpsertCommitInDoubt(Redactor.Redact(e), transactionId, batch.Rows);
             progress.AddInDoubt(commit);
             throw new CommitInDoubtException(commit, e);
         }
