@@ -130,6 +130,17 @@ public sealed class IntegrationLoggingTests
             Assert.All(failures, l => Assert.Contains("Password=***", l.Exception!.Message, StringComparison.Ordinal));
             Assert.All(failures, l => Assert.StartsWith("Npgsql.PostgresException", l.Exception!.ToString(), StringComparison.Ordinal));
             AssertNoSecretIn(logs.Logs);
+
+            // The dead letters' last_error (listed, and printed by `polystore outbox dead-letters`) hides it too, and so
+            // does the last_error a failed replay writes back.
+            var deadLetters = new OutboxDeadLetters(sources.Primary, store);
+            var letters = await deadLetters.ListAsync("leaking", cancellationToken: Ct);
+            Assert.Equal(2, letters.Count);
+            Assert.All(letters, l => Assert.Contains("Password=***", l.LastError, StringComparison.Ordinal));
+            await Assert.ThrowsAsync<PostgresException>(() => deadLetters.ReplayAsync(new Leaking(), null, "tester", Ct));
+            letters = await deadLetters.ListAsync("leaking", cancellationToken: Ct);
+            Assert.Contains(letters, l => l.Attempts == 3);
+            Assert.All(letters, l => Assert.DoesNotContain(Secret, l.LastError, StringComparison.Ordinal));
         }
         finally
         {

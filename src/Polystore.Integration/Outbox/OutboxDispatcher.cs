@@ -387,7 +387,7 @@ public sealed class OutboxDispatcher
                     command.Parameters.Add(new NpgsqlParameter { Value = _subscriber.Name });
                     command.Parameters.Add(new NpgsqlParameter { Value = failed.Id });
                     command.Parameters.Add(new NpgsqlParameter { Value = attempts });
-                    command.Parameters.Add(new NpgsqlParameter { Value = Truncate(error.Message) });
+                    command.Parameters.Add(new NpgsqlParameter { Value = Truncate(Redactor.RedactConnectionString(error.Message)) });
                     await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
                 await SaveCheckpointAsync(connection, transaction, failed.TransactionId, failed.Id, cancellationToken).ConfigureAwait(false);
@@ -413,7 +413,7 @@ public sealed class OutboxDispatcher
         {
             command.Parameters.Add(new NpgsqlParameter { Value = _subscriber.Name });
             command.Parameters.Add(new NpgsqlParameter { Value = failed.Id });
-            command.Parameters.Add(new NpgsqlParameter { Value = Truncate(error.Message) });
+            command.Parameters.Add(new NpgsqlParameter { Value = Truncate(Redactor.RedactConnectionString(error.Message)) });
             return (int)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
     }
