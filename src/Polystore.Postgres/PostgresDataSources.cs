@@ -9,7 +9,7 @@ namespace Polystore.Postgres;
 
 /// <summary>
 /// The pooled connections described by postgresql.yaml: writes go to the primary, reads to a
-/// standby (round robin) when replicas are configured, else to the primary. Dispose once at shutdown.
+/// standby (round robin) when replicas or a group of <c>connection.hosts</c> are configured, else to the primary. Dispose once at shutdown.
 /// </summary>
 public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
 {
@@ -118,9 +118,10 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         var recheck = TimeSpan.FromSeconds(Math.Max(1, builder.ConnectionStringBuilder.HostRecheckSeconds));
         var multi = builder.BuildMultiHost();
         // connection.hosts: writes go wherever target_session_attributes points (the primary by default), so after a
-        // failover new connections find the promoted server; reads go there too unless replicas are configured.
-        var primary = multi.WithTargetSession(multiHost ? PostgresDriverSettings.TargetSession(settings) : TargetSessionAttributes.Primary);
-        if (settings.Replication.ReadReplicas.Count == 0)
+        // failover new connections find the promoted server.
+        var writeTarget = multiHost ? PostgresDriverSettings.TargetSession(settings) : TargetSessionAttributes.Primary;
+        var primary = multi.WithTargetSession(writeTarget);
+        if (!PostgresDriverSettings.HasStandbys(settings))
             return new PostgresDataSources(multi, primary, primary, direct, settings, TimeSpan.Zero, loggerFactory);
         NpgsqlMultiHostDataSource? writes = null;
         if (builder.ConnectionStringBuilder.LoadBalanceHosts)
@@ -129,7 +130,7 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
             // start at a replica, and wait out the connect timeout when that replica hangs. Writes get a source of their
             // own that tries the hosts in order (the primary first); reads keep the round robin.
             writes = NewBuilder($"{settings.Connection.ApplicationName}-writes", loadBalance: false).BuildMultiHost();
-            primary = writes.WithTargetSession(TargetSessionAttributes.Primary);
+            primary = writes.WithTargetSession(writeTarget);
         }
         return new PostgresDataSources(multi, primary,
             multi.WithTargetSession(TargetSessionAttributes.PreferStandby),

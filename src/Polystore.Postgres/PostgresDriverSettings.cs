@@ -82,7 +82,7 @@ public static class PostgresDriverSettings
             // Npgsql resets a pooled connection (DISCARD ALL) when it is next used; through transaction pooling that
             // lands on whichever server connection is free and wipes what the pooler set there (connect_query).
             NoResetOnClose = transactionPooler,
-            LoadBalanceHosts = settings.Replication.LoadBalance == PostgresLoadBalance.RoundRobin && settings.Replication.ReadReplicas.Count > 0,
+            LoadBalanceHosts = settings.Replication.LoadBalance == PostgresLoadBalance.RoundRobin && HasStandbys(settings),
             KeepAlive = settings.Pool.PoolPrePing ? PrePingKeepAliveSeconds : 0,
         };
         if (c.Hosts.Count > 0) builder.HostRecheckSeconds = HostsRecheckSeconds;
@@ -120,6 +120,16 @@ public static class PostgresDriverSettings
     {
         ArgumentNullException.ThrowIfNull(settings);
         return settings.Connection.Hosts.Count > 1 || settings.Connection.TargetSessionAttributes is not null;
+    }
+
+    /// <summary>
+    /// Whether reads have standbys to go to: <c>replication.read_replicas</c> lists some, or <c>connection.hosts</c> lists
+    /// a group (more than one server: whichever are standbys at the time serve reads).
+    /// </summary>
+    internal static bool HasStandbys(PostgresSettings settings)
+    {
+        ArgumentNullException.ThrowIfNull(settings);
+        return settings.Replication.ReadReplicas.Count > 0 || settings.Connection.Hosts.Count > 1;
     }
 
     /// <summary>

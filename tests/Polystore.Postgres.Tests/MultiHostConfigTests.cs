@@ -41,12 +41,16 @@ public sealed class MultiHostConfigTests : IDisposable
     }
 
     [Fact]
-    public void Without_target_session_attributes_connections_go_to_the_primary()
+    public void Without_target_session_attributes_writes_go_to_the_primary_and_reads_of_a_group_to_a_standby()
     {
         var settings = Load("connection:\n  hosts: [a:1, b:2]\n").Postgres!;
         Assert.Equal(TargetSessionAttributes.Primary, PostgresDriverSettings.TargetSession(settings));
         using var sources = PostgresDataSources.Create(settings);
-        Assert.Same(sources.Primary, sources.Reads);
+        Assert.NotSame(sources.Primary, sources.Reads);   // HostsGroupReadTests checks where each goes
+
+        // One server has no standby to read from: reads share the writes' connections.
+        using var single = PostgresDataSources.Create(Load("connection:\n  hosts: [a:1]\n  target_session_attributes: read-write\n").Postgres!);
+        Assert.Same(single.Primary, single.Reads);
     }
 
     [Theory]
