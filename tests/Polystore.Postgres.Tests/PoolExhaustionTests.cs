@@ -56,6 +56,40 @@ public sealed class PoolExhaustionTests
     }
 
     [Fact]
+    public async Task An_exhausted_pool_behind_a_multi_host_data_source_gives_the_same_clear_error()
+    {
+        // connection.hosts makes a multi-host data source: Npgsql reports the full pool of its host inside
+        // "Unable to connect to a suitable host" (an AggregateException of each host's failure).
+        var small = SmallPool(1, 0, 1);
+        var c = small.Connection;
+        var settings = new PostgresSettings
+        {
+            Connection = new()
+            {
+                Hosts = [$"{c.Host}:{c.Port}"], TargetSessionAttributes = PostgresTargetSession.Primary,
+                Database = c.Database, User = c.User, Password = c.Password, Sslmode = c.Sslmode, ApplicationName = c.ApplicationName, Pooler = c.Pooler,
+            },
+            Pool = small.Pool,
+        };
+        await using var sources = PostgresDataSources.Create(settings);
+        var held = await SlowConnect.OpenAsync(sources, Ct);
+        try
+        {
+            var e = await Assert.ThrowsAsync<PostgresPoolExhaustedException>(() => sources.OpenConnectionAsync(Ct).AsTask());
+            Assert.Equal((1, 1), (e.MaxPoolSize, e.TimeoutSeconds));
+            Assert.DoesNotContain(c.Password!, e.Message, StringComparison.Ordinal);
+            // Npgsql's own report stays inside, for the details.
+            Assert.IsType<NpgsqlException>(e.InnerException, exactMatch: false);
+        }
+        finally
+        {
+            await held.DisposeAsync();
+        }
+        await using var again = await sources.OpenConnectionAsync(Ct);
+        Assert.Equal(System.Data.ConnectionState.Open, again.State);
+    }
+
+    [Fact]
     public async Task Parallel_upsert_with_more_connections_than_the_pool_fails_before_writing_anything()
     {
         // Every lane's connection is opened before the first row is read, so the error comes with nothing written.
