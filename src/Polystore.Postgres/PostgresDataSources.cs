@@ -280,8 +280,8 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
         {
             // The server restarted or the socket died while pooled: drop every pooled connection, retry once.
             _logger.PrePingFailed(Redactor.Redact(e, [Settings.Connection.Password]), connection.Host, connection.Port);
-            NpgsqlConnection.ClearPool(connection);
             await connection.DisposeAsync().ConfigureAwait(false);
+            ForgetDeadConnections();
             return await PostgresPool.OpenAsync(source, cancellationToken).ConfigureAwait(false);
         }
         catch
@@ -289,6 +289,21 @@ public sealed class PostgresDataSources : IAsyncDisposable, IDisposable
             // Cancelled (or anything else) during the ping: the connection goes back to the pool, not astray.
             await connection.DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    /// <summary>After a failed pre-ping: closes the idle connections of every pool, and forgets what Npgsql learnt about each host.</summary>
+    private void ForgetDeadConnections()
+    {
+        // NpgsqlConnection.ClearPool only reaches pools built from a connection string, not a data source's. The dead
+        // server may have connections in both the reads' and the writes' pools.
+        foreach (var root in new[] { _root, _writesRoot })
+        {
+            if (root is null) continue;
+            root.Clear();
+            // The broken connection marked its host offline for HostRecheckSeconds: the retry, and every open until
+            // then, would find "no suitable host" although the restarted server answers again.
+            if (root is NpgsqlMultiHostDataSource multi) multi.ClearDatabaseStates();
         }
     }
 
