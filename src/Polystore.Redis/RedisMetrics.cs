@@ -62,7 +62,7 @@ public static class RedisMetrics
 
     /// <summary>
     /// Histogram of lock acquisitions, from the call to its outcome (unit <c>s</c>; tags <c>outcome</c> = acquired | timeout
-    /// | failed, and <c>prefix</c>): the wait time.
+    /// | cancelled (by the caller's token) | failed, and <c>prefix</c>): the wait time.
     /// </summary>
     public const string LockAcquireDuration = "polystore.redis.lock.acquire.duration";
 

@@ -176,6 +176,26 @@ public sealed class RedisTelemetryTests : IDisposable
         Assert.True(Count(RedisMetrics.LockContention) >= 2, "the waiting owner and the one-attempt acquire found the lock held");
     }
 
+    [Fact]
+    public async Task A_wait_the_caller_cancels_is_recorded_as_cancelled_not_as_a_failure()
+    {
+        var provider = new RedisLockProvider(RedisServers.Standalone, new RedisLockOptions { KeyPrefix = _prefix, Expiry = TimeSpan.FromSeconds(30) });
+        await using var held = await provider.AcquireAsync("busy", TimeSpan.Zero, Ct);
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        var waiting = provider.AcquireAsync("busy", Timeout.InfiniteTimeSpan, cts.Token).AsTask();
+        await PollUntilContendedAsync();
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => waiting);
+
+        // The caller gave up: not an error of the lock (no Error status, no failed measurement), and the span says so.
+        var acquire = Assert.Single(Spans("lock_acquire"), a => !Equals(a.GetTagItem("polystore.lock.acquired"), true));
+        Assert.Equal((ActivityStatusCode.Unset, null), (acquire.Status, acquire.GetTagItem("error.type")));
+        Assert.Equal((false, true), (acquire.GetTagItem("polystore.lock.acquired"), acquire.GetTagItem("polystore.lock.cancelled")));
+        var durations = _metrics.Of(RedisMetrics.LockAcquireDuration, "prefix", _prefix);
+        Assert.Single(durations, d => Equals(d.Tags["outcome"], "cancelled"));
+        Assert.DoesNotContain(durations, d => Equals(d.Tags["outcome"], "failed"));
+    }
+
     // The one-attempt acquire of the test above finds this resource held by an owner outside the provider.
     private string ResourceHeldElsewhere()
     {

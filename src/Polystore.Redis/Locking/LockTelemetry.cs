@@ -50,6 +50,15 @@ internal static class LockTelemetry
         RedisTelemetry.Fail(activity, exception);
     }
 
+    public static void Cancelled(Activity? activity, string prefix, TimeSpan waited)
+    {
+        Record(prefix, "cancelled", waited);
+        if (activity is not { IsAllDataRequested: true }) return;
+        activity.SetTag("polystore.lock.acquired", false);
+        activity.SetTag("polystore.lock.cancelled", true);
+        activity.SetTag("polystore.lock.wait", waited.TotalSeconds);
+    }
+
     public static void Contended(string prefix)
     {
         if (RedisMetrics.LockContentionCounter.Enabled) RedisMetrics.LockContentionCounter.Add(1, new KeyValuePair<string, object?>("prefix", prefix));

@@ -67,6 +67,12 @@ public sealed class RedisLockProvider : IRedisLockProvider
             if (acquired is not null) acquired.Hold = hold;
             return acquired;
         }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The caller gave up waiting: not a failure of the lock, so no error status and no "failed" measurement.
+            LockTelemetry.Cancelled(activity, Options.KeyPrefix, Stopwatch.GetElapsedTime(started));
+            throw;
+        }
         catch (Exception e)
         {
             LockTelemetry.Failed(activity, Options.KeyPrefix, e, Stopwatch.GetElapsedTime(started));
