@@ -94,6 +94,70 @@ public sealed class LockTests
         Assert.Equal(64 * 10, last.Sum());
     }
 
+    [Theory]
+    [InlineData("standalone")]
+    [InlineData("cluster")]
+    public async Task A_counter_incremented_non_atomically_under_the_lock_loses_no_update(string kind)
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Get(kind));
+        var counter = 0;
+        await Task.WhenAll(Enumerable.Range(0, 64).Select(_ => Task.Run(async () =>
+        {
+            for (var i = 0; i < 10; i++)
+            {
+                await using var held = await locks.AcquireAsync("counter", TimeSpan.FromSeconds(60), ct);
+                // Read, let others run, write back: two holders at once would lose an increment.
+                var seen = Volatile.Read(ref counter);
+                await Task.Yield();
+                Volatile.Write(ref counter, seen + 1);
+            }
+        }, ct)));
+        Assert.Equal(64 * 10, counter);
+    }
+
+    [Fact]
+    public async Task Acquires_cancelled_at_any_moment_leave_no_lock_behind_and_never_overlap()
+    {
+        var ct = TestContext.Current.CancellationToken;
+        var locks = Provider(RedisServers.Standalone, expiry: TimeSpan.FromMinutes(5));
+        var counter = 0;
+        var taken = 0;
+        var cancelled = 0;
+        await Task.WhenAll(Enumerable.Range(0, 32).Select(t => Task.Run(async () =>
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                using var cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                // Cancelled before, during or after the round trip that grants it (or while waiting behind another holder).
+                var cancel = Task.Run(async () =>
+                {
+                    for (var y = Random.Shared.Next(8); y > 0; y--) await Task.Yield();
+                    await cts.CancelAsync();
+                }, ct);
+                try
+                {
+                    await using var held = await locks.AcquireAsync("racy", Timeout.InfiniteTimeSpan, cts.Token);
+                    Interlocked.Increment(ref taken);
+                    var seen = Volatile.Read(ref counter);
+                    await Task.Yield();
+                    Volatile.Write(ref counter, seen + 1);
+                }
+                catch (OperationCanceledException) when (cts.IsCancellationRequested && !ct.IsCancellationRequested)
+                {
+                    Interlocked.Increment(ref cancelled);
+                }
+                await cancel;
+            }
+        }, ct)));
+        Assert.Equal(32 * 20, taken + cancelled);
+        Assert.Equal(taken, counter);
+        // A grant nobody received would hold the lock for its whole five-minute lease.
+        await using var after = await locks.TryAcquireAsync("racy", TimeSpan.Zero, ct);
+        Assert.NotNull(after);
+        Assert.True(after.FencingToken > taken, $"fencing token {after.FencingToken} after {taken} grants");
+    }
+
     [Fact]
     public async Task The_fencing_counter_can_be_raised_never_lowered()
     {
