@@ -1,0 +1,144 @@
+using System.Net;
+using System.Text;
+
+namespace Polystore.UsersService.Tests;
+
+/// <summary>
+/// Hostile requests to every endpoint: each is answered by a ProblemDetails with its 4xx that names what is wrong
+/// (never a 500), and nothing is written.
+/// </summary>
+public sealed class HostileInputTests(HostileInputTests.Fixture fixture) : IClassFixture<HostileInputTests.Fixture>
+{
+    public sealed class Fixture : IAsyncLifetime
+    {
+        public ServiceApp App { get; private set; } = null!;
+        public long UserId { get; private set; }
+
+        public async ValueTask InitializeAsync()
+        {
+            App = await ServiceApp.StartAsync("svc_hostile");
+            UserId = await App.CreateUserAsync($"{Guid.NewGuid():N}@hostile.test");
+        }
+
+        public async ValueTask DisposeAsync() => await App.DisposeAsync();
+    }
+
+    private static CancellationToken Ct => ServiceApp.Ct;
+    private ServiceApp App => fixture.App;
+
+    private Task<(long Users, long Versions, long Orders, long Events)> WrittenAsync() =>
+        Task.WhenAll(
+                App.ScalarAsync<long>("SELECT count(*) FROM {schema}.users"),
+                App.ScalarAsync<long>("SELECT coalesce(sum(version), 0) FROM {schema}.users"),
+                App.ScalarAsync<long>("SELECT count(*) FROM {schema}.orders"),
+                App.ScalarAsync<long>("SELECT count(*) FROM {schema}.outbox"))
+            .ContinueWith(t => (t.Result[0], t.Result[1], t.Result[2], t.Result[3]), TaskScheduler.Default);
+
+    // Sends the request and checks the answer: the status, a problem naming the field, nothing written.
+    private async Task AssertRefusedAsync(HttpRequestMessage request, int status, string field)
+    {
+        var before = await WrittenAsync();
+        using var response = await App.Client.SendAsync(request, Ct);
+        var problem = await ServiceApp.AssertProblemAsync(response, status);
+        var named = problem.TryGetProperty("errors", out var errors) ? errors.TryGetProperty(field, out _)
+            : problem.TryGetProperty("field", out var f) && f.GetString() == field;
+        Assert.True(named, $"the {status} does not name '{field}': {problem}");
+        Assert.DoesNotContain("   at ", problem.ToString(), StringComparison.Ordinal); // no stack trace
+        Assert.Equal(before, await WrittenAsync());
+    }
+
+    private static HttpRequestMessage Send(HttpMethod method, string path, byte[] body, string mediaType, string? ifMatch = null)
+    {
+        var content = new ByteArrayContent(body);
+        content.Headers.TryAddWithoutValidation("Content-Type", mediaType);
+        var request = new HttpRequestMessage(method, path) { Content = content };
+        if (ifMatch is not null) request.Headers.TryAddWithoutValidation("If-Match", ifMatch);
+        return request;
+    }
+
+    private static HttpRequestMessage Send(HttpMethod method, string path, string json, string mediaType = "application/json", string? ifMatch = null) =>
+        Send(method, path, Encoding.UTF8.GetBytes(json), mediaType, ifMatch);
+
+    private string Patch => $"/users/{fixture.UserId}";
+
+    [Fact]
+    public async Task Deeply_nested_JSON_is_a_400_naming_the_body_or_row()
+    {
+        var deep = new string('[', 5000) + new string(']', 5000);
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users", deep), 400, "body");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users", $"{{\"email\":{deep}}}"), 400, "body");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/orders", $"{{\"userId\":{deep}}}"), 400, "body");
+        await AssertRefusedAsync(Send(HttpMethod.Patch, Patch, $"{{\"name\":{deep}}}", ifMatch: "*"), 400, "body");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", $"[{{\"email\":{deep}}}]"), 400, "body");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", $"{{\"email\":{deep}}}\n", "application/x-ndjson"), 400, "line 1");
+    }
+
+    [Theory]
+    [InlineData("email", 255)]
+    [InlineData("name", 201)]
+    [InlineData("region", 65)]
+    public async Task An_overlong_string_in_any_field_is_a_400_naming_it(string field, int length)
+    {
+        var fields = new Dictionary<string, string> { ["email"] = $"{Guid.NewGuid():N}@hostile.test", ["name"] = "Ann", ["region"] = "eu" };
+        fields[field] = field == "email" ? new string('a', length - "@hostile.test".Length) + "@hostile.test" : new string('a', length);
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users", System.Text.Json.JsonSerializer.Serialize(fields)), 400, field);
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", System.Text.Json.JsonSerializer.Serialize(fields) + "\n", "application/x-ndjson"), 400, $"line 1.{field}");
+        if (field != "email")
+            await AssertRefusedAsync(Send(HttpMethod.Patch, Patch, $"{{\"{field}\":\"{fields[field]}\"}}", ifMatch: "*"), 400, field);
+    }
+
+    [Theory]
+    [InlineData("{\"userId\":1,\"amount\":-1e308}", "amount")]
+    [InlineData("{\"userId\":1,\"amount\":1e-400}", "amount")]
+    [InlineData("{\"userId\":1,\"amount\":-0}", "amount")]
+    [InlineData("{\"userId\":1,\"amount\":NaN}", "body")]
+    [InlineData("{\"userId\":1,\"amount\":\"NaN\"}", "amount")]
+    [InlineData("{\"userId\":1,\"amount\":Infinity}", "body")]
+    [InlineData("{\"userId\":9223372036854775808,\"amount\":5}", "userId")]
+    [InlineData("{\"userId\":-9223372036854775808,\"amount\":5}", "userId")]
+    [InlineData("{\"userId\":1e2,\"amount\":5}", "userId")]
+    [InlineData("{\"userId\":1,\"amount\":5,\"amount\":6}", "amount")]
+    [InlineData("{\"userId\":1,\"amount\":5,\"AMOUNT\":6}", "amount")]
+    public async Task Negative_NaN_huge_or_repeated_numbers_are_a_400_naming_the_field(string json, string field) =>
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/orders", json), 400, field);
+
+    [Theory]
+    [InlineData("..%2F..%2Fetc%2Fpasswd")]
+    [InlineData("0")]
+    [InlineData("-1")]
+    [InlineData("1.0")]
+    [InlineData("%201")]
+    [InlineData("99999999999999999999")]
+    public async Task A_bad_path_id_is_a_400_naming_id(string id)
+    {
+        await AssertRefusedAsync(new HttpRequestMessage(HttpMethod.Get, $"/users/{id}"), 400, "id");
+        await AssertRefusedAsync(new HttpRequestMessage(HttpMethod.Get, $"/users/{id}/profile"), 400, "id");
+        await AssertRefusedAsync(new HttpRequestMessage(HttpMethod.Get, $"/users/{id}/orders"), 400, "id");
+        await AssertRefusedAsync(Send(HttpMethod.Patch, $"/users/{id}", "{\"name\":\"Bo\"}", ifMatch: "*"), 400, "id");
+    }
+
+    [Fact]
+    public async Task A_very_long_id_is_a_400_naming_id() =>
+        await AssertRefusedAsync(new HttpRequestMessage(HttpMethod.Get, $"/users/{new string('9', 4000)}"), 400, "id");
+
+    [Theory]
+    [InlineData("/users?limit=99999999999999999999", "limit")]
+    [InlineData("/users?limit=", "limit")]
+    [InlineData("/users?after=%00", "after")]
+    [InlineData("/users?after=%FF%FE", "after")]
+    [InlineData("/users?after=eyJ9.", "after")]
+    [InlineData("/users/ranked?top=-1", "top")]
+    public async Task Bad_or_unknown_pagination_parameters_are_a_400_naming_them(string path, string field) =>
+        await AssertRefusedAsync(new HttpRequestMessage(HttpMethod.Get, path), 400, field);
+
+    [Fact]
+    public async Task A_wrong_content_type_is_a_415_naming_it()
+    {
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users", "{}", "application/xml"), 415, "Content-Type");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users", "{}", "application/jsonx"), 415, "Content-Type");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users", "{}", "not a media type"), 415, "Content-Type");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/orders", "{}", "multipart/form-data; boundary=x"), 415, "Content-Type");
+        await AssertRefusedAsync(Send(HttpMethod.Patch, Patch, "[]", "application/json-patch+json", "*"), 415, "Content-Type");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", "a,b,c", "text/csv"), 415, "Content-Type");
+    }
+}
