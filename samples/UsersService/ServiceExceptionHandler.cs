@@ -35,11 +35,14 @@ internal sealed class ServiceExceptionHandler(IProblemDetailsService problems, I
         logger.LogWarning("{Method} {Path} answered {Status}: {Error}", context.Request.Method, context.Request.Path, status, exception.GetType().Name);
         context.Response.StatusCode = status;
         if (status == StatusCodes.Status503ServiceUnavailable) context.Response.Headers.RetryAfter = "1";
-        return await problems.TryWriteAsync(new ProblemDetailsContext
+        var problem = new ProblemDetailsContext
         {
             HttpContext = context,
             Exception = exception,
             ProblemDetails = { Status = status, Title = title, Detail = detail },
-        });
+        };
+        // Named like the field of the other refusals: what the client must change.
+        if (status == StatusCodes.Status413PayloadTooLarge) problem.ProblemDetails.Extensions["field"] = RequestJson.BodyField;
+        return await problems.TryWriteAsync(problem);
     }
 }

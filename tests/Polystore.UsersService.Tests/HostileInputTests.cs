@@ -141,4 +141,13 @@ public sealed class HostileInputTests(HostileInputTests.Fixture fixture) : IClas
         await AssertRefusedAsync(Send(HttpMethod.Patch, Patch, "[]", "application/json-patch+json", "*"), 415, "Content-Type");
         await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", "a,b,c", "text/csv"), 415, "Content-Type");
     }
+
+    [Fact]
+    public async Task A_huge_body_is_a_413_and_a_huge_bulk_row_a_400()
+    {
+        var huge = new string('x', 2 * 1024 * 1024);
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/orders", $"{{\"userId\":1,\"amount\":5,\"pad\":\"{huge}\"}}"), 413, "body");
+        await AssertRefusedAsync(Send(HttpMethod.Patch, Patch, $"{{\"name\":\"{huge}\"}}", ifMatch: "*"), 413, "body");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", $"{{\"email\":\"{huge}\"}}\n", "application/x-ndjson"), 400, "line 1");
+    }
 }
