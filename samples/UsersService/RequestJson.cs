@@ -16,6 +16,7 @@ internal static class RequestJson
     {
         if (!HasMediaType(request, mediaTypes))
             return (default, Problems.UnsupportedMediaType(request.ContentType, mediaTypes));
+        if (NotUtf8(request) is { } charset) return (default, charset);
         try
         {
             using var document = await JsonDocument.ParseAsync(request.Body, Options, cancellationToken);
@@ -31,6 +32,19 @@ internal static class RequestJson
     public static bool HasMediaType(HttpRequest request, params string[] mediaTypes) =>
         MediaTypeHeaderValue.TryParse(request.ContentType, out var type)
         && mediaTypes.Any(m => type.MediaType.Equals(m, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>
+    /// The 415 for a body declared in a charset other than UTF-8 (RFC 8259 8.1: JSON exchanged between systems is
+    /// UTF-8), which read as UTF-8 would fail on bytes that say nothing of the real mistake; null when it is UTF-8 or not said.
+    /// </summary>
+    public static IResult? NotUtf8(HttpRequest request)
+    {
+        if (!MediaTypeHeaderValue.TryParse(request.ContentType, out var type) || type.Charset.Length == 0) return null;
+        var charset = HeaderUtilities.RemoveQuotes(type.Charset).ToString();
+        return charset.Equals("utf-8", StringComparison.OrdinalIgnoreCase) || charset.Equals("utf8", StringComparison.OrdinalIgnoreCase)
+            ? null
+            : Problems.UnsupportedMediaType(request.ContentType, [$"{type.MediaType} in UTF-8 (charset '{charset}' is not accepted)"]);
+    }
 
     /// <summary>
     /// A JSON error without the parser's exception text beyond its position. <paramref name="withPath"/>: false where

@@ -131,6 +131,7 @@ internal static class UserEndpoints
         if (RequestJson.HasMediaType(request, BulkInput.Ndjson)) rows = BulkInput.ReadLinesAsync(request.BodyReader, cancellationToken);
         else if (RequestJson.HasMediaType(request, BulkInput.Json)) rows = BulkInput.ReadArrayAsync(request.Body, cancellationToken);
         else return Problems.UnsupportedMediaType(request.ContentType, [BulkInput.Json, BulkInput.Ndjson]);
+        if (RequestJson.NotUtf8(request) is { } charset) return charset;
         // Any length: the rows stream through in chunks, so the server-wide body limit does not apply here.
         if (context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit) limit.MaxRequestBodySize = null;
         try

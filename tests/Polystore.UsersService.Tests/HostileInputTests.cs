@@ -73,6 +73,22 @@ public sealed class HostileInputTests(HostileInputTests.Fixture fixture) : IClas
         await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", $"{{\"email\":{deep}}}\n", "application/x-ndjson"), 400, "line 1");
     }
 
+    [Fact]
+    public async Task A_body_in_a_charset_other_than_UTF_8_is_a_415_naming_the_Content_Type()
+    {
+        var json = $"{{\"email\":\"{Guid.NewGuid():N}@hostile.test\",\"name\":\"Ann\",\"region\":\"eu\"}}";
+        // Read as UTF-8 this would be a 400 about a NUL byte at byte 2, which says nothing of the real mistake.
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users", Encoding.Unicode.GetBytes(json), "application/json; charset=utf-16"), 415, "Content-Type");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/orders", Encoding.Latin1.GetBytes("{\"userId\":1,\"amount\":5}"), "application/json; charset=iso-8859-1"), 415, "Content-Type");
+        await AssertRefusedAsync(Send(HttpMethod.Patch, Patch, Encoding.Unicode.GetBytes("{\"name\":\"Bo\"}"), "application/merge-patch+json; charset=utf-16", "*"), 415, "Content-Type");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", Encoding.Unicode.GetBytes($"[{json}]"), "application/json; charset=utf-16"), 415, "Content-Type");
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", Encoding.Unicode.GetBytes(json + "\n"), "application/x-ndjson; charset=utf-16"), 415, "Content-Type");
+
+        // UTF-8 under any spelling is fine.
+        using var created = await App.Client.SendAsync(Send(HttpMethod.Post, "/users", json, "application/json; charset=\"UTF8\""), Ct);
+        Assert.Equal(HttpStatusCode.Created, created.StatusCode);
+    }
+
     [Theory]
     [InlineData("email", 255)]
     [InlineData("name", 201)]
