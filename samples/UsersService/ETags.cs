@@ -11,11 +11,12 @@ internal static class ETags
 
     /// <summary>
     /// What If-Match asks for: Any for <c>*</c>, else the versions its strong tags name (weak tags never match an
-    /// If-Match, RFC 9110 13.1.1, and tags that are not versions match nothing).
+    /// If-Match, RFC 9110 13.1.1, and tags that are not versions match nothing). Null when it is not a list of entity
+    /// tags at all (an unquoted value, a tag left open, an empty list): a client error, not a stale version.
     /// </summary>
-    public static (bool Any, IReadOnlyList<long> Versions) ParseIfMatch(StringValues header)
+    public static (bool Any, IReadOnlyList<long> Versions)? ParseIfMatch(StringValues header)
     {
-        if (!EntityTagHeaderValue.TryParseList(header, out var tags)) return (false, []);
+        if (!EntityTagHeaderValue.TryParseStrictList(header, out var tags) || tags.Count == 0) return null;
         if (tags.Any(t => t.Equals(EntityTagHeaderValue.Any))) return (true, []);
         var versions = new List<long>();
         foreach (var tag in tags.Where(t => !t.IsWeak))

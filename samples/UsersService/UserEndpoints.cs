@@ -86,11 +86,13 @@ internal static class UserEndpoints
         var ifMatch = context.Request.Headers.IfMatch;
         if (ifMatch.Count == 0)
             return Problems.PreconditionRequired("send If-Match with the user's ETag (its version, from GET /users/{id} or the last write) so a concurrent change is not overwritten.");
+        if (ETags.ParseIfMatch(ifMatch) is not { } parsed)
+            return Problems.Validation("If-Match", "must be * or a comma-separated list of quoted entity tags, such as \"3\" (the user's ETag).");
+        var (any, versions) = parsed;
         var (body, problem) = await RequestJson.ReadAsync(context.Request, cancellationToken, Json, MergePatchJson);
         if (problem is not null) return problem;
         if (UserInput.ReadPatch(body, errors) is not { } change) return Problems.Validation(errors.ToDictionary());
 
-        var (any, versions) = ETags.ParseIfMatch(ifMatch);
         var update = new UpdateUser(userId, change.Name, change.Region);
         // '*' matches whatever version the user is at: one update, no version check (RFC 9110 13.1.1).
         var updated = any ? await users.Commands.UpdateUserProfileAsync(update, cancellationToken) : null;

@@ -147,6 +147,16 @@ public sealed class HostileInputTests(HostileInputTests.Fixture fixture) : IClas
     public async Task Bad_or_unknown_pagination_parameters_are_a_400_naming_them(string path, string field) =>
         await AssertRefusedAsync(new HttpRequestMessage(HttpMethod.Get, path), 400, field);
 
+    [Theory]
+    [InlineData("garbage")]
+    [InlineData("\"1")]
+    [InlineData("1")]
+    [InlineData("W/")]
+    [InlineData("\"1\" garbage")]
+    [InlineData(",")]
+    public async Task A_malformed_If_Match_is_a_400_naming_it_and_changes_nothing(string ifMatch) =>
+        await AssertRefusedAsync(Send(HttpMethod.Patch, Patch, "{\"name\":\"Mallory\"}", ifMatch: ifMatch), 400, "If-Match");
+
     [Fact]
     public async Task A_wrong_content_type_is_a_415_naming_it()
     {
