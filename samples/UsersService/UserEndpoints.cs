@@ -37,7 +37,7 @@ internal static class UserEndpoints
             .Accepts<CreateUserRequest[]>(BulkInput.Json, BulkInput.Ndjson)
             .Produces<BulkUpsertResponse>().ProducesValidationProblem().ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
         users.MapGet("", ListAsync).WithName("ListUsers")
-            .WithSummary("A page of users in id order; pass 'next' back as 'after'. Cursors are signed: a changed one is refused with 400.")
+            .WithSummary("A page of users in id order; pass 'next' back as 'after'. Cursors are signed: a changed one is refused with 400, and so is any other query parameter.")
             .Produces<UserPageResponse>().ProducesValidationProblem()
             .WithQuery("limit", JsonSchemaType.Integer, $"Users per page, 1 to {UserQueries.MaxPageSize} (default {DefaultPageSize}).")
             .WithQuery("after", JsonSchemaType.String, "The 'next' cursor of the previous page, exactly as returned.");
@@ -151,6 +151,7 @@ internal static class UserEndpoints
     {
         var query = context.Request.Query;
         var errors = new InputErrors();
+        UnknownParameters(query, errors, "limit", "after");
         var limit = ReadCount(query["limit"], "limit", DefaultPageSize, UserQueries.MaxPageSize, errors);
         var after = query["after"];
         if (after.Count > 1) errors.Add("after", "give one cursor.");
@@ -173,6 +174,7 @@ internal static class UserEndpoints
     private static async Task<IResult> RankedAsync(HttpContext context, UsersApp users, UserQueries queries, UsersServiceOptions options, CancellationToken cancellationToken)
     {
         var errors = new InputErrors();
+        UnknownParameters(context.Request.Query, errors, "top");
         var top = ReadCount(context.Request.Query["top"], "top", DefaultTop, UserQueries.MaxPageSize, errors);
         if (errors.Any) return Problems.Validation(errors.ToDictionary());
         var ranked = await queries.Ranking(top).ExecuteAsync(Reads(users, options), UserQueries.ReadTotals, cancellationToken);
@@ -193,6 +195,17 @@ internal static class UserEndpoints
     }
 
     private static NpgsqlDataSource Reads(UsersApp users, UsersServiceOptions options) => options.ReadFromReplicas ? users.Sources.Reads : users.Sources.Primary;
+
+    /// <summary>
+    /// Refuses query parameters the endpoint does not read, like unknown body fields: a guessed <c>pageSize=-1</c> or
+    /// <c>offset=100</c> would otherwise be ignored without a word and the client would take the default page for its own.
+    /// </summary>
+    private static void UnknownParameters(IQueryCollection query, InputErrors errors, params string[] known)
+    {
+        foreach (var key in query.Keys)
+            if (!known.Contains(key, StringComparer.OrdinalIgnoreCase))
+                errors.Add(key, $"is not a query parameter of this endpoint (expected {string.Join(", ", known)}).");
+    }
 
     /// <summary>A count from the query string: <paramref name="fallback"/> when absent, else an integer in 1..<paramref name="max"/>.</summary>
     private static int ReadCount(Microsoft.Extensions.Primitives.StringValues values, string field, int fallback, int max, InputErrors errors)

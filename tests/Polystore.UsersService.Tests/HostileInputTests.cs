@@ -138,12 +138,16 @@ public sealed class HostileInputTests(HostileInputTests.Fixture fixture) : IClas
         await AssertRefusedAsync(new HttpRequestMessage(HttpMethod.Get, $"/users/{new string('9', 4000)}"), 400, "id");
 
     [Theory]
+    [InlineData("/users?pageSize=-1", "pageSize")]
+    [InlineData("/users?page=2", "page")]
+    [InlineData("/users?limit=5&offset=100", "offset")]
     [InlineData("/users?limit=99999999999999999999", "limit")]
     [InlineData("/users?limit=", "limit")]
     [InlineData("/users?after=%00", "after")]
     [InlineData("/users?after=%FF%FE", "after")]
     [InlineData("/users?after=eyJ9.", "after")]
     [InlineData("/users/ranked?top=-1", "top")]
+    [InlineData("/users/ranked?limit=5", "limit")]
     public async Task Bad_or_unknown_pagination_parameters_are_a_400_naming_them(string path, string field) =>
         await AssertRefusedAsync(new HttpRequestMessage(HttpMethod.Get, path), 400, field);
 
