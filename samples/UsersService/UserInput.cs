@@ -52,9 +52,19 @@ internal static partial class UserInput
         else if (a.ValueKind != JsonValueKind.Number) errors.Add("amount", "must be a number.");
         else if (!a.TryGetDecimal(out var value)) errors.Add("amount", $"must be above 0 and at most {MaxAmount.ToString("N0", CultureInfo.InvariantCulture)} (it is out of range).");
         else if (value <= 0 || value > MaxAmount) errors.Add("amount", $"must be above 0 and at most {MaxAmount.ToString("N0", CultureInfo.InvariantCulture)}.");
-        else if (decimal.Round(value, 2) != value) errors.Add("amount", "must have at most 2 decimal places.");
+        else if (decimal.Round(value, 2) != value || !FitsDecimal(a)) errors.Add("amount", "must have at most 2 decimal places.");
         else amount = value;
         return errors.Any ? null : (userId!.Value, amount!.Value);
+    }
+
+    // A decimal holds 28 significant digits: beyond them the parser rounds without a word (5.000...0001 is read as 5),
+    // so an amount in range with more has more than 2 decimal places, and is refused rather than stored as another amount.
+    private static bool FitsDecimal(JsonElement number)
+    {
+        var text = number.GetRawText().AsSpan().TrimStart('-');
+        var exponent = text.IndexOfAny('e', 'E');
+        var mantissa = (exponent < 0 ? text : text[..exponent]).ToString().Replace(".", "", StringComparison.Ordinal).Trim('0');
+        return mantissa.Length <= 28;
     }
 
     /// <summary>A route or query id: a positive integer; null (with an error) otherwise.</summary>

@@ -107,6 +107,7 @@ public sealed class HostileInputTests(HostileInputTests.Fixture fixture) : IClas
     [InlineData("{\"userId\":1,\"amount\":-1e308}", "amount")]
     [InlineData("{\"userId\":1,\"amount\":1e-400}", "amount")]
     [InlineData("{\"userId\":1,\"amount\":-0}", "amount")]
+    [InlineData("{\"userId\":1,\"amount\":5.0000000000000000000000000000000001}", "amount")]
     [InlineData("{\"userId\":1,\"amount\":NaN}", "body")]
     [InlineData("{\"userId\":1,\"amount\":\"NaN\"}", "amount")]
     [InlineData("{\"userId\":1,\"amount\":Infinity}", "body")]
