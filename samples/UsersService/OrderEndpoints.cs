@@ -14,7 +14,7 @@ internal static class OrderEndpoints
             .Accepts<PlaceOrderRequest>("application/json")
             .Produces<OrderResponse>(StatusCodes.Status201Created).ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound)
             .ProducesProblem(StatusCodes.Status409Conflict).ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
-            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+            .ProducesProblem(StatusCodes.Status422UnprocessableEntity).ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         api.MapGet("/users/{id}/orders", TotalsAsync).WithTags("Orders").WithName("GetUserOrderTotals")
             .WithSummary("The user's number of orders and their total.")
             .Produces<OrderTotalsResponse>().ProducesValidationProblem().ProducesProblem(StatusCodes.Status404NotFound);
@@ -48,6 +48,10 @@ internal static class OrderEndpoints
                 outcome = await orders.PlaceAsync(order.UserId, order.Amount, held.FencingToken, cancellationToken);
             if (outcome.Order is { } placed)
                 return TypedResults.Created($"/users/{order.UserId.ToString(CultureInfo.InvariantCulture)}/orders", placed);
+            if (outcome.TotalBefore is { } before)
+                return Problems.Unprocessable(
+                    $"user {order.UserId}'s order total is {before.ToString(CultureInfo.InvariantCulture)}; this amount would take it past {OrderStore.MaxTotal.ToString(CultureInfo.InvariantCulture)}, the most it can hold. Nothing was written.",
+                    "amount");
             if (!outcome.IsStale) return Problems.NotFound($"no user with id {order.UserId}.");
             // PostgreSQL has seen a token at least as large. Either this lock's lease ran out and a newer holder wrote,
             // or Redis lost its counter (a restart without persistence, a failover that lost its last increments) and

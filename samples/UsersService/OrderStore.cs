@@ -39,6 +39,9 @@ internal sealed class OrderStore(NpgsqlDataSource dataSource, string schema)
         await command.ExecuteNonQueryAsync(cancellationToken);
     }
 
+    /// <summary>The largest order total of a user that <c>numeric(16, 2)</c> holds.</summary>
+    public const decimal MaxTotal = 99_999_999_999_999.99m;
+
     /// <summary>
     /// Records an order with the lock's <paramref name="fencingToken"/>: reads the user's totals, adds the order, and
     /// writes them back only if the token is newer than the last writer's and nobody wrote since the read.
@@ -66,6 +69,8 @@ internal sealed class OrderStore(NpgsqlDataSource dataSource, string schema)
 
         // The read-modify-write the lock makes safe; the token guards it when the lock was lost.
         var (newCount, newTotal) = (count + 1, total + amount);
+        // Refused before the write: past the column's precision PostgreSQL would fail the UPDATE (a 500).
+        if (newTotal > MaxTotal) return OrderOutcome.TotalTooLarge(total);
         await using (var write = new NpgsqlCommand(
             $"UPDATE {_totals} SET order_count = $2, order_total = $3, fence = $4 WHERE user_id = $1 AND fence = $5 AND fence < $4", connection, transaction))
         {

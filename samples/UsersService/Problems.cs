@@ -17,6 +17,11 @@ internal static class Problems
         TypedResults.Problem(detail, statusCode: StatusCodes.Status409Conflict, title: "Conflict.",
             extensions: field is null ? null : new Dictionary<string, object?> { ["field"] = field });
 
+    /// <summary>422: the request is well formed but cannot be applied to the current state (<paramref name="field"/> is why).</summary>
+    public static IResult Unprocessable(string detail, string field) =>
+        TypedResults.Problem(detail, statusCode: StatusCodes.Status422UnprocessableEntity, title: "The request cannot be applied.",
+            extensions: new Dictionary<string, object?> { ["field"] = field });
+
     public static IResult PreconditionFailed(string detail, long currentVersion) =>
         TypedResults.Problem(detail, statusCode: StatusCodes.Status412PreconditionFailed, title: "The resource has changed.",
             extensions: new Dictionary<string, object?> { ["currentVersion"] = currentVersion });

@@ -181,4 +181,18 @@ public sealed class HostileInputTests(HostileInputTests.Fixture fixture) : IClas
         await AssertRefusedAsync(Send(HttpMethod.Patch, Patch, $"{{\"name\":\"{huge}\"}}", ifMatch: "*"), 413, "body");
         await AssertRefusedAsync(Send(HttpMethod.Post, "/users:bulk", $"{{\"email\":\"{huge}\"}}\n", "application/x-ndjson"), 400, "line 1");
     }
+
+    [Fact]
+    public async Task An_order_that_would_take_the_users_total_past_what_is_stored_is_a_422_naming_amount()
+    {
+        var userId = await App.CreateUserAsync($"{Guid.NewGuid():N}@hostile.test");
+        using (var first = await App.PostJsonAsync("/orders", $"{{\"userId\":{userId},\"amount\":1}}"))
+            Assert.Equal(HttpStatusCode.Created, first.StatusCode);
+        // As after some hundred thousand orders of the largest amount: the total column holds 14 digits before the point.
+        await App.ScalarAsync<long>("WITH u AS (UPDATE {schema}.user_orders SET order_total = 99999999999999.00 WHERE user_id = $1 RETURNING 1) SELECT count(*) FROM u", userId);
+
+        await AssertRefusedAsync(Send(HttpMethod.Post, "/orders", $"{{\"userId\":{userId},\"amount\":1000}}"), 422, "amount");
+        using var fits = await App.PostJsonAsync("/orders", $"{{\"userId\":{userId},\"amount\":0.99}}");
+        Assert.Equal(HttpStatusCode.Created, fits.StatusCode);
+    }
 }
