@@ -1,5 +1,7 @@
 using Npgsql;
 using Polystore.Integration.Outbox;
+using Polystore.Postgres;
+using Polystore.Testing;
 
 namespace Polystore.Integration.Tests;
 
@@ -143,6 +145,53 @@ public sealed class OutboxTests(OutboxSchema schema) : IClassFixture<OutboxSchem
             foreach (var stop in stops) await stop.CancelAsync();
             await Task.WhenAll(running);
             foreach (var stop in stops) stop.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_leadership_attempt_cancelled_after_the_server_granted_the_lock_gives_the_lock_up()
+    {
+        await RecordingSubscriber.CreateTableAsync(schema);
+        // The dispatcher's sessions find pg_try_advisory_lock in a schema of this test first (search_path): it takes the
+        // lock and then sleeps, so the caller's cancel reaches the server while the granting statement still runs.
+        // The statement is aborted, but a session-level advisory lock outlives the abort of the statement that took it.
+        var shadow = TestServers.UniqueName("grant");
+        var application = TestServers.UniqueName("leader");
+        await schema.ExecAsync($$"""
+            CREATE SCHEMA "{{shadow}}";
+            CREATE FUNCTION "{{shadow}}".pg_try_advisory_lock(key bigint) RETURNS boolean LANGUAGE plpgsql AS $f$
+            BEGIN
+              IF pg_catalog.pg_try_advisory_lock(key) THEN
+                PERFORM pg_catalog.pg_sleep(600);
+                RETURN true;
+              END IF;
+              RETURN false;
+            END $f$;
+            """);
+        var sources = PostgresDataSources.Create(TestServers.Postgres, b =>
+        {
+            b.ConnectionStringBuilder.SearchPath = $"\"{shadow}\", pg_catalog";
+            b.ConnectionStringBuilder.ApplicationName = application;
+        });
+        Task<long> LocksHeldAsync() => schema.ScalarAsync($"SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.application_name = '{application}' AND l.locktype = 'advisory' AND l.granted");
+        try
+        {
+            var dispatcher = new OutboxDispatcher(sources.Primary, schema.Store, new RecordingSubscriber(schema, "cancelled-grant"));
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+            var running = Task.Run(() => dispatcher.RunAsync(stop.Token), Ct);
+            await Eventually.UntilAsync(async () => await LocksHeldAsync() == 1, "the server granted the leadership lock", Ct);
+
+            await stop.CancelAsync();
+            await running;
+
+            Assert.False(dispatcher.IsLeader);
+            // Left on the pooled session, the lock would keep every standby out until the pool reused or pruned it.
+            Assert.Equal(0, await LocksHeldAsync());
+        }
+        finally
+        {
+            await sources.DisposeAsync();
+            await schema.ExecAsync($"DROP SCHEMA \"{shadow}\" CASCADE");
         }
     }
 

@@ -139,14 +139,29 @@ public sealed class OutboxDispatcher
         var session = await _sessionSource!.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
         await using (session.ConfigureAwait(false))
         {
-            var leading = await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false);
-            // The server answered: the next outage starts its backoff from the first step again.
-            _connectionFailures = 0;
-            while (!leading)
+            var asking = true;
+            try
             {
-                Interlocked.Increment(ref _leadershipRefusals);
-                await DelayAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
-                leading = await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false);
+                var leading = await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false);
+                asking = false;
+                // The server answered: the next outage starts its backoff from the first step again.
+                _connectionFailures = 0;
+                while (!leading)
+                {
+                    Interlocked.Increment(ref _leadershipRefusals);
+                    await DelayAsync(_options.PollInterval, cancellationToken).ConfigureAwait(false);
+                    asking = true;
+                    leading = await TryTakeLeadershipAsync(session, cancellationToken).ConfigureAwait(false);
+                    asking = false;
+                }
+            }
+            catch (Exception) when (asking)
+            {
+                // An attempt that failed (cancelled, timed out) may have been granted first: a cancel that reaches the
+                // server after the lock was taken aborts the statement, and a session lock outlives that abort. Give it
+                // up before the session goes back to the pool, where it would keep every standby out until reused.
+                await ReleaseLeadershipAsync(session).ConfigureAwait(false);
+                throw;
             }
             IsLeader = true;
             try
