@@ -59,6 +59,14 @@ public static class RedisPing
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="ping"/> (one of <see cref="PingAsync"/>'s) is of a server that takes writes: any not
+    /// known as a replica or sentinel, so a seed node that was never reached counts as the primary it may be.
+    /// </summary>
+    internal static bool IsPrimary(StorePing ping) =>
+        ping.Details is not { } details || !(details.StartsWith("cluster replica", StringComparison.Ordinal)
+            || details.StartsWith("replica", StringComparison.Ordinal) || details.StartsWith("sentinel", StringComparison.Ordinal));
+
     private static string Role(IServer server) => server.ServerType switch
     {
         ServerType.Cluster => server.IsReplica ? "cluster replica" : "cluster primary",

@@ -4,8 +4,8 @@ namespace Polystore.Core.Diagnostics;
 
 /// <summary>
 /// Every diagnostic check of every registered store, as one report. A store that is not registered gets a
-/// <c>{store}.configured</c> finding; a store whose primary does not answer a ping (over the application's own
-/// clients) gets <c>{store}.reachable</c> and no checks; the others run all their checks concurrently, each under
+/// <c>{store}.configured</c> finding; a store none of whose primaries answers a ping (over the application's own
+/// clients; a Redis Cluster has several) gets <c>{store}.reachable</c> and no checks; the others run all their checks concurrently, each under
 /// its own timeout. Every finding leaves with its secrets masked. The CLI's <c>polystore doctor</c> and an
 /// application host (resolve it from DI after <c>AddPolystore</c>) run the same code.
 /// </summary>
@@ -32,10 +32,10 @@ public sealed class PolystoreDoctor(PolystoreConfig config, IEnumerable<IStoreDo
             // not call a store that takes a second to connect unreachable.
             var pingTimeout = options.CheckTimeout > MinPingTimeout ? options.CheckTimeout : MinPingTimeout;
             var pings = await Task.WhenAll(StoreNames.All.Select(store => PingAsync(store, pingTimeout, cancellationToken))).ConfigureAwait(false);
-            foreach (var (store, doctor, primary) in pings)
+            foreach (var (store, doctor, primaries) in pings)
             {
-                if (doctor is null || primary is null) preFindings.Add(StoreFindings.NotConfigured(store, _config.Directory));
-                else if (!primary.Reachable) preFindings.Add(StoreFindings.Unreachable(store, primary));
+                if (doctor is null || primaries.Count == 0) preFindings.Add(StoreFindings.NotConfigured(store, _config.Directory));
+                else if (!primaries.Any(p => p.Reachable)) preFindings.Add(StoreFindings.Unreachable(store, primaries[0]));
                 else diagnostics.Add(doctor.CreateDiagnostics());
             }
 
@@ -63,21 +63,21 @@ public sealed class PolystoreDoctor(PolystoreConfig config, IEnumerable<IStoreDo
 
     // Bounded like a check: the ping goes through the application's pool, whose own timeout (pool_timeout, up to
     // 1024 s) would otherwise hold the whole report on a server that accepts connections and never answers.
-    private async Task<(string Store, IStoreDoctor? Doctor, StorePing? Primary)> PingAsync(string store, TimeSpan timeout, CancellationToken cancellationToken)
+    private async Task<(string Store, IStoreDoctor? Doctor, IReadOnlyList<StorePing> Primaries)> PingAsync(string store, TimeSpan timeout, CancellationToken cancellationToken)
     {
         var doctor = _stores.FirstOrDefault(s => s.Store == store);
-        if (doctor is null) return (store, null, null);
+        if (doctor is null) return (store, null, []);
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         bounded.CancelAfter(timeout);
         try
         {
             var results = await doctor.PingAsync(bounded.Token).WaitAsync(bounded.Token).ConfigureAwait(false);
-            return (store, doctor, results.Count == 0 ? null : results[0]);
+            return (store, doctor, doctor.Primaries(results));
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             var seconds = timeout.TotalSeconds.ToString("0.#", System.Globalization.CultureInfo.InvariantCulture);
-            return (store, doctor, new StorePing(store, "the configured endpoint", false, null, null, $"no answer within {seconds} s", null));
+            return (store, doctor, [new StorePing(store, "the configured endpoint", false, null, null, $"no answer within {seconds} s", null)]);
         }
     }
 
