@@ -1,4 +1,5 @@
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Polystore.Core.Configuration;
 using Polystore.Core.Diagnostics;
 using Polystore.Redis.Diagnostics;
@@ -68,6 +69,30 @@ public sealed class DoctorClusterTests
     }
 
     [Fact]
+    public async Task The_health_check_judges_every_primary_of_a_cluster()
+    {
+        await using var cluster = await PrivateCluster.StartAsync();
+        var nodes = cluster.Nodes;
+        await using var provider = Services(cluster.Settings);
+        var health = provider.GetRequiredService<HealthCheckService>();
+        async Task<HealthReportEntry> RedisAsync() => (await health.CheckHealthAsync(r => r.Name == "redis", Ct)).Entries["redis"];
+
+        var all = await RedisAsync();
+        Assert.Equal(HealthStatus.Healthy, all.Status);
+        Assert.Equal(3, all.Data.Count);
+
+        // The first seed node is the first entry: once it alone is down, the other shards still serve.
+        await nodes[0].KillAsync();
+        var some = await RedisAsync();
+        Assert.Equal(HealthStatus.Degraded, some.Status);
+        Assert.StartsWith($"127.0.0.1:{nodes[0].Port} down", some.Description, StringComparison.Ordinal);
+
+        await nodes[1].KillAsync();
+        await nodes[2].KillAsync();
+        Assert.Equal(HealthStatus.Unhealthy, (await RedisAsync()).Status);
+    }
+
+    [Fact]
     public async Task A_standalone_server_that_answers_is_one_info_line()
     {
         await using var doctor = new RedisDiagnostics(TestServers.Redis);
@@ -96,6 +121,7 @@ public sealed class DoctorClusterTests
             """;
         File.WriteAllText(Path.Combine(dir, "redis.yaml"), yaml);
         var services = new ServiceCollection();
+        services.AddSingleton(typeof(Microsoft.Extensions.Logging.ILogger<>), typeof(Microsoft.Extensions.Logging.Abstractions.NullLogger<>));
         services.AddPolystore(dir).AddRedis();
         return services.BuildServiceProvider();
     }

@@ -54,7 +54,7 @@ public sealed class PolystoreBuilder
             sp =>
             {
                 var storeDoctor = sp.GetServices<IStoreDoctor>().First(d => d.Store == store);
-                return new StorePingHealthCheck(storeDoctor.PingAsync);
+                return new StorePingHealthCheck(storeDoctor);
             },
             HealthStatus.Unhealthy, ["polystore"], timeout));
         return this;
