@@ -48,6 +48,35 @@ public sealed class DoctorClusterTests
     }
 
     [Fact]
+    public async Task A_dead_cluster_replica_is_one_warning_that_names_it()
+    {
+        await using var cluster = await PrivateCluster.StartAsync(replicas: true);
+        var replica = cluster.Nodes[3];
+        await using (var before = new RedisDiagnostics(cluster.Settings))
+            Assert.Equal("All 6 Redis servers answer (3 primaries, 3 replicas)", Assert.Single(await RunAsync(before)).Title);
+
+        // The doctor's connection knew the replica as one before it died, as an application's would.
+        await using var doctor = new RedisDiagnostics(cluster.Settings);
+        await RunAsync(doctor);
+        await replica.KillAsync();
+        await PrivateCluster.WaitForFailAsync(cluster.Nodes[0], replica);
+
+        // ... and a connection opened after it died, which knows its role only from CLUSTER NODES.
+        await using var late = new RedisDiagnostics(cluster.Settings);
+        foreach (var d in new[] { doctor, late })
+        {
+            var report = await DiagnosticRunner.RunAsync(d.Checks, secrets: d.Secrets, cancellationToken: Ct);
+
+            Assert.False(report.HasCritical, string.Join(" | ", report.Findings.Where(f => f.Severity == Severity.Critical).Select(f => f.Title)));
+            var address = $"127.0.0.1:{replica.Port}";
+            var about = Assert.Single(report.Findings, f => (f.Title + f.Remedy + string.Concat(f.Evidence.Values)).Contains(address, StringComparison.Ordinal));
+            Assert.Equal((Severity.Warning, "redis.servers"), (about.Severity, about.Check));
+            Assert.Contains(address, about.Title, StringComparison.Ordinal);
+            Assert.All(report.Checks, c => Assert.Equal(CheckOutcome.Completed, c.Outcome));
+        }
+    }
+
+    [Fact]
     public async Task With_the_first_seed_node_dead_the_checks_still_run_on_the_primaries_that_answer()
     {
         await using var cluster = await PrivateCluster.StartAsync();

@@ -264,15 +264,23 @@ internal static class RedisServersCheck
         var servers = muxer.GetServers();
         var up = servers.Where(s => s.IsConnected).ToList();
         var findings = new List<Finding>();
+        IReadOnlyList<string[]> nodes = [];
+        if (cluster && up.FirstOrDefault(s => !s.IsReplica) is { } live)
+        {
+            (var clusterFindings, nodes) = await ClusterAsync(doctor, live, ct).ConfigureAwait(false);
+            findings.AddRange(clusterFindings);
+        }
         foreach (var down in servers.Where(s => !s.IsConnected))
         {
             var endpoint = RedisDiagnostics.Format(down.EndPoint);
-            findings.Add(doctor.Finding(Name, Severity.Critical, $"Redis server {endpoint} does not answer",
-                Evidence(("endpoint", endpoint), ("connected_servers", up.Count), ("known_servers", servers.Length)),
+            // One finding per node: the cluster's own view of a node it marks failed says more (role, slots, what to do).
+            if (findings.Any(f => f.Evidence.GetValueOrDefault("node") == endpoint)) continue;
+            var replica = down.IsReplica || nodes.Any(n => n[1].Split('@')[0] == endpoint && n[2].Split(',').Contains("slave"));
+            findings.Add(doctor.Finding(Name, replica ? Severity.Warning : Severity.Critical,
+                replica ? $"Redis replica {endpoint} does not answer: one copy less, its primary still serves" : $"Redis server {endpoint} does not answer",
+                Evidence(("endpoint", endpoint), ("role", replica ? "replica" : null), ("connected_servers", up.Count), ("known_servers", servers.Length)),
                 $"{doctor.Cli(down.EndPoint)} PING   -- then the server's log and service (systemctl status redis-server)"));
         }
-        if (cluster && up.FirstOrDefault(s => !s.IsReplica) is { } live)
-            findings.AddRange(await ClusterAsync(doctor, live, ct).ConfigureAwait(false));
         if (findings.Count == 0)
             findings.Add(doctor.Finding(Name, Severity.Info,
                 servers.Length == 1 ? "The Redis server answers"
@@ -283,7 +291,7 @@ internal static class RedisServersCheck
 
     // CLUSTER INFO says whether every slot is served; CLUSTER NODES says which nodes the cluster itself marks failed
     // (a failed primary still holding slots means those keys cannot be read or written).
-    private static async Task<IReadOnlyList<Finding>> ClusterAsync(RedisDiagnostics doctor, IServer live, CancellationToken ct)
+    private static async Task<(IReadOnlyList<Finding> Findings, IReadOnlyList<string[]> Nodes)> ClusterAsync(RedisDiagnostics doctor, IServer live, CancellationToken ct)
     {
         var info = Fields(await TextAsync(live, "INFO", ct).ConfigureAwait(false));
         var nodes = (await TextAsync(live, "NODES", ct).ConfigureAwait(false))
@@ -328,7 +336,7 @@ internal static class RedisServersCheck
                     ("asked", liveEndpoint)),
                 check));
         }
-        return findings;
+        return (findings, nodes);
     }
 
     private static string Count(int n, string one, string many) => $"{Num(n)} {(n == 1 ? one : many)}";
