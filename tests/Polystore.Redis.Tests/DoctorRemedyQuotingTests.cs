@@ -59,6 +59,46 @@ public sealed class DoctorRemedyQuotingTests
     }
 
     [Fact]
+    public async Task Ttl_remedy_expires_exactly_the_keys_it_scans_even_with_a_space_a_quote_or_a_newline_in_them()
+    {
+        var prefix = TestServers.UniqueName("ttlexact") + ":";
+        // A newline splits a key in two for a line-by-line reader: its second half names another key, which must stay untouched.
+        var victim = TestServers.UniqueName("victim");
+        RedisKey[] keys = [prefix + "a b", prefix + "o'q\"x", prefix + "l1\n" + victim, prefix + "tab\tend"];
+        await using var muxer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(TestServers.Redis));
+        var db = muxer.GetDatabase();
+        await Task.WhenAll(keys.Append(victim).Select(k => db.StringSetAsync(k, "v")));
+        try
+        {
+            await using var doctor = new RedisDiagnostics(TestServers.Redis, new RedisDiagnosticOptions { ScanPattern = prefix + "*" });
+            var f = Assert.Single(await RunAsync(doctor, "redis.keys_without_ttl"));
+            Assert.Equal("4", f.Evidence["without_ttl"]);
+
+            // Run as printed, the password typed once (on stdin here).
+            var psi = new ProcessStartInfo("/bin/bash") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+            psi.ArgumentList.Add("-c");
+            psi.ArgumentList.Add(f.Remedy!.Split('\n')[^1]);
+            using var run = Process.Start(psi)!;
+            await run.StandardInput.WriteLineAsync(TestServers.Redis.Connection.Password);
+            run.StandardInput.Close();
+            var (stdout, stderr) = (run.StandardOutput.ReadToEndAsync(Ct), run.StandardError.ReadToEndAsync(Ct));
+            await run.WaitForExitAsync(Ct);
+            Assert.True(run.ExitCode == 0, await stderr);
+
+            var ttls = await Task.WhenAll(keys.Select(k => db.KeyTimeToLiveAsync(k)));
+            Assert.All(ttls, ttl => Assert.NotNull(ttl));
+            Assert.Null(await db.KeyTimeToLiveAsync(victim));
+            Assert.True(await db.KeyExistsAsync(victim));
+            Assert.Equal(keys.Length, await db.KeyExistsAsync(keys));
+            Assert.DoesNotContain("ERR", await stdout, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await db.KeyDeleteAsync([.. keys, victim]);
+        }
+    }
+
+    [Fact]
     public async Task Slowlog_advice_passes_the_key_to_redis_cli_as_one_argument()
     {
         await using var redis = await ThrowawayRedis.LaunchAsync("--slowlog-log-slower-than", "0");

@@ -99,11 +99,12 @@ internal static class RedisChecks
             evidence,
             noTtl.Count == 0 ? null
                 : $"Write them with a TTL (SET key value EX 3600). For the existing keys under one prefix (bash):\n" +
-                  c.Doctor.AskingPasswordOnce($"{c.CliWithoutPrompt} --scan --pattern {ShellQuote(prefixes.Count > 0 ? GlobEscape(top) + "*" : "*")} | xargs -d '\\n' -I{{}} {c.CliWithoutPrompt} EXPIRE {{}} 86400 NX"))];
+                  c.Doctor.AskingPasswordOnce($"{c.CliWithoutPrompt} --no-raw --scan --pattern {ShellQuote(prefixes.Count > 0 ? GlobEscape(top) + "*" : "*")} | sed 's/^/EXPIRE /; s/$/ 86400 NX/' | {c.CliWithoutPrompt}"))];
     }
 
-    // The prefix matched literally by SCAN's MATCH (its glob characters escaped); xargs -d '\n' then passes each key
-    // whole, without reading quotes or spaces in it.
+    // The prefix matched literally by SCAN's MATCH (its glob characters escaped). Keys are data and may hold spaces,
+    // quotes or newlines, so none goes through a line splitter raw: --no-raw prints each key quoted and escaped
+    // ("a\nb"), one a line, and redis-cli reading commands on stdin parses exactly that quoting back into the key.
     private static string GlobEscape(string literal)
     {
         var escaped = new System.Text.StringBuilder(literal.Length + 4);
