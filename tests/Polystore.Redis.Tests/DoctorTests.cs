@@ -85,6 +85,32 @@ public sealed class DoctorTests
         Assert.Contains($"CONFIG SET maxmemory-policy allkeys-lru", full.Remedy, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Memory_remedy_runs_as_printed_and_keeps_the_limit_only_where_there_is_a_config_file(bool withConfigFile)
+    {
+        await using var redis = new ThrowawayRedis { WithConfigFile = withConfigFile };
+        await redis.StartAsync(Ct);
+        await using var doctor = new RedisDiagnostics(redis.Settings);
+
+        var f = Assert.Single(await RunAsync(doctor, "redis.memory"));
+        Assert.Equal(Severity.Warning, f.Severity);
+
+        // Every command line of the remedy, run as printed (without its trailing "   -- why" comment): none is refused.
+        var commands = f.Remedy!.Split('\n').Where(l => l.StartsWith("redis-cli ", StringComparison.Ordinal)).Select(l => l.Split("   --", 2)[0]).ToList();
+        Assert.Equal(withConfigFile, commands.Any(l => l.EndsWith("CONFIG REWRITE", StringComparison.Ordinal)));
+        foreach (var command in commands)
+        {
+            using var run = Process.Start(new ProcessStartInfo("bash", ["-c", command]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+            var (stdout, stderr) = (run.StandardOutput.ReadToEndAsync(Ct), run.StandardError.ReadToEndAsync(Ct));
+            await run.WaitForExitAsync(Ct);
+            Assert.True(run.ExitCode == 0 && !(await stdout).Contains("ERR", StringComparison.Ordinal), $"{command}: {await stdout}{await stderr}");
+        }
+        if (withConfigFile) Assert.Contains("maxmemory ", await File.ReadAllTextAsync(redis.ConfigFile!, Ct), StringComparison.Ordinal);
+        else Assert.Contains("without a config file", f.Remedy, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Evictions_misses_slow_commands_and_blocked_clients_are_reported()
     {

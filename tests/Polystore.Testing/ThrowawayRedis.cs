@@ -42,6 +42,15 @@ public sealed class ThrowawayRedis : IAsyncDisposable, IDisposable
         return redis;
     }
 
+    /// <summary>
+    /// The redis.conf the server starts from (an empty one written on start), as a packaged server does, so CONFIG
+    /// REWRITE has a file to write; null (the default) starts it from its command line alone.
+    /// </summary>
+    public string? ConfigFile => WithConfigFile ? Path.Combine(_dir, "redis.conf") : null;
+
+    /// <summary>Start from a config file of its own (see <see cref="ConfigFile"/>).</summary>
+    public bool WithConfigFile { get; init; }
+
     /// <summary>The loopback port.</summary>
     public int Port { get; }
 
@@ -59,7 +68,13 @@ public sealed class ThrowawayRedis : IAsyncDisposable, IDisposable
     public async Task StartAsync(CancellationToken ct)
     {
         var info = new ProcessStartInfo("redis-server") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false, WorkingDirectory = _dir };
-        var args = new List<string> { "--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _dir };
+        var args = new List<string>();
+        if (ConfigFile is { } file)
+        {
+            if (!File.Exists(file)) await File.WriteAllTextAsync(file, "", ct);
+            args.Add(file); // redis-server reads a config file only as its first argument
+        }
+        args.AddRange(["--port", Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", _dir]);
         if (Password is not null) args.AddRange(["--requirepass", Password]);
         args.AddRange(_extraArgs);
         foreach (var arg in args) info.ArgumentList.Add(arg);

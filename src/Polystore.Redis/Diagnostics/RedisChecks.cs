@@ -19,6 +19,7 @@ internal static class RedisChecks
         var evidence = Evidence(("used_memory", used), ("used_memory_human", Bytes(used)), ("maxmemory", max), ("maxmemory_policy", policy),
             ("used_memory_peak", RedisCheckContext.Long(info, "used_memory_peak")), ("mem_fragmentation_ratio", info.GetValueOrDefault("mem_fragmentation_ratio")));
         var suggested = Math.Max(used * 2, 64L << 20);
+        var keep = await KeepAcrossRestartsAsync(c).ConfigureAwait(false);
         if (max == 0)
         {
             var noEviction = policy == "noeviction";
@@ -27,7 +28,7 @@ internal static class RedisChecks
                     ? $"No maxmemory limit and policy noeviction: {Bytes(used)} used and growing until the host runs out of memory"
                     : $"No maxmemory limit ({Bytes(used)} used, policy {policy} never applies)",
                 evidence,
-                $"{c.Cli} CONFIG SET maxmemory {suggested}\n{c.Cli} CONFIG SET maxmemory-policy {(noEviction ? "allkeys-lru" : policy)}\n{c.Cli} CONFIG REWRITE   -- keep it across restarts (a cache: allkeys-lru; keys that must stay: volatile-lru with TTLs)")];
+                $"{c.Cli} CONFIG SET maxmemory {suggested}\n{c.Cli} CONFIG SET maxmemory-policy {(noEviction ? "allkeys-lru" : policy)}   -- a cache: allkeys-lru; keys that must stay: volatile-lru with TTLs\n{keep}")];
         }
         var ratio = (double)used / max;
         var severity = ratio >= c.Options.MemoryCritical ? Severity.Critical : ratio >= c.Options.MemoryWarning ? Severity.Warning : Severity.Info;
@@ -36,7 +37,17 @@ internal static class RedisChecks
             $"{Bytes(used)} of maxmemory {Bytes(max)} used ({Percent(ratio)}); policy {policy}: {consequence}",
             new Dictionary<string, string>(evidence, StringComparer.Ordinal) { ["used_of_maxmemory"] = Percent(ratio) },
             severity == Severity.Info ? null
-                : $"{c.Cli} CONFIG SET maxmemory {Math.Max(max * 2, used * 2)}\n{c.Cli} CONFIG REWRITE\n{(policy == "noeviction" ? $"{c.Cli} CONFIG SET maxmemory-policy allkeys-lru   -- if this is a cache\n" : "")}{c.Cli} --bigkeys   -- find what is large")];
+                : $"{c.Cli} CONFIG SET maxmemory {Math.Max(max * 2, used * 2)}\n{(policy == "noeviction" ? $"{c.Cli} CONFIG SET maxmemory-policy allkeys-lru   -- if this is a cache\n" : "")}{keep}\n{c.Cli} --bigkeys   -- find what is large")];
+    }
+
+    // CONFIG REWRITE fails ("ERR The server is running without a config file") on a server started from its command
+    // line alone; INFO server names the file (empty when there is none), and works where CONFIG is disabled.
+    private static async Task<string> KeepAcrossRestartsAsync(RedisCheckContext c)
+    {
+        var file = (await c.InfoAsync("server").ConfigureAwait(false)).GetValueOrDefault("config_file", "");
+        return file.Length > 0
+            ? $"{c.Cli} CONFIG REWRITE   -- keep it across restarts (writes {file})"
+            : "To keep it across restarts, put the same settings on the server's command line (--maxmemory ..., --maxmemory-policy ...) or in a redis.conf it starts from: it was started without a config file, so CONFIG REWRITE would fail";
     }
 
     public static async Task<IReadOnlyList<Finding>> EvictionsAsync(RedisCheckContext c, CancellationToken ct)
