@@ -26,6 +26,7 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
     private readonly IReadOnlyList<string?> _secrets;
     private readonly int _database;
     private readonly string? _user;
+    private readonly bool _tls;
 
     /// <summary>Prepares the checks; the connection (with admin commands allowed, for CONFIG and SLOWLOG) opens at the first check.</summary>
     /// <param name="settings">redis.yaml.</param>
@@ -42,6 +43,7 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
         config.ClientName = "polystore-doctor";
         _database = config.DefaultDatabase ?? 0;
         _user = config.User;
+        _tls = config.Ssl;
         _secrets = [config.Password, settings.Connection.Password, settings.Sentinel.Password, settings.Connection.Url, .. settings.Cluster.Nodes];
         _own = new Lazy<Task<ConnectionMultiplexer>>(() => ConnectionMultiplexer.ConnectAsync(config));
         HasPassword = config.Password is { Length: > 0 };
@@ -100,7 +102,11 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
     internal string AskingPasswordOnce(string commands) =>
         HasPassword ? $"( read -rsp 'Redis password: ' REDISCLI_AUTH && export REDISCLI_AUTH && {commands} )" : commands;
 
-    /// <summary><c>redis-cli -h HOST -p PORT [--user U] [--askpass]</c>: the password is asked for, never printed.</summary>
+    /// <summary>
+    /// <c>redis-cli -h HOST -p PORT [--user 'U'] [--tls] [--askpass]</c>: the password is asked for, never printed. The user
+    /// is shell-quoted (ACL names may hold quotes and other shell characters). redis.yaml names no CA file: with
+    /// <c>--tls</c>, redis-cli trusts what OpenSSL's default store trusts (SSL_CERT_FILE / SSL_CERT_DIR), as the application does.
+    /// </summary>
     /// <param name="endPoint">The server.</param>
     /// <param name="askPass">
     /// False for a command run many times or without a terminal (under xargs, whose children read /dev/null, --askpass
@@ -115,7 +121,8 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
             _ => (endPoint.ToString() ?? "localhost", 6379),
         };
         var cli = $"redis-cli -h {host} -p {port}";
-        if (_user is { Length: > 0 }) cli += $" --user {_user}";
+        if (_user is { Length: > 0 }) cli += $" --user {ShellQuote(_user)}";
+        if (_tls) cli += " --tls"; // a rediss:// endpoint answers nothing else
         if (HasPassword && askPass) cli += " --askpass";
         if (_database != 0) cli += $" -n {_database}";
         if (_settings.Cluster.Enabled) cli += " -c"; // follow MOVED redirections for key commands
