@@ -70,6 +70,29 @@ public sealed class DoctorJudgementTests
         Assert.Equal("s1-a:27018, s2-a:27018", b.Evidence["host"]);
     }
 
+    [Fact]
+    public async Task A_shard_key_direction_matches_whatever_numeric_type_it_was_written_with()
+    {
+        await using var doctor = Doctor();
+        // mongosh writes { region: 1 } as a double, the C# driver as an int32, config.collections may hold an int64.
+        var stats = new List<BsonDocument>
+        {
+            Entry("region_1_user_1", new BsonDocument { { "region", new BsonDouble(1.0) }, { "user", 1 } }, 0, shard: "s1"),
+            Entry("region_-1", new BsonDocument("region", new BsonDouble(-1.0)), 0, shard: "s1"),
+            Entry("region_hashed", new BsonDocument("region", "hashed"), 0, shard: "s1"),
+        };
+
+        foreach (var direction in new BsonValue[] { new BsonInt32(1), new BsonInt64(1), new BsonDouble(1.0) })
+        {
+            var findings = doctor.JudgeIndexUsage("app", "orders", stats, shardKey: new BsonDocument("region", direction));
+            // The opposite direction and a hashed index do not start with an ascending shard key.
+            Assert.Equal(["region_-1", "region_hashed"], findings.Select(f => f.Evidence["index"]));
+        }
+        // "hashed" stays a string: a hashed shard key is served by the hashed index only.
+        Assert.Equal(["region_1_user_1", "region_-1"],
+            doctor.JudgeIndexUsage("app", "orders", stats, shardKey: new BsonDocument("region", "hashed")).Select(f => f.Evidence["index"]));
+    }
+
     // replSetGetStatus (https://www.mongodb.com/docs/manual/reference/command/replSetGetStatus/) of a primary and two
     // secondaries, one an hour behind.
     private static BsonDocument Status(DateTime primaryOptime) => new()

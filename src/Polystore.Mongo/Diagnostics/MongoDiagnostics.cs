@@ -139,7 +139,12 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
     // The index key begins with the shard key's fields, in order, with the same directions (or "hashed").
     private static bool StartsWith(BsonDocument key, BsonDocument shardKey) =>
         shardKey.ElementCount > 0 && shardKey.ElementCount <= key.ElementCount
-        && shardKey.Elements.Zip(key.Elements).All(pair => pair.First.Name == pair.Second.Name && pair.First.Value.Equals(pair.Second.Value));
+        && shardKey.Elements.Zip(key.Elements).All(pair => pair.First.Name == pair.Second.Name && SameDirection(pair.First.Value, pair.Second.Value));
+
+    // A direction is a number whatever its BSON type: mongosh writes 1 as a double, drivers as an int32 or int64.
+    private static bool SameDirection(BsonValue a, BsonValue b) =>
+        a.IsNumeric && b.IsNumeric ? a.ToDouble() == b.ToDouble()
+        : a.IsString && b.IsString && string.Equals(a.AsString, b.AsString, StringComparison.Ordinal);
 
     private async Task<IReadOnlyList<Finding>> SlowOperationsAsync(CancellationToken ct)
     {
