@@ -93,6 +93,31 @@ public sealed class DoctorJudgementTests
             doctor.JudgeIndexUsage("app", "orders", stats, shardKey: new BsonDocument("region", "hashed")).Select(f => f.Evidence["index"]));
     }
 
+    [Fact]
+    public async Task An_unused_hidden_index_is_to_be_dropped_or_unhidden_not_hidden_again()
+    {
+        await using var doctor = Doctor();
+        // A hidden index's $indexStats entry carries hidden: true in its spec
+        // (https://www.mongodb.com/docs/manual/core/index-hidden/).
+        var stats = new List<BsonDocument>
+        {
+            Entry("old_1", new BsonDocument("old", 1), 0, new BsonDocument("hidden", true)),
+            Entry("stale_1", new BsonDocument("stale", 1), 0),
+        };
+
+        var findings = doctor.JudgeIndexUsage("app", "orders", stats, shardKey: null).ToDictionary(f => f.Evidence["index"]);
+
+        var hidden = findings["old_1"];
+        Assert.Equal("true", hidden.Evidence["hidden"]);
+        Assert.Contains("is hidden", hidden.Title, StringComparison.Ordinal);
+        Assert.StartsWith("db.getSiblingDB(\"app\").getCollection(\"orders\").dropIndex(\"old_1\")", hidden.Remedy, StringComparison.Ordinal);
+        Assert.Contains(".unhideIndex(\"old_1\")", hidden.Remedy, StringComparison.Ordinal);
+        Assert.DoesNotContain("hideIndex(\"old_1\")", hidden.Remedy!.Replace("unhideIndex", "", StringComparison.Ordinal), StringComparison.Ordinal);
+        // A visible one is hidden first, to watch before dropping.
+        Assert.StartsWith("db.getSiblingDB(\"app\").getCollection(\"orders\").hideIndex(\"stale_1\")", findings["stale_1"].Remedy, StringComparison.Ordinal);
+        Assert.False(findings["stale_1"].Evidence.ContainsKey("hidden"));
+    }
+
     // replSetGetStatus (https://www.mongodb.com/docs/manual/reference/command/replSetGetStatus/) of a primary and two
     // secondaries, one an hour behind.
     private static BsonDocument Status(DateTime primaryOptime) => new()

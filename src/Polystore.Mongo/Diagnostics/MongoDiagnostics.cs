@@ -127,11 +127,18 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
             var key = index.GetValue("key", spec.GetValue("key", new BsonDocument())).AsBsonDocument;
             if (shardKey is not null && StartsWith(key, shardKey)) continue;
             var since = entries.Min(x => x["accesses"]["since"].ToUniversalTime());
+            // A hidden index (4.4+) is invisible to the planner, so it cannot have been used; hiding it again does nothing.
+            var hidden = entries.All(x => x.GetValue("spec", new BsonDocument()).AsBsonDocument.GetValue("hidden", false).ToBoolean());
+            var coll = CollectionJs(dbName, collection);
             findings.Add(F("mongo.unused_indexes", Severity.Warning,
-                $"Index {name} on {dbName}.{collection} has not been used since {since:yyyy-MM-dd HH:mm}Z",
-                Evidence(("database", dbName), ("collection", collection), ("index", name), ("accesses.ops", ops), ("since", since),
+                hidden
+                    ? $"Index {name} on {dbName}.{collection} is hidden (queries cannot use it) and has not been used since {since:yyyy-MM-dd HH:mm}Z; it still costs every write"
+                    : $"Index {name} on {dbName}.{collection} has not been used since {since:yyyy-MM-dd HH:mm}Z",
+                Evidence(("database", dbName), ("collection", collection), ("index", name), ("hidden", hidden ? "true" : null), ("accesses.ops", ops), ("since", since),
                     ("host", string.Join(", ", entries.Select(x => x.GetValue("host", "").ToString()).Distinct()))),
-                $"db.getSiblingDB({Js(dbName)}).getCollection({Js(collection)}).hideIndex({Js(name)})   // watch for a while; then: .dropIndex({Js(name)})  (usage is counted per member and since its restart)"));
+                hidden
+                    ? $"{coll}.dropIndex({Js(name)})   // or, if a query needs it after all: {coll}.unhideIndex({Js(name)})"
+                    : $"{coll}.hideIndex({Js(name)})   // watch for a while; then: {coll}.dropIndex({Js(name)})  (usage is counted per member and since its restart)"));
         }
         return findings;
     }
@@ -287,6 +294,8 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
     // A mongos names an operation "shard:number", a string; a mongod by a number.
     internal static string KillOpRemedy(BsonValue opid) =>
         $"db.killOp({(opid.IsString ? Js(opid.AsString) : opid.ToString())})   // then explain it: db.getSiblingDB(...).getCollection(...).find(...).explain(\"executionStats\")";
+
+    private static string CollectionJs(string database, string collection) => $"db.getSiblingDB({Js(database)}).getCollection({Js(collection)})";
 
     private static string Js(string value) => "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
 
