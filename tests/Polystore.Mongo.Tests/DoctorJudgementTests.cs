@@ -118,6 +118,43 @@ public sealed class DoctorJudgementTests
         Assert.False(findings["stale_1"].Evidence.ContainsKey("hidden"));
     }
 
+    [Theory]
+    [InlineData("app", "orders", "stale_1")]
+    [InlineData("my app", "or\"ders", "a\\b")]
+    [InlineData("app", "a.b.$c d", "line\nbreak\ttab\u0001")]
+    [InlineData("ünï", "stats", "sep\u2028arator</script>")]
+    public async Task Remedy_names_are_javascript_string_literals_that_read_back_as_the_names(string database, string collection, string index)
+    {
+        await using var doctor = Doctor();
+
+        var remedy = Assert.Single(doctor.JudgeIndexUsage(database, collection, [Entry(index, new BsonDocument("x", 1), 0)], shardKey: null)).Remedy!;
+
+        // db.getSiblingDB(<db>).getCollection(<collection>).hideIndex(<index>), each literal read back by a JSON parser
+        // (a JSON string literal is a JavaScript one).
+        var rest = remedy.AsSpan();
+        Assert.Equal(database, ReadCall(ref rest, "db.getSiblingDB("));
+        Assert.Equal(collection, ReadCall(ref rest, ".getCollection("));
+        Assert.Equal(index, ReadCall(ref rest, ".hideIndex("));
+        Assert.StartsWith("   // ", rest.ToString(), StringComparison.Ordinal);
+        Assert.DoesNotContain(remedy, c => c is < ' ' or '\u2028' or '\u2029'); // one line, whatever the names hold
+    }
+
+    // Reads prefix, then one string literal, then ")"; returns the literal's value.
+    private static string ReadCall(ref ReadOnlySpan<char> text, string prefix)
+    {
+        Assert.StartsWith(prefix, text.ToString(), StringComparison.Ordinal);
+        text = text[prefix.Length..];
+        var bytes = System.Text.Encoding.UTF8.GetBytes(text.ToString());
+        var reader = new System.Text.Json.Utf8JsonReader(bytes, new System.Text.Json.JsonReaderOptions { AllowMultipleValues = true });
+        Assert.True(reader.Read());
+        Assert.Equal(System.Text.Json.JsonTokenType.String, reader.TokenType);
+        var value = reader.GetString()!;
+        text = text[System.Text.Encoding.UTF8.GetCharCount(bytes, 0, (int)reader.BytesConsumed)..];
+        Assert.StartsWith(")", text.ToString(), StringComparison.Ordinal);
+        text = text[1..];
+        return value;
+    }
+
     // replSetGetStatus (https://www.mongodb.com/docs/manual/reference/command/replSetGetStatus/) of a primary and two
     // secondaries, one an hour behind.
     private static BsonDocument Status(DateTime primaryOptime) => new()

@@ -295,9 +295,31 @@ public sealed class MongoDiagnostics : IStoreDiagnostics
     internal static string KillOpRemedy(BsonValue opid) =>
         $"db.killOp({(opid.IsString ? Js(opid.AsString) : opid.ToString())})   // then explain it: db.getSiblingDB(...).getCollection(...).find(...).explain(\"executionStats\")";
 
+    // Always getCollection("name"): db.name breaks on names with '.', '-' or spaces, and on names such as "stats" that are DB methods.
     private static string CollectionJs(string database, string collection) => $"db.getSiblingDB({Js(database)}).getCollection({Js(collection)})";
 
-    private static string Js(string value) => "\"" + value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal) + "\"";
+    /// <summary>
+    /// A JavaScript string literal that is also a JSON one: quotes, backslashes, control characters and the line
+    /// separators U+2028/U+2029 escaped; other characters as they are, so the names stay readable.
+    /// </summary>
+    private static string Js(string value)
+    {
+        var text = new System.Text.StringBuilder(value.Length + 2).Append('"');
+        foreach (var c in value)
+        {
+            switch (c)
+            {
+                case '"': text.Append("\\\""); break;
+                case '\\': text.Append("\\\\"); break;
+                case '\n': text.Append("\\n"); break;
+                case '\r': text.Append("\\r"); break;
+                case '\t': text.Append("\\t"); break;
+                case < ' ' or '\u007f' or '\u2028' or '\u2029': text.Append("\\u").Append(((int)c).ToString("x4", System.Globalization.CultureInfo.InvariantCulture)); break;
+                default: text.Append(c); break;
+            }
+        }
+        return text.Append('"').ToString();
+    }
 
     /// <inheritdoc />
     public ValueTask DisposeAsync()
