@@ -17,11 +17,16 @@ internal static class CliRunner
     public static Task<Result> RunAsync(IReadOnlyDictionary<string, string?>? environment, CancellationToken cancellationToken, params string[] args) =>
         RunExecutableAsync("polystore", environment, cancellationToken, args);
 
+    /// <summary>Runs polystore from <paramref name="workingDirectory"/>.</summary>
+    public static Task<Result> RunInAsync(string workingDirectory, IReadOnlyDictionary<string, string?>? environment, params string[] args) =>
+        RunExecutableAsync("polystore", environment, TestContext.Current.CancellationToken, args, workingDirectory);
+
     /// <summary>Runs <paramref name="assembly"/>.dll from the test output folder; when <paramref name="cancellationToken"/> fires, kills it and throws.</summary>
-    public static async Task<Result> RunExecutableAsync(string assembly, IReadOnlyDictionary<string, string?>? environment, CancellationToken cancellationToken, params string[] args)
+    public static async Task<Result> RunExecutableAsync(string assembly, IReadOnlyDictionary<string, string?>? environment, CancellationToken cancellationToken, string[] args, string? workingDirectory = null)
     {
         var dll = Path.Combine(AppContext.BaseDirectory, assembly + ".dll");
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (workingDirectory is not null) info.WorkingDirectory = workingDirectory;
         info.ArgumentList.Add(dll);
         foreach (var arg in args) info.ArgumentList.Add(arg);
         info.Environment["COLUMNS"] = "200";

@@ -28,6 +28,31 @@ public sealed class ConfigCheckTests
     }
 
     [Fact]
+    public async Task From_a_child_folder_the_command_finds_the_running_run_up_config_of_a_parent()
+    {
+        // parent/.polystore/config, marked running as ./run up leaves it; the command runs in parent/app/deeper.
+        var parent = Directory.CreateTempSubdirectory("polystore-cli-walk-").FullName;
+        try
+        {
+            var config = Directory.CreateDirectory(Path.Combine(parent, ".polystore", "config")).FullName;
+            await File.WriteAllTextAsync(Path.Combine(config, "redis.yaml"), "connection:\n  url: redis://127.0.0.1:1\n", TestContext.Current.CancellationToken);
+            await File.WriteAllTextAsync(Path.Combine(parent, ".polystore", "running"), "", TestContext.Current.CancellationToken);
+            var child = Directory.CreateDirectory(Path.Combine(parent, "app", "deeper")).FullName;
+
+            var result = await CliRunner.RunInAsync(child, new Dictionary<string, string?> { ["POLYSTORE_CONFIG_DIR"] = null }, "config", "check", "--json");
+
+            Assert.Equal(0, result.ExitCode);
+            using var json = JsonDocument.Parse(result.Stdout);
+            Assert.Equal(config, json.RootElement.GetProperty("directory").GetString());
+            Assert.Equal("servers started by ./run up", json.RootElement.GetProperty("found_by").GetString());
+        }
+        finally
+        {
+            Directory.Delete(parent, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Valid_config_prints_effective_settings_with_secrets_masked()
     {
         var password = TestServers.Postgres.Connection.Password!;

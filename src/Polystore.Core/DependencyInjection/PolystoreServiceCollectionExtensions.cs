@@ -20,10 +20,13 @@ public static class PolystoreServiceCollectionExtensions
     /// <c>.AddMongo()</c> (or every configured one with <c>.AddConfiguredStores()</c> from Polystore.Hosting).
     /// </summary>
     /// <param name="services">The service collection.</param>
-    /// <param name="configDirectory">The config folder; when null it is found like the CLI finds it (POLYSTORE_CONFIG_DIR, the folder <c>./run up</c> wrote, ./config).</param>
+    /// <param name="configDirectory">
+    /// The config folder; when null POLYSTORE_CONFIG_DIR, else the folder <c>./run up</c> wrote if it runs in the
+    /// current folder, else ./config. Unlike the CLI it never searches parent folders.
+    /// </param>
     /// <param name="healthCheckTimeout">How long each store's health check may take; null = <see cref="DefaultHealthCheckTimeout"/>.</param>
     public static PolystoreBuilder AddPolystore(this IServiceCollection services, string? configDirectory = null, TimeSpan? healthCheckTimeout = null) =>
-        services.AddPolystore(PolystoreConfig.Load(ConfigLocator.Locate(configDirectory).Directory), healthCheckTimeout);
+        services.AddPolystore(PolystoreConfig.Load(ConfigLocator.LocateForHost(configDirectory, workingDirectory: null, Environment.GetEnvironmentVariable).Directory), healthCheckTimeout);
 
     /// <summary>
     /// Binds Polystore from a configuration section (usually <c>builder.Configuration.GetSection("Polystore")</c>) with
