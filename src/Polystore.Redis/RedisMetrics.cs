@@ -8,19 +8,19 @@ public static class RedisMetrics
     /// <summary>The meter name, "Polystore.Redis".</summary>
     public const string MeterName = "Polystore.Redis";
 
-    /// <summary>Counter of rate-limit decisions taken without Redis (tag <c>outcome</c> = allowed | denied | thrown).</summary>
+    /// <summary>Counter of rate-limit decisions taken without Redis (unit <c>{decision}</c>; tag <c>outcome</c> = allowed | denied | thrown).</summary>
     public const string RateLimitFallbacks = "polystore.redis.ratelimit.fallbacks";
 
     /// <summary>
-    /// Counter of rate-limit permits given back because their caller never received the decision (tag <c>reason</c>
+    /// Counter of rate-limit permits given back because their caller never received the decision (unit <c>{permit}</c>; tag <c>reason</c>
     /// = cancelled | failed: the caller's token fired while the call was on the wire, or the call failed after it may have run).
     /// </summary>
     public const string RateLimitGivenBack = "polystore.redis.ratelimit.given_back";
 
-    /// <summary>Counter of cache operations that continued without Redis (tag <c>operation</c>).</summary>
+    /// <summary>Counter of cache operations that continued without Redis (unit <c>{operation}</c>; tag <c>operation</c>).</summary>
     public const string CacheFallbacks = "polystore.redis.cache.fallbacks";
 
-    /// <summary>Counter of lock leases lost before release (tag <c>reason</c>).</summary>
+    /// <summary>Counter of lock leases lost before release (unit <c>{lock}</c>; tag <c>reason</c>).</summary>
     public const string LocksLost = "polystore.redis.lock.lost";
 
     /// <summary>
@@ -91,13 +91,13 @@ public static class RedisMetrics
 
     internal static readonly Counter<long> ShortCircuitedCounter = Meter.CreateCounter<long>(CircuitBreakerShortCircuited, unit: "{call}", description: "Calls that skipped Redis because its circuit breaker was open.");
 
-    internal static readonly Counter<long> RateLimitFallbackCounter = Meter.CreateCounter<long>(RateLimitFallbacks, description: "Rate-limit decisions taken while Redis was unavailable.");
+    internal static readonly Counter<long> RateLimitFallbackCounter = Meter.CreateCounter<long>(RateLimitFallbacks, unit: "{decision}", description: "Rate-limit decisions taken while Redis was unavailable.");
 
-    internal static readonly Counter<long> RateLimitGivenBackCounter = Meter.CreateCounter<long>(RateLimitGivenBack, description: "Rate-limit permits given back because their caller never received the decision.");
+    internal static readonly Counter<long> RateLimitGivenBackCounter = Meter.CreateCounter<long>(RateLimitGivenBack, unit: "{permit}", description: "Rate-limit permits given back because their caller never received the decision.");
 
-    internal static readonly Counter<long> CacheFallbackCounter = Meter.CreateCounter<long>(CacheFallbacks, description: "Cache operations that continued without Redis.");
+    internal static readonly Counter<long> CacheFallbackCounter = Meter.CreateCounter<long>(CacheFallbacks, unit: "{operation}", description: "Cache operations that continued without Redis.");
 
-    internal static readonly Counter<long> LockLostCounter = Meter.CreateCounter<long>(LocksLost, description: "Lock leases lost before release.");
+    internal static readonly Counter<long> LockLostCounter = Meter.CreateCounter<long>(LocksLost, unit: "{lock}", description: "Lock leases lost before release.");
 
     internal static void RecordCacheFallback(string operation) =>
         CacheFallbackCounter.Add(1, new KeyValuePair<string, object?>("operation", operation));
