@@ -15,10 +15,10 @@ public sealed class OutboxHostingTests
 
     // A host with the user-profile projection's dispatcher on its own schema, the tables created.
     private static async Task<(ServiceProvider Provider, UserCommandHandler Commands, PostgresJsonbReadModelStore<UserProfile> Store)> HostAsync(
-        string schema, Action<OutboxDispatcherHostingOptions> configure)
+        string schema, Action<OutboxDispatcherHostingOptions> configure, TimeSpan? healthCheckTimeout = null)
     {
         var services = new ServiceCollection().AddLogging();
-        var polystore = services.AddPolystore(TestServers.ConfigDirectory);
+        var polystore = services.AddPolystore(TestServers.ConfigDirectory, healthCheckTimeout);
         services.AddSingleton(sp => new PostgresJsonbReadModelStore<UserProfile>(sp.GetRequiredService<NpgsqlDataSource>(), schema, "user_profiles"));
         services.AddSingleton(sp => new UserProfileProjection(sp.GetRequiredService<PostgresJsonbReadModelStore<UserProfile>>()));
         polystore.AddOutboxDispatcher<UserProfileProjection>(o =>
@@ -92,6 +92,37 @@ public sealed class OutboxHostingTests
             }
             foreach (var service in hosted) await service.StopAsync(Ct);
             Assert.Equal((0L, 5L), (events, profiles)); // all five projected, then removed from the outbox
+        }
+        finally
+        {
+            await using var connection = await dataSource.OpenConnectionAsync(CancellationToken.None);
+            await using var drop = new NpgsqlCommand($"DROP SCHEMA IF EXISTS \"{schema}\" CASCADE", connection);
+            await drop.ExecuteNonQueryAsync(CancellationToken.None);
+        }
+    }
+
+    [Fact]
+    public async Task The_outbox_health_check_is_bounded_by_the_health_check_timeout()
+    {
+        var schema = TestServers.UniqueName("hostslow");
+        var (provider, _, _) = await HostAsync(schema, _ => { }, healthCheckTimeout: TimeSpan.FromMilliseconds(500));
+        await using var disposesProvider = provider;
+        var dataSource = provider.GetRequiredService<NpgsqlDataSource>();
+        try
+        {
+            // Another session holds the outbox table: the check's status query waits for the lock (up to the
+            // driver's 30 s command timeout) unless the health service cancels it at the configured timeout.
+            await using var holder = await dataSource.OpenConnectionAsync(Ct);
+            await using var transaction = await holder.BeginTransactionAsync(Ct);
+            await using (var lockTable = new NpgsqlCommand($"LOCK TABLE \"{schema}\".outbox IN ACCESS EXCLUSIVE MODE", holder, transaction))
+                await lockTable.ExecuteNonQueryAsync(Ct);
+
+            var report = await provider.GetRequiredService<HealthCheckService>().CheckHealthAsync(r => r.Tags.Contains("outbox"), Ct);
+
+            var entry = Assert.Single(report.Entries).Value;
+            Assert.Equal(HealthStatus.Unhealthy, entry.Status);
+            Assert.IsAssignableFrom<OperationCanceledException>(entry.Exception);
+            await transaction.RollbackAsync(Ct);
         }
         finally
         {

@@ -16,7 +16,8 @@ public static class OutboxPolystoreBuilderExtensions
     /// <typeparamref name="TSubscriber"/> as a hosted service for the application's lifetime (several instances of the
     /// application may run it: one leads), and adds a health check named <c>outbox:{schema}:{subscriber name}</c>,
     /// tagged "polystore" and "outbox", that turns Degraded past <see cref="OutboxDispatcherHostingOptions.DegradedAfter"/>
-    /// and Unhealthy past <see cref="OutboxDispatcherHostingOptions.UnhealthyAfter"/>. With
+    /// and Unhealthy past <see cref="OutboxDispatcherHostingOptions.UnhealthyAfter"/>, and Unhealthy when it takes longer
+    /// than <see cref="PolystoreBuilder.HealthCheckTimeout"/>. With
     /// <see cref="OutboxDispatcherHostingOptions.RetentionMaxAge"/> set, the host also runs <see cref="OutboxRetention"/> on its schedule.
     /// </summary>
     /// <remarks>
@@ -36,6 +37,8 @@ public static class OutboxPolystoreBuilderExtensions
         var store = new OutboxStore(options.Schema);
         var dispatcherOptions = options.Dispatcher;
         var (degradedAfter, unhealthyAfter) = (options.DegradedAfter, options.UnhealthyAfter);
+        // Bounded like the store checks: a status query stuck behind a lock must not hold /health for the driver's command timeout.
+        var healthCheckTimeout = builder.HealthCheckTimeout;
 
         services.TryAddSingleton<TSubscriber>();
         services.AddSingleton<IHostedService>(sp => new OutboxDispatcherService(new OutboxDispatcher(sp.GetRequiredService<NpgsqlDataSource>(), store,
@@ -50,7 +53,7 @@ public static class OutboxPolystoreBuilderExtensions
         services.AddOptions<HealthCheckServiceOptions>().Configure<TSubscriber>((health, subscriber) =>
             health.Registrations.Add(new HealthCheckRegistration($"outbox:{store.Schema}:{subscriber.Name}",
                 sp => new OutboxHealthCheck(new OutboxMonitor(sp.GetRequiredService<NpgsqlDataSource>(), store), subscriber.Name, degradedAfter, unhealthyAfter),
-                HealthStatus.Unhealthy, ["polystore", "outbox"])));
+                HealthStatus.Unhealthy, ["polystore", "outbox"], healthCheckTimeout)));
         return builder;
     }
 }
