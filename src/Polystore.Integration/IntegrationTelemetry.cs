@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
+using Polystore.Core.Diagnostics;
 using Polystore.Integration.Outbox;
 
 namespace Polystore.Integration;
@@ -73,14 +74,8 @@ public static class IntegrationTelemetry
     /// <summary>Whether anyone observes the backlog gauges (only then do dispatchers measure).</summary>
     internal static bool BacklogObserved => BacklogGauge.Enabled || LagGauge.Enabled;
 
-    /// <summary>Marks the span failed: status Error, <c>error.type</c>, and the exception as an event.</summary>
-    internal static void Fail(Activity? activity, Exception exception)
-    {
-        if (activity is null) return;
-        activity.SetStatus(ActivityStatusCode.Error, exception.Message);
-        activity.SetTag("error.type", exception.GetType().FullName);
-        activity.AddException(exception);
-    }
+    /// <summary>Marks the span failed: status Error, <c>error.type</c>, and the exception as an event, its text redacted.</summary>
+    internal static void Fail(Activity? activity, Exception exception) => SpanFailure.Record(activity, exception);
 
     /// <summary>The event type when all share one, else the distinct types joined with commas (in first-seen order).</summary>
     internal static string EventTypes<T>(IReadOnlyList<T> items, Func<T, string> type)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using MongoDB.Driver;
+using Polystore.Core.Diagnostics;
 
 namespace Polystore.Mongo;
 
@@ -65,14 +66,8 @@ public static class MongoStoreTelemetry
         return activity;
     }
 
-    /// <summary>Marks the span failed: status Error, <c>error.type</c>, and the exception as an event.</summary>
-    internal static void Fail(Activity? activity, Exception exception)
-    {
-        if (activity is null) return;
-        activity.SetStatus(ActivityStatusCode.Error, exception.Message);
-        activity.SetTag("error.type", exception.GetType().FullName);
-        activity.AddException(exception);
-    }
+    /// <summary>Marks the span failed: status Error, <c>error.type</c>, and the exception as an event, its text redacted.</summary>
+    internal static void Fail(Activity? activity, Exception exception) => SpanFailure.Record(activity, exception);
 
     /// <summary>Counts one bulk upsert's documents by outcome.</summary>
     internal static void RecordDocuments(string collection, long upserted, long modified, long unchanged, long failed)

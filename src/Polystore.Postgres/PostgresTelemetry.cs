@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
 using Npgsql;
+using Polystore.Core.Diagnostics;
 using Polystore.Postgres.BulkUpsert;
 
 namespace Polystore.Postgres;
@@ -89,14 +90,8 @@ public static class PostgresTelemetry
         return new Target(builder.Database, builder.Host, builder.Port);
     }
 
-    /// <summary>Marks the span failed: status Error, <c>error.type</c>, and the exception as an event.</summary>
-    internal static void Fail(Activity? activity, Exception exception)
-    {
-        if (activity is null) return;
-        activity.SetStatus(ActivityStatusCode.Error, exception.Message);
-        activity.SetTag("error.type", exception.GetType().FullName);
-        activity.AddException(exception);
-    }
+    /// <summary>Marks the span failed: status Error, <c>error.type</c>, and the exception as an event, its text redacted.</summary>
+    internal static void Fail(Activity? activity, Exception exception) => SpanFailure.Record(activity, exception);
 
     /// <summary>Counts the rows of one committed batch.</summary>
     internal static void RecordRows(string table, UpsertTechniques technique, long rows, long inserted, long updated)

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Polystore.Core;
 using StackExchange.Redis;
 
 namespace Polystore.Redis;
@@ -172,7 +173,7 @@ internal sealed class RedisCircuitBreaker
                 _firstFailure = now;
             }
             if (++_failures < _options.FailureThreshold) return;
-            opened = $"{_failures} failures in a row, the last: {FirstLine(error.Message)}";
+            opened = $"{_failures} failures in a row, the last: {Reason(error)}";
             OpenLocked(opened, now);
         }
         _logger.CircuitOpened(Connection, opened, _options.BreakDuration);
@@ -255,7 +256,7 @@ internal sealed class RedisCircuitBreaker
         }
         catch (Exception e)
         {
-            failure = e is TimeoutException && e is not RedisTimeoutException ? "no answer within the operation timeout" : FirstLine(e.Message);
+            failure = e is TimeoutException && e is not RedisTimeoutException ? "no answer within the operation timeout" : Reason(e);
         }
         TimeSpan outage = default;
         long skipped = 0;
@@ -334,5 +335,6 @@ internal sealed class RedisCircuitBreaker
         return e;
     }
 
-    private static string FirstLine(string message) => message.Split('\n', 2)[0].Trim();
+    // The reason reaches logs, health data and the exceptions of short-circuited calls: redacted, then one line.
+    private static string Reason(Exception error) => Redactor.Redact(error.Message, []).Split('\n', 2)[0].Trim();
 }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Polystore.Core.Diagnostics;
 
 namespace Polystore.Redis;
 
@@ -32,12 +33,6 @@ public static class RedisTelemetry
         return activity;
     }
 
-    /// <summary>Marks the span failed: status Error, <c>error.type</c>, and the exception as an event.</summary>
-    internal static void Fail(Activity? activity, Exception exception)
-    {
-        if (activity is null) return;
-        activity.SetStatus(ActivityStatusCode.Error, exception.Message);
-        activity.SetTag("error.type", exception.GetType().FullName);
-        activity.AddException(exception);
-    }
+    /// <summary>Marks the span failed: status Error, <c>error.type</c>, and the exception as an event, its text redacted.</summary>
+    internal static void Fail(Activity? activity, Exception exception) => SpanFailure.Record(activity, exception);
 }

@@ -129,6 +129,27 @@ public sealed class CircuitBreakerTests
     }
 
     [Fact]
+    public void The_reason_the_breaker_opened_hides_a_password_the_error_carried()
+    {
+        var logs = new CapturedLogs();
+        // Options of its own (threshold 2, a clock that never moves): this breaker opens alone and never probes.
+        var options = new RedisCircuitBreakerOptions { FailureThreshold = 2, FailureWindow = TimeSpan.FromHours(1), TimeProvider = new FakeTimeProvider(DateTimeOffset.UtcNow) };
+        var breaker = RedisCircuitBreaker.For(RedisServers.Standalone, options, logs);
+        var error = new RedisConnectionException(ConnectionFailureType.AuthenticationFailure, CommandFlags.None,
+            "No connection to redis://app:s3cretpw@cache:6379 (password=s3cretpw,ssl=false)\nsecond line", null, CommandStatus.WaitingToBeSent);
+
+        breaker.Failed(error);
+        breaker.Failed(error);
+
+        Assert.Equal(RedisCircuitBreaker.Open, breaker.State);
+        var opened = Assert.Single(logs.Entries, e => e.Id.Name == "RedisCircuitOpened").Message;
+        Assert.Contains("redis://app:***@cache:6379 (password=***,ssl=false)", opened);
+        Assert.Contains("redis://app:***@cache:6379 (password=***,ssl=false)", breaker.Describe());
+        Assert.DoesNotContain("s3cretpw", opened + breaker.Describe());
+        Assert.DoesNotContain("second line", breaker.Describe());
+    }
+
+    [Fact]
     public async Task A_failed_probe_keeps_the_breaker_open_for_another_break()
     {
         var ct = TestContext.Current.CancellationToken;
