@@ -140,6 +140,21 @@ public sealed class DoctorIndexAndSequenceTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_cycling_sequence_wraps_by_design_unless_its_column_overflows_first()
+    {
+        // CYCLE: at its maximum the sequence starts again, so nearing it is no outage. A cycling bigint sequence that
+        // feeds an integer column still breaks the column at 2^31-1: that one is reported.
+        await ExecAsync($"CREATE SEQUENCE {T("wraps")} AS integer CYCLE; SELECT setval('{_schema}.wraps', 2100000000);"); // 98 %
+        await ExecAsync($"CREATE TABLE {T("narrow")} (id integer)");
+        await ExecAsync($"CREATE SEQUENCE {T("narrow_seq")} AS bigint CYCLE OWNED BY {T("narrow")}.id; SELECT setval('{_schema}.narrow_seq', 2100000000);");
+        await using var doctor = Doctor();
+
+        var f = Assert.Single(await RunAsync(doctor, "postgres.sequences"));
+
+        Assert.Equal(("narrow_seq", "2147483647"), (f.Evidence["sequence"], f.Evidence["limit"]));
+    }
+
+    [Fact]
     public async Task Sequences_keep_the_worst_when_capped()
     {
         // Both are warnings (75 % .. 90 %); with room for one finding, the worst (89 %) must be kept.

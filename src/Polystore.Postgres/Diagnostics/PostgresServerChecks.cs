@@ -16,7 +16,7 @@ internal static class PostgresServerChecks
         var rows = await ctx.QueryAsync("""
             SELECT s.schemaname, s.sequencename, s.data_type::text, s.max_value, s.last_value, s.increment_by,
                    has_sequence_privilege(c.oid, 'SELECT') OR has_sequence_privilege(c.oid, 'USAGE'),
-                   o.tab, o.col, o.coltype, s.min_value
+                   o.tab, o.col, o.coltype, s.min_value, s.cycle
             FROM pg_sequences s
             JOIN pg_namespace n ON n.nspname = s.schemaname
             JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = s.sequencename
@@ -29,7 +29,7 @@ internal static class PostgresServerChecks
                 LIMIT 1) o ON true
             WHERE ($1::text[] IS NULL OR s.schemaname = ANY($1))
             """, r => (Schema: r.GetString(0), Name: r.GetString(1), Type: r.GetString(2), Max: r.Long(3), Last: r.LongOrNull(4), Inc: r.Long(5),
-                Visible: r.Bool(6), Table: r.Str(7), Column: r.Str(8), ColumnType: r.Str(9), Min: r.Long(10)),
+                Visible: r.Bool(6), Table: r.Str(7), Column: r.Str(8), ColumnType: r.Str(9), Min: r.Long(10), Cycle: r.Bool(11)),
             ct, ctx.SchemaParameter()).ConfigureAwait(false);
         var found = new List<(double Ratio, Finding Finding)>();
         var hidden = rows.Where(s => !s.Visible).ToList();
@@ -41,6 +41,8 @@ internal static class PostgresServerChecks
                 ? s.ColumnType switch { "smallint" => short.MinValue, "integer" => int.MinValue, _ => long.MinValue }
                 : s.ColumnType switch { "smallint" => short.MaxValue, "integer" => int.MaxValue, _ => long.MaxValue };
             var limit = descending ? Math.Max(s.Min, columnLimit) : Math.Min(s.Max, columnLimit);
+            // A CYCLE sequence starts again at its own bound: nearing it is by design. Only a narrower column still overflows.
+            if (s.Cycle && limit == (descending ? s.Min : s.Max)) continue;
             var ratio = (double)s.Last!.Value / limit;
             if (ratio < ctx.Options.SequenceWarning) continue;
             var narrowColumn = columnLimit is > long.MinValue and < long.MaxValue && s.Table is not null; // widening the column (and sequence) is the fix
