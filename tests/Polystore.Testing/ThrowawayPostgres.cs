@@ -37,8 +37,8 @@ public sealed class ThrowawayPostgres : IAsyncDisposable
         Pool = new() { MaxSize = 40, MaxOverflow = 0, PoolTimeout = 5 },
     };
 
-    /// <summary>Creates and starts the server.</summary>
-    public static async Task<ThrowawayPostgres> StartAsync()
+    /// <summary>Creates and starts the server; <paramref name="settings"/> are extra postgresql.conf lines.</summary>
+    public static async Task<ThrowawayPostgres> StartAsync(string settings = "")
     {
         var bin = TestServers.Get("PGBIN") ?? throw new InvalidOperationException("PGBIN unknown: run ./run up");
         var root = Directory.CreateTempSubdirectory("polystore-pg-").FullName;
@@ -49,7 +49,7 @@ public sealed class ThrowawayPostgres : IAsyncDisposable
         if (Environment.UserName == "root") await RunAsync("chown", "-R", "postgres:", root);
         await server.AsPostgresAsync(Path.Combine(bin, "initdb"), "-D", server._data, "-U", "postgres", $"--pwfile={Path.Combine(root, "pwfile")}", "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8");
         await File.AppendAllTextAsync(Path.Combine(server._data, "postgresql.conf"),
-            $"port = {server.Port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\nfsync = off\n");
+            $"port = {server.Port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\nfsync = off\n{settings}\n");
         await server.StartServerAsync();
         return server;
     }
