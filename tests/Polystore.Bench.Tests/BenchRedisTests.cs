@@ -56,8 +56,12 @@ public sealed class BenchRedisTests
             var value = ratio.GetProperty("value").GetDouble();
             Assert.True(Math.Abs(value - expected) <= 0.006 + (expected * 1e-6), $"{name} = {value}, but its rows give {expected}");
             // A ratio without a target (the ceiling, the recommended caches) has no met either.
+            // met is judged on the unrounded ratio: a value printed within the rounding of its target may go either way.
             if (ratio.TryGetProperty("target", out var target) && target.ValueKind == JsonValueKind.Number)
-                Assert.Equal(value >= target.GetDouble(), ratio.GetProperty("met").GetBoolean());
+            {
+                if (Math.Abs(value - target.GetDouble()) > 0.005)
+                    Assert.True(value >= target.GetDouble() == ratio.GetProperty("met").GetBoolean(), $"{name} = {value} against {target}, met: {ratio.GetProperty("met")}");
+            }
             else Assert.False(ratio.TryGetProperty("met", out var met) && met.ValueKind != JsonValueKind.Null, $"{name} has no target, so no met");
         }
         // Polystore and RedisRateLimiting, and the two L2 caches, ran round by round: one ratio per round (--rounds 1).
