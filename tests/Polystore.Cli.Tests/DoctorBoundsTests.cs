@@ -39,6 +39,7 @@ public sealed class DoctorBoundsTests : IDisposable
         Assert.Equal(2, result.ExitCode);
         using var report = System.Text.Json.JsonDocument.Parse(result.Stdout); // the report the checks made
         Assert.True(report.RootElement.TryGetProperty("findings", out _));
+        Assert.Equal(2, report.RootElement.GetProperty("exit_code").GetInt32()); // the report states the exit code the process ends with
         Assert.Contains("--html: could not write /proc/polystore-report.html", result.Stderr, StringComparison.Ordinal);
     }
 

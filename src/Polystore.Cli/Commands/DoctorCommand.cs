@@ -79,12 +79,13 @@ internal static class DoctorCommand
                 htmlFailure = $"--html: could not write {htmlPath}: {e.Message}";
             }
         }
-        // The report is printed even when the HTML copy failed: the checks ran, and their findings are the point.
+        // The report is printed even when the HTML copy failed: the checks ran, and their findings are the point. The
+        // exit code it states is the one the process ends with.
+        if (htmlFailure is not null) exitCode = ExitCodes.InvalidConfig;
         if (json) CommonOptions.WriteJson(DoctorReport.Json(report, exitCode, at));
         else WriteTables(report, parse.GetValue(Summary), exitCode);
-        if (htmlFailure is null) return exitCode;
-        CommonOptions.Error.MarkupLine($"[red]{Markup.Escape(htmlFailure)}[/]");
-        return ExitCodes.InvalidConfig;
+        if (htmlFailure is not null) CommonOptions.Error.MarkupLine($"[red]{Markup.Escape(htmlFailure)}[/]");
+        return exitCode;
     }
 
     private static async Task<DiagnosticReport> RunWithProgressAsync(PolystoreDoctor doctor, PolystoreDoctorOptions options, bool json, CancellationToken ct)
@@ -143,8 +144,8 @@ internal static class DoctorCommand
                 AnsiConsole.Write(table);
             }
         }
-        AnsiConsole.MarkupLine(exitCode == ExitCodes.Critical
-            ? "[red bold]critical findings: exit code 4[/]"
+        AnsiConsole.MarkupLine(report.HasCritical
+            ? $"[red bold]critical findings: exit code {exitCode}[/]"
             : "[green]no critical findings[/]");
     }
 
