@@ -8,7 +8,8 @@ public sealed class ConfigCheckTests
     [Fact]
     public async Task Malformed_config_exits_2_with_one_line_per_problem()
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-cli-").FullName;
+        using var folder = TempFolder.Create("polystore-cli-");
+        var dir = folder.FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "postgresql.yaml"), "connection:\n  port: abc\n  password: hunter22\npool:\n  max_szie: 3\n", TestContext.Current.CancellationToken);
         await File.WriteAllTextAsync(Path.Combine(dir, "redis.yaml"), "connection:\n  url: http://x\n", TestContext.Current.CancellationToken);
 
@@ -90,7 +91,8 @@ public sealed class MissingStoreTests
     [InlineData("postgres", "rank")]
     public async Task A_command_whose_store_is_not_configured_exits_2_and_names_the_file(string command, string subcommand)
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-cli-").FullName;
+        using var folder = TempFolder.Create("polystore-cli-");
+        var dir = folder.FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "redis.yaml"), "connection:\n  url: redis://127.0.0.1:1\n", TestContext.Current.CancellationToken);
         var result = await CliRunner.RunAsync(null, command, subcommand, "--dir", dir);
         Assert.Equal(2, result.ExitCode);
@@ -114,7 +116,8 @@ public sealed class PingTests
     [Fact]
     public async Task A_down_store_is_reported_with_exit_code_3_not_a_stack_trace()
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-cli-").FullName;
+        using var folder = TempFolder.Create("polystore-cli-");
+        var dir = folder.FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "redis.yaml"), "connection:\n  url: redis://127.0.0.1:1\n  password: hunter22\npool:\n  connection_timeout: 1\n", TestContext.Current.CancellationToken);
         var result = await CliRunner.RunAsync(null, "ping", "--dir", dir);
         Assert.Equal(3, result.ExitCode);

@@ -45,7 +45,8 @@ public sealed class DoctorCommandTests
     [Fact]
     public async Task Html_report_puts_the_summary_first_then_each_store_and_tables_go_to_stdout()
     {
-        var path = Path.Combine(Directory.CreateTempSubdirectory("polystore-doctor-").FullName, "report.html");
+        using var folder = TempFolder.Create("polystore-doctor-");
+        var path = Path.Combine(folder.FullName, "report.html");
 
         var result = await CliRunner.RunAsync(Env, "doctor", "--html", path, "--timeout", "30");
 
@@ -132,7 +133,8 @@ public sealed class DoctorCommandTests
     [Fact]
     public async Task An_unreachable_store_is_one_critical_finding_not_a_stack_trace()
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-doctor-down-").FullName;
+        using var folder = TempFolder.Create("polystore-doctor-down-");
+        var dir = folder.FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "redis.yaml"), "connection:\n  url: redis://127.0.0.1:1\n  password: pw-not-printed\npool:\n  connection_timeout: 1\n", TestContext.Current.CancellationToken);
 
         var result = await CliRunner.RunAsync(null, "doctor", "--dir", dir, "--json");

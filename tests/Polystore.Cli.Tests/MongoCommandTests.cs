@@ -28,7 +28,8 @@ public sealed class MongoCommandTests
     [Fact]
     public async Task An_unreachable_server_exits_3_without_its_password()
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-cli-").FullName;
+        using var folder = TempFolder.Create("polystore-cli-");
+        var dir = folder.FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "mongodb.yaml"), "connection:\n  uri: mongodb://app:s3cret-pw@127.0.0.1:1/?connectTimeoutMS=500\n  database: x\n", TestContext.Current.CancellationToken);
         var result = await CliRunner.RunAsync(null, "mongo", "--dir", dir);
         Assert.Equal(3, result.ExitCode);
@@ -39,7 +40,8 @@ public sealed class MongoCommandTests
     [Fact]
     public async Task Bad_indexes_yaml_exits_2_with_its_position()
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-cli-").FullName;
+        using var folder = TempFolder.Create("polystore-cli-");
+        var dir = folder.FullName;
         var file = Path.Combine(dir, "indexes.yaml");
         await File.WriteAllTextAsync(file, "users:\n  - keys: { email: 2 }\n", TestContext.Current.CancellationToken);
         var result = await CliRunner.RunAsync(null, "mongo", "--dir", TestServers.ConfigDirectory, "--indexes", file, "--dry-run");

@@ -35,7 +35,8 @@ public sealed class AddPolystoreTests
     [Fact]
     public async Task An_unreachable_store_is_unhealthy_without_its_password()
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-hosting-").FullName;
+        using var folder = TempFolder.Create("polystore-hosting-");
+        var dir = folder.FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "postgresql.yaml"), "connection:\n  host: 127.0.0.1\n  port: 1\n  password: hunter22\npool:\n  pool_timeout: 2\n", TestContext.Current.CancellationToken);
         await using var provider = Provider(dir);
 
@@ -52,7 +53,8 @@ public sealed class AddPolystoreTests
         using var hole = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
         hole.Start();
         var port = ((System.Net.IPEndPoint)hole.LocalEndpoint).Port;
-        var dir = Directory.CreateTempSubdirectory("polystore-hosting-").FullName;
+        using var folder = TempFolder.Create("polystore-hosting-");
+        var dir = folder.FullName;
         await File.WriteAllTextAsync(Path.Combine(dir, "postgresql.yaml"), $"connection:\n  host: 127.0.0.1\n  port: {port}\n  password: hunter22\npool:\n  pool_timeout: 30\n", TestContext.Current.CancellationToken);
         await using var provider = Provider(dir, TimeSpan.FromMilliseconds(500));
 
@@ -83,7 +85,8 @@ public sealed class AddPolystoreTests
     [Fact]
     public void A_bad_config_fails_at_registration()
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-hosting-").FullName;
+        using var folder = TempFolder.Create("polystore-hosting-");
+        var dir = folder.FullName;
         File.WriteAllText(Path.Combine(dir, "redis.yaml"), "pool:\n  socket_timeout: -1\n");
         var e = Assert.Throws<ConfigException>(() => new ServiceCollection().AddLogging().AddPolystore(dir));
         Assert.Equal("pool.socket_timeout", Assert.Single(e.Errors).KeyPath);
@@ -92,7 +95,8 @@ public sealed class AddPolystoreTests
     [Fact]
     public void A_store_added_but_not_configured_fails_start_up_validation_naming_where_to_configure_it()
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-hosting-").FullName;
+        using var folder = TempFolder.Create("polystore-hosting-");
+        var dir = folder.FullName;
         File.WriteAllText(Path.Combine(dir, "redis.yaml"), "connection:\n  url: redis://127.0.0.1:6379\n");
         var services = new ServiceCollection().AddLogging();
         services.AddPolystore(dir).AddRedis().AddPostgres();

@@ -81,7 +81,8 @@ public sealed class DoctorClusterTests
     {
         await using var cluster = await PrivateCluster.StartAsync();
         var nodes = cluster.Nodes;
-        await using var provider = Services(cluster.Settings);
+        using var folder = TempFolder.Create("polystore-doctor-cluster-");
+        await using var provider = Services(cluster.Settings, folder.FullName);
         var muxer = provider.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>();
         Assert.Equal(3, muxer.GetServers().Length);
 
@@ -102,7 +103,8 @@ public sealed class DoctorClusterTests
     {
         await using var cluster = await PrivateCluster.StartAsync();
         var nodes = cluster.Nodes;
-        await using var provider = Services(cluster.Settings);
+        using var folder = TempFolder.Create("polystore-doctor-cluster-");
+        await using var provider = Services(cluster.Settings, folder.FullName);
         var health = provider.GetRequiredService<HealthCheckService>();
         async Task<HealthReportEntry> RedisAsync() => (await health.CheckHealthAsync(r => r.Name == "redis", Ct)).Entries["redis"];
 
@@ -132,10 +134,9 @@ public sealed class DoctorClusterTests
     private static async Task<IReadOnlyList<Finding>> RunAsync(RedisDiagnostics doctor) =>
         await doctor.Checks.Single(c => c.Name == "redis.servers").Run(Ct);
 
-    /// <summary>An application's services over <paramref name="settings"/> (a redis.yaml in a folder of the test's own).</summary>
-    internal static ServiceProvider Services(RedisSettings settings)
+    /// <summary>An application's services over <paramref name="settings"/> (a redis.yaml written to <paramref name="dir"/>).</summary>
+    internal static ServiceProvider Services(RedisSettings settings, string dir)
     {
-        var dir = Directory.CreateTempSubdirectory("polystore-doctor-cluster-").FullName;
         var yaml = $"""
             connection:
               url: {settings.Connection.Url}
