@@ -33,7 +33,8 @@ public sealed class PoolCeilingTests
         var settings = new PostgresSettings
         {
             Connection = new() { Host = c.Host, Port = c.Port, Database = c.Database, User = c.User, Password = c.Password, Sslmode = c.Sslmode, ApplicationName = TestServers.UniqueName("ceiling") },
-            Pool = new() { MinSize = 0, MaxSize = 2, MaxOverflow = 1, PoolTimeout = 3 },
+            // pool_timeout also bounds a real open: generous, so a slow open on a loaded machine is not taken for a full pool.
+            Pool = new() { MinSize = 0, MaxSize = 2, MaxOverflow = 1, PoolTimeout = 10 },
             Replication = new() { ReadReplicas = [new() { Host = "127.0.0.1", Port = ClosedPort() }], LoadBalance = loadBalance },
         };
         await using var sources = PostgresDataSources.Create(settings);
