@@ -9,14 +9,8 @@ public sealed class SpanFailureTests
     [Fact]
     public void A_failed_span_names_the_original_type_and_hides_the_secret()
     {
-        using var source = new ActivitySource($"polystore.tests.{Guid.NewGuid():N}");
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = s => s == source,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-        };
-        ActivitySource.AddActivityListener(listener);
-        using var activity = source.StartActivity("op")!;
+        using var span = new RecordedSpan();
+        var activity = span.Activity;
         var failure = new InvalidOperationException("could not connect to redis://app:s3cretpw@cache:6379",
             new IOException("Host=db;Password=s3cretpw;Username=app"));
 
@@ -37,18 +31,39 @@ public sealed class SpanFailureTests
     [Fact]
     public void A_known_secret_is_hidden_even_outside_a_url_or_pair()
     {
-        using var source = new ActivitySource($"polystore.tests.{Guid.NewGuid():N}");
-        using var listener = new ActivityListener
-        {
-            ShouldListenTo = s => s == source,
-            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
-        };
-        ActivitySource.AddActivityListener(listener);
-        using var activity = source.StartActivity("op")!;
+        using var span = new RecordedSpan();
+        var activity = span.Activity;
 
         SpanFailure.Record(activity, new InvalidOperationException("auth failed for hunter22"), ["hunter22"]);
 
         Assert.Equal("auth failed for ***", activity.StatusDescription);
         Assert.DoesNotContain(activity.Events.SelectMany(e => e.Tags), t => t.Value?.ToString()?.Contains("hunter22") == true);
+    }
+
+    /// <summary>One recorded span of a source of its own, so no other test's listener sees it.</summary>
+    private sealed class RecordedSpan : IDisposable
+    {
+        private readonly ActivitySource _source = new($"polystore.tests.{Guid.NewGuid():N}");
+        private readonly ActivityListener _listener;
+
+        public RecordedSpan()
+        {
+            _listener = new ActivityListener
+            {
+                ShouldListenTo = s => s == _source,
+                Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            };
+            ActivitySource.AddActivityListener(_listener);
+            Activity = _source.StartActivity("op")!;
+        }
+
+        public Activity Activity { get; }
+
+        public void Dispose()
+        {
+            Activity.Dispose();
+            _listener.Dispose();
+            _source.Dispose();
+        }
     }
 }

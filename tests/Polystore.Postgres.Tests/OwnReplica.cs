@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Polystore.Testing;
 
 namespace Polystore.Postgres.Tests;
@@ -14,7 +12,7 @@ public sealed class OwnReplica : IAsyncLifetime
     private readonly string _pgbin = TestServers.Get("PGBIN") ?? throw new InvalidOperationException("PGBIN missing from servers.env");
     private readonly string _dir = Path.Combine(TestServers.Get("TMPROOT") ?? Path.GetTempPath(), TestServers.UniqueName("pg-replica-test"));
 
-    public int Port { get; } = FreePort();
+    public int Port { get; } = LoopbackPort.Free();
 
     public async ValueTask InitializeAsync()
     {
@@ -37,13 +35,6 @@ public sealed class OwnReplica : IAsyncLifetime
     }
 
     private static bool IsRoot => Environment.UserName == "root";
-
-    private static int FreePort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
 
     private Task RunAsPostgresAsync(string file, params string[] args) => IsRoot ? RunAsync("runuser", ["-u", "postgres", "--", file, .. args]) : RunAsync(file, args);
 

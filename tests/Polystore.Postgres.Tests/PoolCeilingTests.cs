@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 using Polystore.Core.Configuration;
 using Polystore.Testing;
@@ -17,13 +15,6 @@ public sealed class PoolCeilingTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static int ClosedPort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
-
     [Theory]
     [InlineData(PostgresLoadBalance.RoundRobin, 6)]
     [InlineData(PostgresLoadBalance.None, 3)]
@@ -35,7 +26,7 @@ public sealed class PoolCeilingTests
             Connection = new() { Host = c.Host, Port = c.Port, Database = c.Database, User = c.User, Password = c.Password, Sslmode = c.Sslmode, ApplicationName = TestServers.UniqueName("ceiling") },
             // pool_timeout also bounds a real open: generous, so a slow open on a loaded machine is not taken for a full pool.
             Pool = new() { MinSize = 0, MaxSize = 2, MaxOverflow = 1, PoolTimeout = 10 },
-            Replication = new() { ReadReplicas = [new() { Host = "127.0.0.1", Port = ClosedPort() }], LoadBalance = loadBalance },
+            Replication = new() { ReadReplicas = [new() { Host = "127.0.0.1", Port = LoopbackPort.Free() }], LoadBalance = loadBalance },
         };
         await using var sources = PostgresDataSources.Create(settings);
         var held = new List<NpgsqlConnection>();

@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 using Polystore.Core.Configuration;
 using Polystore.Testing;
@@ -13,15 +11,6 @@ namespace Polystore.Postgres.Tests;
 public sealed class PrePingRestartTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
-
-    // A port nothing listens on: a replica that is down, which makes the data sources multi-host (one pool per host,
-    // each with the state Npgsql learnt about its host).
-    private static int ClosedPort()
-    {
-        using var l = new TcpListener(IPAddress.Loopback, 0);
-        l.Start();
-        return ((IPEndPoint)l.LocalEndpoint).Port;
-    }
 
     private static async Task<int> BackendPidAsync(NpgsqlConnection connection)
     {
@@ -39,7 +28,8 @@ public sealed class PrePingRestartTests
         {
             Connection = server.Settings.Connection,
             Pool = new() { MinSize = 0, MaxSize = 4, MaxOverflow = 0, PoolTimeout = 10, PoolPrePing = true },
-            Replication = new() { ReadReplicas = [new() { Host = "127.0.0.1", Port = ClosedPort() }], LoadBalance = loadBalance },
+            // A replica that is down makes the data sources multi-host: one pool per host, each with what Npgsql learnt of it.
+            Replication = new() { ReadReplicas = [new() { Host = "127.0.0.1", Port = LoopbackPort.Free() }], LoadBalance = loadBalance },
         };
         await using var sources = PostgresDataSources.Create(settings);
 

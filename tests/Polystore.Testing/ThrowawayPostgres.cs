@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Polystore.Core.Configuration;
 
 namespace Polystore.Testing;
@@ -45,7 +43,7 @@ public sealed class ThrowawayPostgres : IAsyncDisposable
         if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(root, (UnixFileMode)0b111_101_101);
         var password = $"pw{Guid.NewGuid():N}";
         await File.WriteAllTextAsync(Path.Combine(root, "pwfile"), password);
-        var server = new ThrowawayPostgres(root, bin, FreePort(), password);
+        var server = new ThrowawayPostgres(root, bin, LoopbackPort.Free(), password);
         if (Environment.UserName == "root") await RunAsync("chown", "-R", "postgres:", root);
         await server.AsPostgresAsync(Path.Combine(bin, "initdb"), "-D", server._data, "-U", "postgres", $"--pwfile={Path.Combine(root, "pwfile")}", "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8");
         await File.AppendAllTextAsync(Path.Combine(server._data, "postgresql.conf"),
@@ -82,12 +80,5 @@ public sealed class ThrowawayPostgres : IAsyncDisposable
         var stderr = process.StandardError.ReadToEndAsync();
         await process.WaitForExitAsync();
         if (process.ExitCode != 0) throw new InvalidOperationException($"{program} {string.Join(' ', args)} failed ({process.ExitCode}): {await stderr}{await stdout}");
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 }
