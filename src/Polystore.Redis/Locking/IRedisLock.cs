@@ -18,7 +18,10 @@ public interface IRedisLock : IAsyncDisposable
     /// <summary>Whether the lease is still believed valid (not lost, not run out, not released).</summary>
     bool IsHeld { get; }
 
-    /// <summary>Resets the lease to the configured expiry if this holder still owns it; false when it was lost.</summary>
+    /// <summary>
+    /// Resets the lease to the configured expiry if this holder still owns it; false when it was lost. Once lost, always
+    /// lost: <see cref="IsHeld"/> stays false and this keeps returning false.
+    /// </summary>
     ValueTask<bool> ExtendAsync(CancellationToken cancellationToken = default);
 
     /// <summary>Releases the lock and waits for Redis to confirm; false when it had already expired or moved on.</summary>

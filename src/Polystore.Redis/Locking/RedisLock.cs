@@ -77,20 +77,33 @@ public sealed class RedisLock : IRedisLock
         && Stopwatch.GetTimestamp() < Interlocked.Read(ref _deadline) && Volatile.Read(ref _lost)?.IsCancellationRequested != true;
 
     /// <summary>
-    /// Resets the lease to the configured expiry if this holder still owns it; false when it was lost. Redis unavailable
-    /// (or the circuit breaker open) throws, and the lease keeps running out from its last extension.
+    /// Resets the lease to the configured expiry if this holder still owns it; false when it was lost. Lost is final: once
+    /// the handle has judged the lease gone (its time ran out, an extension was refused, <see cref="LostToken"/> fired),
+    /// <see cref="IsHeld"/> stays false and this returns false without asking Redis, even if the key is still there.
+    /// Redis unavailable (or the circuit breaker open) throws, and the lease keeps running out from its last extension.
     /// </summary>
     public async ValueTask<bool> ExtendAsync(CancellationToken cancellationToken = default)
     {
-        if (Volatile.Read(ref _released) != 0) return false;
+        if (Volatile.Read(ref _released) != 0 || Volatile.Read(ref _lostFlag) != 0) return false;
+        // Past its deadline the lease is gone whether or not a LostToken timer was armed to say so.
+        if (Stopwatch.GetTimestamp() >= Interlocked.Read(ref _deadline))
+        {
+            MarkLost("expired");
+            return false;
+        }
         cancellationToken.ThrowIfCancellationRequested();
         var breaker = _provider.Breaker;
         if (breaker.IsOpen) throw breaker.ShortCircuit("lock", $"the lease on '{Resource}' was not extended");
         var start = Stopwatch.GetTimestamp();
         var ok = (long)await breaker.RunAsync(LockScripts.Extend.EvaluateAsync(_db, [_keys[0]], [_token, _provider.ExpiryMs]), cancellationToken).ConfigureAwait(false) == 1;
-        if (ok) ScheduleLoss(start);
-        else MarkLost("extend-refused");
-        return ok;
+        if (!ok)
+        {
+            MarkLost("extend-refused");
+            return false;
+        }
+        ScheduleLoss(start);
+        // A loss judged while the extension was on its way stands: the holder may already have acted on it.
+        return Volatile.Read(ref _lostFlag) == 0;
     }
 
     /// <summary>Releases the lock if this holder still owns it; false when it had already expired or moved on.</summary>

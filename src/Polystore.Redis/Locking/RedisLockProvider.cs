@@ -107,6 +107,9 @@ public sealed class RedisLockProvider : IRedisLockProvider
                 throw;
             }
             if (result > 0) return new RedisLock(this, db, keys, resource, token, result, attemptStart);
+            if (result == 0)
+                throw new InvalidOperationException(
+                    $"the fencing counter of '{resource}' is at its limit ({long.MaxValue}): no larger token exists, so the lock was not taken");
             LockTelemetry.Contended(Options.KeyPrefix);
             var waited = Stopwatch.GetElapsedTime(started);
             if (waitTimeout != Timeout.InfiniteTimeSpan && waited >= waitTimeout) return null;
