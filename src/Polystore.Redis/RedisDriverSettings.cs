@@ -35,6 +35,10 @@ public static class RedisDriverSettings
             ReconnectRetryPolicy = new ExponentialRetry(250, 2000),
             LoggerFactory = loggerFactory,
         };
+        // A private CA is trusted besides the system's store (the host name is still checked); a client certificate is
+        // presented to servers that ask for one.
+        if (settings.Tls.CaCertificate is { } ca) options.TrustIssuer(ca);
+        if (settings.Tls.ClientCertificate is { } certificate) options.SetUserPemCertificate(certificate, settings.Tls.ClientKey);
         if (settings.Cluster.Enabled)
         {
             foreach (var node in settings.Cluster.Nodes)

@@ -11,6 +11,25 @@ public sealed class RedisSettings
     public RedisClusterSettings Cluster { get; init; } = new();
     /// <summary>Redis Sentinel.</summary>
     public RedisSentinelSettings Sentinel { get; init; } = new();
+    /// <summary>Certificates for a rediss:// (TLS) connection.</summary>
+    public RedisTlsSettings Tls { get; init; } = new();
+}
+
+/// <summary>
+/// <c>tls:</c> in redis.yaml: whom to trust and who we are on a rediss:// connection. Paths are absolute, or relative
+/// to the process's working folder; files are PEM.
+/// </summary>
+public sealed class RedisTlsSettings
+{
+    /// <summary>
+    /// The CA that signed the servers' certificates (a private CA), trusted besides the system's store; the server's
+    /// host name is still checked against its certificate.
+    /// </summary>
+    public string? CaCertificate { get; init; }
+    /// <summary>A client certificate, for servers that ask for one (<c>tls-auth-clients yes</c>).</summary>
+    public string? ClientCertificate { get; init; }
+    /// <summary>The client certificate's private key, when it is not in the certificate's file.</summary>
+    public string? ClientKey { get; init; }
 }
 
 /// <summary><c>connection:</c> in redis.yaml.</summary>

@@ -104,8 +104,9 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
 
     /// <summary>
     /// <c>redis-cli -h HOST -p PORT [--user 'U'] [--tls] [--askpass]</c>: the password is asked for, never printed. The user
-    /// is shell-quoted (ACL names may hold quotes and other shell characters). redis.yaml names no CA file: with
-    /// <c>--tls</c>, redis-cli trusts what OpenSSL's default store trusts (SSL_CERT_FILE / SSL_CERT_DIR), as the application does.
+    /// is shell-quoted (ACL names may hold quotes and other shell characters). With <c>--tls</c>, redis-cli trusts
+    /// OpenSSL's default store, and <c>tls.ca_certificate</c> too (<c>--cacert</c>), and presents <c>tls.client_certificate</c>
+    /// (<c>--cert</c>/<c>--key</c>), as the application does; paths are made absolute so the command runs from anywhere.
     /// </summary>
     /// <param name="endPoint">The server.</param>
     /// <param name="askPass">
@@ -122,7 +123,13 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
         };
         var cli = $"redis-cli -h {host} -p {port}";
         if (_user is { Length: > 0 }) cli += $" --user {ShellQuote(_user)}";
-        if (_tls) cli += " --tls"; // a rediss:// endpoint answers nothing else
+        if (_tls)
+        {
+            cli += " --tls"; // a rediss:// endpoint answers nothing else
+            var tls = _settings.Tls;
+            if (tls.CaCertificate is { } ca) cli += $" --cacert {ShellQuote(Path.GetFullPath(ca))}";
+            if (tls.ClientCertificate is { } cert) cli += $" --cert {ShellQuote(Path.GetFullPath(cert))} --key {ShellQuote(Path.GetFullPath(tls.ClientKey ?? cert))}";
+        }
         if (HasPassword && askPass) cli += " --askpass";
         if (_database != 0) cli += $" -n {_database}";
         if (_settings.Cluster.Enabled) cli += " -c"; // follow MOVED redirections for key commands
