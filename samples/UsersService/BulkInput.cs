@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.IO.Pipelines;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Text.Json;
 using Polystore.Samples.Users;
 
@@ -15,16 +16,21 @@ internal static class BulkInput
     public const string Json = "application/json";
     public const string Ndjson = "application/x-ndjson";
 
-    /// <summary>The longest NDJSON line accepted (a row is three short strings).</summary>
+    /// <summary>The longest row accepted, as an NDJSON line or a JSON array element (a row is three short strings).</summary>
     public const int MaxLineBytes = 64 * 1024;
 
-    private static readonly JsonSerializerOptions ArrayOptions = new() { MaxDepth = 16 };
+    private static readonly JsonSerializerOptions ArrayOptions = new() { MaxDepth = 16, DefaultBufferSize = 16 * 1024 };
+
+    // The array's parser holds a whole element in memory before it hands it over: past a row's limit and what the parser
+    // may have read ahead, the body is not read any further.
+    private static readonly int MaxBytesPerElement = MaxLineBytes + (2 * ArrayOptions.DefaultBufferSize);
     private static readonly JsonDocumentOptions LineOptions = new() { MaxDepth = 16 };
 
     /// <summary>The elements of a top-level JSON array; the field of an error is <c>[index].name</c>.</summary>
     public static async IAsyncEnumerable<CreateUser> ReadArrayAsync(Stream body, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var elements = JsonSerializer.DeserializeAsyncEnumerable<JsonElement>(body, ArrayOptions, cancellationToken).GetAsyncEnumerator(cancellationToken);
+        var bounded = new ElementBoundedStream(body, MaxBytesPerElement);
+        var elements = JsonSerializer.DeserializeAsyncEnumerable<JsonElement>(bounded, ArrayOptions, cancellationToken).GetAsyncEnumerator(cancellationToken);
         try
         {
             for (long index = 0; ; index++)
@@ -38,7 +44,13 @@ internal static class BulkInput
                 {
                     throw Invalid(index == 0 ? RequestJson.BodyField : $"[{index}]", RequestJson.Describe(e, withPath: false) + (index == 0 ? " A JSON array of users is expected." : ""));
                 }
+                catch (ElementTooLongException)
+                {
+                    throw TooLong($"[{index}]");
+                }
                 if (!more) yield break;
+                bounded.ElementEnded();
+                if (JsonMarshal.GetRawUtf8Value(elements.Current).Length > MaxLineBytes) throw TooLong($"[{index}]");
                 yield return Row(elements.Current, $"[{index}]");
             }
         }
@@ -68,7 +80,7 @@ internal static class BulkInput
                     buffer = buffer.Slice(buffer.GetPosition(1, end));
                     if (row is not null) yield return row;
                 }
-                if (buffer.Length > MaxLineBytes) throw Invalid($"line {line + 1}", $"is longer than {MaxLineBytes:N0} bytes.");
+                if (buffer.Length > MaxLineBytes) throw TooLong($"line {line + 1}");
                 if (result.IsCompleted)
                 {
                     // The last line may lack its newline.
@@ -93,7 +105,7 @@ internal static class BulkInput
     private static CreateUser? Line(ReadOnlySequence<byte> bytes, long line)
     {
         if (IsBlank(bytes)) return null;
-        if (bytes.Length > MaxLineBytes) throw Invalid($"line {line}", $"is longer than {MaxLineBytes:N0} bytes.");
+        if (bytes.Length > MaxLineBytes) throw TooLong($"line {line}");
         JsonDocument document;
         try
         {
@@ -125,5 +137,42 @@ internal static class BulkInput
         var errors = new InputErrors();
         errors.Add(field, message);
         return new BulkInputException(errors);
+    }
+
+    private static BulkInputException TooLong(string field) => Invalid(field, $"is longer than {MaxLineBytes:N0} bytes.");
+
+    private sealed class ElementTooLongException : Exception;
+
+    /// <summary>
+    /// The request body, refusing to be read past <c>limit</c> bytes since the last element the parser handed over
+    /// (<see cref="ElementEnded"/>): one huge element cannot make the parser buffer it whole.
+    /// </summary>
+    private sealed class ElementBoundedStream(Stream inner, int limit) : Stream
+    {
+        private long _sinceElement;
+
+        public void ElementEnded() => _sinceElement = 0;
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            var read = await inner.ReadAsync(buffer, cancellationToken);
+            if ((_sinceElement += read) > limit) throw new ElementTooLongException();
+            return read;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("the body is read asynchronously");
+
+        public override bool CanRead => true;
+        public override bool CanSeek => false;
+        public override bool CanWrite => false;
+        public override long Length => throw new NotSupportedException();
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+        public override void Flush() { }
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+        public override void SetLength(long value) => throw new NotSupportedException();
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

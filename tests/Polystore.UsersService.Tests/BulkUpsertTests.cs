@@ -127,4 +127,56 @@ public sealed class BulkUpsertTests(BulkUpsertTests.Fixture fixture) : IClassFix
         Assert.StartsWith("HTTP/1.1 400", answer, StringComparison.Ordinal);
         Assert.Equal(0, await CountAsync("open"));
     }
+
+    [Theory]
+    [InlineData(70_000)]    // just past the row limit: refused by the row's own size
+    [InlineData(3_000_000)] // far past it: refused before the parser holds it whole
+    public async Task An_array_element_longer_than_a_row_may_be_is_a_400_naming_it_and_nothing_is_written(int nameLength)
+    {
+        var body = $"[{{\"email\":\"long0@bulk.test\",\"name\":\"A\",\"region\":\"eu\"}},{{\"email\":\"long1@bulk.test\",\"name\":\"{new string('n', nameLength)}\",\"region\":\"eu\"}}]";
+
+        using var response = await App.PostJsonAsync("/users:bulk", body, "application/json");
+
+        Assert.Contains("is longer than 65,536 bytes", await ServiceApp.AssertFieldErrorAsync(response, "[1]"), StringComparison.Ordinal);
+        Assert.Equal(0, await CountAsync("long"));
+    }
+
+    [Fact]
+    public async Task An_array_element_that_never_ends_is_answered_before_the_body_ends()
+    {
+        // One element whose string goes on without end: a parser that buffered the element whole could not answer.
+        using var client = new TcpClient();
+        await client.ConnectAsync(App.Address.Host, App.Address.Port, Ct);
+        var stream = client.GetStream();
+        var head = $"POST /users:bulk HTTP/1.1\r\nHost: {App.Address.Authority}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+        await stream.WriteAsync(Encoding.ASCII.GetBytes(head), Ct);
+        using var guard = CancellationTokenSource.CreateLinkedTokenSource(Ct);
+        guard.CancelAfter(TimeSpan.FromMinutes(2)); // a hang guard: the failure this test looks for is no answer at all
+        var answering = stream.ReadAsync(new byte[4096], guard.Token).AsTask();
+        var start = "[{\"email\":\"endless@bulk.test\",\"name\":\"";
+        var filler = new string('n', 16 * 1024);
+        var sent = 0;
+        for (var first = true; !answering.IsCompleted && sent < 64 * 1024 * 1024; first = false)
+        {
+            var piece = first ? start + filler : filler;
+            var write = stream.WriteAsync(Encoding.ASCII.GetBytes($"{piece.Length:X}\r\n{piece}\r\n"), guard.Token).AsTask();
+            // The server may answer and stop reading: a write it never takes must not hold the test.
+            if (await Task.WhenAny(write, answering) == answering) break;
+            try
+            {
+                await write;
+            }
+            catch (IOException)
+            {
+                break; // the server answered and closed: the answer is still there to read
+            }
+            sent += piece.Length;
+        }
+
+        var read = await answering;
+
+        Assert.True(sent < 64 * 1024 * 1024, "the server read 64 MB of one element without answering");
+        Assert.True(read > 0);
+        Assert.Equal(0, await CountAsync("endless"));
+    }
 }
