@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
 using Polystore.Core.Configuration;
 
 namespace Polystore.Core.Tests;
@@ -41,9 +43,15 @@ public sealed class RedisTlsConfigTests
     [Fact]
     public void A_client_certificate_without_its_key_is_refused()
     {
+        // A real certificate, alone in its file: without tls.client_key, the key must be in that file too.
         using var folder = new ConfigFolder();
         var cert = Path.Combine(folder.Path, "client.pem");
-        File.WriteAllText(cert, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        using (var key = RSA.Create(2048))
+        {
+            var request = new CertificateRequest("CN=client", key, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1);
+            using var certificate = request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-1), DateTimeOffset.UtcNow.AddDays(1));
+            File.WriteAllText(cert, certificate.ExportCertificatePem());
+        }
 
         var error = Fails($"connection:\n  url: rediss://cache:6380\ntls:\n  client_certificate: {cert}\n");
 

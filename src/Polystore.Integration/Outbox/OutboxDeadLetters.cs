@@ -156,10 +156,8 @@ public sealed class OutboxDeadLetters
                 catch (Exception e) when (!cancellationToken.IsCancellationRequested)
                 {
                     await transaction.RollbackAsync(CancellationToken.None).ConfigureAwait(false);
-                    // Redacted before it is cut: a secret cut in two would no longer match.
-                    var error = Redactor.RedactConnectionString(e.Message);
                     await ExecuteAsync(connection, null, $"UPDATE {_s}.outbox_dead_letters SET attempts = attempts + 1, last_error = $3 WHERE name = $1 AND event_id = $2",
-                        CancellationToken.None, subscriber.Name, eventId, error.Length <= 2000 ? error : error[..2000]).ConfigureAwait(false);
+                        CancellationToken.None, subscriber.Name, eventId, OutboxDispatcher.LastError(e)).ConfigureAwait(false);
                     throw;
                 }
                 await ExecuteAsync(connection, transaction, $"""

@@ -402,7 +402,7 @@ public sealed class OutboxDispatcher
                     command.Parameters.Add(new NpgsqlParameter { Value = _subscriber.Name });
                     command.Parameters.Add(new NpgsqlParameter { Value = failed.Id });
                     command.Parameters.Add(new NpgsqlParameter { Value = attempts });
-                    command.Parameters.Add(new NpgsqlParameter { Value = Truncate(Redactor.RedactConnectionString(error.Message)) });
+                    command.Parameters.Add(new NpgsqlParameter { Value = LastError(error) });
                     await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 }
                 await SaveCheckpointAsync(connection, transaction, failed.TransactionId, failed.Id, cancellationToken).ConfigureAwait(false);
@@ -428,7 +428,7 @@ public sealed class OutboxDispatcher
         {
             command.Parameters.Add(new NpgsqlParameter { Value = _subscriber.Name });
             command.Parameters.Add(new NpgsqlParameter { Value = failed.Id });
-            command.Parameters.Add(new NpgsqlParameter { Value = Truncate(Redactor.RedactConnectionString(error.Message)) });
+            command.Parameters.Add(new NpgsqlParameter { Value = LastError(error) });
             return (int)(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
         }
     }
@@ -537,5 +537,10 @@ public sealed class OutboxDispatcher
     private static bool IsOutage(Exception e) =>
         e is NpgsqlException { IsTransient: true } || e is NpgsqlException { InnerException: IOException or System.Net.Sockets.SocketException } || e is IOException;
 
-    private static string Truncate(string message) => message.Length <= 2000 ? message : message[..2000];
+    /// <summary>What <c>last_error</c> stores: the message redacted, then cut to 2,000 characters (a secret cut in two would no longer match).</summary>
+    internal static string LastError(Exception error)
+    {
+        var message = Redactor.RedactConnectionString(error.Message);
+        return message.Length <= 2000 ? message : message[..2000];
+    }
 }

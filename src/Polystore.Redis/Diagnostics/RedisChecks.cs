@@ -19,9 +19,9 @@ internal static class RedisChecks
         var evidence = Evidence(("used_memory", used), ("used_memory_human", Bytes(used)), ("maxmemory", max), ("maxmemory_policy", policy),
             ("used_memory_peak", RedisCheckContext.Long(info, "used_memory_peak")), ("mem_fragmentation_ratio", info.GetValueOrDefault("mem_fragmentation_ratio")));
         var suggested = Math.Max(used * 2, 64L << 20);
-        var keep = await KeepAcrossRestartsAsync(c).ConfigureAwait(false);
         if (max == 0)
         {
+            var keep = await KeepAcrossRestartsAsync(c).ConfigureAwait(false);
             var noEviction = policy == "noeviction";
             return [c.Finding(noEviction ? Severity.Warning : Severity.Info,
                 noEviction
@@ -37,7 +37,7 @@ internal static class RedisChecks
             $"{Bytes(used)} of maxmemory {Bytes(max)} used ({Percent(ratio)}); policy {policy}: {consequence}",
             new Dictionary<string, string>(evidence, StringComparer.Ordinal) { ["used_of_maxmemory"] = Percent(ratio) },
             severity == Severity.Info ? null
-                : $"{c.Cli} CONFIG SET maxmemory {Math.Max(max * 2, used * 2)}\n{(policy == "noeviction" ? $"{c.Cli} CONFIG SET maxmemory-policy allkeys-lru   -- if this is a cache\n" : "")}{keep}\n{c.Cli} --bigkeys   -- find what is large")];
+                : $"{c.Cli} CONFIG SET maxmemory {Math.Max(max * 2, used * 2)}\n{(policy == "noeviction" ? $"{c.Cli} CONFIG SET maxmemory-policy allkeys-lru   -- if this is a cache\n" : "")}{await KeepAcrossRestartsAsync(c).ConfigureAwait(false)}\n{c.Cli} --bigkeys   -- find what is large")];
     }
 
     // CONFIG REWRITE fails ("ERR The server is running without a config file") on a server started from its command

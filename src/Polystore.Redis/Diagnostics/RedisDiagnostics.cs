@@ -110,8 +110,8 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
     /// </summary>
     /// <param name="endPoint">The server.</param>
     /// <param name="askPass">
-    /// False for a command run many times or without a terminal (under xargs, whose children read /dev/null, --askpass
-    /// gets an empty password): it then takes the password from REDISCLI_AUTH, which <see cref="AskingPasswordOnce"/> sets.
+    /// False for a command in a pipeline (whose stdin is the previous command's output, so --askpass would read its
+    /// password from there): it then takes the password from REDISCLI_AUTH, which <see cref="AskingPasswordOnce"/> sets.
     /// </param>
     internal string Cli(EndPoint endPoint, bool askPass = true)
     {
