@@ -12,6 +12,10 @@ internal sealed class PrivateCluster : IAsyncDisposable
 {
     public const string Password = "doctor-cluster-pw";
 
+    // Long enough that a node stalled by a loaded machine is not failed over behind a test's back (a 1 s timeout did:
+    // a test saw 4 primaries and 2 replicas), short enough that a killed node is marked failed within seconds.
+    private const int NodeTimeoutMs = 3000;
+
     private PrivateCluster(IReadOnlyList<ThrowawayRedis> nodes) => Nodes = nodes;
 
     public IReadOnlyList<ThrowawayRedis> Nodes { get; }
@@ -29,7 +33,7 @@ internal sealed class PrivateCluster : IAsyncDisposable
     {
         var ct = TestContext.Current.CancellationToken;
         var cluster = new PrivateCluster([.. Enumerable.Range(0, replicas ? 6 : 3)
-            .Select(_ => new ThrowawayRedis(Password, 2, "--cluster-enabled", "yes", "--cluster-node-timeout", "1000"))]);
+            .Select(_ => new ThrowawayRedis(Password, 2, "--cluster-enabled", "yes", "--cluster-node-timeout", NodeTimeoutMs.ToString(System.Globalization.CultureInfo.InvariantCulture)))]);
         try
         {
             foreach (var node in cluster.Nodes) await node.StartAsync(ct);
@@ -45,6 +49,10 @@ internal sealed class PrivateCluster : IAsyncDisposable
             await create.WaitForExitAsync(ct);
             Assert.True(create.ExitCode == 0, await output + await errors);
             foreach (var node in cluster.Nodes) await WaitForStateAsync(node, "ok");
+            // cluster_state:ok comes before every node has learned each replica's role from gossip; a test that counts
+            // roles must start from the layout it asked for.
+            foreach (var node in cluster.Nodes)
+                await WaitAsync(node, "NODES", text => HasLayout(text, cluster.Nodes), $"cluster at {node.Port} never showed nodes 0-2 as primaries and 3-5 as their replicas");
             return cluster;
         }
         catch
@@ -52,6 +60,22 @@ internal sealed class PrivateCluster : IAsyncDisposable
             await cluster.DisposeAsync();
             throw;
         }
+    }
+
+    // Every node seen, none failing, nodes 0-2 primaries and (when asked) 3-5 replicas with their links up.
+    private static bool HasLayout(string clusterNodes, IReadOnlyList<ThrowawayRedis> nodes)
+    {
+        var flagsByPort = clusterNodes.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => line.Split(' '))
+            .Where(fields => fields.Length >= 8)
+            .ToDictionary(fields => fields[1].Split('@')[0], fields => (Flags: fields[2].Split(','), Link: fields[7]));
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            if (!flagsByPort.TryGetValue($"127.0.0.1:{nodes[i].Port}", out var node)) return false;
+            var role = i < 3 ? "master" : "slave";
+            if (!node.Flags.Contains(role) || node.Flags.Any(f => f.StartsWith("fail", StringComparison.Ordinal)) || node.Link != "connected") return false;
+        }
+        return true;
     }
 
     /// <summary>Waits until <paramref name="node"/> reports <c>cluster_state:</c><paramref name="state"/>.</summary>
@@ -71,7 +95,7 @@ internal sealed class PrivateCluster : IAsyncDisposable
         var ct = TestContext.Current.CancellationToken;
         await using var admin = await node.ConnectAsync();
         var server = admin.GetServers()[0];
-        for (var i = 0; i < 600; i++) // up to 60 s on a loaded machine; node timeout is 1 s
+        for (var i = 0; i < 600; i++) // up to 60 s on a loaded machine; the node timeout is 3 s
         {
             var text = (string?)await server.ExecuteAsync("CLUSTER", subcommand) ?? "";
             if (done(text)) return;
