@@ -11,7 +11,10 @@ namespace Polystore.Redis;
 /// </summary>
 public static class RedisDriverSettings
 {
-    /// <summary>Options for <paramref name="settings"/>.</summary>
+    /// <summary>
+    /// Options for <paramref name="settings"/>. On TLS, <c>tls.ca_certificate</c> and <c>tls.client_certificate</c>
+    /// are read here; a file that no longer reads throws <see cref="ConfigException"/> naming its key.
+    /// </summary>
     /// <param name="settings">redis.yaml.</param>
     /// <param name="loggerFactory">Where the multiplexer logs its connection events (<see cref="ConfigurationOptions.LoggerFactory"/>); null logs nothing.</param>
     public static ConfigurationOptions Build(RedisSettings settings, ILoggerFactory? loggerFactory = null)
@@ -62,6 +65,7 @@ public static class RedisDriverSettings
             options.EndPoints.Add(url.Host, url.IsDefaultPort || url.Port <= 0 ? 6379 : url.Port);
             options.DefaultDatabase = Database(settings, url);
         }
+        if (options.Ssl) RedisTls.Apply(options, settings.Tls);
         return options;
     }
 

@@ -130,6 +130,27 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
             Require(store, $"sentinel.sentinels[{i}].host", !string.IsNullOrWhiteSpace(s.Sentinel.Sentinels[i].Host), "must not be empty");
             Port(store, $"sentinel.sentinels[{i}].port", s.Sentinel.Sentinels[i].Port);
         }
+        ValidateTls(store, s);
+    }
+
+    // The files are read here, once, so that a missing, unreadable or wrong PEM file is named with its key before any
+    // connection is tried. Messages name the path and what is wrong, never the contents.
+    private void ValidateTls(string store, RedisSettings s)
+    {
+        var tls = s.Tls;
+        if (tls.CaCertificate is null && tls.ClientCertificate is null && tls.ClientKey is null) return;
+        // As RedisDriverSettings decides: rediss:// in connection.url, or (cluster) in a node's URL.
+        var tlsOn = s.Connection.Url.StartsWith("rediss://", StringComparison.OrdinalIgnoreCase)
+            || (s.Cluster.Enabled && s.Cluster.Nodes.Any(n => n.StartsWith("rediss://", StringComparison.OrdinalIgnoreCase)));
+        var set = tls.CaCertificate is not null ? "tls.ca_certificate" : tls.ClientCertificate is not null ? "tls.client_certificate" : "tls.client_key";
+        Require(store, set, tlsOn, s.Cluster.Enabled
+            ? "applies to TLS connections only, but no cluster node (nor connection.url) is rediss://; use rediss:// URLs for a cluster on TLS"
+            : "applies to TLS connections only, but connection.url is redis://; use rediss://host:port for a server on TLS");
+        var problems = new List<(string Key, string Message)>();
+        var (authorities, client) = TlsFiles.Load("tls", tls.CaCertificate, tls.ClientCertificate, tls.ClientKey, problems);
+        foreach (var (key, message) in problems) Require(store, key, false, message);
+        if (authorities is not null) foreach (var certificate in authorities) certificate.Dispose();
+        client?.Dispose();
     }
 
     private static string? UrlPassword(string? url)

@@ -1,0 +1,79 @@
+using System.Net;
+using System.Security.Cryptography;
+using System.Security.Cryptography.X509Certificates;
+
+namespace Polystore.Redis.Tests;
+
+/// <summary>
+/// A private CA of one test's own, with a server certificate for 127.0.0.1 (or another name), a client certificate
+/// and an unrelated second CA, as PEM files in a folder of the test's own that <see cref="Dispose"/> deletes (keys too).
+/// </summary>
+internal sealed class TestCertificates : IDisposable
+{
+    public TestCertificates(string? serverName = null)
+    {
+        Directory = System.IO.Directory.CreateTempSubdirectory("polystore-redis-tls-").FullName;
+        using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var ca = Authority("Polystore Test CA", caKey);
+        Write(CaFile, ca);
+        using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var other = Authority("Some Other CA", otherKey);
+        Write(OtherCaFile, other);
+        Issue(ca, caKey, "redis-server", serverName, "1.3.6.1.5.5.7.3.1", ServerCertificateFile, ServerKeyFile);
+        Issue(ca, caKey, "polystore-client", null, "1.3.6.1.5.5.7.3.2", ClientCertificateFile, ClientKeyFile);
+        File.WriteAllText(ClientCombinedFile, File.ReadAllText(ClientCertificateFile) + File.ReadAllText(ClientKeyFile));
+    }
+
+    public string Directory { get; }
+    public string CaFile => Path.Combine(Directory, "ca.pem");
+    public string OtherCaFile => Path.Combine(Directory, "other-ca.pem");
+    public string ServerCertificateFile => Path.Combine(Directory, "server.pem");
+    public string ServerKeyFile => Path.Combine(Directory, "server.key");
+    public string ClientCertificateFile => Path.Combine(Directory, "client.pem");
+    public string ClientKeyFile => Path.Combine(Directory, "client.key");
+    /// <summary>The client certificate and its key in one file.</summary>
+    public string ClientCombinedFile => Path.Combine(Directory, "client-combined.pem");
+
+    /// <summary>redis-server arguments for a TLS listener on <paramref name="tlsPort"/> with these certificates.</summary>
+    public string[] ServerArgs(int tlsPort, bool authClients) =>
+    [
+        "--tls-port", tlsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        "--tls-cert-file", ServerCertificateFile, "--tls-key-file", ServerKeyFile, "--tls-ca-cert-file", CaFile,
+        "--tls-auth-clients", authClients ? "yes" : "no",
+    ];
+
+    private static X509Certificate2 Authority(string name, ECDsa key)
+    {
+        var request = new CertificateRequest($"CN={name}", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+    }
+
+    private static void Issue(X509Certificate2 ca, ECDsa caKey, string commonName, string? dnsName, string purpose, string certificateFile, string keyFile)
+    {
+        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        var request = new CertificateRequest($"CN={commonName}", key, HashAlgorithmName.SHA256);
+        var names = new SubjectAlternativeNameBuilder();
+        if (dnsName is null) names.AddIpAddress(IPAddress.Loopback);
+        else names.AddDnsName(dnsName);
+        request.CertificateExtensions.Add(names.Build());
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, false));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(purpose)], false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(ca, true, false));
+        var serial = RandomNumberGenerator.GetBytes(16);
+        serial[0] &= 0x7F;
+        using var certificate = request.Create(ca.SubjectName, X509SignatureGenerator.CreateForECDsa(caKey), DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), serial);
+        Write(certificateFile, certificate);
+        File.WriteAllText(keyFile, key.ExportPkcs8PrivateKeyPem());
+    }
+
+    private static void Write(string file, X509Certificate2 certificate) => File.WriteAllText(file, certificate.ExportCertificatePem() + "\n");
+
+    public void Dispose()
+    {
+        try { System.IO.Directory.Delete(Directory, recursive: true); } catch (IOException) { }
+    }
+}
