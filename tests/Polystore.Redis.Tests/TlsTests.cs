@@ -1,4 +1,7 @@
+using System.Diagnostics;
 using Polystore.Core.Configuration;
+using Polystore.Core.Diagnostics;
+using Polystore.Redis.Diagnostics;
 using Polystore.Testing;
 using StackExchange.Redis;
 
@@ -127,5 +130,45 @@ public sealed class TlsTests
         Assert.Equal(ServerType.Cluster, muxer.GetServers()[0].ServerType);
 
         Assert.NotNull(await PingAsync(Cluster(new() { CaCertificate = certs.OtherCaFile, ClientCertificate = certs.ClientCertificateFile, ClientKey = certs.ClientKeyFile })));
+    }
+
+    [Fact]
+    public async Task Doctor_remedies_carry_the_ca_and_the_client_certificate_and_run_as_printed()
+    {
+        using var certs = new TestCertificates();
+        var tlsPort = FreePort();
+        await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: true));
+        await using (var admin = await redis.ConnectAsync())
+            await Task.WhenAll(Enumerable.Range(0, 3).Select(i => admin.GetDatabase().StringSetAsync($"tls:{i}", "v")));
+        // Paths with a space and a quote reach redis-cli as one argument each.
+        var dir = Directory.CreateDirectory(Path.Combine(certs.Directory, "o'brien files")).FullName;
+        string Copy(string file) => File.Exists(Path.Combine(dir, Path.GetFileName(file))) ? Path.Combine(dir, Path.GetFileName(file))
+            : new FileInfo(file).CopyTo(Path.Combine(dir, Path.GetFileName(file))).FullName;
+        var (ca, cert, key) = (Copy(certs.CaFile), Copy(certs.ClientCertificateFile), Copy(certs.ClientKeyFile));
+        var settings = Settings(tlsPort, new() { CaCertificate = ca, ClientCertificate = cert, ClientKey = key });
+        await using var doctor = new RedisDiagnostics(settings);
+
+        var report = await DiagnosticRunner.RunAsync(doctor.Checks, secrets: doctor.Secrets, cancellationToken: Ct);
+
+        Assert.DoesNotContain(report.Findings, f => f.Severity == Severity.Critical);
+        var lines = report.Findings.SelectMany(f => (f.Remedy ?? "").Split('\n')).Where(l => l.Contains("redis-cli ", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(lines);
+        var quoted = $"--tls --cacert {FindingText.ShellQuote(ca)} --cert {FindingText.ShellQuote(cert)} --key {FindingText.ShellQuote(key)}";
+        Assert.All(lines, line => Assert.Contains($"-p {tlsPort} {quoted}", line, StringComparison.Ordinal));
+
+        // The TTL remedy runs as printed against a server that demands a client certificate, with no other trust set up.
+        var ttl = Assert.Single(report.Findings, f => f.Check == "redis.keys_without_ttl");
+        var psi = new ProcessStartInfo("/bin/bash") { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add(ttl.Remedy!.Split('\n')[^1]);
+        psi.Environment.Remove("SSL_CERT_FILE");
+        psi.Environment.Remove("SSL_CERT_DIR");
+        using var run = Process.Start(psi)!;
+        var (stdout, stderr) = (run.StandardOutput.ReadToEndAsync(Ct), run.StandardError.ReadToEndAsync(Ct));
+        await run.WaitForExitAsync(Ct);
+        Assert.True(run.ExitCode == 0, await stdout + await stderr);
+        Assert.DoesNotContain("ERR", await stdout + await stderr, StringComparison.Ordinal);
+        await using var check = await redis.ConnectAsync();
+        Assert.All(await Task.WhenAll(Enumerable.Range(0, 3).Select(i => check.GetDatabase().KeyTimeToLiveAsync($"tls:{i}"))), t => Assert.NotNull(t));
     }
 }

@@ -103,9 +103,10 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
         HasPassword ? $"( read -rsp 'Redis password: ' REDISCLI_AUTH && export REDISCLI_AUTH && {commands} )" : commands;
 
     /// <summary>
-    /// <c>redis-cli -h HOST -p PORT [--user 'U'] [--tls] [--askpass]</c>: the password is asked for, never printed. The user
-    /// is shell-quoted (ACL names may hold quotes and other shell characters). redis.yaml names no CA file: with
-    /// <c>--tls</c>, redis-cli trusts what OpenSSL's default store trusts (SSL_CERT_FILE / SSL_CERT_DIR), as the application does.
+    /// <c>redis-cli -h HOST -p PORT [--user 'U'] [--tls [--cacert CA] [--cert CERT --key KEY]] [--askpass]</c>: the password
+    /// is asked for, never printed. The user and the paths are shell-quoted (ACL names may hold quotes and other shell
+    /// characters). With <c>--tls</c> and no <c>tls.ca_certificate</c>, redis-cli trusts what OpenSSL's default store
+    /// trusts (SSL_CERT_FILE / SSL_CERT_DIR), as the application trusts the system's store.
     /// </summary>
     /// <param name="endPoint">The server.</param>
     /// <param name="askPass">
@@ -122,7 +123,15 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
         };
         var cli = $"redis-cli -h {host} -p {port}";
         if (_user is { Length: > 0 }) cli += $" --user {ShellQuote(_user)}";
-        if (_tls) cli += " --tls"; // a rediss:// endpoint answers nothing else
+        if (_tls)
+        {
+            cli += " --tls"; // a rediss:// endpoint answers nothing else
+            // The files redis.yaml names, absolute so the command works from any folder; the key is its path, never its contents.
+            var tls = _settings.Tls;
+            if (tls.CaCertificate is { Length: > 0 } ca) cli += $" --cacert {ShellQuote(Path.GetFullPath(ca))}";
+            if (tls.ClientCertificate is { Length: > 0 } cert)
+                cli += $" --cert {ShellQuote(Path.GetFullPath(cert))} --key {ShellQuote(Path.GetFullPath(tls.ClientKey is { Length: > 0 } key ? key : cert))}";
+        }
         if (HasPassword && askPass) cli += " --askpass";
         if (_database != 0) cli += $" -n {_database}";
         if (_settings.Cluster.Enabled) cli += " -c"; // follow MOVED redirections for key commands
