@@ -19,8 +19,9 @@ internal sealed class TestCertificates : IDisposable
         using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var other = Authority("Some Other CA", otherKey);
         Write(OtherCaFile, other);
-        Issue(ca, caKey, "redis-server", serverName, "1.3.6.1.5.5.7.3.1", ServerCertificateFile, ServerKeyFile);
-        Issue(ca, caKey, "polystore-client", null, "1.3.6.1.5.5.7.3.2", ClientCertificateFile, ClientKeyFile);
+        // The server's certificate is its client certificate too (a sentinel or a replica connecting to a primary).
+        Issue(ca, caKey, "redis-server", serverName, ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"], ServerCertificateFile, ServerKeyFile);
+        Issue(ca, caKey, "polystore-client", null, ["1.3.6.1.5.5.7.3.2"], ClientCertificateFile, ClientKeyFile);
         File.WriteAllText(ClientCombinedFile, File.ReadAllText(ClientCertificateFile) + File.ReadAllText(ClientKeyFile));
     }
 
@@ -51,7 +52,7 @@ internal sealed class TestCertificates : IDisposable
         return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
     }
 
-    private static void Issue(X509Certificate2 ca, ECDsa caKey, string commonName, string? dnsName, string purpose, string certificateFile, string keyFile)
+    private static void Issue(X509Certificate2 ca, ECDsa caKey, string commonName, string? dnsName, string[] purposes, string certificateFile, string keyFile)
     {
         using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         var request = new CertificateRequest($"CN={commonName}", key, HashAlgorithmName.SHA256);
@@ -61,7 +62,9 @@ internal sealed class TestCertificates : IDisposable
         request.CertificateExtensions.Add(names.Build());
         request.CertificateExtensions.Add(new X509BasicConstraintsExtension(false, false, 0, false));
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.DigitalSignature, true));
-        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension([new Oid(purpose)], false));
+        var usages = new OidCollection();
+        foreach (var purpose in purposes) usages.Add(new Oid(purpose));
+        request.CertificateExtensions.Add(new X509EnhancedKeyUsageExtension(usages, false));
         request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(ca, true, false));
         var serial = RandomNumberGenerator.GetBytes(16);
         serial[0] &= 0x7F;

@@ -171,4 +171,59 @@ public sealed class TlsTests
         await using var check = await redis.ConnectAsync();
         Assert.All(await Task.WhenAll(Enumerable.Range(0, 3).Select(i => check.GetDatabase().KeyTimeToLiveAsync($"tls:{i}"))), t => Assert.NotNull(t));
     }
+
+    [Fact]
+    public async Task Sentinel_and_the_primary_it_names_are_both_reached_over_tls_with_the_ca()
+    {
+        using var certs = new TestCertificates();
+        var tlsPort = FreePort();
+        await using var primary = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: true));
+        // A sentinel on TLS only, which reaches the primary over TLS too (tls-replication), with the server's certificate.
+        var sentinelPort = FreePort();
+        var config = Path.Combine(certs.Directory, "sentinel.conf");
+        await File.WriteAllTextAsync(config, $"""
+            port 0
+            bind 127.0.0.1
+            tls-port {sentinelPort}
+            tls-cert-file {certs.ServerCertificateFile}
+            tls-key-file {certs.ServerKeyFile}
+            tls-ca-cert-file {certs.CaFile}
+            tls-auth-clients yes
+            tls-replication yes
+            dir {certs.Directory}
+            sentinel monitor main 127.0.0.1 {tlsPort} 1
+
+            """, Ct);
+        using var sentinel = Process.Start(new ProcessStartInfo("redis-server", [config, "--sentinel"]) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        try
+        {
+            sentinel.OutputDataReceived += (_, _) => { };
+            sentinel.ErrorDataReceived += (_, _) => { };
+            sentinel.BeginOutputReadLine();
+            sentinel.BeginErrorReadLine();
+            RedisSettings Sentinel(RedisTlsSettings tls) => new()
+            {
+                Connection = new() { Url = "rediss://127.0.0.1:6379" },
+                Pool = new() { ConnectionTimeout = 3, SocketTimeout = 3 },
+                Sentinel = new() { Enabled = true, MasterName = "main", Sentinels = [new RedisHost { Host = "127.0.0.1", Port = sentinelPort }] },
+                Tls = tls,
+            };
+            var trusted = Sentinel(new() { CaCertificate = certs.CaFile, ClientCertificate = certs.ClientCertificateFile, ClientKey = certs.ClientKeyFile });
+            Exception? last = null;
+            await Poll.UntilAsync(async () => (last = await PingAsync(trusted)) is null, "the sentinel to name the primary over TLS", Ct,
+                state: () => Task.FromResult(last?.Message ?? ""));
+            await using var muxer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(trusted));
+            await muxer.GetDatabase().StringSetAsync("through-sentinel", "v");
+            await using (var direct = await primary.ConnectAsync())
+                Assert.Equal("v", (string?)await direct.GetDatabase().StringGetAsync("through-sentinel"));
+
+            var wrong = await PingAsync(Sentinel(new() { CaCertificate = certs.OtherCaFile, ClientCertificate = certs.ClientCertificateFile, ClientKey = certs.ClientKeyFile }));
+            Assert.NotNull(wrong);
+        }
+        finally
+        {
+            if (!sentinel.HasExited) sentinel.Kill();
+            await sentinel.WaitForExitAsync(CancellationToken.None);
+        }
+    }
 }
