@@ -306,7 +306,7 @@ public sealed class ConfigurationSourceTests
         Assert.Equal(
         [
             ": unknown store section 'Postgress'; did you mean 'Postgres'?",
-            "Replication: unknown key 'Replication'; expected one of: Connection, Pool, Cluster, Sentinel",
+            "Replication: unknown key 'Replication'; expected one of: Connection, Pool, Cluster, Sentinel, Tls",
             "pool.MaxConections: unknown key 'MaxConections'; did you mean 'MaxConnections'?",
             "pool.socket_timout: unknown key 'socket_timout'; did you mean 'socket_timeout'?",
         ], e.Errors.Select(x => $"{x.KeyPath}: {x.Message}").Order(StringComparer.Ordinal));
