@@ -10,7 +10,12 @@ namespace Polystore.Redis.Tests;
 /// </summary>
 internal sealed class TestCertificates : IDisposable
 {
-    public TestCertificates(string? serverName = null)
+    /// <param name="serverName">The DNS name the server's certificate is for; null = the IP address 127.0.0.1.</param>
+    /// <param name="intermediate">
+    /// Issue the server's certificate from an intermediate CA (signed by the root in <see cref="CaFile"/>), which the
+    /// server sends along with its certificate, as a PKI with an offline root does.
+    /// </param>
+    public TestCertificates(string? serverName = null, bool intermediate = false)
     {
         Directory = System.IO.Directory.CreateTempSubdirectory("polystore-redis-tls-").FullName;
         using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
@@ -19,8 +24,11 @@ internal sealed class TestCertificates : IDisposable
         using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var other = Authority("Some Other CA", otherKey);
         Write(OtherCaFile, other);
+        using var middleKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var middle = intermediate ? Intermediate(ca, caKey, middleKey) : null;
         // The server's certificate is its client certificate too (a sentinel or a replica connecting to a primary).
-        Issue(ca, caKey, "redis-server", serverName, ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"], ServerCertificateFile, ServerKeyFile);
+        Issue(middle ?? ca, middle is null ? caKey : middleKey, "redis-server", serverName, ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"], ServerCertificateFile, ServerKeyFile);
+        if (middle is not null) File.AppendAllText(ServerCertificateFile, middle.ExportCertificatePem() + "\n");
         Issue(ca, caKey, "polystore-client", null, ["1.3.6.1.5.5.7.3.2"], ClientCertificateFile, ClientKeyFile);
         File.WriteAllText(ClientCombinedFile, File.ReadAllText(ClientCertificateFile) + File.ReadAllText(ClientKeyFile));
     }
@@ -50,6 +58,17 @@ internal sealed class TestCertificates : IDisposable
         request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
         request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
         return request.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+    }
+
+    private static X509Certificate2 Intermediate(X509Certificate2 ca, ECDsa caKey, ECDsa key)
+    {
+        var request = new CertificateRequest("CN=Polystore Test Intermediate CA", key, HashAlgorithmName.SHA256);
+        request.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, true, 0, true));
+        request.CertificateExtensions.Add(new X509KeyUsageExtension(X509KeyUsageFlags.KeyCertSign | X509KeyUsageFlags.CrlSign, true));
+        request.CertificateExtensions.Add(new X509SubjectKeyIdentifierExtension(request.PublicKey, false));
+        request.CertificateExtensions.Add(X509AuthorityKeyIdentifierExtension.CreateFromCertificate(ca, true, false));
+        using var certificate = request.Create(ca.SubjectName, X509SignatureGenerator.CreateForECDsa(caKey), DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [7, 7, 7]);
+        return certificate.CopyWithPrivateKey(key);
     }
 
     private static void Issue(X509Certificate2 ca, ECDsa caKey, string commonName, string? dnsName, string[] purposes, string certificateFile, string keyFile)

@@ -75,6 +75,17 @@ public sealed class TlsTests
     }
 
     [Fact]
+    public async Task A_chain_through_an_intermediate_the_server_sends_ends_at_the_configured_root()
+    {
+        using var certs = new TestCertificates(intermediate: true);
+        var tlsPort = FreePort();
+        await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: false));
+
+        Assert.Null(await PingAsync(Settings(tlsPort, new() { CaCertificate = certs.CaFile })));
+        Assert.NotNull(await PingAsync(Settings(tlsPort, new() { CaCertificate = certs.OtherCaFile })));
+    }
+
+    [Fact]
     public async Task The_host_name_is_still_checked_against_the_certificate()
     {
         // The certificate names redis.internal only; the connection goes to 127.0.0.1.
