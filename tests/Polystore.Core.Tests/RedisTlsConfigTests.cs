@@ -105,6 +105,25 @@ public sealed class RedisTlsConfigTests : IDisposable
     }
 
     [Fact]
+    public void Pkcs1_rsa_and_sec1_ec_keys_load_as_well_as_pkcs8()
+    {
+        using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var ca = new CertificateRequest("CN=CA 2", caKey, HashAlgorithmName.SHA256).CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
+        using var rsa = RSA.Create(2048);
+        using var rsaClient = new CertificateRequest("CN=rsa", rsa, HashAlgorithmName.SHA256, RSASignaturePadding.Pkcs1)
+            .Create(ca.SubjectName, X509SignatureGenerator.CreateForECDsa(caKey), DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [4]);
+        File.WriteAllText(PathOf("rsa.pem"), rsaClient.ExportCertificatePem());
+        File.WriteAllText(PathOf("rsa.key"), rsa.ExportRSAPrivateKeyPem()); // -----BEGIN RSA PRIVATE KEY-----
+        using var ec = ECDsa.Create(ECCurve.NamedCurves.nistP256);
+        using var ecClient = new CertificateRequest("CN=ec", ec, HashAlgorithmName.SHA256)
+            .Create(ca.SubjectName, X509SignatureGenerator.CreateForECDsa(caKey), DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [5]);
+        File.WriteAllText(PathOf("ec.pem"), ecClient.ExportCertificatePem());
+        File.WriteAllText(PathOf("ec.key"), ec.ExportECPrivateKeyPem()); // -----BEGIN EC PRIVATE KEY-----
+        Assert.NotNull(Load(Tls($"  client_certificate: {PathOf("rsa.pem")}\n  client_key: {PathOf("rsa.key")}\n")).Redis);
+        Assert.NotNull(Load(Tls($"  client_certificate: {PathOf("ec.pem")}\n  client_key: {PathOf("ec.key")}\n")).Redis);
+    }
+
+    [Fact]
     public void A_key_without_its_certificate_is_refused()
     {
         var error = Fails(Tls($"  client_key: {PathOf("client.key")}\n"));

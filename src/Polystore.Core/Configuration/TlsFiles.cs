@@ -63,8 +63,8 @@ internal static class TlsFiles
 
     /// <summary>
     /// The client certificate of <paramref name="certificatePath"/> with the private key of <paramref name="keyPath"/>
-    /// (null: the key is in the certificate's file), or null with the problem and the key it belongs to
-    /// (<c>certificate</c> or <c>key</c>).
+    /// (null: the key is in the certificate's file), or null with the problem; <paramref name="keyProblem"/> says whether
+    /// it is the key's (else the certificate's).
     /// </summary>
     public static X509Certificate2? ClientCertificate(string certificatePath, string? keyPath, out string? problem, out bool keyProblem)
     {
@@ -88,7 +88,7 @@ internal static class TlsFiles
             problem = "is an encrypted private key; give the key unencrypted (openssl pkey -in KEY -out KEY.pem) and protect the file by its permissions";
             return null;
         }
-        if (!Contains(keyText, "PRIVATE KEY"))
+        if (!Contains(keyText, "PRIVATE KEY") && !Contains(keyText, "RSA PRIVATE KEY") && !Contains(keyText, "EC PRIVATE KEY"))
         {
             problem = keyPath is null
                 ? "holds no PEM private key (-----BEGIN PRIVATE KEY-----); put the key there or name its file in tls.client_key"
