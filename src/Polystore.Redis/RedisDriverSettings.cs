@@ -11,7 +11,10 @@ namespace Polystore.Redis;
 /// </summary>
 public static class RedisDriverSettings
 {
-    /// <summary>Options for <paramref name="settings"/>.</summary>
+    /// <summary>
+    /// Options for <paramref name="settings"/>. On TLS, <c>tls.ca_certificate</c> and <c>tls.client_certificate</c>
+    /// are read here; a file that no longer reads throws <see cref="ConfigException"/> naming its key.
+    /// </summary>
     /// <param name="settings">redis.yaml.</param>
     /// <param name="loggerFactory">Where the multiplexer logs its connection events (<see cref="ConfigurationOptions.LoggerFactory"/>); null logs nothing.</param>
     public static ConfigurationOptions Build(RedisSettings settings, ILoggerFactory? loggerFactory = null)
@@ -35,10 +38,6 @@ public static class RedisDriverSettings
             ReconnectRetryPolicy = new ExponentialRetry(250, 2000),
             LoggerFactory = loggerFactory,
         };
-        // A private CA is trusted besides the system's store (the host name is still checked); a client certificate is
-        // presented to servers that ask for one.
-        if (settings.Tls.CaCertificate is { } ca) options.TrustIssuer(ca);
-        if (settings.Tls.ClientCertificate is { } certificate) options.SetUserPemCertificate(certificate, settings.Tls.ClientKey);
         if (settings.Cluster.Enabled)
         {
             foreach (var node in settings.Cluster.Nodes)
@@ -66,6 +65,7 @@ public static class RedisDriverSettings
             options.EndPoints.Add(url.Host, url.IsDefaultPort || url.Port <= 0 ? 6379 : url.Port);
             options.DefaultDatabase = Database(settings, url);
         }
+        if (options.Ssl) RedisTls.Apply(options, settings.Tls);
         return options;
     }
 

@@ -18,4 +18,8 @@ internal static partial class RedisLog
     [LoggerMessage(EventId = 3104, EventName = "RedisCircuitClosed", Level = LogLevel.Warning,
         Message = "Redis circuit breaker for {Connection} closed: Redis answered again after {Outage}; {ShortCircuited} calls skipped Redis meanwhile")]
     public static partial void CircuitClosed(this ILogger logger, string connection, TimeSpan outage, long shortCircuited);
+
+    [LoggerMessage(EventId = 3201, EventName = "RedisTlsCertificateRejected", Level = LogLevel.Error,
+        Message = "Redis TLS: the server's certificate ({Subject}) is refused: {Reason}")]
+    public static partial void ServerCertificateRejected(this ILogger logger, string subject, string reason);
 }

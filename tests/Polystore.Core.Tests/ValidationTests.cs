@@ -31,7 +31,7 @@ public sealed class ValidationTests
     {
         var e = Fails(("redis.yaml", "replication:\n  x: 1\n"));
         var error = Assert.Single(e.Errors);
-        Assert.Contains("connection, pool, cluster, sentinel", error.Message, StringComparison.Ordinal);
+        Assert.Contains("connection, pool, cluster, sentinel, tls", error.Message, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -47,4 +47,19 @@ public sealed class RedisSettingsMappingTests
         var o = RedisDriverSettings.Build(new RedisSettings { Pool = new() { SocketTimeout = 0.0004, ConnectionTimeout = 0.0004 } });
         Assert.True(o.SyncTimeout > 0 && o.AsyncTimeout > 0 && o.ConnectTimeout > 0, $"{o.SyncTimeout} {o.AsyncTimeout} {o.ConnectTimeout}");
     }
+
+    // The files are read again when the options are built: one gone since the configuration loaded is named, not ignored.
+    [Fact]
+    public void A_tls_file_gone_since_loading_is_named_when_the_options_are_built()
+    {
+        var missing = Path.Combine(Path.GetTempPath(), "polystore-no-such-ca-" + Guid.NewGuid().ToString("N") + ".pem");
+        var e = Assert.Throws<ConfigException>(() => RedisDriverSettings.Build(new RedisSettings
+        {
+            Connection = new() { Url = "rediss://127.0.0.1:6380" },
+            Tls = new() { CaCertificate = missing },
+        }));
+        var error = Assert.Single(e.Errors);
+        Assert.Equal(("redis.yaml", "tls.ca_certificate"), (error.Source.File, error.KeyPath));
+        Assert.Contains($"'{missing}' does not exist", error.Message, StringComparison.Ordinal);
+    }
 }

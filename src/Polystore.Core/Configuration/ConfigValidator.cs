@@ -1,6 +1,3 @@
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
-
 namespace Polystore.Core.Configuration;
 
 /// <summary>Checks ranges and cross-key rules once the types are right; every problem names its key.</summary>
@@ -133,55 +130,27 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
             Require(store, $"sentinel.sentinels[{i}].host", !string.IsNullOrWhiteSpace(s.Sentinel.Sentinels[i].Host), "must not be empty");
             Port(store, $"sentinel.sentinels[{i}].port", s.Sentinel.Sentinels[i].Port);
         }
-        ValidateTls(s);
+        ValidateTls(store, s);
     }
 
-    // The largest certificate or key file read: a chain of a few certificates is a few kB.
-    private const int MaxPemBytes = 1 << 20;
-
-    private void ValidateTls(RedisSettings s)
+    // The files are read here, once, so that a missing, unreadable or wrong PEM file is named with its key before any
+    // connection is tried. Messages name the path and what is wrong, never the contents.
+    private void ValidateTls(string store, RedisSettings s)
     {
-        const string store = StoreNames.Redis;
         var tls = s.Tls;
         if (tls.CaCertificate is null && tls.ClientCertificate is null && tls.ClientKey is null) return;
-        var rediss = s.Connection.Url.StartsWith("rediss://", StringComparison.Ordinal) || s.Cluster.Nodes.Any(n => n.StartsWith("rediss://", StringComparison.Ordinal));
-        Require(store, "tls", rediss, "is set, but no endpoint uses TLS: write the URL as rediss://host:port");
-        Require(store, "tls.client_key", tls.ClientKey is null || tls.ClientCertificate is not null, "is set without tls.client_certificate");
-        if (tls.CaCertificate is { } ca)
-        {
-            if (PemFileProblem(ca) is { } problem) Require(store, "tls.ca_certificate", false, problem);
-            else if (Load(() => X509CertificateLoader.LoadCertificateFromFile(ca)) is { } unreadable)
-                Require(store, "tls.ca_certificate", false, $"{ca} holds no certificate ({unreadable})");
-        }
-        if (tls.ClientCertificate is { } certificate)
-        {
-            if (PemFileProblem(certificate) is { } problem) Require(store, "tls.client_certificate", false, problem);
-            else if (tls.ClientKey is { } key && PemFileProblem(key) is { } keyProblem) Require(store, "tls.client_key", false, keyProblem);
-            else if (Load(() => X509Certificate2.CreateFromPemFile(certificate, tls.ClientKey)) is { } unreadable)
-                Require(store, "tls.client_certificate", false,
-                    $"{certificate}{(tls.ClientKey is null ? "" : $" with {tls.ClientKey}")} is not a PEM certificate with its private key ({unreadable})");
-        }
-    }
-
-    private static string? PemFileProblem(string path)
-    {
-        var file = new FileInfo(path);
-        if (!file.Exists) return $"{path} does not exist (a path is absolute, or relative to the working folder {Directory.GetCurrentDirectory()})";
-        return file.Length > MaxPemBytes ? $"{path} is {file.Length:N0} bytes; a certificate or key file is at most {MaxPemBytes:N0}" : null;
-    }
-
-    // Why a certificate does not load (the runtime's one-line reason; never the file's contents), or null.
-    private static string? Load(Func<X509Certificate2> load)
-    {
-        try
-        {
-            load().Dispose();
-            return null;
-        }
-        catch (Exception e) when (e is CryptographicException or IOException or UnauthorizedAccessException or ArgumentException)
-        {
-            return e.Message.Split('\n', 2)[0].Trim();
-        }
+        // As RedisDriverSettings decides: rediss:// in connection.url, or (cluster) in a node's URL.
+        var tlsOn = s.Connection.Url.StartsWith("rediss://", StringComparison.OrdinalIgnoreCase)
+            || (s.Cluster.Enabled && s.Cluster.Nodes.Any(n => n.StartsWith("rediss://", StringComparison.OrdinalIgnoreCase)));
+        var set = tls.CaCertificate is not null ? "tls.ca_certificate" : tls.ClientCertificate is not null ? "tls.client_certificate" : "tls.client_key";
+        Require(store, set, tlsOn, s.Cluster.Enabled
+            ? "applies to TLS connections only, but no cluster node (nor connection.url) is rediss://; use rediss:// URLs for a cluster on TLS"
+            : "applies to TLS connections only, but connection.url is redis://; use rediss://host:port for a server on TLS");
+        var problems = new List<(string Key, string Message)>();
+        var (authorities, client) = TlsFiles.Load("tls", tls.CaCertificate, tls.ClientCertificate, tls.ClientKey, problems);
+        foreach (var (key, message) in problems) Require(store, key, false, message);
+        if (authorities is not null) foreach (var certificate in authorities) certificate.Dispose();
+        client?.Dispose();
     }
 
     private static string? UrlPassword(string? url)

@@ -11,25 +11,8 @@ public sealed class RedisSettings
     public RedisClusterSettings Cluster { get; init; } = new();
     /// <summary>Redis Sentinel.</summary>
     public RedisSentinelSettings Sentinel { get; init; } = new();
-    /// <summary>Certificates for a rediss:// (TLS) connection.</summary>
+    /// <summary>The CA the server's certificate is checked against, and a client certificate, for <c>rediss://</c>.</summary>
     public RedisTlsSettings Tls { get; init; } = new();
-}
-
-/// <summary>
-/// <c>tls:</c> in redis.yaml: whom to trust and who we are on a rediss:// connection. Paths are absolute, or relative
-/// to the process's working folder; files are PEM.
-/// </summary>
-public sealed class RedisTlsSettings
-{
-    /// <summary>
-    /// The CA that signed the servers' certificates (a private CA), trusted besides the system's store; the server's
-    /// host name is still checked against its certificate.
-    /// </summary>
-    public string? CaCertificate { get; init; }
-    /// <summary>A client certificate, for servers that ask for one (<c>tls-auth-clients yes</c>).</summary>
-    public string? ClientCertificate { get; init; }
-    /// <summary>The client certificate's private key, when it is not in the certificate's file.</summary>
-    public string? ClientKey { get; init; }
 }
 
 /// <summary><c>connection:</c> in redis.yaml.</summary>
@@ -92,4 +75,25 @@ public sealed class RedisHost
     public string Host { get; init; } = "";
     /// <summary>Port.</summary>
     public int Port { get; init; } = 26379;
+}
+
+/// <summary>
+/// <c>tls:</c> in redis.yaml: whom a TLS connection (<c>rediss://</c>) trusts and which certificate it presents. Unset,
+/// the server's certificate is checked against the system's trust store and no client certificate is sent. Paths are
+/// PEM files, absolute or relative to the process's current folder; they are read once, when the connection is built.
+/// </summary>
+public sealed class RedisTlsSettings
+{
+    /// <summary>
+    /// The certificate authority (one or more PEM certificates) the server's chain must end at, instead of the system's
+    /// trust store; the server's host name is still checked against its certificate.
+    /// </summary>
+    public string? CaCertificate { get; init; }
+    /// <summary>A client certificate (PEM) presented to a server that asks for one (<c>tls-auth-clients yes</c>, mutual TLS).</summary>
+    public string? ClientCertificate { get; init; }
+    /// <summary>
+    /// The unencrypted PEM private key of <see cref="ClientCertificate"/>; unset = the key is in the certificate's file.
+    /// Its contents are never printed, not even in an error.
+    /// </summary>
+    public string? ClientKey { get; init; }
 }

@@ -103,15 +103,15 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
         HasPassword ? $"( read -rsp 'Redis password: ' REDISCLI_AUTH && export REDISCLI_AUTH && {commands} )" : commands;
 
     /// <summary>
-    /// <c>redis-cli -h HOST -p PORT [--user 'U'] [--tls] [--askpass]</c>: the password is asked for, never printed. The user
-    /// is shell-quoted (ACL names may hold quotes and other shell characters). With <c>--tls</c>, redis-cli trusts
-    /// OpenSSL's default store, and <c>tls.ca_certificate</c> too (<c>--cacert</c>), and presents <c>tls.client_certificate</c>
-    /// (<c>--cert</c>/<c>--key</c>), as the application does; paths are made absolute so the command runs from anywhere.
+    /// <c>redis-cli -h HOST -p PORT [--user 'U'] [--tls [--cacert CA] [--cert CERT --key KEY]] [--askpass]</c>: the password
+    /// is asked for, never printed. The user and the paths are shell-quoted (ACL names may hold quotes and other shell
+    /// characters). With <c>--tls</c> and no <c>tls.ca_certificate</c>, redis-cli trusts what OpenSSL's default store
+    /// trusts (SSL_CERT_FILE / SSL_CERT_DIR), as the application trusts the system's store.
     /// </summary>
     /// <param name="endPoint">The server.</param>
     /// <param name="askPass">
-    /// False for a command in a pipeline (whose stdin is the previous command's output, so --askpass would read its
-    /// password from there): it then takes the password from REDISCLI_AUTH, which <see cref="AskingPasswordOnce"/> sets.
+    /// False for a command run many times or without a terminal (under xargs, whose children read /dev/null, --askpass
+    /// gets an empty password): it then takes the password from REDISCLI_AUTH, which <see cref="AskingPasswordOnce"/> sets.
     /// </param>
     internal string Cli(EndPoint endPoint, bool askPass = true)
     {
@@ -126,9 +126,11 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
         if (_tls)
         {
             cli += " --tls"; // a rediss:// endpoint answers nothing else
+            // The files redis.yaml names, absolute so the command works from any folder; the key is its path, never its contents.
             var tls = _settings.Tls;
-            if (tls.CaCertificate is { } ca) cli += $" --cacert {ShellQuote(Path.GetFullPath(ca))}";
-            if (tls.ClientCertificate is { } cert) cli += $" --cert {ShellQuote(Path.GetFullPath(cert))} --key {ShellQuote(Path.GetFullPath(tls.ClientKey ?? cert))}";
+            if (tls.CaCertificate is { Length: > 0 } ca) cli += $" --cacert {ShellQuote(Path.GetFullPath(ca))}";
+            if (tls.ClientCertificate is { Length: > 0 } cert)
+                cli += $" --cert {ShellQuote(Path.GetFullPath(cert))} --key {ShellQuote(Path.GetFullPath(tls.ClientKey is { Length: > 0 } key ? key : cert))}";
         }
         if (HasPassword && askPass) cli += " --askpass";
         if (_database != 0) cli += $" -n {_database}";
