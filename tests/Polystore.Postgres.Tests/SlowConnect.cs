@@ -18,9 +18,18 @@ internal static class SlowConnect
             {
                 return await sources.OpenConnectionAsync(ct);
             }
-            catch (NpgsqlException e) when (e.InnerException is TimeoutException && attempt < 10)
+            catch (NpgsqlException e) when (TimedOut(e) && attempt < 10)
             {
             }
         }
     }
+
+    // A multi-host data source (connection.hosts) wraps the host's timeout: "Unable to connect to a suitable host" ->
+    // AggregateException -> NpgsqlException -> TimeoutException.
+    private static bool TimedOut(Exception e) => e switch
+    {
+        TimeoutException => true,
+        AggregateException a => a.InnerExceptions.Any(TimedOut),
+        _ => e.InnerException is { } inner && TimedOut(inner),
+    };
 }
