@@ -102,82 +102,69 @@ public sealed class DoctorRemedyQuotingTests
     public async Task Remedies_for_a_tls_server_say_tls_and_quote_the_acl_user()
     {
         // A server of this test's own that also listens with TLS, under a certificate of this test's own.
-        var dir = Directory.CreateTempSubdirectory("polystore-redis-tls-").FullName;
+        // The key too: nothing of the test is left in the temp folder, whether it passes or not.
+        using var folder = TempFolder.Create("polystore-redis-tls-");
+        var dir = folder.FullName;
         var (cert, key) = (Path.Combine(dir, "cert.pem"), Path.Combine(dir, "key.pem"));
-        try
+        using (var openssl = Process.Start(new ProcessStartInfo("openssl",
+            ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+            { RedirectStandardError = true })!)
         {
-            using (var openssl = Process.Start(new ProcessStartInfo("openssl",
-                ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
-                { RedirectStandardError = true })!)
-            {
-                var err = await openssl.StandardError.ReadToEndAsync(Ct);
-                await openssl.WaitForExitAsync(Ct);
-                Assert.True(openssl.ExitCode == 0, err);
-            }
-            var tlsPort = FreePort();
-            await using var redis = await ThrowawayRedis.LaunchAsync("--tls-port", tlsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no");
-            // Redis refuses spaces in a user name; a quote, a ; and a $ must still reach redis-cli as they are.
-            const string user = "o'brien;$HOME", password = "tls-user-pw";
-            await using (var admin = await redis.ConnectAsync())
-            {
-                await admin.GetServers()[0].ExecuteAsync("ACL", "SETUSER", user, "on", ">" + password, "~*", "&*", "+@all");
-                await Task.WhenAll(Enumerable.Range(0, 3).Select(i => admin.GetDatabase().StringSetAsync($"tls:{i}", "v")));
-            }
-            var settings = new RedisSettings
-            {
-                Connection = new() { Url = $"rediss://{Uri.EscapeDataString(user)}@127.0.0.1:{tlsPort}", Password = password },
-                Pool = new() { ConnectionTimeout = 5, SocketTimeout = 5 },
-            };
-            // The application would trust the server's CA through the system store; here the test's connection trusts it.
-            var options = RedisDriverSettings.Build(settings);
-            options.AllowAdmin = true;
-            options.TrustIssuer(cert);
-            await using var muxer = await ConnectionMultiplexer.ConnectAsync(options);
-            await using var doctor = new RedisDiagnostics(settings, multiplexer: muxer);
-
-            var report = await DiagnosticRunner.RunAsync(doctor.Checks, secrets: doctor.Secrets, cancellationToken: Ct);
-
-            var lines = report.Findings.SelectMany(f => (f.Remedy ?? "").Split('\n')).Where(l => l.Contains("redis-cli ", StringComparison.Ordinal)).ToList();
-            Assert.NotEmpty(lines);
-            foreach (var line in lines)
-            {
-                Assert.Contains($"-p {tlsPort} --user 'o'\\''brien;$HOME' --tls", line, StringComparison.Ordinal);
-                var command = line.Split("   --", 2)[0];
-                using var check = Process.Start(new ProcessStartInfo("/bin/bash", ["-n", "-c", command]) { RedirectStandardError = true })!;
-                var err = await check.StandardError.ReadToEndAsync(Ct);
-                await check.WaitForExitAsync(Ct);
-                Assert.True(check.ExitCode == 0, $"not valid shell: {command}\n{err}");
-            }
-
-            // The TTL remedy runs as printed, over TLS and as that user (redis-cli trusts the CA as OpenSSL's default store would).
-            var ttl = Assert.Single(report.Findings, f => f.Check == "redis.keys_without_ttl");
-            var psi = new ProcessStartInfo("/bin/bash") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
-            psi.ArgumentList.Add("-c");
-            psi.ArgumentList.Add(ttl.Remedy!.Split('\n')[^1]);
-            psi.Environment["SSL_CERT_FILE"] = cert;
-            using var run = Process.Start(psi)!;
-            await run.StandardInput.WriteLineAsync(password);
-            run.StandardInput.Close();
-            var (stdout, stderr) = (run.StandardOutput.ReadToEndAsync(Ct), run.StandardError.ReadToEndAsync(Ct));
-            await run.WaitForExitAsync(Ct);
-            Assert.True(run.ExitCode == 0, await stdout + await stderr);
-            var db = muxer.GetDatabase();
-            Assert.All(await Task.WhenAll(Enumerable.Range(0, 3).Select(i => db.KeyTimeToLiveAsync($"tls:{i}"))), t => Assert.NotNull(t));
-            Assert.All(report.Findings, f => Assert.DoesNotContain(password, f.Title + f.Remedy + string.Concat(f.Evidence.Values), StringComparison.Ordinal));
+            var err = await openssl.StandardError.ReadToEndAsync(Ct);
+            await openssl.WaitForExitAsync(Ct);
+            Assert.True(openssl.ExitCode == 0, err);
         }
-        finally
+        var tlsPort = LoopbackPort.Free();
+        await using var redis = await ThrowawayRedis.LaunchAsync("--tls-port", tlsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", cert, "--tls-auth-clients", "no");
+        // Redis refuses spaces in a user name; a quote, a ; and a $ must still reach redis-cli as they are.
+        const string user = "o'brien;$HOME", password = "tls-user-pw";
+        await using (var admin = await redis.ConnectAsync())
         {
-            // The key too: nothing of the test is left in the temp folder, whether it passed or not.
-            try { Directory.Delete(dir, true); } catch (IOException) { }
+            await admin.GetServers()[0].ExecuteAsync("ACL", "SETUSER", user, "on", ">" + password, "~*", "&*", "+@all");
+            await Task.WhenAll(Enumerable.Range(0, 3).Select(i => admin.GetDatabase().StringSetAsync($"tls:{i}", "v")));
         }
-    }
+        var settings = new RedisSettings
+        {
+            Connection = new() { Url = $"rediss://{Uri.EscapeDataString(user)}@127.0.0.1:{tlsPort}", Password = password },
+            Pool = new() { ConnectionTimeout = 5, SocketTimeout = 5 },
+        };
+        // The application would trust the server's CA through the system store; here the test's connection trusts it.
+        var options = RedisDriverSettings.Build(settings);
+        options.AllowAdmin = true;
+        options.TrustIssuer(cert);
+        await using var muxer = await ConnectionMultiplexer.ConnectAsync(options);
+        await using var doctor = new RedisDiagnostics(settings, multiplexer: muxer);
 
-    private static int FreePort()
-    {
-        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        probe.Start();
-        return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
+        var report = await DiagnosticRunner.RunAsync(doctor.Checks, secrets: doctor.Secrets, cancellationToken: Ct);
+
+        var lines = report.Findings.SelectMany(f => (f.Remedy ?? "").Split('\n')).Where(l => l.Contains("redis-cli ", StringComparison.Ordinal)).ToList();
+        Assert.NotEmpty(lines);
+        foreach (var line in lines)
+        {
+            Assert.Contains($"-p {tlsPort} --user 'o'\\''brien;$HOME' --tls", line, StringComparison.Ordinal);
+            var command = line.Split("   --", 2)[0];
+            using var check = Process.Start(new ProcessStartInfo("/bin/bash", ["-n", "-c", command]) { RedirectStandardError = true })!;
+            var err = await check.StandardError.ReadToEndAsync(Ct);
+            await check.WaitForExitAsync(Ct);
+            Assert.True(check.ExitCode == 0, $"not valid shell: {command}\n{err}");
+        }
+
+        // The TTL remedy runs as printed, over TLS and as that user (redis-cli trusts the CA as OpenSSL's default store would).
+        var ttl = Assert.Single(report.Findings, f => f.Check == "redis.keys_without_ttl");
+        var psi = new ProcessStartInfo("/bin/bash") { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("-c");
+        psi.ArgumentList.Add(ttl.Remedy!.Split('\n')[^1]);
+        psi.Environment["SSL_CERT_FILE"] = cert;
+        using var run = Process.Start(psi)!;
+        await run.StandardInput.WriteLineAsync(password);
+        run.StandardInput.Close();
+        var (stdout, stderr) = (run.StandardOutput.ReadToEndAsync(Ct), run.StandardError.ReadToEndAsync(Ct));
+        await run.WaitForExitAsync(Ct);
+        Assert.True(run.ExitCode == 0, await stdout + await stderr);
+        var db = muxer.GetDatabase();
+        Assert.All(await Task.WhenAll(Enumerable.Range(0, 3).Select(i => db.KeyTimeToLiveAsync($"tls:{i}"))), t => Assert.NotNull(t));
+        Assert.All(report.Findings, f => Assert.DoesNotContain(password, f.Title + f.Remedy + string.Concat(f.Evidence.Values), StringComparison.Ordinal));
     }
 
     [Fact]

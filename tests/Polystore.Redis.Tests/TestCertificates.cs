@@ -17,7 +17,6 @@ internal sealed class TestCertificates : IDisposable
     /// </param>
     public TestCertificates(string? serverName = null, bool intermediate = false)
     {
-        Directory = System.IO.Directory.CreateTempSubdirectory("polystore-redis-tls-").FullName;
         using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var ca = Authority("Polystore Test CA", caKey);
         Write(CaFile, ca);
@@ -33,7 +32,9 @@ internal sealed class TestCertificates : IDisposable
         File.WriteAllText(ClientCombinedFile, File.ReadAllText(ClientCertificateFile) + File.ReadAllText(ClientKeyFile));
     }
 
-    public string Directory { get; }
+    private readonly Polystore.Testing.TempFolder _folder = Polystore.Testing.TempFolder.Create("polystore-redis-tls-");
+
+    public string Directory => _folder.FullName;
     public string CaFile => Path.Combine(Directory, "ca.pem");
     public string OtherCaFile => Path.Combine(Directory, "other-ca.pem");
     public string ServerCertificateFile => Path.Combine(Directory, "server.pem");
@@ -94,8 +95,5 @@ internal sealed class TestCertificates : IDisposable
 
     private static void Write(string file, X509Certificate2 certificate) => File.WriteAllText(file, certificate.ExportCertificatePem() + "\n");
 
-    public void Dispose()
-    {
-        try { System.IO.Directory.Delete(Directory, recursive: true); } catch (IOException) { }
-    }
+    public void Dispose() => _folder.Dispose();
 }

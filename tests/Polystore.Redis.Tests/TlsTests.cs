@@ -16,13 +16,6 @@ public sealed class TlsTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static int FreePort()
-    {
-        using var probe = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        probe.Start();
-        return ((System.Net.IPEndPoint)probe.LocalEndpoint).Port;
-    }
-
     private static RedisSettings Settings(int tlsPort, RedisTlsSettings tls, string host = "127.0.0.1") => new()
     {
         Connection = new() { Url = $"rediss://{host}:{tlsPort}" },
@@ -52,7 +45,7 @@ public sealed class TlsTests
     public async Task The_configured_ca_is_trusted_and_any_other_ca_is_not()
     {
         using var certs = new TestCertificates();
-        var tlsPort = FreePort();
+        var tlsPort = LoopbackPort.Free();
         await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: false));
 
         Assert.Null(await PingAsync(Settings(tlsPort, new() { CaCertificate = certs.CaFile })));
@@ -78,7 +71,7 @@ public sealed class TlsTests
     public async Task A_chain_through_an_intermediate_the_server_sends_ends_at_the_configured_root()
     {
         using var certs = new TestCertificates(intermediate: true);
-        var tlsPort = FreePort();
+        var tlsPort = LoopbackPort.Free();
         await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: false));
 
         Assert.Null(await PingAsync(Settings(tlsPort, new() { CaCertificate = certs.CaFile })));
@@ -90,7 +83,7 @@ public sealed class TlsTests
     {
         // The certificate names redis.internal only; the connection goes to 127.0.0.1.
         using var certs = new TestCertificates(serverName: "redis.internal");
-        var tlsPort = FreePort();
+        var tlsPort = LoopbackPort.Free();
         await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: false));
 
         var logs = new CapturedLogs();
@@ -106,7 +99,7 @@ public sealed class TlsTests
     public async Task A_client_certificate_is_presented_to_a_server_that_demands_one()
     {
         using var certs = new TestCertificates();
-        var tlsPort = FreePort();
+        var tlsPort = LoopbackPort.Free();
         await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: true));
 
         Assert.NotNull(await PingAsync(Settings(tlsPort, new() { CaCertificate = certs.CaFile })));
@@ -119,7 +112,7 @@ public sealed class TlsTests
     public async Task A_cluster_on_tls_trusts_the_ca_for_every_node()
     {
         using var certs = new TestCertificates();
-        var tlsPort = FreePort();
+        var tlsPort = LoopbackPort.Free();
         await using var node = await ThrowawayRedis.LaunchAsync([.. certs.ServerArgs(tlsPort, authClients: true), "--cluster-enabled", "yes", "--tls-cluster", "yes",
             "--cluster-config-file", $"nodes-{tlsPort}.conf"]);
         await using (var admin = await node.ConnectAsync())
@@ -147,7 +140,7 @@ public sealed class TlsTests
     public async Task Doctor_remedies_carry_the_ca_and_the_client_certificate_and_run_as_printed()
     {
         using var certs = new TestCertificates();
-        var tlsPort = FreePort();
+        var tlsPort = LoopbackPort.Free();
         await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: true));
         await using (var admin = await redis.ConnectAsync())
             await Task.WhenAll(Enumerable.Range(0, 3).Select(i => admin.GetDatabase().StringSetAsync($"tls:{i}", "v")));
@@ -187,10 +180,10 @@ public sealed class TlsTests
     public async Task Sentinel_and_the_primary_it_names_are_both_reached_over_tls_with_the_ca()
     {
         using var certs = new TestCertificates();
-        var tlsPort = FreePort();
+        var tlsPort = LoopbackPort.Free();
         await using var primary = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: true));
         // A sentinel on TLS only, which reaches the primary over TLS too (tls-replication), with the server's certificate.
-        var sentinelPort = FreePort();
+        var sentinelPort = LoopbackPort.Free();
         var config = Path.Combine(certs.Directory, "sentinel.conf");
         await File.WriteAllTextAsync(config, $"""
             port 0
