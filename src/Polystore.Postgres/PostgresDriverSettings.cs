@@ -59,6 +59,11 @@ public static class PostgresDriverSettings
                 PostgresSslMode.VerifyCa => SslMode.VerifyCA,
                 _ => SslMode.VerifyFull,
             },
+            // Files the config check has read (PEM; the key unencrypted). Npgsql checks the server's chain against
+            // RootCertificate alone, and the host name too under VerifyFull.
+            RootCertificate = c.SslRootCert,
+            SslCertificate = c.SslCert,
+            SslKey = c.SslKey,
             ApplicationName = c.ApplicationName,
             CommandTimeout = c.CommandTimeout,
             // Npgsql has no overflow: the hard ceiling is max_size + max_overflow, and connections

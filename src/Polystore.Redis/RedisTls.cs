@@ -23,7 +23,7 @@ internal static class RedisTls
     public static void Apply(ConfigurationOptions options, RedisTlsSettings tls)
     {
         var problems = new List<(string Key, string Message)>();
-        var (authorities, client) = TlsFiles.Load("tls", tls.CaCertificate, tls.ClientCertificate, tls.ClientKey, problems);
+        var (authorities, client) = TlsFiles.Load(TlsKeyNames.Redis, tls.CaCertificate, tls.ClientCertificate, tls.ClientKey, problems);
         if (problems.Count > 0)
         {
             authorities?.DisposeAll();

@@ -35,8 +35,12 @@ public sealed class ThrowawayPostgres : IAsyncDisposable
         Pool = new() { MaxSize = 40, MaxOverflow = 0, PoolTimeout = 5 },
     };
 
-    /// <summary>Creates and starts the server; <paramref name="settings"/> are extra postgresql.conf lines.</summary>
-    public static async Task<ThrowawayPostgres> StartAsync(string settings = "")
+    /// <summary>
+    /// Creates and starts the server; <paramref name="settings"/> are extra postgresql.conf lines, and
+    /// <paramref name="dataFiles"/> (name to contents) are written into the data folder first, readable by the server
+    /// only (a TLS key, or a pg_hba.conf that replaces initdb's).
+    /// </summary>
+    public static async Task<ThrowawayPostgres> StartAsync(string settings = "", IReadOnlyDictionary<string, string>? dataFiles = null)
     {
         var bin = TestServers.Get("PGBIN") ?? throw new InvalidOperationException("PGBIN unknown: run ./run up");
         var root = Directory.CreateTempSubdirectory("polystore-pg-").FullName;
@@ -48,6 +52,13 @@ public sealed class ThrowawayPostgres : IAsyncDisposable
         await server.AsPostgresAsync(Path.Combine(bin, "initdb"), "-D", server._data, "-U", "postgres", $"--pwfile={Path.Combine(root, "pwfile")}", "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8");
         await File.AppendAllTextAsync(Path.Combine(server._data, "postgresql.conf"),
             $"port = {server.Port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\nfsync = off\n{settings}\n");
+        foreach (var (name, contents) in dataFiles ?? new Dictionary<string, string>())
+        {
+            var file = Path.Combine(server._data, name);
+            await File.WriteAllTextAsync(file, contents);
+            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            if (Environment.UserName == "root") await RunAsync("chown", "postgres:", file);
+        }
         await server.StartServerAsync();
         return server;
     }

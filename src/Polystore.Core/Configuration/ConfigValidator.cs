@@ -60,6 +60,20 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
             Require(store, $"replication.read_replicas[{i}].host", !string.IsNullOrWhiteSpace(replica.Host), "must not be empty");
             Port(store, $"replication.read_replicas[{i}].port", replica.Port);
         }
+        ValidateTls(store, s.Connection);
+    }
+
+    private void ValidateTls(string store, PostgresConnectionSettings c)
+    {
+        if (c.SslRootCert is null && c.SslCert is null && c.SslKey is null) return;
+        // Stricter than libpq, which lets sslmode=require check a root certificate when one is there: a CA named in the
+        // config is meant to be checked, so say which mode checks it.
+        Require(store, "connection.sslrootcert", c.SslRootCert is null || c.Sslmode is PostgresSslMode.VerifyCa or PostgresSslMode.VerifyFull,
+            $"is only checked with sslmode verify-ca or verify-full, but sslmode is {ConfigBinder.EnumName(c.Sslmode)}; set sslmode: verify-full (the CA and the host name) or verify-ca (the CA only)");
+        if (c.SslCert is not null || c.SslKey is not null)
+            Require(store, c.SslCert is not null ? "connection.sslcert" : "connection.sslkey", c.Sslmode != PostgresSslMode.Disable,
+                "is sent over TLS only, but sslmode is disable; set sslmode: verify-full (or require)");
+        CheckTlsFiles(store, TlsKeyNames.Postgres, c.SslRootCert, c.SslCert, c.SslKey);
     }
 
     public void Validate(MongoSettings s)
@@ -146,8 +160,13 @@ internal sealed class ConfigValidator(Dictionary<string, IReadOnlyDictionary<str
         Require(store, set, tlsOn, s.Cluster.Enabled
             ? "applies to TLS connections only, but no cluster node (nor connection.url) is rediss://; use rediss:// URLs for a cluster on TLS"
             : "applies to TLS connections only, but connection.url is redis://; use rediss://host:port for a server on TLS");
+        CheckTlsFiles(store, TlsKeyNames.Redis, tls.CaCertificate, tls.ClientCertificate, tls.ClientKey);
+    }
+
+    private void CheckTlsFiles(string store, TlsKeyNames keys, string? caCertificate, string? clientCertificate, string? clientKey)
+    {
         var problems = new List<(string Key, string Message)>();
-        var (authorities, client) = TlsFiles.Load("tls", tls.CaCertificate, tls.ClientCertificate, tls.ClientKey, problems);
+        var (authorities, client) = TlsFiles.Load(keys, caCertificate, clientCertificate, clientKey, problems);
         foreach (var (key, message) in problems) Require(store, key, false, message);
         if (authorities is not null) foreach (var certificate in authorities) certificate.Dispose();
         client?.Dispose();

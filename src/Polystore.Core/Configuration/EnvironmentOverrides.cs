@@ -69,10 +69,10 @@ internal static class EnvironmentOverrides
             var value = eq < 0 ? "" : Uri.UnescapeDataString(pair[(eq + 1)..]);
             switch (key)
             {
-                case "sslmode": Set(connection, "sslmode", value, source); break;
-                case "application_name": Set(connection, "application_name", value, source); break;
+                // libpq's URI parameters of the same names.
+                case "sslmode" or "sslrootcert" or "sslcert" or "sslkey" or "application_name": Set(connection, key, value, source); break;
                 default:
-                    errors.Add(new ConfigError(source, "", $"{variable}: query parameter '{key}' is not supported; use sslmode or application_name, or set the key in postgresql.yaml"));
+                    errors.Add(new ConfigError(source, "", $"{variable}: query parameter '{key}' is not supported; use sslmode, sslrootcert, sslcert, sslkey or application_name, or set the key in postgresql.yaml"));
                     break;
             }
         }

@@ -28,6 +28,15 @@ public sealed class PostgresConnectionSettings
     [Secret] public string? Password { get; init; }
     /// <summary>TLS mode, as libpq spells it.</summary>
     public PostgresSslMode Sslmode { get; init; } = PostgresSslMode.Prefer;
+    /// <summary>
+    /// libpq's <c>sslrootcert</c>: a PEM file of the CA(s) the server's certificate must chain up to, for
+    /// <c>sslmode: verify-ca</c> or <c>verify-full</c> (a private CA, or a cloud provider's bundle).
+    /// </summary>
+    [ConfigName("sslrootcert")] public string? SslRootCert { get; init; }
+    /// <summary>libpq's <c>sslcert</c>: a PEM client certificate, for a server that asks for one (<c>clientcert=verify-ca|verify-full</c> or <c>cert</c> authentication in pg_hba.conf).</summary>
+    [ConfigName("sslcert")] public string? SslCert { get; init; }
+    /// <summary>libpq's <c>sslkey</c>: the unencrypted PEM private key of <see cref="SslCert"/>; unset = the key is in the certificate's file. Never printed.</summary>
+    [ConfigName("sslkey")] public string? SslKey { get; init; }
     /// <summary>Shown in pg_stat_activity and the server log (PostgreSQL's <c>application_name</c>).</summary>
     public string ApplicationName { get; init; } = "polystore";
     /// <summary>Seconds a command may run before it is cancelled (0 = no limit).</summary>

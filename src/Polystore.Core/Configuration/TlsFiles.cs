@@ -11,30 +11,30 @@ namespace Polystore.Core.Configuration;
 internal static class TlsFiles
 {
     /// <summary>
-    /// The trusted authorities and the client certificate of a <c>tls:</c> section (<paramref name="section"/> is its
-    /// key path, e.g. <c>tls</c>); each file that is missing, unreadable or not what it should be adds a problem naming
-    /// its key and path. Unset keys load nothing.
+    /// The trusted authorities and the client certificate of a store's TLS keys (<paramref name="keys"/> names them:
+    /// redis.yaml's <c>tls.*</c>, postgresql.yaml's <c>connection.ssl*</c>); each file that is missing, unreadable or
+    /// not what it should be adds a problem naming its key and path. Unset keys load nothing.
     /// </summary>
     public static (X509Certificate2Collection? Authorities, X509Certificate2? ClientCertificate) Load(
-        string section, string? caCertificate, string? clientCertificate, string? clientKey, List<(string Key, string Message)> problems)
+        TlsKeyNames keys, string? caCertificate, string? clientCertificate, string? clientKey, List<(string Key, string Message)> problems)
     {
         X509Certificate2Collection? authorities = null;
         X509Certificate2? client = null;
         if (caCertificate is not null)
         {
-            if (string.IsNullOrWhiteSpace(caCertificate)) problems.Add(($"{section}.ca_certificate", "must not be empty; remove the key to trust the system's store"));
-            else if ((authorities = Authorities(caCertificate, out var problem)) is null) problems.Add(($"{section}.ca_certificate", $"'{caCertificate}' {problem}"));
+            if (string.IsNullOrWhiteSpace(caCertificate)) problems.Add((keys.CaCertificate, "must not be empty; remove the key to trust the system's store"));
+            else if ((authorities = Authorities(caCertificate, out var problem)) is null) problems.Add((keys.CaCertificate, $"'{caCertificate}' {problem}"));
         }
         if (clientCertificate is null)
         {
-            if (clientKey is not null) problems.Add(($"{section}.client_key", "is set without tls.client_certificate; name the certificate it belongs to"));
+            if (clientKey is not null) problems.Add((keys.ClientKey, $"is set without {keys.ClientCertificate}; name the certificate it belongs to"));
         }
-        else if (string.IsNullOrWhiteSpace(clientCertificate)) problems.Add(($"{section}.client_certificate", "must not be empty; remove the key to present no client certificate"));
-        else if (clientKey is not null && string.IsNullOrWhiteSpace(clientKey)) problems.Add(($"{section}.client_key", "must not be empty; remove the key when the key is in tls.client_certificate's file"));
-        else if ((client = ClientCertificate(clientCertificate, clientKey, out var problem, out var keyProblem)) is null)
+        else if (string.IsNullOrWhiteSpace(clientCertificate)) problems.Add((keys.ClientCertificate, "must not be empty; remove the key to present no client certificate"));
+        else if (clientKey is not null && string.IsNullOrWhiteSpace(clientKey)) problems.Add((keys.ClientKey, $"must not be empty; remove the key when the key is in {keys.ClientCertificate}'s file"));
+        else if ((client = ClientCertificate(keys, clientCertificate, clientKey, out var problem, out var keyProblem)) is null)
         {
-            if (keyProblem && clientKey is not null) problems.Add(($"{section}.client_key", $"'{clientKey}' {problem}"));
-            else problems.Add(($"{section}.client_certificate", $"'{clientCertificate}' {problem}"));
+            if (keyProblem && clientKey is not null) problems.Add((keys.ClientKey, $"'{clientKey}' {problem}"));
+            else problems.Add((keys.ClientCertificate, $"'{clientCertificate}' {problem}"));
         }
         return (authorities, client);
     }
@@ -66,7 +66,7 @@ internal static class TlsFiles
     /// (null: the key is in the certificate's file), or null with the problem; <paramref name="keyProblem"/> says whether
     /// it is the key's (else the certificate's).
     /// </summary>
-    public static X509Certificate2? ClientCertificate(string certificatePath, string? keyPath, out string? problem, out bool keyProblem)
+    public static X509Certificate2? ClientCertificate(TlsKeyNames keys, string certificatePath, string? keyPath, out string? problem, out bool keyProblem)
     {
         keyProblem = false;
         if (Read(certificatePath, out problem) is not { } certificateText) return null;
@@ -91,7 +91,7 @@ internal static class TlsFiles
         if (!Contains(keyText, "PRIVATE KEY") && !Contains(keyText, "RSA PRIVATE KEY") && !Contains(keyText, "EC PRIVATE KEY"))
         {
             problem = keyPath is null
-                ? "holds no PEM private key (-----BEGIN PRIVATE KEY-----); put the key there or name its file in tls.client_key"
+                ? $"holds no PEM private key (-----BEGIN PRIVATE KEY-----); put the key there or name its file in {keys.ClientKey}"
                 : "holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY)";
             return null;
         }
@@ -105,7 +105,7 @@ internal static class TlsFiles
             // The driver's message may describe the key; this one never does.
             problem = keyPath is null
                 ? "holds a private key that does not decode or does not belong to its certificate"
-                : "holds a private key that does not decode or does not belong to the certificate of tls.client_certificate";
+                : $"holds a private key that does not decode or does not belong to the certificate of {keys.ClientCertificate}";
             return null;
         }
         keyProblem = false;
@@ -149,4 +149,14 @@ internal static class TlsFiles
         else if (text is null) problem = "does not exist";
         return text;
     }
+}
+
+/// <summary>The keys a store's TLS files are set under, as its config file spells them (for messages).</summary>
+internal sealed record TlsKeyNames(string CaCertificate, string ClientCertificate, string ClientKey)
+{
+    /// <summary>redis.yaml's <c>tls:</c> section.</summary>
+    public static TlsKeyNames Redis { get; } = new("tls.ca_certificate", "tls.client_certificate", "tls.client_key");
+
+    /// <summary>postgresql.yaml's libpq-named keys under <c>connection:</c>.</summary>
+    public static TlsKeyNames Postgres { get; } = new("connection.sslrootcert", "connection.sslcert", "connection.sslkey");
 }

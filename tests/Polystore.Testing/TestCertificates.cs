@@ -2,20 +2,23 @@ using System.Net;
 using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 
-namespace Polystore.Redis.Tests;
+namespace Polystore.Testing;
 
 /// <summary>
 /// A private CA of one test's own, with a server certificate for 127.0.0.1 (or another name), a client certificate
 /// and an unrelated second CA, as PEM files in a folder of the test's own that <see cref="Dispose"/> deletes (keys too).
 /// </summary>
-internal sealed class TestCertificates : IDisposable
+public sealed class TestCertificates : IDisposable
 {
     /// <param name="serverName">The DNS name the server's certificate is for; null = the IP address 127.0.0.1.</param>
+    /// <param name="clientName">
+    /// The client certificate's common name (PostgreSQL's <c>clientcert=verify-full</c> matches it against the user).
+    /// </param>
     /// <param name="intermediate">
     /// Issue the server's certificate from an intermediate CA (signed by the root in <see cref="CaFile"/>), which the
     /// server sends along with its certificate, as a PKI with an offline root does.
     /// </param>
-    public TestCertificates(string? serverName = null, bool intermediate = false)
+    public TestCertificates(string? serverName = null, bool intermediate = false, string clientName = "polystore-client")
     {
         using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
         using var ca = Authority("Polystore Test CA", caKey);
@@ -28,11 +31,11 @@ internal sealed class TestCertificates : IDisposable
         // The server's certificate is its client certificate too (a sentinel or a replica connecting to a primary).
         Issue(middle ?? ca, middle is null ? caKey : middleKey, "redis-server", serverName, ["1.3.6.1.5.5.7.3.1", "1.3.6.1.5.5.7.3.2"], ServerCertificateFile, ServerKeyFile);
         if (middle is not null) File.AppendAllText(ServerCertificateFile, middle.ExportCertificatePem() + "\n");
-        Issue(ca, caKey, "polystore-client", null, ["1.3.6.1.5.5.7.3.2"], ClientCertificateFile, ClientKeyFile);
+        Issue(ca, caKey, clientName, null, ["1.3.6.1.5.5.7.3.2"], ClientCertificateFile, ClientKeyFile);
         File.WriteAllText(ClientCombinedFile, File.ReadAllText(ClientCertificateFile) + File.ReadAllText(ClientKeyFile));
     }
 
-    private readonly Polystore.Testing.TempFolder _folder = Polystore.Testing.TempFolder.Create("polystore-redis-tls-");
+    private readonly TempFolder _folder = TempFolder.Create("polystore-tls-");
 
     public string Directory => _folder.FullName;
     public string CaFile => Path.Combine(Directory, "ca.pem");
@@ -43,14 +46,6 @@ internal sealed class TestCertificates : IDisposable
     public string ClientKeyFile => Path.Combine(Directory, "client.key");
     /// <summary>The client certificate and its key in one file.</summary>
     public string ClientCombinedFile => Path.Combine(Directory, "client-combined.pem");
-
-    /// <summary>redis-server arguments for a TLS listener on <paramref name="tlsPort"/> with these certificates.</summary>
-    public string[] ServerArgs(int tlsPort, bool authClients) =>
-    [
-        "--tls-port", tlsPort.ToString(System.Globalization.CultureInfo.InvariantCulture),
-        "--tls-cert-file", ServerCertificateFile, "--tls-key-file", ServerKeyFile, "--tls-ca-cert-file", CaFile,
-        "--tls-auth-clients", authClients ? "yes" : "no",
-    ];
 
     private static X509Certificate2 Authority(string name, ECDsa key)
     {

@@ -1,0 +1,108 @@
+using Npgsql;
+using Polystore.Core.Configuration;
+using Polystore.Testing;
+
+namespace Polystore.Postgres.Tests;
+
+/// <summary>
+/// postgresql.yaml's <c>sslrootcert</c>, <c>sslcert</c> and <c>sslkey</c> against a PostgreSQL server of this class's own
+/// on TLS, under a CA the test makes, that takes only clients whose certificate that CA signed for the user
+/// (<c>hostssl ... clientcert=verify-full</c>). The settings go through postgresql.yaml, as an application's do.
+/// </summary>
+public sealed class PostgresTlsTests : IAsyncLifetime
+{
+    private static CancellationToken Ct => TestContext.Current.CancellationToken;
+    private readonly TestCertificates _certs = new(clientName: "postgres");
+    private ThrowawayPostgres? _server;
+
+    private ThrowawayPostgres Server => _server!;
+
+    public async ValueTask InitializeAsync() =>
+        _server = await ThrowawayPostgres.StartAsync(
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\nssl_ca_file = 'root.crt'\n",
+            new Dictionary<string, string>
+            {
+                ["server.crt"] = await File.ReadAllTextAsync(_certs.ServerCertificateFile),
+                ["server.key"] = await File.ReadAllTextAsync(_certs.ServerKeyFile),
+                ["root.crt"] = await File.ReadAllTextAsync(_certs.CaFile),
+                // TCP only over TLS, and only with a client certificate whose CN is the user, besides the password.
+                ["pg_hba.conf"] = "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256 clientcert=verify-full\n",
+            });
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_server is not null) await _server.DisposeAsync();
+        _certs.Dispose();
+    }
+
+    private PostgresSettings Load(string sslKeys, string host = "127.0.0.1")
+    {
+        using var folder = TempFolder.Create("polystore-pg-tls-");
+        File.WriteAllText(Path.Combine(folder.FullName, "postgresql.yaml"),
+            $"connection:\n  host: {host}\n  port: {Server.Port}\n  user: postgres\n  password: {Server.Password}\n{sslKeys}pool:\n  pool_timeout: 5\n");
+        return PolystoreConfig.Load(folder.FullName, new Dictionary<string, string>()).Postgres!;
+    }
+
+    private string Keys(string mode = "verify-full", string? root = null, bool client = true) =>
+        $"  sslmode: {mode}\n  sslrootcert: {root ?? _certs.CaFile}\n"
+        + (client ? $"  sslcert: {_certs.ClientCertificateFile}\n  sslkey: {_certs.ClientKeyFile}\n" : "");
+
+    /// <summary>Connects and says whether the session is on TLS and whose certificate the server saw.</summary>
+    private static async Task<(bool Ssl, string? ClientDn)> SessionAsync(PostgresSettings settings)
+    {
+        await using var sources = PostgresDataSources.Create(settings);
+        await using var connection = await sources.OpenConnectionAsync(Ct);
+        await using var command = new NpgsqlCommand("SELECT ssl, client_dn FROM pg_stat_ssl WHERE pid = pg_backend_pid()", connection);
+        await using var reader = await command.ExecuteReaderAsync(Ct);
+        Assert.True(await reader.ReadAsync(Ct));
+        return (reader.GetBoolean(0), reader.IsDBNull(1) ? null : reader.GetString(1));
+    }
+
+    // Npgsql's own words for a server certificate its check refused (the chain against sslrootcert, or the host name).
+    private const string NpgsqlRefusal = "The remote certificate was rejected by the provided RemoteCertificateValidationCallback";
+
+    private static async Task<string> RefusedAsync(PostgresSettings settings)
+    {
+        var e = await Assert.ThrowsAnyAsync<Exception>(() => SessionAsync(settings));
+        var messages = new List<string>();
+        for (Exception? inner = e; inner is not null; inner = inner.InnerException) messages.Add(inner.Message);
+        return string.Join(" | ", messages);
+    }
+
+    [Fact]
+    public async Task With_the_root_certificate_and_a_client_certificate_the_session_is_on_tls_as_that_client()
+    {
+        var (ssl, clientDn) = await SessionAsync(Load(Keys()));
+
+        Assert.True(ssl);
+        Assert.Equal("/CN=postgres", clientDn);
+    }
+
+    [Fact]
+    public async Task A_server_certificate_from_another_ca_is_refused()
+    {
+        var refused = await RefusedAsync(Load(Keys(root: _certs.OtherCaFile)));
+
+        Assert.Contains(NpgsqlRefusal, refused, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Verify_full_checks_the_host_name_and_verify_ca_does_not()
+    {
+        // The server's certificate names 127.0.0.1 only.
+        var refused = await RefusedAsync(Load(Keys(), host: "localhost"));
+        Assert.Contains(NpgsqlRefusal, refused, StringComparison.Ordinal);
+
+        var (ssl, _) = await SessionAsync(Load(Keys(mode: "verify-ca"), host: "localhost"));
+        Assert.True(ssl);
+    }
+
+    [Fact]
+    public async Task Without_a_client_certificate_the_server_refuses_the_session()
+    {
+        var refused = await RefusedAsync(Load(Keys(client: false)));
+
+        Assert.Contains("28000: connection requires a valid client certificate", refused, StringComparison.Ordinal);
+        Assert.DoesNotContain(Server.Password, refused, StringComparison.Ordinal);
+    }
+}
