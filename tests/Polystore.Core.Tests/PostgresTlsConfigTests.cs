@@ -1,6 +1,5 @@
-using System.Security.Cryptography;
-using System.Security.Cryptography.X509Certificates;
 using Polystore.Core.Configuration;
+using Polystore.Testing;
 
 namespace Polystore.Core.Tests;
 
@@ -13,28 +12,23 @@ public sealed class PostgresTlsConfigTests : IDisposable
 {
     private static readonly Dictionary<string, string> NoEnvironment = [];
     private readonly ConfigFolder _folder = new();
-    private readonly string _keyPem;
+    // root.crt = the CA, app.crt/app.key = a client certificate it signed; server.key is a key of another certificate.
+    private readonly TestCertificates _certs = new(clientName: "app");
 
-    public PostgresTlsConfigTests()
+    public void Dispose()
     {
-        using var caKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        var caRequest = new CertificateRequest("CN=Test CA", caKey, HashAlgorithmName.SHA256);
-        caRequest.CertificateExtensions.Add(new X509BasicConstraintsExtension(true, false, 0, true));
-        using var ca = caRequest.CreateSelfSigned(DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1));
-        File.WriteAllText(PathOf("root.crt"), ca.ExportCertificatePem());
-        using var key = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        using var client = new CertificateRequest("CN=app", key, HashAlgorithmName.SHA256)
-            .Create(ca.SubjectName, X509SignatureGenerator.CreateForECDsa(caKey), DateTimeOffset.UtcNow.AddMinutes(-5), DateTimeOffset.UtcNow.AddDays(1), [1, 2, 3]);
-        File.WriteAllText(PathOf("app.crt"), client.ExportCertificatePem());
-        _keyPem = key.ExportPkcs8PrivateKeyPem();
-        File.WriteAllText(PathOf("app.key"), _keyPem);
-        using var otherKey = ECDsa.Create(ECCurve.NamedCurves.nistP256);
-        File.WriteAllText(PathOf("other.key"), otherKey.ExportPkcs8PrivateKeyPem());
+        _folder.Dispose();
+        _certs.Dispose();
     }
 
-    public void Dispose() => _folder.Dispose();
-
-    private string PathOf(string file) => Path.Combine(_folder.Path, file);
+    private string PathOf(string file) => file switch
+    {
+        "root.crt" => _certs.CaFile,
+        "app.crt" => _certs.ClientCertificateFile,
+        "app.key" => _certs.ClientKeyFile,
+        "other.key" => _certs.ServerKeyFile,
+        _ => Path.Combine(_folder.Path, file),
+    };
 
     private PolystoreConfig Load(string connectionKeys, IReadOnlyDictionary<string, string>? environment = null)
     {
@@ -45,7 +39,7 @@ public sealed class PostgresTlsConfigTests : IDisposable
     private ConfigError Fails(string connectionKeys)
     {
         var e = Assert.Throws<ConfigException>(() => Load(connectionKeys));
-        foreach (var line in _keyPem.Split('\n').Where(l => l.Length > 0 && !l.StartsWith("-----", StringComparison.Ordinal)))
+        foreach (var line in File.ReadAllText(_certs.ClientKeyFile).Split('\n').Where(l => l.Length > 0 && !l.StartsWith("-----", StringComparison.Ordinal)))
             Assert.DoesNotContain(line, e.Message, StringComparison.Ordinal);
         return Assert.Single(e.Errors);
     }
