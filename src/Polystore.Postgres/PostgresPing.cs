@@ -53,7 +53,7 @@ public static class PostgresPing
         catch (Exception e) when (e is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException or InvalidOperationException
                                    || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            return new StorePing(StoreNames.Postgres, endpoint, false, null, null, Redactor.Redact(e.Message.Split('\n', 2)[0].Trim(), [settings.Connection.Password]), role);
+            return new StorePing(StoreNames.Postgres, endpoint, false, null, null, Redactor.Redact(PostgresFailure.Describe(e), [settings.Connection.Password]), role);
         }
     }
 }

@@ -105,4 +105,29 @@ public sealed class PostgresTlsTests : IAsyncLifetime
         Assert.Contains("28000: connection requires a valid client certificate", refused, StringComparison.Ordinal);
         Assert.DoesNotContain(Server.Password, refused, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Ping_says_why_the_server_was_refused_even_behind_a_hosts_group(bool hostsGroup)
+    {
+        var settings = Load(Keys(root: _certs.OtherCaFile));
+        if (hostsGroup)
+            settings = new PostgresSettings
+            {
+                Connection = new()
+                {
+                    Hosts = [$"127.0.0.1:{Server.Port}"], User = "postgres", Password = Server.Password,
+                    Sslmode = PostgresSslMode.VerifyFull, SslRootCert = _certs.OtherCaFile, SslCert = _certs.ClientCertificateFile, SslKey = _certs.ClientKeyFile,
+                },
+                Pool = settings.Pool,
+            };
+        await using var sources = PostgresDataSources.Create(settings);
+
+        var ping = Assert.Single(await PostgresPing.PingAsync(sources, Ct));
+
+        Assert.False(ping.Reachable);
+        // Not Npgsql's "Unable to connect to a suitable host. Check inner exception for more details."
+        Assert.Equal($"Exception while performing SSL handshake: {NpgsqlRefusal}.", ping.Error);
+    }
 }

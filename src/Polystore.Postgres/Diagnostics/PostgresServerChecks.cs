@@ -205,7 +205,7 @@ internal static class PostgresServerChecks
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException)
         {
-            return ctx.Finding("postgres.replication", Severity.Critical, $"Read replica {endpoint} is unreachable: {ctx.Snippet(e.Message)}",
+            return ctx.Finding("postgres.replication", Severity.Critical, $"Read replica {endpoint} is unreachable: {ctx.Snippet(PostgresFailure.Describe(e))}",
                 Evidence(("replica", endpoint), ("error", e.GetType().Name)),
                 "Start it or fix the network; until then reads fall back to the primary only if it is listed too");
         }
