@@ -49,7 +49,11 @@ public static class RedisPing
         }
         catch (RedisConnectionException e) when (!server.IsConnected)
         {
-            var cause = e.InnerException is { } inner ? $": {inner.Message.Split('\n', 2)[0].Trim()}" : "";
+            // The innermost exception is the one that says why: a refused TLS certificate's reason sits under the
+            // client's "AuthenticationFailure (0-read, 0-sent) on ..." report.
+            var innermost = e.InnerException;
+            while (innermost?.InnerException is { } deeper) innermost = deeper;
+            var cause = innermost is null ? "" : $": {innermost.Message.Split('\n', 2)[0].Trim()}";
             return new StorePing(StoreNames.Redis, endpoint, false, null, null, $"not connected to {endpoint} ({e.FailureType}{cause})", role);
         }
         catch (Exception e) when (e is RedisException or TimeoutException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))

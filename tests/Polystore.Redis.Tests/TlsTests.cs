@@ -68,6 +68,22 @@ public sealed class TlsTests
     }
 
     [Fact]
+    public async Task Ping_says_why_the_servers_certificate_was_refused()
+    {
+        using var certs = new TestCertificates();
+        var tlsPort = LoopbackPort.Free();
+        await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: false));
+        // As an application connects: in the background, so the reason only shows when something asks.
+        await using var muxer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(Settings(tlsPort, new() { CaCertificate = certs.OtherCaFile })));
+
+        var ping = Assert.Single(await RedisPing.PingAsync(muxer, Ct));
+
+        Assert.False(ping.Reachable);
+        Assert.EndsWith($": Redis TLS: the server's certificate (CN=redis-server) is refused: it is not issued by a CA of tls.ca_certificate ('{certs.OtherCaFile}'))",
+            ping.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_chain_through_an_intermediate_the_server_sends_ends_at_the_configured_root()
     {
         using var certs = new TestCertificates(intermediate: true);
