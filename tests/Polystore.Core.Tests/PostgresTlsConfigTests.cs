@@ -45,7 +45,7 @@ public sealed class PostgresTlsConfigTests : IDisposable
     }
 
     [Fact]
-    public void Valid_files_load_and_reach_npgsql()
+    public void Valid_files_load_with_their_sources()
     {
         var config = Load($"  sslmode: verify-full\n  sslrootcert: {PathOf("root.crt")}\n  sslcert: {PathOf("app.crt")}\n  sslkey: {PathOf("app.key")}\n");
         var c = config.Postgres!.Connection;
