@@ -32,9 +32,9 @@ internal static class MergeJoinSteering
     public static readonly string Restore = "SELECT " + string.Join(", ", JoinSettings.Select(n => $"pg_catalog.set_config('{n}', current_setting('polystore.{n}'), true)"));
 
     /// <summary>
-    /// The steering statement for one table ($1 = rows staged, $2 = hash memory cap in bytes, $3 = the conflict
-    /// columns' names). A hash entry is about 64 bytes plus the key (67 MB for 1M e-mail keys), keys as wide as
-    /// pg_stats says, 32 bytes each where it says nothing. The oid comes from the catalog, so it is inlined.
+    /// The steering statement for one table ($1 = rows staged, $2 = hash memory cap in bytes, $3 = bytes per hash
+    /// entry, from <see cref="EntryBytes"/>). It reads only pg_class: pg_stats, a view that costs a new session 3-5 ms
+    /// to plan, was read before the COPY by <see cref="TableShapeOf"/>. The oid comes from the catalog, so it is inlined.
     /// </summary>
     public static string For(uint tableOid) =>
         "SELECT CASE WHEN x.rows * 4 >= x.reltuples AND x.need <= $2::float8 " +
@@ -43,19 +43,25 @@ internal static class MergeJoinSteering
         "WHEN x.reltuples * 4 >= x.rows " +
         "THEN pg_catalog.set_config('enable_hashjoin', 'off', true) || pg_catalog.set_config('enable_mergejoin', 'off', true) " +
         "ELSE current_setting('work_mem') END " +
-        "FROM (SELECT $1::float8 AS rows, t.reltuples, GREATEST(t.reltuples, $1::float8) * (64 + COALESCE((SELECT sum(st.avg_width) " +
-        "FROM pg_catalog.pg_stats st WHERE st.schemaname = t.nspname AND st.tablename = t.relname AND st.attname = ANY($3::text[])), " +
-        "32 * cardinality($3::text[]))) AS need " +
-        $"FROM (SELECT n.nspname, c.relname, {RowsNow} AS reltuples " +
-        $"FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = {tableOid}::oid) t) x";
+        "FROM (SELECT $1::float8 AS rows, t.reltuples, GREATEST(t.reltuples, $1::float8) * $3::float8 AS need " +
+        $"FROM (SELECT {RowsNow} AS reltuples FROM pg_catalog.pg_class c WHERE c.oid = {tableOid}::oid) t) x";
 
     /// <summary>
-    /// The table's rows now, as <see cref="For"/> estimates them, and how closely the rows are stored in the order of
-    /// column $1 (pg_stats' correlation, null before an ANALYZE): one row, two float8 columns.
+    /// The bytes of one hash entry: about 64 plus the key (67 MB for 1M e-mail keys), the key as wide as pg_stats
+    /// says (<paramref name="keyWidth"/>), 32 bytes a column where it says nothing.
     /// </summary>
-    public static string RowsNowOf(uint tableOid) =>
-        $"SELECT {RowsNow}, (SELECT st.correlation::float8 FROM pg_catalog.pg_stats st WHERE st.schemaname = n.nspname AND st.tablename = c.relname " +
-        "AND st.attname = $1::text) FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
+    public static double EntryBytes(double? keyWidth, int keyColumns) => 64 + (keyWidth ?? 32.0 * keyColumns);
+
+    /// <summary>
+    /// The table's rows now, as <see cref="For"/> estimates them, how closely the rows are stored in the order of
+    /// column $1 (pg_stats' correlation), and the summed average width of the columns $2 (the conflict columns): one
+    /// row of three float8 columns, the last two null before an ANALYZE. One read of pg_stats for both.
+    /// </summary>
+    public static string TableShapeOf(uint tableOid) =>
+        $"SELECT {RowsNow}, s.correlation, s.width FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace " +
+        "CROSS JOIN LATERAL (SELECT (pg_catalog.max(st.correlation) FILTER (WHERE st.attname = $1::text))::float8 AS correlation, " +
+        "pg_catalog.sum(st.avg_width)::float8 AS width FROM pg_catalog.pg_stats st " +
+        "WHERE st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = ANY($2::text[])) s " +
         $"WHERE c.oid = {tableOid}::oid";
 
     // The rows of pg_class row c now, estimated as the planner does: the density at the last VACUUM/ANALYZE times its
@@ -63,9 +69,32 @@ internal static class MergeJoinSteering
     private const string RowsNow = "pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::float8 " +
         "* CASE WHEN c.relpages > 0 AND c.reltuples >= 0 THEN c.reltuples / c.relpages ELSE 60 END";
 
-    /// <summary>The steering statement of <see cref="For"/> with its parameters (one row, one column).</summary>
-    public static NpgsqlBatchCommand Steer(string steerSql, long rows, long memoryCap, string[] keyNames) => new(steerSql)
+    /// <summary>
+    /// <see cref="TableShapeOf"/>'s statement with its parameters: <paramref name="keyNames"/> are the conflict columns'
+    /// catalog names, the first of them the one whose correlation counts.
+    /// </summary>
+    public static NpgsqlBatchCommand ReadShape(string shapeSql, string[] keyNames) => new(shapeSql)
     {
-        Parameters = { new() { Value = rows }, new() { Value = memoryCap }, new() { Value = keyNames } },
+        Parameters = { new() { Value = keyNames[0] }, new() { Value = keyNames } },
     };
+
+    /// <summary>Reads the row of <see cref="TableShapeOf"/>'s statement where the reader stands.</summary>
+    public static TableShape ReadShapeRow(NpgsqlDataReader reader) =>
+        new(reader.IsDBNull(0) ? double.PositiveInfinity : reader.GetDouble(0), reader.IsDBNull(1) ? null : reader.GetDouble(1), reader.IsDBNull(2) ? null : reader.GetDouble(2));
+
+    /// <summary>The steering statement of <see cref="For"/> with its parameters (one row, one column).</summary>
+    public static NpgsqlBatchCommand Steer(string steerSql, long rows, long memoryCap, double entryBytes) => new(steerSql)
+    {
+        Parameters = { new() { Value = rows }, new() { Value = memoryCap }, new() { Value = entryBytes } },
+    };
+}
+
+/// <summary>
+/// A table as <see cref="MergeJoinSteering.TableShapeOf"/> read it: its rows now, its first conflict column's physical
+/// correlation and its conflict columns' summed average width (both null before an ANALYZE).
+/// </summary>
+internal readonly record struct TableShape(double Rows, double? KeyCorrelation, double? KeyWidth)
+{
+    /// <summary>Nothing read: a table of unknown (infinite) size and no statistics.</summary>
+    public static readonly TableShape Unknown = new(double.PositiveInfinity, null, null);
 }

@@ -156,7 +156,7 @@ internal static class ParallelUpsert<T>
         if (rows is not ListRows<T> { InMemory: { Count: >= KeyOrder.MinRows } all }) return (null, false, false);
         var unique = Task.Run(() => KeyTracker<T>.Unique(plan.KeyColumns, all), CancellationToken.None);
         double tableRows;
-        var size = new NpgsqlCommand(plan.TableRowsNow, connection) { Parameters = { new() { Value = plan.KeyNames[0] } } };
+        var size = new NpgsqlBatch(connection) { BatchCommands = { MergeJoinSteering.ReadShape(plan.TableShapeNow, plan.KeyNames) } };
         await using (size.ConfigureAwait(false))
         {
             try

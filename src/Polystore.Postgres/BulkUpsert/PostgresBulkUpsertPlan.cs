@@ -61,7 +61,7 @@ internal sealed class PostgresBulkUpsertPlan<T>
             "coalesce(pg_catalog.sum(pg_catalog.pg_stat_get_xact_tuples_updated(p.relid)), 0)::int8 " +
             $"FROM (SELECT {table.Oid}::oid AS relid UNION ALL SELECT t.relid FROM pg_catalog.pg_partition_tree({table.Oid}::oid) t WHERE t.isleaf) p";
         SteerMerge = MergeJoinSteering.For(table.Oid);
-        TableRowsNow = MergeJoinSteering.RowsNowOf(table.Oid);
+        TableShapeNow = MergeJoinSteering.TableShapeOf(table.Oid);
         KeyNames = conflict.Select(c => c.Name).ToArray();
         HasDuplicates = $"SELECT EXISTS (SELECT 1 FROM {staging} GROUP BY {keys} HAVING count(*) > 1)";
         var parameters = string.Join(", ", columns.Select((_, i) => $"${i + 1}"));
@@ -143,10 +143,10 @@ internal sealed class PostgresBulkUpsertPlan<T>
     /// <summary>Sets (transaction-local) how a staged batch's MERGE joins the table: see <see cref="MergeJoinSteering"/>.</summary>
     public string SteerMerge { get; }
 
-    /// <summary>The table's estimated rows now and the first key column's physical correlation: see <see cref="MergeJoinSteering.RowsNowOf"/>.</summary>
-    public string TableRowsNow { get; }
+    /// <summary>The table's estimated rows now and its key's correlation and width: see <see cref="MergeJoinSteering.TableShapeOf"/>.</summary>
+    public string TableShapeNow { get; }
 
-    /// <summary>The conflict columns' catalog names (parameter $3 of <see cref="SteerMerge"/>).</summary>
+    /// <summary>The conflict columns' catalog names (the parameters of <see cref="TableShapeNow"/>).</summary>
     public string[] KeyNames { get; }
 }
 

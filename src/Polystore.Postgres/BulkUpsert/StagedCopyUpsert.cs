@@ -27,18 +27,21 @@ internal static class StagedCopyUpsert<T>
         var list = rows is ListRows<T> { InMemory: { Count: > 0 } all } l && all.Count <= limit && l.Read == head.Count ? l : null;
         // The whole collection with one text key may go in key order (see KeyOrder): the CREATE's round trip also
         // brings back the table's size and key correlation, which decide. The sort starts beside it only where the
-        // table's last batch was ordered, so a run of update batches spends no core on a sort it drops.
+        // table's last batch was ordered, so a run of update batches spends no core on a sort it drops. The same read
+        // gives the MERGE's join steering the key's width, so that the statement after the COPY reads no pg_stats.
         var orderable = list is { InMemory.Count: >= KeyOrder.MinRows } && KeyOrder.Applies(plan.KeyColumns);
+        var readShape = orderable || options.MergeHashMemoryBytes > 0;
         var early = orderable && KeyOrder.WantedLastTime(plan.Info.Key);
         var unwanted = early ? new CancellationTokenSource() : null; // not disposed: an unwanted sort may still read its token
         var createBatch = new NpgsqlBatch(connection, transaction) { Timeout = options.CommandTimeoutSeconds };
         createBatch.BatchCommands.Add(new NpgsqlBatchCommand(plan.CreateStaging));
         trip.AddCheck(createBatch);
-        if (orderable) createBatch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TableRowsNow) { Parameters = { new() { Value = plan.KeyNames[0] } } });
-        var create = CreateAsync(createBatch, orderable, cancellationToken);
+        if (readShape) createBatch.BatchCommands.Add(MergeJoinSteering.ReadShape(plan.TableShapeNow, plan.KeyNames));
+        var create = CreateAsync(createBatch, readShape, cancellationToken);
         var ordering = early ? Task.Run(() => KeyOrder.Sort(plan.KeyColumns[0], list!.InMemory!, unwanted!.Token), CancellationToken.None) : null;
         bool? provenUnique;
         T[]? ordered = null;
+        var shape = TableShape.Unknown;
         try
         {
             if (list is not null)
@@ -53,9 +56,9 @@ internal static class StagedCopyUpsert<T>
             var wanted = false;
             try
             {
-                var (tableRows, correlation) = await create.ConfigureAwait(false);
+                shape = await create.ConfigureAwait(false);
                 // Known duplicates go numbered in the caller's order: an ordered copy would go unused.
-                wanted = orderable && list!.KeysUniqueIfKnown(plan.KeyColumns) != false && KeyOrder.Worth(list.InMemory!.Count, tableRows, correlation);
+                wanted = orderable && list!.KeysUniqueIfKnown(plan.KeyColumns) != false && KeyOrder.Worth(list.InMemory!.Count, shape.Rows, shape.KeyCorrelation);
                 if (orderable) KeyOrder.Remember(plan.Info.Key, wanted);
             }
             finally
@@ -67,7 +70,7 @@ internal static class StagedCopyUpsert<T>
         }
         try
         {
-            return await CopyAndApplyAsync(connection, transaction, plan, head, rows, more, options, limit, trip, list, provenUnique, ordered, cancellationToken).ConfigureAwait(false);
+            return await CopyAndApplyAsync(connection, transaction, plan, head, rows, more, options, limit, trip, list, provenUnique, ordered, shape, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -77,7 +80,7 @@ internal static class StagedCopyUpsert<T>
 
     private static async Task<(long Received, long Inserted, long Updated)> CopyAndApplyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction,
         PostgresBulkUpsertPlan<T> plan, List<T> head, IAsyncEnumerator<T> rows, bool more, PostgresBulkUpsertOptions options, long limit,
-        UpsertFirstTrip trip, ListRows<T>? list, bool? provenUnique, T[]? ordered, CancellationToken cancellationToken)
+        UpsertFirstTrip trip, ListRows<T>? list, bool? provenUnique, T[]? ordered, TableShape shape, CancellationToken cancellationToken)
     {
         long received = 0;
         trip.FirstBatchDone();
@@ -132,7 +135,8 @@ internal static class StagedCopyUpsert<T>
             await RestageNumberedAsync(connection, plan, list.InMemory!, options, cancellationToken).ConfigureAwait(false);
             certainlyUnique = false;
         }
-        var (inserted, updated) = await ApplyAsync(connection, transaction, plan, certainlyUnique, (received, options.MergeHashMemoryBytes), options, trip, cancellationToken).ConfigureAwait(false);
+        var hash = (received, options.MergeHashMemoryBytes, MergeJoinSteering.EntryBytes(shape.KeyWidth, plan.KeyNames.Length));
+        var (inserted, updated) = await ApplyAsync(connection, transaction, plan, certainlyUnique, hash, options, trip, cancellationToken).ConfigureAwait(false);
         return (received, inserted, updated);
     }
 
@@ -150,14 +154,14 @@ internal static class StagedCopyUpsert<T>
         }
     }
 
-    // Runs the batch that creates the staging table; with readTable, its last statement is TableRowsNow, whose values
-    // it returns (else: +infinity rows, no correlation, no reason to order).
-    private static async Task<(double Rows, double? Correlation)> CreateAsync(NpgsqlBatch batch, bool readTable, CancellationToken cancellationToken)
+    // Runs the batch that creates the staging table; with readShape, its last statement is TableShapeNow, whose row
+    // it returns (else: TableShape.Unknown, no reason to order).
+    private static async Task<TableShape> CreateAsync(NpgsqlBatch batch, bool readShape, CancellationToken cancellationToken)
     {
         await using (batch.ConfigureAwait(false))
         {
-            (double, double?) table = (double.PositiveInfinity, null);
-            if (!readTable)
+            var table = TableShape.Unknown;
+            if (!readShape)
             {
                 await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
                 return table;
@@ -168,8 +172,7 @@ internal static class StagedCopyUpsert<T>
                 do
                 {
                     while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-                        if (reader.FieldCount == 2 && !reader.IsDBNull(0))
-                            table = (reader.GetDouble(0), reader.IsDBNull(1) ? null : reader.GetDouble(1));
+                        if (reader.FieldCount == 3) table = MergeJoinSteering.ReadShapeRow(reader);
                 }
                 while (await reader.NextResultAsync(cancellationToken).ConfigureAwait(false));
             }
@@ -195,7 +198,7 @@ internal static class StagedCopyUpsert<T>
     // collision (or past the tracking cap) does a server-side hash aggregate decide: on 100k rows that check
     // costs ~0.13 s, the sort ~0.5 s, and a savepoint + retry on error 21000 more than both.
     private static async Task<(long Inserted, long Updated)> ApplyAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        bool certainlyUnique, (long Rows, long MemoryCap) hash, PostgresBulkUpsertOptions options, UpsertFirstTrip trip, CancellationToken cancellationToken)
+        bool certainlyUnique, (long Rows, long MemoryCap, double EntryBytes) hash, PostgresBulkUpsertOptions options, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         var duplicates = plan.DoNothing;
         if (!duplicates && !certainlyUnique)

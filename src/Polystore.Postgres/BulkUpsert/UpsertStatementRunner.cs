@@ -13,9 +13,9 @@ internal static class UpsertStatementRunner<T>
 {
     private const string MergeSavepoint = "polystore_merge";
 
-    /// <summary>Runs <paramref name="sql"/> in its best form; <paramref name="mergeHash"/> (rows, memory cap) steers a MERGE's join, null leaves the planner alone.</summary>
+    /// <summary>Runs <paramref name="sql"/> in its best form; <paramref name="mergeHash"/> (rows, memory cap, bytes per hash entry) steers a MERGE's join, null leaves the planner alone.</summary>
     public static async Task<(long Inserted, long Updated)> RunAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap)? mergeHash, PostgresBulkUpsertOptions options, UpsertFirstTrip trip, CancellationToken cancellationToken)
+        UpsertSql sql, List<NpgsqlParameter>? parameters, (long Rows, long MemoryCap, double EntryBytes)? mergeHash, PostgresBulkUpsertOptions options, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         var timeout = options.CommandTimeoutSeconds;
         if (!plan.CountFromStats)
@@ -60,7 +60,7 @@ internal static class UpsertStatementRunner<T>
     /// are the backend's own, pending until the transaction ends, so concurrent sessions cannot disturb the difference.
     /// </summary>
     private static async Task<(long Inserted, long Updated)> CountFromStatsAsync(NpgsqlConnection connection, NpgsqlTransaction transaction, PostgresBulkUpsertPlan<T> plan,
-        string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap)? mergeHash, int timeout, UpsertFirstTrip trip, CancellationToken cancellationToken)
+        string sql, List<NpgsqlParameter>? parameters, bool savepoint, (long Rows, long MemoryCap, double EntryBytes)? mergeHash, int timeout, UpsertFirstTrip trip, CancellationToken cancellationToken)
     {
         var batch = new NpgsqlBatch(connection, transaction) { Timeout = timeout };
         await using (batch.ConfigureAwait(false))
@@ -73,7 +73,7 @@ internal static class UpsertStatementRunner<T>
                 // Inside the savepoint, so a failed MERGE also undoes it; restored explicitly after a good one
                 // (the caller's transaction may go on).
                 batch.BatchCommands.Add(new NpgsqlBatchCommand(MergeJoinSteering.Save));
-                batch.BatchCommands.Add(MergeJoinSteering.Steer(plan.SteerMerge, hash.Rows, hash.MemoryCap, plan.KeyNames));
+                batch.BatchCommands.Add(MergeJoinSteering.Steer(plan.SteerMerge, hash.Rows, hash.MemoryCap, hash.EntryBytes));
             }
             batch.BatchCommands.Add(new NpgsqlBatchCommand(plan.TransactionCounters));
             var upsert = new NpgsqlBatchCommand(sql);
