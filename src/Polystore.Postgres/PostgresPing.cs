@@ -20,17 +20,27 @@ public static class PostgresPing
         var settings = sources.Settings;
         var tasks = new List<Task<StorePing>>
         {
-            PingOneAsync(sources.Primary, settings, "primary", settings.Connection.Hosts.Count > 0 ? string.Join(',', settings.Connection.Hosts) : $"{settings.Connection.Host}:{settings.Connection.Port}", cancellationToken),
+            PingOneAsync(sources.Primary, settings, "primary",
+                settings.Connection.Hosts.Count > 0 ? string.Join(',', settings.Connection.Hosts) : $"{settings.Connection.Host}:{settings.Connection.Port}", PrimaryEndpoints(settings), cancellationToken),
         };
         for (var i = 0; i < settings.Replication.ReadReplicas.Count; i++)
         {
             var replica = settings.Replication.ReadReplicas[i];
-            tasks.Add(PingOneAsync(sources.ReplicaProbes[i], settings, $"replica {i + 1}", $"{replica.Host}:{replica.Port}", cancellationToken));
+            tasks.Add(PingOneAsync(sources.ReplicaProbes[i], settings, $"replica {i + 1}", $"{replica.Host}:{replica.Port}", [(replica.Host, replica.Port)], cancellationToken));
         }
         return await Task.WhenAll(tasks).ConfigureAwait(false);
     }
 
-    private static async Task<StorePing> PingOneAsync(NpgsqlDataSource source, PostgresSettings settings, string role, string endpoint, CancellationToken cancellationToken)
+    // connection.hosts (each entry, in its order), else connection.host and port.
+    private static List<(string Host, int Port)> PrimaryEndpoints(PostgresSettings settings)
+    {
+        var c = settings.Connection;
+        return c.Hosts.Count > 0 ? [.. c.Hosts.Select(h => PostgresHostEntry.Parse(h, c.Port))] : [(c.Host, c.Port)];
+    }
+
+    // endpoint: as the result shows it; endpoints: the servers behind it, for PostgresTlsDiagnosis.
+    private static async Task<StorePing> PingOneAsync(NpgsqlDataSource source, PostgresSettings settings, string role, string endpoint,
+        List<(string Host, int Port)> endpoints, CancellationToken cancellationToken)
     {
         try
         {
@@ -53,7 +63,8 @@ public static class PostgresPing
         catch (Exception e) when (e is NpgsqlException or TimeoutException or System.Net.Sockets.SocketException or InvalidOperationException
                                    || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
-            return new StorePing(StoreNames.Postgres, endpoint, false, null, null, Redactor.Redact(PostgresFailure.Describe(e), [settings.Connection.Password]), role);
+            var error = await PostgresTlsDiagnosis.ExplainAsync(PostgresFailure.Describe(e), settings, endpoints, cancellationToken).ConfigureAwait(false);
+            return new StorePing(StoreNames.Postgres, endpoint, false, null, null, Redactor.Redact(error, [settings.Connection.Password]), role);
         }
     }
 }

@@ -1,6 +1,4 @@
-using System.Net.Security;
 using System.Security.Authentication;
-using System.Security.Cryptography;
 using System.Security.Cryptography.X509Certificates;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -17,9 +15,6 @@ namespace Polystore.Redis;
 /// </summary>
 internal static class RedisTls
 {
-    /// <summary>The TLS Web Server Authentication purpose (id-kp-serverAuth).</summary>
-    private const string ServerAuthentication = "1.3.6.1.5.5.7.3.1";
-
     public static void Apply(ConfigurationOptions options, RedisTlsSettings tls)
     {
         var problems = new List<(string Key, string Message)>();
@@ -35,52 +30,11 @@ internal static class RedisTls
             var caFile = tls.CaCertificate!;
             // The logger is read when a handshake happens: the DI registration sets it after Build.
             options.CertificateValidation += (_, certificate, chain, errors) =>
-                Trusted(certificate, chain, errors, authorities, caFile, out var reason)
+                TlsServerCheck.Trusted(certificate, chain, errors, authorities, TlsKeyNames.Redis.CaCertificate, caFile, checkName: true, out var reason)
                 || Rejected(options.LoggerFactory, certificate, reason);
         }
         if (client is not null)
             options.CertificateSelection += (_, _, _, _, _) => client;
-    }
-
-    /// <summary>
-    /// True when <paramref name="certificate"/> names the host connected to (the handshake's own check, which stays on)
-    /// and chains up to one of <paramref name="authorities"/>, through intermediates the server sent if any.
-    /// </summary>
-    internal static bool Trusted(X509Certificate? certificate, X509Chain? chain, SslPolicyErrors errors, X509Certificate2Collection authorities, string caFile, out string reason)
-    {
-        if (certificate is null || (errors & SslPolicyErrors.RemoteCertificateNotAvailable) != 0)
-        {
-            reason = "the server sent no certificate";
-            return false;
-        }
-        if ((errors & SslPolicyErrors.RemoteCertificateNameMismatch) != 0)
-        {
-            reason = "it does not name the host connected to (in its subject alternative names)";
-            return false;
-        }
-        using var leaf = X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-        using var custom = new X509Chain();
-        custom.ChainPolicy.TrustMode = X509ChainTrustMode.CustomRootTrust;
-        custom.ChainPolicy.CustomTrustStore.AddRange(authorities);
-        // A private CA seldom publishes revocation lists, and none is configured to check against.
-        custom.ChainPolicy.RevocationMode = X509RevocationMode.NoCheck;
-        custom.ChainPolicy.ApplicationPolicy.Add(new Oid(ServerAuthentication));
-        if (chain is not null)
-        {
-            // The certificates the server sent (intermediates) may complete the chain; they are not trusted for it.
-            custom.ChainPolicy.ExtraStore.AddRange(chain.ChainPolicy.ExtraStore);
-            foreach (var element in chain.ChainElements) custom.ChainPolicy.ExtraStore.Add(element.Certificate);
-        }
-        if (custom.Build(leaf))
-        {
-            reason = "";
-            return true;
-        }
-        var status = custom.ChainStatus.Select(s => s.Status).Where(s => s != X509ChainStatusFlags.NoError).Distinct().ToList();
-        reason = status.Contains(X509ChainStatusFlags.UntrustedRoot) || status.Contains(X509ChainStatusFlags.PartialChain)
-            ? $"it is not issued by a CA of tls.ca_certificate ('{caFile}')"
-            : $"its chain up to tls.ca_certificate ('{caFile}') is not valid: {string.Join(", ", status)}";
-        return false;
     }
 
     // Logged, and thrown so that the driver's connection error says why (a false return only says "rejected by the

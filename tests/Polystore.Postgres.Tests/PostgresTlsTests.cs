@@ -127,7 +127,22 @@ public sealed class PostgresTlsTests : IAsyncLifetime
         var ping = Assert.Single(await PostgresPing.PingAsync(sources, Ct));
 
         Assert.False(ping.Reachable);
-        // Not Npgsql's "Unable to connect to a suitable host. Check inner exception for more details."
-        Assert.Equal($"Exception while performing SSL handshake: {NpgsqlRefusal}.", ping.Error);
+        // Not Npgsql's "Unable to connect to a suitable host. Check inner exception for more details.", nor its "The remote
+        // certificate was rejected by the provided RemoteCertificateValidationCallback", which does not say what is wrong.
+        Assert.Equal("Exception while performing SSL handshake: the server's certificate (CN=redis-server) is refused: "
+            + $"it is not issued by a CA of connection.sslrootcert ('{_certs.OtherCaFile}').", ping.Error);
+    }
+
+    [Fact]
+    public async Task Ping_says_when_the_servers_certificate_does_not_name_the_host()
+    {
+        // The server's certificate names 127.0.0.1 only; verify-full checks the name the connection used.
+        await using var sources = PostgresDataSources.Create(Load(Keys(), host: "localhost"));
+
+        var ping = Assert.Single(await PostgresPing.PingAsync(sources, Ct));
+
+        Assert.False(ping.Reachable);
+        Assert.Equal("Exception while performing SSL handshake: the server's certificate (CN=redis-server) is refused: "
+            + "it does not name the host connected to (in its subject alternative names).", ping.Error);
     }
 }

@@ -205,7 +205,8 @@ internal static class PostgresServerChecks
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException)
         {
-            return ctx.Finding("postgres.replication", Severity.Critical, $"Read replica {endpoint} is unreachable: {ctx.Snippet(PostgresFailure.Describe(e))}",
+            var why = await PostgresTlsDiagnosis.ExplainAsync(PostgresFailure.Describe(e), ctx.Settings, [(host, port)], ct).ConfigureAwait(false);
+            return ctx.Finding("postgres.replication", Severity.Critical, $"Read replica {endpoint} is unreachable: {ctx.Snippet(why)}",
                 Evidence(("replica", endpoint), ("error", e.GetType().Name)),
                 "Start it or fix the network; until then reads fall back to the primary only if it is listed too");
         }

@@ -1,0 +1,105 @@
+using System.Buffers.Binary;
+using System.Net.Security;
+using System.Net.Sockets;
+using System.Security.Authentication;
+using System.Security.Cryptography.X509Certificates;
+using Polystore.Core.Configuration;
+
+namespace Polystore.Postgres;
+
+/// <summary>
+/// Says why a server's certificate was refused under <c>connection.sslrootcert</c>, where Npgsql says only "The remote
+/// certificate was rejected by the provided RemoteCertificateValidationCallback": a handshake of its own fetches the
+/// server's certificate and checks it as Npgsql's verify-ca/verify-full do (the chain against the file alone, and the
+/// host name under verify-full). Ping, the health check and the doctor ask it once a connection has failed so; the
+/// application's connections keep Npgsql's own check (its data sources are also built by callers from
+/// <see cref="PostgresDriverSettings.Build"/>'s connection string, which can carry only the file).
+/// </summary>
+internal static class PostgresTlsDiagnosis
+{
+    /// <summary>Npgsql's words for a server certificate its check refused.</summary>
+    public const string NpgsqlRefusal = "The remote certificate was rejected by the provided RemoteCertificateValidationCallback";
+
+    // What the frontend sends to ask for TLS before the startup message: length 8, then the SSLRequest code.
+    private const int SslRequestCode = 80877103;
+
+    // Per endpoint: the answer is a line in a ping or a finding, never worth a long wait.
+    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// <paramref name="failure"/> (a line of <see cref="PostgresFailure.Describe"/>) with Npgsql's refusal replaced by
+    /// the reason the check finds at <paramref name="endpoints"/> (each named when there are several); unchanged when
+    /// the line does not carry that refusal, no <c>sslrootcert</c> is set, or no endpoint could be asked.
+    /// </summary>
+    public static async Task<string> ExplainAsync(string failure, PostgresSettings settings, IReadOnlyList<(string Host, int Port)> endpoints, CancellationToken cancellationToken)
+    {
+        var c = settings.Connection;
+        if (!failure.Contains(NpgsqlRefusal, StringComparison.Ordinal) || c.SslRootCert is not { Length: > 0 } caFile
+            || c.Sslmode is not (PostgresSslMode.VerifyCa or PostgresSslMode.VerifyFull))
+            return failure;
+        if (TlsFiles.Authorities(caFile, out _) is not { } authorities) return failure;
+        try
+        {
+            var checkName = c.Sslmode == PostgresSslMode.VerifyFull;
+            var reasons = await Task.WhenAll(endpoints.Select(e => RefusalAsync(e.Host, e.Port, authorities, caFile, checkName, cancellationToken))).ConfigureAwait(false);
+            var found = endpoints.Zip(reasons).Where(p => p.Second is not null).ToList();
+            if (found.Count == 0) return failure;
+            var why = found.Select(p => p.Second).Distinct(StringComparer.Ordinal).Count() == 1
+                ? found[0].Second!
+                : string.Join("; ", found.Select(p => $"{p.First.Host}:{p.First.Port}: {p.Second}"));
+            return failure.Replace(NpgsqlRefusal, why, StringComparison.Ordinal);
+        }
+        finally
+        {
+            foreach (var authority in authorities) authority.Dispose();
+        }
+    }
+
+    /// <summary>Why the server at host:port is refused, or null when it is not, does not speak TLS or cannot be asked.</summary>
+    private static async Task<string?> RefusalAsync(string host, int port, X509Certificate2Collection authorities, string caFile, bool checkName, CancellationToken cancellationToken)
+    {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(Limit);
+        try
+        {
+            using var client = new TcpClient();
+            await client.ConnectAsync(host, port, limit.Token).ConfigureAwait(false);
+            var stream = client.GetStream();
+            var request = new byte[8];
+            BinaryPrimitives.WriteInt32BigEndian(request, request.Length);
+            BinaryPrimitives.WriteInt32BigEndian(request.AsSpan(4), SslRequestCode);
+            await stream.WriteAsync(request, limit.Token).ConfigureAwait(false);
+            var answer = new byte[1];
+            if (await stream.ReadAsync(answer, limit.Token).ConfigureAwait(false) != 1 || answer[0] != (byte)'S') return null;
+            string? reason = null;
+            var tls = new SslStream(stream, leaveInnerStreamOpen: false);
+            await using (tls.ConfigureAwait(false))
+            {
+                var options = new SslClientAuthenticationOptions
+                {
+                    TargetHost = host, // as Npgsql names it, so the name check sees what Npgsql's saw
+                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
+                    RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
+                    {
+                        if (!TlsServerCheck.Trusted(certificate, chain, errors, authorities, TlsKeyNames.Postgres.CaCertificate, caFile, checkName, out var why))
+                            reason = $"the server's certificate ({certificate?.Subject ?? "none"}) is refused: {why}";
+                        return false; // a check only: no session follows
+                    },
+                };
+                try
+                {
+                    await tls.AuthenticateAsClientAsync(options, limit.Token).ConfigureAwait(false);
+                }
+                catch (AuthenticationException)
+                {
+                    // The refusal the callback returned, on purpose.
+                }
+            }
+            return reason;
+        }
+        catch (Exception e) when (e is SocketException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            return null;
+        }
+    }
+}
