@@ -58,6 +58,21 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         Assert.Equal("last", await db.ScalarAsync<string>($"SELECT name FROM {table} WHERE email = 'u0@example.com'"));
     }
 
+    [Theory]
+    [InlineData(100)]      // hashes sorted in place
+    [InlineData(100_000)]  // by radix
+    [InlineData(300_000)]  // above the radix's range: in place again
+    public void The_key_proof_finds_one_repeated_key_among_many(int n)
+    {
+        UpsertColumn<UserRow>[] keys = [new TypedUpsertColumn<UserRow, string>("email", u => u.Email)];
+        var rows = Users(0, n).ToList();
+        Assert.True(KeyTracker<UserRow>.Unique(keys, rows));
+
+        rows.Insert(n / 3, rows[n - 7] with { Name = "again" });
+
+        Assert.False(KeyTracker<UserRow>.Unique(keys, rows));
+    }
+
     [Fact]
     public async Task Duplicates_found_after_an_unnumbered_copy_are_staged_again_and_the_last_one_wins()
     {

@@ -59,10 +59,45 @@ internal sealed class KeyTracker<T>(UpsertColumn<T>[] keys)
     // Sorted, equal hashes are neighbours: one pass finds any.
     private static bool AllDistinct(Span<ulong> hashes)
     {
-        hashes.Sort();
+        if (hashes.Length is >= RadixMin and <= RadixMax) RadixSort(hashes);
+        else hashes.Sort();
         for (var i = 1; i < hashes.Length; i++)
             if (hashes[i] == hashes[i - 1]) return false;
         return true;
+    }
+
+    // Between these, hashes sort by radix: 100k of them in ~1-2 ms against ~6 ms for Span.Sort, which the proof spends
+    // beside the COPY on cores it shares with the server. Above, in place: no spare array of up to the cap's 16 MB.
+    private const int RadixMin = 4096;
+    private const int RadixMax = 1 << 18;
+
+    // Least-significant 16 bits first, four passes through a pooled spare; after an even number of passes the sorted
+    // hashes are back in place.
+    private static void RadixSort(Span<ulong> hashes)
+    {
+        var spareArray = System.Buffers.ArrayPool<ulong>.Shared.Rent(hashes.Length);
+        var countsArray = System.Buffers.ArrayPool<int>.Shared.Rent(1 << 16);
+        try
+        {
+            var spare = spareArray.AsSpan(0, hashes.Length);
+            var counts = countsArray.AsSpan(0, 1 << 16);
+            Span<ulong> from = hashes, to = spare;
+            for (var shift = 0; shift < 64; shift += 16)
+            {
+                counts.Clear();
+                foreach (var h in from) counts[(int)((h >> shift) & 0xFFFF)]++;
+                for (int digit = 0, sum = 0; digit < counts.Length; digit++) (counts[digit], sum) = (sum, sum + counts[digit]);
+                foreach (var h in from) to[counts[(int)((h >> shift) & 0xFFFF)]++] = h;
+                var swap = from;
+                from = to;
+                to = swap;
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<int>.Shared.Return(countsArray);
+            System.Buffers.ArrayPool<ulong>.Shared.Return(spareArray);
+        }
     }
 
     public void Add(T row)
