@@ -32,7 +32,7 @@ public static class PostgresPing
     }
 
     // connection.hosts (each entry, in its order), else connection.host and port.
-    private static List<(string Host, int Port)> PrimaryEndpoints(PostgresSettings settings)
+    internal static List<(string Host, int Port)> PrimaryEndpoints(PostgresSettings settings)
     {
         var c = settings.Connection;
         return c.Hosts.Count > 0 ? [.. c.Hosts.Select(h => PostgresHostEntry.Parse(h, c.Port))] : [(c.Host, c.Port)];

@@ -58,6 +58,43 @@ internal static class PostgresTlsDiagnosis
     /// <summary>Why the server at host:port is refused, or null when it is not, does not speak TLS or cannot be asked.</summary>
     private static async Task<string?> RefusalAsync(string host, int port, X509Certificate2Collection authorities, string caFile, bool checkName, CancellationToken cancellationToken)
     {
+        string? reason = null;
+        await HandshakeAsync(host, port, (_, certificate, chain, errors) =>
+        {
+            if (!TlsServerCheck.Trusted(certificate, chain, errors, authorities, TlsKeyNames.Postgres.CaCertificate, caFile, checkName, out var why))
+                reason = $"the server's certificate ({certificate?.Subject ?? "none"}) is refused: {why}";
+            return false; // a check only: no session follows
+        }, cancellationToken).ConfigureAwait(false);
+        return reason;
+    }
+
+    /// <summary>
+    /// What the server at host:port offers before any session: its certificate (the caller disposes it), a
+    /// <see cref="ServerTls"/> without one when it does not speak TLS, or null when it cannot be asked.
+    /// </summary>
+    public static async Task<ServerTls?> ServerCertificateAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        X509Certificate2? presented = null;
+        var speaksTls = await HandshakeAsync(host, port, (_, certificate, _, _) =>
+        {
+            if (certificate is not null) presented ??= X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+            return false; // only the certificate is wanted
+        }, cancellationToken).ConfigureAwait(false);
+        return speaksTls switch
+        {
+            null => null,
+            false => new ServerTls(null),
+            true => new ServerTls(presented),
+        };
+    }
+
+    /// <summary>
+    /// Asks the server for TLS (an SSLRequest, as a client does before its startup message) and runs a handshake with
+    /// <paramref name="look"/> as the certificate callback: true when the server answered with TLS, false when it does
+    /// not speak it, null when it could not be asked (down, unreachable, no answer within 5 s).
+    /// </summary>
+    private static async Task<bool?> HandshakeAsync(string host, int port, RemoteCertificateValidationCallback look, CancellationToken cancellationToken)
+    {
         using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         limit.CancelAfter(Limit);
         try
@@ -70,8 +107,8 @@ internal static class PostgresTlsDiagnosis
             BinaryPrimitives.WriteInt32BigEndian(request.AsSpan(4), SslRequestCode);
             await stream.WriteAsync(request, limit.Token).ConfigureAwait(false);
             var answer = new byte[1];
-            if (await stream.ReadAsync(answer, limit.Token).ConfigureAwait(false) != 1 || answer[0] != (byte)'S') return null;
-            string? reason = null;
+            if (await stream.ReadAsync(answer, limit.Token).ConfigureAwait(false) != 1) return null;
+            if (answer[0] != (byte)'S') return false;
             var tls = new SslStream(stream, leaveInnerStreamOpen: false);
             await using (tls.ConfigureAwait(false))
             {
@@ -79,12 +116,7 @@ internal static class PostgresTlsDiagnosis
                 {
                     TargetHost = host, // as Npgsql names it, so the name check sees what Npgsql's saw
                     CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                    RemoteCertificateValidationCallback = (_, certificate, chain, errors) =>
-                    {
-                        if (!TlsServerCheck.Trusted(certificate, chain, errors, authorities, TlsKeyNames.Postgres.CaCertificate, caFile, checkName, out var why))
-                            reason = $"the server's certificate ({certificate?.Subject ?? "none"}) is refused: {why}";
-                        return false; // a check only: no session follows
-                    },
+                    RemoteCertificateValidationCallback = look,
                 };
                 try
                 {
@@ -92,10 +124,10 @@ internal static class PostgresTlsDiagnosis
                 }
                 catch (AuthenticationException)
                 {
-                    // The refusal the callback returned, on purpose.
+                    // The callback's refusal, on purpose.
                 }
             }
-            return reason;
+            return true;
         }
         catch (Exception e) when (e is SocketException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
         {
@@ -103,3 +135,6 @@ internal static class PostgresTlsDiagnosis
         }
     }
 }
+
+/// <summary>What a PostgreSQL server offered when asked for TLS: its certificate, or null when it does not speak TLS.</summary>
+internal sealed record ServerTls(X509Certificate2? Certificate);

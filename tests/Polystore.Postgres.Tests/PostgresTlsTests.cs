@@ -1,5 +1,7 @@
 using Npgsql;
 using Polystore.Core.Configuration;
+using Polystore.Core.Diagnostics;
+using Polystore.Postgres.Diagnostics;
 using Polystore.Testing;
 
 namespace Polystore.Postgres.Tests;
@@ -144,5 +146,40 @@ public sealed class PostgresTlsTests : IAsyncLifetime
         Assert.False(ping.Reachable);
         Assert.Equal("Exception while performing SSL handshake: the server's certificate (CN=redis-server) is refused: "
             + "it does not name the host connected to (in its subject alternative names).", ping.Error);
+    }
+
+    private static async Task<IReadOnlyList<Finding>> TlsFindingsAsync(PostgresSettings settings, PostgresDiagnosticOptions? options = null)
+    {
+        await using var doctor = new PostgresDiagnostics(settings, options);
+        return await doctor.Checks.Single(c => c.Name == "postgres.tls").Run(Ct);
+    }
+
+    [Fact]
+    public async Task The_doctor_reports_the_servers_certificate_its_expiry_and_what_checks_it()
+    {
+        // The test CA issues certificates valid for a day: within the default 30-day warning.
+        var soon = Assert.Single(await TlsFindingsAsync(Load(Keys())));
+        Assert.Equal(Severity.Warning, soon.Severity);
+        Assert.StartsWith($"127.0.0.1:{Server.Port}: TLS certificate CN=redis-server expires on ", soon.Title, StringComparison.Ordinal);
+        Assert.EndsWith($"; checked against connection.sslrootcert ('{_certs.CaFile}')", soon.Title, StringComparison.Ordinal);
+        Assert.Equal(("CN=Polystore Test CA", "verify-full", "True"), (soon.Evidence["issuer"], soon.Evidence["sslmode"], soon.Evidence["verified"]));
+        Assert.Contains("Renew the server's certificate", soon.Remedy, StringComparison.Ordinal);
+
+        // Under a shorter warning it is information; sslmode require takes any certificate, which the finding says.
+        var later = Assert.Single(await TlsFindingsAsync(Load("  sslmode: require\n"),
+            new PostgresDiagnosticOptions { TlsExpiryWarning = TimeSpan.FromHours(1) }));
+        Assert.Equal(Severity.Info, later.Severity);
+        Assert.EndsWith("; not checked: sslmode require takes any certificate", later.Title, StringComparison.Ordinal);
+        Assert.Equal("In postgresql.yaml: sslmode: verify-full with connection.sslrootcert naming the CA's PEM file", later.Remedy);
+    }
+
+    [Fact]
+    public async Task The_doctor_has_no_tls_finding_under_sslmode_disable_or_for_a_plain_loopback_server()
+    {
+        Assert.Empty(await TlsFindingsAsync(Load("  sslmode: disable\n")));
+        // The private test server speaks no TLS and listens on 127.0.0.1: nothing leaves the machine.
+        var plain = TestServers.Postgres;
+        Assert.Empty(await TlsFindingsAsync(new PostgresSettings { Connection = new() { Host = plain.Connection.Host, Port = plain.Connection.Port, User = plain.Connection.User,
+            Password = plain.Connection.Password, Sslmode = PostgresSslMode.Prefer } }));
     }
 }

@@ -58,6 +58,8 @@ public sealed class PostgresDiagnosticOptions
     public long ReplicationLagBytesWarning { get; init; } = 16L << 20;
     /// <summary>... and critical (default 1 GiB).</summary>
     public long ReplicationLagBytesCritical { get; init; } = 1L << 30;
+    /// <summary>A server's TLS certificate that expires within this is a warning (default 30 days); an expired one is critical.</summary>
+    public TimeSpan TlsExpiryWarning { get; init; } = TimeSpan.FromDays(30);
     /// <summary>At most this many findings per check (the worst first); default 20.</summary>
     public int MaxFindingsPerCheck { get; init; } = 20;
     /// <summary>Only look at objects (indexes, tables, sequences) in these schemas; null = every user schema.</summary>

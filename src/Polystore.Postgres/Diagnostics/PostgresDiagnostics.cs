@@ -53,6 +53,7 @@ public sealed class PostgresDiagnostics : IStoreDiagnostics
         Check("postgres.sequences", PostgresServerChecks.SequencesAsync),
         Check("postgres.wraparound", PostgresServerChecks.WraparoundAsync),
         Check("postgres.replication", PostgresServerChecks.ReplicationAsync),
+        Check("postgres.tls", PostgresTlsCheck.RunAsync),
     ];
 
     private DiagnosticCheck Check(string name, Func<PostgresContext, CancellationToken, Task<IReadOnlyList<Finding>>> run) =>

@@ -1,0 +1,81 @@
+using System.Globalization;
+using System.Net;
+using Polystore.Core.Configuration;
+using Polystore.Core.Diagnostics;
+using static Polystore.Core.Diagnostics.FindingText;
+
+namespace Polystore.Postgres.Diagnostics;
+
+/// <summary>
+/// The TLS certificate each configured server presents (the primary or each host of <c>connection.hosts</c>, and each
+/// read replica), asked for as a client asks before its session: when it expires, who issued it, and whether the
+/// configured <c>sslmode</c> checks it at all. Nothing to report under <c>sslmode: disable</c>; a server on a loopback
+/// address that offers no TLS is not reported either (its traffic never leaves the machine).
+/// </summary>
+internal static class PostgresTlsCheck
+{
+    public static async Task<IReadOnlyList<Finding>> RunAsync(PostgresContext ctx, CancellationToken ct)
+    {
+        var c = ctx.Settings.Connection;
+        if (c.Sslmode == PostgresSslMode.Disable) return [];
+        var endpoints = PostgresPing.PrimaryEndpoints(ctx.Settings);
+        endpoints.AddRange(ctx.Settings.Replication.ReadReplicas.Select(r => (r.Host, r.Port)));
+        var offers = await Task.WhenAll(endpoints.Select(e => PostgresTlsDiagnosis.ServerCertificateAsync(e.Host, e.Port, ct))).ConfigureAwait(false);
+        var findings = new List<Finding>();
+        var now = DateTimeOffset.UtcNow;
+        foreach (var ((host, port), offer) in endpoints.Zip(offers))
+        {
+            var endpoint = $"{host}:{port}";
+            if (offer is null) continue; // unreachable: ping and postgres.replication say so
+            if (offer.Certificate is not { } certificate)
+            {
+                if (!IsLoopback(host))
+                    findings.Add(ctx.Finding("postgres.tls", Severity.Warning,
+                        $"{endpoint} offers no TLS: with sslmode {ModeName(c.Sslmode)} its connections are not encrypted",
+                        Evidence(("server", endpoint), ("sslmode", ModeName(c.Sslmode)), ("tls_offered", false)),
+                        "On the server: ssl = on with ssl_cert_file and ssl_key_file, then SELECT pg_reload_conf(); in postgresql.yaml: sslmode: verify-full"));
+                continue;
+            }
+            using (certificate)
+                findings.Add(Describe(ctx, endpoint, certificate, c, now));
+        }
+        return [.. findings.OrderByDescending(f => f.Severity).Take(ctx.Limit)];
+    }
+
+    private static Finding Describe(PostgresContext ctx, string endpoint, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate,
+        PostgresConnectionSettings c, DateTimeOffset now)
+    {
+        var notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime(), TimeSpan.Zero);
+        var left = notAfter - now;
+        var verified = c.Sslmode is PostgresSslMode.VerifyCa or PostgresSslMode.VerifyFull;
+        var severity = left <= TimeSpan.Zero ? Severity.Critical : left <= ctx.Options.TlsExpiryWarning ? Severity.Warning : Severity.Info;
+        var until = notAfter.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture);
+        var when = left <= TimeSpan.Zero ? $"expired on {until}" : $"expires on {until}, in {Days(left)}";
+        var check = verified
+            ? $"checked against {(c.SslRootCert is { } root ? $"connection.sslrootcert ('{root}')" : "the system's trust store")}"
+            : $"not checked: sslmode {ModeName(c.Sslmode)} takes any certificate";
+        var remedies = new List<string>();
+        if (severity != Severity.Info) remedies.Add("Renew the server's certificate (ssl_cert_file, ssl_key_file), then SELECT pg_reload_conf();");
+        if (!verified) remedies.Add("In postgresql.yaml: sslmode: verify-full with connection.sslrootcert naming the CA's PEM file");
+        return ctx.Finding("postgres.tls", severity,
+            $"{endpoint}: TLS certificate {certificate.Subject} {when}; {check}",
+            Evidence(("server", endpoint), ("subject", certificate.Subject), ("issuer", certificate.Issuer), ("not_after", notAfter.ToString("O", CultureInfo.InvariantCulture)),
+                ("days_left", Num(Math.Floor(left.TotalDays), "0")), ("sslmode", ModeName(c.Sslmode)), ("verified", verified)),
+            remedies.Count == 0 ? null : string.Join("; ", remedies));
+    }
+
+    private static string Days(TimeSpan left) => left.TotalDays >= 2 ? $"{Math.Floor(left.TotalDays):0} days" : $"{Math.Max(1, Math.Floor(left.TotalHours)):0} hours";
+
+    private static bool IsLoopback(string host) =>
+        string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
+
+    private static string ModeName(PostgresSslMode mode) => mode switch
+    {
+        PostgresSslMode.Disable => "disable",
+        PostgresSslMode.Allow => "allow",
+        PostgresSslMode.Prefer => "prefer",
+        PostgresSslMode.Require => "require",
+        PostgresSslMode.VerifyCa => "verify-ca",
+        _ => "verify-full",
+    };
+}
