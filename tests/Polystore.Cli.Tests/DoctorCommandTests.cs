@@ -27,7 +27,7 @@ public sealed class DoctorCommandTests
         Assert.Equal(result.ExitCode, root.GetProperty("exit_code").GetInt32());
         Assert.Equal(["postgres", "redis", "mongo"], summary.GetProperty("stores").EnumerateArray().Select(s => s.GetProperty("store").GetString()));
         var checks = root.GetProperty("checks").EnumerateArray().ToList();
-        Assert.Equal(18 + 8 + (TestServers.Mongo is null ? 0 : 4), checks.Count);
+        Assert.Equal(18 + 9 + (TestServers.Mongo is null ? 0 : 4), checks.Count);
         Assert.All(checks, c => Assert.Equal("completed", c.GetProperty("outcome").GetString()));
         var findings = root.GetProperty("findings").EnumerateArray().ToList();
         Assert.Equal(summary.GetProperty("critical").GetInt32() + summary.GetProperty("warning").GetInt32() + summary.GetProperty("info").GetInt32(), findings.Count);

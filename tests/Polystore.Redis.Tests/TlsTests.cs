@@ -153,6 +153,28 @@ public sealed class TlsTests
     }
 
     [Fact]
+    public async Task The_doctor_reports_each_servers_certificate_and_when_it_expires()
+    {
+        using var certs = new TestCertificates();
+        var tlsPort = LoopbackPort.Free();
+        await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: false));
+        var settings = Settings(tlsPort, new() { CaCertificate = certs.CaFile });
+        await using var doctor = new RedisDiagnostics(settings);
+
+        // The test CA's certificates are valid for a day: within the default 30-day warning.
+        var soon = Assert.Single(await doctor.Checks.Single(c => c.Name == "redis.tls").Run(Ct));
+
+        Assert.Equal(Severity.Warning, soon.Severity);
+        Assert.StartsWith($"127.0.0.1:{tlsPort}: TLS certificate CN=redis-server expires on ", soon.Title, StringComparison.Ordinal);
+        Assert.EndsWith($"; checked against tls.ca_certificate ('{certs.CaFile}')", soon.Title, StringComparison.Ordinal);
+        Assert.Equal("CN=Polystore Test CA", soon.Evidence["issuer"]);
+        Assert.Contains($"-p {tlsPort} --tls --cacert {FindingText.ShellQuote(Path.GetFullPath(certs.CaFile))} CONFIG SET tls-cert-file", soon.Remedy, StringComparison.Ordinal);
+
+        await using var relaxed = new RedisDiagnostics(settings, new RedisDiagnosticOptions { TlsExpiryWarning = TimeSpan.FromHours(1) });
+        Assert.Equal(Severity.Info, Assert.Single(await relaxed.Checks.Single(c => c.Name == "redis.tls").Run(Ct)).Severity);
+    }
+
+    [Fact]
     public async Task Doctor_remedies_carry_the_ca_and_the_client_certificate_and_run_as_printed()
     {
         using var certs = new TestCertificates();

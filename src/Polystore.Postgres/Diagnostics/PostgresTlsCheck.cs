@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net;
 using Polystore.Core.Configuration;
 using Polystore.Core.Diagnostics;
@@ -45,12 +44,8 @@ internal static class PostgresTlsCheck
     private static Finding Describe(PostgresContext ctx, string endpoint, System.Security.Cryptography.X509Certificates.X509Certificate2 certificate,
         PostgresConnectionSettings c, DateTimeOffset now)
     {
-        var notAfter = new DateTimeOffset(certificate.NotAfter.ToUniversalTime(), TimeSpan.Zero);
-        var left = notAfter - now;
+        var (severity, when, notAfter, daysLeft) = TlsCertificateReport.Expiry(certificate, now, ctx.Options.TlsExpiryWarning);
         var verified = c.Sslmode is PostgresSslMode.VerifyCa or PostgresSslMode.VerifyFull;
-        var severity = left <= TimeSpan.Zero ? Severity.Critical : left <= ctx.Options.TlsExpiryWarning ? Severity.Warning : Severity.Info;
-        var until = notAfter.ToString("yyyy-MM-dd HH:mm 'UTC'", CultureInfo.InvariantCulture);
-        var when = left <= TimeSpan.Zero ? $"expired on {until}" : $"expires on {until}, in {Days(left)}";
         var check = verified
             ? $"checked against {(c.SslRootCert is { } root ? $"connection.sslrootcert ('{root}')" : "the system's trust store")}"
             : $"not checked: sslmode {ModeName(c.Sslmode)} takes any certificate";
@@ -59,12 +54,10 @@ internal static class PostgresTlsCheck
         if (!verified) remedies.Add("In postgresql.yaml: sslmode: verify-full with connection.sslrootcert naming the CA's PEM file");
         return ctx.Finding("postgres.tls", severity,
             $"{endpoint}: TLS certificate {certificate.Subject} {when}; {check}",
-            Evidence(("server", endpoint), ("subject", certificate.Subject), ("issuer", certificate.Issuer), ("not_after", notAfter.ToString("O", CultureInfo.InvariantCulture)),
-                ("days_left", Num(Math.Floor(left.TotalDays), "0")), ("sslmode", ModeName(c.Sslmode)), ("verified", verified)),
+            Evidence(("server", endpoint), ("subject", certificate.Subject), ("issuer", certificate.Issuer), ("not_after", notAfter),
+                ("days_left", daysLeft), ("sslmode", ModeName(c.Sslmode)), ("verified", verified)),
             remedies.Count == 0 ? null : string.Join("; ", remedies));
     }
-
-    private static string Days(TimeSpan left) => left.TotalDays >= 2 ? $"{Math.Floor(left.TotalDays):0} days" : $"{Math.Max(1, Math.Floor(left.TotalHours)):0} hours";
 
     private static bool IsLoopback(string host) =>
         string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));

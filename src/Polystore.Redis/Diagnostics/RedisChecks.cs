@@ -381,3 +381,45 @@ internal static class RedisServersCheck
         return fields;
     }
 }
+
+/// <summary>
+/// With TLS (a <c>rediss://</c> endpoint): the certificate each server the connection knows presents, fetched in a
+/// handshake of the doctor's own, so one about to expire is reported while connections still work.
+/// </summary>
+internal static class RedisTlsCheck
+{
+    public const string Name = "redis.tls";
+
+    public static async Task<IReadOnlyList<Finding>> RunAsync(RedisDiagnostics doctor, IConnectionMultiplexer muxer, CancellationToken ct)
+    {
+        if (!doctor.UsesTls) return [];
+        var endpoints = muxer.GetEndPoints().Select(e => (EndPoint: e, Address: HostPort(e))).Where(e => e.Address is not null).ToList();
+        var presented = await Task.WhenAll(endpoints.Select(e => TlsCertificateReport.PresentedAsync(e.Address!.Value.Host, e.Address.Value.Port, ct))).ConfigureAwait(false);
+        var ca = doctor.TlsCaCertificate;
+        var check = ca is { Length: > 0 } ? $"checked against tls.ca_certificate ('{ca}')" : "checked against the system's trust store";
+        var findings = new List<Finding>();
+        var now = DateTimeOffset.UtcNow;
+        foreach (var ((endPoint, _), certificate) in endpoints.Zip(presented))
+        {
+            if (certificate is null) continue; // unreachable: redis.servers says so
+            using (certificate)
+            {
+                var endpoint = RedisDiagnostics.Format(endPoint);
+                var (severity, when, notAfter, daysLeft) = TlsCertificateReport.Expiry(certificate, now, doctor.Options.TlsExpiryWarning);
+                findings.Add(doctor.Finding(Name, severity, $"{endpoint}: TLS certificate {certificate.Subject} {when}; {check}",
+                    Evidence(("endpoint", endpoint), ("subject", certificate.Subject), ("issuer", certificate.Issuer), ("not_after", notAfter), ("days_left", daysLeft)),
+                    severity == Severity.Info ? null
+                        : "Renew the server's certificate (redis.conf tls-cert-file and tls-key-file); Redis reads new files with "
+                          + $"{doctor.Cli(endPoint)} CONFIG SET tls-cert-file /path/to/new.crt tls-key-file /path/to/new.key"));
+            }
+        }
+        return [.. findings.OrderByDescending(f => f.Severity)];
+    }
+
+    private static (string Host, int Port)? HostPort(EndPoint endPoint) => endPoint switch
+    {
+        DnsEndPoint d => (d.Host, d.Port),
+        IPEndPoint ip => (ip.Address.ToString(), ip.Port),
+        _ => null,
+    };
+}

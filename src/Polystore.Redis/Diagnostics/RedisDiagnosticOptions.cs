@@ -29,4 +29,6 @@ public sealed class RedisDiagnosticOptions
     public long HitRatioMinLookups { get; init; } = 1_000;
     /// <summary>tcp-backlog below this is a warning (default 511, Redis's own default).</summary>
     public int TcpBacklogMinimum { get; init; } = 511;
+    /// <summary>A server's TLS certificate that expires within this is a warning (default 30 days); an expired one is critical.</summary>
+    public TimeSpan TlsExpiryWarning { get; init; } = TimeSpan.FromDays(30);
 }

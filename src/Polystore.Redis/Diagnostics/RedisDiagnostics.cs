@@ -57,6 +57,12 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
 
     private bool HasPassword { get; }
 
+    /// <summary>Whether the connection is TLS (a <c>rediss://</c> endpoint or <c>ssl=true</c>).</summary>
+    internal bool UsesTls => _tls;
+
+    /// <summary>redis.yaml's <c>tls.ca_certificate</c>, when set.</summary>
+    internal string? TlsCaCertificate => _settings.Tls.CaCertificate;
+
     /// <summary>Every Redis check, ready for <see cref="DiagnosticRunner"/>.</summary>
     public IReadOnlyList<DiagnosticCheck> Checks =>
     [
@@ -69,6 +75,7 @@ public sealed class RedisDiagnostics : IStoreDiagnostics
         Check("redis.tcp_backlog", RedisChecks.TcpBacklogAsync),
         new(Store, RedisServersCheck.Name, async ct =>
             await RedisServersCheck.RunAsync(this, await ConnectAsync(ct).ConfigureAwait(false), _settings.Cluster.Enabled, ct).ConfigureAwait(false)),
+        new(Store, RedisTlsCheck.Name, async ct => await RedisTlsCheck.RunAsync(this, await ConnectAsync(ct).ConfigureAwait(false), ct).ConfigureAwait(false)),
     ];
 
     private DiagnosticCheck Check(string name, Func<RedisCheckContext, CancellationToken, Task<IReadOnlyList<Finding>>> run) =>
