@@ -174,12 +174,19 @@ public sealed class PostgresTlsTests : IAsyncLifetime
     }
 
     [Fact]
-    public async Task The_doctor_has_no_tls_finding_under_sslmode_disable_or_for_a_plain_loopback_server()
+    public async Task A_server_without_tls_is_reported_only_where_it_matters()
     {
         Assert.Empty(await TlsFindingsAsync(Load("  sslmode: disable\n")));
-        // The private test server speaks no TLS and listens on 127.0.0.1: nothing leaves the machine.
-        var plain = TestServers.Postgres;
-        Assert.Empty(await TlsFindingsAsync(new PostgresSettings { Connection = new() { Host = plain.Connection.Host, Port = plain.Connection.Port, User = plain.Connection.User,
-            Password = plain.Connection.Password, Sslmode = PostgresSslMode.Prefer } }));
+        // The private test server speaks no TLS and listens on 127.0.0.1: under prefer nothing leaves the machine
+        // unencrypted that matters, under require no connection succeeds.
+        var plain = TestServers.Postgres.Connection;
+        PostgresSettings Plain(PostgresSslMode mode) =>
+            new() { Connection = new() { Host = plain.Host, Port = plain.Port, User = plain.User, Password = plain.Password, Sslmode = mode } };
+        Assert.Empty(await TlsFindingsAsync(Plain(PostgresSslMode.Prefer)));
+
+        var refused = Assert.Single(await TlsFindingsAsync(Plain(PostgresSslMode.Require)));
+
+        Assert.Equal(Severity.Critical, refused.Severity);
+        Assert.Equal($"{plain.Host}:{plain.Port} offers no TLS: with sslmode require every connection to it fails", refused.Title);
     }
 }

@@ -28,9 +28,12 @@ internal static class PostgresTlsCheck
             if (offer is null) continue; // unreachable: ping and postgres.replication say so
             if (offer.Certificate is not { } certificate)
             {
-                if (!IsLoopback(host))
-                    findings.Add(ctx.Finding("postgres.tls", Severity.Warning,
-                        $"{endpoint} offers no TLS: with sslmode {ModeName(c.Sslmode)} its connections are not encrypted",
+                // Under require and the verify modes no connection to it succeeds; under allow and prefer they go in plain text.
+                var refused = c.Sslmode >= PostgresSslMode.Require;
+                if (refused || !IsLoopback(host))
+                    findings.Add(ctx.Finding("postgres.tls", refused ? Severity.Critical : Severity.Warning,
+                        refused ? $"{endpoint} offers no TLS: with sslmode {ModeName(c.Sslmode)} every connection to it fails"
+                            : $"{endpoint} offers no TLS: with sslmode {ModeName(c.Sslmode)} its connections are not encrypted",
                         Evidence(("server", endpoint), ("sslmode", ModeName(c.Sslmode)), ("tls_offered", false)),
                         "On the server: ssl = on with ssl_cert_file and ssl_key_file, then SELECT pg_reload_conf(); in postgresql.yaml: sslmode: verify-full"));
                 continue;
@@ -48,7 +51,9 @@ internal static class PostgresTlsCheck
         var verified = c.Sslmode is PostgresSslMode.VerifyCa or PostgresSslMode.VerifyFull;
         var check = verified
             ? $"checked against {(c.SslRootCert is { } root ? $"connection.sslrootcert ('{root}')" : "the system's trust store")}"
-            : $"not checked: sslmode {ModeName(c.Sslmode)} takes any certificate";
+            : c.Sslmode == PostgresSslMode.Allow
+                ? "not used unless the server demands TLS (sslmode allow tries plain text first), and then not checked"
+                : $"not checked: sslmode {ModeName(c.Sslmode)} takes any certificate";
         var remedies = new List<string>();
         if (severity != Severity.Info) remedies.Add("Renew the server's certificate (ssl_cert_file, ssl_key_file), then SELECT pg_reload_conf();");
         if (!verified) remedies.Add("In postgresql.yaml: sslmode: verify-full with connection.sslrootcert naming the CA's PEM file");
