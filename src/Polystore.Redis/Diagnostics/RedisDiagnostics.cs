@@ -10,8 +10,9 @@ namespace Polystore.Redis.Diagnostics;
 
 /// <summary>
 /// The Redis checks of <c>polystore doctor</c>: memory and eviction policy, evictions, keys without a
-/// TTL (sampled with SCAN, never KEYS), SLOWLOG, clients, keyspace hit ratio and tcp-backlog. In a
-/// cluster every primary is checked. Remedies are exact <c>redis-cli</c> commands.
+/// TTL (sampled with SCAN, never KEYS), SLOWLOG, clients, keyspace hit ratio and tcp-backlog, the servers'
+/// reachability, and with TLS each server's certificate. In a cluster every primary is checked. Remedies are exact
+/// <c>redis-cli</c> commands.
 /// </summary>
 public sealed class RedisDiagnostics : IStoreDiagnostics
 {
