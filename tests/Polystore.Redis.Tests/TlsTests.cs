@@ -16,10 +16,10 @@ public sealed class TlsTests
 {
     private static CancellationToken Ct => TestContext.Current.CancellationToken;
 
-    private static RedisSettings Settings(int tlsPort, RedisTlsSettings tls, string host = "127.0.0.1") => new()
+    private static RedisSettings Settings(int tlsPort, RedisTlsSettings tls, string host = "127.0.0.1", int timeoutSeconds = 3) => new()
     {
         Connection = new() { Url = $"rediss://{host}:{tlsPort}" },
-        Pool = new() { ConnectionTimeout = 3, SocketTimeout = 3 },
+        Pool = new() { ConnectionTimeout = timeoutSeconds, SocketTimeout = timeoutSeconds },
         Tls = tls,
     };
 
@@ -73,8 +73,10 @@ public sealed class TlsTests
         using var certs = new TestCertificates();
         var tlsPort = LoopbackPort.Free();
         await using var redis = await ThrowawayRedis.LaunchAsync(certs.ServerArgs(tlsPort, authClients: false));
-        // As an application connects: in the background, so the reason only shows when something asks.
-        await using var muxer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(Settings(tlsPort, new() { CaCertificate = certs.OtherCaFile })));
+        // As an application connects: in the background, so the reason only shows when something asks. The first attempt
+        // must get as far as the handshake: on a loaded machine 3 s ran out before it (the ping then said "Operation canceled").
+        await using var muxer = await ConnectionMultiplexer.ConnectAsync(RedisDriverSettings.Build(
+            Settings(tlsPort, new() { CaCertificate = certs.OtherCaFile }, timeoutSeconds: 10)));
 
         var ping = Assert.Single(await RedisPing.PingAsync(muxer, Ct));
 
