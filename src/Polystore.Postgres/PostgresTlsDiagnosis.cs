@@ -13,7 +13,8 @@ namespace Polystore.Postgres;
 /// server's certificate and checks it as Npgsql's verify-ca/verify-full do (the chain against the file alone, and the
 /// host name under verify-full). Ping, the health check and the doctor ask it once a connection has failed so; the
 /// application's connections keep Npgsql's own check (its data sources are also built by callers from
-/// <see cref="PostgresDriverSettings.Build"/>'s connection string, which can carry only the file).
+/// <see cref="PostgresDriverSettings.Build"/>'s connection string, which can carry only the file). The doctor's
+/// <c>postgres.tls</c> reads each server's certificate through the same handshake (<see cref="ServerCertificateAsync"/>).
 /// </summary>
 internal static class PostgresTlsDiagnosis
 {
