@@ -1,9 +1,7 @@
 using System.Buffers.Binary;
-using System.Net.Security;
-using System.Net.Sockets;
-using System.Security.Authentication;
 using System.Security.Cryptography.X509Certificates;
 using Polystore.Core.Configuration;
+using Polystore.Core.Diagnostics;
 
 namespace Polystore.Postgres;
 
@@ -23,9 +21,6 @@ internal static class PostgresTlsDiagnosis
 
     // What the frontend sends to ask for TLS before the startup message: length 8, then the SSLRequest code.
     private const int SslRequestCode = 80877103;
-
-    // Per endpoint: the answer is a line in a ping or a finding, never worth a long wait.
-    private static readonly TimeSpan Limit = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// <paramref name="failure"/> (a line of <see cref="PostgresFailure.Describe"/>) with Npgsql's refusal replaced by
@@ -60,12 +55,12 @@ internal static class PostgresTlsDiagnosis
     private static async Task<string?> RefusalAsync(string host, int port, X509Certificate2Collection authorities, string caFile, bool checkName, CancellationToken cancellationToken)
     {
         string? reason = null;
-        await HandshakeAsync(host, port, (_, certificate, chain, errors) =>
+        await WithTlsAsync(host, port, (stream, ct) => TlsCertificateReport.HandshakeAsync(stream, host, (_, certificate, chain, errors) =>
         {
             if (!TlsServerCheck.Trusted(certificate, chain, errors, authorities, TlsKeyNames.Postgres.CaCertificate, caFile, checkName, out var why))
                 reason = $"the server's certificate ({certificate?.Subject ?? "none"}) is refused: {why}";
             return false; // a check only: no session follows
-        }, cancellationToken).ConfigureAwait(false);
+        }, ct), cancellationToken).ConfigureAwait(false);
         return reason;
     }
 
@@ -76,11 +71,8 @@ internal static class PostgresTlsDiagnosis
     public static async Task<ServerTls?> ServerCertificateAsync(string host, int port, CancellationToken cancellationToken)
     {
         X509Certificate2? presented = null;
-        var speaksTls = await HandshakeAsync(host, port, (_, certificate, _, _) =>
-        {
-            if (certificate is not null) presented ??= X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-            return false; // only the certificate is wanted
-        }, cancellationToken).ConfigureAwait(false);
+        var speaksTls = await WithTlsAsync(host, port,
+            async (stream, ct) => presented = await TlsCertificateReport.PresentedAsync(stream, host, ct).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
         return speaksTls switch
         {
             null => null,
@@ -90,51 +82,24 @@ internal static class PostgresTlsDiagnosis
     }
 
     /// <summary>
-    /// Asks the server for TLS (an SSLRequest, as a client does before its startup message) and runs a handshake with
-    /// <paramref name="look"/> as the certificate callback: true when the server answered with TLS, false when it does
-    /// not speak it, null when it could not be asked (down, unreachable, no answer within 5 s).
+    /// Asks the server for TLS (an SSLRequest, as a client does before its startup message) and, when it agrees, runs
+    /// <paramref name="handshake"/> on the connection (the host is the name Npgsql checks, so the check sees what
+    /// Npgsql's saw): true when the server answered with TLS, false when it does not speak it, null when it could not
+    /// be asked (down, unreachable, no answer within 5 s).
     /// </summary>
-    private static async Task<bool?> HandshakeAsync(string host, int port, RemoteCertificateValidationCallback look, CancellationToken cancellationToken)
-    {
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        limit.CancelAfter(Limit);
-        try
+    private static Task<bool?> WithTlsAsync(string host, int port, Func<Stream, CancellationToken, Task> handshake, CancellationToken cancellationToken) =>
+        TlsCertificateReport.OverTcpAsync<bool?>(host, port, async (stream, ct) =>
         {
-            using var client = new TcpClient();
-            await client.ConnectAsync(host, port, limit.Token).ConfigureAwait(false);
-            var stream = client.GetStream();
             var request = new byte[8];
             BinaryPrimitives.WriteInt32BigEndian(request, request.Length);
             BinaryPrimitives.WriteInt32BigEndian(request.AsSpan(4), SslRequestCode);
-            await stream.WriteAsync(request, limit.Token).ConfigureAwait(false);
+            await stream.WriteAsync(request, ct).ConfigureAwait(false);
             var answer = new byte[1];
-            if (await stream.ReadAsync(answer, limit.Token).ConfigureAwait(false) != 1) return null;
+            if (await stream.ReadAsync(answer, ct).ConfigureAwait(false) != 1) return null;
             if (answer[0] != (byte)'S') return false;
-            var tls = new SslStream(stream, leaveInnerStreamOpen: false);
-            await using (tls.ConfigureAwait(false))
-            {
-                var options = new SslClientAuthenticationOptions
-                {
-                    TargetHost = host, // as Npgsql names it, so the name check sees what Npgsql's saw
-                    CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                    RemoteCertificateValidationCallback = look,
-                };
-                try
-                {
-                    await tls.AuthenticateAsClientAsync(options, limit.Token).ConfigureAwait(false);
-                }
-                catch (AuthenticationException)
-                {
-                    // The callback's refusal, on purpose.
-                }
-            }
+            await handshake(stream, ct).ConfigureAwait(false);
             return true;
-        }
-        catch (Exception e) when (e is SocketException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-        {
-            return null;
-        }
-    }
+        }, null, cancellationToken);
 }
 
 /// <summary>What a PostgreSQL server offered when asked for TLS: its certificate, or null when it does not speak TLS.</summary>

@@ -494,7 +494,13 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         var plan = await UpsertPlanResolver.ResolveAsync(Upsert(table), connection, null, Ct);
         await using var tx = await connection.BeginTransactionAsync(Ct);
         await new NpgsqlCommand($"SET LOCAL work_mem = '{workMemKb}kB'", connection, tx).ExecuteNonQueryAsync(Ct);
-        await using (var steer = new NpgsqlBatch(connection, tx) { BatchCommands = { MergeJoinSteering.Steer(plan.SteerMerge, rows, cap, await EntryBytesAsync(plan, connection, tx)) } })
+        // The key's width comes from pg_stats ('u12345@example.com': ~18 bytes), not the 32-byte guess for a key it has
+        // no statistics on, with the table's size; the correlation is of the e-mail (stored in generate_series order).
+        var shape = await ShapeAsync(plan, connection, tx);
+        Assert.InRange(shape.KeyWidth!.Value, 15, 22);
+        Assert.InRange(shape.Rows, 90_000, 110_000);
+        Assert.NotNull(shape.KeyCorrelation);
+        await using (var steer = new NpgsqlBatch(connection, tx) { BatchCommands = { MergeJoinSteering.Steer(plan.SteerMerge, rows, cap, MergeJoinSteering.EntryBytes(shape.KeyWidth, 1)) } })
             await steer.ExecuteNonQueryAsync(Ct);
         await using var now = await new NpgsqlCommand(
             "SELECT pg_size_bytes(current_setting('work_mem')), current_setting('hash_mem_multiplier')::float8, current_setting('enable_hashjoin'), current_setting('enable_mergejoin')",
@@ -511,13 +517,13 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         else Assert.InRange(bytes * multiplier, 100_000 * 70.0, 100_000 * 100.0); // ~64 bytes + the e-mail (~18) per table row
     }
 
-    // A hash entry's bytes as the staged path estimates them, from the table's shape read as it reads it.
-    private static async Task<double> EntryBytesAsync(PostgresBulkUpsertPlan<UserRow> plan, NpgsqlConnection connection, NpgsqlTransaction tx)
+    // The table's shape as the staged path reads it before its COPY.
+    private static async Task<TableShape> ShapeAsync(PostgresBulkUpsertPlan<UserRow> plan, NpgsqlConnection connection, NpgsqlTransaction tx)
     {
         await using var read = new NpgsqlBatch(connection, tx) { BatchCommands = { MergeJoinSteering.ReadShape(plan.TableShapeNow, plan.KeyNames) } };
         await using var reader = await read.ExecuteReaderAsync(Ct);
         Assert.True(await reader.ReadAsync(Ct));
-        return MergeJoinSteering.EntryBytes(MergeJoinSteering.ReadShapeRow(reader).KeyWidth, plan.KeyNames.Length);
+        return MergeJoinSteering.ReadShapeRow(reader);
     }
 
     [Fact]
@@ -534,7 +540,7 @@ public sealed class BulkUpsertTests(SchemaFixture db) : IClassFixture<SchemaFixt
         await new NpgsqlCommand(plan.CreateStaging, connection, tx).ExecuteNonQueryAsync(Ct);
         var staging = plan.Copy.Split(' ')[1];
         await new NpgsqlCommand($"INSERT INTO {staging} (email, name) SELECT 'u' || i || '@example.com', 'n' FROM generate_series(1, 50000) i; ANALYZE {staging}", connection, tx).ExecuteNonQueryAsync(Ct);
-        await using (var steer = new NpgsqlBatch(connection, tx) { BatchCommands = { MergeJoinSteering.Steer(plan.SteerMerge, 50_000, 1L << 20, await EntryBytesAsync(plan, connection, tx)) } })
+        await using (var steer = new NpgsqlBatch(connection, tx) { BatchCommands = { MergeJoinSteering.Steer(plan.SteerMerge, 50_000, 1L << 20, MergeJoinSteering.EntryBytes((await ShapeAsync(plan, connection, tx)).KeyWidth, 1)) } })
             await steer.ExecuteNonQueryAsync(Ct);
         var explained = (string)(await new NpgsqlCommand("EXPLAIN (FORMAT JSON) " + plan.UpsertFromStaging.Merge, connection, tx).ExecuteScalarAsync(Ct))!;
         Assert.DoesNotContain("Nested Loop", explained);

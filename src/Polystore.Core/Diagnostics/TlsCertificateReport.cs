@@ -12,33 +12,34 @@ namespace Polystore.Core.Diagnostics;
 /// </summary>
 internal static class TlsCertificateReport
 {
-    // Per server: the answer is one finding, never worth a long wait.
+    // Per server: the answer is one finding or one line, never worth a long wait.
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// The certificate a server that speaks TLS from the first byte (Redis) presents at host:port (the caller disposes
     /// it), or null when it presents none or cannot be reached within 5 s.
     /// </summary>
-    public static async Task<X509Certificate2?> PresentedAsync(string host, int port, CancellationToken cancellationToken)
-    {
-        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        limit.CancelAfter(Limit);
-        try
-        {
-            using var client = new TcpClient();
-            await client.ConnectAsync(host, port, limit.Token).ConfigureAwait(false);
-            return await PresentedAsync(client.GetStream(), host, limit.Token).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is SocketException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
-        {
-            return null;
-        }
-    }
+    public static Task<X509Certificate2?> PresentedAsync(string host, int port, CancellationToken cancellationToken) =>
+        OverTcpAsync(host, port, (stream, ct) => PresentedAsync(stream, host, ct), null, cancellationToken);
 
     /// <summary>The certificate presented in a TLS handshake over <paramref name="stream"/>; the handshake is then refused (a look only).</summary>
     public static async Task<X509Certificate2?> PresentedAsync(Stream stream, string host, CancellationToken cancellationToken)
     {
         X509Certificate2? presented = null;
+        await HandshakeAsync(stream, host, (_, certificate, _, _) =>
+        {
+            if (certificate is not null) presented ??= X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
+            return false;
+        }, cancellationToken).ConfigureAwait(false);
+        return presented;
+    }
+
+    /// <summary>
+    /// A TLS handshake over <paramref name="stream"/> for <paramref name="host"/> (the name the certificate is checked
+    /// against) with <paramref name="look"/> as the certificate callback; a refusal by <paramref name="look"/> ends it quietly.
+    /// </summary>
+    public static async Task HandshakeAsync(Stream stream, string host, RemoteCertificateValidationCallback look, CancellationToken cancellationToken)
+    {
         var tls = new SslStream(stream, leaveInnerStreamOpen: true);
         await using (tls.ConfigureAwait(false))
         {
@@ -46,11 +47,7 @@ internal static class TlsCertificateReport
             {
                 TargetHost = host,
                 CertificateRevocationCheckMode = X509RevocationMode.NoCheck,
-                RemoteCertificateValidationCallback = (_, certificate, _, _) =>
-                {
-                    if (certificate is not null) presented ??= X509CertificateLoader.LoadCertificate(certificate.GetRawCertData());
-                    return false;
-                },
+                RemoteCertificateValidationCallback = look,
             };
             try
             {
@@ -58,10 +55,29 @@ internal static class TlsCertificateReport
             }
             catch (AuthenticationException)
             {
-                // The refusal above, on purpose.
+                // The callback's refusal, on purpose.
             }
         }
-        return presented;
+    }
+
+    /// <summary>
+    /// Connects to host:port and runs <paramref name="use"/> on the connection within 5 s; <paramref name="unreachable"/>
+    /// when the server is down, unreachable or does not answer in time.
+    /// </summary>
+    public static async Task<T> OverTcpAsync<T>(string host, int port, Func<NetworkStream, CancellationToken, Task<T>> use, T unreachable, CancellationToken cancellationToken)
+    {
+        using var limit = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        limit.CancelAfter(Limit);
+        try
+        {
+            using var client = new TcpClient();
+            await client.ConnectAsync(host, port, limit.Token).ConfigureAwait(false);
+            return await use(client.GetStream(), limit.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is SocketException or IOException || (e is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+        {
+            return unreachable;
+        }
     }
 
     /// <summary>

@@ -67,13 +67,5 @@ internal static class PostgresTlsCheck
     private static bool IsLoopback(string host) =>
         string.Equals(host, "localhost", StringComparison.OrdinalIgnoreCase) || (IPAddress.TryParse(host.Trim('[', ']'), out var address) && IPAddress.IsLoopback(address));
 
-    private static string ModeName(PostgresSslMode mode) => mode switch
-    {
-        PostgresSslMode.Disable => "disable",
-        PostgresSslMode.Allow => "allow",
-        PostgresSslMode.Prefer => "prefer",
-        PostgresSslMode.Require => "require",
-        PostgresSslMode.VerifyCa => "verify-ca",
-        _ => "verify-full",
-    };
+    private static string ModeName(PostgresSslMode mode) => ConfigBinder.EnumName(mode);
 }
